@@ -1,0 +1,58 @@
+"""The ``senformer`` command: argparse subcommands, each a thin layer over library functions.
+
+Each module in :data:`COMMAND_MODULES` (under ``senformer.commands``) exposes ``register(subparsers)``, which
+adds its parser and sets ``run=function(args) -> int``. User mistakes (:class:`UserError`, ``ValueError``,
+missing files) end in one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import UserError
+
+COMMAND_MODULES = ["info", "convert", "predict", "data", "evaluate", "train", "benchmark", "analyze", "demo"]
+
+USER_ERRORS = (UserError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="senformer",
+        description="Enformer with full, chunked and BigBird block-sparse attention: convert weights, "
+        "predict, evaluate, train and benchmark.",
+    )
+    parser.add_argument("--version", action="version", version=f"senformer {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"senformer.commands.{name}")
+        except ModuleNotFoundError as error:
+            if error.name == f"senformer.commands.{name}":
+                continue  # a command not shipped in this build
+            raise
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except USER_ERRORS as error:
+        message = str(error) or type(error).__name__
+        if isinstance(error, OSError) and error.filename and str(error.filename) not in message:
+            message = f"{message}: {error.filename}"
+        print(f"senformer {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"senformer {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

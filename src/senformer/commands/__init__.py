@@ -1,0 +1,1 @@
+"""One module per ``senformer`` subcommand; see :mod:`senformer.cli`."""

@@ -1,0 +1,48 @@
+"""Attention kinds: one module per kind, all with the same parameters.
+
+``full`` is the published maths (the reference), ``chunked`` computes it exactly with linear memory, and
+``bigbird`` is block-sparse with Enformer's relative positions on every attended pair.
+"""
+
+from __future__ import annotations
+
+from ...config import EnformerConfig
+from .base import RelativeAttention
+from .bigbird import BigBirdAttention, bigbird_attention
+from .chunked import ChunkedAttention, chunked_attention
+from .full import FullAttention, full_attention
+from .pattern import BlockPattern, make_block_pattern
+from .relative import relative_shift
+
+ATTENTION_CLASSES: dict[str, type[RelativeAttention]] = {
+    "full": FullAttention,
+    "chunked": ChunkedAttention,
+    "bigbird": BigBirdAttention,
+}
+
+
+def build_attention(config: EnformerConfig, layer_index: int = 0) -> RelativeAttention:
+    """The attention module of ``config.attention`` for transformer layer ``layer_index``."""
+    try:
+        cls = ATTENTION_CLASSES[config.attention]
+    except KeyError:
+        raise ValueError(
+            f"unknown attention kind {config.attention!r}; choose one of {', '.join(ATTENTION_CLASSES)}"
+        ) from None
+    return cls(config, layer_index)
+
+
+__all__ = [
+    "ATTENTION_CLASSES",
+    "BigBirdAttention",
+    "BlockPattern",
+    "ChunkedAttention",
+    "FullAttention",
+    "RelativeAttention",
+    "bigbird_attention",
+    "build_attention",
+    "chunked_attention",
+    "full_attention",
+    "make_block_pattern",
+    "relative_shift",
+]

@@ -1,0 +1,110 @@
+"""Parameters and projections shared by every attention kind.
+
+Every kind owns the same parameters (``to_q``, ``to_k``, ``to_v``, ``to_r_k``, ``to_out``, ``r_w_bias``,
+``r_r_bias``), so any weights load into any kind; a subclass only supplies :meth:`attend`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ...config import EnformerConfig
+from ..positional import relative_distances, relative_position_features
+
+
+def _truncated_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
+    return nn.init.trunc_normal_(tensor, std=std, a=-2 * std, b=2 * std)
+
+
+class RelativeAttention(nn.Module):
+    """Multi-head attention with Enformer's relative positional term (TransformerXL style).
+
+    ``logits[i, j] = (q_i + r_w_bias) . k_j + (q_i + r_r_bias) . r_k[j - i]`` with ``q`` scaled by
+    ``key_size**-0.5`` before the biases are added, as in DeepMind's ``attention_module.py``.
+    """
+
+    def __init__(self, config: EnformerConfig, layer_index: int = 0):
+        super().__init__()
+        self.config = config
+        self.layer_index = layer_index
+        heads, key_size, value_size = config.heads, config.key_size, config.head_value_size
+        self.to_q = nn.Linear(config.dim, heads * key_size, bias=False)
+        self.to_k = nn.Linear(config.dim, heads * key_size, bias=False)
+        self.to_v = nn.Linear(config.dim, heads * value_size, bias=False)
+        self.to_out = nn.Linear(heads * value_size, config.dim)
+        if config.relative_positions:
+            self.to_r_k = nn.Linear(config.relative_features, heads * key_size, bias=False)
+            self.r_w_bias = nn.Parameter(torch.zeros(heads, key_size))
+            self.r_r_bias = nn.Parameter(torch.zeros(heads, key_size))
+        self.positional_dropout = nn.Dropout(config.positional_dropout_rate)
+        self._feature_cache: dict[tuple[int, torch.device], torch.Tensor] = {}
+        self.reset_parameters()
+
+    @property
+    def dropout_p(self) -> float:
+        return self.config.attention_dropout_rate if self.training else 0.0
+
+    def reset_parameters(self) -> None:
+        """Official initialisation: VarianceScaling(2.0) for projections and biases, zero output layer."""
+        for linear in (self.to_q, self.to_k, self.to_v):
+            _truncated_normal_(linear.weight, math.sqrt(2.0 / linear.in_features))
+        if self.config.relative_positions:
+            _truncated_normal_(self.to_r_k.weight, math.sqrt(2.0 / self.to_r_k.in_features))
+            for bias in (self.r_w_bias, self.r_r_bias):
+                _truncated_normal_(bias, math.sqrt(2.0 / self.config.key_size))
+        nn.init.zeros_(self.to_out.weight)
+        nn.init.zeros_(self.to_out.bias)
+
+    def positional_features(self, length: int, device: torch.device) -> torch.Tensor:
+        """(2T - 1, features) features of distances -(T-1) .. T-1, cached per length (no parameters)."""
+        cache_key = (length, device)
+        features = self._feature_cache.get(cache_key)
+        if features is None:
+            basis_length = self.config.positional_basis_length or length
+            distances = relative_distances(length)
+            features = relative_position_features(distances, self.config.relative_features, basis_length)
+            features = features.to(device)
+            self._feature_cache = {cache_key: features}
+        return features
+
+    def relative_keys(self, length: int, device: torch.device) -> torch.Tensor:
+        """(heads, 2T - 1, key) projected relative positional features."""
+        features = self.positional_dropout(self.positional_features(length, device))
+        projected = self.to_r_k(features)  # (2T - 1, heads * key)
+        return projected.view(2 * length - 1, self.config.heads, self.config.key_size).transpose(0, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, T, dim) -> (batch, T, dim)."""
+        batch, length, _ = x.shape
+        heads, key_size = self.config.heads, self.config.key_size
+        # (batch, T, heads * key) -> (batch, heads, T, key); head-major columns as in DeepMind's code.
+        query = self.to_q(x).view(batch, length, heads, key_size).transpose(1, 2) * key_size**-0.5
+        key = self.to_k(x).view(batch, length, heads, key_size).transpose(1, 2)
+        value = self.to_v(x).view(batch, length, heads, -1).transpose(1, 2)
+        if self.config.relative_positions:
+            q_content = query + self.r_w_bias[:, None, :].to(query.dtype)
+            q_position = query + self.r_r_bias[:, None, :].to(query.dtype)
+            relative_keys = self.relative_keys(length, x.device)
+        else:
+            q_content, q_position, relative_keys = query, None, None
+        out = self.attend(q_content, key, value, q_position, relative_keys)  # (batch, heads, T, value)
+        out = out.transpose(1, 2).reshape(batch, length, -1)
+        return self.to_out(out)
+
+    def attend(
+        self,
+        q_content: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        q_position: torch.Tensor | None,
+        relative_keys: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """(batch, heads, T, key) queries and keys, (batch, heads, T, value) values -> (batch, heads, T, value)."""
+        raise NotImplementedError
+
+    def attention_mask(self, length: int) -> torch.Tensor:
+        """The boolean (heads, T, T) pattern this kind implements: dense for exact kinds."""
+        return torch.ones(self.config.heads, length, length, dtype=torch.bool)

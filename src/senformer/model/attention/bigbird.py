@@ -1,0 +1,126 @@
+"""``bigbird``: BigBird ITC block-sparse attention that keeps Enformer's relative positions.
+
+Sparse query blocks gather their key blocks (window, global, random; :mod:`.pattern`) and score them with
+the content term and, for every attended pair, the relative term ``(q_i + r_r_bias) . r_k[j - i]``, taken
+per gathered block pair from the ``2 * block - 1`` distances it spans. Global query blocks attend every
+key exactly. Nothing of size ``(T, T)`` or ``(T, 2T - 1)`` is formed: memory and time are linear in ``T``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from .base import RelativeAttention
+from .full import full_attention
+from .pattern import BlockPattern, make_block_pattern
+from .relative import attend_query_range, relative_shift
+
+
+def bigbird_attention(
+    q_content: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    pattern: BlockPattern,
+    q_position: torch.Tensor | None = None,
+    relative_keys: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """Block-sparse attention over ``pattern``; same arguments and result layout as :func:`full_attention`.
+
+    Equals ``full_attention(..., mask=pattern.mask())`` up to floating-point rounding.
+    """
+    if pattern.dense:
+        return full_attention(q_content, key, value, q_position, relative_keys, dropout_p=dropout_p)
+    batch, heads, length, key_size = q_content.shape
+    value_size = value.shape[-1]
+    block, blocks = pattern.block_size, pattern.num_blocks
+    padding = blocks * block - length
+    device = q_content.device
+
+    def pad(t: torch.Tensor) -> torch.Tensor:
+        return F.pad(t, (0, 0, 0, padding)) if padding else t
+
+    query_blocks = pattern.query_blocks.to(device)
+    key_blocks = pattern.key_blocks.to(device)  # (heads, queries, slots)
+    valid = pattern.valid.to(device)
+    queries, slots = key_blocks.shape[1:]
+    head_index = torch.arange(heads, device=device)[:, None, None]
+
+    # (batch, heads, blocks, block, dim) views; sparse query blocks never hold padding (the last block is
+    # global when there are global blocks; otherwise its padded rows are dropped at the end).
+    q_blocks = pad(q_content).view(batch, heads, blocks, block, key_size)[:, :, query_blocks]
+    k_blocks = pad(key).view(batch, heads, blocks, block, key_size)
+    v_blocks = pad(value).view(batch, heads, blocks, block, value_size)
+    k_gathered = k_blocks[:, head_index, key_blocks]  # (batch, heads, queries, slots, block, key)
+    v_gathered = v_blocks[:, head_index, key_blocks]  # (batch, heads, queries, slots, block, value)
+
+    # Content term, laid out (batch, heads, queries, slots, query position, key position).
+    logits = torch.einsum("bhqik,bhqsjk->bhqsij", q_blocks, k_gathered)
+    if relative_keys is not None:
+        # Pair (query block Q, key block K) spans distances (K - Q) * block + [-(block - 1), block - 1]:
+        # rows (T - 1) + (K - Q) * block - (block - 1) + [0, 2 block - 2] of relative_keys. Pad the rows so
+        # that pairs touching padded keys or queries index zeros (they are masked or dropped).
+        margin = blocks * block
+        padded_keys = F.pad(relative_keys, (0, 0, margin, margin))  # (heads, 2T - 1 + 2 margin, key)
+        first = margin + (length - 1) + (key_blocks - query_blocks[None, :, None]) * block - (block - 1)
+        rows = first[..., None] + torch.arange(2 * block - 1, device=device)  # (heads, queries, slots, 2b-1)
+        r_gathered = padded_keys[head_index[..., None], rows]  # (heads, queries, slots, 2 block - 1, key)
+        p_blocks = pad(q_position).view(batch, heads, blocks, block, key_size)[:, :, query_blocks]
+        relative = torch.einsum("bhqik,hqsdk->bhqsid", p_blocks, r_gathered)  # (..., block, 2 block - 1)
+        logits = logits + relative_shift(relative)
+
+    key_positions = key_blocks[..., None] * block + torch.arange(block, device=device)  # (h, q, s, block)
+    key_valid = valid[..., None] & (key_positions < length)
+    logits = logits.masked_fill(~key_valid[None, :, :, :, None, :], float("-inf"))
+    # Softmax over every attended key of a query: (batch, heads, queries, block, slots * block).
+    logits = logits.permute(0, 1, 2, 4, 3, 5).reshape(batch, heads, queries, block, slots * block)
+    weights = torch.softmax(logits, dim=-1)
+    if dropout_p > 0.0:
+        weights = F.dropout(weights, dropout_p)
+    weights = weights.view(batch, heads, queries, block, slots, block).to(value.dtype)
+    sparse_out = torch.einsum("bhqisj,bhqsjv->bhqiv", weights, v_gathered)  # (batch, heads, queries, block, v)
+
+    out = q_content.new_empty(batch, heads, blocks, block, value_size, dtype=sparse_out.dtype)
+    out[:, :, query_blocks] = sparse_out
+    out = out.view(batch, heads, blocks * block, value_size)
+    for global_block in pattern.global_blocks:
+        start = global_block * block
+        stop = min(start + block, length)
+        position_rows = q_position[:, :, start:stop] if q_position is not None else None
+        out[:, :, start:stop] = attend_query_range(
+            q_content[:, :, start:stop], key, value, start, position_rows, relative_keys, dropout_p=dropout_p
+        )
+    return out[:, :, :length]
+
+
+class BigBirdAttention(RelativeAttention):
+    """Block-sparse attention; the pattern is drawn once per length and cached."""
+
+    def __init__(self, config, layer_index: int = 0):
+        super().__init__(config, layer_index)
+        self._pattern_cache: dict[int, BlockPattern] = {}
+
+    def block_pattern(self, length: int) -> BlockPattern:
+        pattern = self._pattern_cache.get(length)
+        if pattern is None:
+            config = self.config
+            pattern = make_block_pattern(
+                length,
+                config.heads,
+                block_size=config.block_size,
+                num_window_blocks=config.num_window_blocks,
+                num_global_blocks=config.num_global_blocks,
+                num_random_blocks=config.num_random_blocks,
+                seed=config.attention_seed,
+                layer=self.layer_index,
+            )
+            self._pattern_cache = {length: pattern}
+        return pattern
+
+    def attend(self, q_content, key, value, q_position, relative_keys):
+        pattern = self.block_pattern(q_content.shape[-2])
+        return bigbird_attention(q_content, key, value, pattern, q_position, relative_keys, self.dropout_p)
+
+    def attention_mask(self, length: int) -> torch.Tensor:
+        return self.block_pattern(length).mask()

@@ -1,0 +1,47 @@
+"""``full``: Enformer's attention as published, quadratic in length. The reference for the other kinds."""
+
+from __future__ import annotations
+
+import torch
+
+from .base import RelativeAttention
+from .relative import relative_shift
+
+
+def full_attention(
+    q_content: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    q_position: torch.Tensor | None = None,
+    relative_keys: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """Dense attention with Enformer's relative term (DeepMind ``MultiheadAttention._build``).
+
+    ``logits[i, j] = (q_i + r_w_bias) . k_j + shift((q_i + r_r_bias) . r_k)[i, j]``, softmax over ``j``.
+
+    Args:
+        q_content: (batch, heads, T, key) scaled queries plus ``r_w_bias``.
+        key: (batch, heads, T, key); value: (batch, heads, T, value).
+        q_position: (batch, heads, T, key) scaled queries plus ``r_r_bias``; None without relative positions.
+        relative_keys: (heads, 2T - 1, key) projected positional features.
+        mask: optional boolean (heads or 1, T, T) pattern; False drops the pair (the sparse kernels' oracle).
+    Returns:
+        (batch, heads, T, value).
+    """
+    logits = torch.matmul(q_content, key.transpose(-1, -2))  # (batch, heads, T, T)
+    if relative_keys is not None:
+        relative = torch.matmul(q_position, relative_keys.transpose(-1, -2))  # (batch, heads, T, 2T - 1)
+        logits = logits + relative_shift(relative)
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(logits, dim=-1)
+    if dropout_p > 0.0:
+        weights = torch.nn.functional.dropout(weights, dropout_p)
+    return torch.matmul(weights.to(value.dtype), value)
+
+
+class FullAttention(RelativeAttention):
+    def attend(self, q_content, key, value, q_position, relative_keys):
+        return full_attention(q_content, key, value, q_position, relative_keys, dropout_p=self.dropout_p)

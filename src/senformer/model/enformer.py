@@ -1,0 +1,204 @@
+"""Enformer (Avsec et al. 2021) with a choice of attention kind, read top to bottom.
+
+    sequence (batch, bp, 4)
+      -> stem: Conv(15) -> Residual(ConvBlock 1) -> SoftmaxPooling          (batch, dim/2, bp/2)
+      -> conv tower: 6 x [ConvBlock(5) -> Residual(ConvBlock 1) -> SoftmaxPooling]   (batch, dim, T)
+      -> transformer: depth x [x + Attention(LN x); x + MLP(LN x)]          (batch, T, dim)
+      -> crop to the central target_length positions                         (batch, 896, dim)
+      -> final pointwise: ConvBlock(1, 2 dim) -> Dropout -> GELU             (batch, 896, 2 dim)
+      -> heads: Linear -> softplus                                           {head: (batch, 896, tracks)}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Iterable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
+
+from ..config import EnformerConfig
+from ..constants import CROP_MARGIN
+from ..sequence import tokens_to_one_hot
+from .attention import RelativeAttention, build_attention
+from .layers import ConvBlock, ConvTowerBlock, FeedForward, SoftmaxPooling, Stem, crop, gelu
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block; the attention module (any kind) is handed in."""
+
+    def __init__(self, config: EnformerConfig, attention: RelativeAttention):
+        super().__init__()
+        self.attention_norm = nn.LayerNorm(config.dim, eps=1e-5)
+        self.attention = attention
+        self.attention_dropout = nn.Dropout(config.dropout_rate)
+        self.feed_forward = FeedForward(config.dim, config.dropout_rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, T, dim) -> (batch, T, dim)."""
+        x = x + self.attention_dropout(self.attention(self.attention_norm(x)))
+        return x + self.feed_forward(x)
+
+
+@contextlib.contextmanager
+def _frozen_batchnorm_statistics(module: nn.Module):
+    """Recomputation in backward must not update BatchNorm running statistics a second time."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in norms]
+    for norm in norms:
+        norm.momentum = 0.0
+    try:
+        yield
+    finally:
+        for norm, (momentum, tracked) in zip(norms, saved):
+            norm.momentum = momentum
+            if tracked is not None:
+                norm.num_batches_tracked.copy_(tracked)
+
+
+def _checkpointed(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Run ``module`` under activation checkpointing, keeping BatchNorm statistics exact."""
+    calls = 0
+
+    def run(inputs: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        guard = _frozen_batchnorm_statistics(module) if calls > 1 else contextlib.nullcontext()
+        with guard:
+            return module(inputs)
+
+    return checkpoint(run, x, use_reentrant=False)
+
+
+class Enformer(nn.Module):
+    """Enformer with ``config.attention`` in every transformer block.
+
+    Call with a one-hot float ``(batch, bp, 4)`` or integer tokens ``(batch, bp)`` (0-3 = ACGT, 4 = N);
+    ``bp`` is a multiple of 128 giving at least ``target_length`` positions. Returns
+    ``{head: (batch, bins, tracks)}`` (non-negative, softplus) for every head or the chosen ``heads``.
+    """
+
+    def __init__(self, config: EnformerConfig | None = None):
+        super().__init__()
+        self.config = config = config or EnformerConfig()
+        half = config.dim // 2
+        filters = config.conv_tower_filters
+        self.stem = Stem(half)
+        self.conv_tower = nn.ModuleList(
+            ConvTowerBlock(in_channels, out_channels)
+            for in_channels, out_channels in zip([half, *filters[:-1]], filters)
+        )
+        self.transformer = nn.ModuleList(
+            TransformerBlock(config, build_attention(config, layer)) for layer in range(config.depth)
+        )
+        self.final_pointwise = ConvBlock(filters[-1], 2 * config.dim, 1)
+        self.final_dropout = nn.Dropout(config.final_dropout_rate)
+        self.heads = nn.ModuleDict(
+            {name: nn.Linear(2 * config.dim, tracks) for name, tracks in config.output_heads.items()}
+        )
+        self.reset_parameters()
+
+    # Initialisation ---------------------------------------------------------------------------
+    def reset_parameters(self) -> None:
+        """DeepMind's initialisation (only matters when training from scratch)."""
+        attention_parts = {
+            id(part) for attention in self.attention_modules() for part in attention.modules()
+        }
+        for module in self.modules():
+            if isinstance(module, (nn.Conv1d, nn.Linear)) and id(module) not in attention_parts:
+                fan_in = module.weight[0].numel()
+                std = 1.0 / math.sqrt(fan_in)
+                nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        for module in self.modules():
+            if isinstance(module, SoftmaxPooling):
+                module.reset_parameters()
+            elif isinstance(module, RelativeAttention):
+                module.reset_parameters()
+            elif isinstance(module, (nn.BatchNorm1d, nn.LayerNorm)):
+                module.reset_parameters()
+
+    # Forward ----------------------------------------------------------------------------------
+    def trunk(self, sequence: torch.Tensor) -> torch.Tensor:
+        """Sequence -> embeddings (batch, bins, 2 dim) before the heads."""
+        x = self.prepare_input(sequence)
+        x = x.transpose(1, 2)  # (batch, 4, bp)
+        x = self.conv_trunk(x)  # (batch, dim, T)
+        x = x.transpose(1, 2)  # (batch, T, dim)
+        x = self.transformer_trunk(x)
+        x = crop(x, self.config.target_length, CROP_MARGIN)
+        x = self.final_pointwise(x.transpose(1, 2)).transpose(1, 2)  # (batch, bins, 2 dim)
+        return gelu(self.final_dropout(x))
+
+    def conv_trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, 4, bp) one-hot -> (batch, dim, bp / 128): stem and conv tower (local, finite reach)."""
+        use_checkpoint = self.config.checkpoint_conv_tower and torch.is_grad_enabled() and self.training
+        x = _checkpointed(self.stem, x) if use_checkpoint else self.stem(x)
+        for block in self.conv_tower:
+            x = _checkpointed(block, x) if use_checkpoint else block(x)
+        return x
+
+    def transformer_trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, T, dim) -> (batch, T, dim) through the transformer blocks."""
+        use_checkpoint = self.config.checkpoint_transformer and torch.is_grad_enabled()
+        for block in self.transformer:
+            x = checkpoint(block, x, use_reentrant=False) if use_checkpoint else block(x)
+        return x
+
+    def forward(
+        self,
+        sequence: torch.Tensor,
+        heads: Iterable[str] | None = None,
+        return_embeddings: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """Predict tracks.
+
+        Args:
+            sequence: one-hot float (batch, bp, 4) or integer tokens (batch, bp).
+            heads: names of the heads to run (default: all).
+            return_embeddings: also return ``"embeddings"`` (batch, bins, 2 dim).
+        Returns:
+            ``{head: (batch, bins, tracks)}``, plus ``"embeddings"`` when asked.
+        """
+        embeddings = self.trunk(sequence)
+        names = list(self.heads) if heads is None else list(heads)
+        unknown = [name for name in names if name not in self.heads]
+        if unknown:
+            raise ValueError(f"unknown head(s) {', '.join(map(repr, unknown))}; the model has {', '.join(self.heads)}")
+        outputs = {name: F.softplus(self.heads[name](embeddings)) for name in names}
+        if return_embeddings:
+            outputs["embeddings"] = embeddings
+        return outputs
+
+    def prepare_input(self, sequence: torch.Tensor) -> torch.Tensor:
+        """Validate and convert ``sequence`` to a float one-hot (batch, bp, 4)."""
+        if not isinstance(sequence, torch.Tensor):
+            raise ValueError(f"sequence must be a torch.Tensor, got {type(sequence).__name__}")
+        if sequence.dtype.is_floating_point:
+            if sequence.dim() != 3 or sequence.shape[-1] != 4:
+                raise ValueError(f"one-hot input must have shape (batch, length, 4); got {tuple(sequence.shape)}")
+            x = sequence
+        else:
+            if sequence.dim() != 2:
+                raise ValueError(f"token input must have shape (batch, length); got {tuple(sequence.shape)}")
+            x = tokens_to_one_hot(sequence, dtype=self.stem.conv.weight.dtype)
+        self.config.validate_sequence_length(x.shape[1])
+        return x
+
+    # Conveniences -----------------------------------------------------------------------------
+    def attention_modules(self) -> list[RelativeAttention]:
+        return [block.attention for block in self.transformer]
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Trainable parameters per top-level module and in total."""
+        counts = {
+            name: sum(p.numel() for p in module.parameters() if p.requires_grad)
+            for name, module in self.named_children()
+        }
+        counts["total"] = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        return counts
+

@@ -1,0 +1,117 @@
+"""Enformer's building blocks, channels-first ``(batch, channels, length)`` like torch's Conv1d."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    """Enformer's GELU approximation ``sigmoid(1.702 x) * x`` (not the erf GELU)."""
+    return torch.sigmoid(1.702 * x) * x
+
+
+class GELU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return gelu(x)
+
+
+class ConvBlock(nn.Module):
+    """BatchNorm -> GELU -> Conv1d with SAME padding (DeepMind ``conv_block``)."""
+
+    def __init__(self, in_channels: int, out_channels: int, width: int):
+        super().__init__()
+        # Sonnet's BatchNorm: eps 1e-5, EMA decay 0.9 == torch momentum 0.1.
+        self.norm = nn.BatchNorm1d(in_channels, eps=1e-5, momentum=0.1)
+        self.conv = nn.Conv1d(in_channels, out_channels, width, padding=width // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, in_channels, length) -> (batch, out_channels, length)."""
+        return self.conv(gelu(self.norm(x)))
+
+
+class SoftmaxPooling(nn.Module):
+    """Attention pooling by 2: a softmax over each window of two positions, per channel.
+
+    The logits are a channel mixing ``W x`` without bias, initialised to ``2 * I`` (``w_init_scale=2``).
+    """
+
+    def __init__(self, channels: int, pool_size: int = 2):
+        super().__init__()
+        self.pool_size = pool_size
+        self.logits = nn.Conv1d(channels, channels, 1, bias=False)
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            self.logits.weight.copy_(2.0 * torch.eye(self.logits.out_channels)[:, :, None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, channels, length) -> (batch, channels, length // pool_size)."""
+        batch, channels, length = x.shape
+        windows = length // self.pool_size
+        # The official pooling reshapes without padding: a trailing partial window is dropped.
+        x = x[:, :, : windows * self.pool_size]
+        logits = self.logits(x)
+        x = x.reshape(batch, channels, windows, self.pool_size)  # (batch, channels, windows, pool)
+        weights = logits.reshape(batch, channels, windows, self.pool_size).softmax(dim=-1)
+        return (x * weights).sum(dim=-1)
+
+
+class Stem(nn.Module):
+    """Conv1d(4 -> dim/2, width 15) -> Residual(ConvBlock width 1) -> SoftmaxPooling."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv1d(4, channels, 15, padding=7)
+        self.pointwise = ConvBlock(channels, channels, 1)
+        self.pool = SoftmaxPooling(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, 4, bp) -> (batch, dim/2, bp/2)."""
+        x = self.conv(x)
+        x = x + self.pointwise(x)
+        return self.pool(x)
+
+
+class ConvTowerBlock(nn.Module):
+    """ConvBlock(width 5) -> Residual(ConvBlock width 1) -> SoftmaxPooling."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = ConvBlock(in_channels, out_channels, 5)
+        self.pointwise = ConvBlock(out_channels, out_channels, 1)
+        self.pool = SoftmaxPooling(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        x = x + self.pointwise(x)
+        return self.pool(x)
+
+
+class FeedForward(nn.Module):
+    """Enformer's MLP: LayerNorm -> Linear(2 dim) -> Dropout -> ReLU -> Linear(dim) -> Dropout."""
+
+    def __init__(self, dim: int, dropout_rate: float):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=1e-5)
+        self.linear_in = nn.Linear(dim, 2 * dim)
+        self.linear_out = nn.Linear(2 * dim, dim)
+        self.dropout = nn.Dropout(dropout_rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dropout(self.linear_in(self.norm(x)))
+        return self.dropout(self.linear_out(F.relu(x)))
+
+
+def crop(x: torch.Tensor, target_length: int | None, margin: int) -> torch.Tensor:
+    """Keep the central ``target_length`` positions of (batch, length, channels), or trim ``margin`` per side."""
+    length = x.shape[1]
+    if target_length is None:
+        if length <= 2 * margin:
+            raise ValueError(f"{length} positions leave nothing after trimming {margin} from each end")
+        return x[:, margin : length - margin]
+    if length < target_length:
+        raise ValueError(f"{length} positions are fewer than target_length={target_length}")
+    trim = (length - target_length) // 2
+    return x[:, trim : trim + target_length]

@@ -1,0 +1,53 @@
+"""DNA encodings: one-hot ``(length, 4)`` in A, C, G, T order (N and anything else all zeros) and tokens
+``0-3 = A, C, G, T``, ``4 = N``. Pure functions used by the model, the data readers and the analyses."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+N_TOKEN = 4
+
+_TOKEN_TABLE = np.full(256, N_TOKEN, dtype=np.int8)
+for _index, _base in enumerate("ACGT"):
+    _TOKEN_TABLE[ord(_base)] = _index
+    _TOKEN_TABLE[ord(_base.lower())] = _index
+
+
+def tokens(sequence: str | bytes | np.ndarray) -> np.ndarray:
+    """Token array ``(length,)`` int8 of a DNA string: A C G T -> 0 1 2 3 (any case), anything else -> 4."""
+    if isinstance(sequence, str):
+        sequence = sequence.encode("ascii", errors="replace")
+    raw = np.frombuffer(bytes(sequence), dtype=np.uint8) if not isinstance(sequence, np.ndarray) else sequence
+    return _TOKEN_TABLE[raw]
+
+
+def one_hot(sequence: str | bytes, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """One-hot ``(length, 4)`` of a DNA string; N and other characters are all zeros."""
+    return tokens_to_one_hot(torch.from_numpy(tokens(sequence).astype(np.int64)), dtype)
+
+
+def tokens_to_one_hot(token_ids: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``(..., length)`` integer tokens (0-3 ACGT, 4 N) -> ``(..., length, 4)`` one-hot of ``dtype``."""
+    if token_ids.dtype.is_floating_point or token_ids.dtype == torch.bool:
+        raise ValueError(f"tokens must be an integer tensor, got {token_ids.dtype}")
+    if token_ids.numel() and (int(token_ids.min()) < 0 or int(token_ids.max()) > N_TOKEN):
+        raise ValueError(
+            f"tokens must lie in 0..4 (A, C, G, T, N); got values from {int(token_ids.min())} to {int(token_ids.max())}"
+        )
+    eye = torch.cat([torch.eye(4, dtype=dtype, device=token_ids.device), torch.zeros(1, 4, dtype=dtype, device=token_ids.device)])
+    return eye[token_ids.long()]
+
+
+def reverse_complement(sequence: torch.Tensor | np.ndarray | str) -> torch.Tensor | np.ndarray | str:
+    """Reverse complement of a one-hot ``(..., length, 4)`` (flip length and channels), of integer tokens
+    ``(..., length)`` (N stays N), or of a string."""
+    if isinstance(sequence, str):
+        return sequence.translate(str.maketrans("ACGTacgtNn", "TGCAtgcaNn"))[::-1]
+    is_numpy = isinstance(sequence, np.ndarray)
+    tensor = torch.from_numpy(sequence) if is_numpy else sequence
+    if tensor.dtype.is_floating_point or tensor.dtype == torch.bool:
+        result = tensor.flip(dims=(-2, -1))
+    else:
+        result = torch.where(tensor < N_TOKEN, 3 - tensor, tensor).flip(dims=(-1,))
+    return result.numpy() if is_numpy else result
