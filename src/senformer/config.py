@@ -56,6 +56,9 @@ class EnformerConfig:
     # Memory switches (used by training and long-sequence inference).
     checkpoint_transformer: bool = False
     checkpoint_conv_tower: bool = False
+    # Inference (eval mode) runs the stem and conv tower over overlapping windows of this many bp, halo
+    # included, when the input is longer: exact, and memory set by the window (model/tiling.py). None: never.
+    conv_tile_length: int | None = 131_072
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output_heads", dict(self.output_heads))
@@ -115,6 +118,13 @@ class EnformerConfig:
             problems.append(f"num_global_blocks={self.num_global_blocks} must be 0 or 2 (first and last block)")
         if self.num_random_blocks < 0:
             problems.append(f"num_random_blocks={self.num_random_blocks} must be >= 0")
+        if self.conv_tile_length is not None and (
+            self.conv_tile_length <= 0 or self.conv_tile_length % (2**self.num_poolings)
+        ):
+            problems.append(
+                f"conv_tile_length={self.conv_tile_length} must be None or a positive multiple of "
+                f"{2**self.num_poolings} bp"
+            )
         if problems:
             raise ValueError("invalid EnformerConfig: " + "; ".join(problems))
 

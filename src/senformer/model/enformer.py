@@ -25,6 +25,7 @@ from ..constants import CROP_MARGIN
 from ..sequence import tokens_to_one_hot
 from .attention import RelativeAttention, build_attention
 from .layers import ConvBlock, ConvTowerBlock, FeedForward, SoftmaxPooling, Stem, crop, gelu
+from .tiling import halo_bins, tiled_conv_trunk
 
 
 class TransformerBlock(nn.Module):
@@ -135,7 +136,14 @@ class Enformer(nn.Module):
         return gelu(self.final_dropout(x))
 
     def conv_trunk(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, 4, bp) one-hot -> (batch, dim, bp / 128): stem and conv tower (local, finite reach)."""
+        """(batch, 4, bp) one-hot -> (batch, dim, bp / 128): stem and conv tower (local, finite reach).
+
+        In evaluation mode an input longer than ``config.conv_tile_length`` runs tile by tile (exact).
+        """
+        tile_length = self.config.conv_tile_length
+        if not self.training and tile_length is not None and x.shape[-1] > tile_length:
+            # Local, and BatchNorm uses moving statistics: overlapping windows give the exact result.
+            return tiled_conv_trunk(self.conv_trunk, x, tile_length, self.config.bin_size, halo_bins(self))
         use_checkpoint = self.config.checkpoint_conv_tower and torch.is_grad_enabled() and self.training
         x = _checkpointed(self.stem, x) if use_checkpoint else self.stem(x)
         for block in self.conv_tower:
@@ -188,6 +196,21 @@ class Enformer(nn.Module):
             x = tokens_to_one_hot(sequence, dtype=self.stem.conv.weight.dtype)
         self.config.validate_sequence_length(x.shape[1])
         return x
+
+    # Weights ----------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(cls, path, strict: bool = True, **overrides) -> "Enformer":
+        """Load weights in any supported format (see :func:`senformer.weights.load_model`); keyword
+        arguments override config fields, e.g. ``attention="bigbird"``."""
+        from ..weights import load_model
+
+        return load_model(path, overrides=overrides, strict=strict)
+
+    def save_pretrained(self, directory):
+        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (see :func:`senformer.weights.save_pretrained`)."""
+        from ..weights import save_pretrained
+
+        return save_pretrained(self, directory)
 
     # Conveniences -----------------------------------------------------------------------------
     def attention_modules(self) -> list[RelativeAttention]:

@@ -59,20 +59,22 @@ class RelativeAttention(nn.Module):
         nn.init.zeros_(self.to_out.bias)
 
     def positional_features(self, length: int, device: torch.device) -> torch.Tensor:
-        """(2T - 1, features) features of distances -(T-1) .. T-1, cached per length (no parameters)."""
+        """(2T - 1, features) float64 features of distances -(T-1) .. T-1, cached per length."""
         cache_key = (length, device)
         features = self._feature_cache.get(cache_key)
         if features is None:
             basis_length = self.config.positional_basis_length or length
             distances = relative_distances(length)
-            features = relative_position_features(distances, self.config.relative_features, basis_length)
-            features = features.to(device)
+            features = relative_position_features(
+                distances, self.config.relative_features, basis_length, dtype=torch.float64
+            ).to(device)
             self._feature_cache = {cache_key: features}
         return features
 
     def relative_keys(self, length: int, device: torch.device) -> torch.Tensor:
         """(heads, 2T - 1, key) projected relative positional features."""
-        features = self.positional_dropout(self.positional_features(length, device))
+        features = self.positional_features(length, device).to(self.to_r_k.weight.dtype)
+        features = self.positional_dropout(features)
         projected = self.to_r_k(features)  # (2T - 1, heads * key)
         return projected.view(2 * length - 1, self.config.heads, self.config.key_size).transpose(0, 1)
 

@@ -101,7 +101,8 @@ def make_block_pattern(
     # Random slots: per head, a seeded draw among the blocks outside the window and the globals.
     generator = torch.Generator().manual_seed(_seed_for(seed, layer, heads, num_blocks))
     taken = torch.zeros(queries, num_blocks, dtype=torch.bool)
-    taken.scatter_(1, window, window_valid)
+    query_rows = torch.arange(queries)[:, None].expand_as(window)
+    taken[query_rows[window_valid], window[window_valid]] = True
     taken[:, list(global_blocks)] = True
     scores = torch.rand(heads, queries, num_blocks, generator=generator)
     scores = scores.masked_fill(taken[None], 2.0)  # never drawn while a free block remains

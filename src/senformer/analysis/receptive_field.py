@@ -1,0 +1,218 @@
+"""Figure 8: how far a single-base change reaches in the output.
+
+For each sequence, each of K positions spread across the input is mutated (to every alternative base, or
+to one seeded alternative) and the model is rerun; the mean absolute change of the prediction per output
+bin (averaged over tracks, alternatives and sequences) gives a (positions, bins) map. A model without
+transformer layers can only change the bins whose conv-tower window covers the mutation
+(:func:`conv_reach`); attention spreads the change over the whole output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..constants import CROP_MARGIN
+from ..model.enformer import Enformer
+from ..sequence import N_TOKEN
+
+ALTERNATIVES = ("all", "random")
+
+
+@dataclass
+class ReceptiveField:
+    """The result of :func:`receptive_field`.
+
+    ``change``: (positions, bins) mean absolute change per output bin; ``change_per_sequence``:
+    (sequences, positions, bins); ``positions``: (positions,) mutated bp (0-based, in the input);
+    ``bin_centers``: (bins,) each output bin's centre in input bp.
+    """
+
+    positions: np.ndarray
+    bin_centers: np.ndarray
+    change: np.ndarray
+    change_per_sequence: np.ndarray
+    sequence_length: int
+    head: str
+    alternatives: str
+    settings: dict = field(default_factory=dict)
+
+    def profile(self) -> np.ndarray:
+        """(bins,) mean change per bin over the mutated positions."""
+        return self.change.mean(axis=0)
+
+    def reach(self, threshold: float = 0.0) -> np.ndarray:
+        """(positions,) share of output bins whose change exceeds ``threshold``."""
+        return (self.change > threshold).mean(axis=1)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "positions": self.positions,
+            "bin_centers": self.bin_centers,
+            "change": self.change,
+            "change_per_sequence": self.change_per_sequence,
+        }
+
+
+def spread_positions(sequence_length: int, count: int) -> np.ndarray:
+    """``count`` positions evenly spread over the input, each in the middle of its share."""
+    if not 1 <= count <= sequence_length:
+        raise ValueError(f"the number of positions must be in 1..{sequence_length}, got {count}")
+    return ((np.arange(count) + 0.5) * sequence_length / count).astype(np.int64)
+
+
+def random_sequences(count: int, sequence_length: int, seed: int = 0) -> torch.Tensor:
+    """(count, bp) uniformly random ACGT tokens from a local seeded generator."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 4, (count, sequence_length), generator=generator)
+
+
+def output_bin_centers(config, sequence_length: int) -> np.ndarray:
+    """(bins,) centre in input bp of each output bin after the crop."""
+    positions = config.num_positions(sequence_length)
+    bins = config.output_length(sequence_length)
+    first = (positions - bins) // 2 if config.target_length is not None else CROP_MARGIN
+    return (first + np.arange(bins)) * config.bin_size + config.bin_size / 2
+
+
+def conv_reach(model: Enformer) -> tuple[int, int]:
+    """(left, right): trunk position ``t`` (of ``bin_size`` bp) depends only on input bp
+    ``[t * bin_size - left, t * bin_size + right]``, read from the stem's and conv tower's kernels.
+
+    A centred convolution of width ``w`` at stride ``s`` widens the window by ``(w // 2) * s`` on each
+    side; a pooling by ``p`` covers ``p`` neighbours, adding ``(p - 1) * s`` on the right.
+    """
+    left = right = 0
+    stride = 1
+
+    def convolution(conv: torch.nn.Conv1d) -> None:
+        nonlocal left, right
+        width = conv.kernel_size[0]
+        left += (width // 2) * stride
+        right += (width - 1 - width // 2) * stride
+
+    def pooling(pool_size: int) -> None:
+        nonlocal right, stride
+        right += (pool_size - 1) * stride
+        stride *= pool_size
+
+    convolution(model.stem.conv)
+    convolution(model.stem.pointwise.conv)
+    pooling(model.stem.pool.pool_size)
+    for block in model.conv_tower:
+        convolution(block.conv.conv)
+        convolution(block.pointwise.conv)
+        pooling(block.pool.pool_size)
+    convolution(model.final_pointwise.conv)
+    return left, right
+
+
+def conv_reach_mask(model: Enformer, sequence_length: int, positions: np.ndarray) -> np.ndarray:
+    """(positions, bins) True where an output bin's conv window covers the mutated position: the only bins
+    a model without transformer layers can change."""
+    config = model.config
+    left, right = conv_reach(model)
+    centers = output_bin_centers(config, sequence_length)
+    starts = (centers - config.bin_size / 2).astype(np.int64)
+    positions = np.asarray(positions)[:, None]
+    return (positions >= starts[None, :] - left) & (positions <= starts[None, :] + right)
+
+
+def _mutations(reference: torch.Tensor, positions: np.ndarray, alternatives: str,
+               generator: torch.Generator) -> list[tuple[int, int, int]]:
+    """(position index, bp, alternative token) for one sequence of tokens."""
+    mutations = []
+    for k, position in enumerate(positions):
+        base = int(reference[position])
+        choices = [token for token in range(4) if token != base]
+        if alternatives == "random":
+            choices = [choices[int(torch.randint(len(choices), (1,), generator=generator))]]
+        mutations.extend((k, int(position), token) for token in choices)
+    return mutations
+
+
+@torch.no_grad()
+def receptive_field(
+    model: Enformer,
+    sequences: torch.Tensor,
+    positions: np.ndarray | None = None,
+    num_positions: int = 16,
+    alternatives: str = "all",
+    head: str | None = None,
+    tracks: list[int] | None = None,
+    batch_size: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+) -> ReceptiveField:
+    """Mean absolute change per output bin from single-base substitutions.
+
+    Args:
+        model: any Enformer (run in eval mode).
+        sequences: (sequences, bp) integer tokens (0-3 ACGT, 4 N).
+        positions: mutated bp (0-based); default ``num_positions`` spread evenly over the input.
+        alternatives: ``"all"`` every other base (three, or four at an N), ``"random"`` one seeded other base.
+        head: output head (default: the first).
+        tracks: track positions averaged (default: all).
+        batch_size: mutated sequences per forward pass.
+        seed: seeds the ``"random"`` alternatives.
+    Returns:
+        :class:`ReceptiveField`.
+    """
+    if sequences.dim() != 2 or sequences.dtype.is_floating_point:
+        raise ValueError(f"sequences must be integer tokens (sequences, bp); got {tuple(sequences.shape)} {sequences.dtype}")
+    if alternatives not in ALTERNATIVES:
+        raise ValueError(f"alternatives must be one of {', '.join(ALTERNATIVES)}, got {alternatives!r}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    config = model.config
+    sequence_length = sequences.shape[1]
+    config.validate_sequence_length(sequence_length)
+    head = head or next(iter(config.output_heads))
+    if head not in config.output_heads:
+        raise ValueError(f"unknown head {head!r}; the model has {', '.join(config.output_heads)}")
+    positions = spread_positions(sequence_length, num_positions) if positions is None else np.asarray(positions, dtype=np.int64)
+    if positions.size == 0 or positions.min() < 0 or positions.max() >= sequence_length:
+        raise ValueError(f"positions must lie in 0..{sequence_length - 1}; got {positions.tolist()}")
+    model.eval()
+    device = next(model.parameters()).device
+    track_index = slice(None) if tracks is None else torch.as_tensor(tracks, dtype=torch.long)
+    generator = torch.Generator().manual_seed(seed)
+    bins = config.output_length(sequence_length)
+    change = np.zeros((len(sequences), len(positions), bins), dtype=np.float64)
+    counts = np.zeros((len(sequences), len(positions)), dtype=np.int64)
+
+    def run(tokens: torch.Tensor) -> torch.Tensor:
+        output = model(tokens.to(device), heads=[head])[head][..., track_index]
+        return output.double().cpu()  # (batch, bins, tracks)
+
+    plan = [(s, _mutations(sequences[s], positions, alternatives, generator)) for s in range(len(sequences))]
+    total = sum(len(mutations) for _, mutations in plan)
+    bar = tqdm(total=total, desc="receptive field", unit="seq", disable=not progress)
+    for s, mutations in plan:
+        reference = run(sequences[s : s + 1])[0]
+        for start in range(0, len(mutations), batch_size):
+            chunk = mutations[start : start + batch_size]
+            mutated = sequences[s].repeat(len(chunk), 1)
+            for row, (_, position, token) in enumerate(chunk):
+                mutated[row, position] = token
+            difference = (run(mutated) - reference).abs().mean(dim=-1).numpy()  # (batch, bins)
+            for row, (k, _, _) in enumerate(chunk):
+                change[s, k] += difference[row]
+                counts[s, k] += 1
+            bar.update(len(chunk))
+    bar.close()
+    change /= np.maximum(counts, 1)[..., None]
+    return ReceptiveField(
+        positions=positions,
+        bin_centers=output_bin_centers(config, sequence_length),
+        change=change.mean(axis=0),
+        change_per_sequence=change,
+        sequence_length=sequence_length,
+        head=head,
+        alternatives=alternatives,
+        settings={"attention": config.attention, "depth": config.depth, "sequences": len(sequences),
+                  "seed": seed, "tracks": tracks, "uses_n": bool((sequences == N_TOKEN).any())},
+    )

@@ -1,0 +1,102 @@
+"""Tiled inference of the stem and conv tower: memory set by the tile, not the input, with an exact result.
+
+The stem and conv tower are local: an output bin depends only on the input within a finite reach of it
+(the stem's width-15 convolution and each tower block's width-5 convolution, at its resolution), and in
+evaluation BatchNorm uses its moving statistics, so no position sees any other beyond that reach. Running the
+trunk over overlapping windows, each extended by a halo of whole bins at least that reach, and keeping every
+window's central bins therefore gives exactly the untiled output. Windows start on bin boundaries so that
+every pooling pairs the same positions as in the untiled pass, and at the ends of the sequence a window is
+clipped, so the zero padding of the convolutions falls where it falls in the untiled pass.
+
+    input (batch, 4, bp) ──► windows of <= tile_length bp (core bins + halo on each side)
+                         ──► conv_trunk(window) ──► keep the core bins ──► concatenate (batch, dim, bp / 128)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .layers import SoftmaxPooling
+
+
+def conv_trunk_reach(model: nn.Module) -> int:
+    """Input bp on each side of an output bin that can change it: the sum of the convolutions' reaches.
+
+    A width-``2p + 1`` convolution at a resolution of ``r`` bp per position reaches ``p * r`` bp; poolings
+    only group whole, aligned windows and add no reach beyond the bin they produce.
+    """
+    reach, resolution = 0, 1
+    stages = [model.stem, *model.conv_tower]
+    for stage in stages:
+        for module in stage.modules():
+            if isinstance(module, nn.Conv1d) and not _is_pooling_logit(stage, module):
+                (kernel,), (padding,), (dilation,) = module.kernel_size, module.padding, module.dilation
+                assert kernel == 2 * padding + 1 and dilation == 1, "SAME, undilated convolutions only"
+                reach += padding * resolution
+        resolution *= stage.pool.pool_size
+    return reach
+
+
+def _is_pooling_logit(stage: nn.Module, module: nn.Module) -> bool:
+    return any(module is pool.logits for pool in stage.modules() if isinstance(pool, SoftmaxPooling))
+
+
+def halo_bins(model: nn.Module) -> int:
+    """Whole bins of context each window needs on each side of the bins it keeps."""
+    return math.ceil(conv_trunk_reach(model) / model.config.bin_size)
+
+
+def tile_bounds(num_bins: int, tile_bins: int, halo: int) -> list[tuple[int, int, int, int]]:
+    """``(window_start, window_stop, keep_start, keep_stop)`` in bins for each window.
+
+    Each window spans at most ``tile_bins`` bins: ``tile_bins - 2 * halo`` kept bins and a halo on each side,
+    clipped at the ends of the sequence. The kept ranges tile ``[0, num_bins)`` exactly.
+    """
+    core = tile_bins - 2 * halo
+    if core < 1:
+        raise ValueError(
+            f"a conv tile of {tile_bins} bins leaves no bins to keep after a halo of {halo} bins on each side; "
+            f"use at least {2 * halo + 1} bins"
+        )
+    bounds = []
+    for keep_start in range(0, num_bins, core):
+        keep_stop = min(keep_start + core, num_bins)
+        bounds.append((max(0, keep_start - halo), min(num_bins, keep_stop + halo), keep_start, keep_stop))
+    return bounds
+
+
+def tiled_conv_trunk(
+    conv_trunk: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    tile_length: int,
+    bin_size: int,
+    halo: int,
+) -> torch.Tensor:
+    """Run ``conv_trunk`` over overlapping windows of ``x``; equals ``conv_trunk(x)`` in evaluation mode.
+
+    Args:
+        conv_trunk: maps (batch, 4, length) -> (batch, channels, length / bin_size) for any window of at
+            most ``tile_length`` bp (``Enformer.conv_trunk``; the windows never exceed the tile, so it does
+            not tile them again).
+        x: (batch, 4, bp) one-hot, ``bp`` a multiple of ``bin_size``.
+        tile_length: bp per window, halo included; a multiple of ``bin_size``.
+        bin_size: bp per output position (128).
+        halo: bins of context on each side (:func:`halo_bins`).
+    Returns:
+        (batch, channels, bp / bin_size).
+    """
+    length = x.shape[-1]
+    if length % bin_size or tile_length % bin_size:
+        raise ValueError(
+            f"tiled conv trunk needs the input ({length:,} bp) and the tile ({tile_length:,} bp) "
+            f"to be multiples of {bin_size} bp"
+        )
+    pieces = []
+    for window_start, window_stop, keep_start, keep_stop in tile_bounds(length // bin_size, tile_length // bin_size, halo):
+        window = conv_trunk(x[:, :, window_start * bin_size : window_stop * bin_size])  # (batch, C, window bins)
+        pieces.append(window[:, :, keep_start - window_start : keep_stop - window_start])
+    return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)

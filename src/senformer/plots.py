@@ -1,0 +1,170 @@
+"""Plot functions of the report's figures: each takes data and a matplotlib ``Axes``, draws, returns it.
+
+No file IO and no pyplot state here; callers make figures with ``matplotlib.figure.Figure`` (see
+``senformer.report.new_figure``) and save or embed them.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm
+from matplotlib.font_manager import FontProperties
+from matplotlib.patches import PathPatch
+from matplotlib.textpath import TextPath
+from matplotlib.transforms import Affine2D
+
+BASE_COLORS = {"A": "#109648", "C": "#255C99", "G": "#F7B32B", "T": "#D62839"}
+
+
+def compare_scatter(ax: Axes, scores_a: np.ndarray, scores_b: np.ndarray, name_a: str, name_b: str,
+                    title: str = "", correlation: float | None = None) -> Axes:
+    """Figure 6 panel: per-example score of model A (x) against model B (y), with the diagonal."""
+    a, b = np.asarray(scores_a, dtype=float), np.asarray(scores_b, dtype=float)
+    keep = np.isfinite(a) & np.isfinite(b)
+    ax.scatter(a[keep], b[keep], s=8, alpha=0.6, linewidths=0)
+    finite = np.concatenate([a[keep], b[keep]])
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    pad = 0.05 * (high - low or 1.0)
+    ax.plot([low - pad, high + pad], [low - pad, high + pad], color="0.5", linewidth=0.8, linestyle="--")
+    ax.set_xlim(low - pad, high + pad)
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_xlabel(f"{name_a} Pearson r")
+    ax.set_ylabel(f"{name_b} Pearson r")
+    label = title + (f"  (r = {correlation:.3f})" if correlation is not None and np.isfinite(correlation) else "")
+    ax.set_title(label, fontsize=9)
+    return ax
+
+
+def track_panel(ax: Axes, target: np.ndarray, predictions: Mapping[str, np.ndarray],
+                positions: np.ndarray | None = None, title: str = "") -> Axes:
+    """Figure 7 panel: the experiment (filled) and each model's prediction (lines) along the bins."""
+    target = np.asarray(target, dtype=float)
+    x = np.arange(len(target)) if positions is None else np.asarray(positions)
+    ax.fill_between(x, target, step="mid", color="0.75", label="experiment")
+    for name, prediction in predictions.items():
+        ax.plot(x, np.asarray(prediction, dtype=float), drawstyle="steps-mid", linewidth=1.0, label=name)
+    ax.set_xlim(x[0], x[-1]) if len(x) > 1 else None
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper right", frameon=False)
+    return ax
+
+
+def grouped_bars(ax: Axes, table, value: str, group_column: str = "group", series_column: str = "model",
+                 ylabel: str | None = None, title: str = "", reference: float | None = None) -> Axes:
+    """Bars of ``value`` per group (x) and series (colour), e.g. Pearson per assay group per model."""
+    groups = list(dict.fromkeys(table[group_column]))
+    series = list(dict.fromkeys(table[series_column]))
+    width = 0.8 / max(len(series), 1)
+    for offset, name in enumerate(series):
+        rows = table[table[series_column] == name].set_index(group_column)
+        heights = [float(rows[value].get(group, np.nan)) for group in groups]
+        ax.bar(np.arange(len(groups)) + (offset - (len(series) - 1) / 2) * width, heights, width, label=str(name))
+    if reference is not None:
+        ax.axhline(reference, color="0.4", linewidth=0.8, linestyle="--")
+    ax.set_xticks(np.arange(len(groups)), groups, rotation=20, fontsize=8)
+    ax.set_ylabel(ylabel or value)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    return ax
+
+
+def receptive_field_heatmap(ax: Axes, change: np.ndarray, positions: np.ndarray, bin_centers: np.ndarray,
+                            title: str = "") -> Axes:
+    """Figure 8 heatmap: mean |change| (log colour) of each output bin (x, input bp of its centre) for a
+    mutation at each position (y)."""
+    change = np.asarray(change, dtype=float)
+    positive = change[change > 0]
+    norm = LogNorm(vmin=max(positive.min(), positive.max() * 1e-6), vmax=positive.max()) if positive.size else None
+    half_bin = (bin_centers[1] - bin_centers[0]) / 2 if len(bin_centers) > 1 else 64
+    step = (positions[1] - positions[0]) / 2 if len(positions) > 1 else 1
+    extent = (bin_centers[0] - half_bin, bin_centers[-1] + half_bin, positions[-1] + step, positions[0] - step)
+    image = ax.imshow(np.where(change > 0, change, np.nan), aspect="auto", extent=extent, norm=norm,
+                      cmap="viridis", interpolation="nearest")
+    ax.figure.colorbar(image, ax=ax, label="mean |change|")
+    ax.set_xlabel("output bin centre (bp in the input)")
+    ax.set_ylabel("mutated position (bp)")
+    ax.set_title(title, fontsize=9)
+    return ax
+
+
+def receptive_field_profile(ax: Axes, change: np.ndarray, positions: np.ndarray, bin_centers: np.ndarray,
+                            title: str = "", max_lines: int = 8) -> Axes:
+    """Figure 8 profile: the change along the output for a few mutated positions (start to end)."""
+    change = np.asarray(change, dtype=float)
+    chosen = np.unique(np.linspace(0, len(positions) - 1, min(max_lines, len(positions))).round().astype(int))
+    cmap = matplotlib.colormaps["plasma"]
+    for rank, k in enumerate(chosen):
+        color = cmap(0.9 * rank / max(len(chosen) - 1, 1))
+        ax.plot(bin_centers, change[k], color=color, linewidth=1.0, label=f"{int(positions[k]):,} bp")
+        ax.axvline(positions[k], color=color, linewidth=0.5, linestyle=":")
+    if (change > 0).any():
+        ax.set_yscale("log")
+    ax.set_xlabel("output bin centre (bp in the input)")
+    ax.set_ylabel("mean |change|")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=6, frameon=False, title="mutation at", title_fontsize=6)
+    return ax
+
+
+def sequence_logo(ax: Axes, values: np.ndarray, start: int = 0, title: str = "", alphabet: str = "ACGT") -> Axes:
+    """Letters stacked per position with heights ``values`` (positions, 4): positive above zero, negative
+    below, larger letters further out (gradient x input or mean-centred ISM)."""
+    values = np.asarray(values, dtype=float)
+    font = FontProperties(family="DejaVu Sans", weight="bold")
+    letters = {base: TextPath((0, 0), base, size=1, prop=font) for base in alphabet}
+    for position, row in enumerate(values):
+        for sign in (1, -1):
+            order = [i for i in np.argsort(np.abs(row)) if np.sign(row[i]) == sign and row[i] != 0]
+            offset = 0.0
+            for i in order:
+                height = abs(row[i])
+                path = letters[alphabet[i]]
+                box = path.get_extents()
+                transform = (Affine2D().translate(-box.x0, -box.y0)
+                             .scale(0.95 / box.width, height / box.height)
+                             .translate(start + position - 0.475, offset if sign > 0 else -offset - height))
+                ax.add_patch(PathPatch(transform.transform_path(path), facecolor=BASE_COLORS.get(alphabet[i], "k"),
+                                       edgecolor="none"))
+                offset += height
+    extent = np.abs(values)
+    top = max(np.where(values > 0, values, 0).sum(axis=1).max(initial=0), 1e-12)
+    bottom = max(np.where(values < 0, -values, 0).sum(axis=1).max(initial=0), 0)
+    ax.set_xlim(start - 0.5, start + len(values) - 0.5)
+    ax.set_ylim(-bottom * 1.05, top * 1.05 if extent.size else 1)
+    ax.axhline(0, color="0.3", linewidth=0.5)
+    ax.set_xlabel("position (bp)")
+    ax.set_title(title, fontsize=9)
+    return ax
+
+
+def mutagenesis_heatmap(ax: Axes, effects: np.ndarray, start: int = 0, title: str = "",
+                        alphabet: str = "ACGT") -> Axes:
+    """ISM effects (positions, 4) as a diverging heatmap, bases on the y axis."""
+    effects = np.asarray(effects, dtype=float)
+    limit = float(np.abs(effects).max()) or 1.0
+    image = ax.imshow(effects.T, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest",
+                      extent=(start - 0.5, start + len(effects) - 0.5, 3.5, -0.5))
+    ax.set_yticks(range(4), list(alphabet))
+    ax.figure.colorbar(image, ax=ax, label="change of the prediction")
+    ax.set_xlabel("position (bp)")
+    ax.set_title(title, fontsize=9)
+    return ax
+
+
+def scaling_lines(ax: Axes, table, x: str, y: str, series: str, xlabel: str | None = None,
+                  ylabel: str | None = None, title: str = "", logy: bool = False) -> Axes:
+    """Figures 1-3: ``y`` against ``x`` with one line per ``series`` (e.g. attention kind and depth)."""
+    for name, rows in table.groupby(series, sort=False):
+        rows = rows.sort_values(x)
+        ax.plot(rows[x], rows[y], marker="o", markersize=3, linewidth=1.0, label=str(name))
+    if logy:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel or x)
+    ax.set_ylabel(ylabel or y)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, frameon=False)
+    return ax

@@ -1,0 +1,54 @@
+"""Layer references: GELU, softmax pooling, conv tower filters, crop."""
+
+import numpy as np
+import pytest
+import torch
+
+from senformer import EnformerConfig
+from senformer.model.layers import SoftmaxPooling, crop, gelu
+
+
+def test_gelu_is_the_sigmoid_approximation_not_erf():
+    x = torch.linspace(-6, 6, 101, dtype=torch.float64)
+    expected = x.numpy() / (1 + np.exp(-1.702 * x.numpy()))
+    torch.testing.assert_close(gelu(x), torch.from_numpy(np.asarray(expected)), rtol=0, atol=1e-12)
+    assert (gelu(x) - torch.nn.functional.gelu(x)).abs().max() > 1e-3
+
+
+def test_softmax_pooling_matches_a_direct_computation():
+    torch.manual_seed(0)
+    pool = SoftmaxPooling(3).double()
+    weight = torch.randn(3, 3, dtype=torch.float64)
+    with torch.no_grad():
+        pool.logits.weight.copy_(weight[:, :, None])
+    x = torch.randn(2, 3, 10, dtype=torch.float64)
+    out = pool(x).detach()
+    expected = np.zeros((2, 3, 5))
+    xs = x.numpy()
+    for b in range(2):
+        for w in range(5):
+            window = xs[b, :, 2 * w : 2 * w + 2]  # (channels, 2)
+            logits = weight.numpy() @ window  # (channels, 2)
+            soft = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+            expected[b, :, w] = (window * soft).sum(axis=1)
+    np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12)
+
+
+def test_softmax_pooling_initialisation_is_twice_identity():
+    pool = SoftmaxPooling(4)
+    pool.reset_parameters()
+    torch.testing.assert_close(pool.logits.weight[:, :, 0], 2 * torch.eye(4))
+
+
+def test_conv_tower_filters_of_the_published_model():
+    assert EnformerConfig().conv_tower_filters == [768, 896, 1024, 1152, 1280, 1536]
+    # DeepMind's tiny fixture model (channels 384) rounds 192 -> 256 (half to even, as numpy).
+    assert EnformerConfig(dim=384).conv_tower_filters == [256, 256, 256, 256, 384, 384]
+
+
+def test_crop_keeps_the_centre_or_trims_the_margin():
+    x = torch.arange(20)[None, :, None]
+    assert crop(x, 6, margin=3)[0, :, 0].tolist() == list(range(7, 13))
+    assert crop(x, None, margin=3)[0, :, 0].tolist() == list(range(3, 17))
+    with pytest.raises(ValueError, match="fewer than target_length"):
+        crop(x, 21, margin=3)
