@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -52,7 +53,7 @@ def measure_point(kind: str, length: int, repeats: int, device: str, threads: in
     if threads:
         torch.set_num_threads(threads)
     config = EnformerConfig(dim=dim, heads=heads, attention=kind, dropout_rate=0.0, attention_dropout_rate=0.0,
-                            positional_dropout_rate=0.0)
+                            positional_dropout_rate=0.0, conv_tower_divisible_by=math.gcd(128, dim // 2))
     torch.manual_seed(0)
     attention = build_attention(config, 0).to(device)
     torch.nn.init.normal_(attention.to_out.weight, std=0.02)
@@ -198,9 +199,10 @@ def plot(records: list[dict[str, Any]], axes) -> None:
             if failed and ok:
                 ax.scatter([r["length"] for r in failed], [max(x[key] for x in ok) * 2] * len(failed),
                            marker="x", color=line.get_color(), label=f"{kind}: out of memory")
-    for ax, label in zip(axes, ("forward + backward (s)", "peak memory (MB)")):
+    for ax, key, label in zip(axes, ("median_s", "peak_memory_mb"), ("forward + backward (s)", "peak memory (MB)")):
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        values = [r[key] for r in records if r["status"] == "ok"]
+        ax.set_yscale("log" if values and min(values) > 0 else "symlog")
         ax.set_xlabel("positions (128 bp each)")
         ax.set_ylabel(label)
         ax.grid(True, which="both", alpha=0.3)
