@@ -145,3 +145,14 @@ def test_randomized_attention_output_layer_matters():
     assert model.transformer[0].attention.to_out.weight.abs().sum() > 0
     fresh = Enformer(tiny_config())
     assert fresh.transformer[0].attention.to_out.weight.abs().sum() == 0  # official zero initialisation
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_training_after_inference_mode_reuses_cached_constants(dtype):
+    model = tiny_model(attention="bigbird").to(dtype)
+    tokens = random_tokens(1, 128 * 24)
+    with torch.inference_mode():
+        expected = model(tokens)["human"]
+    out = model(tokens)["human"]  # cached positional features and pattern, now with autograd
+    out.sum().backward()
+    torch.testing.assert_close(out.detach(), expected)

@@ -64,10 +64,12 @@ class RelativeAttention(nn.Module):
         features = self._feature_cache.get(cache_key)
         if features is None:
             basis_length = self.config.positional_basis_length or length
-            distances = relative_distances(length)
-            features = relative_position_features(
-                distances, self.config.relative_features, basis_length, dtype=torch.float64
-            ).to(device)
+            # Normal tensors even when first built under inference_mode, so a later training step can use them.
+            with torch.inference_mode(False), torch.no_grad():
+                distances = relative_distances(length)
+                features = relative_position_features(
+                    distances, self.config.relative_features, basis_length, dtype=torch.float64
+                ).to(device)
             self._feature_cache = {cache_key: features}
         return features
 

@@ -104,19 +104,23 @@ class BigBirdAttention(RelativeAttention):
     def block_pattern(self, length: int) -> BlockPattern:
         pattern = self._pattern_cache.get(length)
         if pattern is None:
-            config = self.config
-            pattern = make_block_pattern(
-                length,
-                config.heads,
-                block_size=config.block_size,
-                num_window_blocks=config.num_window_blocks,
-                num_global_blocks=config.num_global_blocks,
-                num_random_blocks=config.num_random_blocks,
-                seed=config.attention_seed,
-                layer=self.layer_index,
-            )
+            with torch.inference_mode(False):  # normal tensors, usable by a later training step
+                pattern = self._draw_pattern(length)
             self._pattern_cache = {length: pattern}
         return pattern
+
+    def _draw_pattern(self, length: int) -> BlockPattern:
+        config = self.config
+        return make_block_pattern(
+            length,
+            config.heads,
+            block_size=config.block_size,
+            num_window_blocks=config.num_window_blocks,
+            num_global_blocks=config.num_global_blocks,
+            num_random_blocks=config.num_random_blocks,
+            seed=config.attention_seed,
+            layer=self.layer_index,
+        )
 
     def attend(self, q_content, key, value, q_position, relative_keys):
         pattern = self.block_pattern(q_content.shape[-2])
