@@ -176,15 +176,20 @@ def compare_state(expected: Mapping[str, torch.Tensor], given: Mapping[str, torc
     return report
 
 
-def load_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor], strict: bool = True, source: str = "weights") -> LoadReport:
-    """Copy ``state`` into ``model``; strict: every tensor present once with the right shape, else one
-    UserError listing every missing, unexpected and mismatched name. Partial: load the matches."""
-    report = compare_state(model.state_dict(), state)
-    if not report.complete and strict:
+def _raise_if_incomplete(report: LoadReport, source: str) -> None:
+    if not report.complete:
         raise UserError(
             f"{source} do not match the model ({report.problems()}); use strict=False / --partial to load "
             "only the matching tensors"
         )
+
+
+def load_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor], strict: bool = True, source: str = "weights") -> LoadReport:
+    """Copy ``state`` into ``model``; strict: every tensor present once with the right shape, else one
+    UserError listing every missing, unexpected and mismatched name. Partial: load the matches."""
+    report = compare_state(model.state_dict(), state)
+    if strict:
+        _raise_if_incomplete(report, source)
     with torch.no_grad():
         model.load_state_dict({name: state[name] for name in report.loaded}, strict=False)
     return report
@@ -197,15 +202,35 @@ def load_weights(
     format: str | None = None,
 ) -> LoadedWeights:
     """Build the model described by the weights at ``path`` (plus ``overrides``) and load them."""
-    from ..model.enformer import Enformer
-
     state, base, source_format = read_weights(path, format)
     config = infer_config(state, overrides, base) if source_format != "native" else _native_config(base, overrides)
-    model = Enformer(config)
-    report = load_state(model, state, strict=strict, source=f"the weights in {path}")
+    model, report = _build_and_load(config, state, strict, f"the weights in {path}")
     if not report.complete:
         warnings.warn(f"partial load from {path}: {report.problems()}", stacklevel=2)
     return LoadedWeights(model.eval(), report, source_format)
+
+
+def _build_and_load(config: EnformerConfig, state: Mapping[str, torch.Tensor], strict: bool, source: str):
+    """The model of ``config`` holding ``state``. A complete state is assigned into a model built on the
+    meta device (no initialisation: seconds saved for the full model); a partial one loads into a freshly
+    initialised model."""
+    from ..model.enformer import Enformer
+
+    with torch.device("meta"):
+        skeleton = Enformer(config)
+    expected = skeleton.state_dict()
+    report = compare_state(expected, state)
+    if strict:
+        _raise_if_incomplete(report, source)  # before paying for a full initialisation
+    if report.complete:
+        skeleton.load_state_dict(
+            {name: state[name].to(dtype=tensor.dtype) for name, tensor in expected.items()}, assign=True
+        )
+        tensors = [*skeleton.parameters(), *skeleton.buffers()]
+        if not any(tensor.is_meta for tensor in tensors):
+            return skeleton, report
+    model = Enformer(config)
+    return model, load_state(model, state, strict=strict, source=source)
 
 
 def _native_config(base: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> EnformerConfig:

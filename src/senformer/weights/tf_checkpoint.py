@@ -80,7 +80,7 @@ _LEAVES: dict[str, dict[str, tuple[str, Transform]]] = {
 
 def tf_name_to_senformer(key: str) -> tuple[str, Transform] | None:
     """(senformer name, transform) for a checkpoint key, or None when the key is not a known weight."""
-    path = key[: -len(VALUE_SUFFIX)] if key.endswith(VALUE_SUFFIX) else key
+    path = key.removesuffix(VALUE_SUFFIX)
     for pattern, name, kind in _MODULE_PATTERNS:
         match = pattern.fullmatch(path)
         if match is None:
@@ -122,7 +122,7 @@ def read_tf_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     state: dict[str, torch.Tensor] = {}
     for key in bundle.keys():
         path_key = rooted[key]
-        short = path_key[: -len(VALUE_SUFFIX)] if path_key.endswith(VALUE_SUFFIX) else path_key
+        short = path_key.removesuffix(VALUE_SUFFIX)
         if _IGNORED.search(short):
             continue
         target = tf_name_to_senformer(path_key)

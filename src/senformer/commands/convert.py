@@ -1,0 +1,77 @@
+"""``senformer convert SRC DST``: any supported weights format -> the native format."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..errors import UserError
+
+_EPILOG = """\
+examples:
+  # DeepMind's Sonnet checkpoint (the prefix of its .index / .data-00000-of-00001 files)
+  senformer convert enformer-fine-tuned-human-1 enformer-native
+  # a TF-Hub SavedModel folder (its variables/ checkpoint)
+  senformer convert enformer_1/ enformer-native
+  # enformer-pytorch / Hugging Face folder (EleutherAI/enformer-official-rough)
+  senformer convert enformer-official-rough/ enformer-native
+  # start a BigBird model from the official weights
+  senformer convert enformer-fine-tuned-human-1 senformer-bigbird --attention bigbird
+
+The configuration is inferred from the tensor shapes; every tensor is checked for presence and shape.
+"""
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "convert", help="convert Enformer weights (TF checkpoint, TF-Hub, enformer-pytorch/HF) to senformer's format",
+        description="Read Enformer weights in any supported format, check every tensor's presence and shape, and "
+        "write DST/config.json + DST/model.safetensors.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("source", metavar="SRC", help="weights: TF checkpoint prefix, SavedModel folder, "
+                        "enformer-pytorch/HF folder or state-dict file, or a native folder")
+    parser.add_argument("destination", metavar="DST", help="output folder (created)")
+    parser.add_argument("--format", choices=["native", "tf-checkpoint", "tf-savedmodel", "enformer-pytorch"],
+                        help="source format (default: detected)")
+    parser.add_argument("--attention", choices=["full", "chunked", "bigbird"], help="attention kind stored in the config")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a config field (JSON value), e.g. --set positional_basis_length=1536 "
+                        "--set target_length=null")
+    parser.add_argument("--partial", action="store_true",
+                        help="load the tensors that match the (overridden) config and list the rest, instead of failing")
+    parser.set_defaults(run=run)
+
+
+def parse_overrides(items: list[str], attention: str | None = None) -> dict:
+    overrides = {}
+    for item in items:
+        field, sep, raw = item.partition("=")
+        if not sep or not field:
+            raise UserError(f"--set expects FIELD=VALUE, got {item!r}")
+        try:
+            overrides[field] = json.loads(raw)
+        except json.JSONDecodeError:
+            overrides[field] = raw
+    if attention:
+        overrides["attention"] = attention
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    import warnings
+
+    from ..weights import convert
+
+    overrides = parse_overrides(args.set, args.attention)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the partial-load report is printed below instead
+        loaded = convert(args.source, args.destination, overrides, strict=not args.partial, format=args.format)
+    config = loaded.model.config
+    counts = loaded.model.parameter_counts()["total"]
+    print(f"read {args.source} ({loaded.source_format}): dim {config.dim}, depth {config.depth}, heads {config.heads}, "
+          f"key size {config.key_size}, output heads {config.output_heads}, attention {config.attention}, {counts:,} parameters")
+    if not loaded.report.complete:
+        print(f"partial load, {len(loaded.report.loaded)} tensors loaded; not loaded: {loaded.report.problems(limit=None)}")
+    print(f"wrote {args.destination}/config.json and model.safetensors")
+    return 0

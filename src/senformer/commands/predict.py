@@ -1,0 +1,96 @@
+"""``senformer predict``: tracks for genomic regions (FASTA + BED / --region) or given sequences -> HDF5."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UserError
+
+_EPILOG = """\
+examples:
+  senformer predict --weights enformer-native --fasta hg38.fa --regions peaks.bed --out peaks.h5
+  senformer predict --weights enformer-native --fasta hg38.fa --region chr11:5,225,000-5,230,000 \\
+      --tracks 'CAGE.*K562' --rc --shifts=-1,0,1 --bigwig tracks/ --out hbb.h5
+  senformer predict --weights enformer-native --sequence-fasta inputs.fa --tfhub-input --out seqs.h5
+  senformer predict --weights enformer-native --attention bigbird --set target_length=null \\
+      --length 393216 --fasta hg38.fa --region chr1:1,000,000-1,300,000 --out long.h5
+
+Coordinates are 0-based half-open (BED). Each region is resized around its centre to the model's input
+(196,608 bp by default; N beyond chromosome ends); regions longer than one output window (114,688 bp) are
+tiled with overlapping windows and stitched. Results stream into OUT.partial, which a rerun resumes, and
+OUT appears only when complete.
+"""
+
+
+def _shifts(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shifts must be comma-separated integers, got {text!r}") from None
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict", help="predict tracks for genomic regions or sequences into HDF5 (and bigWig)",
+        description="Predict Enformer tracks for regions of a genome or for sequences given directly.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    inputs = parser.add_argument_group("inputs")
+    inputs.add_argument("--weights", required=True, help="weights in any format senformer reads (see `senformer convert`)")
+    inputs.add_argument("--fasta", help="genome FASTA (plain or bgzip; the .fai index is created when missing)")
+    inputs.add_argument("--regions", help="BED file of regions (plain or gzip; 4th column = name)")
+    inputs.add_argument("--region", action="append", default=[], metavar="CHR:START-END",
+                        help="a region (repeatable), e.g. chr11:5,225,000-5,230,000")
+    inputs.add_argument("--sequence-fasta", help="FASTA of sequences to predict as they are (each of the input length)")
+    inputs.add_argument("--tfhub-input", action="store_true",
+                        help="the sequences are 393,216 bp (TF-Hub's input); use their central 196,608 bp as TF-Hub does")
+    model = parser.add_argument_group("model")
+    model.add_argument("--attention", choices=["full", "chunked", "bigbird"], help="attention kind (same weights)")
+    model.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                       help="override a config field, e.g. --set target_length=null for outputs that grow with --length")
+    model.add_argument("--length", type=int, help="input length in bp (default 196,608); longer inputs suit bigbird/chunked")
+    model.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    model.add_argument("--bf16", action="store_true", help="run in bfloat16 autocast (faster on GPUs, less precise)")
+    model.add_argument("--batch-size", type=int, default=1, help="input windows per forward pass (default 1)")
+    averaging = parser.add_argument_group("averaging")
+    averaging.add_argument("--rc", action="store_true", help="average with the reverse-complement prediction")
+    averaging.add_argument("--shifts", type=_shifts, default=(0,), metavar="S1,S2,...",
+                           help="average over input shifts in bp, e.g. --shifts=-1,0,1 (write it with =; default 0)")
+    outputs = parser.add_argument_group("outputs")
+    outputs.add_argument("--out", required=True, help="HDF5 output file")
+    outputs.add_argument("--head", action="append", dest="heads", metavar="HEAD", help="head to keep (repeatable; default all)")
+    outputs.add_argument("--tracks", help="tracks to keep: indices '0,5,10-19' or a regular expression on identifier "
+                         "and description, e.g. 'CAGE.*K562' (default all)")
+    outputs.add_argument("--targets", help="targets.txt with track descriptions (e.g. to split mouse ChIP)")
+    outputs.add_argument("--embeddings", action="store_true", help="also store the trunk embeddings (2 x dim per bin)")
+    outputs.add_argument("--bigwig", metavar="DIR", help="also write one bigWig per chosen track into DIR (needs pybigtools)")
+    outputs.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.genome import parse_region, read_bed
+    from ..predict import PredictOptions, predict
+    from ..weights import load_model
+    from .convert import parse_overrides
+
+    has_regions = bool(args.regions or args.region)
+    if args.sequence_fasta and (args.fasta or has_regions):
+        raise UserError("give either --sequence-fasta or --fasta with --regions/--region, not both")
+    if not args.sequence_fasta and not (args.fasta and has_regions):
+        raise UserError("need --fasta with --regions or --region (or --sequence-fasta)")
+    options = PredictOptions(
+        sequence_length=args.length, heads=tuple(args.heads) if args.heads else None, tracks=args.tracks,
+        targets=args.targets, reverse_complement=args.rc, shifts=args.shifts, batch_size=args.batch_size,
+        device=args.device, bf16=args.bf16, embeddings=args.embeddings, tfhub_input=args.tfhub_input,
+    )
+    regions = None
+    if has_regions:
+        regions = [parse_region(text) for text in args.region]
+        if args.regions:
+            regions += list(read_bed(args.regions))
+    model = load_model(args.weights, overrides=parse_overrides(args.set, args.attention))
+    path = predict(model, args.out, genome=args.fasta, regions=regions, sequences=args.sequence_fasta,
+                   options=options, bigwig_dir=args.bigwig, progress=not args.no_progress)
+    print(f"wrote {path}")
+    return 0

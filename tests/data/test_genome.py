@@ -1,0 +1,111 @@
+"""Intervals, region and BED parsing, and the N-padding FASTA genome."""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+
+from senformer.data.genome import Genome, Interval, parse_region, read_bed
+from senformer.errors import UserError
+
+CHR_A = ("ACGT" * 50 + "acgtn" * 10)[:230]  # lower case and N inside
+CHR_B = "GATTACA" * 20
+
+
+def write_fasta(path, records, width=60):
+    with open(path, "w") as handle:
+        for name, sequence in records.items():
+            handle.write(f">{name} description\n")
+            for i in range(0, len(sequence), width):
+                handle.write(sequence[i : i + width] + "\n")
+    return path
+
+
+@pytest.fixture
+def fasta(tmp_path):
+    return write_fasta(tmp_path / "genome.fa", {"chrA": CHR_A, "chrB": CHR_B})
+
+
+def test_interval_width_resize_and_text():
+    interval = Interval("chr1", 100, 200)
+    assert interval.width == 100 and str(interval) == "chr1:100-200"
+    assert interval.resize(300) == Interval("chr1", 0, 300)
+    assert interval.resize(10) == Interval("chr1", 145, 155)
+    assert interval.resize(101) == Interval("chr1", 99, 200)
+    # Basenji2 131,072 bp -> Enformer's 196,608 bp: 32,768 bp more on each side.
+    basenji = Interval("chr2", 1_000_000, 1_131_072)
+    assert basenji.resize(196_608) == Interval("chr2", 1_000_000 - 32_768, 1_131_072 + 32_768)
+    assert Interval("chrM", 0, 10).resize(30).start == -10  # windows may start before the chromosome
+    with pytest.raises(ValueError, match="start must be less than end"):
+        Interval("chr1", 5, 5)
+
+
+def test_parse_region():
+    assert parse_region("chr11:5,225,000-5,230,000") == Interval("chr11", 5_225_000, 5_230_000)
+    assert parse_region(" chrX:0-10 ") == Interval("chrX", 0, 10)
+    with pytest.raises(UserError, match="chrom:start-end"):
+        parse_region("chr1:100")
+    with pytest.raises(UserError, match="start 200 must be less than end 100"):
+        parse_region("chr1:200-100")
+
+
+def test_read_bed_streams_names_and_skips_headers(tmp_path):
+    path = tmp_path / "regions.bed"
+    path.write_text("track name=x\n# comment\nchrA\t10\t20\tfirst\t0\t+\n\nchrB\t0\t5\n")
+    assert list(read_bed(path)) == [Interval("chrA", 10, 20), Interval("chrB", 0, 5)]
+    assert [i.name for i in read_bed(path)] == ["first", ""]
+    gz = tmp_path / "regions.bed.gz"
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    assert list(read_bed(gz)) == list(read_bed(path))
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [("chrA\t10\n", "line 2: expected at least 3 columns"), ("chrA\tten\t20\n", "line 2: start and end must be integers"),
+     ("chrA\t30\t20\n", "line 2: need 0 <= start < end")],
+)
+def test_read_bed_errors_name_the_line(tmp_path, line, message):
+    path = tmp_path / "bad.bed"
+    path.write_text("chrA\t0\t5\n" + line)
+    with pytest.raises(UserError, match=message):
+        list(read_bed(path))
+
+
+def test_read_bed_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such BED file"):
+        list(read_bed(tmp_path / "absent.bed"))
+
+
+def test_genome_fetch_pads_with_n_beyond_the_ends(fasta):
+    genome = Genome(fasta)
+    assert genome.sizes == {"chrA": 230, "chrB": 140}
+    assert fasta.with_suffix(".fa.fai").is_file()  # index created when missing
+    assert genome.fetch(Interval("chrA", 0, 8)) == "ACGTACGT"
+    assert genome.fetch(Interval("chrA", 200, 210)) == CHR_A[200:210].upper()  # upper case
+    assert genome.fetch(Interval("chrB", -3, 4)) == "NNN" + "GATT"
+    assert genome.fetch(Interval("chrB", 137, 143)) == "ACA" + "NNN"
+    assert genome.fetch(Interval("chrB", -2, 142)) == "NN" + CHR_B + "NN"
+    assert genome.fetch(Interval("chrB", 150, 155)) == "NNNNN"
+    assert genome.fetch(Interval("chrB", -10, -5)) == "NNNNN"
+
+
+def test_genome_errors(fasta, tmp_path):
+    genome = Genome(fasta)
+    with pytest.raises(UserError, match="chromosome 'chrZ' is not in genome.fa"):
+        genome.fetch(Interval("chrZ", 0, 5))
+    with pytest.raises(UserError, match="runs off chrB, which is 140 bp long"):
+        genome.check(Interval("chrB", 100, 141))
+    genome.check(Interval("chrB", 0, 140))
+    with pytest.raises(FileNotFoundError, match="no such FASTA"):
+        Genome(tmp_path / "absent.fa")
+
+
+def test_bgzip_fasta(tmp_path):
+    bgzf = pytest.importorskip("Bio.bgzf")
+    plain = write_fasta(tmp_path / "plain.fa", {"chrA": CHR_A, "chrB": CHR_B})
+    with bgzf.BgzfWriter(str(tmp_path / "genome.fa.gz"), "wb") as handle:
+        handle.write(plain.read_bytes())
+    genome = Genome(tmp_path / "genome.fa.gz")
+    assert genome.sizes == {"chrA": 230, "chrB": 140}
+    assert genome.fetch(Interval("chrB", -1, 3)) == "NGAT"
