@@ -29,7 +29,8 @@ COMPRESSIONS = ("zlib", "gzip", "none")
 _MASK_DELTA = 0xA282EAD8
 _HEADER_BYTES = 12  # uint64 length + uint32 crc
 _FOOTER_BYTES = 4
-_READ_CHUNK = 1 << 20  # compressed bytes read per step
+_READ_CHUNK = 1 << 16  # fewest compressed bytes read per step
+_MAX_INPUT_CHUNK = 1 << 26  # most compressed bytes read per step (bounds memory for huge records)
 _MAX_RECORD_BYTES = 1 << 34  # 16 GiB: anything larger is a misread length, not a record
 
 
@@ -73,123 +74,95 @@ def detect_compression(path: str | os.PathLike) -> str:
 
 
 class _ByteSource:
-    """Exact-size reads from a file through an optional streaming decompressor, in bounded memory."""
+    """Exact-size reads from a file through an optional streaming decompressor, in bounded memory.
+
+    The decompressor is asked for at most the bytes still missing (``max_length``), so nothing is
+    decompressed ahead of need and a payload is assembled with a single join: one copy per record.
+    """
 
     def __init__(self, handle: BinaryIO, compression: str, path: Path):
         self.handle = handle
         self.path = path
         self.compression = compression
         self._decompressor = self._new_decompressor() if compression != "none" else None
-        self._buffer = bytearray()
-        self._position = 0
-        self._exhausted = False
+        self._input = b""  # compressed bytes read from the file, not yet given to the decompressor
+        self._finished = False  # the compressed stream ended cleanly
+        self.stream_truncated = False
+        self._consumed = 1  # compressed and decompressed byte counts, for the ratio that sizes reads
+        self._produced = 1
 
     def _new_decompressor(self):
         return zlib.decompressobj(zlib.MAX_WBITS | (16 if self.compression == "gzip" else 0))
 
-    def _fill(self, wanted: int) -> None:
-        """Append decompressed bytes until ``wanted`` bytes are available or the input ends."""
-        while len(self._buffer) - self._position < wanted and not self._exhausted:
-            missing = wanted - (len(self._buffer) - self._position)
-            if self._decompressor is None:
-                raw = self.handle.read(max(missing, _READ_CHUNK))
-                if not raw:
-                    self._exhausted = True
-                self._buffer += raw
-                continue
+    def _produce(self, wanted: int) -> bytes:
+        """Up to ``wanted`` more bytes; ``b""`` only at the end of the input."""
+        if self._decompressor is None:
+            return self.handle.read(wanted)
+        while not self._finished:
             decompressor = self._decompressor
-            if decompressor.unconsumed_tail:
-                source = decompressor.unconsumed_tail
-            else:
-                source = self.handle.read(_READ_CHUNK)
-                if not source:
-                    self._finish_stream()
-                    continue
+            source = decompressor.unconsumed_tail or self._input or self.handle.read(self._input_size(wanted))
+            self._input = b""
+            if not source:
+                # The file ended inside the compressed stream.
+                self.stream_truncated = True
+                self._finished = True
+                return decompressor.flush()[:wanted]
             try:
-                # max_length bounds the memory: a 10 MB record never costs more than ~2x its size.
-                self._buffer += decompressor.decompress(source, max(missing, _READ_CHUNK))
+                output = decompressor.decompress(source, wanted)
             except zlib.error as error:
                 raise TFRecordError(f"{self.path}: corrupted {self.compression} stream ({error})") from None
+            self._consumed += len(source) - len(decompressor.unconsumed_tail)
+            self._produced += len(output)
             if decompressor.eof:
-                self._next_member(decompressor.unused_data)
+                self._end_of_stream(decompressor.unused_data)
+            if output:
+                return output
+        return b""
 
-    def _finish_stream(self) -> None:
-        self._exhausted = True
-        if self._decompressor is not None and not self._decompressor.eof:
-            self._buffer += self._decompressor.flush()
-            self._stream_truncated = True
+    def _input_size(self, wanted: int) -> int:
+        """Compressed bytes to read for ``wanted`` output bytes: a little more than the ratio so far
+        predicts, so a 10 MB payload inflates in one call and little input is left over to copy."""
+        estimate = int(wanted * self._consumed / self._produced * 1.02) + 4096
+        return max(_READ_CHUNK, min(estimate, _MAX_INPUT_CHUNK))
 
-    _stream_truncated = False
-
-    def _next_member(self, unused: bytes) -> None:
+    def _end_of_stream(self, unused: bytes) -> None:
         """After a stream ends: gzip may hold further members; anything after a zlib stream is garbage."""
-        rest = unused + self.handle.read(_READ_CHUNK) if not unused else unused
+        rest = unused or self.handle.read(_READ_CHUNK)
         if not rest:
-            self._exhausted = True
-            self._decompressor = _Finished()
+            self._finished = True
             return
         if self.compression != "gzip":
             raise TFRecordError(f"{self.path}: {len(rest)}+ bytes of trailing data after the end of the zlib stream")
         self._decompressor = self._new_decompressor()
-        self._buffer += self._decompressor.decompress(rest, _READ_CHUNK)
-        if self._decompressor.eof:
-            self._next_member(self._decompressor.unused_data)
+        self._input = rest
 
     def read(self, size: int) -> bytes:
-        """Up to ``size`` bytes; fewer only at the end of the input."""
-        self._fill(size)
-        start = self._position
-        end = min(start + size, len(self._buffer))
-        data = bytes(self._buffer[start:end])
-        self._position = end
-        if self._position > _READ_CHUNK:
-            del self._buffer[: self._position]
-            self._position = 0
-        return data
+        """Exactly ``size`` bytes, or fewer only at the end of the input."""
+        parts = []
+        missing = size
+        while missing > 0:
+            chunk = self._produce(missing)
+            if not chunk:
+                break
+            parts.append(chunk)
+            missing -= len(chunk)
+        return b"".join(parts)
 
     def skip(self, size: int) -> int:
-        """Discard up to ``size`` bytes without copying them out; return how many were skipped."""
-        if self._decompressor is None and len(self._buffer) == self._position:
-            # Uncompressed: seek instead of reading.
+        """Discard up to ``size`` bytes; return how many were skipped."""
+        if self._decompressor is None:
             here = self.handle.tell()
             end = self.handle.seek(0, os.SEEK_END)
             skipped = min(size, end - here)
             self.handle.seek(here + skipped)
-            if skipped < size:
-                self._exhausted = True
             return skipped
         skipped = 0
         while skipped < size:
-            available = len(self._buffer) - self._position
-            if available == 0:
-                self._fill(min(size - skipped, _READ_CHUNK))
-                available = len(self._buffer) - self._position
-                if available == 0:
-                    break
-            step = min(available, size - skipped)
-            self._position += step
-            skipped += step
-            if self._position > _READ_CHUNK:
-                del self._buffer[: self._position]
-                self._position = 0
+            chunk = self._produce(min(size - skipped, 1 << 22))
+            if not chunk:
+                break
+            skipped += len(chunk)
         return skipped
-
-    @property
-    def stream_truncated(self) -> bool:
-        return self._stream_truncated
-
-
-class _Finished:
-    """Stands in for a decompressor after the last stream ended cleanly."""
-
-    unconsumed_tail = b""
-    eof = True
-
-    def decompress(self, data: bytes, max_length: int = 0) -> bytes:
-        raise AssertionError("no data is read after the end of the stream")
-
-    def flush(self) -> bytes:
-        return b""
 
 
 class TFRecordReader:
@@ -254,11 +227,12 @@ class TFRecordReader:
         length = self._read_length()
         if length is None:
             return None
-        body = self._source.read(length + _FOOTER_BYTES)
-        if len(body) < length + _FOOTER_BYTES:
-            raise self._error(f"truncated file: {len(body):,} of {length + _FOOTER_BYTES:,} payload+CRC bytes")
-        payload = body[:length]
-        if self.check_crc and int.from_bytes(body[length:], "little") != masked_crc32c(payload):
+        payload = self._source.read(length)
+        footer = self._source.read(_FOOTER_BYTES) if len(payload) == length else b""
+        if len(footer) < _FOOTER_BYTES:
+            got = len(payload) + len(footer)
+            raise self._error(f"truncated file: {got:,} of {length + _FOOTER_BYTES:,} payload+CRC bytes")
+        if self.check_crc and int.from_bytes(footer, "little") != masked_crc32c(payload):
             raise self._error("bad payload CRC (corrupted data)")
         self.record_number += 1
         return payload

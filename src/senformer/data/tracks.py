@@ -31,6 +31,9 @@ ASSAY_GROUPS = ("DNase/ATAC", "ChIP-Histone", "ChIP-TF", "CAGE")
 UNRESOLVED_CHIP = "ChIP"
 """Group of mouse ChIP tracks when no ``targets.txt`` says whether they are histone or TF."""
 
+OTHER = "other"
+"""Group of users' tracks whose description has none of the four assay prefixes (e.g. ``RNA:...``)."""
+
 TARGETS_COLUMNS = ("index", "genome", "identifier", "file", "clip", "scale", "sum_stat", "description")
 TRACK_TABLE_COLUMNS = ("index", "identifier", "description", "assay_group")
 
@@ -38,18 +41,17 @@ _MOUSE_RANGES = (("DNASE", 0, 101), ("ATAC", 101, 228), ("CHIP", 228, 1286), ("C
 
 
 def assay_type(description: str) -> str:
-    """``DNASE``, ``ATAC``, ``CHIP`` or ``CAGE``: the description's prefix before the first ``:``."""
+    """``DNASE``, ``ATAC``, ``CHIP``, ``CAGE`` (the description's prefix before the first ``:``) or ``OTHER``."""
     prefix = str(description).split(":", 1)[0].strip().upper()
-    if prefix not in ("DNASE", "ATAC", "CHIP", "CAGE"):
-        raise ValueError(
-            f"track description {description!r}: assay prefix {prefix!r} is not DNASE, ATAC, CHIP or CAGE"
-        )
-    return prefix
+    return prefix if prefix in ("DNASE", "ATAC", "CHIP", "CAGE") else "OTHER"
 
 
 def assay_group(description: str) -> str:
-    """The canonical assay group (one of :data:`ASSAY_GROUPS`) of a ``targets.txt`` description."""
+    """The canonical assay group (one of :data:`ASSAY_GROUPS`) of a ``targets.txt`` description, or
+    :data:`OTHER` for users' tracks of other assays."""
     kind = assay_type(description)
+    if kind == "OTHER":
+        return OTHER
     if kind in ("DNASE", "ATAC"):
         return "DNase/ATAC"
     if kind == "CAGE":
@@ -78,13 +80,7 @@ def read_targets(path: str | os.PathLike) -> pd.DataFrame:
     missing = [column for column in ("index", "identifier", "description") if column not in table.columns]
     if missing:
         raise UserError(f"{path}: targets.txt lacks column(s) {', '.join(missing)}; it has {', '.join(table.columns)}")
-    groups = []
-    for row, description in enumerate(table["description"]):
-        try:
-            groups.append(assay_group(description))
-        except ValueError as error:
-            raise UserError(f"{path}: row {row}: {error}") from None
-    table["assay_group"] = groups
+    table["assay_group"] = [assay_group(description) for description in table["description"]]
     return table
 
 
@@ -131,9 +127,9 @@ def track_table(head: str = "human", targets: str | os.PathLike | pd.DataFrame |
 
 
 def group_counts(table: pd.DataFrame) -> dict[str, int]:
-    """Tracks per assay group, in :data:`ASSAY_GROUPS` order (plus ``ChIP`` when unresolved rows exist)."""
+    """Tracks per assay group, in :data:`ASSAY_GROUPS` order (plus ``ChIP`` and ``other`` when present)."""
     counts = table["assay_group"].value_counts()
-    names = list(ASSAY_GROUPS) + ([UNRESOLVED_CHIP] if UNRESOLVED_CHIP in counts else [])
+    names = list(ASSAY_GROUPS) + [name for name in (UNRESOLVED_CHIP, OTHER) if name in counts]
     return {name: int(counts.get(name, 0)) for name in names}
 
 

@@ -1,0 +1,126 @@
+"""``senformer data {synthetic,from-bigwig,check}``: make and verify Basenji2-layout datasets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("data", help="make or check Basenji2-layout datasets (synthetic, bigWig)")
+    commands = parser.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+
+    synthetic = commands.add_parser(
+        "synthetic", help="a seeded synthetic genome and tracks needing long-range context",
+        description="Write genome.fa, statistics.json, targets.txt, sequences.bed and ZLIB TFRecords in the "
+        "Basenji2 layout (see docs/data-and-evaluation.md for the generative model).",
+    )
+    synthetic.add_argument("out", help="output directory")
+    synthetic.add_argument("--size", default="tiny", help="tiny (tests), small (demo/training), medium (131,072 bp)")
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.add_argument("--sequence-length", type=int, help="input bp per record")
+    synthetic.add_argument("--crop-bp", type=int, help="bp cropped per side: targets cover the rest")
+    synthetic.add_argument("--num-tracks", type=int)
+    synthetic.add_argument("--train", type=int, help="training examples")
+    synthetic.add_argument("--valid", type=int)
+    synthetic.add_argument("--test", type=int)
+    synthetic.add_argument("--records-per-file", type=int)
+    synthetic.add_argument("--long-range", type=int, nargs=2, metavar=("NEAR", "FAR"),
+                           help="bp between a promoter and the enhancers that drive it")
+    synthetic.set_defaults(run=run_synthetic)
+
+    bigwig = commands.add_parser(
+        "from-bigwig", help="a dataset from a genome FASTA, regions and your bigWig tracks",
+        description="Targets per bin as Basenji makes them (sum/mean, clip, scale, float16).",
+    )
+    bigwig.add_argument("out", help="output directory")
+    bigwig.add_argument("--genome", required=True, help="genome FASTA (indexed or indexable)")
+    bigwig.add_argument("--bigwig", action="append", default=[], metavar="[NAME=]FILE",
+                        help="a bigWig track (repeat); the description is --description or NAME")
+    bigwig.add_argument("--tracks", help="tab-separated sheet: identifier, file, description[, sum_stat, clip, scale, clip_soft]")
+    bigwig.add_argument("--description", default=None,
+                        help="description prefix for --bigwig tracks, e.g. DNASE or CHIP:H3K27ac (assay group)")
+    bigwig.add_argument("--sum-stat", default="mean", help="per-bin statistic for --bigwig tracks")
+    bigwig.add_argument("--clip", type=float, default=32.0)
+    bigwig.add_argument("--scale", type=float, default=1.0)
+    regions = bigwig.add_mutually_exclusive_group(required=True)
+    regions.add_argument("--bed", help="regions (resized to --seq-length around their centres)")
+    regions.add_argument("--tile", action="store_true", help="tile the chromosomes (--chroms) with --stride")
+    bigwig.add_argument("--chroms", nargs="+", help="chromosomes to tile (default: all)")
+    bigwig.add_argument("--stride", type=int, default=None, help="tiling step in bp (default: --seq-length)")
+    bigwig.add_argument("--valid-chroms", nargs="+", default=[], help="chromosomes of the valid split")
+    bigwig.add_argument("--test-chroms", nargs="+", default=[], help="chromosomes of the test split")
+    bigwig.add_argument("--seq-length", type=int, default=131_072)
+    bigwig.add_argument("--crop-bp", type=int, default=8192)
+    bigwig.add_argument("--pool-width", type=int, default=128)
+    bigwig.add_argument("--records-per-file", type=int, default=256)
+    bigwig.set_defaults(run=run_from_bigwig)
+
+    check = commands.add_parser("check", help="read every record of a dataset: CRCs, sizes and counts")
+    check.add_argument("directory")
+    check.add_argument("--split", action="append", help="split(s) to check (default: train, valid, test)")
+    check.set_defaults(run=run_check)
+
+
+def run_synthetic(args: argparse.Namespace) -> int:
+    from ..data.synthetic import make_synthetic
+
+    options = {
+        "sequence_length": args.sequence_length, "crop_bp": args.crop_bp, "num_tracks": args.num_tracks,
+        "train": args.train, "valid": args.valid, "test": args.test, "records_per_file": args.records_per_file,
+        "long_range_bp": tuple(args.long_range) if args.long_range else None,
+    }
+    start = time.perf_counter()
+    out = make_synthetic(args.out, args.size, args.seed, **{k: v for k, v in options.items() if v is not None})
+    statistics = json.loads((out / "statistics.json").read_text())
+    print(
+        f"wrote {out}: {statistics['train_seqs']}/{statistics['valid_seqs']}/{statistics['test_seqs']} "
+        f"train/valid/test examples of {statistics['seq_length']:,} bp, {statistics['target_length']} bins x "
+        f"{statistics['num_targets']} tracks ({time.perf_counter() - start:.1f} s)"
+    )
+    return 0
+
+
+def run_from_bigwig(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..data.bigwig import TrackSpec, make_from_bigwig, read_track_sheet, regions_from_bed, tile_regions
+    from ..data.genome import Genome
+    from ..errors import UserError
+
+    tracks = read_track_sheet(args.tracks) if args.tracks else []
+    for item in args.bigwig:
+        name, sep, file = item.partition("=")
+        if not sep:
+            name, file = Path(item).name.rsplit(".", 1)[0], item
+        description = f"{args.description}:{name}" if args.description else name
+        tracks.append(TrackSpec(name, file, description, args.sum_stat, args.clip, args.scale))
+    if not tracks:
+        raise UserError("give tracks with --bigwig FILE or --tracks SHEET")
+    genome = Genome(args.genome)
+    if args.bed:
+        regions = regions_from_bed(args.bed, args.seq_length, args.valid_chroms, args.test_chroms)
+    else:
+        regions = tile_regions(genome.sizes, args.seq_length, args.stride, args.chroms, args.valid_chroms, args.test_chroms)
+    out = make_from_bigwig(args.out, genome, tracks, regions, args.seq_length, args.crop_bp, args.pool_width,
+                           args.records_per_file, progress=True)
+    counts = {split: sum(1 for row in regions if row[3] == split) for split in ("train", "valid", "test")}
+    print(f"wrote {out}: {len(tracks)} tracks; " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return 0
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from ..data.basenji import check_split, read_statistics, split_files
+
+    statistics = read_statistics(args.directory)
+    for split in args.split or ["train", "valid", "test"]:
+        if not statistics.get(f"{split}_seqs"):
+            print(f"{split}: no examples")
+            continue
+        start = time.perf_counter()
+        count = check_split(args.directory, split)
+        seconds = time.perf_counter() - start
+        files = len(split_files(args.directory, split))
+        print(f"{split}: {count} records OK in {files} files ({count / max(seconds, 1e-9):.1f} records/s)")
+    return 0

@@ -1,0 +1,108 @@
+"""``senformer evaluate``: the official per-track Pearson of one or more models on a Basenji2 split."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate", help="score models on a Basenji2 split (pooled Pearson per track, per assay group)",
+        description="Stream a Basenji2 split through one or more models and write metrics.json, per_assay.csv, "
+        "per_track.csv, per_example_<name>.npz and, for several models, comparison.png into --out.",
+    )
+    parser.add_argument("--data", required=True, help="Basenji2 directory (statistics.json, tfrecords/, ...)")
+    parser.add_argument("--split", default="test", help="split to score (default: test)")
+    parser.add_argument("--weights", action="append", required=True, metavar="[NAME=]PATH",
+                        help="model weights (any format senformer reads); repeat to compare models")
+    parser.add_argument("--out", required=True, help="output directory")
+    parser.add_argument("--head", default=None, help="output head (default: human, or the model's only head)")
+    parser.add_argument("--genome", help="genome FASTA to rebuild longer inputs (default: zero flanks)")
+    parser.add_argument("--sequence-length", type=int, default=None,
+                        help="input length in bp (default: 196,608 for the published geometry, else the records')")
+    parser.add_argument("--attention", choices=["full", "chunked", "bigbird"], help="override the attention kind")
+    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    parser.add_argument("--bf16", action="store_true", help="autocast the models to bfloat16")
+    parser.add_argument("--rc-average", action="store_true", help="average with the reverse-complement prediction")
+    parser.add_argument("--max-examples", type=int, default=None)
+    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers reading the records")
+    parser.add_argument("--no-check-crc", action="store_true", help="skip the TFRecord CRC checks")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(run=run)
+
+
+def parse_weights(items: list[str]) -> dict[str, str]:
+    """``[NAME=]PATH`` items -> {name: path}; names default to the path's last component, made unique."""
+    named: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or "/" in name or Path(item).exists():
+            name, path = Path(item.rstrip("/")).name or "model", item
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+        base, number = name, 2
+        while name in named:
+            name, number = f"{base}_{number}", number + 1
+        named[name] = path
+    return named
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..constants import BASENJI_SEQUENCE_LENGTH, SEQUENCE_LENGTH
+    from ..data.basenji import BasenjiDataset, read_statistics
+    from ..evaluate import evaluate, machine_info
+    from ..weights import load_model
+
+    statistics = read_statistics(args.data)
+    target_length = int(statistics["target_length"])
+    sequence_length = args.sequence_length
+    if sequence_length is None:
+        # The published geometry: 131,072 bp records, 196,608 bp inputs (32,768 bp of flank per side).
+        sequence_length = SEQUENCE_LENGTH if statistics["seq_length"] == BASENJI_SEQUENCE_LENGTH else statistics["seq_length"]
+    overrides = {"target_length": target_length}
+    if args.attention:
+        overrides["attention"] = args.attention
+    models, model_settings = {}, {}
+    for name, path in parse_weights(args.weights).items():
+        model = load_model(path, overrides=overrides)
+        models[name] = model
+        model_settings[name] = {"weights": str(path), "attention": model.config.attention}
+    heads = [set(model.heads) for model in models.values()]
+    head = args.head or ("human" if all("human" in h for h in heads) else None)
+    if head is None:
+        common = set.intersection(*heads)
+        if len(common) != 1:
+            raise UserError(f"choose --head among {', '.join(sorted(common)) or '(no head common to all models)'}")
+        head = common.pop()
+    for name, model in models.items():
+        if head not in model.heads:
+            raise UserError(f"model {name!r} has no head {head!r} (heads: {', '.join(model.heads)})")
+        tracks = model.heads[head].out_features
+        if tracks != statistics["num_targets"]:
+            raise UserError(
+                f"model {name!r} head {head!r} predicts {tracks} tracks; {args.data} has {statistics['num_targets']}"
+            )
+    dataset = BasenjiDataset(
+        args.data, args.split, genome=args.genome, sequence_length=sequence_length,
+        max_examples=args.max_examples, check_crc=not args.no_check_crc,
+    )
+    if dataset.flanks == "zeros":
+        print(f"senformer evaluate: no --genome: inputs are {dataset.input_description}", file=sys.stderr)
+    result = evaluate(
+        models, dataset, head, batch_size=args.batch_size, device=args.device, bf16=args.bf16,
+        rc_average=args.rc_average, max_examples=args.max_examples, num_workers=args.num_workers,
+        progress=not args.no_progress,
+        settings={"data": str(args.data), "genome": args.genome, "model_settings": model_settings,
+                  "machine": machine_info(), "arguments": {k: v for k, v in vars(args).items() if k != "run"}},
+    )
+    out = result.write(args.out)
+    summary = result.per_assay()
+    columns = ["assay_group", "tracks"] + [c for c in summary.columns if c.startswith(("pooled_", "per_example_"))]
+    print(summary[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"wrote {out}/metrics.json, per_assay.csv, per_track.csv" + (", comparison.png" if len(models) > 1 else ""))
+    return 0

@@ -1,0 +1,248 @@
+"""Users' own tracks: build a Basenji2-layout dataset from a genome FASTA, regions and bigWig files.
+
+Targets are made as ``basenji_data_read.py`` does: per-bp coverage (uncovered bases count as 0) over the
+central ``seq_length - 2 crop_bp`` of each region, pooled per ``pool_width`` bin by ``sum_stat``
+(``sum``, ``mean``, ``sum_sqrt`` = sqrt(1 + sum) - 1, ``mean_sqrt``, ``median``, ``max``), soft-clipped
+(``clip_soft + sqrt(x - clip_soft)`` above ``clip_soft``) when asked, hard-clipped at ``clip``, multiplied by
+``scale``, stored as float16. Regions come from a BED file (resized around their centre) or from tiling
+the chromosomes; the split is the BED's 4th column or chosen by chromosome (``valid_chroms``,
+``test_chroms``, the rest train). Reading bigWig needs ``pybigtools`` (``pip install senformer[bigwig]``).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UserError
+from .basenji import SPLITS, BasenjiWriter
+
+SUM_STATS = ("sum", "mean", "sum_sqrt", "mean_sqrt", "median", "max")
+
+
+@dataclass(frozen=True)
+class TrackSpec:
+    """One output track: a bigWig file and how its coverage becomes bin values."""
+
+    identifier: str
+    file: str
+    description: str
+    sum_stat: str = "mean"
+    clip: float | None = 32.0
+    scale: float = 1.0
+    clip_soft: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.sum_stat not in SUM_STATS:
+            raise ValueError(f"track {self.identifier!r}: sum_stat {self.sum_stat!r} is not one of {', '.join(SUM_STATS)}")
+
+
+def read_track_sheet(path: str | os.PathLike) -> list[TrackSpec]:
+    """Tracks from a tab-separated sheet in ``targets.txt`` style: columns ``identifier``, ``file`` (bigWig
+    path, relative to the sheet), ``description``, and optional ``sum_stat``, ``clip``, ``scale``, ``clip_soft``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"track sheet not found: {path}")
+    table = pd.read_csv(path, sep="\t", keep_default_na=False, dtype=str)
+    missing = [c for c in ("identifier", "file", "description") if c not in table.columns]
+    if missing:
+        raise UserError(f"{path}: missing column(s) {', '.join(missing)}; it has {', '.join(table.columns)}")
+    specs = []
+    for row_number, row in table.iterrows():
+        file = Path(row["file"])
+        file = file if file.is_absolute() else path.parent / file
+        where = f"{path}: row {row_number}"
+        specs.append(TrackSpec(
+            identifier=row["identifier"], file=str(file), description=row["description"],
+            sum_stat=str(row.get("sum_stat", "") or "mean"), clip=_sheet_number(row, "clip", 32.0, where),
+            scale=_sheet_number(row, "scale", 1.0, where), clip_soft=_sheet_number(row, "clip_soft", None, where),
+        ))
+    return specs
+
+
+def _sheet_number(row: pd.Series, column: str, default: float | None, where: str) -> float | None:
+    text = str(row.get(column, "")).strip()
+    if text in ("", "None", "none", "."):
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"{where}: {column} {text!r} is not a number") from None
+
+
+def bin_coverage(
+    coverage: np.ndarray, pool_width: int, sum_stat: str = "mean", clip: float | None = None,
+    scale: float = 1.0, clip_soft: float | None = None,
+) -> np.ndarray:
+    """Per-bp coverage ``(length,)`` (NaN = uncovered = 0) -> bin values ``(length / pool_width,)`` float32,
+    as Basenji computes its targets (pool, soft clip, clip, scale)."""
+    coverage = np.nan_to_num(np.asarray(coverage, dtype=np.float32), nan=0.0)
+    if coverage.ndim != 1 or len(coverage) % pool_width:
+        raise ValueError(f"coverage of shape {coverage.shape} is not a 1-D multiple of pool_width {pool_width}")
+    bins = coverage.reshape(-1, pool_width)
+    if sum_stat == "sum":
+        values = bins.sum(axis=1, dtype=np.float32)
+    elif sum_stat == "sum_sqrt":
+        values = np.sqrt(1.0 + bins.sum(axis=1, dtype=np.float32)) - 1.0
+    elif sum_stat == "mean":
+        values = bins.mean(axis=1, dtype=np.float32)
+    elif sum_stat == "mean_sqrt":
+        values = np.sqrt(1.0 + bins.mean(axis=1, dtype=np.float32)) - 1.0
+    elif sum_stat == "median":
+        values = np.median(bins, axis=1).astype(np.float32)
+    elif sum_stat == "max":
+        values = bins.max(axis=1)
+    else:
+        raise ValueError(f"sum_stat {sum_stat!r} is not one of {', '.join(SUM_STATS)}")
+    if clip_soft is not None:
+        above = values > clip_soft
+        values[above] = clip_soft + np.sqrt(values[above] - clip_soft)
+    if clip is not None:
+        values = np.clip(values, -clip, clip)
+    return (scale * values).astype(np.float32)
+
+
+def tile_regions(
+    sizes: dict[str, int], seq_length: int, stride: int | None = None, chroms: Sequence[str] | None = None,
+    valid_chroms: Sequence[str] = (), test_chroms: Sequence[str] = (),
+) -> list[tuple[str, int, int, str]]:
+    """Windows of ``seq_length`` bp every ``stride`` bp (default: no overlap) inside each chromosome, with
+    the split chosen by chromosome. Returns ``(chrom, start, end, split)`` rows."""
+    stride = stride or seq_length
+    if stride <= 0:
+        raise ValueError(f"stride must be positive, got {stride}")
+    chosen = list(chroms) if chroms else list(sizes)
+    unknown = [c for c in [*chosen, *valid_chroms, *test_chroms] if c not in sizes]
+    if unknown:
+        raise UserError(f"unknown chromosome(s) {', '.join(unknown)}; the genome has {', '.join(list(sizes)[:10])}...")
+    rows = []
+    for chrom in chosen:
+        split = "test" if chrom in test_chroms else "valid" if chrom in valid_chroms else "train"
+        for start in range(0, sizes[chrom] - seq_length + 1, stride):
+            rows.append((chrom, start, start + seq_length, split))
+    return rows
+
+
+def regions_from_bed(
+    path: str | os.PathLike, seq_length: int, valid_chroms: Sequence[str] = (), test_chroms: Sequence[str] = (),
+) -> list[tuple[str, int, int, str]]:
+    """BED regions resized to ``seq_length`` around their centres; split from a 4th column in
+    train/valid/test, else by chromosome."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"BED file not found: {path}")
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, 1):
+            if not line.strip() or line.startswith(("#", "track", "browser")):
+                continue
+            fields = line.rstrip("\n").split("\t")
+            try:
+                chrom, start, end = fields[0], int(fields[1]), int(fields[2])
+            except (IndexError, ValueError):
+                raise UserError(f"{path}:{line_number}: not a BED line (chrom, start, end): {line.strip()[:80]!r}") from None
+            if len(fields) > 3 and fields[3] in SPLITS:
+                split = fields[3]
+            else:
+                split = "test" if chrom in test_chroms else "valid" if chrom in valid_chroms else "train"
+            centre = (start + end) // 2
+            new_start = centre - seq_length // 2
+            rows.append((chrom, new_start, new_start + seq_length, split))
+    if not rows:
+        raise UserError(f"{path}: no regions")
+    return rows
+
+
+def _open_bigwigs(tracks: Sequence[TrackSpec]):
+    try:
+        import pybigtools
+    except ImportError:
+        raise UserError("reading bigWig files needs pybigtools: pip install 'senformer[bigwig]'") from None
+    handles = []
+    for track in tracks:
+        if not Path(track.file).is_file():
+            raise FileNotFoundError(f"bigWig file of track {track.identifier!r} not found: {track.file}")
+        try:
+            handles.append(pybigtools.open(str(track.file)))
+        except Exception as error:  # pybigtools raises plain exceptions for non-bigWig files
+            raise UserError(f"{track.file}: not a readable bigWig ({error})") from None
+    return handles
+
+
+def _coverage(handle, chrom: str, start: int, end: int, chrom_sizes: dict[str, int]) -> np.ndarray:
+    """Per-bp coverage of [start, end) with 0 for uncovered bases, chromosomes missing from the file and
+    positions beyond the chromosome ends."""
+    values = np.zeros(end - start, dtype=np.float32)
+    size = chrom_sizes.get(chrom)
+    if size is None:
+        return values
+    inner_start, inner_end = max(start, 0), min(end, size)
+    if inner_end > inner_start:
+        try:
+            read = handle.values(chrom, inner_start, inner_end, fillna=0.0)
+        except TypeError:  # pybigtools < 0.3 names it ``missing``
+            read = handle.values(chrom, inner_start, inner_end, missing=0.0)
+        read = np.asarray(read, dtype=np.float32)
+        values[inner_start - start : inner_end - start] = np.nan_to_num(read, nan=0.0)
+    return values
+
+
+def make_from_bigwig(
+    out_dir: str | os.PathLike,
+    genome,
+    tracks: Sequence[TrackSpec],
+    regions: Iterable[tuple[str, int, int, str]],
+    seq_length: int,
+    crop_bp: int,
+    pool_width: int = 128,
+    records_per_file: int = 256,
+    progress: bool = False,
+) -> Path:
+    """Write a Basenji2 directory from bigWig tracks.
+
+    Args:
+        out_dir: output directory.
+        genome: :class:`senformer.data.genome.Genome` (or a FASTA path) for the sequences.
+        tracks: one :class:`TrackSpec` per target column.
+        regions: ``(chrom, start, end, split)`` of ``seq_length`` bp each, e.g. from :func:`tile_regions`.
+        seq_length, crop_bp, pool_width: the geometry (Basenji2: 131,072, 8,192, 128).
+    """
+    from ..sequence import tokens
+    from .basenji import _open_genome
+    from .genome import Interval
+
+    if not tracks:
+        raise UserError("no tracks given")
+    genome = _open_genome(genome)
+    handles = _open_bigwigs(tracks)
+    sizes = [dict(handle.chroms()) for handle in handles]
+    targets = pd.DataFrame({
+        "identifier": [t.identifier for t in tracks], "file": [t.file for t in tracks],
+        "clip": [t.clip if t.clip is not None else "" for t in tracks], "scale": [t.scale for t in tracks],
+        "sum_stat": [t.sum_stat for t in tracks], "description": [t.description for t in tracks],
+    })
+    rows = sorted(regions, key=lambda row: SPLITS.index(row[3]) if row[3] in SPLITS else len(SPLITS))
+    if not rows:
+        raise UserError("no regions to write")
+    from tqdm.auto import tqdm
+
+    with BasenjiWriter(out_dir, targets, seq_length, crop_bp, pool_width, records_per_file) as writer:
+        for chrom, start, end, split in tqdm(rows, disable=not progress, unit="region", desc="from-bigwig"):
+            if end - start != seq_length:
+                raise UserError(f"region {chrom}:{start}-{end} is {end - start} bp, expected {seq_length}")
+            sequence = genome.fetch(Interval(chrom, start, end))
+            token_ids = tokens(sequence)
+            one_hot = np.zeros((seq_length, 5), dtype=bool)
+            one_hot[np.arange(seq_length), token_ids] = True
+            target = np.stack([
+                bin_coverage(_coverage(handle, chrom, start + crop_bp, end - crop_bp, size), pool_width,
+                             track.sum_stat, track.clip, track.scale, track.clip_soft)
+                for handle, size, track in zip(handles, sizes, tracks)
+            ], axis=1)
+            writer.add(split, (chrom, start, end), one_hot[:, :4], target)
+    return Path(out_dir)

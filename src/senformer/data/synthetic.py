@@ -1,0 +1,329 @@
+"""A seeded synthetic genome with tracks that need long-range context, in the exact Basenji2 layout.
+
+Output directory (readable by :class:`senformer.data.basenji.BasenjiDataset` and ``senformer evaluate``)::
+
+    genome.fa, genome.fa.fai         random chromosomes with planted motifs (and a few N runs)
+    statistics.json, targets.txt, sequences.bed, tfrecords/{train,valid,test}-N.tfr   (Basenji2 layout)
+    synthetic.json                   the generative model: motifs, track roles, long-range tracks, settings
+
+Generative model
+----------------
+1. Chromosomes of i.i.d. bases (GC 42%). Eight motifs (random 10-mers) are planted at Poisson rate
+   ``motif_rate`` per kb each, in random orientation; afterwards occurrences are found by exact search on
+   both strands, so the truth is what the sequence holds. Roles: motifs 0-1 *promoters*, 2-3 *enhancers*,
+   4-7 *TF sites*.
+2. Per 128-bp bin ``b`` and motif ``m``: ``count[m, b]`` occurrences. Three kernels along the bins:
+   ``sharp`` ([0.25, 1, 0.25]), ``broad`` (Gaussian, sigma 4 bins = 0.5 kb) and ``ring`` (1 for distances in ``long_range_bp`` = [near, far],
+   0 elsewhere). The conv tower of Enformer sees about +-0.4 kb around a bin (stem width 15, width-5 convs
+   at 2..64 bp resolution, poolings), so with ``near`` >= 1 kb only attention can link a promoter to
+   its enhancers.
+3. Expected signal per track (``r`` = replicate number, tracks cycle through the four assay groups):
+   - DNase/ATAC: ``sharp(sum_m w_rm count_m)`` over all motifs (local accessibility).
+   - ChIP-TF: ``sharp(count_tf) * (1 + 0.5 sharp(count_partner))`` for TF motif ``4 + r mod 4`` (local,
+     cooperative).
+   - ChIP-Histone: even ``r`` ``broad(promoters + enhancers)`` (local); odd ``r``
+     ``broad(promoters) * ring(enhancers)`` (LONG-RANGE: marks promoters with distal enhancers).
+   - CAGE: ``sharp(count_promoter) * (0.2 + ring(enhancers))`` for promoter motif ``r mod 2``
+     (LONG-RANGE: a promoter is expressed only with enhancers ``near..far`` bp away).
+4. Observation: ``value = min(Poisson(k * (background + amplitude * signal)) / k, clip) * scale`` with
+   ``k = 4`` (noise), Basenji's clip/scale (mean tracks clip 32 scale 2; CAGE sum tracks clip 384 scale 1),
+   stored as float16 like Basenji2.
+
+Examples are non-overlapping windows of ``sequence_length`` bp tiled along the chromosomes (a margin at
+each chromosome end, so inputs extended from the genome get both real flanks and N padding), split
+by chromosome into train / valid / test. Targets cover the central ``sequence_length - 2 crop_bp``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..io import atomic_path, atomic_write_text
+from .basenji import BasenjiWriter
+from .tracks import ASSAY_GROUPS
+
+BIN = 128
+MOTIF_LENGTH = 10
+NUM_MOTIFS = 8
+PROMOTERS, ENHANCERS, TF_SITES = (0, 1), (2, 3), (4, 5, 6, 7)
+
+
+@dataclass(frozen=True)
+class SyntheticSettings:
+    """Sizes and lengths of a synthetic dataset; ``SIZES`` holds the named ones."""
+
+    sequence_length: int = 4096
+    crop_bp: int = 1024
+    num_tracks: int = 8
+    train: int = 8
+    valid: int = 4
+    test: int = 4
+    windows_per_chromosome: int = 4
+    records_per_file: int = 4
+    long_range_bp: tuple[int, int] = (1024, 2048)
+    motif_rate: float = 0.3  # occurrences per kb per motif
+    noise: float = 4.0  # Poisson counts per unit of signal: larger = cleaner tracks
+
+    @property
+    def target_length(self) -> int:
+        return (self.sequence_length - 2 * self.crop_bp) // BIN
+
+    def validate(self) -> None:
+        problems = []
+        if self.sequence_length % BIN or self.sequence_length <= 0:
+            problems.append(f"sequence_length {self.sequence_length} must be a positive multiple of {BIN}")
+        if self.crop_bp % BIN or self.crop_bp < 0 or self.sequence_length - 2 * self.crop_bp <= 0:
+            problems.append(f"crop_bp {self.crop_bp} must be a multiple of {BIN} leaving a positive centre")
+        if self.num_tracks < 4:
+            problems.append(f"num_tracks {self.num_tracks} must be >= 4 (one per assay group)")
+        near, far = self.long_range_bp
+        if not 0 < near < far:
+            problems.append(f"long_range_bp {self.long_range_bp} must satisfy 0 < near < far")
+        if min(self.train, self.valid, self.test) < 0 or self.train + self.valid + self.test == 0:
+            problems.append("train/valid/test counts must be >= 0 and not all 0")
+        if self.windows_per_chromosome < 1 or self.records_per_file < 1:
+            problems.append("windows_per_chromosome and records_per_file must be >= 1")
+        if problems:
+            raise ValueError("invalid synthetic settings: " + "; ".join(problems))
+
+
+SIZES: dict[str, SyntheticSettings] = {
+    # Tests: a few examples of 4 kb, 16 bins (runs in well under a second).
+    "tiny": SyntheticSettings(),
+    # Demo and training: 480 examples of 8 kb, 32 bins x 16 tracks; enhancers 1.5-3 kb from promoters,
+    # beyond the conv tower's reach. About 10 s to write.
+    "small": SyntheticSettings(
+        sequence_length=8192, crop_bp=2048, num_tracks=16, train=384, valid=48, test=48,
+        windows_per_chromosome=48, records_per_file=64, long_range_bp=(1536, 3072),
+    ),
+    # The real record geometry (131,072 bp, 896 bins) with enhancers tens of kb away.
+    "medium": SyntheticSettings(
+        sequence_length=131_072, crop_bp=8192, num_tracks=32, train=64, valid=8, test=8,
+        windows_per_chromosome=8, records_per_file=32, long_range_bp=(16_384, 40_960),
+    ),
+}
+
+
+@dataclass
+class _Track:
+    identifier: str
+    description: str
+    group: str
+    kind: str
+    motifs: list[int]
+    long_range: bool
+    sum_stat: str
+    clip: float
+    scale: float
+    background: float
+    amplitude: float
+    weights: list[float] = field(default_factory=list)
+
+
+def _motifs(rng: np.random.Generator) -> list[str]:
+    motifs: list[str] = []
+    while len(motifs) < NUM_MOTIFS:
+        motif = "".join(rng.choice(list("ACGT"), MOTIF_LENGTH))
+        reverse = motif[::-1].translate(str.maketrans("ACGT", "TGCA"))
+        if motif != reverse and all(motif not in (m, m[::-1].translate(str.maketrans("ACGT", "TGCA"))) for m in motifs):
+            motifs.append(motif)
+    return motifs
+
+
+def _tracks(settings: SyntheticSettings, rng: np.random.Generator) -> list[_Track]:
+    tracks = []
+    for number in range(settings.num_tracks):
+        group, replicate = ASSAY_GROUPS[number % 4], number // 4
+        identifier = f"SYN{number:04d}"
+        if group == "DNase/ATAC":
+            prefix = "DNASE" if replicate % 2 == 0 else "ATAC"
+            tracks.append(_Track(identifier, f"{prefix}:synthetic accessibility {replicate}", group, "accessibility",
+                                 list(range(NUM_MOTIFS)), False, "mean", 32, 2, 0.05, 3.0,
+                                 rng.uniform(0.5, 1.5, NUM_MOTIFS).round(3).tolist()))
+        elif group == "ChIP-TF":
+            tf = TF_SITES[replicate % 4]
+            partner = TF_SITES[(replicate + 1) % 4]
+            tracks.append(_Track(identifier, f"CHIP:TF{tf}:synthetic cooperative binding {replicate}", group, "tf",
+                                 [tf, partner], False, "mean", 32, 2, 0.05, 4.0))
+        elif group == "ChIP-Histone":
+            long_range = replicate % 2 == 1
+            mark = "H3K4me1" if long_range else "H3K27ac"
+            detail = "promoters with distal enhancers" if long_range else "promoters and enhancers"
+            tracks.append(_Track(identifier, f"CHIP:{mark}:synthetic {detail} {replicate}", group,
+                                 "histone-long" if long_range else "histone", [*PROMOTERS, *ENHANCERS], long_range,
+                                 "mean", 32, 2, 0.1, 3.0))
+        else:
+            promoter = PROMOTERS[replicate % 2]
+            tracks.append(_Track(identifier, f"CAGE:synthetic promoter {promoter} with distal enhancers {replicate}",
+                                 group, "cage", [promoter, *ENHANCERS], True, "sum", 384, 1, 0.2, 20.0))
+    return tracks
+
+
+def _reverse_complement(text: str) -> str:
+    return text[::-1].translate(str.maketrans("ACGTN", "TGCAN"))
+
+
+def _chromosome(length: int, motifs: list[str], settings: SyntheticSettings, rng: np.random.Generator, n_runs: int) -> str:
+    bases = np.frombuffer(b"ACGT", dtype=np.uint8)
+    sequence = bases[rng.choice(4, length, p=[0.29, 0.21, 0.21, 0.29])].copy()
+    for motif in motifs:
+        count = rng.poisson(settings.motif_rate * length / 1000)
+        for position in rng.integers(0, length - MOTIF_LENGTH, count):
+            text = motif if rng.random() < 0.5 else _reverse_complement(motif)
+            sequence[position : position + MOTIF_LENGTH] = np.frombuffer(text.encode(), dtype=np.uint8)
+    for _ in range(n_runs):  # assembly gaps: N runs that the one-hot turns into zeros
+        start = int(rng.integers(0, length - 300))
+        sequence[start : start + int(rng.integers(50, 300))] = ord("N")
+    return sequence.tobytes().decode("ascii")
+
+
+def _motif_counts(sequence: str, motifs: list[str]) -> np.ndarray:
+    """(motifs, bins) occurrences on either strand, by the bin of the motif's centre."""
+    bins = len(sequence) // BIN
+    counts = np.zeros((len(motifs), bins), dtype=np.float64)
+    for index, motif in enumerate(motifs):
+        for pattern in {motif, _reverse_complement(motif)}:
+            start = sequence.find(pattern)
+            while start != -1:
+                centre_bin = (start + MOTIF_LENGTH // 2) // BIN
+                if centre_bin < bins:
+                    counts[index, centre_bin] += 1
+                start = sequence.find(pattern, start + 1)
+    return counts
+
+
+def _convolve(signal: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Same-length convolution along the last axis with a centred odd-length kernel (zeros beyond the ends),
+    also when the kernel is longer than the signal (where ``np.convolve(mode="same")`` would not keep the length)."""
+    offset = (len(kernel) - 1) // 2
+    return np.apply_along_axis(lambda row: np.convolve(row, kernel)[offset : offset + len(row)], -1, signal)
+
+
+def _kernels(settings: SyntheticSettings) -> dict[str, np.ndarray]:
+    distances = np.arange(-24, 25)
+    near, far = (value // BIN for value in settings.long_range_bp)
+    ring_distances = np.arange(-far, far + 1)
+    return {
+        "sharp": np.array([0.25, 1.0, 0.25]),
+        "broad": np.exp(-0.5 * (distances / 4.0) ** 2),
+        "ring": ((np.abs(ring_distances) >= near) & (np.abs(ring_distances) <= far)).astype(np.float64),
+    }
+
+
+def _expected_signal(track: _Track, counts: np.ndarray, kernels: dict[str, np.ndarray]) -> np.ndarray:
+    sharp, broad, ring = kernels["sharp"], kernels["broad"], kernels["ring"]
+    promoters = counts[list(PROMOTERS)].sum(axis=0)
+    enhancers = counts[list(ENHANCERS)].sum(axis=0)
+    if track.kind == "accessibility":
+        return _convolve(np.asarray(track.weights) @ counts, sharp)
+    if track.kind == "tf":
+        tf, partner = track.motifs
+        return _convolve(counts[tf], sharp) * (1.0 + 0.5 * _convolve(counts[partner], sharp))
+    if track.kind == "histone":
+        return _convolve(promoters + enhancers, broad) / 2.0
+    if track.kind == "histone-long":
+        return _convolve(promoters, broad) * _convolve(enhancers, ring) / 2.0
+    if track.kind == "cage":
+        return _convolve(counts[track.motifs[0]], sharp) * (0.2 + _convolve(enhancers, ring))
+    raise AssertionError(track.kind)
+
+
+def make_synthetic(out_dir: str | os.PathLike, size: str = "tiny", seed: int = 0, **lengths: Any) -> Path:
+    """Write a synthetic Basenji2-layout dataset into ``out_dir`` and return its path.
+
+    Args:
+        out_dir: output directory (created; existing dataset files are replaced).
+        size: ``tiny`` (tests), ``small`` (demo, training) or ``medium`` (131,072 bp records); see :data:`SIZES`.
+        seed: seeds the genome, motifs, track parameters and noise.
+        **lengths: override any :class:`SyntheticSettings` field, e.g. ``sequence_length=16384, crop_bp=4096,
+            num_tracks=8, train=100, long_range_bp=(2048, 4096)``.
+    """
+    if size not in SIZES:
+        raise ValueError(f"unknown synthetic size {size!r}; choose one of {', '.join(SIZES)}")
+    known = set(SyntheticSettings.__dataclass_fields__)
+    unknown = sorted(set(lengths) - known)
+    if unknown:
+        raise ValueError(f"unknown synthetic setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    if "long_range_bp" in lengths:
+        lengths["long_range_bp"] = tuple(int(v) for v in lengths["long_range_bp"])
+    settings = replace(SIZES[size], **lengths)
+    settings.validate()
+
+    rng = np.random.default_rng(seed)
+    motifs = _motifs(rng)
+    tracks = _tracks(settings, rng)
+    kernels = _kernels(settings)
+    margin = max(BIN, (settings.sequence_length // 8) // BIN * BIN)  # some real flank, then N beyond the end
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    targets = pd.DataFrame({
+        "identifier": [t.identifier for t in tracks],
+        "file": [f"synthetic://{t.kind}" for t in tracks],
+        "clip": [t.clip for t in tracks], "scale": [t.scale for t in tracks],
+        "sum_stat": [t.sum_stat for t in tracks], "description": [t.description for t in tracks],
+    })
+    chromosomes: list[tuple[str, str]] = []
+    crop_bins = settings.crop_bp // BIN
+    with BasenjiWriter(out, targets, settings.sequence_length, settings.crop_bp, BIN, settings.records_per_file) as writer:
+        for split in ("train", "valid", "test"):
+            remaining = getattr(settings, split)
+            while remaining > 0:
+                windows = min(remaining, settings.windows_per_chromosome)
+                name = f"chr{len(chromosomes) + 1}"
+                length = windows * settings.sequence_length + 2 * margin
+                sequence = _chromosome(length, motifs, settings, rng, n_runs=1 + windows // 16)
+                chromosomes.append((name, sequence))
+                values = _observe(tracks, _motif_counts(sequence, motifs), kernels, settings, rng)
+                codes = np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)
+                for window in range(windows):
+                    start = margin + window * settings.sequence_length
+                    end = start + settings.sequence_length
+                    one_hot = np.stack([codes[start:end] == ord(base) for base in "ACGT"], axis=1)
+                    first = start // BIN + crop_bins
+                    writer.add(split, (name, start, end), one_hot, values[first : first + settings.target_length])
+                remaining -= windows
+    _write_fasta(out / "genome.fa", chromosomes)
+    metadata = {
+        "size": size, "seed": seed, "settings": asdict(settings), "target_length": settings.target_length,
+        "motifs": motifs, "motif_roles": {"promoter": list(PROMOTERS), "enhancer": list(ENHANCERS), "tf": list(TF_SITES)},
+        "tracks": [asdict(t) for t in tracks],
+        "long_range_tracks": [i for i, t in enumerate(tracks) if t.long_range],
+        "chromosomes": {name: len(sequence) for name, sequence in chromosomes},
+    }
+    atomic_write_text(out / "synthetic.json", json.dumps(metadata, indent=2) + "\n")
+    return out
+
+
+def _observe(tracks: list[_Track], counts: np.ndarray, kernels, settings: SyntheticSettings, rng) -> np.ndarray:
+    """(bins, tracks) stored values: Poisson noise around the expected signal, clipped and scaled."""
+    columns = []
+    for track in tracks:
+        expected = track.background + track.amplitude * _expected_signal(track, counts, kernels)
+        observed = rng.poisson(settings.noise * expected) / settings.noise
+        columns.append(np.minimum(observed, track.clip) * track.scale)
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def _write_fasta(path: Path, chromosomes: list[tuple[str, str]], width: int = 80) -> None:
+    """FASTA and its samtools ``.fai`` index (name, length, offset, bases per line, bytes per line)."""
+    index_lines = []
+    offset = 0
+    with atomic_path(path) as temporary, open(temporary, "w", encoding="ascii") as handle:
+        for name, sequence in chromosomes:
+            header = f">{name}\n"
+            handle.write(header)
+            offset += len(header)
+            index_lines.append(f"{name}\t{len(sequence)}\t{offset}\t{width}\t{width + 1}\n")
+            for start in range(0, len(sequence), width):
+                line = sequence[start : start + width] + "\n"
+                handle.write(line)
+                offset += len(line)
+    atomic_write_text(Path(f"{path}.fai"), "".join(index_lines))

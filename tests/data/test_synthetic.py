@@ -1,0 +1,145 @@
+"""The synthetic long-range dataset: layout, determinism, round trip and the generative model."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from senformer.cli import main
+from senformer.data.basenji import BasenjiDataset, check_split, read_sequences_bed, read_statistics
+from senformer.data.synthetic import SIZES, _convolve, _kernels, make_synthetic
+from senformer.data.tracks import ASSAY_GROUPS, read_targets
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_synthetic(tmp_path_factory.mktemp("synthetic") / "tiny", "tiny", seed=0)
+
+
+def test_tiny_layout_is_basenji2(tiny):
+    names = sorted(p.name for p in tiny.iterdir())
+    assert names == ["genome.fa", "genome.fa.fai", "sequences.bed", "statistics.json", "synthetic.json", "targets.txt", "tfrecords"]
+    statistics = read_statistics(tiny)
+    assert statistics == {"num_targets": 8, "seq_length": 4096, "pool_width": 128, "crop_bp": 1024, "target_length": 16,
+                          "train_seqs": 8, "valid_seqs": 4, "test_seqs": 4}
+    assert sorted(p.name for p in (tiny / "tfrecords").iterdir()) == ["test-0.tfr", "train-0.tfr", "train-1.tfr", "valid-0.tfr"]
+    assert (tiny / "tfrecords" / "train-0.tfr").read_bytes()[:2] == b"\x78\x9c"  # ZLIB like Basenji2
+    targets = read_targets(tiny / "targets.txt")
+    assert list(targets["assay_group"]) == list(ASSAY_GROUPS) * 2
+    for split in ("train", "valid", "test"):
+        assert check_split(tiny, split) == statistics[f"{split}_seqs"]
+
+
+def test_round_trip_records_match_genome_and_bed(tiny):
+    import pyfaidx
+
+    genome = pyfaidx.Fasta(str(tiny / "genome.fa"))
+    bed = read_sequences_bed(tiny, "test")
+    for example in BasenjiDataset(tiny, "test"):
+        row = bed.iloc[example["index"]]
+        assert example["interval"] == f"{row.chrom}:{row.start}-{row.end}"
+        text = str(genome[row.chrom][int(row.start) : int(row.end)]).upper()
+        expected = torch.zeros(len(text), 4)
+        for channel, base in enumerate("ACGT"):
+            expected[[i for i, b in enumerate(text) if b == base], channel] = 1
+        assert torch.equal(example["sequence"], expected)
+        assert example["target"].shape == (16, 8) and torch.isfinite(example["target"]).all()
+        assert (example["target"] >= 0).all()
+
+
+def test_seeded_and_deterministic(tmp_path, tiny):
+    again = make_synthetic(tmp_path / "again", "tiny", seed=0)
+    other = make_synthetic(tmp_path / "other", "tiny", seed=1)
+    for name in ("train-0.tfr", "test-0.tfr"):
+        assert (again / "tfrecords" / name).read_bytes() == (tiny / "tfrecords" / name).read_bytes()
+        assert (other / "tfrecords" / name).read_bytes() != (tiny / "tfrecords" / name).read_bytes()
+    assert (again / "genome.fa").read_bytes() == (tiny / "genome.fa").read_bytes()
+
+
+def test_rewriting_a_directory_removes_stale_shards(tmp_path):
+    make_synthetic(tmp_path / "d", "tiny", train=12, records_per_file=2)
+    assert len(list((tmp_path / "d" / "tfrecords").glob("train-*.tfr"))) == 6
+    make_synthetic(tmp_path / "d", "tiny", train=4, records_per_file=2)
+    assert sorted(p.name for p in (tmp_path / "d" / "tfrecords").glob("train-*.tfr")) == ["train-0.tfr", "train-1.tfr"]
+    assert len(list(BasenjiDataset(tmp_path / "d", "train"))) == 4
+
+
+def test_lengths_are_parameters(tmp_path):
+    out = make_synthetic(tmp_path / "long", "tiny", seed=0, sequence_length=6144, crop_bp=1536, num_tracks=4,
+                         train=3, valid=1, test=1, records_per_file=2, long_range_bp=(1024, 1536))
+    statistics = read_statistics(out)
+    assert (statistics["seq_length"], statistics["target_length"], statistics["num_targets"]) == (6144, 24, 4)
+    example = next(iter(BasenjiDataset(out, "train")))
+    assert example["sequence"].shape == (6144, 4) and example["target"].shape == (24, 4)
+    metadata = json.loads((out / "synthetic.json").read_text())
+    assert metadata["settings"]["long_range_bp"] == [1024, 1536]
+    assert metadata["long_range_tracks"] == [3]  # the CAGE track
+    with pytest.raises(ValueError, match="unknown synthetic setting"):
+        make_synthetic(tmp_path / "bad", "tiny", windows=3)
+    with pytest.raises(ValueError, match="sequence_length 1000 must be a positive multiple of 128"):
+        make_synthetic(tmp_path / "bad", "tiny", sequence_length=1000)
+    with pytest.raises(ValueError, match="unknown synthetic size 'huge'"):
+        make_synthetic(tmp_path / "bad", "huge")
+
+
+def test_long_range_tracks_depend_on_distant_enhancers(tiny):
+    metadata = json.loads((tiny / "synthetic.json").read_text())
+    assert metadata["long_range_tracks"] == [3, 5, 7]  # CAGE x2 and the odd histone track
+    near, far = metadata["settings"]["long_range_bp"]
+    assert near >= 1024  # beyond the conv tower's ~0.4 kb reach on either side
+    ring = _kernels(SIZES["tiny"])["ring"]
+    distances = np.abs(np.arange(len(ring)) - len(ring) // 2) * 128
+    assert ring[distances < near].sum() == 0 and ring[(distances >= near) & (distances <= far)].all()
+    # An enhancer 12 bins away from a promoter raises the ring signal at the promoter, one 2 bins away does not.
+    enhancers = np.zeros(64)
+    enhancers[40] = 1
+    signal = _convolve(enhancers[None], ring)[0]
+    assert signal[40 - 12] == 1 and signal[40 - 2] == 0
+
+
+def test_small_size_is_the_training_size():
+    small = SIZES["small"]
+    assert (small.sequence_length, small.target_length, small.num_tracks) == (8192, 32, 16)
+    assert small.train + small.valid + small.test == 480
+    assert small.long_range_bp[0] > 1024
+
+
+def test_cli_writes_the_dataset(tmp_path, capsys):
+    assert main(["data", "synthetic", str(tmp_path / "cli"), "--size", "tiny", "--seed", "2", "--train", "2",
+                 "--valid", "1", "--test", "1"]) == 0
+    assert "2/1/1 train/valid/test examples of 4,096 bp, 16 bins x 8 tracks" in capsys.readouterr().out
+    assert main(["data", "check", str(tmp_path / "cli")]) == 0
+    assert "train: 2 records OK in 1 files" in capsys.readouterr().out
+    assert main(["data", "synthetic", str(tmp_path / "bad"), "--size", "huge"]) == 2
+    assert "senformer data: error: unknown synthetic size 'huge'" in capsys.readouterr().err
+
+
+def test_long_range_tracks_cannot_be_predicted_from_local_sequence():
+    """On one chromosome of the small size, the true expected signal predicts every track well, while an
+    oracle that ignores the distant enhancers (replaces the ring term by its mean) loses a lot on exactly
+    the long-range tracks: the data rewards attention."""
+    from senformer.data import synthetic
+
+    settings = SIZES["small"]
+    rng = np.random.default_rng(0)
+    motifs = synthetic._motifs(rng)
+    tracks = synthetic._tracks(settings, rng)
+    kernels = _kernels(settings)
+    sequence = synthetic._chromosome(48 * settings.sequence_length, motifs, settings, rng, n_runs=2)
+    counts = synthetic._motif_counts(sequence, motifs)
+    observed = synthetic._observe(tracks, counts, kernels, settings, rng)
+    enhancers = counts[list(synthetic.ENHANCERS)].sum(axis=0)
+    ring_mean = _convolve(enhancers[None], kernels["ring"])[0].mean()
+    for number, track in enumerate(tracks):
+        expected = synthetic._expected_signal(track, counts, kernels)
+        r_true = np.corrcoef(expected, observed[:, number])[0, 1]
+        assert r_true > 0.85, (number, track.kind, r_true)
+        if not track.long_range:
+            continue
+        if track.kind == "cage":
+            local = _convolve(counts[track.motifs[0]][None], kernels["sharp"])[0] * (0.2 + ring_mean)
+        else:
+            local = _convolve(counts[list(synthetic.PROMOTERS)].sum(axis=0)[None], kernels["broad"])[0] * ring_mean
+        r_local = np.corrcoef(local, observed[:, number])[0, 1]
+        assert r_true - r_local > 0.1, (number, track.kind, r_true, r_local)

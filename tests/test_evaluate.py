@@ -1,0 +1,147 @@
+"""Evaluation end to end: synthetic tiny data -> BasenjiDataset -> models -> metrics files, against numpy."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from helpers import tiny_model
+from senformer.cli import main
+from senformer.data.basenji import BasenjiDataset
+from senformer.data.synthetic import make_synthetic
+from senformer.evaluate import evaluate
+from senformer.sequence import reverse_complement
+from senformer.weights import save_pretrained
+
+TRACKS = 8  # the tiny synthetic dataset
+BINS = 16
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_synthetic(tmp_path_factory.mktemp("evaluate") / "tiny", "tiny", seed=0)
+
+
+def _model(seed):
+    return tiny_model(seed, output_heads={"human": TRACKS}, target_length=BINS)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    root = tmp_path_factory.mktemp("weights")
+    return {name: save_pretrained(_model(seed), root / name) for name, seed in (("alpha", 1), ("beta", 2))}
+
+
+def _direct_predictions(model, data, rc=False):
+    predictions, targets = [], []
+    with torch.no_grad():
+        for example in BasenjiDataset(data, "test"):
+            sequence = example["sequence"][None]
+            prediction = model(sequence)["human"]
+            if rc:
+                prediction = (prediction + model(reverse_complement(sequence))["human"].flip(1)) / 2
+            predictions.append(prediction[0].double().numpy())
+            targets.append(example["target"].double().numpy())
+    return np.stack(predictions), np.stack(targets)
+
+
+def test_pooled_and_per_example_pearson_equal_numpy(data):
+    model = _model(1)
+    result = evaluate({"alpha": model}, BasenjiDataset(data, "test"), "human", batch_size=3, progress=False)
+    pred, target = _direct_predictions(model, data)
+    alpha = result.models["alpha"]
+    assert result.examples == 4 and list(alpha.example_index) == [0, 1, 2, 3]
+    for track in range(TRACKS):
+        expected = np.corrcoef(pred[..., track].ravel(), target[..., track].ravel())[0, 1]
+        assert alpha.pooled[track] == pytest.approx(expected, abs=1e-5)
+        for example in range(4):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                expected = np.corrcoef(pred[example, :, track], target[example, :, track])[0, 1]
+            np.testing.assert_allclose(alpha.per_example[example, track], expected, atol=2e-4, equal_nan=True)
+    assert np.isnan(alpha.per_example).sum() > 0  # the tiny data has constant (example, track) pairs
+    table = result.per_assay().set_index("assay_group")
+    assert list(table.index) == ["DNase/ATAC", "ChIP-Histone", "ChIP-TF", "CAGE", "all"]
+    assert table.loc["all", "pooled_alpha"] == pytest.approx(np.nanmean(alpha.pooled))
+    assert table.loc["CAGE", "pooled_alpha"] == pytest.approx(np.nanmean(alpha.pooled[[3, 7]]))
+    assert result.settings["flanks"] == "none" and result.settings["split"] == "test"
+
+
+def test_reverse_complement_averaging_and_max_examples(data):
+    model = _model(1)
+    result = evaluate({"m": model}, BasenjiDataset(data, "test"), "human", rc_average=True, max_examples=3,
+                      batch_size=2, progress=False)
+    pred, target = _direct_predictions(model, data, rc=True)
+    pred, target = pred[:3], target[:3]
+    expected = [np.corrcoef(pred[..., t].ravel(), target[..., t].ravel())[0, 1] for t in range(TRACKS)]
+    np.testing.assert_allclose(result.models["m"].pooled, expected, atol=1e-5)
+    assert result.examples == 3 and result.settings["rc_average"] is True
+
+
+def test_bf16_runs_and_is_recorded(data):
+    # A random tiny model's correlations are near 0, so bf16 rounding moves them visibly; only check sanity.
+    model = _model(1)
+    dataset = BasenjiDataset(data, "test", max_examples=2)
+    exact = evaluate({"m": model}, dataset, "human", progress=False)
+    bf16 = evaluate({"m": model}, dataset, "human", bf16=True, progress=False)
+    assert bf16.settings["bf16"] is True and exact.settings["bf16"] is False
+    assert np.isfinite(bf16.models["m"].pooled).sum() == np.isfinite(exact.models["m"].pooled).sum()
+    assert not np.array_equal(bf16.models["m"].pooled, exact.models["m"].pooled)
+
+
+@pytest.mark.slow
+def test_cli_compares_two_models_and_writes_every_output(data, weights, tmp_path, capsys):
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--data", str(data), "--split", "test", "--weights", str(weights["alpha"]),
+                 "--weights", f"second={weights['beta']}", "--out", str(out), "--batch-size", "2", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "comparison.png", "metrics.json", "per_assay.csv", "per_example_alpha.npz", "per_example_second.npz", "per_track.csv",
+    ]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["examples"] == 4 and metrics["flanks"] == "none"
+    assert metrics["tracks"] == {"DNase/ATAC": 2, "ChIP-Histone": 2, "ChIP-TF": 2, "CAGE": 2}
+    alpha, second = metrics["models"]["alpha"], metrics["models"]["second"]
+    assert set(alpha["pooled_pearson"]["per_assay"]) == {"DNase/ATAC", "ChIP-Histone", "ChIP-TF", "CAGE"}
+    difference = metrics["differences"]["second - alpha"]["pooled"]["all"]
+    assert difference == pytest.approx(second["pooled_pearson"]["mean"] - alpha["pooled_pearson"]["mean"])
+    per_track = pd.read_csv(out / "per_track.csv")
+    assert list(per_track.columns[:4]) == ["index", "identifier", "description", "assay_group"]
+    assert per_track["pooled_alpha"].mean() == pytest.approx(alpha["pooled_pearson"]["mean"])
+    per_assay = pd.read_csv(out / "per_assay.csv")
+    assert "pooled_second_minus_alpha" in per_assay.columns and len(per_assay) == 5
+    arrays = np.load(out / "per_example_second.npz")
+    assert arrays["pearson"].shape == (4, TRACKS) and list(arrays["example_index"]) == [0, 1, 2, 3]
+    # Same model, same numbers as the Python API.
+    direct = evaluate({"alpha": _model(1)}, BasenjiDataset(data, "test"), "human", progress=False)
+    np.testing.assert_allclose(per_track["pooled_alpha"], direct.models["alpha"].pooled, atol=1e-4)  # batch 2 vs 1: float32 order
+    assert (out / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_labels_zero_flanks(data, weights, tmp_path, capsys):
+    out = tmp_path / "flanks"
+    assert main(["evaluate", "--data", str(data), "--weights", str(weights["alpha"]), "--out", str(out),
+                 "--sequence-length", "6144", "--max-examples", "2", "--no-progress"]) == 0
+    assert "ZERO flanks" in capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["flanks"] == "zeros" and "ZERO flanks" in metrics["input"] and metrics["examples"] == 2
+
+
+def test_cli_user_errors(data, tmp_path, capsys):
+    wrong = save_pretrained(tiny_model(0, output_heads={"human": 5}, target_length=BINS), tmp_path / "wrong")
+    assert main(["evaluate", "--data", str(data), "--weights", str(wrong), "--out", str(tmp_path / "o")]) == 2
+    assert "predicts 5 tracks" in capsys.readouterr().err
+    assert main(["evaluate", "--data", str(tmp_path), "--weights", str(wrong), "--out", str(tmp_path / "o")]) == 2
+    assert "no statistics.json" in capsys.readouterr().err
+
+
+def test_evaluate_on_each_device_matches_cpu(data, device):
+    if device.type == "cpu":
+        pytest.skip("compares another device with the CPU")
+    model = _model(1)
+    dataset = BasenjiDataset(data, "test")
+    on_cpu = evaluate({"m": model}, dataset, "human", progress=False).models["m"]
+    on_device = evaluate({"m": _model(1)}, dataset, "human", device=device, progress=False).models["m"]
+    np.testing.assert_allclose(on_device.pooled, on_cpu.pooled, atol=2e-3)
+    np.testing.assert_allclose(on_device.per_example, on_cpu.per_example, atol=2e-2, equal_nan=True)
