@@ -26,7 +26,7 @@ _NAME = re.compile(r"^step-(\d{8})\.pt$")
 # Settings that may change on resume without changing the run's meaning (bookkeeping, not maths).
 RESUMABLE_CHANGES = frozenset({
     "steps", "eval_every", "eval_examples", "eval_batch_size", "log_every", "checkpoint_every",
-    "keep_checkpoints", "progress", "device", "threads", "decay", "final_lr_factor",
+    "keep_checkpoints", "progress", "device", "threads", "decay", "final_lr_factor", "eval_split", "deterministic",
 })
 
 
@@ -113,5 +113,7 @@ def check_compatible(path: Path, payload: Mapping[str, Any], config: Mapping[str
             continue  # paths may move; the model itself is compared through its config above
         if stored_settings.get(key) != settings.get(key):
             differences.append(f"{key}: checkpoint {stored_settings.get(key)!r}, now {settings.get(key)!r}")
+    if (stored_settings.get("teacher") is None) != (settings.get("teacher") is None):
+        differences.append(f"teacher: checkpoint {stored_settings.get('teacher')!r}, now {settings.get('teacher')!r}")
     if differences:
         raise UserError(f"{path} comes from a different run: " + "; ".join(differences))

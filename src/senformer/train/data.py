@@ -15,8 +15,8 @@ from typing import Any, Iterable, Iterator, Protocol
 
 import torch
 
+from ..data import augment as augmentations
 from ..errors import UserError
-from ..sequence import reverse_complement
 
 
 class ExampleSource(Protocol):
@@ -60,7 +60,7 @@ class InMemoryExamples:
 
 class BasenjiSource:
     """A split of a Basenji2-layout directory through :class:`senformer.data.basenji.BasenjiDataset`;
-    each epoch reshuffles with seed ``(seed, epoch)``."""
+    each epoch reshuffles (``set_epoch``) when ``shuffle_buffer`` is positive."""
 
     def __init__(self, directory: str | os.PathLike, split: str, genome: str | None = None,
                  sequence_length: int | None = None, shuffle_buffer: int = 0, seed: int = 0):
@@ -72,23 +72,20 @@ class BasenjiSource:
         self.directory, self.split, self.genome = directory, split, genome
         self.sequence_length, self.shuffle_buffer, self.seed = sequence_length, shuffle_buffer, seed
         self._dataset_class = BasenjiDataset
-        probe = self._dataset(epoch=0, rank=0, world_size=1, shuffle=False, limit=1)
-        first = next(iter(probe), None)
-        if first is None:
+        probe = self._dataset(epoch=0, rank=0, world_size=1, shuffle=False, limit=None)
+        if len(probe) == 0:
             raise UserError(f"{directory}: split {split!r} holds no examples")
-        self.num_tracks = int(first["target"].shape[-1])
+        self.num_tracks = probe.num_targets
+        self.input_description = probe.input_description
 
     def _dataset(self, epoch: int, rank: int, world_size: int, shuffle: bool, limit: int | None):
-        genome = None
-        if self.genome is not None:
-            from ..data.genome import Genome
-
-            genome = Genome(self.genome)
-        return self._dataset_class(
-            self.directory, self.split, genome=genome, sequence_length=self.sequence_length,
-            shuffle_buffer=self.shuffle_buffer if shuffle else 0, seed=_mix(self.seed, epoch),
+        dataset = self._dataset_class(
+            self.directory, self.split, genome=self.genome, sequence_length=self.sequence_length,
+            shuffle_buffer=self.shuffle_buffer if shuffle else 0, seed=self.seed,
             rank=rank, world_size=world_size, max_examples=limit,
         )
+        dataset.set_epoch(epoch)
+        return dataset
 
     def examples(self, epoch: int, rank: int = 0, world_size: int = 1, shuffle: bool = True, limit: int | None = None) -> Iterator[dict]:
         for example in self._dataset(epoch, rank, world_size, shuffle, limit):
@@ -111,23 +108,17 @@ def _mix(*values: int) -> int:
 
 def augment(sequence: torch.Tensor, target: torch.Tensor, max_shift: int, reverse: bool, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Random shift by ``-max_shift..max_shift`` bp (N padding) and, with probability 1/2 when ``reverse``,
-    the reverse complement with the target reversed along bins (Basenji2 / Enformer training).
+    the reverse complement with the target reversed along bins (Basenji2 / Enformer training), drawn from
+    ``generator`` (seeded per example by :class:`BatchStream`).
 
     Args:
         sequence: one-hot (bp, 4); target: (bins, tracks).
     """
     if max_shift:
-        shift = int(torch.randint(-max_shift, max_shift + 1, (), generator=generator))
-        if shift:
-            shifted = torch.zeros_like(sequence)  # N = all zeros
-            if shift > 0:
-                shifted[shift:] = sequence[:-shift]
-            else:
-                shifted[:shift] = sequence[-shift:]
-            sequence = shifted
+        offset = int(torch.randint(-max_shift, max_shift + 1, (), generator=generator))
+        sequence = augmentations.shift(sequence, offset)
     if reverse and bool(torch.rand((), generator=generator) < 0.5):
-        sequence = reverse_complement(sequence)
-        target = target.flip(0)
+        sequence, target = augmentations.reverse_complement(sequence, target)
     return sequence, target
 
 

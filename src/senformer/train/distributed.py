@@ -16,7 +16,6 @@ import os
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn import functional as F
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -41,9 +42,11 @@ from .data import BasenjiSource, BatchStream, ExampleSource, eval_batches
 from .distributed import (
     DistributedContext,
     all_reduce_mean_,
+    all_reduce_sum_,
     barrier,
     convert_batchnorm,
     setup_distributed,
+    teardown_distributed,
 )
 from .freeze import count_parameters, freeze, set_training_mode
 from .losses import distillation_loss, poisson_loss
@@ -85,7 +88,7 @@ def build_model(settings: TrainSettings) -> tuple[Enformer, list[str]]:
     if settings.init_weights is None:
         values["output_heads"] = {**values["output_heads"], **new_heads}
         model = Enformer(EnformerConfig.from_dict(values))
-        return model, [name for name, _ in model.named_parameters() if name.split(".")[1:2] and name.startswith("heads.") and name.split(".")[1] in new_heads]
+        return model, [f"heads.{name}.{part}" for name in new_heads for part in ("weight", "bias")]
     from ..weights import load_weights, read_weights
 
     _, base, _ = read_weights(settings.init_weights)
@@ -105,7 +108,10 @@ def build_model(settings: TrainSettings) -> tuple[Enformer, list[str]]:
         overrides["output_heads"] = {**existing, **new_heads} if existing else None
         if overrides["output_heads"] is None:
             del overrides["output_heads"]
-    loaded = load_weights(settings.init_weights, overrides=overrides, strict=not new_heads)
+    with warnings.catch_warnings():
+        # New heads are missing from the weights by design; anything else missing is checked below.
+        warnings.filterwarnings("ignore", message="partial load")
+        loaded = load_weights(settings.init_weights, overrides=overrides, strict=not new_heads)
     model = loaded.model
     fresh = [f"heads.{name}.{part}" for name in new_heads for part in ("weight", "bias")]
     if new_heads:
@@ -151,9 +157,13 @@ def run_training(
     Returns:
         the directory of the final weights (``out_dir/weights``).
     """
+    owns_group = not (dist.is_available() and dist.is_initialized())
     context = setup_distributed(settings.device)
-    trainer = Trainer(settings, Path(out_dir), context, data)
-    return trainer.run(resume)
+    try:
+        return Trainer(settings, Path(out_dir), context, data).run(resume)
+    finally:
+        if owns_group:
+            teardown_distributed()
 
 
 class Trainer:
@@ -200,8 +210,9 @@ class Trainer:
             self.network = DistributedDataParallel(
                 self.model,
                 device_ids=[context.device.index] if context.device.type == "cuda" else None,
-                # Heads alternate: the other head's parameters are unused in a step.
-                find_unused_parameters=len(self.head_names) > 1,
+                # Heads alternate: a trainable head is unused in the other head's updates.
+                find_unused_parameters=len(self.head_names) > 1
+                and any(p.requires_grad for p in self.model.heads.parameters()),
             )
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.Adam(
@@ -363,8 +374,6 @@ class Trainer:
                             teacher_prediction = self.teacher(sequence, heads=[head])[head].float()
                         teacher_sums.update(prediction, teacher_prediction)
                 sums.all_reduce()
-                from .distributed import all_reduce_sum_
-
                 all_reduce_sum_(loss_sum)
                 metrics = {"loss": float(loss_sum[0] / loss_sum[1]) if loss_sum[1] else float("nan")}
                 metrics.update(summarise(sums.compute(), self.groups[head]))
@@ -403,7 +412,7 @@ class Trainer:
         if context.is_main:
             from ..weights import save_pretrained
 
-            save_pretrained(self.model_for_saving(), path)
+            save_pretrained(self.model, path)  # CrossRankBatchNorm keeps BatchNorm's names
             self.write_tables()
         barrier()
         return path
@@ -432,20 +441,23 @@ class Trainer:
                 all_reduce_mean_(losses)
                 record = {"kind": "train", "step": self.step, "lr": learning_rate,
                           "examples_per_s": window_examples / max(elapsed, 1e-9), "memory_mb": _memory_mb(context.device)}
-                record.update({f"loss/{h}": float(v) for h, v in zip(self.head_names, losses)})
+                record.update({f"loss/{h}": float(v) for h, v in zip(self.head_names, losses, strict=True)})
                 self.log(record)
-                progress.set_postfix({h: f"{float(v):.4f}" for h, v in zip(self.head_names, losses)})
+                progress.set_postfix({h: f"{float(v):.4f}" for h, v in zip(self.head_names, losses, strict=True)})
                 window_loss = {head: [] for head in self.head_names}
                 window_start, window_examples = time.perf_counter(), 0
             if settings.eval_every and (self.step % settings.eval_every == 0 or self.step == settings.steps):
                 self._evaluate_and_log()
-            if self.step % settings.checkpoint_every == 0 or self.step == settings.steps if settings.checkpoint_every else self.step == settings.steps:
+            at_interval = bool(settings.checkpoint_every) and self.step % settings.checkpoint_every == 0
+            if at_interval or self.step == settings.steps:
                 self.save()
             if self._should_stop():
                 progress.close()
-                if self.step % (settings.checkpoint_every or settings.steps + 1) and self.step != settings.steps:
+                if not (at_interval or self.step == settings.steps):
                     self.save()
-                raise TrainingInterrupted(f"stopped at step {self.step}; checkpoint written, continue with --resume")
+                message = f"stopped at step {self.step}; checkpoint written, continue with --resume"
+                self.print(message)
+                raise TrainingInterrupted(message)
         progress.close()
 
     def _evaluate_and_log(self) -> None:
@@ -463,10 +475,6 @@ class Trainer:
             flag = flag.to(self.context.device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         return bool(flag.item())
-
-    def model_for_saving(self) -> Enformer:
-        """The trained model with plain BatchNorm layers (same state), for native weights."""
-        return self.model
 
     def write_tables(self) -> None:
         """CSV views of log.jsonl and the curves PNG (rewritten whole, atomically)."""

@@ -6,10 +6,13 @@ Unknown keys are errors that name the key and the file; the resolved settings ar
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
 import json
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -154,8 +157,9 @@ class TrainSettings:
                 close = difflib.get_close_matches(str(key), known, n=1)
                 hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
             raise UserError(f"{source}: unknown setting(s) {', '.join(hints)}")
+        coerced = {key: _coerce(key, value, source) for key, value in values.items()}
         try:
-            return cls(**values)
+            return cls(**coerced)
         except TypeError as error:
             raise UserError(f"{source}: {error}") from None
 
@@ -189,3 +193,42 @@ def merge_settings(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dic
         else:
             merged[key] = value
     return merged
+
+
+def _coerce(key: str, value: Any, source: str) -> Any:
+    """Check a file or flag value against the field's type. Numbers that YAML 1.1 reads as strings
+    (``5e-4`` is a string to PyYAML) become numbers; anything else of the wrong type is an error."""
+    hint = typing.get_type_hints(TrainSettings)[key]
+    union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    allowed = set(typing.get_args(hint)) if union else {hint}
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise UserError(f"{source}: {key} may not be null")
+    scalar = next((kind for kind in (bool, int, float) if kind in allowed), None)
+    if scalar is bool:
+        if isinstance(value, bool):
+            return value
+        raise UserError(f"{source}: {key}={value!r} is not true or false")
+    if scalar is not None:
+        number = value
+        if isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                number = None
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise UserError(f"{source}: {key}={value!r} is not a number")
+        if scalar is int:
+            if not float(number).is_integer():
+                raise UserError(f"{source}: {key}={value!r} is not a whole number")
+            return int(number)
+        return float(number)
+    if str in allowed and not isinstance(value, str):
+        raise UserError(f"{source}: {key}={value!r} is not a string")
+    origins = {typing.get_origin(kind) for kind in allowed}
+    if origins & {collections.abc.Mapping, dict} and not isinstance(value, Mapping):
+        raise UserError(f"{source}: {key} must be a mapping, got {value!r}")
+    if tuple in origins and not isinstance(value, (list, tuple)):
+        raise UserError(f"{source}: {key} must be a list, got {value!r}")
+    return value

@@ -7,6 +7,9 @@ Sums add across ranks, so a sharded evaluation equals the single-process one.
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -46,13 +49,11 @@ class PooledPearsonSums:
         return r
 
 
-def summarise(correlations: np.ndarray, groups: Sequence[str] | None = None, prefix: str = "pearson") -> dict[str, float]:
-    """``{prefix: mean over tracks, prefix/<group>: mean within each group}`` ignoring NaN tracks."""
+def summarise(correlations: np.ndarray, groups: Mapping[str, Sequence[int]] | None = None, prefix: str = "pearson") -> dict[str, float]:
+    """``{prefix: mean over tracks, prefix/<group>: mean over each group's tracks}``, ignoring NaN tracks."""
     summary = {prefix: _nanmean(correlations)}
-    if groups is not None:
-        labels = np.asarray(groups)
-        for group in dict.fromkeys(groups):
-            summary[f"{prefix}/{group}"] = _nanmean(correlations[labels == group])
+    for group, indices in (groups or {}).items():
+        summary[f"{prefix}/{group}"] = _nanmean(correlations[np.asarray(indices, dtype=int)])
     return summary
 
 
@@ -61,23 +62,23 @@ def _nanmean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-def track_groups(directory: str | None, num_tracks: int) -> list[str] | None:
-    """Assay group per track from a dataset's ``targets.txt`` (the data room's reader), or None when the
-    directory has no usable table."""
-    if directory is None:
-        return None
-    from pathlib import Path
+def track_groups(directory: str | os.PathLike | None, num_tracks: int) -> dict[str, list[int]]:
+    """Track indices per assay group from a dataset's ``targets.txt`` (in the order of
+    ``ASSAY_GROUPS``), plus ``long-range`` when the directory is a synthetic dataset that names them.
+    Empty when the directory has no usable table."""
+    if directory is None or not (Path(directory) / "targets.txt").is_file():
+        return {}
+    from ..data.tracks import ASSAY_GROUPS, read_targets
 
-    targets = Path(directory) / "targets.txt"
-    if not targets.is_file():
-        return None
-    from ..data.tracks import read_targets
-
-    table = read_targets(targets)
+    table = read_targets(Path(directory) / "targets.txt")
     if len(table) != num_tracks:
-        return None
-    return [str(group) for group in table["assay_group"]]
-
-
-def group_columns(metrics: Mapping[str, float]) -> list[str]:
-    return sorted(key for key in metrics if "/" in key)
+        return {}
+    labels = list(table["assay_group"])
+    order = [g for g in ASSAY_GROUPS if g in labels] + sorted(set(labels) - set(ASSAY_GROUPS))
+    groups = {group: [i for i, label in enumerate(labels) if label == group] for group in order}
+    synthetic = Path(directory) / "synthetic.json"
+    if synthetic.is_file():
+        long_range = json.loads(synthetic.read_text(encoding="utf-8")).get("long_range_tracks")
+        if long_range:
+            groups["long-range"] = [int(i) for i in long_range]
+    return groups

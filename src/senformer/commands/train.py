@@ -1,0 +1,134 @@
+"""``senformer train``: train or fine-tune from a YAML/JSON settings file and/or flags.
+
+Flags override the file; the resolved settings are written to ``OUT/settings.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from ..errors import UserError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train or fine-tune (full, attention-only, heads; distillation; resumable; torchrun)",
+        description="Train on Basenji2-layout datasets. Settings come from --config (YAML or JSON) with flags on "
+        "top; every setting is a field of senformer.train.TrainSettings. Run under torchrun for many processes.",
+    )
+    parser.add_argument("--config", help="settings file (YAML or JSON mapping of TrainSettings fields)")
+    parser.add_argument("--out", required=True, help="output directory (logs, checkpoints, weights/)")
+    parser.add_argument("--resume", action="store_true", help="continue exactly from the latest checkpoint in --out")
+    data = parser.add_argument_group("data")
+    data.add_argument("--data", action="append", default=[], metavar="[HEAD=]DIR",
+                      help="dataset directory of a head (default head: human); repeat for mouse or new heads")
+    data.add_argument("--genome", action="append", default=[], metavar="[HEAD=]FASTA",
+                      help="genome to extend each record's sequence to --sequence-length")
+    data.add_argument("--sequence-length", type=int, help="input length in bp (default: the records' length)")
+    data.add_argument("--max-train-examples", type=int, help="train on the first N examples only")
+    model = parser.add_argument_group("model")
+    model.add_argument("--preset", help="named configuration when training from scratch")
+    model.add_argument("--model-config", help="EnformerConfig JSON when training from scratch")
+    model.add_argument("--attention", choices=["full", "chunked", "bigbird"], help="attention kind")
+    model.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                       help="override one EnformerConfig field (JSON value), e.g. --set depth=2")
+    model.add_argument("--init", dest="init_weights", help="initial weights (any format senformer loads)")
+    model.add_argument("--new-head", action="append", default=[], metavar="NAME:TRACKS",
+                       help="add a freshly initialised head for your own tracks")
+    what = parser.add_argument_group("what trains and how")
+    what.add_argument("--train", help="all | attention | heads | a regular expression on parameter names")
+    what.add_argument("--steps", type=int)
+    what.add_argument("--batch-size", type=int, help="per process and update")
+    what.add_argument("--grad-accumulation", type=int)
+    what.add_argument("--lr", dest="learning_rate", type=float)
+    what.add_argument("--warmup-steps", type=int)
+    what.add_argument("--decay", choices=["none", "cosine"])
+    what.add_argument("--clip-grad-norm", type=float)
+    what.add_argument("--shift", type=int, help="random shift of up to +-N bp (0: off)")
+    what.add_argument("--no-reverse-complement", dest="reverse_complement", action="store_false", default=None)
+    what.add_argument("--teacher", help="full-attention teacher weights for distillation")
+    what.add_argument("--distill-weight", type=float, help="0: data loss only, 1: teacher only")
+    what.add_argument("--batchnorm", choices=["cross-rank", "local"])
+    what.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast")
+    what.add_argument("--checkpoint-activations", action="store_true", default=None,
+                      help="recompute transformer activations in backward")
+    what.add_argument("--checkpoint-conv-tower", action="store_true", default=None)
+    run = parser.add_argument_group("evaluation, checkpoints, hardware")
+    run.add_argument("--eval-every", type=int, help="steps between validations (0: never)")
+    run.add_argument("--eval-examples", type=int)
+    run.add_argument("--eval-split")
+    run.add_argument("--checkpoint-every", type=int)
+    run.add_argument("--keep-checkpoints", type=int)
+    run.add_argument("--log-every", type=int)
+    run.add_argument("--seed", type=int)
+    run.add_argument("--deterministic", action="store_true", default=None)
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    run.add_argument("--threads", type=int, help="torch threads per process")
+    run.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    parser.set_defaults(run=run_command)
+
+
+_SCALAR_FLAGS = (
+    "sequence_length", "max_train_examples", "preset", "model_config", "attention", "init_weights", "train",
+    "steps", "batch_size", "grad_accumulation", "learning_rate", "warmup_steps", "decay", "clip_grad_norm", "shift",
+    "reverse_complement", "teacher", "distill_weight", "batchnorm", "bf16", "checkpoint_activations",
+    "checkpoint_conv_tower", "eval_every", "eval_examples", "eval_split", "checkpoint_every", "keep_checkpoints",
+    "log_every", "seed", "deterministic", "device", "threads", "progress",
+)
+
+
+def _head_paths(items: list[str], flag: str) -> dict[str, str]:
+    result = {}
+    for item in items:
+        head, sep, path = item.partition("=")
+        if not sep:
+            head, path = "human", item
+        if not head.isidentifier():
+            raise UserError(f"{flag} {item!r}: expected [HEAD=]PATH with an identifier head name")
+        result[head] = path
+    return result
+
+
+def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given on the command line (absent flags are None and do not override the file)."""
+    overrides: dict[str, Any] = {name: getattr(args, name) for name in _SCALAR_FLAGS if getattr(args, name) is not None}
+    if args.data:
+        overrides["data"] = _head_paths(args.data, "--data")
+    if args.genome:
+        overrides["genome"] = _head_paths(args.genome, "--genome")
+    if args.set:
+        values = {}
+        for item in args.set:
+            field, sep, raw = item.partition("=")
+            if not sep:
+                raise UserError(f"--set expects FIELD=VALUE, got {item!r}")
+            try:
+                values[field] = json.loads(raw)
+            except json.JSONDecodeError:
+                values[field] = raw
+        overrides["model_overrides"] = values
+    if args.new_head:
+        heads = {}
+        for item in args.new_head:
+            name, sep, tracks = item.partition(":")
+            if not sep or not tracks.isdigit():
+                raise UserError(f"--new-head expects NAME:TRACKS, got {item!r}")
+            heads[name] = int(tracks)
+        overrides["new_heads"] = heads
+    return overrides
+
+
+def run_command(args: argparse.Namespace) -> int:
+    from ..train import TrainSettings, run_training
+    from ..train.settings import merge_settings
+
+    overrides = flag_overrides(args)
+    if args.config:
+        settings = TrainSettings.from_file(args.config, overrides)
+    else:
+        settings = TrainSettings.from_dict(merge_settings({}, overrides), source="command line")
+    weights = run_training(settings, args.out, resume=args.resume)
+    print(weights)
+    return 0

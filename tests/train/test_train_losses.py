@@ -1,0 +1,64 @@
+import math
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from senformer.train import distillation_loss, learning_rate_factor, poisson_loss
+from senformer.train.schedule import build_scheduler
+
+
+def test_poisson_loss_is_the_keras_formula_with_a_pinned_value():
+    prediction = torch.tensor([[[0.5, 2.0], [1.0, 0.0]]])
+    target = torch.tensor([[[1.0, 3.0], [0.0, 2.0]]])
+    by_hand = [0.5 - math.log(0.5 + 1e-7), 2.0 - 3.0 * math.log(2.0 + 1e-7), 1.0, 0.0 - 2.0 * math.log(1e-7)]
+    assert poisson_loss(prediction, target).item() == pytest.approx(sum(by_hand) / 4, rel=1e-6)
+    # torch's Poisson NLL on rates (no Stirling term) is the same objective.
+    expected = F.poisson_nll_loss(prediction, target, log_input=False, full=False, eps=1e-7)
+    assert poisson_loss(prediction, target).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_poisson_loss_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match=r"\(1, 2, 3\).*\(1, 2, 4\)"):
+        poisson_loss(torch.ones(1, 2, 3), torch.ones(1, 2, 4))
+
+
+def test_distillation_mixes_data_and_teacher_terms():
+    generator = torch.Generator().manual_seed(0)
+    prediction, target, teacher = (torch.rand(2, 4, 3, generator=generator) + 0.1 for _ in range(3))
+    data_term, teacher_term = poisson_loss(prediction, target), poisson_loss(prediction, teacher)
+    assert distillation_loss(prediction, target, teacher, 0.0) == data_term
+    assert distillation_loss(prediction, target, teacher, 1.0) == teacher_term
+    mixed = distillation_loss(prediction, target, teacher, 0.25)
+    assert mixed.item() == pytest.approx(0.75 * data_term.item() + 0.25 * teacher_term.item(), rel=1e-6)
+    assert distillation_loss(prediction, target, None, 0.5) == data_term
+    with pytest.raises(ValueError, match="distill_weight=1.5"):
+        distillation_loss(prediction, target, teacher, 1.5)
+
+
+def test_teacher_term_is_minimal_at_the_teacher_predictions():
+    teacher = torch.tensor([[[0.3, 2.0, 5.0]]])
+    losses = {scale: distillation_loss(teacher * scale, torch.zeros_like(teacher), teacher, 1.0).item()
+              for scale in (0.8, 1.0, 1.25)}
+    assert losses[1.0] < losses[0.8] and losses[1.0] < losses[1.25]
+
+
+def test_warmup_is_linear_to_the_peak_then_constant_or_cosine():
+    assert [learning_rate_factor(step, 4, 10) for step in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert learning_rate_factor(4, 4, 10, "cosine") == pytest.approx(1.0)
+    assert learning_rate_factor(7, 4, 10, "cosine") == pytest.approx(0.5)
+    assert learning_rate_factor(10, 4, 10, "cosine", final_factor=0.1) == pytest.approx(0.1)
+    assert learning_rate_factor(0, 0, 10) == 1.0
+    with pytest.raises(ValueError, match="linear"):
+        learning_rate_factor(0, 1, 2, "linear")
+
+
+def test_scheduler_sets_the_optimizer_learning_rate():
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([parameter], lr=5e-4)
+    scheduler = build_scheduler(optimizer, warmup_steps=50, total_steps=100)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(5e-4 / 50)
+    for _ in range(49):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(5e-4)
