@@ -52,7 +52,8 @@ from .freeze import count_parameters, freeze, set_training_mode
 from .losses import distillation_loss, poisson_loss
 from .schedule import build_scheduler
 from .settings import TrainSettings
-from .validation import PooledPearsonSums, summarise, track_groups
+from ..metrics import StreamingPearson
+from .validation import all_reduce_pearson, summarise, track_groups
 
 
 @dataclass
@@ -359,8 +360,8 @@ class Trainer:
                 if source is None:
                     continue
                 tracks = self.config.output_heads[head]
-                sums = PooledPearsonSums(tracks)
-                teacher_sums = PooledPearsonSums(tracks) if self.teacher is not None else None
+                sums = StreamingPearson(tracks)
+                teacher_sums = StreamingPearson(tracks) if self.teacher is not None else None
                 loss_sum = torch.zeros(2, dtype=torch.float64)
                 batch_size = settings.eval_batch_size or settings.batch_size
                 for batch in eval_batches(source, batch_size, self.context.rank, self.context.world_size, settings.eval_examples):
@@ -373,12 +374,12 @@ class Trainer:
                         with self._autocast():
                             teacher_prediction = self.teacher(sequence, heads=[head])[head].float()
                         teacher_sums.update(prediction, teacher_prediction)
-                sums.all_reduce()
+                all_reduce_pearson(sums)
                 all_reduce_sum_(loss_sum)
                 metrics = {"loss": float(loss_sum[0] / loss_sum[1]) if loss_sum[1] else float("nan")}
                 metrics.update(summarise(sums.compute(), self.groups[head]))
                 if teacher_sums is not None:
-                    metrics.update(summarise(teacher_sums.all_reduce().compute(), self.groups[head], prefix="teacher_pearson"))
+                    metrics.update(summarise(all_reduce_pearson(teacher_sums).compute(), self.groups[head], prefix="teacher_pearson"))
                 results[head] = metrics
         finally:
             set_training_mode(self.model)

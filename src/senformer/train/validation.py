@@ -15,38 +15,15 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from ..metrics import StreamingPearson
 from .distributed import all_reduce_sum_
 
 
-class PooledPearsonSums:
-    """Running ``n, sum x, sum y, sum x^2, sum y^2, sum xy`` per track in float64."""
-
-    def __init__(self, num_tracks: int):
-        self.sums = torch.zeros(6, num_tracks, dtype=torch.float64)
-
-    def update(self, prediction: torch.Tensor, target: torch.Tensor) -> None:
-        """prediction, target: (batch, bins, tracks)."""
-        x = prediction.detach().to("cpu", torch.float64).reshape(-1, prediction.shape[-1])
-        y = target.detach().to("cpu", torch.float64).reshape(-1, target.shape[-1])
-        self.sums += torch.stack([
-            torch.full((x.shape[1],), float(x.shape[0]), dtype=torch.float64),
-            x.sum(0), y.sum(0), (x * x).sum(0), (y * y).sum(0), (x * y).sum(0),
-        ])
-
-    def all_reduce(self) -> "PooledPearsonSums":
-        all_reduce_sum_(self.sums)
-        return self
-
-    def compute(self) -> np.ndarray:
-        """(tracks,) correlations; NaN for a constant track."""
-        n, sx, sy, sxx, syy, sxy = self.sums.numpy()
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cov = sxy - sx * sy / n
-            var_x = sxx - sx * sx / n
-            var_y = syy - sy * sy / n
-            r = cov / np.sqrt(var_x * var_y)
-        r[~(var_x > 0) | ~(var_y > 0)] = np.nan
-        return r
+def all_reduce_pearson(metric: StreamingPearson) -> StreamingPearson:
+    """Sum the pooled-Pearson sums of every rank into ``metric`` (a no-op in one process)."""
+    state = torch.from_numpy(metric.state)
+    metric.sums[:] = all_reduce_sum_(state).numpy()
+    return metric
 
 
 def summarise(correlations: np.ndarray, groups: Mapping[str, Sequence[int]] | None = None, prefix: str = "pearson") -> dict[str, float]:
