@@ -34,6 +34,15 @@ def test_softmax_pooling_matches_a_direct_computation():
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-12)
 
 
+def test_softmax_pooling_of_three_uses_the_general_softmax():
+    torch.manual_seed(0)
+    pool = SoftmaxPooling(2, pool_size=3).double()
+    x = torch.randn(1, 2, 9, dtype=torch.float64)
+    logits = pool.logits(x).detach().reshape(1, 2, 3, 3)
+    expected = (x.reshape(1, 2, 3, 3) * logits.softmax(-1)).sum(-1)
+    torch.testing.assert_close(pool(x).detach(), expected)
+
+
 def test_softmax_pooling_initialisation_is_twice_identity():
     pool = SoftmaxPooling(4)
     pool.reset_parameters()

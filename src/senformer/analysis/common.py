@@ -99,7 +99,7 @@ def load_track_table(head: str, num_tracks: int, data_dir: str | Path | None = N
         if "genome" in table.columns and table["genome"].nunique() > 1:
             genome = 0 if head == "human" else 1
             table = table[table["genome"] == genome]
-        table = table.reset_index(drop=True)
+        table = track_tables.track_table(head, targets=table.reset_index(drop=True))
     elif head in ("human", "mouse"):
         table = track_tables.track_table(head)
     if table is None or len(table) != num_tracks:

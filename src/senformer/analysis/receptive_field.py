@@ -173,7 +173,9 @@ def receptive_field(
     head = head or next(iter(config.output_heads))
     if head not in config.output_heads:
         raise ValueError(f"unknown head {head!r}; the model has {', '.join(config.output_heads)}")
-    positions = spread_positions(sequence_length, num_positions) if positions is None else np.asarray(positions, dtype=np.int64)
+    if positions is None:
+        positions = spread_positions(sequence_length, num_positions)
+    positions = np.asarray(positions, dtype=np.int64)
     if positions.size == 0 or positions.min() < 0 or positions.max() >= sequence_length:
         raise ValueError(f"positions must lie in 0..{sequence_length - 1}; got {positions.tolist()}")
     model.eval()

@@ -171,7 +171,8 @@ def score_variants(
 
         sequence_length = SEQUENCE_LENGTH
     config.validate_sequence_length(sequence_length)
-    track_index = torch.arange(config.output_heads[head]) if tracks is None else torch.as_tensor(list(tracks), dtype=torch.long)
+    num_tracks = config.output_heads[head]
+    track_index = torch.arange(num_tracks) if tracks is None else torch.as_tensor(list(tracks), dtype=torch.long)
     if track_index.numel() == 0 or int(track_index.min()) < 0 or int(track_index.max()) >= config.output_heads[head]:
         raise ValueError(f"tracks must lie in 0..{config.output_heads[head] - 1}")
     centre = torch.as_tensor(center_bin_indices(model, sequence_length, center_bins))

@@ -1,0 +1,239 @@
+"""``senformer demo``: the whole study end to end on built-in synthetic data, then ``report.html``.
+
+Stages run the other commands in-process (``senformer.cli.main``), each into its own folder under
+``--out``; a stage that finished left ``<stage>/.done`` (written atomically) and is skipped on a rerun.
+The settings and seeds are saved in ``demo.json``; a rerun with other settings stops unless ``--fresh``.
+
+    data            senformer data synthetic            (the Basenji2-layout dataset)
+    train_full      senformer train --attention full    (a small model from scratch)
+    train_bigbird   senformer train --attention bigbird --init train_full/weights   (fine-tuned from it)
+    evaluate        senformer evaluate                  (Figure 4 table: Pearson r per assay group)
+    compare         senformer analyze compare           (Figure 6)
+    tracks          senformer analyze tracks            (Figure 7)
+    receptive_field senformer analyze receptive-field   (Figure 8)
+    attribution     senformer analyze attribution       (gradient x input, ISM)
+    scaling         senformer benchmark scaling --quick (Figures 1-3)
+    report          report.html + report.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..io import atomic_write_text
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Everything the demo does; saved as ``demo.json``. The defaults take about 10 minutes on 2 CPU cores."""
+
+    seed: int = 0
+    data_size: str = "small"  # 8,192-bp records, 32 bins x 16 tracks, enhancers beyond the conv reach
+    # A small Enformer: the published architecture at dim 64 (tower 32 -> 64 filters), 2 layers.
+    model: dict[str, Any] = field(default_factory=lambda: {
+        "dim": 64, "depth": 2, "heads": 4, "key_size": 16, "num_relative_position_features": 24,
+        "conv_tower_divisible_by": 8, "block_size": 4, "num_random_blocks": 2, "chunk_size": 16,
+        "dropout_rate": 0.1, "attention_dropout_rate": 0.05, "positional_dropout_rate": 0.01,
+        "final_dropout_rate": 0.05,
+    })
+    full_steps: int = 150
+    finetune_steps: int = 60
+    finetune_train: str = "attention"  # as the S-Enformer report: only the new attention layers learn
+    batch_size: int = 8
+    learning_rate: float = 2e-3
+    warmup_steps: int = 20
+    eval_examples: int | None = None  # None: the whole test split
+    track_examples: tuple[int, ...] = (0, 1)
+    receptive_field_sequences: int = 2
+    receptive_field_positions: int = 16
+    ism_width: int = 32
+    # Figures 1-3 in miniature: a training step at dim 256 (the sweep's smallest width) per attention kind.
+    scaling_lengths: tuple[int, ...] = (8192, 16384, 32768)
+    scaling_depths: tuple[int, ...] = (1, 2)
+    threads: int | None = None
+
+    @classmethod
+    def quick(cls, **changes: Any) -> "DemoSettings":
+        """Seconds instead of minutes: the tiny dataset and a few steps (tests, smoke runs)."""
+        values = dict(data_size="tiny", full_steps=3, finetune_steps=2, batch_size=2, warmup_steps=1,
+                      eval_examples=4, receptive_field_sequences=1, receptive_field_positions=4, ism_width=4,
+                      scaling_lengths=(4096,), scaling_depths=(1,))
+        values.update(changes)
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        for name in ("track_examples", "scaling_lengths", "scaling_depths"):
+            values[name] = list(values[name])
+        return values
+
+
+STAGES = ("data", "train_full", "train_bigbird", "evaluate", "compare", "tracks", "receptive_field",
+          "attribution", "scaling")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "demo", help="run the whole study on built-in synthetic data and write report.html",
+        description="Synthetic data -> train a full-attention model -> fine-tune a BigBird one -> evaluate, "
+        "compare, tracks, receptive field, attribution, scaling -> one self-contained report.html. "
+        "Finished stages are skipped on a rerun.",
+    )
+    parser.add_argument("--out", default="senformer-demo", help="output folder (default senformer-demo)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="tiny data and a few steps (a smoke run in seconds)")
+    parser.add_argument("--fresh", action="store_true", help="delete earlier results in --out and start again")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--only", nargs="+", choices=STAGES, help="run only these stages (and the report)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = (DemoSettings.quick if args.quick else DemoSettings)(seed=args.seed, threads=args.threads)
+    command = f"senformer demo --out {args.out} --seed {args.seed}" + (" --quick" if args.quick else "")
+    report = run_demo(Path(args.out), settings, fresh=args.fresh, only=args.only, command=command)
+    print(f"report: {report.resolve()}")
+    return 0
+
+
+def run_demo(out: Path, settings: DemoSettings, fresh: bool = False, only: list[str] | None = None,
+             log=print, command: str = "senformer demo") -> Path:
+    """Run (or resume) every stage into ``out`` and write ``out/report.html``; returns its path."""
+    from ..report import build_study_report
+
+    out.mkdir(parents=True, exist_ok=True)
+    recorded = out / "demo.json"
+    if fresh:
+        for stage in STAGES:
+            shutil.rmtree(out / stage, ignore_errors=True)
+    elif recorded.exists():
+        previous = json.loads(recorded.read_text(encoding="utf-8")).get("settings") or {}
+        if _comparable(previous) != _comparable(settings.to_dict()):
+            raise UserError(f"{out} holds a demo run with other settings ({recorded}); pass --fresh to replace it "
+                            "or choose another --out")
+    atomic_write_text(recorded, json.dumps({"settings": settings.to_dict(), "stages": list(STAGES),
+                                            "command": command}, indent=2) + "\n")
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(settings.threads)
+    started = time.perf_counter()
+    for stage in STAGES:
+        if only and stage not in only:
+            continue
+        _run_stage(out, stage, settings, log)
+    report = build_study_report(out)
+    log(f"[report] {report} ({time.perf_counter() - started:.0f} s this run)")
+    return report
+
+
+def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings that change results: the thread count does not."""
+    return {key: value for key, value in settings.items() if key != "threads"}
+
+
+def _stage_argv(out: Path, stage: str, settings: DemoSettings) -> list[str]:
+    data = out / "data"
+    full, bigbird = out / "train_full" / "weights", out / "train_bigbird" / "weights"
+    models = ["--weights", f"full={full}", "--weights", f"bigbird={bigbird}"]
+    quiet = ["--quiet"]
+    if stage == "data":
+        return ["data", "synthetic", str(out / stage), "--size", settings.data_size, "--seed", str(settings.seed)]
+    if stage in ("train_full", "train_bigbird"):
+        config = out / stage / "train.yaml"
+        _write_train_settings(config, out, stage, settings)
+        return ["train", "--config", str(config), "--out", str(out / stage), "--no-progress"]
+    if stage == "evaluate":
+        limit = ["--max-examples", str(settings.eval_examples)] if settings.eval_examples else []
+        return ["evaluate", "--data", str(data), "--split", "test", *models, "--out", str(out / stage),
+                "--no-progress", *limit]
+    if stage == "compare":
+        limit = ["--max-examples", str(settings.eval_examples)] if settings.eval_examples else []
+        return ["analyze", "compare", "--data", str(data), *models, "--out", str(out / stage), *limit, *quiet]
+    if stage == "tracks":
+        examples = [str(e) for e in settings.track_examples]
+        limit = ["--max-examples", str(settings.eval_examples)] if settings.eval_examples else []
+        return ["analyze", "tracks", "--data", str(data), *models, "--examples", *examples, "--out",
+                str(out / stage), *limit, *quiet]
+    if stage == "receptive_field":
+        length = _statistics(out)["seq_length"]
+        return ["analyze", "receptive-field", *models, "--data", str(data), "--length", str(length),
+                "--sequences", str(settings.receptive_field_sequences), "--positions",
+                str(settings.receptive_field_positions), "--seed", str(settings.seed), "--out", str(out / stage), *quiet]
+    if stage == "attribution":
+        return ["analyze", "attribution", "--weights", f"bigbird={bigbird}", "--data", str(data), "--example", "0",
+                "--ism-width", str(settings.ism_width), "--out", str(out / stage), *quiet]
+    if stage == "scaling":
+        return ["benchmark", "scaling", "--out", str(out / stage), "--dim", "256",
+                "--lengths", ",".join(str(n) for n in settings.scaling_lengths),
+                "--depths", ",".join(str(n) for n in settings.scaling_depths), "--modes", "train",
+                "--target-length", str(min(settings.scaling_lengths) // 256), "--warmup", "1", "--repeats", "1",
+                "--no-peer", "--timeout", "300"]
+    raise ValueError(f"unknown stage {stage!r}")
+
+
+def _statistics(out: Path) -> dict[str, Any]:
+    path = out / "data" / "statistics.json"
+    if not path.is_file():
+        raise UserError(f"{path} is missing: run the data stage first")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _write_train_settings(path: Path, out: Path, stage: str, settings: DemoSettings) -> None:
+    import yaml
+
+    statistics = _statistics(out)
+    model = {**settings.model, "target_length": int(statistics["target_length"]),
+             "output_heads": {"human": int(statistics["num_targets"])}}
+    values: dict[str, Any] = {
+        "data": {"human": str(out / "data")}, "model_overrides": model, "batch_size": settings.batch_size,
+        "learning_rate": settings.learning_rate, "warmup_steps": settings.warmup_steps, "seed": settings.seed,
+        "eval_examples": 16, "checkpoint_every": 50, "keep_checkpoints": 1, "log_every": 10,
+        "batchnorm": "local", "progress": False, "shuffle_buffer": 64,
+    }
+    if settings.threads:
+        values["threads"] = settings.threads
+    if stage == "train_full":
+        values.update(attention="full", steps=settings.full_steps, eval_every=max(settings.full_steps // 4, 1))
+    else:
+        values.update(attention="bigbird", steps=settings.finetune_steps, train=settings.finetune_train,
+                      eval_every=max(settings.finetune_steps // 3, 1), init_weights=str(out / "train_full" / "weights"),
+                      warmup_steps=max(settings.warmup_steps // 2, 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
+
+
+def _run_stage(out: Path, stage: str, settings: DemoSettings, log) -> None:
+    from ..cli import main
+
+    folder = out / stage
+    marker = folder / ".done"
+    if marker.exists():
+        log(f"[{stage}] finished earlier ({marker}), skipped")
+        return
+    resume = stage.startswith("train") and any((folder / "checkpoints").glob("*"))
+    if folder.exists() and not resume:
+        shutil.rmtree(folder)  # an unfinished stage starts again from nothing
+    argv = _stage_argv(out, stage, settings)
+    if resume:
+        argv.append("--resume")
+    log(f"[{stage}] senformer {' '.join(argv)}")
+    started = time.perf_counter()
+    try:
+        status = main(argv)
+    except SystemExit as exit_:  # argparse rejects the arguments
+        status = exit_.code if isinstance(exit_.code, int) else 2
+    if status:
+        raise UserError(f"stage {stage} failed (exit status {status}): senformer {' '.join(argv)}")
+    seconds = time.perf_counter() - started
+    atomic_write_text(marker, json.dumps({"stage": stage, "argv": argv, "seconds": round(seconds, 2),
+                                          "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+    log(f"[{stage}] done in {seconds:.1f} s")

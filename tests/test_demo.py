@@ -1,0 +1,61 @@
+"""``senformer demo --quick``: every stage, the report (checked in a headless browser), resuming."""
+
+import json
+
+import pytest
+
+from senformer.cli import main
+from senformer.commands.demo import STAGES, DemoSettings
+from test_report import open_in_browser
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "run"
+    assert main(["demo", "--quick", "--out", str(out), "--threads", "2"]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_demo_runs_every_stage_and_writes_the_report(demo_run, capsys):
+    for stage in STAGES:
+        marker = json.loads((demo_run / stage / ".done").read_text())
+        assert marker["stage"] == stage and marker["seconds"] >= 0
+    recorded = json.loads((demo_run / "demo.json").read_text())
+    assert recorded["settings"] == DemoSettings.quick(threads=2).to_dict()
+    numbers = json.loads((demo_run / "report.json").read_text())
+    assert numbers["missing"] == []
+    for section in ("data", "training", "evaluate", "compare", "overprediction", "receptive_field", "attribution",
+                    "scaling"):
+        assert section in numbers["numbers"], section
+        assert numbers["numbers"][section].get("source") or all(
+            "source" in item for item in numbers["numbers"][section].values())
+    compare = {row["group"]: row for row in numbers["numbers"]["compare"]["table"]}
+    assert set(compare) == {"DNase/ATAC", "ChIP-Histone", "ChIP-TF", "CAGE", "all"}
+    fields = {row["model"] for row in numbers["numbers"]["receptive_field"]["models"]}
+    assert fields == {"full", "bigbird"}
+    html = (demo_run / "report.html").read_text(encoding="utf-8")
+    for source in ("evaluate/per_assay.csv", "compare/compare.csv", "tracks/overprediction.csv",
+                   "receptive_field/receptive_field.json", "scaling/scaling.csv", "data/statistics.json"):
+        assert f"source: {source}" in html, source
+
+
+@pytest.mark.slow
+def test_demo_report_renders_in_a_headless_browser(demo_run, tmp_path):
+    result = open_in_browser(demo_run / "report.html", tmp_path)
+    html = (demo_run / "report.html").read_text(encoding="utf-8")
+    assert len(result["images"]) == html.count("data:image/png;base64,") >= 10
+    for image in result["images"]:
+        assert image["complete"] and image["width"] > 100 and image["height"] > 50, image
+    assert result["tables"] >= 8
+
+
+@pytest.mark.slow
+def test_demo_rerun_skips_finished_stages_and_guards_its_settings(demo_run, capsys):
+    capsys.readouterr()
+    assert main(["demo", "--quick", "--out", str(demo_run), "--threads", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("finished earlier") == len(STAGES)
+    assert f"report: {(demo_run / 'report.html').resolve()}" in printed
+    assert main(["demo", "--quick", "--out", str(demo_run), "--seed", "1"]) == 2
+    assert "other settings" in capsys.readouterr().err

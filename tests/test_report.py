@@ -1,0 +1,127 @@
+"""The HTML report and the plot functions; the report opened in a real headless browser."""
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from senformer import plots
+from senformer.report import Report, figure_png, new_figure
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+# Written into the page before </body>: after load, record for every image whether it decoded.
+CHECK_SCRIPT = """<script>
+window.addEventListener("load", function () {
+  var images = Array.prototype.map.call(document.images, function (img) {
+    return {alt: img.alt, complete: img.complete, width: img.naturalWidth, height: img.naturalHeight};
+  });
+  var out = document.createElement("pre");
+  out.id = "senformer-check";
+  out.textContent = JSON.stringify({images: images, tables: document.querySelectorAll("table").length,
+                                    title: document.title});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def find_browser() -> str | None:
+    for name in BROWSERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def open_in_browser(html_path, tmp_path) -> dict:
+    """Load ``html_path`` (a copy with the check script) in headless chromium; the script's JSON result."""
+    browser = find_browser()
+    if browser is None:
+        pytest.skip("no headless browser found (install Debian's chromium: apt-get install -y chromium)")
+    page = tmp_path / "checked.html"
+    page.write_text(html_path.read_text(encoding="utf-8").replace("</body>", CHECK_SCRIPT + "</body>"), encoding="utf-8")
+    command = [
+        browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+        f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000", "--dump-dom", page.as_uri(),
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    match = re.search(r'<pre id="senformer-check">(.*?)</pre>', completed.stdout, re.S)
+    assert match, f"the page's check did not run; browser stderr:\n{completed.stderr[-2000:]}"
+    import html
+
+    return json.loads(html.unescape(match.group(1)))
+
+
+def sample_report() -> Report:
+    report = Report("senformer study", subtitle="tiny <test> run")
+    report.section("Accuracy", "Pearson r per assay group & model.")
+    frame = pd.DataFrame({"group": ["CAGE", "DNase/ATAC"], "enformer": [0.61234567, np.nan], "examples": [3, 4]})
+    report.table(frame, caption="Pearson r", source="evaluate/metrics.json")
+    figure = new_figure(4, 3)
+    plots.compare_scatter(figure.subplots(), np.array([0.1, 0.5, 0.9]), np.array([0.2, 0.4, 0.95]), "a", "b",
+                          title="CAGE", correlation=0.98)
+    report.figure(figure, caption="Figure 6", source=["compare/compare.csv", "compare/settings.json"])
+    figure = new_figure(4, 3)
+    plots.receptive_field_heatmap(figure.subplots(), np.abs(np.random.default_rng(0).normal(size=(4, 6))),
+                                  np.array([100, 300, 500, 700]), np.arange(6) * 128 + 64.0, title="full")
+    report.figure(figure_png(figure), caption="Figure 8", source="receptive_field/")
+    return report
+
+
+def test_report_is_self_contained_and_names_sources(tmp_path):
+    path = tmp_path / "report.html"
+    sample_report().write(path)
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>")
+    assert "tiny &lt;test&gt; run" in text and "group &amp; model" in text
+    assert "0.6123" in text and "—" in text  # 4 significant digits; NaN as a dash
+    assert text.count("data:image/png;base64,") == 2
+    assert "source: compare/compare.csv, compare/settings.json" in text and "source: evaluate/metrics.json" in text
+    assert not re.search(r'(src|href)="(https?:)?//', text)  # nothing fetched from the network
+    for encoded in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text):
+        assert base64.b64decode(encoded).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_report_rejects_non_png_bytes():
+    with pytest.raises(ValueError, match="not a PNG"):
+        Report("x").figure(b"GIF89a", caption="bad", source="-")
+
+
+def test_report_loads_in_a_headless_browser_and_every_image_renders(tmp_path):
+    path = tmp_path / "report.html"
+    sample_report().write(path)
+    result = open_in_browser(path, tmp_path)
+    assert result["title"] == "senformer study" and result["tables"] == 1
+    assert len(result["images"]) == 2
+    for image in result["images"]:
+        assert image["complete"] and image["width"] > 100 and image["height"] > 100, image
+
+
+def test_plot_functions_draw_on_the_given_axes():
+    figure = new_figure()
+    axes = figure.subplots(2, 3).ravel()
+    assert plots.compare_scatter(axes[0], np.array([0.1, np.nan, 0.3]), np.array([0.2, 0.1, 0.3]), "a", "b") is axes[0]
+    assert len(axes[0].collections[0].get_offsets()) == 2  # the NaN example is left out
+    assert plots.track_panel(axes[1], np.arange(8.0), {"a": np.ones(8), "b": np.zeros(8)}, title="t") is axes[1]
+    assert len(axes[1].lines) == 2
+    values = np.array([[0.5, 0, 0, 0], [0, -0.2, 0.1, 0], [0, 0, 0, 0]])
+    assert plots.sequence_logo(axes[2], values, start=10) is axes[2]
+    assert len(axes[2].patches) == 3  # one letter per non-zero entry
+    assert axes[2].get_xlim() == (9.5, 12.5)
+    table = pd.DataFrame({"group": ["CAGE", "CAGE", "TF"], "model": ["a", "b", "a"], "r": [0.5, 0.6, 0.4]})
+    assert plots.grouped_bars(axes[3], table, "r") is axes[3]
+    assert len(axes[3].patches) == 4  # 2 groups x 2 models (a missing bar is NaN)
+    change = np.abs(np.random.default_rng(1).normal(size=(5, 7)))
+    assert plots.receptive_field_profile(axes[4], change, np.arange(5) * 10, np.arange(7) * 128.0) is axes[4]
+    assert plots.mutagenesis_heatmap(axes[5], values, start=3) is axes[5]
+    line_figure = new_figure()
+    frame = pd.DataFrame({"bp": [1, 2, 1, 2], "gib": [1.0, 2.0, 1.0, 1.5], "kind": ["full", "full", "bigbird", "bigbird"]})
+    axis = line_figure.subplots()
+    assert plots.scaling_lines(axis, frame, "bp", "gib", "kind") is axis and len(axis.lines) == 2
+    assert figure_png(figure).startswith(b"\x89PNG")
