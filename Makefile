@@ -11,7 +11,9 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_PIN)
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q -e ".[test,bigwig]"
+	# The peer (enformer-pytorch) for the parity tests; its transformers pin keeps our CPU torch.
+	$(PIP) install -q -e ".[peer]"
 	touch $@
 
 install: $(VENV)/.installed
