@@ -135,7 +135,6 @@ def test_one_hot_and_reverse_complement():
 
 
 def test_reverse_complement_is_an_involution_on_the_model_input():
-    model = tiny_model()
     x = tokens_to_one_hot(random_tokens(1, 128 * 10))
     torch.testing.assert_close(reverse_complement(reverse_complement(x)), x)
 

@@ -18,6 +18,7 @@ import torch
 
 from .. import __version__
 from ..errors import UserError
+from .common import parse_named_weights, parse_set_options
 from ..io import atomic_path, atomic_write_text
 
 
@@ -49,40 +50,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    overrides: dict[str, Any] = {}
-    for item in args.set:
-        field, sep, raw = item.partition("=")
-        if not sep:
-            raise UserError(f"--set expects FIELD=VALUE, got {item!r}")
-        try:
-            overrides[field] = json.loads(raw)
-        except json.JSONDecodeError:
-            overrides[field] = raw
-    return overrides
-
-
-def _named_weights(specs: list[str]) -> list[tuple[str, str]]:
-    named = []
-    for spec in specs:
-        name, sep, path = spec.partition("=")
-        if not sep or not name.isidentifier():
-            name, path = Path(spec.rstrip("/")).name or "model", spec
-        named.append((name, path))
-    names = [name for name, _ in named]
-    if len(set(names)) != len(names):
-        raise UserError(f"model names repeat ({', '.join(names)}): name them with --weights NAME=PATH")
-    return named
-
-
 def load_models(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
     """``{name: model}`` for every ``--weights`` (times every ``--attention`` kind when given)."""
     from ..weights import load_model
 
-    overrides = _overrides(args)
+    overrides = parse_set_options(args.set)
     kinds = args.attention or [None]
     models: dict[str, torch.nn.Module] = {}
-    for name, path in _named_weights(args.weights):
+    for name, path in parse_named_weights(args.weights).items():
         if not Path(path).exists() and not Path(path + ".index").exists():
             raise FileNotFoundError(f"weights not found: {path}")
         for kind in kinds:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from ..errors import UserError
+from .common import parse_set_options
 
 _EPILOG = """\
 examples:
@@ -43,27 +42,12 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def parse_overrides(items: list[str], attention: str | None = None) -> dict:
-    overrides = {}
-    for item in items:
-        field, sep, raw = item.partition("=")
-        if not sep or not field:
-            raise UserError(f"--set expects FIELD=VALUE, got {item!r}")
-        try:
-            overrides[field] = json.loads(raw)
-        except json.JSONDecodeError:
-            overrides[field] = raw
-    if attention:
-        overrides["attention"] = attention
-    return overrides
-
-
 def run(args: argparse.Namespace) -> int:
     import warnings
 
     from ..weights import convert
 
-    overrides = parse_overrides(args.set, args.attention)
+    overrides = parse_set_options(args.set, args.attention)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the partial-load report is printed below instead
         loaded = convert(args.source, args.destination, overrides, strict=not args.partial, format=args.format)

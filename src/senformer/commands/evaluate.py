@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
-from pathlib import Path
 
 from ..errors import UserError
+from .common import parse_named_weights
 
 
 def register(subparsers) -> None:
@@ -37,21 +36,6 @@ def register(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def parse_weights(items: list[str]) -> dict[str, str]:
-    """``[NAME=]PATH`` items -> {name: path}; names default to the path's last component, made unique."""
-    named: dict[str, str] = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or not name or "/" in name or Path(item).exists():
-            name, path = Path(item.rstrip("/")).name or "model", item
-        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-        base, number = name, 2
-        while name in named:
-            name, number = f"{base}_{number}", number + 1
-        named[name] = path
-    return named
-
-
 def run(args: argparse.Namespace) -> int:
     from ..constants import BASENJI_SEQUENCE_LENGTH, SEQUENCE_LENGTH
     from ..data.basenji import BasenjiDataset, read_statistics
@@ -68,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     if args.attention:
         overrides["attention"] = args.attention
     models, model_settings = {}, {}
-    for name, path in parse_weights(args.weights).items():
+    for name, path in parse_named_weights(args.weights).items():
         model = load_model(path, overrides=overrides)
         models[name] = model
         model_settings[name] = {"weights": str(path), "attention": model.config.attention}

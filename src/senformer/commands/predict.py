@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.genome import parse_region, read_bed
     from ..predict import PredictOptions, predict
     from ..weights import load_model
-    from .convert import parse_overrides
+    from .common import parse_set_options
 
     has_regions = bool(args.regions or args.region)
     if args.sequence_fasta and (args.fasta or has_regions):
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
         regions = [parse_region(text) for text in args.region]
         if args.regions:
             regions += list(read_bed(args.regions))
-    model = load_model(args.weights, overrides=parse_overrides(args.set, args.attention))
+    model = load_model(args.weights, overrides=parse_set_options(args.set, args.attention))
     path = predict(model, args.out, genome=args.fasta, regions=regions, sequences=args.sequence_fasta,
                    options=options, bigwig_dir=args.bigwig, progress=not args.no_progress)
     print(f"wrote {path}")

@@ -6,10 +6,10 @@ Flags override the file; the resolved settings are written to ``OUT/settings.jso
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 from ..errors import UserError
+from .common import parse_set_options
 
 
 def register(subparsers) -> None:
@@ -99,16 +99,7 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.genome:
         overrides["genome"] = _head_paths(args.genome, "--genome")
     if args.set:
-        values = {}
-        for item in args.set:
-            field, sep, raw = item.partition("=")
-            if not sep:
-                raise UserError(f"--set expects FIELD=VALUE, got {item!r}")
-            try:
-                values[field] = json.loads(raw)
-            except json.JSONDecodeError:
-                values[field] = raw
-        overrides["model_overrides"] = values
+        overrides["model_overrides"] = parse_set_options(args.set)
     if args.new_head:
         heads = {}
         for item in args.new_head:
