@@ -1,0 +1,193 @@
+"""Run one measurement in a fresh subprocess under a hard resident-memory cap.
+
+The parent watches the child's resident set (RSS, the child and its descendants, from ``/proc`` or psutil)
+and kills the whole process group the moment it passes the cap, so a point that does not fit is recorded
+as out of memory instead of taking the machine down. An address-space limit (``RLIMIT_AS``) is no use with
+PyTorch: its allocator and thread pools reserve far more virtual memory than they touch, so it fails points
+that would fit. Polling can miss a spike shorter than the interval; the child's own kernel high-water mark
+(``ru_maxrss``, returned in its result) catches it afterwards, and a point whose peak passed the cap counts
+as out of memory either way.
+
+Protocol: ``python -m MODULE PAYLOAD.json RESULT.json``; the module reads the payload, writes a JSON result
+atomically, and exits 0, or :data:`OOM_EXIT_CODE` when an allocation failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+OOM_EXIT_CODE = 75
+"""Exit status of a child whose allocation failed (CPU allocator or CUDA out of memory)."""
+
+_PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+@dataclass
+class CappedRun:
+    """How a capped subprocess ended.
+
+    ``status``: ``ok``; ``oom`` (killed at the cap, its own allocation failed, or its peak passed the cap);
+    ``timeout``; or ``error`` (any other failure; ``stderr_tail`` says why).
+    """
+
+    status: str
+    returncode: int | None
+    peak_rss_bytes: int
+    memory_cap_bytes: int
+    wall_seconds: float
+    stderr_tail: str = ""
+    result: dict[str, Any] | None = field(default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def process_tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and all its descendants (0 once it has exited)."""
+    if Path("/proc").is_dir():
+        return _proc_tree_rss(pid)
+    try:
+        import psutil
+    except ImportError as error:  # pragma: no cover - non-Linux without psutil
+        raise RuntimeError("watching memory needs /proc (Linux) or the psutil package") from error
+    try:  # pragma: no cover - exercised only off Linux
+        process = psutil.Process(pid)
+        members = [process, *process.children(recursive=True)]
+        return sum(member.memory_info().rss for member in members if member.is_running())
+    except psutil.NoSuchProcess:  # pragma: no cover
+        return 0
+
+
+def _proc_tree_rss(pid: int) -> int:
+    total, pending, seen = 0, [pid], set()
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            with open(f"/proc/{current}/statm", encoding="ascii") as handle:
+                total += int(handle.read().split()[1]) * _PAGE_SIZE
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children", encoding="ascii") as handle:
+                    pending.extend(int(child) for child in handle.read().split())
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue  # exited between the listing and the read
+    return total
+
+
+def run_capped(
+    command: list[str],
+    memory_cap_bytes: int,
+    timeout_s: float | None = None,
+    poll_interval_s: float = 0.02,
+    env: dict[str, str] | None = None,
+) -> CappedRun:
+    """Run ``command``, killing its process group when its RSS passes ``memory_cap_bytes`` or time runs out."""
+    if memory_cap_bytes <= 0:
+        raise ValueError(f"memory cap must be positive, got {memory_cap_bytes} bytes")
+    with tempfile.TemporaryFile() as stderr:
+        start = time.perf_counter()
+        child = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=stderr, env=env, start_new_session=True
+        )
+        peak, killed_for = 0, None
+        try:
+            while child.poll() is None:
+                rss = process_tree_rss(child.pid)
+                peak = max(peak, rss)
+                if rss > memory_cap_bytes:
+                    killed_for = "oom"
+                elif timeout_s is not None and time.perf_counter() - start > timeout_s:
+                    killed_for = "timeout"
+                if killed_for:
+                    _kill_group(child)
+                    break
+                time.sleep(poll_interval_s)
+        except BaseException:
+            _kill_group(child)
+            raise
+        child.wait()
+        wall = time.perf_counter() - start
+        stderr.seek(0)
+        tail = stderr.read()[-4000:].decode("utf-8", errors="replace")
+    if killed_for:
+        status = killed_for
+    elif child.returncode == 0:
+        status = "ok"
+    elif child.returncode == OOM_EXIT_CODE or child.returncode == -signal.SIGKILL:
+        status = "oom"  # its allocator failed, or the kernel's OOM killer ended it
+    else:
+        status = "error"
+    return CappedRun(status, child.returncode, peak, memory_cap_bytes, wall, tail)
+
+
+def _kill_group(child: subprocess.Popen) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def run_isolated(
+    module: str,
+    payload: dict[str, Any],
+    memory_cap_bytes: int,
+    timeout_s: float | None = None,
+    env: dict[str, str] | None = None,
+) -> CappedRun:
+    """Run ``python -m module PAYLOAD RESULT`` under the cap; ``result`` holds what the child wrote.
+
+    The child's own ``peak_rss_bytes`` (kernel high-water mark) raises the parent's sampled peak; a peak over
+    the cap turns an ``ok`` into ``oom``.
+    """
+    with tempfile.TemporaryDirectory(prefix="senformer-point-") as scratch:
+        payload_path = Path(scratch) / "payload.json"
+        result_path = Path(scratch) / "result.json"
+        payload_path.write_text(json.dumps(payload), encoding="utf-8")
+        run = run_capped(
+            [sys.executable, "-m", module, str(payload_path), str(result_path)], memory_cap_bytes, timeout_s, env=env
+        )
+        if result_path.exists():
+            run.result = json.loads(result_path.read_text(encoding="utf-8"))
+    if run.result is not None:
+        run.peak_rss_bytes = max(run.peak_rss_bytes, int(run.result.get("peak_rss_bytes", 0)))
+    if run.status == "ok" and run.peak_rss_bytes > memory_cap_bytes:
+        run.status = "oom"
+    return run
+
+
+def own_peak_rss_bytes() -> int:
+    """This process's resident high-water mark (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def own_rss_bytes() -> int:
+    """This process's current resident set."""
+    return process_tree_rss(os.getpid()) if Path("/proc").is_dir() else own_peak_rss_bytes()
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is an allocation failure (CPU allocator or CUDA)."""
+    if isinstance(error, MemoryError):
+        return True
+    try:
+        import torch
+
+        if isinstance(error, torch.OutOfMemoryError):
+            return True
+    except (ImportError, AttributeError):  # pragma: no cover
+        pass
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)

@@ -1,0 +1,292 @@
+"""The scaling benchmark's machinery: the memory cap, FLOP counts, the summary, resuming, the CLI.
+
+Timings are never asserted (benchmarks are scripts, not tests); what is checked is that each point is
+isolated and capped, that records and derived numbers are right, and that a run resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from dataclasses import asdict
+
+import pytest
+
+from senformer.bench import memory, scaling
+from senformer.bench.scaling import Point, Sweep, forward_flops, summarize
+from senformer.cli import main
+from senformer.config import EnformerConfig
+
+MB = 1 << 20
+
+
+# The memory cap -----------------------------------------------------------------------------------
+def python(code: str) -> list[str]:
+    return [sys.executable, "-c", code]
+
+
+def test_child_within_the_cap_is_ok_and_its_peak_is_seen():
+    run = memory.run_capped(python("import time; b = bytearray(200 << 20); b[::4096] = b'x' * len(b[::4096]); "
+                                   "time.sleep(0.5)"), 2000 * MB, timeout_s=60)
+    assert run.status == "ok" and run.returncode == 0
+    assert 200 * MB < run.peak_rss_bytes < 1000 * MB
+
+
+def test_child_passing_the_cap_is_killed_and_recorded_as_oom():
+    grow = "import time\nblocks = []\nwhile True:\n    blocks.append(bytearray(50 << 20)); time.sleep(0.01)"
+    run = memory.run_capped(python(grow), 300 * MB, timeout_s=60)
+    assert run.status == "oom"
+    assert run.returncode < 0  # killed by the parent, not a crash of the parent
+    assert run.peak_rss_bytes > 300 * MB
+
+
+def test_memory_of_grandchildren_counts_towards_the_cap():
+    grandchild = "import time; b = bytearray(300 << 20); b[::4096] = b'x' * len(b[::4096]); time.sleep(30)"
+    spawn = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {grandchild!r}])"
+    run = memory.run_capped(python(spawn), 200 * MB, timeout_s=60)
+    assert run.status == "oom" and run.wall_seconds < 20  # the whole group was killed, grandchild included
+
+
+def test_errors_and_timeouts_are_distinguished():
+    failed = memory.run_capped(python("raise SystemExit('bad input')"), 500 * MB, timeout_s=60)
+    assert failed.status == "error" and "bad input" in failed.stderr_tail
+    slow = memory.run_capped(python("import time; time.sleep(30)"), 500 * MB, timeout_s=0.5)
+    assert slow.status == "timeout" and slow.wall_seconds < 10
+    allocation = memory.run_capped(python(f"raise SystemExit({memory.OOM_EXIT_CODE})"), 500 * MB)
+    assert allocation.status == "oom"
+
+
+def test_cap_must_be_positive():
+    with pytest.raises(ValueError, match="memory cap must be positive"):
+        memory.run_capped(python("pass"), 0)
+
+
+def test_out_of_memory_errors_are_recognised():
+    import torch
+
+    assert memory.is_out_of_memory(MemoryError())
+    assert memory.is_out_of_memory(RuntimeError("[enforce fail at alloc_cpu.cpp] DefaultCPUAllocator: can't allocate memory"))
+    assert memory.is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory"))
+    assert not memory.is_out_of_memory(RuntimeError("shape mismatch"))
+
+
+# Analytic FLOPs ----------------------------------------------------------------------------------
+def test_flops_of_the_published_model_at_196_608_bp():
+    # attention-performance.md: stem + conv tower about 2.55 of 3.29 forward TFLOP (both heads).
+    parts = forward_flops(EnformerConfig(), 196_608, heads=("human", "mouse"))
+    assert parts["stem"] + parts["conv_tower"] == pytest.approx(2.55e12, rel=0.01)
+    assert parts["total"] == pytest.approx(3.29e12, rel=0.01)
+    # The MLP by hand: 11 layers x 1,536 positions x (1536 x 3072 + 3072 x 1536) MACs x 2.
+    assert parts["mlp"] == 11 * 1536 * 2 * (1536 * 3072 * 2)
+
+
+def test_attention_flops_grow_quadratically_for_full_and_linearly_for_bigbird():
+    def scores(kind: str, length: int) -> float:
+        return forward_flops(EnformerConfig(attention=kind), length)["attention_scores"]
+
+    assert scores("full", 786_432) / scores("full", 393_216) == pytest.approx(4.0, rel=0.01)
+    assert scores("bigbird", 786_432) / scores("bigbird", 393_216) == pytest.approx(2.0, rel=0.02)
+    assert scores("chunked", 393_216) < scores("full", 393_216)
+    # Short enough that the pattern covers every block: the kernel runs dense, and so does the count.
+    tiny = EnformerConfig(attention="bigbird", target_length=4)
+    assert forward_flops(tiny, 8 * 128)["attention_scores"] == forward_flops(tiny.replace(attention="full"), 8 * 128)[
+        "attention_scores"]
+
+
+def test_training_step_counts_three_forwards():
+    point = Point(length=131_072, mode="train")
+    assert scaling.step_flops(point) == 3 * scaling.step_flops(Point(length=131_072, mode="inference"))
+
+
+# Points and the summary --------------------------------------------------------------------------
+def test_point_validation_and_reduced_widths():
+    with pytest.raises(ValueError, match="has only full attention"):
+        Point(length=131_072, attention="bigbird", implementation="enformer-pytorch")
+    with pytest.raises(ValueError, match="mode 'walk'"):
+        Point(length=131_072, mode="walk")
+    assert Point(length=131_072, dim=256).config().relative_features == 30  # 32 rounded to the 6 families
+    assert Point(length=131_072, dim=384).config().relative_features == 48
+    with pytest.raises(Exception, match="rounds to 256"):
+        Point(length=131_072, dim=192).config()
+
+
+def test_sweep_points_order_and_peer_curves():
+    points = scaling.sweep_points([262_144, 131_072], ["full", "bigbird"], depths=[1, 11], peer=True)
+    assert len(points) == 2 * 3 * 2
+    assert [p.length for p in points[:2]] == [131_072, 262_144]  # shortest first along each curve
+    assert {p.attention for p in points if p.implementation == "enformer-pytorch"} == {"full"}
+    assert all(p.conv_tile_length is None for p in points)  # tiling applies to inference only
+
+
+def record(point: Point, status="ok", seconds=1.0, peak=1e9, baseline=5e8, **extra) -> dict:
+    row = {"key": point.key, **asdict(point), "status": status, "memory_cap_bytes": int(20e9)}
+    if status == "ok":
+        row.update(median_seconds=seconds, peak_rss_bytes=peak, baseline_rss_bytes=baseline)
+    row.update(extra)
+    return row
+
+
+def synthetic_records() -> list[dict]:
+    """full: quadratic per-layer cost; bigbird: linear; depth 1 and 11; full 11 layers OOM at the longest."""
+    rows = []
+    for length in (131_072, 262_144, 524_288):
+        scale = length / 131_072
+        for depth in (1, 11):
+            full = Point(length=length, attention="full", depth=depth)
+            sparse = Point(length=length, attention="bigbird", depth=depth)
+            base = 2e9 * scale
+            if depth == 11 and length == 524_288:
+                rows.append(record(full, status="oom"))
+            else:
+                rows.append(record(full, seconds=10 * scale + (depth - 1) * scale**2,
+                                   peak=base + (depth - 1) * 0.1e9 * scale**2))
+            rows.append(record(sparse, seconds=10 * scale + (depth - 1) * 0.5 * scale,
+                               peak=base + (depth - 1) * 0.12e9 * scale))
+    return rows
+
+
+def test_summary_per_layer_exponents_and_ratios():
+    summary = summarize(synthetic_records())
+    layer = {(p["attention"], p["length"]): p for p in summary["per_layer"]}
+    assert layer[("full", 262_144)]["seconds"] == pytest.approx(4.0)  # (11-layer - 1-layer) / 10
+    assert layer[("bigbird", 262_144)]["memory_bytes"] == pytest.approx(0.24e9)
+    assert ("full", 524_288) not in layer  # its 11-layer point is out of memory
+
+    exponents = {(e["attention"], e["depth"]): e for e in summary["exponents"]}
+    assert exponents[("bigbird", "per_layer")]["memory"] == pytest.approx(1.0)
+    assert exponents[("full", "per_layer")]["time"] == pytest.approx(2.0)
+    assert exponents[("bigbird", 1)]["memory"] == pytest.approx(1.0)
+
+    rows = {(r["depth"], r["length"]): r for r in summary["against_full"]}
+    assert rows[(11, 262_144)]["per_layer_speedup"] == pytest.approx(4.0 / 1.0)
+    assert rows[(11, 262_144)]["per_layer_memory_ratio"] == pytest.approx(0.24e9 / 0.4e9)
+    assert rows[(11, 524_288)]["full"] == "oom"
+
+    longest = {(r["attention"], r["depth"]): r for r in summary["longest"]}
+    assert longest[("full", 11)] == {**longest[("full", 11)], "longest_ok": 262_144, "shortest_oom": 524_288}
+    assert longest[("bigbird", 11)]["shortest_oom"] is None
+
+
+def test_summary_against_the_peer_and_bf16():
+    ours = Point(length=196_608, mode="inference", depth=11)
+    peer = Point(length=196_608, mode="inference", depth=11, implementation="enformer-pytorch", conv_tile_length=None)
+    ours_bf16 = Point(**{**asdict(ours), "precision": "bf16"})
+    summary = summarize([
+        record(ours, seconds=20.0, peak=2e9), record(peer, seconds=37.5, peak=4.4e9),
+        record(ours_bf16, seconds=10.0, peak=1.5e9, bf16_max_difference_over_max=0.004),
+    ])
+    (row,) = [r for r in summary["against_peer"] if r["precision"] == "fp32"]
+    assert row["speedup"] == pytest.approx(37.5 / 20.0) and row["memory_ratio"] == pytest.approx(2 / 4.4)
+    (gain,) = summary["bf16"]
+    assert gain["speedup"] == pytest.approx(2.0) and gain["bf16_max_difference_over_max"] == 0.004
+
+
+def test_fit_exponent():
+    assert scaling.fit_exponent([1, 2, 4], [3, 12, 48]) == pytest.approx(2.0)
+    assert scaling.fit_exponent([1], [1]) is None
+
+
+# Resuming ----------------------------------------------------------------------------------------
+class FakeSweep(Sweep):
+    """Measures nothing: records a made-up result, counting calls (no models, no subprocesses)."""
+
+    calls: list[Point]
+
+    def measure(self, point: Point) -> dict:
+        self.calls.append(point)
+        if point.attention == "full" and point.length >= 262_144:
+            return self._record(point, status="oom", peak_rss_bytes=int(21e9), reason="passed the cap")
+        return self._record(point, status="ok", median_seconds=point.length / 1e5, peak_rss_bytes=point.length * 1e4,
+                            baseline_rss_bytes=5e8)
+
+    def ensure_matmul_rates(self, device, threads):
+        self.document["matmul"] = [{"device": "cpu", "threads": 0, "precision": "fp32", "gflops": 100.0}]
+
+
+def test_sweep_resumes_and_skips_lengths_past_an_oom(tmp_path, monkeypatch):
+    monkeypatch.setattr(scaling, "peer_status", lambda: (False, "enformer-pytorch is not importable (test)"))
+    points = scaling.sweep_points([131_072, 262_144, 393_216], ["full", "bigbird"], depths=[1, 11], peer=True)
+    first = FakeSweep(tmp_path, log=lambda line: None)
+    first.calls = []
+    document = first.run(points)
+    statuses = {(r["implementation"], r["attention"], r["depth"], r["length"]): r for r in document["points"]}
+    assert statuses[("senformer", "full", 11, 393_216)]["status"] == "oom"
+    assert statuses[("senformer", "full", 11, 393_216)]["inferred"] is True  # 262,144 already failed
+    assert statuses[("enformer-pytorch", "full", 1, 131_072)]["status"] == "skipped"
+    assert "not importable" in statuses[("enformer-pytorch", "full", 1, 131_072)]["reason"]
+    assert len(first.calls) == 2 * (3 + 2)  # per depth: bigbird x 3, full x 2 (the third inferred)
+
+    second = FakeSweep(tmp_path, log=lambda line: None)
+    second.calls = []
+    second.run(points)
+    assert second.calls == []  # everything measured is skipped; only skipped peer points were retried
+    saved = json.loads((tmp_path / "scaling.json").read_text())
+    assert len(saved["points"]) == len(points) and len(saved["runs"]) == 2
+    with open(tmp_path / "scaling.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(points) and {"status", "median_seconds", "peak_rss_bytes"} <= set(rows[0])
+    assert saved["summary"]["per_layer"]
+    report = (tmp_path / "scaling.md").read_text()
+    assert "| bigbird | train | fp32 | off |  | 1536 | 11 | 393,216 | ok |" in report
+    assert "| full | train | fp32 | off |  | 1536 | 11 | 393,216 | oom (not run) |" in report
+    assert "Sparse kinds against `full`" in report
+    assert second.plot().exists()
+
+
+def test_corrupt_results_are_a_user_error(tmp_path):
+    (tmp_path / "scaling.json").write_text("{not json")
+    with pytest.raises(Exception, match="not valid JSON"):
+        Sweep(tmp_path)
+
+
+# End to end: real points in capped subprocesses ------------------------------------------------------
+@pytest.mark.slow
+def test_cli_runs_a_tiny_sweep_and_resumes(tmp_path, capsys):
+    out = tmp_path / "scaling"
+    arguments = ["benchmark", "scaling", "--out", str(out), "--dim", "256", "--lengths", "16384",
+                 "--target-length", "8", "--depths", "1", "--attention", "bigbird", "--repeats", "1",
+                 "--warmup", "0", "--no-peer", "--threads", "1", "--memory-cap-gb", "4"]
+    assert main(arguments) == 0
+    document = json.loads((out / "scaling.json").read_text())
+    (point,) = document["points"]
+    assert point["status"] == "ok", point
+    assert point["median_seconds"] > 0 and point["peak_rss_bytes"] > point["baseline_rss_bytes"] > 0
+    assert 0 < point["achieved_gflops"] and math.isfinite(point["fraction_of_matmul_rate"])
+    assert {m["precision"] for m in document["matmul"]} == {"fp32", "bf16"}
+    assert document["runs"][0]["machine"]["torch"]
+    assert (out / "scaling.png").stat().st_size > 10_000 and (out / "settings.json").exists()
+    capsys.readouterr()
+    assert main(arguments) == 0
+    assert "1 of 1 points already" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_point_over_its_cap_is_an_oom_data_point(tmp_path):
+    sweep = Sweep(tmp_path, memory_cap_bytes=200 * MB, repeats=1, warmup=0, log=lambda line: None)
+    recorded = sweep.measure(Point(length=16_384, dim=256, depth=1, target_length=8, threads=1))
+    assert recorded["status"] == "oom" and "cap" in recorded["reason"]
+
+
+@pytest.mark.slow
+def test_measure_point_inference_bf16_reports_its_difference():
+    result = scaling.measure_point(Point(length=16_384, dim=256, depth=1, target_length=8, mode="inference",
+                                         precision="bf16", attention="bigbird", threads=1), warmup=0, repeats=1)
+    assert 0 < result["bf16_max_difference_over_max"] < 0.1
+    assert len(result["seconds"]) == 1
+
+
+@pytest.mark.slow
+def test_peer_point_runs_when_enformer_pytorch_is_installed():
+    pytest.importorskip("enformer_pytorch")
+    result = scaling.measure_point(Point(length=16_384, dim=384, depth=1, target_length=8, mode="fwd_bwd",
+                                         implementation="enformer-pytorch", threads=1), warmup=0, repeats=1)
+    assert result["median_seconds"] > 0 and result["parameters"] > 1e6
+
+
+def test_cli_rejects_bad_settings(tmp_path, capsys):
+    assert main(["benchmark", "scaling", "--out", str(tmp_path), "--lengths", "1000"]) == 2
+    assert "not valid" in capsys.readouterr().err
+    assert main(["benchmark", "scaling", "--out", str(tmp_path), "--dim", "192"]) == 2
+    assert "multiple of 128" in capsys.readouterr().err
