@@ -40,6 +40,7 @@ def test_frozen():
         ({"num_window_blocks": 2}, "num_window_blocks=2"),
         ({"dropout_rate": 1.5}, "dropout_rate=1.5"),
         ({"num_global_blocks": 1}, "num_global_blocks=1"),
+        ({"dim": 192}, "last tower filter of dim=192 to 256"),
         ({"output_heads": {"human": 0}}, "'human'"),
     ],
 )

@@ -87,6 +87,11 @@ class EnformerConfig:
             problems.append(
                 f"conv_tower_divisible_by={self.conv_tower_divisible_by} rounds a tower filter of dim={self.dim} to 0"
             )
+        elif self.dim > 0 and self.conv_tower_filters[-1] != self.dim:
+            problems.append(
+                f"conv_tower_divisible_by={self.conv_tower_divisible_by} rounds the last tower filter of dim={self.dim} "
+                f"to {self.conv_tower_filters[-1]}; the transformer needs {self.dim} (use a divisor of {self.dim})"
+            )
         if self.target_length is not None and self.target_length <= 0:
             problems.append(f"target_length={self.target_length} must be positive or None")
         if not self.output_heads:
