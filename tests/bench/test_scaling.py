@@ -108,7 +108,7 @@ def test_point_validation_and_reduced_widths():
         Point(length=131_072, mode="walk")
     assert Point(length=131_072, dim=256).config().relative_features == 30  # 32 rounded to the 6 families
     assert Point(length=131_072, dim=384).config().relative_features == 48
-    with pytest.raises(Exception, match="rounds to 256"):
+    with pytest.raises(ValueError, match="last tower filter of dim=192 to 256"):
         Point(length=131_072, dim=192).config()
 
 
@@ -289,4 +289,4 @@ def test_cli_rejects_bad_settings(tmp_path, capsys):
     assert main(["benchmark", "scaling", "--out", str(tmp_path), "--lengths", "1000"]) == 2
     assert "not valid" in capsys.readouterr().err
     assert main(["benchmark", "scaling", "--out", str(tmp_path), "--dim", "192"]) == 2
-    assert "multiple of 128" in capsys.readouterr().err
+    assert "last tower filter of dim=192 to 256" in capsys.readouterr().err

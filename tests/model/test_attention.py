@@ -184,7 +184,8 @@ def copy_attention(source, target):
 
 @pytest.mark.parametrize("length", [37, 64, 5])
 def test_modules_share_parameters_and_agree(length):
-    config = tiny_config(dim=36, heads=3, key_size=4, block_size=4, chunk_size=6, num_random_blocks=2)
+    config = tiny_config(dim=36, heads=3, key_size=4, block_size=4, chunk_size=6, num_random_blocks=2,
+                         conv_tower_divisible_by=6)
     full = randomize_(build_attention(config.replace(attention="full"), 1).double())
     chunked = copy_attention(full, build_attention(config.replace(attention="chunked"), 1).double())
     bigbird = copy_attention(full, build_attention(config.replace(attention="bigbird"), 1).double())

@@ -108,18 +108,13 @@ class Point:
         families need when a reduced width does not give one (dim 256: 30 rather than 32).
         """
         features = (self.dim // 8) // 6 * 6
-        config = EnformerConfig(
+        # EnformerConfig refuses a width whose last conv-tower filter does not round to dim (e.g. 192).
+        return EnformerConfig(
             num_relative_position_features=None if features == self.dim // 8 else features,
             dim=self.dim, depth=self.depth, attention=self.attention, target_length=self.target_length,
             checkpoint_transformer=self.checkpoint, checkpoint_conv_tower=self.checkpoint,
             conv_tile_length=self.conv_tile_length,
         )
-        if config.conv_tower_filters[-1] != self.dim:
-            raise UserError(
-                f"dim={self.dim}: the conv tower's last width rounds to {config.conv_tower_filters[-1]} "
-                "(widths are multiples of 128), not dim; use a multiple of 128 such as 256, 512 or 1536"
-            )
-        return config
 
 
 # Analytic FLOPs -----------------------------------------------------------------------------------

@@ -45,29 +45,52 @@ def bigbird_attention(
     key_blocks = pattern.key_blocks.to(device)  # (heads, queries, slots)
     valid = pattern.valid.to(device)
     queries, slots = key_blocks.shape[1:]
+    first_query = int(pattern.query_blocks[0])  # the sparse query blocks are a contiguous run
+    window = pattern.num_window_blocks
+    half = window // 2
+    num_global = len(pattern.global_blocks)
+    random_slots = slice(window + num_global, slots)
     head_index = torch.arange(heads, device=device)[:, None, None]
 
     # (batch, heads, blocks, block, dim) views; sparse query blocks never hold padding (the last block is
     # global when there are global blocks; otherwise its padded rows are dropped at the end).
-    q_blocks = pad(q_content).view(batch, heads, blocks, block, key_size)[:, :, query_blocks]
+    q_blocks = pad(q_content).view(batch, heads, blocks, block, key_size)[:, :, first_query : first_query + queries]
     k_blocks = pad(key).view(batch, heads, blocks, block, key_size)
     v_blocks = pad(value).view(batch, heads, blocks, block, value_size)
-    k_gathered = k_blocks[:, head_index, key_blocks]  # (batch, heads, queries, slots, block, key)
-    v_gathered = v_blocks[:, head_index, key_blocks]  # (batch, heads, queries, slots, block, value)
 
-    # Content term, laid out (batch, heads, queries, slots, query position, key position).
-    logits = torch.einsum("bhqik,bhqsjk->bhqsij", q_blocks, k_gathered)
+    # Key and value blocks per slot, without copies where the pattern allows: window slots are shifted
+    # slices of the block axis (padded by `half` zero blocks; clipped slots are masked), global slots one
+    # block broadcast to every query block, and only the random slots are gathered.
+    k_padded = F.pad(k_blocks, (0, 0, 0, 0, half, half))
+    v_padded = F.pad(v_blocks, (0, 0, 0, 0, half, half))
+    start = first_query  # slot s of query block Q holds block Q + s - half = padded block Q + s
+    k_window = [k_padded[:, :, start + s : start + s + queries] for s in range(window)]
+    v_window = [v_padded[:, :, start + s : start + s + queries] for s in range(window)]
+    k_random = k_blocks[:, head_index, key_blocks[..., random_slots]]  # (batch, heads, queries, random, block, key)
+    v_random = v_blocks[:, head_index, key_blocks[..., random_slots]]
+
+    # Content term per slot, stacked to (batch, heads, queries, slots, query position, key position).
+    content = [torch.einsum("bhqik,bhqjk->bhqij", q_blocks, k) for k in k_window]
+    content += [torch.einsum("bhqik,bhjk->bhqij", q_blocks, k_blocks[:, :, g]) for g in pattern.global_blocks]
+    logits = torch.cat([torch.stack(content, dim=3), torch.einsum("bhqik,bhqsjk->bhqsij", q_blocks, k_random)], dim=3)
     if relative_keys is not None:
         # Pair (query block Q, key block K) spans distances (K - Q) * block + [-(block - 1), block - 1]:
         # rows (T - 1) + (K - Q) * block - (block - 1) + [0, 2 block - 2] of relative_keys. Pad the rows so
-        # that pairs touching padded keys or queries index zeros (they are masked or dropped).
+        # that pairs touching padded keys or queries index zeros (they are masked or dropped). Window slots
+        # share one set of rows for every query block; the other slots gather theirs.
         margin = blocks * block
         padded_keys = F.pad(relative_keys, (0, 0, margin, margin))  # (heads, 2T - 1 + 2 margin, key)
-        first = margin + (length - 1) + (key_blocks - query_blocks[None, :, None]) * block - (block - 1)
-        rows = first[..., None] + torch.arange(2 * block - 1, device=device)  # (heads, queries, slots, 2b-1)
-        r_gathered = padded_keys[head_index[..., None], rows]  # (heads, queries, slots, 2 block - 1, key)
-        p_blocks = pad(q_position).view(batch, heads, blocks, block, key_size)[:, :, query_blocks]
-        relative = torch.einsum("bhqik,hqsdk->bhqsid", p_blocks, r_gathered)  # (..., block, 2 block - 1)
+        spans = torch.arange(2 * block - 1, device=device)
+        base = margin + (length - 1) - (block - 1)
+        offsets = torch.arange(-half, half + 1, device=device)
+        r_window = padded_keys[:, base + offsets[:, None] * block + spans]  # (heads, window, 2 block - 1, key)
+        other_first = base + (key_blocks[..., window:] - query_blocks[None, :, None]) * block
+        r_other = padded_keys[head_index[..., None], other_first[..., None] + spans]  # (h, q, s - w, 2b - 1, k)
+        p_blocks = pad(q_position).view(batch, heads, blocks, block, key_size)[:, :, first_query : first_query + queries]
+        relative = torch.cat(
+            [torch.einsum("bhqik,hsdk->bhqsid", p_blocks, r_window), torch.einsum("bhqik,hqsdk->bhqsid", p_blocks, r_other)],
+            dim=3,
+        )  # (batch, heads, queries, slots, block, 2 block - 1)
         logits = logits + relative_shift(relative)
 
     key_positions = key_blocks[..., None] * block + torch.arange(block, device=device)  # (h, q, s, block)
@@ -79,10 +102,14 @@ def bigbird_attention(
     if dropout_p > 0.0:
         weights = F.dropout(weights, dropout_p)
     weights = weights.view(batch, heads, queries, block, slots, block).to(value.dtype)
-    sparse_out = torch.einsum("bhqisj,bhqsjv->bhqiv", weights, v_gathered)  # (batch, heads, queries, block, v)
+    sparse_out = torch.einsum("bhqisj,bhqsjv->bhqiv", weights[:, :, :, :, random_slots], v_random)
+    for s, v in enumerate(v_window):
+        sparse_out = sparse_out + torch.einsum("bhqij,bhqjv->bhqiv", weights[:, :, :, :, s], v)
+    for index, g in enumerate(pattern.global_blocks):
+        sparse_out = sparse_out + torch.einsum("bhqij,bhjv->bhqiv", weights[:, :, :, :, window + index], v_blocks[:, :, g])
 
     out = q_content.new_empty(batch, heads, blocks, block, value_size, dtype=sparse_out.dtype)
-    out[:, :, query_blocks] = sparse_out
+    out[:, :, first_query : first_query + queries] = sparse_out
     out = out.view(batch, heads, blocks * block, value_size)
     for global_block in pattern.global_blocks:
         start = global_block * block

@@ -24,8 +24,9 @@ class BlockPattern:
         block_size: positions per block.
         num_blocks: ceil(T / block_size).
         global_blocks: query blocks that attend every key (and every query attends them).
-        query_blocks: (queries,) the other query blocks, in order; they attend ``key_blocks``.
-        key_blocks: (heads, queries, slots) key block index per slot.
+        query_blocks: (queries,) the other query blocks, a contiguous run; they attend ``key_blocks``.
+        key_blocks: (heads, queries, slots) key block index per slot: first the ``num_window_blocks``
+            window slots (query block + offset), then one slot per global block, then the random slots.
         valid: (heads, queries, slots) False for unused slots (clipped window, duplicates, too few blocks).
         dense: True when every query block attends every block: the kernels then run dense attention.
     """
@@ -38,6 +39,7 @@ class BlockPattern:
     key_blocks: torch.Tensor
     valid: torch.Tensor
     dense: bool
+    num_window_blocks: int = 1
 
     def block_mask(self) -> torch.Tensor:
         """(heads, blocks, blocks) True where the query block attends the key block."""
@@ -135,4 +137,5 @@ def make_block_pattern(
         key_blocks=key_blocks.contiguous(),
         valid=valid.contiguous(),
         dense=dense,
+        num_window_blocks=num_window_blocks,
     )
