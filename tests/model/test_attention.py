@@ -120,6 +120,9 @@ def test_bigbird_equals_dense_attention_masked_with_its_pattern(dtype, length, b
     dense = outputs_and_grads(lambda *a: full_attention(*a, mask=mask), inputs)
     assert_same(sparse, dense, dtype)
     assert_same(sparse, outputs_and_grads(lambda *a: direct_attention(*a, mask=mask), inputs), dtype)
+    # A few query blocks per chunk, each recomputed in backward: the same values and gradients.
+    chunked = outputs_and_grads(lambda *a: bigbird_attention(a[0], a[1], a[2], pattern, a[3], a[4], chunk_blocks=2), inputs)
+    assert_same(chunked, dense, dtype)
 
 
 def test_bigbird_without_relative_positions_equals_masked_dense():

@@ -1,15 +1,20 @@
 """``bigbird``: BigBird ITC block-sparse attention that keeps Enformer's relative positions.
 
-Sparse query blocks gather their key blocks (window, global, random; :mod:`.pattern`) and score them with
+Sparse query blocks take their key blocks (window, global, random; :mod:`.pattern`) and score them with
 the content term and, for every attended pair, the relative term ``(q_i + r_r_bias) . r_k[j - i]``, taken
-per gathered block pair from the ``2 * block - 1`` distances it spans. Global query blocks attend every
-key exactly. Nothing of size ``(T, T)`` or ``(T, 2T - 1)`` is formed: memory and time are linear in ``T``.
+per block pair from the ``2 * block - 1`` distances it spans. Window and global blocks are slices; only the
+random blocks are gathered. Global query blocks attend every key exactly. Nothing of size ``(T, T)`` or
+``(T, 2T - 1)`` is formed, and the sparse blocks run a few query blocks at a time, recomputed in backward:
+memory and time are linear in ``T``.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
 
 from .base import RelativeAttention
 from .full import full_attention
@@ -25,10 +30,14 @@ def bigbird_attention(
     q_position: torch.Tensor | None = None,
     relative_keys: torch.Tensor | None = None,
     dropout_p: float = 0.0,
+    chunk_blocks: int = 8,
 ) -> torch.Tensor:
     """Block-sparse attention over ``pattern``; same arguments and result layout as :func:`full_attention`.
 
-    Equals ``full_attention(..., mask=pattern.mask())`` up to floating-point rounding.
+    Equals ``full_attention(..., mask=pattern.mask())`` up to floating-point rounding. The sparse query
+    blocks run ``chunk_blocks`` at a time; with autograd each chunk is recomputed in backward (activation
+    checkpointing), so only the inputs are kept between forward and backward and the live intermediates are
+    those of one chunk: memory stays linear in ``T`` with a small constant.
     """
     if pattern.dense:
         return full_attention(q_content, key, value, q_position, relative_keys, dropout_p=dropout_p)
@@ -36,57 +45,107 @@ def bigbird_attention(
     value_size = value.shape[-1]
     block, blocks = pattern.block_size, pattern.num_blocks
     padding = blocks * block - length
-    device = q_content.device
+    queries = pattern.key_blocks.shape[1]
+    first_query = int(pattern.query_blocks[0])  # the sparse query blocks are a contiguous run
+    half = pattern.num_window_blocks // 2
 
     def pad(t: torch.Tensor) -> torch.Tensor:
         return F.pad(t, (0, 0, 0, padding)) if padding else t
 
-    query_blocks = pattern.query_blocks.to(device)
-    key_blocks = pattern.key_blocks.to(device)  # (heads, queries, slots)
-    valid = pattern.valid.to(device)
-    queries, slots = key_blocks.shape[1:]
-    first_query = int(pattern.query_blocks[0])  # the sparse query blocks are a contiguous run
-    window = pattern.num_window_blocks
-    half = window // 2
-    num_global = len(pattern.global_blocks)
-    random_slots = slice(window + num_global, slots)
-    head_index = torch.arange(heads, device=device)[:, None, None]
-
     # (batch, heads, blocks, block, dim) views; sparse query blocks never hold padding (the last block is
-    # global when there are global blocks; otherwise its padded rows are dropped at the end).
+    # global when there are global blocks; otherwise its padded rows are dropped at the end). Key and value
+    # blocks are also padded by `half` zero blocks on each side, so a window slot is a shifted slice.
     q_blocks = pad(q_content).view(batch, heads, blocks, block, key_size)[:, :, first_query : first_query + queries]
     k_blocks = pad(key).view(batch, heads, blocks, block, key_size)
     v_blocks = pad(value).view(batch, heads, blocks, block, value_size)
-
-    # Key and value blocks per slot, without copies where the pattern allows: window slots are shifted
-    # slices of the block axis (padded by `half` zero blocks; clipped slots are masked), global slots one
-    # block broadcast to every query block, and only the random slots are gathered.
     k_padded = F.pad(k_blocks, (0, 0, 0, 0, half, half))
     v_padded = F.pad(v_blocks, (0, 0, 0, 0, half, half))
-    start = first_query  # slot s of query block Q holds block Q + s - half = padded block Q + s
+    p_blocks = padded_keys = None
+    if relative_keys is not None:
+        p_blocks = pad(q_position).view(batch, heads, blocks, block, key_size)[:, :, first_query : first_query + queries]
+        # Rows of the relative keys padded so that pairs touching padded keys or queries index zeros.
+        padded_keys = F.pad(relative_keys, (0, 0, blocks * block, blocks * block))
+
+    tensors = (q_content, key, value, q_position, relative_keys)
+    recompute = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    outputs = []
+    for first in range(0, queries, chunk_blocks):
+        rows = slice(first, min(first + chunk_blocks, queries))
+        chunk = functools.partial(_sparse_query_blocks, pattern=pattern, rows=rows, dropout_p=dropout_p)
+        arguments = (q_blocks[:, :, rows], None if p_blocks is None else p_blocks[:, :, rows], k_blocks, v_blocks,
+                     k_padded, v_padded, padded_keys)
+        outputs.append(checkpoint(chunk, *arguments, use_reentrant=False) if recompute else chunk(*arguments))
+    sparse_out = torch.cat(outputs, dim=2)  # (batch, heads, queries, block, value)
+
+    out = q_content.new_empty(batch, heads, blocks, block, value_size, dtype=sparse_out.dtype)
+    out[:, :, first_query : first_query + queries] = sparse_out
+    out = out.view(batch, heads, blocks * block, value_size)
+    for global_block in pattern.global_blocks:
+        start = global_block * block
+        stop = min(start + block, length)
+        position_rows = q_position[:, :, start:stop] if q_position is not None else None
+        out[:, :, start:stop] = attend_query_range(
+            q_content[:, :, start:stop], key, value, start, position_rows, relative_keys, dropout_p=dropout_p
+        )
+    return out[:, :, :length]
+
+
+def _sparse_query_blocks(
+    q_blocks: torch.Tensor,
+    p_blocks: torch.Tensor | None,
+    k_blocks: torch.Tensor,
+    v_blocks: torch.Tensor,
+    k_padded: torch.Tensor,
+    v_padded: torch.Tensor,
+    padded_keys: torch.Tensor | None,
+    *,
+    pattern: BlockPattern,
+    rows: slice,
+    dropout_p: float,
+) -> torch.Tensor:
+    """Attention of the sparse query blocks ``rows`` (indices into ``pattern.query_blocks``).
+
+    Args:
+        q_blocks, p_blocks: (batch, heads, queries, block, key) content and position queries of these rows.
+        k_blocks, v_blocks: (batch, heads, blocks, block, dim) all key and value blocks.
+        k_padded, v_padded: the same with ``window // 2`` zero blocks before and after.
+        padded_keys: (heads, 2T - 1 + 2 * blocks * block, key) relative keys with zero rows on both sides.
+    Returns:
+        (batch, heads, queries, block, value).
+    """
+    batch, heads, queries, block, _ = q_blocks.shape
+    length = pattern.length
+    device = q_blocks.device
+    query_blocks = pattern.query_blocks[rows].to(device)
+    key_blocks = pattern.key_blocks[:, rows].to(device)  # (heads, queries, slots)
+    valid = pattern.valid[:, rows].to(device)
+    slots = key_blocks.shape[-1]
+    window, half = pattern.num_window_blocks, pattern.num_window_blocks // 2
+    random_slots = slice(window + len(pattern.global_blocks), slots)
+    head_index = torch.arange(heads, device=device)[:, None, None]
+
+    # Keys and values per slot: window slots are shifted slices of the padded block axis (clipped slots are
+    # masked), global slots one block broadcast to every query block, random slots gathered.
+    start = int(query_blocks[0])  # slot s of query block Q holds block Q + s - half = padded block Q + s
     k_window = [k_padded[:, :, start + s : start + s + queries] for s in range(window)]
     v_window = [v_padded[:, :, start + s : start + s + queries] for s in range(window)]
     k_random = k_blocks[:, head_index, key_blocks[..., random_slots]]  # (batch, heads, queries, random, block, key)
     v_random = v_blocks[:, head_index, key_blocks[..., random_slots]]
 
-    # Content term per slot, stacked to (batch, heads, queries, slots, query position, key position).
+    # Content term per slot: (batch, heads, queries, slots, query position, key position).
     content = [torch.einsum("bhqik,bhqjk->bhqij", q_blocks, k) for k in k_window]
     content += [torch.einsum("bhqik,bhjk->bhqij", q_blocks, k_blocks[:, :, g]) for g in pattern.global_blocks]
     logits = torch.cat([torch.stack(content, dim=3), torch.einsum("bhqik,bhqsjk->bhqsij", q_blocks, k_random)], dim=3)
-    if relative_keys is not None:
+    if padded_keys is not None:
         # Pair (query block Q, key block K) spans distances (K - Q) * block + [-(block - 1), block - 1]:
-        # rows (T - 1) + (K - Q) * block - (block - 1) + [0, 2 block - 2] of relative_keys. Pad the rows so
-        # that pairs touching padded keys or queries index zeros (they are masked or dropped). Window slots
-        # share one set of rows for every query block; the other slots gather theirs.
-        margin = blocks * block
-        padded_keys = F.pad(relative_keys, (0, 0, margin, margin))  # (heads, 2T - 1 + 2 margin, key)
+        # rows (T - 1) + (K - Q) * block - (block - 1) + [0, 2 block - 2] of the relative keys (shifted by
+        # the padding). Window slots share one set of rows for every query block; the others gather theirs.
         spans = torch.arange(2 * block - 1, device=device)
-        base = margin + (length - 1) - (block - 1)
+        base = pattern.num_blocks * block + (length - 1) - (block - 1)
         offsets = torch.arange(-half, half + 1, device=device)
         r_window = padded_keys[:, base + offsets[:, None] * block + spans]  # (heads, window, 2 block - 1, key)
         other_first = base + (key_blocks[..., window:] - query_blocks[None, :, None]) * block
         r_other = padded_keys[head_index[..., None], other_first[..., None] + spans]  # (h, q, s - w, 2b - 1, k)
-        p_blocks = pad(q_position).view(batch, heads, blocks, block, key_size)[:, :, first_query : first_query + queries]
         relative = torch.cat(
             [torch.einsum("bhqik,hsdk->bhqsid", p_blocks, r_window), torch.einsum("bhqik,hqsdk->bhqsid", p_blocks, r_other)],
             dim=3,
@@ -101,24 +160,13 @@ def bigbird_attention(
     weights = torch.softmax(logits, dim=-1)
     if dropout_p > 0.0:
         weights = F.dropout(weights, dropout_p)
-    weights = weights.view(batch, heads, queries, block, slots, block).to(value.dtype)
-    sparse_out = torch.einsum("bhqisj,bhqsjv->bhqiv", weights[:, :, :, :, random_slots], v_random)
+    weights = weights.view(batch, heads, queries, block, slots, block).to(v_blocks.dtype)
+    out = torch.einsum("bhqisj,bhqsjv->bhqiv", weights[:, :, :, :, random_slots], v_random)
     for s, v in enumerate(v_window):
-        sparse_out = sparse_out + torch.einsum("bhqij,bhqjv->bhqiv", weights[:, :, :, :, s], v)
+        out = out + torch.einsum("bhqij,bhqjv->bhqiv", weights[:, :, :, :, s], v)
     for index, g in enumerate(pattern.global_blocks):
-        sparse_out = sparse_out + torch.einsum("bhqij,bhjv->bhqiv", weights[:, :, :, :, window + index], v_blocks[:, :, g])
-
-    out = q_content.new_empty(batch, heads, blocks, block, value_size, dtype=sparse_out.dtype)
-    out[:, :, first_query : first_query + queries] = sparse_out
-    out = out.view(batch, heads, blocks * block, value_size)
-    for global_block in pattern.global_blocks:
-        start = global_block * block
-        stop = min(start + block, length)
-        position_rows = q_position[:, :, start:stop] if q_position is not None else None
-        out[:, :, start:stop] = attend_query_range(
-            q_content[:, :, start:stop], key, value, start, position_rows, relative_keys, dropout_p=dropout_p
-        )
-    return out[:, :, :length]
+        out = out + torch.einsum("bhqij,bhjv->bhqiv", weights[:, :, :, :, window + index], v_blocks[:, :, g])
+    return out
 
 
 class BigBirdAttention(RelativeAttention):
