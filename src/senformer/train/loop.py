@@ -94,13 +94,7 @@ def build_model(settings: TrainSettings) -> tuple[Enformer, list[str]]:
 
     _, base, _ = read_weights(settings.init_weights)
     # The weights decide the architecture; the settings only change what they name explicitly.
-    overrides = dict(settings.model_overrides)
-    if settings.attention:
-        overrides["attention"] = settings.attention
-    if settings.checkpoint_activations:
-        overrides["checkpoint_transformer"] = True
-    if settings.checkpoint_conv_tower:
-        overrides["checkpoint_conv_tower"] = True
+    overrides = settings.config_overrides()
     if new_heads:
         existing = dict(base.get("output_heads") or {})
         clash = [name for name in new_heads if name in existing]

@@ -126,10 +126,10 @@ class TrainSettings:
             raise UserError("invalid training settings: " + "; ".join(problems))
 
     # Model configuration ------------------------------------------------------------------------
-    def model_config_dict(self) -> dict[str, Any]:
-        """EnformerConfig fields requested by these settings on top of the preset or JSON (not weights)."""
-        base = EnformerConfig.from_json(self.model_config) if self.model_config else preset(self.preset)
-        values = {**base.to_dict(), **self.model_overrides}
+    def config_overrides(self) -> dict[str, Any]:
+        """The EnformerConfig fields these settings name explicitly (``model_overrides``, the attention kind
+        and the checkpointing switches); initial weights keep every other field of their own config."""
+        values = dict(self.model_overrides)
         if self.attention:
             values["attention"] = self.attention
         if self.checkpoint_activations:
@@ -137,6 +137,11 @@ class TrainSettings:
         if self.checkpoint_conv_tower:
             values["checkpoint_conv_tower"] = True
         return values
+
+    def model_config_dict(self) -> dict[str, Any]:
+        """EnformerConfig fields requested by these settings on top of the preset or JSON (not weights)."""
+        base = EnformerConfig.from_json(self.model_config) if self.model_config else preset(self.preset)
+        return {**base.to_dict(), **self.config_overrides()}
 
     # Serialisation ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
