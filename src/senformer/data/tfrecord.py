@@ -38,10 +38,14 @@ class TFRecordError(UserError):
     """A malformed TFRecord file; the message names the file and the record number (0-based)."""
 
 
-def masked_crc32c(data: bytes | memoryview) -> int:
-    """TensorFlow's masked CRC32C of ``data`` (``crc32c.h: Mask``)."""
-    crc = google_crc32c.value(bytes(data) if isinstance(data, memoryview) else data)
+def mask_crc(crc: int) -> int:
+    """TensorFlow's CRC mask (``crc32c.h: Mask``): rotate right by 15 bits and add a constant."""
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def masked_crc32c(data: bytes | memoryview) -> int:
+    """TensorFlow's masked CRC32C of ``data``, as TFRecord framing and TensorBundle files store it."""
+    return mask_crc(google_crc32c.value(bytes(data) if isinstance(data, memoryview) else data))
 
 
 def _normalise_compression(compression: str | None, path: Path) -> str:

@@ -28,12 +28,12 @@ import google_crc32c
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
+from ..data.tfrecord import mask_crc, masked_crc32c
 from ..errors import UserError
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48  # two block handles padded to 40 bytes + 8-byte magic
 BLOCK_TRAILER_SIZE = 5  # compression type byte + masked CRC32C
-_CRC_MASK_DELTA = 0xA282EAD8
 
 # TensorFlow DataType enum values (core/framework/types.proto) -> numpy little-endian dtypes.
 DTYPES: dict[int, np.dtype] = {
@@ -52,15 +52,6 @@ DTYPES: dict[int, np.dtype] = {
 }
 DT_STRING = 7
 DT_BFLOAT16 = 14
-
-
-def _mask(crc: int) -> int:
-    return (((crc >> 15) | (crc << 17)) + _CRC_MASK_DELTA) & 0xFFFFFFFF
-
-
-def masked_crc32c(data: bytes) -> int:
-    """TensorFlow's masked CRC32C: rotate right by 15 bits and add a constant."""
-    return _mask(google_crc32c.value(data))
 
 
 # Protos ---------------------------------------------------------------------------------------------
@@ -306,6 +297,6 @@ def _decode_strings(data: bytes, count: int, entry: BundleEntry) -> list[bytes]:
     if position != len(data):
         raise UserError(f"{entry.key}: string tensor of {len(data)} bytes does not match its lengths")
     crc = google_crc32c.extend(google_crc32c.extend(google_crc32c.value(fixed), stored_lengths_crc), b"".join(strings))
-    if _mask(crc) != entry.crc32c:
+    if mask_crc(crc) != entry.crc32c:
         raise UserError(f"{entry.key}: checksum mismatch (damaged checkpoint data)")
     return strings
