@@ -28,13 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"senformer {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"senformer.commands.{name}")
-        except ModuleNotFoundError as error:
-            if error.name == f"senformer.commands.{name}":
-                continue  # a command not shipped in this build
-            raise
-        module.register(subparsers)
+        importlib.import_module(f"senformer.commands.{name}").register(subparsers)
     return parser
 
 

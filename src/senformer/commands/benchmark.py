@@ -11,10 +11,4 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("benchmark", help="measure speed and memory (attention layer, whole model)")
     kinds = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     for name in BENCHMARKS:
-        try:
-            module = importlib.import_module(f"senformer.bench.{name}")
-        except ModuleNotFoundError as error:
-            if error.name == f"senformer.bench.{name}":
-                continue
-            raise
-        module.register(kinds)
+        importlib.import_module(f"senformer.bench.{name}").register(kinds)

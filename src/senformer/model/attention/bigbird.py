@@ -66,12 +66,14 @@ def bigbird_attention(
         # Rows of the relative keys padded so that pairs touching padded keys or queries index zeros.
         padded_keys = F.pad(relative_keys, (0, 0, blocks * block, blocks * block))
 
+    # The pattern's index tensors, moved to the device once for every chunk.
+    indices = tuple(t.to(q_content.device) for t in (pattern.query_blocks, pattern.key_blocks, pattern.valid))
     tensors = (q_content, key, value, q_position, relative_keys)
     recompute = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
     outputs = []
     for first in range(0, queries, chunk_blocks):
         rows = slice(first, min(first + chunk_blocks, queries))
-        chunk = functools.partial(_sparse_query_blocks, pattern=pattern, rows=rows, dropout_p=dropout_p)
+        chunk = functools.partial(_sparse_query_blocks, pattern=pattern, indices=indices, rows=rows, dropout_p=dropout_p)
         arguments = (q_blocks[:, :, rows], None if p_blocks is None else p_blocks[:, :, rows], k_blocks, v_blocks,
                      k_padded, v_padded, padded_keys)
         outputs.append(checkpoint(chunk, *arguments, use_reentrant=False) if recompute else chunk(*arguments))
@@ -100,6 +102,7 @@ def _sparse_query_blocks(
     padded_keys: torch.Tensor | None,
     *,
     pattern: BlockPattern,
+    indices: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     rows: slice,
     dropout_p: float,
 ) -> torch.Tensor:
@@ -110,15 +113,17 @@ def _sparse_query_blocks(
         k_blocks, v_blocks: (batch, heads, blocks, block, dim) all key and value blocks.
         k_padded, v_padded: the same with ``window // 2`` zero blocks before and after.
         padded_keys: (heads, 2T - 1 + 2 * blocks * block, key) relative keys with zero rows on both sides.
+        indices: ``pattern.query_blocks``, ``key_blocks`` and ``valid`` on the inputs' device.
     Returns:
         (batch, heads, queries, block, value).
     """
     batch, heads, queries, block, _ = q_blocks.shape
     length = pattern.length
     device = q_blocks.device
-    query_blocks = pattern.query_blocks[rows].to(device)
-    key_blocks = pattern.key_blocks[:, rows].to(device)  # (heads, queries, slots)
-    valid = pattern.valid[:, rows].to(device)
+    all_query_blocks, all_key_blocks, all_valid = indices  # ``pattern``'s index tensors on this device
+    query_blocks = all_query_blocks[rows]
+    key_blocks = all_key_blocks[:, rows]  # (heads, queries, slots)
+    valid = all_valid[:, rows]
     slots = key_blocks.shape[-1]
     window, half = pattern.num_window_blocks, pattern.num_window_blocks // 2
     random_slots = slice(window + len(pattern.global_blocks), slots)
