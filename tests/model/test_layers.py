@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from senformer import EnformerConfig
-from senformer.model.layers import SoftmaxPooling, crop, gelu
+from senformer.model.layers import ConvBlock, SoftmaxPooling, crop, gelu
 
 
 def test_gelu_is_the_sigmoid_approximation_not_erf():
@@ -13,6 +13,53 @@ def test_gelu_is_the_sigmoid_approximation_not_erf():
     expected = x.numpy() / (1 + np.exp(-1.702 * x.numpy()))
     torch.testing.assert_close(gelu(x), torch.from_numpy(np.asarray(expected)), rtol=0, atol=1e-12)
     assert (gelu(x) - torch.nn.functional.gelu(x)).abs().max() > 1e-3
+
+
+def saved_tensor_bytes(function, *inputs) -> int:
+    """Bytes the autograd graph of ``function(*inputs)`` keeps for backward."""
+    total = 0
+
+    def pack(tensor):
+        nonlocal total
+        total += tensor.numel() * tensor.element_size()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        function(*inputs)
+    return total
+
+
+def test_gelu_gradients_and_second_derivatives():
+    x = torch.linspace(-6, 6, 41, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(gelu, (x,))
+    assert torch.autograd.gradgradcheck(gelu, (x,))
+    (grad,) = torch.autograd.grad(gelu(x).sum(), x)
+    s = torch.sigmoid(1.702 * x.detach())
+    torch.testing.assert_close(grad, s + 1.702 * x.detach() * s * (1 - s), rtol=0, atol=1e-14)
+
+
+def test_gelu_keeps_only_its_input_for_backward():
+    x = torch.randn(4, 1000, requires_grad=True)
+    assert saved_tensor_bytes(gelu, x) == x.numel() * 4
+
+
+def test_conv_block_recomputing_its_norm_keeps_less_and_computes_the_same():
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 64, dtype=torch.float64, requires_grad=True)
+    plain, lean = ConvBlock(8, 8, 5).double(), ConvBlock(8, 8, 5).double()
+    lean.load_state_dict(plain.state_dict())
+    lean.recompute_norm = True
+    outputs = [block(x) for block in (plain, lean)]
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=0, atol=0)
+    grads = [torch.autograd.grad(out.square().sum(), (x, *block.parameters())) for out, block in zip(outputs, (plain, lean))]
+    for expected, got in zip(*grads):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    # Running statistics moved once per forward (not again in the recomputation), identically.
+    for name, buffer in plain.state_dict().items():
+        torch.testing.assert_close(lean.state_dict()[name], buffer, rtol=0, atol=0)
+    assert int(lean.norm.num_batches_tracked) == 1
+    # Plain keeps the norm's input, its output (GELU's input) and the conv's input; lean drops the middle one.
+    assert saved_tensor_bytes(lean, x) < saved_tensor_bytes(plain, x) - x.numel() * 8 * 0.9
 
 
 def test_softmax_pooling_matches_a_direct_computation():

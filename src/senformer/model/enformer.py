@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Iterable
 
@@ -24,6 +23,7 @@ from ..config import EnformerConfig
 from ..constants import CROP_MARGIN
 from ..sequence import tokens_to_one_hot
 from .attention import RelativeAttention, build_attention
+from .checkpointing import checkpointed
 from .layers import ConvBlock, ConvTowerBlock, FeedForward, SoftmaxPooling, Stem, crop, gelu
 from .tiling import halo_bins, tiled_conv_trunk
 
@@ -42,36 +42,6 @@ class TransformerBlock(nn.Module):
         """x: (batch, T, dim) -> (batch, T, dim)."""
         x = x + self.attention_dropout(self.attention(self.attention_norm(x)))
         return x + self.feed_forward(x)
-
-
-@contextlib.contextmanager
-def _frozen_batchnorm_statistics(module: nn.Module):
-    """Recomputation in backward must not update BatchNorm running statistics a second time."""
-    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in norms]
-    for norm in norms:
-        norm.momentum = 0.0
-    try:
-        yield
-    finally:
-        for norm, (momentum, tracked) in zip(norms, saved):
-            norm.momentum = momentum
-            if tracked is not None:
-                norm.num_batches_tracked.copy_(tracked)
-
-
-def _checkpointed(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Run ``module`` under activation checkpointing, keeping BatchNorm statistics exact."""
-    calls = 0
-
-    def run(inputs: torch.Tensor) -> torch.Tensor:
-        nonlocal calls
-        calls += 1
-        guard = _frozen_batchnorm_statistics(module) if calls > 1 else contextlib.nullcontext()
-        with guard:
-            return module(inputs)
-
-    return checkpoint(run, x, use_reentrant=False)
 
 
 class Enformer(nn.Module):
@@ -100,6 +70,9 @@ class Enformer(nn.Module):
         self.heads = nn.ModuleDict(
             {name: nn.Linear(2 * config.dim, tracks) for name, tracks in config.output_heads.items()}
         )
+        for module in self.modules():
+            if isinstance(module, ConvBlock):
+                module.recompute_norm = config.checkpoint_conv_tower
         self.reset_parameters()
 
     # Initialisation ---------------------------------------------------------------------------
@@ -145,9 +118,9 @@ class Enformer(nn.Module):
             # Local, and BatchNorm uses moving statistics: overlapping windows give the exact result.
             return tiled_conv_trunk(self.conv_trunk, x, tile_length, self.config.bin_size, halo_bins(self))
         use_checkpoint = self.config.checkpoint_conv_tower and torch.is_grad_enabled() and self.training
-        x = _checkpointed(self.stem, x) if use_checkpoint else self.stem(x)
+        x = checkpointed(self.stem, x) if use_checkpoint else self.stem(x)
         for block in self.conv_tower:
-            x = _checkpointed(block, x) if use_checkpoint else block(x)
+            x = checkpointed(block, x) if use_checkpoint else block(x)
         return x
 
     def transformer_trunk(self, x: torch.Tensor) -> torch.Tensor:

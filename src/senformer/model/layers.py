@@ -6,10 +6,39 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .checkpointing import checkpointed
+
+
+GELU_SCALE = 1.702
+
+
+class _Gelu(torch.autograd.Function):
+    """``sigmoid(1.702 x) * x`` keeping only ``x`` for backward (autograd's own graph keeps the sigmoid too:
+    one full-resolution tensor more per conv block in training)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        return torch.sigmoid(GELU_SCALE * x) * x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        s = torch.sigmoid(GELU_SCALE * x)
+        # d/dx [s x] = s (1 + 1.702 x (1 - s)).
+        if torch.is_grad_enabled():  # double backward: differentiable ops
+            return grad * s * (1 + GELU_SCALE * x * (1 - s))
+        # In place: two full-size temporaries instead of five (this is the stem's peak in training).
+        derivative = torch.sub(1, s).mul_(x).mul_(GELU_SCALE).add_(1).mul_(s)
+        del s
+        return derivative.mul_(grad)
+
 
 def gelu(x: torch.Tensor) -> torch.Tensor:
     """Enformer's GELU approximation ``sigmoid(1.702 x) * x`` (not the erf GELU)."""
-    return torch.sigmoid(1.702 * x) * x
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _Gelu.apply(x)
+    return torch.sigmoid(GELU_SCALE * x) * x
 
 
 class GELU(nn.Module):
@@ -25,10 +54,18 @@ class ConvBlock(nn.Module):
         # Sonnet's BatchNorm: eps 1e-5, EMA decay 0.9 == torch momentum 0.1.
         self.norm = nn.BatchNorm1d(in_channels, eps=1e-5, momentum=0.1)
         self.conv = nn.Conv1d(in_channels, out_channels, width, padding=width // 2)
+        # Set by the model under ``checkpoint_conv_tower``: BatchNorm -> GELU keeps only its input for backward
+        # and is recomputed there (two full-resolution tensors fewer per block).
+        self.recompute_norm = False
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return gelu(self.norm(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, in_channels, length) -> (batch, out_channels, length)."""
-        return self.conv(gelu(self.norm(x)))
+        if self.recompute_norm and self.training and torch.is_grad_enabled():
+            return self.conv(checkpointed(self.normalize, x, self.norm))
+        return self.conv(self.normalize(x))
 
 
 class SoftmaxPooling(nn.Module):
@@ -52,13 +89,16 @@ class SoftmaxPooling(nn.Module):
         windows = length // self.pool_size
         # The official pooling reshapes without padding: a trailing partial window is dropped.
         x = x[:, :, : windows * self.pool_size]
-        logits = self.logits(x)
         if self.pool_size == 2:
             # A softmax over two values is a sigmoid of their difference: w0 = sigmoid(l0 - l1), w1 = 1 - w0,
-            # so the pooled value is x1 + w0 (x0 - x1). Same result, several times faster than softmax on CPU.
+            # so the pooled value is x1 + w0 (x0 - x1). The logits are linear without bias, so
+            # l0 - l1 = W (x0 - x1): the channel mixing runs on half the positions, and backward keeps only
+            # the half-length difference and weight. Several times faster than a softmax on CPU.
             first, second = x[:, :, 0::2], x[:, :, 1::2]  # (batch, channels, windows)
-            weight = torch.sigmoid(logits[:, :, 0::2] - logits[:, :, 1::2])
-            return second + weight * (first - second)
+            difference = first - second
+            weight = torch.sigmoid(self.logits(difference))
+            return second + weight * difference
+        logits = self.logits(x)
         x = x.reshape(batch, channels, windows, self.pool_size)  # (batch, channels, windows, pool)
         weights = logits.reshape(batch, channels, windows, self.pool_size).softmax(dim=-1)
         return (x * weights).sum(dim=-1)
