@@ -235,6 +235,23 @@ def test_sweep_resumes_and_skips_lengths_past_an_oom(tmp_path, monkeypatch):
     assert second.plot().exists()
 
 
+def test_checkpoint_scopes_set_the_model_switches():
+    switches = {scope: Point(length=131_072, checkpoint=scope).config() for scope in ("off", "conv", "all")}
+    assert [(c.checkpoint_conv_tower, c.checkpoint_transformer) for c in switches.values()] == [
+        (False, False), (True, False), (True, True)]
+    with pytest.raises(ValueError, match="checkpoint 'some'"):
+        Point(length=131_072, checkpoint="some")
+    assert Point(length=131_072, checkpoint=True).checkpoint == "all"  # results recorded with a bool
+
+
+def test_results_recorded_with_a_boolean_checkpoint_resume(tmp_path):
+    old = Point(length=131_072, checkpoint="all")
+    record = {**asdict(old), "checkpoint": True, "key": old.key.replace("checkpoint=all", "checkpoint=True"),
+              "status": "ok"}
+    (tmp_path / "scaling.json").write_text(json.dumps({"runs": [], "matmul": [], "points": [record]}))
+    assert set(Sweep(tmp_path).measured()) == {old.key}
+
+
 def test_corrupt_results_are_a_user_error(tmp_path):
     (tmp_path / "scaling.json").write_text("{not json")
     with pytest.raises(Exception, match="not valid JSON"):

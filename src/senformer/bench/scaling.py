@@ -45,6 +45,8 @@ DEFAULT_LENGTHS = tuple(range(131_072, 786_432 + 1, 65_536))
 RECORDED_LENGTHS = (131_072, 262_144, 393_216, 524_288, 786_432)
 MODES = ("inference", "fwd_bwd", "train")
 PRECISIONS = ("fp32", "bf16")
+CHECKPOINTS = ("off", "conv", "all")
+CHECKPOINT_TITLES = {"off": "", "conv": ", stem + conv tower checkpointed", "all": ", checkpointing"}
 IMPLEMENTATIONS = ("senformer", "enformer-pytorch")
 PEER = "enformer-pytorch"
 PEER_VERSION = "0.8.10"
@@ -67,7 +69,9 @@ class Point:
     mode: str = "train"
     dim: int = 1536
     precision: str = "fp32"
-    checkpoint: bool = False  # both switches (transformer and stem + conv tower); the peer's use_checkpointing
+    # Activation checkpointing: "off"; "conv" (stem + conv tower: the full-resolution activations, while the
+    # transformer keeps its own, so attention memory shows); "all" (both switches; the peer's use_checkpointing).
+    checkpoint: str = "off"
     conv_tile_length: int | None = 131_072  # inference only; None: untiled
     target_length: int = TARGET_LENGTH  # output bins (896 as published; tests use fewer for short inputs)
     implementation: str = "senformer"
@@ -75,7 +79,11 @@ class Point:
     threads: int = 0  # 0: torch's default
 
     def __post_init__(self) -> None:
+        if isinstance(self.checkpoint, bool):  # results recorded before the "conv" scope existed
+            object.__setattr__(self, "checkpoint", "all" if self.checkpoint else "off")
         problems = []
+        if self.checkpoint not in CHECKPOINTS:
+            problems.append(f"checkpoint {self.checkpoint!r} is not one of {', '.join(CHECKPOINTS)}")
         if self.attention not in ATTENTION_KINDS:
             problems.append(f"attention {self.attention!r} is not one of {', '.join(ATTENTION_KINDS)}")
         if self.mode not in MODES:
@@ -96,7 +104,7 @@ class Point:
     @property
     def label(self) -> str:
         name = self.attention if self.implementation == "senformer" else PEER
-        switches = "".join([" bf16" if self.precision == "bf16" else "", " ckpt" if self.checkpoint else "",
+        switches = "".join([" bf16" if self.precision == "bf16" else "", {"off": "", "conv": " ckpt-conv", "all": " ckpt"}[self.checkpoint],
                             " untiled" if self.mode == "inference" and self.conv_tile_length is None
                             and self.implementation == "senformer" else ""])
         return f"{name} depth {self.depth} {self.mode}{switches} {self.length:,} bp"
@@ -112,7 +120,7 @@ class Point:
         return EnformerConfig(
             num_relative_position_features=None if features == self.dim // 8 else features,
             dim=self.dim, depth=self.depth, attention=self.attention, target_length=self.target_length,
-            checkpoint_transformer=self.checkpoint, checkpoint_conv_tower=self.checkpoint,
+            checkpoint_transformer=self.checkpoint == "all", checkpoint_conv_tower=self.checkpoint != "off",
             conv_tile_length=self.conv_tile_length,
         )
 
@@ -193,7 +201,7 @@ def build_model(point: Point):
 
     return PeerEnformer.from_hparams(
         dim=point.dim, depth=point.depth, heads=8, output_heads=dict(NUM_TRACKS), target_length=point.target_length,
-        use_checkpointing=point.checkpoint,
+        use_checkpointing=point.checkpoint == "all",  # one switch; "conv" runs it without
     )
 
 
@@ -384,7 +392,7 @@ def sweep_points(
     modes: Iterable[str] = ("train",),
     dim: int = 1536,
     precisions: Iterable[str] = ("fp32",),
-    checkpoints: Iterable[bool] = (False,),
+    checkpoints: Iterable[str] = ("off",),
     conv_tile_length: int | None = 131_072,
     peer: bool = True,
     device: str = "cpu",
@@ -436,6 +444,10 @@ class Sweep:
                 raise UserError(f"{self.path} is not valid JSON ({error}); move it away to start afresh") from error
             if not isinstance(self.document.get("points"), list):
                 raise UserError(f"{self.path} has no 'points' list; it is not a scaling benchmark result")
+            for record in self.document["points"]:
+                if isinstance(record.get("checkpoint"), bool):  # recorded before the "conv" scope existed
+                    record["checkpoint"] = "all" if record["checkpoint"] else "off"
+                    record["key"] = Point(**{f.name: record[f.name] for f in fields(Point)}).key
         else:
             self.document = {"benchmark": "senformer benchmark scaling", "runs": [], "matmul": [], "points": []}
 
@@ -563,7 +575,7 @@ class Sweep:
         machine = self.document["runs"][-1]["machine"] if self.document["runs"] else {}
         figure.suptitle(
             f"senformer scaling: {selection['mode']}, {selection['precision']}, dim {selection['dim']}"
-            f"{', checkpointing' if selection['checkpoint'] else ''} — {machine.get('gpu') or machine.get('cpu', '')}"
+            f"{CHECKPOINT_TITLES[selection['checkpoint']]} — {machine.get('gpu') or machine.get('cpu', '')}"
             f" ({machine.get('usable_cpus', '?')} CPUs)", fontsize=11)
         figure.tight_layout()
         path = self.out_dir / "scaling.png"
@@ -785,7 +797,7 @@ def markdown_report(document: dict) -> str:
         ok = r["status"] == "ok"
         lines.append("| " + " | ".join([
             PEER if r["implementation"] == PEER else r["attention"], r["mode"], r["precision"],
-            "on" if r["checkpoint"] else "off",
+            r["checkpoint"],
             (f"{r['conv_tile_length']:,}" if r["conv_tile_length"] else "none") if r["mode"] == "inference" else "",
             str(r["dim"]), str(r["depth"]), f"{r['length']:,}",
             r["status"] + (" (not run)" if r.get("inferred") else ""),
@@ -845,7 +857,7 @@ def figure_selection(records: Sequence[dict]) -> dict[str, Any]:
     return {"mode": mode, "precision": precision, "dim": dim, "checkpoint": checkpoint}
 
 
-def _selected(record: dict, mode: str, precision: str, dim: int, checkpoint: bool) -> bool:
+def _selected(record: dict, mode: str, precision: str, dim: int, checkpoint: str) -> bool:
     return (record["mode"], record["precision"], record["dim"], record["checkpoint"]) == (mode, precision, dim, checkpoint)
 
 
@@ -853,13 +865,13 @@ def _series_name(record: dict) -> str:
     return PEER if record["implementation"] == PEER else record["attention"]
 
 
-def plot_memory(records: Sequence[dict], ax, mode: str, precision: str, dim: int, checkpoint: bool):
+def plot_memory(records: Sequence[dict], ax, mode: str, precision: str, dim: int, checkpoint: str):
     """Figure 1: peak memory against length, per kind (colour) and depth (solid deepest, dashed shallower)."""
     return _plot_curves(records, ax, lambda r: step_memory(r) / GB, "peak memory (GB)",
                         "Fig. 1: memory vs length", mode, precision, dim, checkpoint, mark_oom=True)
 
 
-def plot_time(records: Sequence[dict], ax, mode: str, precision: str, dim: int, checkpoint: bool):
+def plot_time(records: Sequence[dict], ax, mode: str, precision: str, dim: int, checkpoint: str):
     """Figure 3: median step time against length."""
     return _plot_curves(records, ax, lambda r: r["median_seconds"], "median step time (s)",
                         "Fig. 3: step time vs length", mode, precision, dim, checkpoint, mark_oom=False)
@@ -891,7 +903,7 @@ def _plot_curves(records, ax, value, ylabel, title, mode, precision, dim, checkp
     return ax
 
 
-def plot_per_layer(summary: dict, ax, quantity: str, mode: str, precision: str, dim: int, checkpoint: bool):
+def plot_per_layer(summary: dict, ax, quantity: str, mode: str, precision: str, dim: int, checkpoint: str):
     """Figure 2: per-layer memory (GB) or time (s) against length, per kind."""
     rows = [p for p in summary.get("per_layer", []) if _selected(p, mode, precision, dim, checkpoint)]
     scale = GB if quantity == "memory_bytes" else 1.0
@@ -950,8 +962,9 @@ def register(subparsers) -> None:
                         "train (forward, Poisson loss, backward, Adam step; default)")
     parser.add_argument("--precision", type=_choice_list(PRECISIONS), default=["fp32"],
                         help="comma-separated fp32, bf16 (autocast) (default fp32)")
-    parser.add_argument("--checkpoint", choices=["off", "on", "both"], default="off",
-                        help="activation checkpointing of the transformer and the stem + conv tower")
+    parser.add_argument("--checkpoint", choices=["off", "conv", "all", "on", "both"], default="off",
+                        help="activation checkpointing: off; conv (stem + conv tower only, so the transformer's "
+                        "memory shows); all (transformer too; 'on' is the same); both (off and all)")
     parser.add_argument("--conv-tile-length", default="131072",
                         help="inference: bp per conv-trunk tile, or 'none' (default 131072)")
     parser.add_argument("--target-length", type=int,
@@ -979,7 +992,8 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "depths": args.depths or list(quick.get("depths", (1, 11))),
         "modes": args.modes or list(quick.get("modes", ("train",))),
         "precisions": args.precision,
-        "checkpoints": {"off": [False], "on": [True], "both": [False, True]}[args.checkpoint],
+        "checkpoints": {"off": ["off"], "conv": ["conv"], "all": ["all"], "on": ["all"],
+                        "both": ["off", "all"]}[args.checkpoint],
         "conv_tile_length": tile,
         "peer": args.peer,
         "target_length": args.target_length or quick.get("target_length", TARGET_LENGTH),
