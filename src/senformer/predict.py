@@ -209,7 +209,7 @@ def predict_one_hot(
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if options.bf16 else nullcontext()
     sums: dict[str, torch.Tensor] = {}
     passes = 0
-    with torch.no_grad(), autocast:
+    with torch.inference_mode(), autocast:
         for shift in options.shifts:
             window = sequences[:, margin + shift : margin + shift + length].to(device)
             for flip in (False, True) if options.reverse_complement else (False,):

@@ -62,6 +62,22 @@ def test_conv_block_recomputing_its_norm_keeps_less_and_computes_the_same():
     assert saved_tensor_bytes(lean, x) < saved_tensor_bytes(plain, x) - x.numel() * 8 * 0.9
 
 
+def test_conv_block_inference_path_folds_the_gelu_scale_exactly():
+    torch.manual_seed(0)
+    block = ConvBlock(6, 5, 5).double()
+    with torch.no_grad():  # non-trivial moving statistics and affine parameters
+        block.norm.running_mean.normal_()
+        block.norm.running_var.uniform_(0.5, 2.0)
+        block.norm.weight.normal_()
+        block.norm.bias.normal_()
+    block.eval()
+    x = torch.randn(2, 6, 40, dtype=torch.float64)
+    with torch.no_grad():
+        fused = block(x)
+    reference = block.conv(gelu(block.norm(x))).detach()  # grad enabled: the plain path's maths
+    torch.testing.assert_close(fused, reference, rtol=1e-13, atol=1e-13)
+
+
 def test_softmax_pooling_matches_a_direct_computation():
     torch.manual_seed(0)
     pool = SoftmaxPooling(3).double()
