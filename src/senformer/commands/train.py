@@ -54,7 +54,8 @@ def register(subparsers) -> None:
     what.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast")
     what.add_argument("--checkpoint-activations", action="store_true", default=None,
                       help="recompute transformer activations in backward")
-    what.add_argument("--checkpoint-conv-tower", action="store_true", default=None)
+    what.add_argument("--checkpoint-conv-tower", action="store_true", default=None,
+                      help="activation checkpointing of the stem and conv tower (the full-resolution activations)")
     run = parser.add_argument_group("evaluation, checkpoints, hardware")
     run.add_argument("--eval-every", type=int, help="steps between validations (0: never)")
     run.add_argument("--eval-examples", type=int)
