@@ -812,10 +812,11 @@ def markdown_report(document: dict) -> str:
 
     if summary["against_full"]:
         lines += ["", "Sparse kinds against `full` (speed-up = full time / kind time; memory ratio = kind / full):", "",
-                  "| kind | mode | dim | depth | length (bp) | step speed-up | step memory ratio | per-layer speed-up "
-                  "| per-layer memory ratio |", "|" + "---|" * 9]
+                  "| kind | mode | precision | ckpt | dim | depth | length (bp) | step speed-up | step memory ratio "
+                  "| per-layer speed-up | per-layer memory ratio |", "|" + "---|" * 11]
         for r in summary["against_full"]:
-            lines.append(f"| {r['attention']} | {r['mode']} | {r['dim']} | {r['depth']} | {r['length']:,} | "
+            lines.append(f"| {r['attention']} | {r['mode']} | {r['precision']} | {r['checkpoint']} | {r['dim']} | "
+                         f"{r['depth']} | {r['length']:,} | "
                          f"{number(r.get('step_speedup', r.get('full')))} | {number(r.get('step_memory_ratio'))} | "
                          f"{number(r.get('per_layer_speedup'))} | {number(r.get('per_layer_memory_ratio'))} |")
     if summary["against_peer"]:
