@@ -63,6 +63,15 @@ def test_cap_must_be_positive():
         memory.run_capped(python("pass"), 0)
 
 
+def test_saved_tensor_bytes_counts_each_storage_once():
+    import torch
+
+    x = torch.randn(100, requires_grad=True)
+    assert memory.saved_tensor_bytes(lambda t: t * t, x) == 400  # saved twice by one product, counted once
+    assert memory.saved_tensor_bytes(lambda t: (t * 2).exp(), x) == 400  # exp keeps its 100-float output
+    assert memory.saved_tensor_bytes(lambda t: t + 1, x) == 0
+
+
 def test_out_of_memory_errors_are_recognised():
     import torch
 

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from senformer import EnformerConfig
+from senformer.bench.memory import saved_tensor_bytes
 from senformer.model.layers import ConvBlock, SoftmaxPooling, crop, gelu
 
 
@@ -13,20 +14,6 @@ def test_gelu_is_the_sigmoid_approximation_not_erf():
     expected = x.numpy() / (1 + np.exp(-1.702 * x.numpy()))
     torch.testing.assert_close(gelu(x), torch.from_numpy(np.asarray(expected)), rtol=0, atol=1e-12)
     assert (gelu(x) - torch.nn.functional.gelu(x)).abs().max() > 1e-3
-
-
-def saved_tensor_bytes(function, *inputs) -> int:
-    """Bytes the autograd graph of ``function(*inputs)`` keeps for backward."""
-    total = 0
-
-    def pack(tensor):
-        nonlocal total
-        total += tensor.numel() * tensor.element_size()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        function(*inputs)
-    return total
 
 
 def test_gelu_gradients_and_second_derivatives():

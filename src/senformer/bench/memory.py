@@ -191,3 +191,21 @@ def is_out_of_memory(error: BaseException) -> bool:
         pass
     text = str(error).lower()
     return isinstance(error, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def saved_tensor_bytes(function, *inputs) -> int:
+    """Bytes autograd keeps for backward while running ``function(*inputs)``: the distinct storages its
+    graph saves (a tensor saved by several operations counts once). Exact and independent of the allocator,
+    unlike a resident-memory peak, which also holds transient buffers and memory the allocator retains."""
+    import torch
+
+    storages: dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        function(*inputs)
+    return sum(storages.values())
