@@ -817,14 +817,14 @@ def markdown_report(document: dict) -> str:
         for r in summary["against_full"]:
             lines.append(f"| {r['attention']} | {r['mode']} | {r['precision']} | {r['checkpoint']} | {r['dim']} | "
                          f"{r['depth']} | {r['length']:,} | "
-                         f"{number(r.get('step_speedup', r.get('full')))} | {number(r.get('step_memory_ratio'))} | "
+                         f"{number(r.get('step_speedup', 'full: oom' if r.get('full') else None))} | {number(r.get('step_memory_ratio'))} | "
                          f"{number(r.get('per_layer_speedup'))} | {number(r.get('per_layer_memory_ratio'))} |")
     if summary["against_peer"]:
         lines += ["", f"Against {PEER} at the same settings (speed-up = peer time / ours; memory ratio = ours / peer):",
                   "", "| kind | mode | precision | dim | depth | length (bp) | speed-up | memory ratio |", "|" + "---|" * 8]
         for r in summary["against_peer"]:
             lines.append(f"| {r['attention']} | {r['mode']} | {r['precision']} | {r['dim']} | {r['depth']} | "
-                         f"{r['length']:,} | {number(r.get('speedup', r.get('peer')))} | {number(r.get('memory_ratio'))} |")
+                         f"{r['length']:,} | {number(r.get('speedup', 'peer: oom' if r.get('peer') else None))} | {number(r.get('memory_ratio'))} |")
     if summary["exponents"]:
         lines += ["", "Fitted log-log exponents (1 = linear, 2 = quadratic):", "",
                   "| model | mode | dim | depth | lengths (bp) | memory | memory above baseline | time |", "|" + "---|" * 8]
