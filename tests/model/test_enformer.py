@@ -154,4 +154,7 @@ def test_training_after_inference_mode_reuses_cached_constants(dtype):
         expected = model(tokens)["human"]
     out = model(tokens)["human"]  # cached positional features and pattern, now with autograd
     out.sum().backward()
-    torch.testing.assert_close(out.detach(), expected)
+    # Without autograd the conv blocks fold the GELU scale into BatchNorm and the conv (same maths, other
+    # rounding, which this random tiny model amplifies in float32); float64 shows the results are equal.
+    tolerance = {"rtol": 1e-10, "atol": 1e-10} if dtype == torch.float64 else {"rtol": 2e-3, "atol": 5e-3}
+    torch.testing.assert_close(out.detach(), expected, **tolerance)
