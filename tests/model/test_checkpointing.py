@@ -12,6 +12,8 @@ import torch
 
 from helpers import random_tokens, tiny_model
 
+from senformer.bench.memory import saved_tensor_bytes
+
 SWITCHES = [
     {"checkpoint_transformer": True},
     {"checkpoint_conv_tower": True},
@@ -68,16 +70,7 @@ def test_checkpointing_frees_activations():
 
     def saved_bytes(**switches) -> int:
         model = tiny_model(seed=0, **switches).train()
-        total = 0
-
-        def pack(tensor: torch.Tensor) -> torch.Tensor:
-            nonlocal total
-            total += tensor.numel() * tensor.element_size()
-            return tensor
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-            model(random_tokens(1, 128 * 128, seed=0))["human"].sum()
-        return total
+        return saved_tensor_bytes(lambda tokens: model(tokens)["human"].sum(), random_tokens(1, 128 * 128, seed=0))
 
     plain = saved_bytes()
     checkpointed = saved_bytes(checkpoint_transformer=True, checkpoint_conv_tower=True)

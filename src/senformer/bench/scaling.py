@@ -47,6 +47,8 @@ MODES = ("inference", "fwd_bwd", "train")
 PRECISIONS = ("fp32", "bf16")
 CHECKPOINTS = ("off", "conv", "all")
 CHECKPOINT_TITLES = {"off": "", "conv": ", stem + conv tower checkpointed", "all": ", checkpointing"}
+# --checkpoint choices and the scopes each one sweeps ("on" is the older name of "all").
+CHECKPOINT_CHOICES = {"off": ["off"], "conv": ["conv"], "all": ["all"], "on": ["all"], "both": ["off", "all"]}
 IMPLEMENTATIONS = ("senformer", "enformer-pytorch")
 PEER = "enformer-pytorch"
 PEER_VERSION = "0.8.10"
@@ -446,8 +448,8 @@ class Sweep:
                 raise UserError(f"{self.path} has no 'points' list; it is not a scaling benchmark result")
             for record in self.document["points"]:
                 if isinstance(record.get("checkpoint"), bool):  # recorded before the "conv" scope existed
-                    record["checkpoint"] = "all" if record["checkpoint"] else "off"
-                    record["key"] = Point(**{f.name: record[f.name] for f in fields(Point)}).key
+                    point = Point(**{f.name: record[f.name] for f in fields(Point)})  # maps it to a scope
+                    record["checkpoint"], record["key"] = point.checkpoint, point.key
         else:
             self.document = {"benchmark": "senformer benchmark scaling", "runs": [], "matmul": [], "points": []}
 
@@ -963,7 +965,7 @@ def register(subparsers) -> None:
                         "train (forward, Poisson loss, backward, Adam step; default)")
     parser.add_argument("--precision", type=_choice_list(PRECISIONS), default=["fp32"],
                         help="comma-separated fp32, bf16 (autocast) (default fp32)")
-    parser.add_argument("--checkpoint", choices=["off", "conv", "all", "on", "both"], default="off",
+    parser.add_argument("--checkpoint", choices=list(CHECKPOINT_CHOICES), default="off",
                         help="activation checkpointing: off; conv (stem + conv tower only, so the transformer's "
                         "memory shows); all (transformer too; 'on' is the same); both (off and all)")
     parser.add_argument("--conv-tile-length", default="131072",
@@ -993,8 +995,7 @@ def settings_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "depths": args.depths or list(quick.get("depths", (1, 11))),
         "modes": args.modes or list(quick.get("modes", ("train",))),
         "precisions": args.precision,
-        "checkpoints": {"off": ["off"], "conv": ["conv"], "all": ["all"], "on": ["all"],
-                        "both": ["off", "all"]}[args.checkpoint],
+        "checkpoints": CHECKPOINT_CHOICES[args.checkpoint],
         "conv_tile_length": tile,
         "peer": args.peer,
         "target_length": args.target_length or quick.get("target_length", TARGET_LENGTH),

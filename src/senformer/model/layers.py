@@ -36,9 +36,7 @@ class _Gelu(torch.autograd.Function):
 
 def gelu(x: torch.Tensor) -> torch.Tensor:
     """Enformer's GELU approximation ``sigmoid(1.702 x) * x`` (not the erf GELU)."""
-    if torch.is_grad_enabled() and x.requires_grad:
-        return _Gelu.apply(x)
-    return torch.sigmoid(GELU_SCALE * x) * x
+    return _Gelu.apply(x)
 
 
 class GELU(nn.Module):
