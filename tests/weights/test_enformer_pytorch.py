@@ -59,10 +59,12 @@ def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_matches_the_peer_with_the_correct_gamma_and_shows_the_gamma_axis_difference(monkeypatch):
-    peer = random_peer(seed=1)
-    ours = ours_from(peer)
+    # Float64: the two models round differently in float32 (our inference path folds the GELU scale into
+    # BatchNorm and the convolution), and this random model amplifies that to the bound below.
+    peer = random_peer(seed=1).double()
+    ours = ours_from(peer).double()
     tokens = random_tokens(2, 2048, seed=2).clamp(max=3)
-    one_hot = torch.nn.functional.one_hot(tokens, 4).float()
+    one_hot = torch.nn.functional.one_hot(tokens, 4).double()
     with torch.no_grad():
         reference = ours(tokens)
         peer_own_gamma = peer(one_hot)
