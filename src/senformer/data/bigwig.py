@@ -131,28 +131,18 @@ def tile_regions(
 def regions_from_bed(
     path: str | os.PathLike, seq_length: int, valid_chroms: Sequence[str] = (), test_chroms: Sequence[str] = (),
 ) -> list[tuple[str, int, int, str]]:
-    """BED regions resized to ``seq_length`` around their centres; split from a 4th column in
-    train/valid/test, else by chromosome."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"BED file not found: {path}")
+    """BED regions (read by :func:`senformer.data.genome.read_bed`, so with its checks) resized to
+    ``seq_length`` around their centres; split from a 4th column in train/valid/test, else by chromosome."""
+    from .genome import read_bed
+
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, 1):
-            if not line.strip() or line.startswith(("#", "track", "browser")):
-                continue
-            fields = line.rstrip("\n").split("\t")
-            try:
-                chrom, start, end = fields[0], int(fields[1]), int(fields[2])
-            except (IndexError, ValueError):
-                raise UserError(f"{path}:{line_number}: not a BED line (chrom, start, end): {line.strip()[:80]!r}") from None
-            if len(fields) > 3 and fields[3] in SPLITS:
-                split = fields[3]
-            else:
-                split = "test" if chrom in test_chroms else "valid" if chrom in valid_chroms else "train"
-            centre = (start + end) // 2
-            new_start = centre - seq_length // 2
-            rows.append((chrom, new_start, new_start + seq_length, split))
+    for interval in read_bed(path):
+        if interval.name in SPLITS:
+            split = interval.name
+        else:
+            split = "test" if interval.chrom in test_chroms else "valid" if interval.chrom in valid_chroms else "train"
+        resized = interval.resize(seq_length)
+        rows.append((interval.chrom, resized.start, resized.end, split))
     if not rows:
         raise UserError(f"{path}: no regions")
     return rows
