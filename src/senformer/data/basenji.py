@@ -205,7 +205,7 @@ class BasenjiDataset(IterableDataset):
             ``n mod world_size`` are dropped), so all ranks run the same number of batches.
         max_examples: use only the first ``max_examples`` of the split (before sharding).
         check_crc: verify record CRCs (default on). ``check_sequence``: compare genome and record.
-        transform: optional callable applied to each example dict (e.g. :class:`augment.RandomAugment`).
+        transform: optional callable applied to each example dict (training augments in :func:`senformer.train.data.augment`).
         shuffle_files: also read the files in a seeded order per epoch (costs one extra pass over the split
             per worker to count each file's records, since ZLIB files cannot be counted without decompressing).
 

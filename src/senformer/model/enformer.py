@@ -36,12 +36,14 @@ class TransformerBlock(nn.Module):
         super().__init__()
         self.attention_norm = nn.LayerNorm(config.dim, eps=1e-5)
         self.attention = attention
-        self.attention_dropout = nn.Dropout(config.dropout_rate)
+        # Dropout of the attention branch before the residual add (DeepMind's `dropout_rate`); dropout of the
+        # attention weights is the attention module's own (`attention_dropout_rate`).
+        self.residual_dropout = nn.Dropout(config.dropout_rate)
         self.feed_forward = FeedForward(config.dim, config.dropout_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, T, dim) -> (batch, T, dim)."""
-        x = x + self.attention_dropout(self.attention(self.attention_norm(x)))
+        x = x + self.residual_dropout(self.attention(self.attention_norm(x)))
         return x + self.feed_forward(x)
 
 
