@@ -25,6 +25,7 @@ from ..errors import UserError
 from ..sequence import tokens_to_one_hot
 from .attention import RelativeAttention, build_attention
 from .checkpointing import checkpointed
+from .init import truncated_normal_
 from .layers import ConvBlock, ConvTowerBlock, FeedForward, SoftmaxPooling, Stem, crop, gelu
 from .tiling import halo_bins, tiled_conv_trunk
 
@@ -88,7 +89,7 @@ class Enformer(nn.Module):
             if isinstance(module, (nn.Conv1d, nn.Linear)) and id(module) not in attention_parts:
                 fan_in = module.weight[0].numel()
                 std = 1.0 / math.sqrt(fan_in)
-                nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+                truncated_normal_(module.weight, std)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
         for module in self.modules():
