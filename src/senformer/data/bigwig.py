@@ -243,7 +243,9 @@ def make_from_bigwig(
         regions: ``(chrom, start, end, split)`` of ``seq_length`` bp each, e.g. from :func:`tile_regions`.
         seq_length, crop_bp, pool_width: the geometry (Basenji2: 131,072, 8,192, 128).
     """
-    from ..sequence import tokens
+    import torch
+
+    from ..sequence import one_hot
     from .basenji import _open_genome
     from .genome import Interval
 
@@ -269,13 +271,10 @@ def make_from_bigwig(
                 raise UserError(f"region {chrom}:{start}-{end} is {end - start} bp, expected {seq_length}")
             sequence = genome.fetch(Interval(chrom, start, end))
             chrom = genome.resolve(chrom)
-            token_ids = tokens(sequence)
-            one_hot = np.zeros((seq_length, 5), dtype=bool)
-            one_hot[np.arange(seq_length), token_ids] = True
             target = np.stack([
                 bin_coverage(_coverage(handle, mapping.get(chrom, chrom), start + crop_bp, end - crop_bp, size),
                              pool_width, track.sum_stat, track.clip, track.scale, track.clip_soft)
                 for handle, size, mapping, track in zip(handles, sizes, names, tracks)
             ], axis=1)
-            writer.add(split, (chrom, start, end), one_hot[:, :4], target)
+            writer.add(split, (chrom, start, end), one_hot(sequence, torch.bool).numpy(), target)
     return Path(out_dir)
