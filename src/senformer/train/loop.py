@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import resource
 import signal
@@ -35,7 +34,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import EnformerConfig
 from ..errors import UserError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, json_text
 from ..model.enformer import Enformer
 from . import checkpoint as ckpt
 from .data import BasenjiSource, BatchStream, ExampleSource, eval_batches
@@ -242,7 +241,7 @@ class Trainer:
         if not self.context.is_main:
             return
         with open(self.out_dir / "log.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, default=_json_default) + "\n")
+            handle.write(json_text(record, indent=None) + "\n")
 
     def print(self, message: str) -> None:
         if self.context.is_main:
@@ -514,10 +513,3 @@ def _memory_mb(device: torch.device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
