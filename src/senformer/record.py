@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from . import __version__
-from .io import jsonable, write_json
+from .io import RUN_RECORD, jsonable, write_json
 
-RECORD_NAME = "run.json"
+RECORD_NAME = RUN_RECORD  # the existing-output rule (senformer.io) reads it there
 FORMAT_VERSION = 1
 
 
