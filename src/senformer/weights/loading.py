@@ -161,6 +161,8 @@ def _read_weights(path: str | os.PathLike, format: str | None = None) -> tuple[d
 
     if path.is_dir():
         weights_file = next((path / name for name in _PEER_WEIGHT_NAMES if (path / name).is_file()), None)
+        if weights_file is None:
+            raise UserError(f"{path} holds no {' or '.join(_PEER_WEIGHT_NAMES)}")
         base = peer_config_values(path / CONFIG_NAME) if (path / CONFIG_NAME).is_file() else {}
     else:
         weights_file = path
