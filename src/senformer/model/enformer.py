@@ -25,6 +25,7 @@ from ..errors import UserError
 from ..sequence import tokens_to_one_hot
 from .attention import RelativeAttention, build_attention
 from .checkpointing import checkpointed
+from .init import truncated_normal_
 from .layers import ConvBlock, ConvTowerBlock, FeedForward, SoftmaxPooling, Stem, crop, gelu
 from .tiling import halo_bins, tiled_conv_trunk
 
@@ -36,12 +37,14 @@ class TransformerBlock(nn.Module):
         super().__init__()
         self.attention_norm = nn.LayerNorm(config.dim, eps=1e-5)
         self.attention = attention
-        self.attention_dropout = nn.Dropout(config.dropout_rate)
+        # Dropout of the attention branch before the residual add (DeepMind's `dropout_rate`); dropout of the
+        # attention weights is the attention module's own (`attention_dropout_rate`).
+        self.residual_dropout = nn.Dropout(config.dropout_rate)
         self.feed_forward = FeedForward(config.dim, config.dropout_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, T, dim) -> (batch, T, dim)."""
-        x = x + self.attention_dropout(self.attention(self.attention_norm(x)))
+        x = x + self.residual_dropout(self.attention(self.attention_norm(x)))
         return x + self.feed_forward(x)
 
 
@@ -86,7 +89,7 @@ class Enformer(nn.Module):
             if isinstance(module, (nn.Conv1d, nn.Linear)) and id(module) not in attention_parts:
                 fan_in = module.weight[0].numel()
                 std = 1.0 / math.sqrt(fan_in)
-                nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+                truncated_normal_(module.weight, std)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
         for module in self.modules():

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import resource
 import signal
@@ -34,7 +33,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import EnformerConfig
 from ..errors import UserError
-from ..io import atomic_write_text
+from ..inference import predict_batch
+from ..io import atomic_write_text, json_text
 from ..model.enformer import Enformer
 from ..weights import load_model, save_model
 from . import checkpoint as ckpt
@@ -219,7 +219,7 @@ class Trainer:
         if not self.context.is_main:
             return
         with open(self.out_dir / "log.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, default=_json_default) + "\n")
+            handle.write(json_text(record, indent=None) + "\n")
 
     def print(self, message: str) -> None:
         if self.context.is_main:
@@ -336,14 +336,13 @@ class Trainer:
                 loss_sum = torch.zeros(2, dtype=torch.float64)
                 batch_size = settings.eval_batch_size or settings.batch_size
                 for batch in eval_batches(source, batch_size, self.context.rank, self.context.world_size, settings.eval_examples):
-                    sequence, target = batch["sequence"].to(device), batch["target"].to(device)
-                    with self._autocast():
-                        prediction = self.model(sequence, heads=[head])[head].float()
+                    sequence, target = batch["sequence"], batch["target"]  # predictions come back on the CPU
+                    prediction = predict_batch(self.model, sequence, heads=[head], bf16=settings.bf16, device=device)[head]
                     sums.update(prediction, target)
                     loss_sum += torch.tensor([float(poisson_loss(prediction, target)) * len(target), len(target)], dtype=torch.float64)
                     if teacher_sums is not None:
-                        with self._autocast():
-                            teacher_prediction = self.teacher(sequence, heads=[head])[head].float()
+                        teacher_prediction = predict_batch(self.teacher, sequence, heads=[head], bf16=settings.bf16,
+                                                           device=device)[head]
                         teacher_sums.update(prediction, teacher_prediction)
                 all_reduce_pearson(sums)
                 all_reduce_sum_(loss_sum)
@@ -489,10 +488,3 @@ def _memory_mb(device: torch.device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
