@@ -14,7 +14,7 @@ import sys
 from . import __version__
 from .errors import UserError
 
-COMMAND_MODULES = ["info", "convert", "predict", "data", "evaluate", "train", "benchmark", "analyze", "demo"]
+COMMAND_MODULES = ["info", "convert", "download", "predict", "data", "evaluate", "train", "benchmark", "analyze", "demo"]
 
 USER_ERRORS = (UserError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
 
