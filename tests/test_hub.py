@@ -8,6 +8,8 @@ short, like a dropped connection. Nothing leaves the machine.
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
 import http.server
 import random
 import re
@@ -32,6 +34,7 @@ INDEX_URL_PATH = f"/sonnet_weights/{CHECKPOINT}.index"
 DATA_URL_PATH = f"/sonnet_weights/{CHECKPOINT}.data-00000-of-00001"
 GENOME_URL_PATH = "/goldenPath/hg38/bigZips/hg38.fa.gz"
 IN_FLIGHT_BYTES = 1 << 16  # at most this much of a cut response may be lost on the client's side
+HF_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 SERVER_LIFETIME_S = 300  # the server shuts itself down after this even if a test never stops it
 
 
@@ -50,8 +53,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _respond(self, send_body: bool) -> None:
         state: LoopbackServer = self.server.state
         requested_range = self.headers.get("Range")
-        state.requests.append((self.command, self.path, requested_range))
-        data = state.files.get(self.path)
+        path = self.path.split("?", 1)[0]
+        state.requests.append((self.command, path, requested_range))
+        data = state.files.get(path)
         if data is None:
             self.send_error(404)
             return
@@ -70,6 +74,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Length", str(len(data) - start))
+        # What a Hugging Face hub answers with: the file's hash and the commit it was resolved at.
+        self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+        self.send_header("X-Repo-Commit", HF_COMMIT)
         self.end_headers()
         if not send_body:
             return
@@ -271,6 +278,35 @@ def test_existing_paths_are_returned_unchanged(tmp_path):
     prefix = tmp_path / "ckpt"
     Path(f"{prefix}.index").write_bytes(b"")
     assert hub.resolve_weights(str(prefix)) == prefix
+
+
+def test_hugging_face_copy_is_a_second_source(home, tmp_path, monkeypatch):
+    """snapshot_download against a loopback hub serving an enformer-pytorch folder of a small peer model."""
+    pytest.importorskip("huggingface_hub")
+    enformer_pytorch = pytest.importorskip("enformer_pytorch")
+    torch.manual_seed(0)
+    peer = enformer_pytorch.Enformer.from_hparams(
+        dim=48, depth=2, heads=2, attn_dim_key=8, output_heads=dict(human=5, mouse=3), target_length=8, dim_divisible_by=8,
+    )
+    peer.save_pretrained(tmp_path / "peer", safe_serialization=False)
+    repository = hub.WEIGHTS["enformer"].huggingface_repo
+    stored = {path.name: path.read_bytes() for path in (tmp_path / "peer").iterdir()}
+    listing = {"id": repository, "sha": HF_COMMIT, "siblings": [{"rfilename": name} for name in stored]}
+    files = {f"/api/models/{repository}/revision/main": json.dumps(listing).encode()}
+    files.update({f"/{repository}/resolve/{HF_COMMIT}/{name}": data for name, data in stored.items()})
+    hub_server = LoopbackServer(files)
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", hub_server.url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        path = hub.download_weights("enformer", source="huggingface", progress=False)
+    finally:
+        hub_server.stop()
+    assert hub_server.gets(f"/{repository}/resolve/{HF_COMMIT}/pytorch_model.bin")
+    expected = load_model(tmp_path / "peer").state_dict()
+    for name, tensor in load_model(path).state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+    assert '"source": "huggingface"' in (home / "weights" / "enformer.json").read_text()
+    assert not (home / "huggingface").exists()
 
 
 # Genomes -----------------------------------------------------------------------------------------------

@@ -197,6 +197,21 @@ def _reason(error: Exception) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+class _CountingWriter:
+    """A file handle that advances a progress bar by every chunk written to it."""
+
+    def __init__(self, handle, bar):
+        self.handle, self.bar = handle, bar
+
+    def write(self, chunk: bytes) -> int:
+        written = self.handle.write(chunk)
+        self.bar.update(len(chunk))
+        return written
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+
 def download_file(url: str, destination: str | os.PathLike, progress: bool = True,
                   attempts: int = DOWNLOAD_ATTEMPTS) -> Path:
     """Download ``url`` to ``destination``, resuming from ``destination.part`` after a cut connection.
@@ -208,6 +223,7 @@ def download_file(url: str, destination: str | os.PathLike, progress: bool = Tru
     """
     import pooch
     import requests
+    from tqdm.auto import tqdm
 
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -223,13 +239,13 @@ def download_file(url: str, destination: str | os.PathLike, progress: bool = Tru
             headers = {"Accept-Encoding": "identity"}  # Range offsets count the stored bytes, not decoded ones
             if done:
                 headers["Range"] = f"bytes={done}-"
-            if progress:
-                resumed = f", resuming at {done:,} bytes" if done else ""
-                print(f"downloading {url}{resumed}", file=sys.stderr)
-            downloader = pooch.HTTPDownloader(progressbar=progress, headers=headers, timeout=TIMEOUT_S)
+            # pooch moves the bytes; the bar counts them itself, so a resumed download shows its true progress.
+            downloader = pooch.HTTPDownloader(progressbar=False, headers=headers, timeout=TIMEOUT_S)
+            bar = tqdm(total=expected, initial=done, unit="B", unit_scale=True, desc=destination.name,
+                       disable=not progress, leave=True)
             try:
                 with open(partial, "ab") as handle:
-                    downloader(url, handle, None)
+                    downloader(url, _CountingWriter(handle, bar), None)
             except requests.HTTPError as error:
                 status = error.response.status_code if error.response is not None else "?"
                 if status == 416:  # the range starts at or past the end: the kept part is stale
@@ -240,13 +256,15 @@ def download_file(url: str, destination: str | os.PathLike, progress: bool = Tru
             except (requests.RequestException, OSError) as error:
                 last_error = error
                 continue
+            finally:
+                bar.close()
         size = partial.stat().st_size
         if expected is None or size == expected:
             os.replace(partial, destination)
             return destination
-        # Longer than announced: the server sent the whole file again instead of the requested range.
-        partial.unlink()
         last_error = OSError(f"received {size:,} bytes, expected {expected:,}")
+        if size > expected:  # the server sent the whole file again instead of the requested range
+            partial.unlink()
     kept = partial.stat().st_size if partial.exists() else 0
     total = f" of {expected:,}" if expected is not None else ""
     raise DownloadInterrupted(
@@ -363,17 +381,28 @@ def _download_huggingface(name: str, entry: WeightsSource, progress: bool) -> Pa
         raise UserError("--source huggingface needs huggingface_hub: pip install 'senformer[hub]'") from None
     if entry.huggingface_repo is None:
         raise UserError(f"weights {name!r} have no Hugging Face copy")
-    if not progress:
-        huggingface_hub.utils.disable_progress_bars()
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    cache = home() / "huggingface"
+    silence = not progress and not are_progress_bars_disabled()
+    if silence:
+        disable_progress_bars()
     try:
         folder = huggingface_hub.snapshot_download(
-            entry.huggingface_repo, cache_dir=home() / "huggingface",
-            allow_patterns=["config.json", "*.safetensors", "*.bin"],
+            entry.huggingface_repo, cache_dir=cache, allow_patterns=["config.json", "*.safetensors", "*.bin"],
+            endpoint=os.environ.get("HF_ENDPOINT"),  # read per call (the library reads it once, at import)
         )
     except (huggingface_hub.utils.HfHubHTTPError, OSError, ValueError) as error:
         raise UserError(f"cannot download {entry.huggingface_repo} from the Hugging Face hub ({_reason(error)})") from None
+    finally:
+        if silence:
+            enable_progress_bars()
+    if progress:
+        print(f"converting to {weights_path(name)}", file=sys.stderr)
     destination = _convert_into_cache(folder, name, format="enformer-pytorch")
     _write_provenance(name, {"source": "huggingface", "repository": entry.huggingface_repo})
+    # As with the TensorFlow checkpoint, the native copy is all that is used from now on.
+    shutil.rmtree(cache, ignore_errors=True)
     return destination
 
 
