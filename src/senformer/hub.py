@@ -347,23 +347,19 @@ def download_weights(name: str, force: bool = False, progress: bool = True, sour
         if force:
             shutil.rmtree(folder, ignore_errors=True)
         base = weights_url(name)
+        # A network failure keeps what arrived (the next run resumes); only a failed verification discards it.
+        for file_name in entry.files:
+            target = folder / file_name
+            if not target.is_file():
+                download_file(f"{base}/{file_name}", target, progress=progress)
+        if progress:
+            print(f"verifying {folder / entry.checkpoint} (every tensor's CRC32C)", file=sys.stderr)
         try:
-            for file_name in entry.files:
-                target = folder / file_name
-                if not target.is_file():
-                    download_file(f"{base}/{file_name}", target, progress=progress)
-            if progress:
-                print(f"verifying {folder / entry.checkpoint} (every tensor's CRC32C)", file=sys.stderr)
             verify_checkpoint(folder / entry.checkpoint)
-        except DownloadInterrupted:
-            raise
-        except UserError:
-            # A damaged or refused download is useless: leave nothing of it in the cache.
+        except (UserError, FileNotFoundError) as error:
+            # A damaged download is useless: leave nothing of it in the cache.
             shutil.rmtree(folder, ignore_errors=True)
-            raise
-        except FileNotFoundError as error:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise UserError(f"{base}: incomplete checkpoint ({error})") from None
+            raise UserError(f"{base}/{entry.checkpoint}: refused the download, removed it: {error}") from None
         if progress:
             print(f"converting to {destination}", file=sys.stderr)
         _convert_into_cache(folder / entry.checkpoint, name, format="tf-checkpoint")
@@ -454,7 +450,7 @@ def download_genome(name: str, force: bool = False, progress: bool = True) -> Pa
             _recompress_as_bgzip(download, fasta)
             pyfaidx.Faidx(str(fasta)).close()  # writes .fai and .gzi
             _install_folder(built, destination.parent)
-        except (OSError, EOFError, zlib.error, pyfaidx.FastaIndexingError) as error:
+        except (gzip.BadGzipFile, EOFError, zlib.error, pyfaidx.FastaIndexingError) as error:
             download.unlink(missing_ok=True)
             raise UserError(f"{url}: damaged download, removed it ({_reason(error)}); run the command again") from None
         except UserError:
