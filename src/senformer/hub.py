@@ -309,16 +309,13 @@ def _install_folder(built: Path, destination: Path) -> None:
 
 
 def _convert_into_cache(source: str | os.PathLike, name: str, format: str | None = None) -> Path:
-    import warnings
-
-    from .weights import convert
+    from .weights import load_model, save_model
 
     destination = weights_path(name)
     built = _fresh_sibling(destination)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            convert(source, built, format=format)
+        # What `senformer convert SOURCE DESTINATION` does; strict, so every tensor is present with its shape.
+        save_model(load_model(source, format=format), built)
         _install_folder(built, destination)
     finally:
         shutil.rmtree(built, ignore_errors=True)
