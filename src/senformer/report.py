@@ -24,7 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from . import __version__
-from .io import atomic_write_text
+from .io import atomic_write_text, write_json
 
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px;
@@ -319,15 +319,7 @@ def build_study_report(run_dir: str | os.PathLike) -> "os.PathLike":
         report.section("Missing", "These stages have not finished, so their figures are absent: " + ", ".join(missing))
     html_path = run / "report.html"
     report.write(html_path)
-    atomic_write_text(run / "report.json", json.dumps({"run": str(run.resolve()), "settings": settings,
-                                                       "numbers": numbers, "missing": missing},
-                                                      indent=2, default=_json_default, allow_nan=True) + "\n")
+    write_json(run / "report.json", {"run": str(run.resolve()), "settings": settings, "numbers": numbers,
+                                      "missing": missing})
     return html_path
 
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import resource
 import signal
@@ -36,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..config import EnformerConfig
 from ..errors import UserError
 from ..inference import predict_batch
-from ..io import atomic_write_text
+from ..io import atomic_write_text, json_text, output_lock
 from ..model.enformer import Enformer
 from . import checkpoint as ckpt
 from .data import BasenjiSource, BatchStream, ExampleSource, eval_batches
@@ -156,10 +155,36 @@ def run_training(
     owns_group = not (dist.is_available() and dist.is_initialized())
     context = setup_distributed(settings.device)
     try:
-        return Trainer(settings, Path(out_dir), context, data).run(resume)
+        with _run_folder_lock(Path(out_dir), context):
+            return Trainer(settings, Path(out_dir), context, data).run(resume)
     finally:
         if owns_group:
             teardown_distributed()
+
+
+@contextlib.contextmanager
+def _run_folder_lock(out_dir: Path, context: DistributedContext):
+    """Rank 0 holds ``OUT.lock`` for the whole run (before the model is built); every rank learns if it failed.
+
+    Under the lock no other run can be writing the folder, so the temporary files of killed checkpoint
+    saves are removed.
+    """
+    with contextlib.ExitStack() as stack:
+        refusal = None
+        if context.is_main:
+            try:
+                stack.enter_context(output_lock(out_dir))
+            except UserError as error:
+                refusal = error
+            else:
+                ckpt.remove_stale_partials(out_dir / "checkpoints")
+        failed = torch.tensor([0.0 if refusal is None else 1.0], device=context.device)
+        all_reduce_sum_(failed)
+        if refusal is not None:
+            raise refusal
+        if failed.item():
+            raise UserError(f"{out_dir} is being written by another run (rank 0 could not lock it)")
+        yield
 
 
 class Trainer:
@@ -243,7 +268,7 @@ class Trainer:
         if not self.context.is_main:
             return
         with open(self.out_dir / "log.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, default=_json_default) + "\n")
+            handle.write(json_text(record, indent=None) + "\n")
 
     def print(self, message: str) -> None:
         if self.context.is_main:
@@ -514,10 +539,3 @@ def _memory_mb(device: torch.device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
