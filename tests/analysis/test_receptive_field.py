@@ -6,13 +6,13 @@ import torch
 
 from helpers import tiny_model
 from senformer.analysis.receptive_field import (
-    conv_reach,
     conv_reach_mask,
     output_bin_centers,
     random_sequences,
     receptive_field,
     spread_positions,
 )
+from senformer.model.tiling import conv_reach, halo_bins
 
 LENGTH = 4096  # 32 positions of 128 bp; target_length 16 keeps the central 16
 
@@ -25,7 +25,9 @@ def double_model(**overrides):
 def test_conv_reach_of_the_enformer_trunk():
     # stem conv 15 (7 each side), pooling 2; six towers of conv 5 and pooling 2 at strides 2..64:
     # left 7 + 2 * (2 + 4 + ... + 64) = 259, right 7 + 1 + (2 + 1) * (2 + ... + 64) = 386: 646 bp in all
-    assert conv_reach(tiny_model(depth=0)) == (259, 386)
+    model = tiny_model(depth=0)
+    assert conv_reach(model) == (259, 386)
+    assert halo_bins(model) == 3  # the tiler reads the same reach
 
 
 def test_output_bin_centers_follow_the_crop():

@@ -4,7 +4,7 @@ For each sequence, each of K positions spread across the input is mutated (to ev
 to one seeded alternative) and the model is rerun; the mean absolute change of the prediction per output
 bin (averaged over tracks, alternatives and sequences) gives a (positions, bins) map. A model without
 transformer layers can only change the bins whose conv-tower window covers the mutation
-(:func:`conv_reach`); attention spreads the change over the whole output.
+(:func:`senformer.model.tiling.conv_reach`); attention spreads the change over the whole output.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..constants import CROP_MARGIN
 from ..model.enformer import Enformer
+from ..model.tiling import conv_reach
 from ..sequence import N_TOKEN
 
 ALTERNATIVES = ("all", "random")
@@ -76,38 +77,6 @@ def output_bin_centers(config, sequence_length: int) -> np.ndarray:
     bins = config.output_length(sequence_length)
     first = (positions - bins) // 2 if config.target_length is not None else CROP_MARGIN
     return (first + np.arange(bins)) * config.bin_size + config.bin_size / 2
-
-
-def conv_reach(model: Enformer) -> tuple[int, int]:
-    """(left, right): trunk position ``t`` (of ``bin_size`` bp) depends only on input bp
-    ``[t * bin_size - left, t * bin_size + right]``, read from the stem's and conv tower's kernels.
-
-    A centred convolution of width ``w`` at stride ``s`` widens the window by ``(w // 2) * s`` on each
-    side; a pooling by ``p`` covers ``p`` neighbours, adding ``(p - 1) * s`` on the right.
-    """
-    left = right = 0
-    stride = 1
-
-    def convolution(conv: torch.nn.Conv1d) -> None:
-        nonlocal left, right
-        width = conv.kernel_size[0]
-        left += (width // 2) * stride
-        right += (width - 1 - width // 2) * stride
-
-    def pooling(pool_size: int) -> None:
-        nonlocal right, stride
-        right += (pool_size - 1) * stride
-        stride *= pool_size
-
-    convolution(model.stem.conv)
-    convolution(model.stem.pointwise.conv)
-    pooling(model.stem.pool.pool_size)
-    for block in model.conv_tower:
-        convolution(block.conv.conv)
-        convolution(block.pointwise.conv)
-        pooling(block.pool.pool_size)
-    convolution(model.final_pointwise.conv)
-    return left, right
 
 
 def conv_reach_mask(model: Enformer, sequence_length: int, positions: np.ndarray) -> np.ndarray:

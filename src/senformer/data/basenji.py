@@ -206,7 +206,7 @@ class BasenjiDataset(IterableDataset):
             ``n mod world_size`` are dropped), so all ranks run the same number of batches.
         max_examples: use only the first ``max_examples`` of the split (before sharding).
         check_crc: verify record CRCs (default on). ``check_sequence``: compare genome and record.
-        transform: optional callable applied to each example dict (e.g. :class:`augment.RandomAugment`).
+        transform: optional callable applied to each example dict (training augments in :func:`senformer.train.data.augment`).
         shuffle_files: also read the files in a seeded order per epoch (costs one extra pass over the split
             per worker to count each file's records, since ZLIB files cannot be counted without decompressing).
 
@@ -265,7 +265,7 @@ class BasenjiDataset(IterableDataset):
         self.sequence_length = int(sequence_length or self.record_length)
         extra = self.sequence_length - self.record_length
         if extra % 2:
-            raise ValueError(
+            raise UserError(
                 f"sequence_length {self.sequence_length:,} and the records' {self.record_length:,} bp differ by an odd "
                 "number of bp; the record must sit in the centre"
             )
@@ -591,7 +591,7 @@ def _complete_targets(targets: pd.DataFrame) -> pd.DataFrame:
     table = targets.reset_index(drop=True).copy()
     for column in ("identifier", "description"):
         if column not in table.columns:
-            raise ValueError(f"targets table needs an {column!r} column")
+            raise UserError(f"targets table needs an {column!r} column")
     defaults = {"genome": 0, "file": ".", "clip": 32, "scale": 2, "sum_stat": "mean"}
     for column, value in defaults.items():
         if column not in table.columns:
