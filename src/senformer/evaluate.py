@@ -19,7 +19,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -181,6 +181,7 @@ def evaluate(
     num_workers: int = 0,
     progress: bool = True,
     settings: dict[str, Any] | None = None,
+    on_predictions: Callable[[dict[str, torch.Tensor], torch.Tensor], None] | None = None,
 ) -> EvaluationResult:
     """Stream ``dataset`` once through every model and score ``head``.
 
@@ -194,6 +195,8 @@ def evaluate(
         bf16: autocast to bfloat16 (metrics stay float64). ``rc_average``: average with the prediction for
             the reverse complement (bins flipped back).
         max_examples: stop after this many examples.
+        on_predictions: called after each batch with ``{name: (batch, bins, tracks) prediction}`` and the
+            target, as scored (``analyze compare`` correlates two models' predictions in the same pass).
     """
     if not models:
         raise ValueError("no models to evaluate")
@@ -228,6 +231,7 @@ def evaluate(
         sequence = sequence.to(device)
         if target.shape[-1] != num_tracks:
             raise UserError(f"the data has {target.shape[-1]} tracks, the track table {num_tracks}")
+        predictions = {}
         for name, model in models.items():
             start = time.perf_counter()
             prediction = predict_batch(model, sequence, heads=[head], reverse_complement=rc_average, bf16=bf16,
@@ -243,6 +247,9 @@ def evaluate(
                 )
             pooled[name].update(prediction, target)
             per_example[name].append(per_example_pearson(prediction, target))
+            predictions[name] = prediction
+        if on_predictions is not None:
+            on_predictions(predictions, target)
         indices.append(batch["index"].numpy())
         seen += len(sequence)
         bar.update(len(sequence))
