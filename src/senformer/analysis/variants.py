@@ -27,9 +27,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import UserError
+from ..inference import predict_batch, resolve_sequence_length
 from ..model.enformer import Enformer
 from ..sequence import one_hot as encode
-from ..sequence import reverse_complement
 
 _ALLELE = re.compile(r"^[ACGTNacgtn]+$")
 KEY_COLUMNS = ["chrom", "pos", "id", "ref", "alt"]
@@ -129,16 +129,11 @@ def center_bin_indices(model: Enformer, sequence_length: int, center_bins: int) 
     return np.arange(lo, hi)
 
 
-@torch.no_grad()
 def _predict_averaged(model: Enformer, one_hots: torch.Tensor, head: str, tracks, average_rc: bool) -> torch.Tensor:
-    """(batch, bp, 4) -> (batch, bins, tracks) float64, averaged with the reverse complement."""
-    parameter = next(model.parameters())
-    inputs = one_hots.to(device=parameter.device, dtype=parameter.dtype)
-    prediction = model(inputs, heads=[head])[head][..., tracks].double()
-    if average_rc:
-        flipped = model(reverse_complement(inputs), heads=[head])[head][..., tracks].double().flip(dims=(1,))
-        prediction = (prediction + flipped) / 2
-    return prediction.cpu()
+    """(batch, bp, 4) -> (batch, bins, tracks) float64, averaged with the reverse complement; each pass is
+    converted to float64 before the two are summed, so alt - ref is taken in float64."""
+    return predict_batch(model, one_hots, heads=[head], tracks={head: np.asarray(tracks, dtype=np.int64)},
+                         reverse_complement=average_rc, accumulate=torch.float64)[head]
 
 
 def score_variants(
@@ -158,7 +153,8 @@ def score_variants(
     Args:
         genome: a :class:`senformer.data.genome.Genome` (or anything with ``fetch(Interval) -> str``).
         tracks: track positions of ``head`` (default: all).
-        sequence_length: input bp (default: 196,608, the published model's); must be valid for the model.
+        sequence_length: input bp (default :func:`senformer.inference.default_sequence_length`: 196,608
+            when valid for the model, else its shortest input).
         skip_ref_mismatch: give a NaN row with a note instead of raising when REF disagrees with the genome.
     Yields:
         ``(variant, sad (tracks,), center (tracks,), note)``; unsupported alleles yield NaN and a note.
@@ -166,11 +162,7 @@ def score_variants(
     config = model.config
     if head not in config.output_heads:
         raise ValueError(f"unknown head {head!r}; the model has {', '.join(config.output_heads)}")
-    if sequence_length is None:
-        from ..constants import SEQUENCE_LENGTH
-
-        sequence_length = SEQUENCE_LENGTH
-    config.validate_sequence_length(sequence_length)
+    sequence_length = resolve_sequence_length(config, sequence_length)
     num_tracks = config.output_heads[head]
     track_index = torch.arange(num_tracks) if tracks is None else torch.as_tensor(list(tracks), dtype=torch.long)
     if track_index.numel() == 0 or int(track_index.min()) < 0 or int(track_index.max()) >= config.output_heads[head]:
@@ -289,3 +281,45 @@ def _resume(partial: Path, settings_line: str, header: list[str]) -> int:
     if complete != text:
         partial.write_text(complete, encoding="utf-8")
     return max(complete.count("\n") - 2, 0)
+
+
+def run_variants(
+    out_path: str | os.PathLike,
+    model: Enformer,
+    genome,
+    vcf_path: str | os.PathLike,
+    head: str = "human",
+    *,
+    tracks=None,
+    targets=None,
+    center_bins: int = 3,
+    average_rc: bool = True,
+    batch_size: int = 4,
+    sequence_length: int | None = None,
+    skip_ref_mismatch: bool = False,
+    settings: dict | None = None,
+    progress: bool = True,
+) -> Path:
+    """``senformer analyze variants``: :func:`write_variant_scores` for the tracks that ``tracks`` (the
+    ``--tracks`` grammar, default all) selects, named by their identifiers.
+
+    Args:
+        genome: a :class:`senformer.data.genome.Genome` or a FASTA path.
+        targets: a ``targets.txt`` naming the head's tracks (default the shipped table); an error when its
+            size differs from the head's.
+        sequence_length: input bp (default :func:`senformer.inference.default_sequence_length`).
+    """
+    from ..data.genome import Genome
+    from ..data.tracks import head_track_table, select_tracks
+    from .common import head_tracks
+
+    num_tracks = head_tracks(model, head)
+    table = head_track_table(head, num_tracks, targets)
+    if targets is not None and table.attrs["source"] != "targets":
+        raise UserError(f"{targets} does not list the {num_tracks:,} tracks of head {head!r}")
+    positions = select_tracks(tracks, table, head).tolist()
+    names = [str(table["identifier"][position]) for position in positions]
+    genome = genome if not isinstance(genome, (str, os.PathLike)) else Genome(genome)
+    sequence_length = resolve_sequence_length(model.config, sequence_length)
+    return write_variant_scores(model, genome, vcf_path, out_path, head, positions, names, center_bins, average_rc,
+                                batch_size, sequence_length, skip_ref_mismatch, settings=settings, progress=progress)
