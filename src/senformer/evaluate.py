@@ -28,11 +28,11 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from .data.tracks import ASSAY_GROUPS, OTHER, UNRESOLVED_CHIP, track_table
+from .data.tracks import ASSAY_GROUPS, OTHER, UNRESOLVED_CHIP, head_track_table
 from .errors import UserError
+from .inference import predict_batch, stack_examples
 from .io import atomic_path, atomic_write_text
 from .metrics import StreamingPearson, nan_summary, per_example_pearson, per_example_summary
-from .sequence import reverse_complement
 
 
 @dataclass
@@ -196,8 +196,8 @@ def evaluate(
         dataset: yields dicts with ``sequence`` ``(bp, 4)``, ``target`` ``(bins, tracks)``, ``index`` (e.g.
             :class:`senformer.data.basenji.BasenjiDataset`); wrapped in a DataLoader.
         head: output head to score.
-        tracks: track table (``assay_group`` column) from :func:`senformer.data.tracks.track_table`; default:
-            the dataset's ``targets.txt`` when it has one, else the shipped table of ``head``.
+        tracks: track table (``assay_group`` column); default :func:`senformer.data.tracks.head_track_table`
+            of the data's tracks (the dataset's ``targets.txt``, else the shipped table, else generated).
         bf16: autocast to bfloat16 (metrics stay float64). ``rc_average``: average with the prediction for
             the reverse complement (bins flipped back).
         max_examples: stop after this many examples.
@@ -207,9 +207,15 @@ def evaluate(
     if not models:
         raise ValueError("no models to evaluate")
     device = torch.device(device)
-    tracks = _default_tracks(dataset, head) if tracks is None else tracks
+    for name, model in models.items():
+        if head not in model.config.output_heads:
+            raise UserError(f"model {name!r} has no head {head!r} (heads: {', '.join(model.config.output_heads)})")
+    if tracks is None:
+        count = getattr(dataset, "num_targets", None)
+        count = next(iter(models.values())).config.output_heads[head] if count is None else count
+        tracks = head_track_table(head, count, getattr(dataset, "directory", None))
     num_tracks = len(tracks)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=stack_examples)
     pooled = {name: StreamingPearson(num_tracks) for name in models}
     per_example: dict[str, list[np.ndarray]] = {name: [] for name in models}
     seconds = {name: 0.0 for name in models}
@@ -221,38 +227,38 @@ def evaluate(
     if max_examples is not None and total is not None:
         total = min(total, max_examples)
     bar = _progress(total, progress)
-    with torch.inference_mode():
-        for batch in loader:
-            sequence, target = batch["sequence"], batch["target"]
-            if max_examples is not None:
-                keep = max_examples - seen
-                if keep <= 0:
-                    break
-                sequence, target, batch["index"] = sequence[:keep], target[:keep], batch["index"][:keep]
-            sequence = sequence.to(device)
-            if target.shape[-1] != num_tracks:
-                raise UserError(f"the data has {target.shape[-1]} tracks, the track table {num_tracks}")
-            predictions = {}
-            for name, model in models.items():
-                start = time.perf_counter()
-                prediction = _predict(model, sequence, head, bf16, rc_average, device)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                seconds[name] += time.perf_counter() - start
-                if prediction.shape != target.shape:
-                    raise UserError(
-                        f"model {name!r} predicts {tuple(prediction.shape)} for {tuple(sequence.shape)} inputs but the "
-                        f"targets are {tuple(target.shape)}: set the model's target_length to {target.shape[1]} or the "
-                        f"input length, and use the {head!r} head of {target.shape[2]} tracks"
-                    )
-                pooled[name].update(prediction, target)
-                per_example[name].append(per_example_pearson(prediction, target))
-                predictions[name] = prediction
-            if on_predictions is not None:
-                on_predictions(predictions, target)
-            indices.append(batch["index"].numpy())
-            seen += len(sequence)
-            bar.update(len(sequence))
+    for batch in loader:
+        sequence, target = batch["sequence"], batch["target"]
+        if max_examples is not None:
+            keep = max_examples - seen
+            if keep <= 0:
+                break
+            sequence, target, batch["index"] = sequence[:keep], target[:keep], batch["index"][:keep]
+        sequence = sequence.to(device)
+        if target.shape[-1] != num_tracks:
+            raise UserError(f"the data has {target.shape[-1]} tracks, the track table {num_tracks}")
+        predictions = {}
+        for name, model in models.items():
+            start = time.perf_counter()
+            prediction = predict_batch(model, sequence, heads=[head], reverse_complement=rc_average, bf16=bf16,
+                                       device=device)[head]
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds[name] += time.perf_counter() - start
+            if prediction.shape != target.shape:
+                raise UserError(
+                    f"model {name!r} predicts {tuple(prediction.shape)} for {tuple(sequence.shape)} inputs but the "
+                    f"targets are {tuple(target.shape)}: set the model's target_length to {target.shape[1]} or the "
+                    f"input length, and use the {head!r} head of {target.shape[2]} tracks"
+                )
+            pooled[name].update(prediction, target)
+            per_example[name].append(per_example_pearson(prediction, target))
+            predictions[name] = prediction
+        if on_predictions is not None:
+            on_predictions(predictions, target)
+        indices.append(batch["index"].numpy())
+        seen += len(sequence)
+        bar.update(len(sequence))
     bar.close()
     example_index = np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64)
     results = {
@@ -273,31 +279,6 @@ def evaluate(
 
 _DATASET_ATTRIBUTES = {"input": "input_description", "flanks": "flanks", "split": "split", "data": "directory",
                        "sequence_length": "sequence_length"}
-
-
-def _predict(model, sequence, head, bf16, rc_average, device) -> torch.Tensor:
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    with autocast:
-        prediction = model(sequence, heads=[head])[head].float()
-        if rc_average:
-            reverse = model(reverse_complement(sequence), heads=[head])[head].float().flip(1)
-            prediction = (prediction + reverse) / 2
-    return prediction.cpu()
-
-
-def _collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "sequence": torch.stack([e["sequence"] for e in examples]),
-        "target": torch.stack([e["target"] for e in examples]),
-        "index": torch.tensor([int(e["index"]) for e in examples], dtype=torch.long),
-    }
-
-
-def _default_tracks(dataset, head: str) -> pd.DataFrame:
-    directory = getattr(dataset, "directory", None)
-    if directory is not None and (Path(directory) / "targets.txt").is_file():
-        return track_table(head, targets=Path(directory) / "targets.txt")
-    return track_table(head)
 
 
 def _progress(total: int | None, enabled: bool):

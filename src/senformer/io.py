@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path, PurePath
 from typing import Any, Iterator
 
+from .errors import UserError
+
 import numpy as np
 
 
@@ -57,6 +59,36 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as temporary:
         temporary.write_bytes(data)
+
+
+# Reading ---------------------------------------------------------------------------------------------
+def load_torch_file(path: str | os.PathLike, what: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU: tensors and plain containers only, never code.
+
+    Every failure is one :class:`UserError` line naming ``path`` and ``what`` it should have been; a file
+    holding other pickled objects (an old format, or a crafted file) is refused before any of them runs.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        if "weights only" in str(error).lower() or "weights_only" in str(error):
+            # Older senformer files pickled numpy arrays; a crafted file pickles anything: neither is read.
+            raise UserError(
+                f"{path} holds pickled Python objects, which are never loaded: it predates the safe {what} "
+                "format or was not written by senformer"
+            ) from None
+        raise UserError(f"{path} is not a readable {what} ({_first_line(error)})") from None
+    except Exception as error:  # torch raises several types for truncated or foreign files
+        raise UserError(f"{path} is not a readable {what} ({type(error).__name__}: {_first_line(error)})") from None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
 
 
 # JSON ---------------------------------------------------------------------------------------------

@@ -153,18 +153,3 @@ def mutagenesis_heatmap(ax: Axes, effects: np.ndarray, start: int = 0, title: st
     ax.set_xlabel("position (bp)")
     ax.set_title(title, fontsize=9)
     return ax
-
-
-def scaling_lines(ax: Axes, table, x: str, y: str, series: str, xlabel: str | None = None,
-                  ylabel: str | None = None, title: str = "", logy: bool = False) -> Axes:
-    """Figures 1-3: ``y`` against ``x`` with one line per ``series`` (e.g. attention kind and depth)."""
-    for name, rows in table.groupby(series, sort=False):
-        rows = rows.sort_values(x)
-        ax.plot(rows[x], rows[y], marker="o", markersize=3, linewidth=1.0, label=str(name))
-    if logy:
-        ax.set_yscale("log")
-    ax.set_xlabel(xlabel or x)
-    ax.set_ylabel(ylabel or y)
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, frameon=False)
-    return ax

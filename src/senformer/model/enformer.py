@@ -21,9 +21,11 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import EnformerConfig
 from ..constants import CROP_MARGIN
+from ..errors import UserError
 from ..sequence import tokens_to_one_hot
 from .attention import RelativeAttention, build_attention
 from .checkpointing import checkpointed
+from .init import truncated_normal_
 from .layers import ConvBlock, ConvTowerBlock, FeedForward, SoftmaxPooling, Stem, crop, gelu
 from .tiling import halo_bins, tiled_conv_trunk
 
@@ -35,12 +37,14 @@ class TransformerBlock(nn.Module):
         super().__init__()
         self.attention_norm = nn.LayerNorm(config.dim, eps=1e-5)
         self.attention = attention
-        self.attention_dropout = nn.Dropout(config.dropout_rate)
+        # Dropout of the attention branch before the residual add (DeepMind's `dropout_rate`); dropout of the
+        # attention weights is the attention module's own (`attention_dropout_rate`).
+        self.residual_dropout = nn.Dropout(config.dropout_rate)
         self.feed_forward = FeedForward(config.dim, config.dropout_rate)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, T, dim) -> (batch, T, dim)."""
-        x = x + self.attention_dropout(self.attention(self.attention_norm(x)))
+        x = x + self.residual_dropout(self.attention(self.attention_norm(x)))
         return x + self.feed_forward(x)
 
 
@@ -85,7 +89,7 @@ class Enformer(nn.Module):
             if isinstance(module, (nn.Conv1d, nn.Linear)) and id(module) not in attention_parts:
                 fan_in = module.weight[0].numel()
                 std = 1.0 / math.sqrt(fan_in)
-                nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+                truncated_normal_(module.weight, std)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
         for module in self.modules():
@@ -149,7 +153,7 @@ class Enformer(nn.Module):
         names = list(self.heads) if heads is None else list(heads)
         unknown = [name for name in names if name not in self.heads]
         if unknown:
-            raise ValueError(f"unknown head(s) {', '.join(map(repr, unknown))}; the model has {', '.join(self.heads)}")
+            raise UserError(f"unknown head(s) {', '.join(map(repr, unknown))}; the model has {', '.join(self.heads)}")
         outputs = {name: F.softplus(self.heads[name](embeddings)) for name in names}
         if return_embeddings:
             outputs["embeddings"] = embeddings
@@ -158,14 +162,14 @@ class Enformer(nn.Module):
     def prepare_input(self, sequence: torch.Tensor) -> torch.Tensor:
         """Validate and convert ``sequence`` to a float one-hot (batch, bp, 4)."""
         if not isinstance(sequence, torch.Tensor):
-            raise ValueError(f"sequence must be a torch.Tensor, got {type(sequence).__name__}")
+            raise UserError(f"sequence must be a torch.Tensor, got {type(sequence).__name__}")
         if sequence.dtype.is_floating_point:
             if sequence.dim() != 3 or sequence.shape[-1] != 4:
-                raise ValueError(f"one-hot input must have shape (batch, length, 4); got {tuple(sequence.shape)}")
+                raise UserError(f"one-hot input must have shape (batch, length, 4); got {tuple(sequence.shape)}")
             x = sequence
         else:
             if sequence.dim() != 2:
-                raise ValueError(f"token input must have shape (batch, length); got {tuple(sequence.shape)}")
+                raise UserError(f"token input must have shape (batch, length); got {tuple(sequence.shape)}")
             x = tokens_to_one_hot(sequence, dtype=self.stem.conv.weight.dtype)
         self.config.validate_sequence_length(x.shape[1])
         return x
@@ -173,17 +177,17 @@ class Enformer(nn.Module):
     # Weights ----------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path, strict: bool = True, **overrides) -> "Enformer":
-        """Load weights in any supported format (see :func:`senformer.weights.load_model`); keyword
-        arguments override config fields, e.g. ``attention="bigbird"``."""
+        """Load weights in any supported format (see :func:`senformer.load_model`); keyword arguments
+        override config fields, e.g. ``attention="bigbird"``."""
         from ..weights import load_model
 
         return load_model(path, overrides=overrides, strict=strict)
 
     def save_pretrained(self, directory):
-        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (see :func:`senformer.weights.save_pretrained`)."""
-        from ..weights import save_pretrained
+        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (see :func:`senformer.save_model`)."""
+        from ..weights import save_model
 
-        return save_pretrained(self, directory)
+        return save_model(self, directory)
 
     # Conveniences -----------------------------------------------------------------------------
     def attention_modules(self) -> list[RelativeAttention]:
