@@ -130,9 +130,11 @@ def test_compare_reuses_an_evaluation(workspace, tmp_path):
 
 
 def test_the_four_kinds_of_tracks_value_select_the_same_tracks_in_every_subcommand(workspace, tmp_path):
-    """A range, an identifier, a description and a pattern, each resolved by every subcommand that takes
-    --tracks against the dataset's targets.txt, give the positions pandas finds in that file."""
+    """A range, an identifier, a description and a pattern, each resolved by `predict` and every analyze
+    subcommand that takes --tracks against the dataset's targets.txt, give the positions pandas finds there."""
     import re
+
+    import h5py
 
     data = workspace / "data"
     table = pd.read_csv(data / "targets.txt", sep="\t")
@@ -170,6 +172,11 @@ def test_the_four_kinds_of_tracks_value_select_the_same_tracks_in_every_subcomma
         header = pd.read_csv(out / "sad.tsv", sep="\t", comment="#").columns
         assert [name.removeprefix("SAD:") for name in header if name.startswith("SAD:")] == \
             table["identifier"][expected].tolist(), ("variants", value)
+        assert main(["predict", *weights, "--fasta", str(fasta), "--region", f"{chrom}:2000-2100", "--length", "4096",
+                     "--targets", str(data / "targets.txt"), "--tracks", value, "--out", str(out / "p.h5"),
+                     *quiet]) == 0
+        with h5py.File(out / "p.h5", "r") as handle:
+            assert handle["human/tracks/index"][:].tolist() == expected, ("predict", value)
 
 
 def test_quiet_is_a_hidden_alias_of_no_progress(capsys):
