@@ -184,3 +184,36 @@ def test_quiet_is_a_hidden_alias_of_no_progress(capsys):
         main(["analyze", "tracks", "--help"])
     text = capsys.readouterr().out
     assert "--no-progress" in text and "--quiet" not in text
+
+
+def test_the_python_api_writes_what_the_command_writes(workspace, tmp_path):
+    """`analyze tracks` and `analyze compare --evaluation` are one library call each: the same files."""
+    from senformer import load_model
+    from senformer.analysis.compare import evaluation_scores, run_compare
+    from senformer.analysis.tracks import run_tracks
+    from senformer.data.basenji import BasenjiDataset
+    from senformer.data.tracks import head_track_table
+
+    data = workspace / "data"
+    weights = ["--weights", f"a={workspace / 'a'}", "--weights", f"b={workspace / 'b'}"]
+    assert main(["analyze", "tracks", "--data", str(data), *weights, "--examples", "1", "--tracks", "CAGE",
+                 "--out", str(tmp_path / "cli"), "--no-progress"]) == 0
+    models = {name: load_model(workspace / name) for name in ("a", "b")}
+    result = run_tracks(tmp_path / "api", models, BasenjiDataset(data, "test"), "human", tracks=["CAGE"],
+                        targets=data, examples=[1], progress=False)
+    assert result.tracks == [3, 7]
+    for name in ("overprediction.csv", "overprediction_tracks.csv", "tracks.json"):
+        assert (tmp_path / "api" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
+    api, cli = np.load(tmp_path / "api" / "tracks.npz"), np.load(tmp_path / "cli" / "tracks.npz")
+    assert sorted(api.files) == sorted(cli.files)
+    for key in api.files:
+        np.testing.assert_array_equal(api[key], cli[key])
+    assert (tmp_path / "api" / "tracks_example1.png").is_file()
+
+    assert main(["evaluate", "--data", str(data), *weights, "--out", str(tmp_path / "eval"), "--no-progress"]) == 0
+    assert main(["analyze", "compare", "--evaluation", str(tmp_path / "eval"), "--data", str(data),
+                 "--out", str(tmp_path / "compare_cli"), "--no-progress"]) == 0
+    scores, example_index = evaluation_scores(tmp_path / "eval")
+    run_compare(tmp_path / "compare_api", scores, example_index, head_track_table("human", 8, data))
+    for name in ("compare.csv", "per_example.csv", "compare.json"):
+        assert (tmp_path / "compare_api" / name).read_bytes() == (tmp_path / "compare_cli" / name).read_bytes(), name
