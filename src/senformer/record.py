@@ -64,7 +64,7 @@ def run_record(
     """The record of one run of ``command`` (``"predict"``, ``"analyze variants"``...) as plain JSON values.
 
     ``settings`` are the resolved settings (a dict or a dataclass); ``inputs`` maps each input to its
-    fingerprint; ``fingerprint`` is the digest the existing-output rule compares (:func:`senformer.io.fingerprint`).
+    fingerprint; ``fingerprint`` is the digest the existing-output rule compares (:func:`senformer.fingerprint.value_digest`).
     """
     return {
         "format_version": format_version,
