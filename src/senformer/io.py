@@ -17,7 +17,7 @@ One writer per output: :func:`output_lock`
 
 Existing outputs: :func:`plan_output`, called under the lock before any model is loaded or data read
     Every result has a run record (:mod:`senformer.record`) whose ``fingerprint`` is one SHA-256
-    (:func:`fingerprint`) of everything the result depends on: input file digests, weights digest, and the
+    (:func:`senformer.fingerprint.value_digest`) of everything the result depends on: input file digests, weights digest, and the
     settings that change numbers. The record lies at ``OUT/run.json`` for a directory and at
     ``OUT.run.json`` beside a file. A run writes into ``OUT.partial`` (a file or directory of the same kind,
     its record at ``OUT.partial.run.json`` or ``OUT.partial/run.json``, written by :func:`start_partial`
