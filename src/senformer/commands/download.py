@@ -38,9 +38,12 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import UserError
     from ..hub import download_genome, download_weights
 
     progress = not args.no_progress
+    if args.name in GENOMES and args.source != "dm-enformer":
+        raise UserError(f"--source chooses where weights come from; {args.name} comes from UCSC")
     if args.name in WEIGHTS:
         path = download_weights(args.name, force=args.force, progress=progress, source=args.source)
     else:
