@@ -323,6 +323,8 @@ def test_genome_is_recompressed_as_bgzip_and_indexed_once(server, home, chromoso
     server.stop()
     assert hub.resolve_genome("hg38", progress=False) == path
     assert server.gets(GENOME_URL_PATH) == [None]
+    with Genome("hg38") as genome:  # every FASTA option takes the name: Genome resolves it from the cache
+        assert genome.path == path and genome.fetch(Interval("chr1", 0, 50)) == chromosomes["chr1"][:50].upper()
 
 
 def test_damaged_genome_download_is_refused_and_removed(server, home, fasta_gz):
