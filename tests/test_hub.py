@@ -254,6 +254,13 @@ def test_cache_is_used_without_network(server, home):
     with pytest.raises(UserError, match="cannot reach"):
         hub.download_weights("enformer", force=True, progress=False)
     assert (first / "model.safetensors").is_file()  # a failed --force keeps the working copy
+    # every weights option takes the name: the loader resolves it from the cache
+    from senformer import Enformer, load_model
+
+    by_name = load_model("enformer", overrides={"attention": "bigbird"})
+    assert by_name.config.attention == "bigbird"
+    for name, tensor in Enformer.from_pretrained("enformer").state_dict().items():
+        assert torch.equal(tensor, by_name.state_dict()[name]), name
 
 
 def test_download_command_prints_the_cached_path(server, home, capsys):

@@ -309,13 +309,14 @@ def _install_folder(built: Path, destination: Path) -> None:
 
 
 def _convert_into_cache(source: str | os.PathLike, name: str, format: str | None = None) -> Path:
-    from .weights import load_model, save_model
+    from .weights.loading import load_local_model
+    from .weights.native import save_model
 
     destination = weights_path(name)
     built = _fresh_sibling(destination)
     try:
         # What `senformer convert SOURCE DESTINATION` does; strict, so every tensor is present with its shape.
-        save_model(load_model(source, format=format), built)
+        save_model(load_local_model(source, format=format), built)
         _install_folder(built, destination)
     finally:
         shutil.rmtree(built, ignore_errors=True)
@@ -400,7 +401,7 @@ def _download_huggingface(name: str, entry: WeightsSource, progress: bool) -> Pa
 
 
 def _write_provenance(name: str, values: dict) -> None:
-    from . import __version__
+    from .version import __version__
     from .io import atomic_write_text
 
     record = {"name": name, **values, "converted_by": f"senformer {__version__}",

@@ -93,7 +93,8 @@ def detect_format(path: str | os.PathLike) -> str:
     if path.is_file() and path.name.endswith(_STATE_DICT_SUFFIXES):
         return "native" if _has_native_names(path) else "enformer-pytorch"
     if not path.exists():
-        raise FileNotFoundError(f"no such weights file or directory: {path}")
+        raise FileNotFoundError(f"no such weights file or directory: {path} (the official weights: "
+                                "`senformer download enformer`, then --weights enformer)")
     raise UserError(f"{path}: unknown weights format (expected a directory, *.safetensors, *.bin/*.pt or a TF checkpoint)")
 
 
@@ -171,7 +172,7 @@ def _read_weights(path: str | os.PathLike, format: str | None = None) -> tuple[d
 
 
 # Checking and loading ---------------------------------------------------------------------------------
-def load_model(
+def load_local_model(
     path: str | os.PathLike,
     overrides: Mapping[str, Any] | None = None,
     strict: bool = True,
