@@ -170,3 +170,45 @@ def test_device(model, device):
     result = predict_batch(moved, x, reverse_complement=True)["human"]
     assert result.device.type == "cpu"
     torch.testing.assert_close(result, expected, rtol=1e-4, atol=1e-4)
+
+
+# Who calls a model ----------------------------------------------------------------------------------------
+FORWARD_ALLOWED = {"inference.py", "train/loop.py", "analysis/attribution.py"}  # + bench/ and model/ itself
+MODEL_NAMES = {"model", "network", "teacher", "student"}
+
+
+def _model_calls(source: str) -> list[int]:
+    """Lines calling something named like a model (``model(...)``, ``self.teacher(...)``) or its
+    ``forward``/``trunk``: how every forward pass in senformer is spelled."""
+    import ast
+
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        callee = node.func
+        name = callee.id if isinstance(callee, ast.Name) else callee.attr if isinstance(callee, ast.Attribute) else ""
+        if name.lower() in MODEL_NAMES:
+            lines.append(node.lineno)
+        elif name in ("forward", "trunk") and isinstance(callee, ast.Attribute):
+            owner = callee.value
+            if not (isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name) and owner.func.id == "super"):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_allowed_modules_call_a_models_forward():
+    from pathlib import Path
+
+    import senformer
+
+    root = Path(senformer.__file__).parent
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root).as_posix()
+        if relative in FORWARD_ALLOWED or relative.startswith(("bench/", "model/")):
+            continue
+        offenders += [f"{relative}:{line}" for line in _model_calls(path.read_text(encoding="utf-8"))]
+    assert offenders == [], "predictions go through senformer.inference.predict_batch"
+    # The detector sees the spellings in use.
+    assert _model_calls("model(x)\nself.teacher(x, heads=['h'])\nm.trunk(x)\nsuper().forward(x)\nload_model(p)\n") == [1, 2, 3]

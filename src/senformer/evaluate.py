@@ -15,9 +15,7 @@ The models see every batch once each, so several models cost one pass over the d
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +29,7 @@ from torch.utils.data import DataLoader
 from .data.tracks import ASSAY_GROUPS, OTHER, UNRESOLVED_CHIP, head_track_table
 from .errors import UserError
 from .inference import predict_batch, stack_examples
-from .io import atomic_path, atomic_write_text
+from .io import jsonable, save_figure, write_csv, write_json, write_npz
 from .metrics import StreamingPearson, nan_summary, per_example_pearson, per_example_summary
 
 
@@ -128,13 +126,11 @@ class EvaluationResult:
         ``pearson`` (examples, tracks) and ``example_index`` (examples,)) and, for 2+ models, ``comparison.png``."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "metrics.json", json.dumps(_jsonable(self.metrics()), indent=2) + "\n")
-        atomic_write_text(out / "per_assay.csv", self.per_assay().to_csv(index=False))
-        atomic_write_text(out / "per_track.csv", self.per_track().to_csv(index=False))
+        write_json(out / "metrics.json", self.metrics())
+        write_csv(out / "per_assay.csv", self.per_assay())
+        write_csv(out / "per_track.csv", self.per_track())
         for name, result in self.models.items():
-            with atomic_path(out / f"per_example_{name}.npz") as temporary:
-                with open(temporary, "wb") as handle:
-                    np.savez_compressed(handle, pearson=result.per_example, example_index=result.example_index)
+            write_npz(out / f"per_example_{name}.npz", pearson=result.per_example, example_index=result.example_index)
         if plot and len(self.models) > 1:
             import matplotlib
 
@@ -148,9 +144,7 @@ class EvaluationResult:
             subtitle = self.settings.get("input", "")
             figure.suptitle(f"{self.settings.get('split', '')}: {self.examples} examples; {subtitle}", fontsize=9)
             figure.tight_layout()
-            with atomic_path(out / "comparison.png") as temporary:
-                figure.savefig(temporary, format="png", dpi=120)
-            plt.close(figure)
+            save_figure(out / "comparison.png", figure, dpi=120)
         return out
 
 
@@ -274,7 +268,7 @@ def evaluate(
     for key in ("input", "flanks", "split", "data", "sequence_length"):
         if key not in recorded and hasattr(dataset, _DATASET_ATTRIBUTES[key]):
             recorded[key] = getattr(dataset, _DATASET_ATTRIBUTES[key])
-    return EvaluationResult(results, tracks.reset_index(drop=True), seen, _jsonable(recorded))
+    return EvaluationResult(results, tracks.reset_index(drop=True), seen, jsonable(recorded))
 
 
 _DATASET_ATTRIBUTES = {"input": "input_description", "flanks": "flanks", "split": "split", "data": "directory",
@@ -292,26 +286,6 @@ def _group_sizes(tracks: pd.DataFrame) -> dict[str, int]:
     return {group: int(counts[group]) for group in (*ASSAY_GROUPS, UNRESOLVED_CHIP, OTHER) if group in counts}
 
 
-def machine_info() -> dict[str, Any]:
-    """Versions, CPU model and threads, and the GPU when CUDA is available: recorded beside results."""
-    info = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "platform": platform.platform(), "processor": _cpu_name(), "cpus": os.cpu_count(),
-            "threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 @contextlib.contextmanager
 def _quiet_nan_mean():
     import warnings
@@ -324,17 +298,3 @@ def _quiet_nan_mean():
 def _number(value: Any) -> float | None:
     value = float(value)
     return None if np.isnan(value) else value
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return None if np.isnan(value) else float(value)
-    return value

@@ -42,8 +42,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..constants import BASENJI_SEQUENCE_LENGTH
     from ..data.basenji import BasenjiDataset, read_statistics
-    from ..evaluate import evaluate, machine_info
+    from ..evaluate import evaluate
     from ..inference import default_sequence_length, resolve_sequence_length
+    from ..record import machine_info
     from ..weights import load_model
 
     statistics = read_statistics(args.data)

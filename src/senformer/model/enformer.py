@@ -149,11 +149,11 @@ class Enformer(nn.Module):
         Returns:
             ``{head: (batch, bins, tracks)}``, plus ``"embeddings"`` when asked.
         """
-        embeddings = self.trunk(sequence)
         names = list(self.heads) if heads is None else list(heads)
         unknown = [name for name in names if name not in self.heads]
-        if unknown:
+        if unknown:  # before the trunk: a wrong name costs no forward pass
             raise UserError(f"unknown head(s) {', '.join(map(repr, unknown))}; the model has {', '.join(self.heads)}")
+        embeddings = self.trunk(sequence)
         outputs = {name: F.softplus(self.heads[name](embeddings)) for name in names}
         if return_embeddings:
             outputs["embeddings"] = embeddings

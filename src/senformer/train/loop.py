@@ -6,9 +6,13 @@ is wrapped in DDP (gloo on CPU, NCCL on GPU), each rank reads its own shard, and
 training mode span all ranks (:class:`CrossRankBatchNorm`). Output directory::
 
     settings.json  config.json      resolved settings and model configuration
+    run.json                        the run record (command line, versions, commit, machine)
     log.jsonl      train_log.csv    eval_log.csv   curves.png
     checkpoints/step-XXXXXXXX.pt    the last ``keep_checkpoints`` (resume with ``resume=True``)
     weights/       config.json + model.safetensors (native format) of the final model
+
+While it runs, rank 0 holds ``OUT.lock`` beside the folder (:func:`senformer.io.output_lock`): a second
+run into the same folder is refused naming the holder.
 """
 
 from __future__ import annotations
@@ -34,8 +38,9 @@ from torch.nn.parallel import DistributedDataParallel
 from ..config import EnformerConfig
 from ..errors import UserError
 from ..inference import predict_batch
-from ..io import atomic_write_text, json_text
+from ..io import atomic_write_text, json_text, output_lock
 from ..model.enformer import Enformer
+from ..record import run_record, write_run_record
 from ..weights import load_model, save_model
 from . import checkpoint as ckpt
 from .data import BasenjiSource, BatchStream, ExampleSource, eval_batches
@@ -132,10 +137,36 @@ def run_training(
     owns_group = not (dist.is_available() and dist.is_initialized())
     context = setup_distributed(settings.device)
     try:
-        return Trainer(settings, Path(out_dir), context, data).run(resume)
+        with _run_folder_lock(Path(out_dir), context):
+            return Trainer(settings, Path(out_dir), context, data).run(resume)
     finally:
         if owns_group:
             teardown_distributed()
+
+
+@contextlib.contextmanager
+def _run_folder_lock(out_dir: Path, context: DistributedContext):
+    """Rank 0 holds ``OUT.lock`` for the whole run (before the model is built); every rank learns if it failed.
+
+    Under the lock no other run can be writing the folder, so the temporary files of killed checkpoint
+    saves are removed.
+    """
+    with contextlib.ExitStack() as stack:
+        refusal = None
+        if context.is_main:
+            try:
+                stack.enter_context(output_lock(out_dir))
+            except UserError as error:
+                refusal = error
+            else:
+                ckpt.remove_stale_partials(out_dir / "checkpoints")
+        failed = torch.tensor([0.0 if refusal is None else 1.0], device=context.device)
+        all_reduce_sum_(failed)
+        if refusal is not None:
+            raise refusal
+        if failed.item():
+            raise UserError(f"{out_dir} is being written by another run (rank 0 could not lock it)")
+        yield
 
 
 class Trainer:
@@ -370,6 +401,7 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out_dir / "settings.json", settings.to_json() + "\n")
             self.config.to_json(self.out_dir / "config.json")
+            write_run_record(self.out_dir, run_record("train", settings, device=context.device))
         trainable, total = count_parameters(self.model)
         self.print(
             f"training {trainable:,} of {total:,} parameters ({settings.train}); heads {', '.join(self.head_names)}; "
