@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..config import ATTENTION_KINDS
 from ..errors import UserError
 from .common import parse_named_weights
 
@@ -24,7 +25,7 @@ def register(subparsers) -> None:
     parser.add_argument("--genome", help="genome FASTA to rebuild longer inputs (default: zero flanks)")
     parser.add_argument("--sequence-length", type=int, default=None,
                         help="input length in bp (default: 196,608 for the published geometry, else the records')")
-    parser.add_argument("--attention", choices=["full", "chunked", "bigbird"], help="override the attention kind")
+    parser.add_argument("--attention", choices=ATTENTION_KINDS, help="override the attention kind")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     parser.add_argument("--bf16", action="store_true", help="autocast the models to bfloat16")

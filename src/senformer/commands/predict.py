@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import ATTENTION_KINDS
 from ..errors import UserError
 
 _EPILOG = """\
@@ -45,7 +46,7 @@ def register(subparsers) -> None:
     inputs.add_argument("--tfhub-input", action="store_true",
                         help="the sequences are 393,216 bp (TF-Hub's input); use their central 196,608 bp as TF-Hub does")
     model = parser.add_argument_group("model")
-    model.add_argument("--attention", choices=["full", "chunked", "bigbird"], help="attention kind (same weights)")
+    model.add_argument("--attention", choices=ATTENTION_KINDS, help="attention kind (same weights)")
     model.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="override a config field, e.g. --set target_length=null for outputs that grow with --length")
     model.add_argument("--length", type=int, help="input length in bp (default 196,608); longer inputs suit bigbird/chunked")
