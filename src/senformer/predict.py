@@ -26,18 +26,19 @@ import json
 import math
 import os
 import re
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 
-from .constants import CROP_MARGIN, SEQUENCE_LENGTH, TFHUB_SEQUENCE_LENGTH
+from .constants import CROP_MARGIN, TFHUB_SEQUENCE_LENGTH
 from .data.genome import Genome, Interval
+from .data.tracks import head_track_table, select_tracks_per_head
 from .errors import UserError
-from .sequence import reverse_complement, tokens, tokens_to_one_hot
+from .inference import predict_batch, resolve_sequence_length
+from .sequence import tokens, tokens_to_one_hot
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class PredictOptions:
 
     sequence_length: int | None = None  # None: 196,608 if valid for the model, else its shortest input
     heads: tuple[str, ...] | None = None  # None: every head of the model
-    tracks: str | None = None  # "0,5,10-19" (indices) or a regular expression on identifier/description
+    tracks: str | tuple[str, ...] | None = None  # the --tracks grammar (senformer.data.tracks.select_tracks)
     targets: str | None = None  # targets.txt giving track descriptions (mouse ChIP split, custom heads)
     reverse_complement: bool = False
     shifts: tuple[int, ...] = (0,)
@@ -64,6 +65,8 @@ class PredictOptions:
         object.__setattr__(self, "shifts", tuple(int(s) for s in self.shifts))
         if self.heads is not None:
             object.__setattr__(self, "heads", tuple(self.heads))
+        if self.tracks is not None and not isinstance(self.tracks, str):
+            object.__setattr__(self, "tracks", tuple(str(value) for value in self.tracks))
 
 
 # Geometry ------------------------------------------------------------------------------------------------
@@ -78,16 +81,8 @@ class Geometry:
 
     @classmethod
     def of(cls, config, sequence_length: int | None) -> "Geometry":
-        if sequence_length is None:
-            try:
-                config.validate_sequence_length(SEQUENCE_LENGTH)
-                sequence_length = SEQUENCE_LENGTH
-            except ValueError:
-                sequence_length = config.min_sequence_length()
-        try:
-            config.validate_sequence_length(sequence_length)
-        except ValueError as error:
-            raise UserError(str(error)) from None
+        """``sequence_length`` checked against ``config`` (None: the default input length)."""
+        sequence_length = resolve_sequence_length(config, sequence_length)
         positions = config.num_positions(sequence_length)
         bins = config.output_length(sequence_length)
         offset = CROP_MARGIN if config.target_length is None else (positions - bins) // 2
@@ -135,93 +130,6 @@ def plan_region(region: Interval, geometry: Geometry) -> RegionPlan:
     bin_centres = np.arange(num_bins) + 0.5
     bin_tile = np.abs(bin_centres[:, None] - centres[None, :]).argmin(axis=1)
     return RegionPlan(region, span_start, num_bins, tuple(offsets), bin_tile, size)
-
-
-# Tracks ------------------------------------------------------------------------------------------------
-def _table_for(head: str, tracks: int, targets: str | None):
-    """The track table of ``head`` and whether it came from ``targets``: a ``targets.txt`` with as many rows
-    as the head has tracks, else the shipped human / mouse table, else numbered identifiers."""
-    import pandas as pd
-
-    from .data.tracks import track_table
-
-    if targets is not None:
-        table = track_table(head, targets)
-        if len(table) == tracks:
-            return table.reset_index(drop=True), True
-    if head in ("human", "mouse"):
-        table = track_table(head)
-        if len(table) == tracks:
-            return table.reset_index(drop=True), False
-    # A head without a table of its size (a new head, a tiny test model).
-    return pd.DataFrame({"index": range(tracks), "identifier": [f"{head}-{i}" for i in range(tracks)],
-                         "description": [""] * tracks, "assay_group": [""] * tracks}), False
-
-
-_INDEX_SPEC = re.compile(r"^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$")
-
-
-def select_tracks(spec: str | None, table) -> np.ndarray:
-    """Track indices chosen by ``spec``: ``None`` (all), ``"0,5,10-19"`` (inclusive ranges) or a regular
-    expression searched in each track's identifier and description (case-insensitive; may match none)."""
-    count = len(table)
-    if spec is None or not spec.strip():
-        return np.arange(count)
-    if _INDEX_SPEC.match(spec):
-        chosen: list[int] = []
-        for part in spec.split(","):
-            first, _, last = part.partition("-")
-            low, high = int(first), int(last or first)
-            if low > high or high >= count:
-                raise UserError(f"track range {part.strip()!r} is not within 0..{count - 1}")
-            chosen.extend(range(low, high + 1))
-        return np.array(sorted(set(chosen)), dtype=np.int64)
-    try:
-        pattern = re.compile(spec, re.IGNORECASE)
-    except re.error as error:
-        raise UserError(f"track pattern {spec!r} is not a valid regular expression ({error})") from None
-    matches = np.zeros(count, dtype=bool)
-    for column in ("identifier", "description"):
-        matches |= table[column].astype(str).map(lambda value: bool(pattern.search(value))).to_numpy()
-    return np.flatnonzero(matches).astype(np.int64)  # may be empty: the caller drops that head
-
-
-# The model passes ------------------------------------------------------------------------------------------
-def predict_one_hot(
-    model,
-    sequences: torch.Tensor,
-    margin: int,
-    options: PredictOptions,
-    heads: Sequence[str],
-    track_index: dict[str, np.ndarray] | None = None,
-) -> dict[str, torch.Tensor]:
-    """Mean prediction over shifts and strands.
-
-    Args:
-        sequences: one-hot (batch, L + 2 margin, 4): each input window with ``margin`` extra bp on each side,
-            from which the shifted windows are cut (``margin >= max |shift|``).
-        heads: heads to run; ``track_index``: per head, the track columns to keep (default all).
-    Returns:
-        ``{head: (batch, bins, tracks)}`` float32 on the CPU, plus ``"embeddings"`` when asked.
-    """
-    length = sequences.shape[1] - 2 * margin
-    device = torch.device(options.device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if options.bf16 else nullcontext()
-    sums: dict[str, torch.Tensor] = {}
-    passes = 0
-    with torch.inference_mode(), autocast:
-        for shift in options.shifts:
-            window = sequences[:, margin + shift : margin + shift + length].to(device)
-            for flip in (False, True) if options.reverse_complement else (False,):
-                outputs = model(reverse_complement(window) if flip else window, heads=list(heads),
-                                return_embeddings=options.embeddings)
-                for name, value in outputs.items():
-                    if track_index is not None and name in track_index:
-                        value = value[..., torch.as_tensor(track_index[name], device=value.device)]
-                    value = value.float().flip(1) if flip else value.float()
-                    sums[name] = sums[name] + value if name in sums else value
-                passes += 1
-    return {name: (value / passes).cpu() for name, value in sums.items()}
 
 
 # Inputs ----------------------------------------------------------------------------------------------------
@@ -357,17 +265,12 @@ def predict(
     unknown = [h for h in heads if h not in model.config.output_heads]
     if unknown:
         raise UserError(f"unknown head(s) {', '.join(unknown)}; the model has {', '.join(model.config.output_heads)}")
-    tables, from_targets = {}, []
-    for head in heads:
-        tables[head], used = _table_for(head, model.config.output_heads[head], options.targets)
-        from_targets += [head] if used else []
-    if options.targets is not None and not from_targets:
+    tables = {head: head_track_table(head, model.config.output_heads[head], options.targets) for head in heads}
+    if options.targets is not None and all(table.attrs["source"] != "targets" for table in tables.values()):
         counts = ", ".join(f"{h} {model.config.output_heads[h]:,}" for h in heads)
         raise UserError(f"{options.targets} has as many rows as none of the heads' tracks ({counts})")
-    selections = {h: select_tracks(options.tracks, tables[h]) for h in heads}
-    heads = [h for h in heads if len(selections[h])]  # a pattern keeps the heads where it matches
-    if not heads:
-        raise UserError(f"no track matches {options.tracks!r}")
+    selections = select_tracks_per_head(options.tracks, tables)
+    heads = [h for h in heads if h in selections]  # a pattern keeps the heads where it matches
 
     if genome is not None:
         genome = genome if isinstance(genome, Genome) else Genome(genome)
@@ -437,7 +340,9 @@ def _run_jobs(model, handle, jobs, geometry, margin, options, heads, selections,
             else:
                 texts.append(_fetch_padded(genome, job.plan.input_window(tile, geometry), margin))
         one_hot = tokens_to_one_hot(torch.from_numpy(np.stack([tokens(t) for t in texts]).astype(np.int64)))
-        outputs = predict_one_hot(model, one_hot, margin, options, heads, selections)
+        outputs = predict_batch(model, one_hot, heads=heads, tracks=selections, margin=margin,
+                                reverse_complement=options.reverse_complement, shifts=options.shifts,
+                                bf16=options.bf16, device=options.device, embeddings=options.embeddings)
         for index, (job, tile) in enumerate(batch):
             store = pending.setdefault(job.row, {})
             for name, value in outputs.items():

@@ -6,7 +6,7 @@ import torch
 
 from helpers import random_tokens, tiny_model
 from senformer.analysis.attribution import Target, gradient_times_input, in_silico_mutagenesis
-from senformer.analysis.receptive_field import conv_reach
+from senformer.model.tiling import conv_reach
 from senformer.sequence import tokens_to_one_hot
 
 LENGTH = 2048  # 16 positions, target_length 8: output bins are positions 4..11

@@ -109,3 +109,76 @@ def test_bgzip_fasta(tmp_path):
     genome = Genome(tmp_path / "genome.fa.gz")
     assert genome.sizes == {"chrA": 230, "chrB": 140}
     assert genome.fetch(Interval("chrB", -1, 3)) == "NGAT"
+
+
+def test_read_bed_strand_and_reversed_or_negative_intervals(tmp_path):
+    path = tmp_path / "anchors.bed"
+    path.write_text("chrA\t10\t11\tgeneA\t0\t-\nchrB\t5\t6\tgeneB\t0\t+\nchrA\t1\t2\n")
+    assert [(i.name, i.strand) for i in read_bed(path)] == [("geneA", "-"), ("geneB", "+"), ("", ".")]
+    for line, message in (("chrA\t-5\t10\n", "need 0 <= start < end"), ("chrA\t1\t2\tx\t0\tforward\n", "strand")):
+        path.write_text(line)
+        with pytest.raises(UserError, match=message):
+            list(read_bed(path))
+
+
+def test_read_bed_names_undecodable_and_damaged_files(tmp_path):
+    latin = tmp_path / "latin.bed"
+    latin.write_bytes(b"chrA\t0\t5\tok\nchrA\t5\t9\tna\xefve\n")
+    with pytest.raises(UserError, match=r"latin\.bed, line 2: not UTF-8"):
+        list(read_bed(latin))
+    truncated = tmp_path / "cut.bed.gz"
+    truncated.write_bytes(gzip.compress(("chrA\t0\t5\n" * 2000).encode())[:-40])
+    with pytest.raises(UserError, match=r"cut\.bed\.gz: the gzip stream is truncated or corrupt"):
+        list(read_bed(truncated))
+    corrupt = bytearray(gzip.compress(("chrA\t0\t5\n" * 2000).encode()))
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    (tmp_path / "bad.bed.gz").write_bytes(bytes(corrupt))
+    with pytest.raises(UserError, match=r"bad\.bed\.gz: the gzip stream is truncated or corrupt"):
+        list(read_bed(tmp_path / "bad.bed.gz"))
+
+
+def test_a_rewritten_fasta_is_never_read_at_stale_offsets(tmp_path, monkeypatch):
+    import os
+
+    path = write_fasta(tmp_path / "genome.fa", {"chrA": CHR_A, "chrB": CHR_B}, width=60)
+    with Genome(path) as genome:
+        assert genome.fetch(Interval("chrB", 0, 7)) == "GATTACA"
+    stale_index = (tmp_path / "genome.fa.fai").read_bytes()
+    # rewritten with another line width and the old index made to look newer than it
+    write_fasta(path, {"chrA": CHR_A, "chrB": CHR_B}, width=50)
+    (tmp_path / "genome.fa.fai").write_bytes(stale_index)
+    future = path.stat().st_mtime + 100
+    os.utime(tmp_path / "genome.fa.fai", (future, future))
+    with Genome(path) as genome:
+        assert genome.fetch(Interval("chrB", 0, 7)) == "GATTACA"
+    # a new FASTA behind an old index, in a folder the user cannot write: rebuilt privately, left in place
+    write_fasta(path, {"chrA": CHR_B, "chrB": CHR_A}, width=40)
+    (tmp_path / "genome.fa.fai").write_bytes(stale_index)
+    past = path.stat().st_mtime - 100
+    os.utime(tmp_path / "genome.fa.fai", (past, past))
+    monkeypatch.setattr("senformer.data.genome.os.access", lambda *args: False)
+    with Genome(path) as genome:
+        assert genome.fetch(Interval("chrA", 0, 7)) == "GATTACA" and genome.sizes["chrB"] == len(CHR_A)
+    assert (tmp_path / "genome.fa.fai").read_bytes() == stale_index
+
+
+def test_chromosome_names_are_mapped_only_when_none_matches(tmp_path, capsys):
+    from senformer.data.genome import chromosome_alias
+
+    assert chromosome_alias("1", {"chr1", "chr2"}) == "chr1"
+    assert chromosome_alias("chr1", {"1"}) == "1"
+    assert chromosome_alias("MT", {"chrM"}) == "chrM" and chromosome_alias("chrM", {"MT"}) == "MT"
+    assert chromosome_alias("chrX", {"chr1"}) is None
+    path = write_fasta(tmp_path / "genome.fa", {"chrA": CHR_A, "A": CHR_B})
+    with Genome(path) as genome:
+        assert genome.fetch(Interval("A", 0, 7)) == "GATTACA"  # the exact name wins
+        assert capsys.readouterr().err == ""
+    path = write_fasta(tmp_path / "ensembl.fa", {"1": CHR_B, "MT": CHR_A})
+    with Genome(path) as genome:
+        assert genome.fetch(Interval("chr1", 0, 7)) == "GATTACA" and "chrM" in genome
+        genome.check(Interval("chrM", 0, len(CHR_A)))
+        assert genome.fetch(Interval("chrM", 0, 4)) == "ACGT"
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "reading 'chr1' as '1'" in err
+        with pytest.raises(UserError, match="chromosome 'chr2' is not in ensembl.fa"):
+            genome.fetch(Interval("chr2", 0, 4))

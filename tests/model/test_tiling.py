@@ -12,7 +12,7 @@ import torch
 
 from helpers import random_tokens, tiny_model
 from senformer import Enformer, EnformerConfig
-from senformer.model.tiling import conv_trunk_reach, halo_bins, tile_bounds, tiled_conv_trunk
+from senformer.model.tiling import conv_reach, halo_bins, tile_bounds, tiled_conv_trunk
 from senformer.sequence import tokens_to_one_hot
 
 BIN = 128
@@ -29,12 +29,13 @@ def exact_model(seed: int, **overrides) -> Enformer:
 
 
 def test_reach_of_the_published_geometry():
-    # Stem width 15 at 1 bp: 7; tower widths 5 at 2, 4, ..., 64 bp: 2 * (2 + 4 + ... + 64) = 252.
+    # Stem width 15 at 1 bp: 7; tower widths 5 at 2, 4, ..., 64 bp: 2 * (2 + 4 + ... + 64) = 252 on each
+    # side; the seven poolings by 2 add 1 + 2 + ... + 64 = 127 bp on the right: the rest of the bin.
     model = tiny_model()
-    assert conv_trunk_reach(model) == 7 + 252
-    assert halo_bins(model) == 3
+    assert conv_reach(model) == (7 + 252, 7 + 252 + 127)
+    assert halo_bins(model) == 3  # ceil(259 / 128) on the left; ceil((386 - 127) / 128) on the right
     full = Enformer(EnformerConfig(dim=96, depth=0, heads=2, key_size=8, conv_tower_divisible_by=8))
-    assert conv_trunk_reach(full) == 259
+    assert conv_reach(full) == (259, 386)
 
 
 @pytest.mark.parametrize("num_bins, tile_bins, halo", [(20, 10, 3), (23, 10, 3), (4, 10, 3), (7, 7, 3)])

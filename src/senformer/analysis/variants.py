@@ -27,9 +27,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import UserError
+from ..inference import predict_batch, resolve_sequence_length
 from ..model.enformer import Enformer
 from ..sequence import one_hot as encode
-from ..sequence import reverse_complement
 
 _ALLELE = re.compile(r"^[ACGTNacgtn]+$")
 KEY_COLUMNS = ["chrom", "pos", "id", "ref", "alt"]
@@ -129,16 +129,11 @@ def center_bin_indices(model: Enformer, sequence_length: int, center_bins: int) 
     return np.arange(lo, hi)
 
 
-@torch.no_grad()
 def _predict_averaged(model: Enformer, one_hots: torch.Tensor, head: str, tracks, average_rc: bool) -> torch.Tensor:
-    """(batch, bp, 4) -> (batch, bins, tracks) float64, averaged with the reverse complement."""
-    parameter = next(model.parameters())
-    inputs = one_hots.to(device=parameter.device, dtype=parameter.dtype)
-    prediction = model(inputs, heads=[head])[head][..., tracks].double()
-    if average_rc:
-        flipped = model(reverse_complement(inputs), heads=[head])[head][..., tracks].double().flip(dims=(1,))
-        prediction = (prediction + flipped) / 2
-    return prediction.cpu()
+    """(batch, bp, 4) -> (batch, bins, tracks) float64, averaged with the reverse complement; each pass is
+    converted to float64 before the two are summed, so alt - ref is taken in float64."""
+    return predict_batch(model, one_hots, heads=[head], tracks={head: np.asarray(tracks, dtype=np.int64)},
+                         reverse_complement=average_rc, accumulate=torch.float64)[head]
 
 
 def score_variants(
@@ -158,7 +153,8 @@ def score_variants(
     Args:
         genome: a :class:`senformer.data.genome.Genome` (or anything with ``fetch(Interval) -> str``).
         tracks: track positions of ``head`` (default: all).
-        sequence_length: input bp (default: 196,608, the published model's); must be valid for the model.
+        sequence_length: input bp (default :func:`senformer.inference.default_sequence_length`: 196,608
+            when valid for the model, else its shortest input).
         skip_ref_mismatch: give a NaN row with a note instead of raising when REF disagrees with the genome.
     Yields:
         ``(variant, sad (tracks,), center (tracks,), note)``; unsupported alleles yield NaN and a note.
@@ -166,11 +162,7 @@ def score_variants(
     config = model.config
     if head not in config.output_heads:
         raise ValueError(f"unknown head {head!r}; the model has {', '.join(config.output_heads)}")
-    if sequence_length is None:
-        from ..constants import SEQUENCE_LENGTH
-
-        sequence_length = SEQUENCE_LENGTH
-    config.validate_sequence_length(sequence_length)
+    sequence_length = resolve_sequence_length(config, sequence_length)
     num_tracks = config.output_heads[head]
     track_index = torch.arange(num_tracks) if tracks is None else torch.as_tensor(list(tracks), dtype=torch.long)
     if track_index.numel() == 0 or int(track_index.min()) < 0 or int(track_index.max()) >= config.output_heads[head]:
@@ -218,7 +210,7 @@ def write_variant_scores(
     vcf_path: str | os.PathLike,
     out_path: str | os.PathLike,
     head: str = "human",
-    tracks: Sequence[int] | None = None,
+    tracks=None,
     track_names: Sequence[str] | None = None,
     center_bins: int = 3,
     average_rc: bool = True,
@@ -227,19 +219,47 @@ def write_variant_scores(
     skip_ref_mismatch: bool = False,
     settings: dict | None = None,
     progress: bool = True,
+    *,
+    targets=None,
 ) -> Path:
-    """Stream variant scores to a TSV (``chrom pos id ref alt note SAD:<track>... center:<track>...``).
+    """``senformer analyze variants``: stream variant scores to a TSV (``chrom pos id ref alt note
+    SAD:<track>... center:<track>...``).
 
     Rows are appended to ``OUT.partial`` as batches finish; the file is renamed to ``out_path`` at the end.
     A rerun skips the rows already in ``OUT.partial`` when its settings (the first ``#`` line) match, and
     does nothing when ``out_path`` exists.
+
+    Args:
+        genome: a :class:`senformer.data.genome.Genome` (or anything with ``fetch``) or a FASTA path.
+        tracks: ``--tracks`` values (:func:`senformer.data.tracks.select_tracks`; integers are indices);
+            default every track of ``head``.
+        track_names: column names of the chosen tracks in head order (default their identifiers in the
+            head's table).
+        sequence_length: input bp (default :func:`senformer.inference.default_sequence_length`).
+        targets: a ``targets.txt`` naming the head's tracks (default the shipped table, else
+            ``<head>-<index>``); an error when it does not list the head's tracks.
     """
+    from ..data.genome import Genome
+    from ..data.tracks import head_track_table, select_tracks
+    from .common import head_tracks
+
     out_path = Path(out_path)
     if out_path.exists():
         return out_path
-    num_tracks = model.config.output_heads.get(head, 0)
-    positions = list(range(num_tracks)) if tracks is None else list(tracks)
-    names = [str(name) for name in track_names] if track_names is not None else [str(p) for p in positions]
+    num_tracks = head_tracks(model, head)
+    table = head_track_table(head, num_tracks, targets)
+    if targets is not None and table.attrs["source"] != "targets":
+        raise UserError(f"{targets} does not list the {num_tracks:,} tracks of head {head!r}")
+    positions = select_tracks(tracks, table, head).tolist()
+    given = [tracks] if isinstance(tracks, (int, np.integer)) else list(tracks or [])
+    if track_names is not None and all(isinstance(t, (int, np.integer)) for t in given) and \
+            given and [int(t) for t in given] != positions:
+        raise ValueError(f"track_names pair with the tracks in head order ({positions}), not as given ({given})")
+    if track_names is None:
+        track_names = [table["identifier"][position] for position in positions]
+    names = [str(name) for name in track_names]
+    genome = Genome(genome) if isinstance(genome, (str, os.PathLike)) else genome
+    sequence_length = resolve_sequence_length(model.config, sequence_length)
     if len(names) != len(positions):
         raise ValueError(f"{len(names)} track names for {len(positions)} tracks")
     header = KEY_COLUMNS + ["note"] + [f"SAD:{name}" for name in names] + [f"center:{name}" for name in names]

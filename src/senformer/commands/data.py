@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 
@@ -106,6 +107,11 @@ def run_from_bigwig(args: argparse.Namespace) -> int:
     out = make_from_bigwig(args.out, genome, tracks, regions, args.seq_length, args.crop_bp, args.pool_width,
                            args.records_per_file, progress=True)
     counts = {split: sum(1 for row in regions if row[3] == split) for split in ("train", "valid", "test")}
+    empty = [split for split, count in counts.items() if not count]
+    if empty:
+        hint = "--valid-chroms/--test-chroms" if not args.bed else "the BED's 4th column or --valid-chroms/--test-chroms"
+        print(f"senformer data from-bigwig: warning: the {' and '.join(empty)} split(s) are empty; choose them with {hint}",
+              file=sys.stderr)
     print(f"wrote {out}: {len(tracks)} tracks; " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     return 0
 

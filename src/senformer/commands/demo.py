@@ -144,7 +144,7 @@ def _stage_argv(out: Path, stage: str, settings: DemoSettings) -> list[str]:
     data = out / "data"
     full, bigbird = out / "train_full" / "weights", out / "train_bigbird" / "weights"
     models = ["--weights", f"full={full}", "--weights", f"bigbird={bigbird}"]
-    quiet = ["--quiet"]
+    quiet = ["--no-progress"]
     if stage == "data":
         return ["data", "synthetic", str(out / stage), "--size", settings.data_size, "--seed", str(settings.seed)]
     if stage in ("train_full", "train_bigbird"):

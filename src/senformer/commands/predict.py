@@ -6,6 +6,7 @@ import argparse
 
 from ..config import ATTENTION_KINDS
 from ..errors import UserError
+from .options import add_length_argument, add_progress_argument, add_tracks_argument
 
 _EPILOG = """\
 examples:
@@ -49,7 +50,7 @@ def register(subparsers) -> None:
     model.add_argument("--attention", choices=ATTENTION_KINDS, help="attention kind (same weights)")
     model.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="override a config field, e.g. --set target_length=null for outputs that grow with --length")
-    model.add_argument("--length", type=int, help="input length in bp (default 196,608); longer inputs suit bigbird/chunked")
+    add_length_argument(model)
     model.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
     model.add_argument("--bf16", action="store_true", help="run in bfloat16 autocast (faster on GPUs, less precise)")
     model.add_argument("--batch-size", type=int, default=1, help="input windows per forward pass (default 1)")
@@ -60,12 +61,12 @@ def register(subparsers) -> None:
     outputs = parser.add_argument_group("outputs")
     outputs.add_argument("--out", required=True, help="HDF5 output file")
     outputs.add_argument("--head", action="append", dest="heads", metavar="HEAD", help="head to keep (repeatable; default all)")
-    outputs.add_argument("--tracks", help="tracks to keep: indices '0,5,10-19' or a regular expression on identifier "
-                         "and description, e.g. 'CAGE.*K562' (default all)")
+    add_tracks_argument(outputs, "every track; with several heads a value may match in only some of them, and "
+                        "heads where nothing matches are left out")
     outputs.add_argument("--targets", help="targets.txt with track descriptions (e.g. to split mouse ChIP)")
     outputs.add_argument("--embeddings", action="store_true", help="also store the trunk embeddings (2 x dim per bin)")
     outputs.add_argument("--bigwig", metavar="DIR", help="also write one bigWig per chosen track into DIR (needs pybigtools)")
-    outputs.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_argument(outputs)
     parser.set_defaults(run=run)
 
 
@@ -81,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.sequence_fasta and not (args.fasta and has_regions):
         raise UserError("need --fasta with --regions or --region (or --sequence-fasta)")
     options = PredictOptions(
-        sequence_length=args.length, heads=tuple(args.heads) if args.heads else None, tracks=args.tracks,
+        sequence_length=args.length, heads=tuple(args.heads) if args.heads else None,
+        tracks=tuple(args.tracks) if args.tracks else None,
         targets=args.targets, reverse_complement=args.rc, shifts=args.shifts, batch_size=args.batch_size,
         device=args.device, bf16=args.bf16, embeddings=args.embeddings, tfhub_input=args.tfhub_input,
     )
@@ -92,6 +94,6 @@ def run(args: argparse.Namespace) -> int:
             regions += list(read_bed(args.regions))
     model = load_model(args.weights, overrides=parse_set_options(args.set, args.attention))
     path = predict(model, args.out, genome=args.fasta, regions=regions, sequences=args.sequence_fasta,
-                   options=options, bigwig_dir=args.bigwig, progress=not args.no_progress)
+                   options=options, bigwig_dir=args.bigwig, progress=args.progress)
     print(f"wrote {path}")
     return 0

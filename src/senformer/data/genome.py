@@ -4,6 +4,14 @@ Coordinates are 0-based and half-open everywhere (BED's convention), also in ``c
 ``chr1:100-200`` is the 100 bp ``[100, 200)``. A model window may reach beyond a chromosome end (a region
 near a telomere resized to 196,608 bp); :meth:`Genome.fetch` fills that part with ``N``, which the model
 sees as an all-zero one-hot.
+
+Chromosome names. Files from other sources name chromosomes differently (``1`` vs ``chr1``, ``MT`` vs
+``chrM``). :func:`chromosome_alias` is the one mapping: it applies only when a name does not match as given,
+and :class:`Genome` says so in one line the first time it maps a name.
+
+FASTA index. A ``.fai`` is used only when it is not older than the FASTA and, for a plain FASTA, its last
+record's offset and length agree with the file size; otherwise it is rebuilt (in a temporary folder when the
+FASTA's folder is not writable), so a rewritten FASTA is never read at stale offsets.
 """
 
 from __future__ import annotations
@@ -11,6 +19,9 @@ from __future__ import annotations
 import gzip
 import os
 import re
+import sys
+import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -26,12 +37,13 @@ class Interval:
     start: int
     end: int
     name: str = field(default="", compare=False)
+    strand: str = field(default=".", compare=False)  # "+", "-" or "." (BED column 6)
 
     def __post_init__(self) -> None:
         if not self.chrom:
-            raise ValueError("an interval needs a chromosome name")
+            raise UserError("an interval needs a chromosome name")
         if self.end <= self.start:
-            raise ValueError(f"{self.chrom}:{self.start}-{self.end}: start must be less than end")
+            raise UserError(f"{self.chrom}:{self.start}-{self.end}: start must be less than end")
 
     @property
     def width(self) -> int:
@@ -47,7 +59,7 @@ class Interval:
         A 131,072-bp Basenji2 interval resized to 196,608 bp gains exactly 32,768 bp on each side.
         """
         if width <= 0:
-            raise ValueError(f"width must be positive, got {width}")
+            raise UserError(f"width must be positive, got {width}")
         start = self.start + (self.width - width) // 2
         return Interval(self.chrom, start, start + width, self.name)
 
@@ -69,42 +81,93 @@ def parse_region(text: str) -> Interval:
     return Interval(match.group("chrom"), start, end)
 
 
-def _open_text(path: Path):
+def text_lines(path: str | os.PathLike, kind: str = "text") -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of a plain or gzip text file; a truncated or corrupt gzip stream and bytes
+    that are not UTF-8 raise a UserError naming the file (and the line)."""
+    path = Path(path)
     with open(path, "rb") as probe:
         gzipped = probe.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rt", encoding="utf-8") if gzipped else open(path, encoding="utf-8")
+    raw = gzip.open(path, "rb") if gzipped else open(path, "rb")
+    number = 0
+    try:
+        with raw:
+            for number, data in enumerate(raw, start=1):
+                try:
+                    yield number, data.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise UserError(f"{path}, line {number}: not UTF-8 text; is this a {kind} file?") from None
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise UserError(f"{path}: the gzip stream is truncated or corrupt after line {number} ({error})") from None
 
 
 def read_bed(path: str | os.PathLike) -> Iterator[Interval]:
-    """Intervals of a BED file (plain or gzip), streamed; the 4th column, if any, becomes the name.
+    """Intervals of a BED file (plain or gzip), streamed; the 4th column, if any, becomes the name and the
+    6th the strand.
 
-    Header lines (``#``, ``track``, ``browser``) and blank lines are skipped; a malformed line raises a
-    UserError naming the file and the line number.
+    Header lines (``#``, ``track``, ``browser``) and blank lines are skipped; a malformed line, a negative
+    or reversed interval, text that is not UTF-8 and a damaged gzip stream raise a UserError naming the file
+    and the line number. This is the one BED reader: every command reads regions through it.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such BED file: {path}")
-    with _open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip() or line.startswith(("#", "track", "browser")):
-                continue
-            columns = line.rstrip("\r\n").split("\t")
-            if len(columns) < 3:
-                columns = line.split()
-            if len(columns) < 3:
-                raise UserError(f"{path}, line {number}: expected at least 3 columns (chrom, start, end), got {line.strip()!r}")
-            try:
-                start, end = int(columns[1]), int(columns[2])
-            except ValueError:
-                raise UserError(f"{path}, line {number}: start and end must be integers, got {columns[1]!r} and {columns[2]!r}") from None
-            if start < 0 or start >= end:
-                raise UserError(f"{path}, line {number}: need 0 <= start < end, got start {start:,} and end {end:,}")
-            name = columns[3].strip() if len(columns) > 3 else ""
-            yield Interval(columns[0].strip(), start, end, name)
+    for number, line in text_lines(path, "BED"):
+        if not line.strip() or line.startswith(("#", "track", "browser")):
+            continue
+        columns = line.rstrip("\r\n").split("\t")
+        if len(columns) < 3:
+            columns = line.split()
+        if len(columns) < 3:
+            raise UserError(f"{path}, line {number}: expected at least 3 columns (chrom, start, end), got {line.strip()!r}")
+        try:
+            start, end = int(columns[1]), int(columns[2])
+        except ValueError:
+            raise UserError(f"{path}, line {number}: start and end must be integers, got {columns[1]!r} and {columns[2]!r}") from None
+        if start < 0 or start >= end:
+            raise UserError(f"{path}, line {number}: need 0 <= start < end, got start {start:,} and end {end:,}")
+        name = columns[3].strip() if len(columns) > 3 else ""
+        strand = columns[5].strip() if len(columns) > 5 else "."
+        if strand not in ("+", "-", "."):
+            raise UserError(f"{path}, line {number}: strand (column 6) must be +, - or ., got {strand!r}")
+        yield Interval(columns[0].strip(), start, end, name, strand)
+
+
+def chromosome_alias(name: str, known) -> str | None:
+    """The name in ``known`` that ``name`` means under the usual conventions (``1`` <-> ``chr1``,
+    ``MT``/``M`` <-> ``chrM``/``chrMT``), or None. Exact matches are the caller's first choice."""
+    bare = name[3:] if name.lower().startswith("chr") else name
+    mito = bare.upper() in ("M", "MT")
+    candidates = ["chrM", "chrMT", "MT", "M"] if mito else [f"chr{bare}", bare]
+    for candidate in candidates:
+        if candidate != name and candidate in known:
+            return candidate
+    return None
+
+
+def _index_is_current(fasta: Path, index: Path) -> bool:
+    """Whether ``index`` (a ``.fai``) may be trusted for ``fasta``: not older than it and, for a plain FASTA,
+    its last record ending where the file ends (a rewritten FASTA of another layout fails this)."""
+    if not index.is_file() or index.stat().st_mtime < fasta.stat().st_mtime:
+        return False
+    with open(fasta, "rb") as probe:
+        if probe.read(2) == b"\x1f\x8b":  # bgzip: offsets are in uncompressed bytes; the .gzi must be current too
+            gzi = Path(f"{fasta}.gzi")
+            return not gzi.exists() or gzi.stat().st_mtime >= fasta.stat().st_mtime
+    try:
+        rows = [line.split("\t") for line in index.read_text(encoding="utf-8").splitlines() if line.strip()]
+        _, length, offset, line_bases, line_width = rows[-1][:5]
+        length, offset, line_bases, line_width = int(length), int(offset), int(line_bases), int(line_width)
+    except (ValueError, IndexError, UnicodeDecodeError):
+        return False
+    newline = line_width - line_bases  # 1 ("\n") or 2 ("\r\n")
+    full_lines, rest = divmod(length, line_bases) if line_bases else (0, 0)
+    last_base = offset + full_lines * line_width + rest - (0 if rest else newline)  # end of the last base
+    return fasta.stat().st_size in (last_base, last_base + newline)  # with or without the final newline
 
 
 class Genome:
-    """A FASTA genome (plain or bgzip, through pyfaidx; the ``.fai`` index is created when missing).
+    """A FASTA genome (plain or bgzip, through pyfaidx; the ``.fai`` index is created when missing or stale),
+    or a genome by name (``hg38``, ``mm10``: :func:`senformer.hub.resolve_genome`).
 
     >>> genome = Genome("hg38.fa")
     >>> genome.fetch(Interval("chr1", -5, 5))  # 'NNNNN' + the first 5 bp of chr1
@@ -113,11 +176,30 @@ class Genome:
     def __init__(self, fasta_path: str | os.PathLike):
         import pyfaidx
 
+        from ..hub import GENOMES, resolve_genome
+
+        if os.fspath(fasta_path) in GENOMES and not Path(fasta_path).exists():
+            fasta_path = resolve_genome(fasta_path)  # hg38, mm10: the cached bgzip copy, fetched on first use
         self.path = Path(fasta_path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"no such FASTA file: {self.path}")
+            raise FileNotFoundError(f"no such FASTA file: {self.path} (or name a genome: {', '.join(GENOMES)})")
+        self._temporary = None
+        index = Path(f"{self.path}.fai")
+        options: dict = {}
+        if not _index_is_current(self.path, index):
+            if os.access(self.path.parent, os.W_OK):
+                index.unlink(missing_ok=True)
+                gzi = Path(f"{self.path}.gzi")
+                if gzi.exists() and gzi.stat().st_mtime < self.path.stat().st_mtime:
+                    gzi.unlink()
+            else:  # a read-only genome folder: build a private index instead of reading stale offsets
+                self._temporary = tempfile.TemporaryDirectory(prefix="senformer-fai-")
+                options["indexname"] = str(Path(self._temporary.name) / index.name)
+                if Path(f"{self.path}.gzi").exists():
+                    options["gzi_indexname"] = str(Path(self._temporary.name) / f"{self.path.name}.gzi")
+        self._aliases: dict[str, str] = {}
         try:
-            self._fasta = pyfaidx.Fasta(str(self.path), as_raw=True, sequence_always_upper=True, rebuild=False)
+            self._fasta = pyfaidx.Fasta(str(self.path), as_raw=True, sequence_always_upper=True, rebuild=False, **options)
         except (pyfaidx.FastaIndexingError, pyfaidx.UnsupportedCompressionFormat, ValueError, OSError) as error:
             raise UserError(f"{self.path}: cannot read as FASTA ({error})") from None
         except ImportError as error:
@@ -125,14 +207,28 @@ class Genome:
         self.sizes: dict[str, int] = {name: len(record) for name, record in self._fasta.records.items()}
 
     def __contains__(self, chrom: str) -> bool:
-        return chrom in self.sizes
+        return self.resolve(chrom, strict=False) is not None
+
+    def resolve(self, chrom: str, strict: bool = True) -> str | None:
+        """This genome's name for ``chrom``: as given when it exists, else its :func:`chromosome_alias`
+        (said once on stderr). Unknown: a UserError, or None when not ``strict``."""
+        if chrom in self.sizes:
+            return chrom
+        if chrom not in self._aliases:
+            alias = chromosome_alias(chrom, self.sizes)
+            if alias is None:
+                if not strict:
+                    return None
+                known = ", ".join(list(self.sizes)[:5]) + (", ..." if len(self.sizes) > 5 else "")
+                raise UserError(f"chromosome {chrom!r} is not in {self.path.name} (it has {known})")
+            if not self._aliases:
+                print(f"senformer: note: {self.path.name} names chromosomes differently; reading {chrom!r} as "
+                      f"{alias!r} (and likewise for other names)", file=sys.stderr)
+            self._aliases[chrom] = alias
+        return self._aliases[chrom]
 
     def _size(self, chrom: str) -> int:
-        try:
-            return self.sizes[chrom]
-        except KeyError:
-            known = ", ".join(list(self.sizes)[:5]) + (", ..." if len(self.sizes) > 5 else "")
-            raise UserError(f"chromosome {chrom!r} is not in {self.path.name} (it has {known})") from None
+        return self.sizes[self.resolve(chrom)]
 
     def check(self, interval: Interval) -> None:
         """Raise a UserError unless ``interval`` lies on its chromosome (a user region, before resizing)."""
@@ -144,13 +240,16 @@ class Genome:
         """The upper-case sequence of ``interval``; positions beyond the chromosome ends are ``N``."""
         size = self._size(interval.chrom)
         start, end = max(interval.start, 0), min(interval.end, size)
-        inside = str(self._fasta[interval.chrom][start:end]) if start < end else ""
+        inside = str(self._fasta[self.resolve(interval.chrom)][start:end]) if start < end else ""
         left = min(max(0, -interval.start), interval.width)
         right = interval.width - left - len(inside)
         return "N" * left + inside + "N" * right
 
     def close(self) -> None:
         self._fasta.close()
+        if self._temporary is not None:
+            self._temporary.cleanup()
+            self._temporary = None
 
     def __enter__(self) -> "Genome":
         return self

@@ -45,7 +45,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import UserError
 from ..io import atomic_path, atomic_write_text
+from ..sequence import reverse_complement
 from .basenji import BasenjiWriter
 from .tracks import ASSAY_GROUPS
 
@@ -91,7 +93,7 @@ class SyntheticSettings:
         if self.windows_per_chromosome < 1 or self.records_per_file < 1:
             problems.append("windows_per_chromosome and records_per_file must be >= 1")
         if problems:
-            raise ValueError("invalid synthetic settings: " + "; ".join(problems))
+            raise UserError("invalid synthetic settings: " + "; ".join(problems))
 
 
 SIZES: dict[str, SyntheticSettings] = {
@@ -131,8 +133,7 @@ def _motifs(rng: np.random.Generator) -> list[str]:
     motifs: list[str] = []
     while len(motifs) < NUM_MOTIFS:
         motif = "".join(rng.choice(list("ACGT"), MOTIF_LENGTH))
-        reverse = motif[::-1].translate(str.maketrans("ACGT", "TGCA"))
-        if motif != reverse and all(motif not in (m, m[::-1].translate(str.maketrans("ACGT", "TGCA"))) for m in motifs):
+        if motif != reverse_complement(motif) and all(motif not in (m, reverse_complement(m)) for m in motifs):
             motifs.append(motif)
     return motifs
 
@@ -166,17 +167,13 @@ def _tracks(settings: SyntheticSettings, rng: np.random.Generator) -> list[_Trac
     return tracks
 
 
-def _reverse_complement(text: str) -> str:
-    return text[::-1].translate(str.maketrans("ACGTN", "TGCAN"))
-
-
 def _chromosome(length: int, motifs: list[str], settings: SyntheticSettings, rng: np.random.Generator, n_runs: int) -> str:
     bases = np.frombuffer(b"ACGT", dtype=np.uint8)
     sequence = bases[rng.choice(4, length, p=[0.29, 0.21, 0.21, 0.29])].copy()
     for motif in motifs:
         count = rng.poisson(settings.motif_rate * length / 1000)
         for position in rng.integers(0, length - MOTIF_LENGTH, count):
-            text = motif if rng.random() < 0.5 else _reverse_complement(motif)
+            text = motif if rng.random() < 0.5 else reverse_complement(motif)
             sequence[position : position + MOTIF_LENGTH] = np.frombuffer(text.encode(), dtype=np.uint8)
     for _ in range(n_runs):  # assembly gaps: N runs that the one-hot turns into zeros
         start = int(rng.integers(0, length - 300))
@@ -189,7 +186,7 @@ def _motif_counts(sequence: str, motifs: list[str]) -> np.ndarray:
     bins = len(sequence) // BIN
     counts = np.zeros((len(motifs), bins), dtype=np.float64)
     for index, motif in enumerate(motifs):
-        for pattern in {motif, _reverse_complement(motif)}:
+        for pattern in {motif, reverse_complement(motif)}:
             start = sequence.find(pattern)
             while start != -1:
                 centre_bin = (start + MOTIF_LENGTH // 2) // BIN
@@ -246,11 +243,11 @@ def make_synthetic(out_dir: str | os.PathLike, size: str = "tiny", seed: int = 0
             num_tracks=8, train=100, long_range_bp=(2048, 4096)``.
     """
     if size not in SIZES:
-        raise ValueError(f"unknown synthetic size {size!r}; choose one of {', '.join(SIZES)}")
+        raise UserError(f"unknown synthetic size {size!r}; choose one of {', '.join(SIZES)}")
     known = set(SyntheticSettings.__dataclass_fields__)
     unknown = sorted(set(lengths) - known)
     if unknown:
-        raise ValueError(f"unknown synthetic setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise UserError(f"unknown synthetic setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     if "long_range_bp" in lengths:
         lengths["long_range_bp"] = tuple(int(v) for v in lengths["long_range_bp"])
     settings = replace(SIZES[size], **lengths)

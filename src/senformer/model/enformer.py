@@ -21,9 +21,11 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import EnformerConfig
 from ..constants import CROP_MARGIN
+from ..errors import UserError
 from ..sequence import tokens_to_one_hot
 from .attention import RelativeAttention, build_attention
 from .checkpointing import checkpointed
+from .init import truncated_normal_
 from .layers import ConvBlock, ConvTowerBlock, FeedForward, SoftmaxPooling, Stem, crop, gelu
 from .tiling import halo_bins, tiled_conv_trunk
 
@@ -87,7 +89,7 @@ class Enformer(nn.Module):
             if isinstance(module, (nn.Conv1d, nn.Linear)) and id(module) not in attention_parts:
                 fan_in = module.weight[0].numel()
                 std = 1.0 / math.sqrt(fan_in)
-                nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+                truncated_normal_(module.weight, std)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
         for module in self.modules():
@@ -147,11 +149,11 @@ class Enformer(nn.Module):
         Returns:
             ``{head: (batch, bins, tracks)}``, plus ``"embeddings"`` when asked.
         """
-        embeddings = self.trunk(sequence)
         names = list(self.heads) if heads is None else list(heads)
         unknown = [name for name in names if name not in self.heads]
-        if unknown:
-            raise ValueError(f"unknown head(s) {', '.join(map(repr, unknown))}; the model has {', '.join(self.heads)}")
+        if unknown:  # before the trunk: a wrong name costs no forward pass
+            raise UserError(f"unknown head(s) {', '.join(map(repr, unknown))}; the model has {', '.join(self.heads)}")
+        embeddings = self.trunk(sequence)
         outputs = {name: F.softplus(self.heads[name](embeddings)) for name in names}
         if return_embeddings:
             outputs["embeddings"] = embeddings
@@ -160,14 +162,14 @@ class Enformer(nn.Module):
     def prepare_input(self, sequence: torch.Tensor) -> torch.Tensor:
         """Validate and convert ``sequence`` to a float one-hot (batch, bp, 4)."""
         if not isinstance(sequence, torch.Tensor):
-            raise ValueError(f"sequence must be a torch.Tensor, got {type(sequence).__name__}")
+            raise UserError(f"sequence must be a torch.Tensor, got {type(sequence).__name__}")
         if sequence.dtype.is_floating_point:
             if sequence.dim() != 3 or sequence.shape[-1] != 4:
-                raise ValueError(f"one-hot input must have shape (batch, length, 4); got {tuple(sequence.shape)}")
+                raise UserError(f"one-hot input must have shape (batch, length, 4); got {tuple(sequence.shape)}")
             x = sequence
         else:
             if sequence.dim() != 2:
-                raise ValueError(f"token input must have shape (batch, length); got {tuple(sequence.shape)}")
+                raise UserError(f"token input must have shape (batch, length); got {tuple(sequence.shape)}")
             x = tokens_to_one_hot(sequence, dtype=self.stem.conv.weight.dtype)
         self.config.validate_sequence_length(x.shape[1])
         return x
@@ -175,17 +177,17 @@ class Enformer(nn.Module):
     # Weights ----------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path, strict: bool = True, **overrides) -> "Enformer":
-        """Load weights in any supported format (see :func:`senformer.weights.load_model`); keyword
-        arguments override config fields, e.g. ``attention="bigbird"``."""
+        """Load weights in any supported format (see :func:`senformer.load_model`); keyword arguments
+        override config fields, e.g. ``attention="bigbird"``."""
         from ..weights import load_model
 
         return load_model(path, overrides=overrides, strict=strict)
 
     def save_pretrained(self, directory):
-        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (see :func:`senformer.weights.save_pretrained`)."""
-        from ..weights import save_pretrained
+        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (see :func:`senformer.save_model`)."""
+        from ..weights import save_model
 
-        return save_pretrained(self, directory)
+        return save_model(self, directory)
 
     # Conveniences -----------------------------------------------------------------------------
     def attention_modules(self) -> list[RelativeAttention]:

@@ -6,23 +6,25 @@ is wrapped in DDP (gloo on CPU, NCCL on GPU), each rank reads its own shard, and
 training mode span all ranks (:class:`CrossRankBatchNorm`). Output directory::
 
     settings.json  config.json      resolved settings and model configuration
+    run.json                        the run record (command line, versions, commit, machine)
     log.jsonl      train_log.csv    eval_log.csv   curves.png
     checkpoints/step-XXXXXXXX.pt    the last ``keep_checkpoints`` (resume with ``resume=True``)
     weights/       config.json + model.safetensors (native format) of the final model
+
+While it runs, rank 0 holds ``OUT.lock`` beside the folder (:func:`senformer.io.output_lock`): a second
+run into the same folder is refused naming the holder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import resource
 import signal
 import sys
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -35,8 +37,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import EnformerConfig
 from ..errors import UserError
-from ..io import atomic_write_text
+from ..inference import predict_batch
+from ..io import atomic_write_text, json_text, output_lock
 from ..model.enformer import Enformer
+from ..record import run_record, write_run_record
+from ..weights import load_model, save_model
 from . import checkpoint as ckpt
 from .data import BasenjiSource, BatchStream, ExampleSource, eval_batches
 from .distributed import (
@@ -83,49 +88,26 @@ def open_data(settings: TrainSettings) -> dict[str, HeadData]:
 
 
 def build_model(settings: TrainSettings) -> tuple[Enformer, list[str]]:
-    """The model to train and the names of freshly initialised parameters (new heads)."""
-    values = settings.model_config_dict()
-    new_heads = dict(settings.new_heads)
-    if settings.init_weights is None:
-        values["output_heads"] = {**values["output_heads"], **new_heads}
-        model = Enformer(EnformerConfig.from_dict(values))
-        return model, [f"heads.{name}.{part}" for name in new_heads for part in ("weight", "bias")]
-    from ..weights import load_weights, read_weights
+    """The model to train and the names of its new heads' parameters (freshly initialised, always trained).
 
-    _, base, _ = read_weights(settings.init_weights)
-    # The weights decide the architecture; the settings only change what they name explicitly.
-    overrides = settings.config_overrides()
-    if new_heads:
-        existing = dict(base.get("output_heads") or {})
-        clash = [name for name in new_heads if name in existing]
-        if clash:
-            raise UserError(f"new head(s) {', '.join(clash)} already exist in {settings.init_weights}")
-        overrides["output_heads"] = {**existing, **new_heads} if existing else None
-        if overrides["output_heads"] is None:
-            del overrides["output_heads"]
-    with warnings.catch_warnings():
-        # New heads are missing from the weights by design; anything else missing is checked below.
-        warnings.filterwarnings("ignore", message="partial load")
-        loaded = load_weights(settings.init_weights, overrides=overrides, strict=not new_heads)
-    model = loaded.model
-    fresh = [f"heads.{name}.{part}" for name in new_heads for part in ("weight", "bias")]
-    if new_heads:
-        if "output_heads" not in overrides:  # foreign formats: add the heads to the inferred config
-            config = model.config.replace(output_heads={**model.config.output_heads, **new_heads})
-            rebuilt = Enformer(config)
-            rebuilt.load_state_dict(model.state_dict(), strict=False)
-            model = rebuilt
-        problems = [name for name in loaded.report.missing if name not in fresh]
-        if problems or loaded.report.unexpected or loaded.report.mismatched:
-            raise UserError(f"{settings.init_weights} do not match the model beyond the new heads: {loaded.report.problems()}")
-    return model, fresh
+    From ``init_weights``, the weights decide the architecture and the settings change only what they name;
+    ``init_skip`` tensors keep their fresh initialisation (they follow ``train`` like any other).
+    """
+    new_heads = dict(settings.new_heads)
+    new_head_parameters = [f"heads.{name}.{part}" for name in new_heads for part in ("weight", "bias")]
+    if settings.init_weights is None:
+        values = settings.model_config_dict()
+        values["output_heads"] = {**values["output_heads"], **new_heads}
+        return Enformer(EnformerConfig.from_dict(values)), new_head_parameters
+    model = load_model(
+        settings.init_weights, settings.config_overrides(), new_heads=new_heads, skip=settings.init_skip
+    )
+    return model, new_head_parameters
 
 
 def load_teacher(settings: TrainSettings, heads: Mapping[str, int], device: torch.device) -> Enformer | None:
     if settings.teacher is None:
         return None
-    from ..weights import load_model
-
     teacher = load_model(settings.teacher)
     for head, tracks in heads.items():
         have = teacher.config.output_heads.get(head)
@@ -155,10 +137,36 @@ def run_training(
     owns_group = not (dist.is_available() and dist.is_initialized())
     context = setup_distributed(settings.device)
     try:
-        return Trainer(settings, Path(out_dir), context, data).run(resume)
+        with _run_folder_lock(Path(out_dir), context):
+            return Trainer(settings, Path(out_dir), context, data).run(resume)
     finally:
         if owns_group:
             teardown_distributed()
+
+
+@contextlib.contextmanager
+def _run_folder_lock(out_dir: Path, context: DistributedContext):
+    """Rank 0 holds ``OUT.lock`` for the whole run (before the model is built); every rank learns if it failed.
+
+    Under the lock no other run can be writing the folder, so the temporary files of killed checkpoint
+    saves are removed.
+    """
+    with contextlib.ExitStack() as stack:
+        refusal = None
+        if context.is_main:
+            try:
+                stack.enter_context(output_lock(out_dir))
+            except UserError as error:
+                refusal = error
+            else:
+                ckpt.remove_stale_partials(out_dir / "checkpoints")
+        failed = torch.tensor([0.0 if refusal is None else 1.0], device=context.device)
+        all_reduce_sum_(failed)
+        if refusal is not None:
+            raise refusal
+        if failed.item():
+            raise UserError(f"{out_dir} is being written by another run (rank 0 could not lock it)")
+        yield
 
 
 class Trainer:
@@ -242,7 +250,7 @@ class Trainer:
         if not self.context.is_main:
             return
         with open(self.out_dir / "log.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, default=_json_default) + "\n")
+            handle.write(json_text(record, indent=None) + "\n")
 
     def print(self, message: str) -> None:
         if self.context.is_main:
@@ -359,14 +367,13 @@ class Trainer:
                 loss_sum = torch.zeros(2, dtype=torch.float64)
                 batch_size = settings.eval_batch_size or settings.batch_size
                 for batch in eval_batches(source, batch_size, self.context.rank, self.context.world_size, settings.eval_examples):
-                    sequence, target = batch["sequence"].to(device), batch["target"].to(device)
-                    with self._autocast():
-                        prediction = self.model(sequence, heads=[head])[head].float()
+                    sequence, target = batch["sequence"], batch["target"]  # predictions come back on the CPU
+                    prediction = predict_batch(self.model, sequence, heads=[head], bf16=settings.bf16, device=device)[head]
                     sums.update(prediction, target)
                     loss_sum += torch.tensor([float(poisson_loss(prediction, target)) * len(target), len(target)], dtype=torch.float64)
                     if teacher_sums is not None:
-                        with self._autocast():
-                            teacher_prediction = self.teacher(sequence, heads=[head])[head].float()
+                        teacher_prediction = predict_batch(self.teacher, sequence, heads=[head], bf16=settings.bf16,
+                                                           device=device)[head]
                         teacher_sums.update(prediction, teacher_prediction)
                 all_reduce_pearson(sums)
                 all_reduce_sum_(loss_sum)
@@ -394,6 +401,7 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out_dir / "settings.json", settings.to_json() + "\n")
             self.config.to_json(self.out_dir / "config.json")
+            write_run_record(self.out_dir, run_record("train", settings, device=context.device))
         trainable, total = count_parameters(self.model)
         self.print(
             f"training {trainable:,} of {total:,} parameters ({settings.train}); heads {', '.join(self.head_names)}; "
@@ -405,9 +413,7 @@ class Trainer:
             self._loop()
         path = self.out_dir / "weights"
         if context.is_main:
-            from ..weights import save_pretrained
-
-            save_pretrained(self.model, path)  # CrossRankBatchNorm keeps BatchNorm's names
+            save_model(self.model, path)  # CrossRankBatchNorm keeps BatchNorm's names
             self.write_tables()
         barrier()
         return path
@@ -514,10 +520,3 @@ def _memory_mb(device: torch.device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

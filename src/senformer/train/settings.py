@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import json
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -43,7 +44,10 @@ class TrainSettings:
     model_config: str | None = None  # EnformerConfig JSON (replaces the preset)
     attention: str | None = None
     model_overrides: Mapping[str, Any] = field(default_factory=dict)  # EnformerConfig fields
-    init_weights: str | None = None  # any format senformer.weights.load_model reads
+    init_weights: str | None = None  # any format senformer.load_model reads
+    # `attention` or a regular expression on tensor names: these keep their fresh initialisation and may
+    # differ in shape from init_weights or be absent from them; everything else must load exactly.
+    init_skip: str | None = None
     new_heads: Mapping[str, int] = field(default_factory=dict)  # head -> tracks, freshly initialised
 
     # What trains and how.
@@ -86,10 +90,19 @@ class TrainSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", {str(k): str(v) for k, v in dict(self.data).items()})
         object.__setattr__(self, "genome", {str(k): str(v) for k, v in dict(self.genome).items()})
-        object.__setattr__(self, "new_heads", {str(k): int(v) for k, v in dict(self.new_heads).items()})
         object.__setattr__(self, "model_overrides", dict(self.model_overrides))
-        object.__setattr__(self, "adam_betas", tuple(float(b) for b in self.adam_betas))
         problems: list[str] = []
+        try:
+            object.__setattr__(self, "new_heads", {str(k): _whole(v) for k, v in dict(self.new_heads).items()})
+        except (TypeError, ValueError):
+            problems.append(f"new_heads={self.new_heads!r} must map head names to whole track counts")
+        try:
+            betas = tuple(float(b) for b in self.adam_betas)
+            if len(betas) != 2:
+                raise ValueError(betas)
+            object.__setattr__(self, "adam_betas", betas)
+        except (TypeError, ValueError):
+            problems.append(f"adam_betas={self.adam_betas!r} must be two numbers")
         if not self.data:
             problems.append("data is empty: give at least one head's dataset directory (e.g. --data human=DIR)")
         for name in self.genome:
@@ -117,19 +130,30 @@ class TrainSettings:
             problems.append(f"device={self.device!r} is not one of auto, cpu, cuda")
         if self.eval_examples is not None and self.eval_examples < 1:
             problems.append(f"eval_examples={self.eval_examples} must be positive or null (whole split)")
+        if self.init_skip is not None:
+            if self.init_weights is None:
+                problems.append(f"init_skip={self.init_skip!r} needs init_weights (--init) to skip tensors of")
+            elif self.init_skip != "attention":
+                try:
+                    re.compile(self.init_skip)
+                except re.error as error:
+                    problems.append(f"init_skip={self.init_skip!r} is neither attention nor a valid regular expression: {error}")
         if not self.train:
             problems.append(f"train is empty; choose {', '.join(TRAINABLE_CHOICES)} or a parameter-name pattern")
         for name, tracks in self.new_heads.items():
-            if not name.isidentifier() or tracks < 1:
+            if not str(name).isidentifier() or not isinstance(tracks, int) or tracks < 1:
                 problems.append(f"new head {name!r}:{tracks} needs an identifier name and a positive track count")
         if problems:
             raise UserError("invalid training settings: " + "; ".join(problems))
 
     # Model configuration ------------------------------------------------------------------------
     def config_overrides(self) -> dict[str, Any]:
-        """The EnformerConfig fields these settings name explicitly (``model_overrides``, the attention kind
-        and the checkpointing switches); initial weights keep every other field of their own config."""
-        values = dict(self.model_overrides)
+        """The EnformerConfig fields these settings name explicitly (the preset's own fields unless
+        ``model_config`` replaces the preset, then ``model_overrides``, the attention kind and the
+        checkpointing switches); initial weights keep every other field of their own config (the default
+        preset, ``enformer``, names none)."""
+        preset_fields = {} if self.model_config else PRESETS[self.preset]
+        values = {**preset_fields, **self.model_overrides}
         if self.attention:
             values["attention"] = self.attention
         if self.checkpoint_activations:
@@ -186,6 +210,14 @@ class TrainSettings:
 
     def replace(self, **changes: Any) -> "TrainSettings":
         return dataclasses.replace(self, **changes)
+
+
+def _whole(value: Any) -> int:
+    """``value`` as an int when it is a whole number (``3``, ``"3"``, ``3.0``); ValueError otherwise."""
+    number = float(value)
+    if isinstance(value, bool) or not number.is_integer():
+        raise ValueError(value)
+    return int(number)
 
 
 def merge_settings(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,11 +12,8 @@ import torch
 from torch import nn
 
 from ...config import EnformerConfig
+from ..init import truncated_normal_
 from ..positional import relative_distances, relative_position_features
-
-
-def _truncated_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
-    return nn.init.trunc_normal_(tensor, std=std, a=-2 * std, b=2 * std)
 
 
 class RelativeAttention(nn.Module):
@@ -55,11 +52,11 @@ class RelativeAttention(nn.Module):
     def reset_parameters(self) -> None:
         """Official initialisation: VarianceScaling(2.0) for projections and biases, zero output layer."""
         for linear in (self.to_q, self.to_k, self.to_v):
-            _truncated_normal_(linear.weight, math.sqrt(2.0 / linear.in_features))
+            truncated_normal_(linear.weight, math.sqrt(2.0 / linear.in_features))
         if self.config.relative_positions:
-            _truncated_normal_(self.to_r_k.weight, math.sqrt(2.0 / self.to_r_k.in_features))
+            truncated_normal_(self.to_r_k.weight, math.sqrt(2.0 / self.to_r_k.in_features))
             for bias in (self.r_w_bias, self.r_r_bias):
-                _truncated_normal_(bias, math.sqrt(2.0 / self.config.key_size))
+                truncated_normal_(bias, math.sqrt(2.0 / self.config.key_size))
         nn.init.zeros_(self.to_out.weight)
         nn.init.zeros_(self.to_out.bias)
 
