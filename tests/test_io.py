@@ -163,7 +163,8 @@ def test_a_complete_output_with_the_same_inputs_is_up_to_date_and_another_is_ref
     import json
 
     from senformer.errors import UserError
-    from senformer.io import FILE, finish_output, fingerprint, plan_output, start_partial
+    from senformer.fingerprint import value_digest as fingerprint
+    from senformer.io import FILE, finish_output, plan_output, start_partial
 
     out = tmp_path / "scores.tsv"
     first, second = fingerprint({"vcf": "a"}), fingerprint({"vcf": "b"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import numbers
 import os
@@ -248,10 +249,15 @@ def _is_whole(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # resolves the string annotations once, not per config
+
+
 def _type_problems(config: EnformerConfig) -> list[str]:
     """One line per field whose value is not of the declared type (ints are not floats, bools not ints)."""
     problems = []
-    hints = typing.get_type_hints(type(config))
+    hints = _field_types(type(config))
     for item in dataclasses.fields(config):
         value, hint = getattr(config, item.name), hints[item.name]
         is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+
+from .io import jsonable
 
 _CHUNK = 1 << 20
 
@@ -45,9 +46,10 @@ def file_digest(path: str | os.PathLike) -> str:
 
 
 def value_digest(value: Any) -> str:
-    """SHA-256 of a JSON-able value (settings), with sorted keys so the order of options does not matter."""
-    text = json.dumps(value, sort_keys=True, default=lambda v: str(v) if isinstance(v, Path) else repr(v))
-    return hashlib.sha256(text.encode()).hexdigest()
+    """SHA-256 of a value (settings, a table of digests) as canonical JSON through :func:`senformer.io.jsonable`,
+    with sorted keys so the order of options does not matter: the same inputs give the same digest."""
+    text = json.dumps(jsonable(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def combine(parts: Mapping[str, str]) -> str:

@@ -17,7 +17,7 @@ One writer per output: :func:`output_lock`
 
 Existing outputs: :func:`plan_output`, called under the lock before any model is loaded or data read
     Every result has a run record (:mod:`senformer.record`) whose ``fingerprint`` is one SHA-256
-    (:func:`fingerprint`) of everything the result depends on: input file digests, weights digest, and the
+    (:func:`senformer.fingerprint.value_digest`) of everything the result depends on: input file digests, weights digest, and the
     settings that change numbers. The record lies at ``OUT/run.json`` for a directory and at
     ``OUT.run.json`` beside a file. A run writes into ``OUT.partial`` (a file or directory of the same kind,
     its record at ``OUT.partial.run.json`` or ``OUT.partial/run.json``, written by :func:`start_partial`
@@ -43,7 +43,6 @@ import datetime
 import enum
 import errno
 import fcntl
-import hashlib
 import json
 import math
 import os
@@ -287,21 +286,6 @@ FILE, DIRECTORY = "file", "directory"
 RUN_RECORD = "run.json"
 PARTIAL_SUFFIX = ".partial"
 UP_TO_DATE, WRITE, RESUME = "up to date", "write", "resume"
-
-
-def fingerprint(value: Any) -> str:
-    """SHA-256 (hex) of ``value`` as canonical JSON (sorted keys): the same inputs give the same digest."""
-    text = json.dumps(jsonable(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def file_sha256(path: str | os.PathLike, chunk_bytes: int = 1 << 22) -> str:
-    """SHA-256 (hex) of every byte of the file at ``path``."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk_bytes):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def partial_path(out: str | os.PathLike) -> Path:

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from . import __version__
-from .io import jsonable, write_json
+from .io import RUN_RECORD, jsonable, write_json
 
-RECORD_NAME = "run.json"
+RECORD_NAME = RUN_RECORD  # the existing-output rule (senformer.io) reads it there
 FORMAT_VERSION = 1
 
 
@@ -64,7 +64,7 @@ def run_record(
     """The record of one run of ``command`` (``"predict"``, ``"analyze variants"``...) as plain JSON values.
 
     ``settings`` are the resolved settings (a dict or a dataclass); ``inputs`` maps each input to its
-    fingerprint; ``fingerprint`` is the digest the existing-output rule compares (:func:`senformer.io.fingerprint`).
+    fingerprint; ``fingerprint`` is the digest the existing-output rule compares (:func:`senformer.fingerprint.value_digest`).
     """
     return {
         "format_version": format_version,

@@ -130,9 +130,11 @@ def test_compare_reuses_an_evaluation(workspace, tmp_path):
 
 
 def test_the_four_kinds_of_tracks_value_select_the_same_tracks_in_every_subcommand(workspace, tmp_path):
-    """A range, an identifier, a description and a pattern, each resolved by every subcommand that takes
-    --tracks against the dataset's targets.txt, give the positions pandas finds in that file."""
+    """A range, an identifier, a description and a pattern, each resolved by `predict` and every analyze
+    subcommand that takes --tracks against the dataset's targets.txt, give the positions pandas finds there."""
     import re
+
+    import h5py
 
     data = workspace / "data"
     table = pd.read_csv(data / "targets.txt", sep="\t")
@@ -170,6 +172,11 @@ def test_the_four_kinds_of_tracks_value_select_the_same_tracks_in_every_subcomma
         header = pd.read_csv(out / "sad.tsv", sep="\t", comment="#").columns
         assert [name.removeprefix("SAD:") for name in header if name.startswith("SAD:")] == \
             table["identifier"][expected].tolist(), ("variants", value)
+        assert main(["predict", *weights, "--fasta", str(fasta), "--region", f"{chrom}:2000-2100", "--length", "4096",
+                     "--targets", str(data / "targets.txt"), "--tracks", value, "--out", str(out / "p.h5"),
+                     *quiet]) == 0
+        with h5py.File(out / "p.h5", "r") as handle:
+            assert handle["human/tracks/index"][:].tolist() == expected, ("predict", value)
 
 
 def test_quiet_is_a_hidden_alias_of_no_progress(capsys):
@@ -177,3 +184,36 @@ def test_quiet_is_a_hidden_alias_of_no_progress(capsys):
         main(["analyze", "tracks", "--help"])
     text = capsys.readouterr().out
     assert "--no-progress" in text and "--quiet" not in text
+
+
+def test_the_python_api_writes_what_the_command_writes(workspace, tmp_path):
+    """`analyze tracks` and `analyze compare --evaluation` are one library call each: the same files."""
+    from senformer import load_model
+    from senformer.analysis.compare import evaluation_scores, run_compare
+    from senformer.analysis.tracks import run_tracks
+    from senformer.data.basenji import BasenjiDataset
+    from senformer.data.tracks import head_track_table
+
+    data = workspace / "data"
+    weights = ["--weights", f"a={workspace / 'a'}", "--weights", f"b={workspace / 'b'}"]
+    assert main(["analyze", "tracks", "--data", str(data), *weights, "--examples", "1", "--tracks", "CAGE",
+                 "--out", str(tmp_path / "cli"), "--no-progress"]) == 0
+    models = {name: load_model(workspace / name) for name in ("a", "b")}
+    result = run_tracks(tmp_path / "api", models, BasenjiDataset(data, "test"), "human", tracks=["CAGE"],
+                        targets=data, examples=[1], progress=False)
+    assert result.tracks == [3, 7]
+    for name in ("overprediction.csv", "overprediction_tracks.csv", "tracks.json"):
+        assert (tmp_path / "api" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes(), name
+    api, cli = np.load(tmp_path / "api" / "tracks.npz"), np.load(tmp_path / "cli" / "tracks.npz")
+    assert sorted(api.files) == sorted(cli.files)
+    for key in api.files:
+        np.testing.assert_array_equal(api[key], cli[key])
+    assert (tmp_path / "api" / "tracks_example1.png").is_file()
+
+    assert main(["evaluate", "--data", str(data), *weights, "--out", str(tmp_path / "eval"), "--no-progress"]) == 0
+    assert main(["analyze", "compare", "--evaluation", str(tmp_path / "eval"), "--data", str(data),
+                 "--out", str(tmp_path / "compare_cli"), "--no-progress"]) == 0
+    scores, example_index = evaluation_scores(tmp_path / "eval")
+    run_compare(tmp_path / "compare_api", scores, example_index, head_track_table("human", 8, data))
+    for name in ("compare.csv", "per_example.csv", "compare.json"):
+        assert (tmp_path / "compare_api" / name).read_bytes() == (tmp_path / "compare_cli" / name).read_bytes(), name

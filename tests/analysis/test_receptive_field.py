@@ -103,3 +103,16 @@ def test_tracks_subset_and_validation():
     with pytest.raises(ValueError, match="not valid"):
         receptive_field(model, random_sequences(1, 4000), progress=False)
     assert spread_positions(1000, 4).tolist() == [125, 375, 625, 875]
+
+
+def test_dataset_tokens_are_the_inverse_of_the_stored_one_hot(tmp_path):
+    from senformer.analysis.receptive_field import dataset_tokens
+    from senformer.data.basenji import BasenjiDataset
+    from senformer.data.synthetic import make_synthetic
+    from senformer.sequence import tokens_to_one_hot
+
+    data = make_synthetic(tmp_path / "data", size="tiny", seed=0)
+    tokens = dataset_tokens(data, "test", 2, 4096)
+    stored = torch.stack([example["sequence"] for _, example in zip(range(2), BasenjiDataset(data, "test"))])
+    assert tokens.shape == (2, 4096) and tokens.dtype == torch.int64
+    torch.testing.assert_close(tokens_to_one_hot(tokens), stored.float(), rtol=0, atol=0)

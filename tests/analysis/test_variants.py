@@ -154,3 +154,16 @@ def test_write_variant_scores_streams_and_resumes(genome, tmp_path):
                              sequence_length=LENGTH, progress=False)
     # a finished file is not redone
     assert write_variant_scores(model, genome, vcf, out, sequence_length=LENGTH, progress=False) == out
+
+
+def test_write_variant_scores_selects_tracks_by_the_tracks_grammar(genome, tmp_path):
+    model = tiny_model(seed=3)  # 5 human tracks, no table of that size: identifiers human-0 .. human-4
+    base = genome.sequences["chr1"][1099]
+    vcf = write_vcf(tmp_path / "v.vcf", [("chr1", 1100, "same", base, base)])
+    out = write_variant_scores(model, genome, vcf, tmp_path / "x.tsv", tracks=["human-3", "0-1"],
+                               sequence_length=LENGTH, progress=False)
+    header = pd.read_csv(out, sep="\t", comment="#").columns
+    assert [c for c in header if c.startswith("SAD:")] == ["SAD:human-0", "SAD:human-1", "SAD:human-3"]
+    with pytest.raises(ValueError, match="head order"):
+        write_variant_scores(model, genome, vcf, tmp_path / "y.tsv", tracks=[2, 0], track_names=["c", "a"],
+                             sequence_length=LENGTH, progress=False)

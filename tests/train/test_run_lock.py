@@ -1,5 +1,6 @@
 """`train` holds its run folder's lock: a second writer is refused naming the holder; killed saves are cleaned."""
 
+import json
 import os
 import socket
 
@@ -37,3 +38,5 @@ def test_train_removes_the_temporary_files_of_killed_checkpoint_saves(tmp_path):
     run_training(tiny_settings(steps=2), run, data=head_data())
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000002.pt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # the lock file went with the run
+    record = json.loads((run / "run.json").read_text())
+    assert record["command"] == "train" and record["settings"]["steps"] == 2 and record["device"] == "cpu"

@@ -224,8 +224,8 @@ def run_receptive_field(
     Files per model: ``receptive_field_<name>.npz`` (:meth:`ReceptiveField.to_arrays`), a heatmap and a
     profile (``receptive_field_<name>_heatmap.png``, ``_profile.png``); and ``receptive_field.json``, the
     returned summary ``{name: {attention, depth, sequence_length, head, tracks, positions, reach_share,
-    max_change, profile}}`` (``tracks`` null: every track), where ``reach_share`` is the share of output bins each mutation changes by more than 1e-3 of
-    the largest change.
+    max_change, profile}}`` (``tracks`` null: every track), where ``reach_share`` is the share of output
+    bins each mutation changes by more than 1e-3 of the largest change.
 
     Args:
         sequences: (sequences, bp) tokens (:func:`random_sequences`, :func:`dataset_tokens`).

@@ -210,7 +210,7 @@ def write_variant_scores(
     vcf_path: str | os.PathLike,
     out_path: str | os.PathLike,
     head: str = "human",
-    tracks: Sequence[int] | None = None,
+    tracks=None,
     track_names: Sequence[str] | None = None,
     center_bins: int = 3,
     average_rc: bool = True,
@@ -219,19 +219,47 @@ def write_variant_scores(
     skip_ref_mismatch: bool = False,
     settings: dict | None = None,
     progress: bool = True,
+    *,
+    targets=None,
 ) -> Path:
-    """Stream variant scores to a TSV (``chrom pos id ref alt note SAD:<track>... center:<track>...``).
+    """``senformer analyze variants``: stream variant scores to a TSV (``chrom pos id ref alt note
+    SAD:<track>... center:<track>...``).
 
     Rows are appended to ``OUT.partial`` as batches finish; the file is renamed to ``out_path`` at the end.
     A rerun skips the rows already in ``OUT.partial`` when its settings (the first ``#`` line) match, and
     does nothing when ``out_path`` exists.
+
+    Args:
+        genome: a :class:`senformer.data.genome.Genome` (or anything with ``fetch``) or a FASTA path.
+        tracks: ``--tracks`` values (:func:`senformer.data.tracks.select_tracks`; integers are indices);
+            default every track of ``head``.
+        track_names: column names of the chosen tracks in head order (default their identifiers in the
+            head's table).
+        sequence_length: input bp (default :func:`senformer.inference.default_sequence_length`).
+        targets: a ``targets.txt`` naming the head's tracks (default the shipped table, else
+            ``<head>-<index>``); an error when it does not list the head's tracks.
     """
+    from ..data.genome import Genome
+    from ..data.tracks import head_track_table, select_tracks
+    from .common import head_tracks
+
     out_path = Path(out_path)
     if out_path.exists():
         return out_path
-    num_tracks = model.config.output_heads.get(head, 0)
-    positions = list(range(num_tracks)) if tracks is None else list(tracks)
-    names = [str(name) for name in track_names] if track_names is not None else [str(p) for p in positions]
+    num_tracks = head_tracks(model, head)
+    table = head_track_table(head, num_tracks, targets)
+    if targets is not None and table.attrs["source"] != "targets":
+        raise UserError(f"{targets} does not list the {num_tracks:,} tracks of head {head!r}")
+    positions = select_tracks(tracks, table, head).tolist()
+    given = [tracks] if isinstance(tracks, (int, np.integer)) else list(tracks or [])
+    if track_names is not None and all(isinstance(t, (int, np.integer)) for t in given) and \
+            given and [int(t) for t in given] != positions:
+        raise ValueError(f"track_names pair with the tracks in head order ({positions}), not as given ({given})")
+    if track_names is None:
+        track_names = [table["identifier"][position] for position in positions]
+    names = [str(name) for name in track_names]
+    genome = Genome(genome) if isinstance(genome, (str, os.PathLike)) else genome
+    sequence_length = resolve_sequence_length(model.config, sequence_length)
     if len(names) != len(positions):
         raise ValueError(f"{len(names)} track names for {len(positions)} tracks")
     header = KEY_COLUMNS + ["note"] + [f"SAD:{name}" for name in names] + [f"center:{name}" for name in names]
@@ -281,45 +309,3 @@ def _resume(partial: Path, settings_line: str, header: list[str]) -> int:
     if complete != text:
         partial.write_text(complete, encoding="utf-8")
     return max(complete.count("\n") - 2, 0)
-
-
-def run_variants(
-    out_path: str | os.PathLike,
-    model: Enformer,
-    genome,
-    vcf_path: str | os.PathLike,
-    head: str = "human",
-    *,
-    tracks=None,
-    targets=None,
-    center_bins: int = 3,
-    average_rc: bool = True,
-    batch_size: int = 4,
-    sequence_length: int | None = None,
-    skip_ref_mismatch: bool = False,
-    settings: dict | None = None,
-    progress: bool = True,
-) -> Path:
-    """``senformer analyze variants``: :func:`write_variant_scores` for the tracks that ``tracks`` (the
-    ``--tracks`` grammar, default all) selects, named by their identifiers.
-
-    Args:
-        genome: a :class:`senformer.data.genome.Genome` or a FASTA path.
-        targets: a ``targets.txt`` naming the head's tracks (default the shipped table); an error when its
-            size differs from the head's.
-        sequence_length: input bp (default :func:`senformer.inference.default_sequence_length`).
-    """
-    from ..data.genome import Genome
-    from ..data.tracks import head_track_table, select_tracks
-    from .common import head_tracks
-
-    num_tracks = head_tracks(model, head)
-    table = head_track_table(head, num_tracks, targets)
-    if targets is not None and table.attrs["source"] != "targets":
-        raise UserError(f"{targets} does not list the {num_tracks:,} tracks of head {head!r}")
-    positions = select_tracks(tracks, table, head).tolist()
-    names = [str(table["identifier"][position]) for position in positions]
-    genome = genome if not isinstance(genome, (str, os.PathLike)) else Genome(genome)
-    sequence_length = resolve_sequence_length(model.config, sequence_length)
-    return write_variant_scores(model, genome, vcf_path, out_path, head, positions, names, center_bins, average_rc,
-                                batch_size, sequence_length, skip_ref_mismatch, settings=settings, progress=progress)

@@ -270,11 +270,11 @@ def run_attribution(args: argparse.Namespace) -> int:
 
 
 def run_variants(args: argparse.Namespace) -> int:
-    from ..analysis.variants import run_variants as score_vcf
+    from ..analysis.variants import write_variant_scores
 
     name, model = _single_model(args)
-    path = score_vcf(
-        args.out, model, args.fasta, args.vcf, args.head, tracks=args.tracks, targets=args.targets,
+    path = write_variant_scores(
+        model, args.fasta, args.vcf, args.out, args.head, tracks=args.tracks, targets=args.targets,
         center_bins=args.center_bins, average_rc=not args.no_rc, batch_size=args.batch_size,
         sequence_length=args.length, skip_ref_mismatch=args.skip_ref_mismatch,
         settings={"weights": args.weights, "attention": model.config.attention, "set": args.set},

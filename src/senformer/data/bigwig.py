@@ -49,7 +49,10 @@ def read_track_sheet(path: str | os.PathLike) -> list[TrackSpec]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"track sheet not found: {path}")
-    table = pd.read_csv(path, sep="\t", keep_default_na=False, dtype=str)
+    try:
+        table = pd.read_csv(path, sep="\t", keep_default_na=False, dtype=str)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: not a tab-separated track sheet ({error})") from None
     missing = [c for c in ("identifier", "file", "description") if c not in table.columns]
     if missing:
         raise UserError(f"{path}: missing column(s) {', '.join(missing)}; it has {', '.join(table.columns)}")

@@ -2,8 +2,8 @@
 
 The stem and conv tower are local: an output bin depends only on the input within a finite reach of it
 (the stem's width-15 convolution and each tower block's width-5 convolution, at its resolution;
-:func:`conv_reach`), and in evaluation BatchNorm uses its moving statistics, so no position sees any other beyond that reach. Running the
-trunk over overlapping windows, each extended by a halo of whole bins at least that reach, and keeping every
+:func:`conv_reach`), and in evaluation BatchNorm uses its moving statistics, so no position sees any other
+beyond that reach. Running the trunk over overlapping windows, each extended by a halo of whole bins at least that reach, and keeping every
 window's central bins therefore gives exactly the untiled output. Windows start on bin boundaries so that
 every pooling pairs the same positions as in the untiled pass, and at the ends of the sequence a window is
 clipped, so the zero padding of the convolutions falls where it falls in the untiled pass.

@@ -6,9 +6,13 @@ is wrapped in DDP (gloo on CPU, NCCL on GPU), each rank reads its own shard, and
 training mode span all ranks (:class:`CrossRankBatchNorm`). Output directory::
 
     settings.json  config.json      resolved settings and model configuration
+    run.json                        the run record (command line, versions, commit, machine)
     log.jsonl      train_log.csv    eval_log.csv   curves.png
     checkpoints/step-XXXXXXXX.pt    the last ``keep_checkpoints`` (resume with ``resume=True``)
     weights/       config.json + model.safetensors (native format) of the final model
+
+While it runs, rank 0 holds ``OUT.lock`` beside the folder (:func:`senformer.io.output_lock`): a second
+run into the same folder is refused naming the holder.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from ..errors import UserError
 from ..inference import predict_batch
 from ..io import atomic_write_text, json_text, output_lock
 from ..model.enformer import Enformer
+from ..record import run_record, write_run_record
 from ..weights import load_model, save_model
 from . import checkpoint as ckpt
 from .data import BasenjiSource, BatchStream, ExampleSource, eval_batches
@@ -396,6 +401,7 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out_dir / "settings.json", settings.to_json() + "\n")
             self.config.to_json(self.out_dir / "config.json")
+            write_run_record(self.out_dir, run_record("train", settings, device=context.device))
         trainable, total = count_parameters(self.model)
         self.print(
             f"training {trainable:,} of {total:,} parameters ({settings.train}); heads {', '.join(self.head_names)}; "

@@ -22,7 +22,7 @@ from ..config import EnformerConfig
 from ..errors import UserError
 from ..model.enformer import Enformer
 from .infer import infer_config
-from .native import CONFIG_NAME, WEIGHTS_NAME, is_native_config, read_native, read_safetensors
+from .native import CONFIG_NAME, WEIGHTS_NAME, _read_native, _read_safetensors, is_native_config
 
 FORMATS = ("native", "tf-checkpoint", "tf-savedmodel", "enformer-pytorch")
 
@@ -93,7 +93,8 @@ def detect_format(path: str | os.PathLike) -> str:
     if path.is_file() and path.name.endswith(_STATE_DICT_SUFFIXES):
         return "native" if _has_native_names(path) else "enformer-pytorch"
     if not path.exists():
-        raise FileNotFoundError(f"no such weights file or directory: {path}")
+        raise FileNotFoundError(f"no such weights file or directory: {path} (the official weights: "
+                                "`senformer download enformer`, then --weights enformer)")
     raise UserError(f"{path}: unknown weights format (expected a directory, *.safetensors, *.bin/*.pt or a TF checkpoint)")
 
 
@@ -121,7 +122,7 @@ def _has_native_names(path: Path) -> bool:
 
 def _read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
-        return read_safetensors(path)
+        return _read_safetensors(path)
     try:
         # weights_only: plain tensors and containers, never arbitrary pickled code.
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -146,7 +147,7 @@ def _read_weights(path: str | os.PathLike, format: str | None = None) -> tuple[d
         raise UserError(f"unknown weights format {format!r}; choose one of {', '.join(FORMATS)}")
     if format == "native":
         if path.is_dir():
-            state, config = read_native(path)
+            state, config = _read_native(path)
             return state, config.to_dict(), format
         state = _read_state_dict_file(path)
         config_path = path.parent / CONFIG_NAME
@@ -161,6 +162,8 @@ def _read_weights(path: str | os.PathLike, format: str | None = None) -> tuple[d
 
     if path.is_dir():
         weights_file = next((path / name for name in _PEER_WEIGHT_NAMES if (path / name).is_file()), None)
+        if weights_file is None:
+            raise UserError(f"{path} holds no {' or '.join(_PEER_WEIGHT_NAMES)}")
         base = peer_config_values(path / CONFIG_NAME) if (path / CONFIG_NAME).is_file() else {}
     else:
         weights_file = path
@@ -169,7 +172,7 @@ def _read_weights(path: str | os.PathLike, format: str | None = None) -> tuple[d
 
 
 # Checking and loading ---------------------------------------------------------------------------------
-def load_model(
+def load_local_model(
     path: str | os.PathLike,
     overrides: Mapping[str, Any] | None = None,
     strict: bool = True,
@@ -219,7 +222,7 @@ def load_model(
     if strict and not report.complete:
         raise UserError(
             f"the weights in {path} do not match the model ({report.problems()}); use strict=False / --partial "
-            "to load only the matching tensors"
+            "to load only the matching tensors, or skip= / --init-skip to keep named ones freshly initialised"
         )
     model = _assign(skeleton, expected, state, report) or _initialise_and_load(config, state, report)
     if not report.complete:

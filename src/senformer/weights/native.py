@@ -48,7 +48,7 @@ def save_model(model: Enformer, directory: str | os.PathLike) -> Path:
     return directory
 
 
-def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def _read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """All tensors of a safetensors file on the CPU, with a clear error for a damaged file."""
     path = Path(path)
     if not path.is_file():
@@ -59,10 +59,10 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise UserError(f"{path} is not a readable safetensors file ({error})") from None
 
 
-def read_native(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], EnformerConfig]:
+def _read_native(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], EnformerConfig]:
     """(state dict, config) of a native directory."""
     directory = Path(directory)
     config_path = directory / CONFIG_NAME
     if not config_path.is_file():
         raise FileNotFoundError(f"{directory} has no {CONFIG_NAME}")
-    return read_safetensors(directory / WEIGHTS_NAME), EnformerConfig.from_json(config_path)
+    return _read_safetensors(directory / WEIGHTS_NAME), EnformerConfig.from_json(config_path)
