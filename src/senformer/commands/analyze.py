@@ -136,6 +136,7 @@ def register(subparsers) -> None:
     add_tracks_argument(field, default_help="every track, averaged")
     field.add_argument("--batch-size", type=int, default=8)
     field.add_argument("--seed", type=int, default=0)
+    _add_plain_argument(field)
     _add_common(field)
     field.set_defaults(run=run_receptive_field)
 
@@ -156,6 +157,7 @@ def register(subparsers) -> None:
     attribution.add_argument("--ism-width", type=int, default=64,
                              help="bp mutated by ISM around the input centre, 0 to skip (default 64)")
     attribution.add_argument("--batch-size", type=int, default=8)
+    _add_plain_argument(attribution)
     _add_common(attribution)
     attribution.set_defaults(run=run_attribution)
 
@@ -178,6 +180,12 @@ def register(subparsers) -> None:
     variants.add_argument("--out", required=True, help="output TSV")
     add_progress_argument(variants)
     variants.set_defaults(run=run_variants)
+
+
+def _add_plain_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plain", action="store_true",
+                        help="run every mutated window whole instead of through the edit engine (which runs the "
+                        "conv trunk once and recomputes only the positions a mutation reaches; same results)")
 
 
 def run_compare(args: argparse.Namespace) -> int:
@@ -237,7 +245,7 @@ def run_receptive_field(args: argparse.Namespace) -> int:
     summary = analyze_receptive_field(
         out, models, sequences, positions=args.at, num_positions=args.positions, alternatives=args.alternatives,
         head=args.head, tracks=args.tracks, targets=args.data, batch_size=args.batch_size, seed=args.seed,
-        progress=args.progress)
+        progress=args.progress, plain=args.plain)
     _record(out, args, models=list(models), sequence_length=length)
     for name, result in summary.items():
         share = sum(result["reach_share"]) / len(result["reach_share"])
@@ -263,7 +271,7 @@ def run_attribution(args: argparse.Namespace) -> int:
     out = Path(args.out)
     summary = analyze_attribution(out, model, sequence, name=name, label=label, head=args.head, tracks=args.tracks,
                                   targets=args.data, bins=args.bins, ism_width=args.ism_width,
-                                  batch_size=args.batch_size, progress=args.progress)
+                                  batch_size=args.batch_size, progress=args.progress, plain=args.plain)
     _record(out, args, model=name, sequence_length=summary["sequence_length"], tracks=summary["tracks"])
     print(f"wrote {out}")
     return 0
