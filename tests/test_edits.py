@@ -174,6 +174,9 @@ def test_training_mode_and_bad_edits_are_refused():
         engine.score_all([Edit(10, wrong, "T")])
     with pytest.raises(ValueError, match="deletes 5 bp: the window needs 5 bp of right_flank, got 2"):
         engine.score_all([Edit(10, "".join("ACGTN"[int(token)] for token in tokens[10:15]), "")])
+    with pytest.raises(ValueError, match="deletes 2 bp: the window needs 2 bp of left_flank, got 0"):
+        engine.validate(Edit(10, "".join("ACGTN"[int(token)] for token in tokens[10:13]), base, refill="left"))
+    engine.validate(Edit(10, base, base + "ACGT", refill="left"))  # an insertion needs no flank
     with pytest.raises(ValueError, match="outside the input"):
         engine.score_all([Edit(LENGTH, "A", "C")])
     with pytest.raises(ValueError, match="refill"):

@@ -195,12 +195,10 @@ class EditEngine:
         """(L + 2 margin, 4) the reference input, one-hot in the model's dtype on its device."""
         return self._extended[self._offset : self._offset + self.input_length]
 
-    def edited_input(self, edit: Edit) -> torch.Tensor:
-        """(L + 2 margin, 4) the input with ``edit`` applied (what the plain path runs).
-
-        Raises ValueError when the edit's ref bases lie outside the input or differ from it, or a length
-        change needs more flank than was given.
-        """
+    def validate(self, edit: Edit) -> None:
+        """ValueError naming ``edit`` when its ref bases lie outside the input or differ from the reference
+        there, or when its length change needs more flank than was given (cheap: callers can screen edits,
+        e.g. a VCF's REF against the genome, before :meth:`score`)."""
         start = self._offset + self.margin + edit.position
         stop = start + len(edit.ref)
         if edit.position < -self.margin or edit.position + len(edit.ref) > self.length + self.margin:
@@ -211,16 +209,23 @@ class EditEngine:
         if not torch.equal(observed, expected):
             found = "".join("ACGTN"[int(token)] for token in observed)
             raise ValueError(f"edit {edit}: the reference has {found!r} there, not {edit.ref!r}")
+        shortfall = len(edit.ref) - len(edit.alt)  # bp the refilled side pulls in from its flank
+        available = (self._offset if edit.refill == "left"
+                     else self._extended.shape[0] - self._offset - self.input_length)
+        if shortfall > available:
+            raise ValueError(f"edit {edit} deletes {shortfall} bp: the window needs {shortfall} bp of "
+                             f"{edit.refill}_flank, got {available}")
+
+    def edited_input(self, edit: Edit) -> torch.Tensor:
+        """(L + 2 margin, 4) the input with ``edit`` applied (what the plain path runs); raises as
+        :meth:`validate`."""
+        self.validate(edit)
+        start = self._offset + self.margin + edit.position
         alt = encode_bases(edit.alt, dtype=self._extended.dtype).to(self.device)
-        edited = torch.cat([self._extended[:start], alt, self._extended[stop:]])
-        growth = len(edit.alt) - len(edit.ref)
+        edited = torch.cat([self._extended[:start], alt, self._extended[start + len(edit.ref):]])
         # The kept end stays where it was: the input starts at the same place (right refill) or ends at the
         # same place (left refill) of the extended sequence.
-        first = self._offset if edit.refill == "right" else self._offset + growth
-        if first < 0 or first + self.input_length > edited.shape[0]:
-            side = "left_flank" if first < 0 else "right_flank"
-            raise ValueError(f"edit {edit} deletes {-growth} bp: the window needs {-growth} bp of {side}, "
-                             f"got {self._offset if first < 0 else self._extended.shape[0] - self._offset - self.input_length}")
+        first = self._offset if edit.refill == "right" else self._offset + len(edit.alt) - len(edit.ref)
         return edited[first : first + self.input_length]
 
     # Outputs --------------------------------------------------------------------------------------------
