@@ -7,6 +7,10 @@
       -> crop to the central target_length positions                         (batch, 896, dim)
       -> final pointwise: ConvBlock(1, 2 dim) -> Dropout -> GELU             (batch, 896, 2 dim)
       -> heads: Linear -> softplus                                           {head: (batch, 896, tracks)}
+
+``forward`` is ``head_outputs(conv_features(sequence))``: the local conv trunk (stem and conv tower, finite
+reach) and everything after it, so the edit engine (``senformer.edits``) can run the trunk once per
+reference window and patch only the positions an edit reaches.
 """
 
 from __future__ import annotations
