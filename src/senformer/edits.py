@@ -345,7 +345,8 @@ def edit_flops(
 
     edit = edit if edit is not None else Edit(length // 2, "A", "C")
     with torch.device("meta"):  # the reach is read from the modules; no weights are needed
-        reach, halo = (lambda model: (conv_reach(model), halo_bins(model)))(Enformer(config.replace(depth=0)))
+        convolutions = Enformer(config.replace(depth=0))
+    reach, halo = conv_reach(convolutions), halo_bins(convolutions)
     parts = forward_flops(config, length, heads)
     conv = parts["stem"] + parts["conv_tower"]
     num_bins = length // config.bin_size
