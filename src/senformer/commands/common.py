@@ -119,11 +119,19 @@ def weights_files_digest(name_or_path: str) -> str:
     if path.is_file():
         return file_digest(path)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
-                       and not p.name.endswith((".lock", ".partial")))
-        return combine({str(p.relative_to(path)): file_digest(p) for p in files})
+        return folder_digest(path)
     files = sorted(path.parent.glob(path.name + ".*"))  # a TF checkpoint prefix: PREFIX.index, PREFIX.data-*
     return combine({p.name[len(path.name):]: file_digest(p) for p in files if p.is_file()})
+
+
+def folder_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of every file under a folder (hidden files, locks and partial files apart), by relative name."""
+    from ..fingerprint import combine, file_digest
+
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
+                   and not p.name.endswith((".lock", ".partial")))
+    return combine({str(p.relative_to(path)): file_digest(p) for p in files})
 
 
 def large_file_digest(path: str | os.PathLike) -> str:
@@ -235,7 +243,25 @@ def command_output(command: str, out: str | os.PathLike, kind: str, settings: di
         if plan.notice:
             print(f"senformer {command}: {plan.notice}", file=sys.stderr)
         record = run_record(command, settings, inputs, device, fingerprint=fingerprint)
-        yield CommandOutput(command, plan, record)
+        try:
+            yield CommandOutput(command, plan, record)
+        except BaseException:
+            _drop_empty_partial(plan)
+            raise
+
+
+def _drop_empty_partial(plan) -> None:
+    """A run that failed before writing any result leaves no ``OUT.partial`` (only its record would be there)."""
+    from ..io import DIRECTORY, FILE, RUN_RECORD, record_path
+
+    if plan.resume or plan.up_to_date:
+        return
+    if plan.kind == DIRECTORY and plan.partial.is_dir():
+        if [p.name for p in plan.partial.iterdir()] == [RUN_RECORD]:
+            (plan.partial / RUN_RECORD).unlink()
+            plan.partial.rmdir()
+    elif plan.kind == FILE and not plan.partial.exists():
+        record_path(plan.partial, FILE).unlink(missing_ok=True)
 
 
 def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
