@@ -524,7 +524,8 @@ def _write_region(handle, job: _Job, outputs: dict[str, list[np.ndarray]], geome
                   identifiers: dict[str, list[str]]) -> None:
     stored = {}
     for output, tiles in outputs.items():
-        values = _stitch(tiles, job.plan).astype(np.float16)
+        with np.errstate(over="ignore"):  # an overflow is reported below, naming the region and track
+            values = _stitch(tiles, job.plan).astype(np.float16)
         bad = np.argwhere(~np.isfinite(values))
         if len(bad):
             bin_, column = (int(v) for v in bad[0])
