@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..config import PRESETS, EnformerConfig, preset
+from ..config import ATTENTION_KINDS, PRESETS, EnformerConfig, preset
 from ..errors import UserError
 
 
@@ -21,7 +21,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--preset", choices=sorted(PRESETS), default="enformer", help="named configuration")
     group.add_argument("--config", help="EnformerConfig JSON file (overrides the preset)")
-    group.add_argument("--attention", choices=["full", "chunked", "bigbird"], help="attention kind")
+    group.add_argument("--attention", choices=ATTENTION_KINDS, help="attention kind")
     group.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="override one config field (JSON value), e.g. --set depth=1 --set dim=768")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 
+from ..config import ATTENTION_KINDS
 from ..errors import UserError
 from .common import add_overwrite_argument
 from .options import add_length_argument, add_progress_argument, add_tracks_argument
@@ -50,7 +51,7 @@ def register(subparsers) -> None:
     inputs.add_argument("--tfhub-input", action="store_true",
                         help="the sequences are 393,216 bp (TF-Hub's input); use their central 196,608 bp as TF-Hub does")
     model = parser.add_argument_group("model")
-    model.add_argument("--attention", choices=["full", "chunked", "bigbird"], help="attention kind (same weights)")
+    model.add_argument("--attention", choices=ATTENTION_KINDS, help="attention kind (same weights)")
     model.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="override a config field, e.g. --set target_length=null for outputs that grow with --length")
     add_length_argument(model)
