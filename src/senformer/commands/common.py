@@ -188,7 +188,7 @@ def _drop_empty_partial(plan) -> None:
         record_path(plan.partial, FILE).unlink(missing_ok=True)
 
 
-def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
+def add_overwrite_argument(parser: argparse.ArgumentParser,
+                           help: str = "replace an existing --out written from other inputs or settings") -> None:
     """``--overwrite``: replace an existing output written from other inputs (the rule in senformer.io)."""
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing --out written from other inputs or settings")
+    parser.add_argument("--overwrite", action="store_true", help=help)
