@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -131,13 +133,36 @@ def test_a_float64_model_takes_the_one_hot_in_its_dtype():
     assert torch.equal(predict_batch(model, x, heads=["human"], accumulate=torch.float64)["human"], direct)
 
 
-def test_bf16_is_the_autocast_forward(model):
+@pytest.fixture
+def native_bf16(monkeypatch):
+    """bf16 as on a CPU with AVX512-BF16 / AMX, whatever this machine has."""
+    import senformer.device
+
+    monkeypatch.setattr(senformer.device, "bf16_supported", lambda device="cpu", **_: True)
+
+
+def test_bf16_is_the_autocast_forward(model, native_bf16):
     x = one_hot_batch(1, LENGTH, seed=6)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         direct = model(x, heads=["human"])["human"].float()
     result = predict_batch(model, x, heads=["human"], bf16=True)["human"]
     assert torch.equal(result, direct)
     assert not torch.equal(result, predict_batch(model, x, heads=["human"])["human"])
+
+
+def test_emulated_bf16_warns_once_and_runs_float32(model, monkeypatch):
+    import senformer.device
+
+    monkeypatch.setattr(senformer.device, "bf16_supported", lambda device="cpu", **_: False)
+    monkeypatch.setattr(senformer.device, "_warned_no_bf16", set())
+    x = one_hot_batch(1, LENGTH, seed=6)
+    with pytest.warns(UserWarning, match="--bf16 ignored, running fp32"):
+        first = predict_batch(model, x, heads=["human"], bf16=True)["human"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second request is silent
+        second = predict_batch(model, x, heads=["human"], bf16=True)["human"]
+    exact = predict_batch(model, x, heads=["human"])["human"]
+    assert torch.equal(first, exact) and torch.equal(second, exact)
 
 
 def test_misuse_is_refused(model):

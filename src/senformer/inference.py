@@ -7,7 +7,8 @@ everywhere:
 - heads and a track subset per head (columns kept per pass, before accumulating);
 - reverse-complement averaging (the reverse strand's output flipped back along bins) and shift averaging
   (windows cut from an input carrying ``margin`` extra bp on each side);
-- bfloat16 autocast, the device (the model's own by default);
+- bfloat16 autocast where the device has it natively (float32 and one warning elsewhere), the device (the
+  model's own by default);
 - ``accumulate``: the dtype every pass's output is converted to before the passes are summed and divided
   by their number. float32 for predictions; float64 where a caller subtracts two predictions (variant,
   ISM and receptive-field differences), so the difference is taken in float64 from per-pass outputs.
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 
 from .constants import SEQUENCE_LENGTH
+from .device import use_bf16
 from .errors import UserError
 from .sequence import reverse_complement as _reverse_complement
 
@@ -117,7 +119,8 @@ def predict_batch(
             to keep of that head (default all), taken from each pass before accumulating.
         reverse_complement: also run the reverse complement of every window, flipped back along bins.
         shifts: window offsets in bp (``|shift| <= margin``); ``margin``: extra bp on each side of the input.
-        bf16: bfloat16 autocast on the device. ``device``: default the device of the model's parameters.
+        bf16: bfloat16 autocast where ``device`` computes it natively (elsewhere a warning, once, and
+            float32). ``device``: default the device of the model's parameters.
         embeddings: also return ``"embeddings"`` ``(batch, bins, 2 dim)``, averaged the same way.
         accumulate: dtype each pass's output is converted to before the passes are summed.
     Returns:
@@ -177,8 +180,8 @@ def predict_batches(
 
 
 def _autocast(device: torch.device, bf16: bool):
-    # Hook for issue 16 section 4: on a CPU without native bfloat16, warn once and run float32 instead
-    # (senformer.device.bf16_supported, from the bench work, once it lands).
-    if not bf16:
+    # Emulated bfloat16 (a CPU without AVX512-BF16 or AMX) is far slower than float32 and no more
+    # accurate: there use_bf16 warns once and the passes run in float32.
+    if not use_bf16(bf16, device):
         return nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)

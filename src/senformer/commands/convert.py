@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..config import ATTENTION_KINDS
 from .common import parse_set_options
 
 _EPILOG = """\
@@ -36,7 +37,7 @@ def register(subparsers) -> None:
                         "source files' digests)")
     parser.add_argument("--format", choices=["native", "tf-checkpoint", "tf-savedmodel", "enformer-pytorch"],
                         help="source format (default: detected)")
-    parser.add_argument("--attention", choices=["full", "chunked", "bigbird"], help="attention kind stored in the config")
+    parser.add_argument("--attention", choices=ATTENTION_KINDS, help="attention kind stored in the config")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override a config field (JSON value), e.g. --set positional_basis_length=1536 "
                         "--set target_length=null")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..config import ATTENTION_KINDS
 from ..errors import UserError
 from .common import parse_named_weights
 from .options import add_length_argument, add_progress_argument
@@ -27,7 +28,7 @@ def register(subparsers) -> None:
         "input length in bp: the records with flanks (--genome) or zeros on each side (default: 196,608 for "
         "the published 131,072 bp records, else the records' own length)")
     parser.add_argument("--sequence-length", dest="length", type=int, help=argparse.SUPPRESS)  # the old name
-    parser.add_argument("--attention", choices=["full", "chunked", "bigbird"], help="override the attention kind")
+    parser.add_argument("--attention", choices=ATTENTION_KINDS, help="override the attention kind")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     parser.add_argument("--bf16", action="store_true", help="autocast the models to bfloat16")

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .base import RelativeAttention
-from .full import full_attention
+from .full import FullAttention, full_attention
 from .pattern import BlockPattern, make_block_pattern
 from .relative import attend_query_range, relative_shift
 
@@ -177,6 +177,8 @@ def _sparse_query_blocks(
 class BigBirdAttention(RelativeAttention):
     """Block-sparse attention; the pattern is drawn once per length and cached."""
 
+    kind = "bigbird"
+
     def __init__(self, config, layer_index: int = 0):
         super().__init__(config, layer_index)
         self._pattern_cache: dict[int, BlockPattern] = {}
@@ -201,6 +203,30 @@ class BigBirdAttention(RelativeAttention):
             seed=config.attention_seed,
             layer=self.layer_index,
         )
+
+    @classmethod
+    def score_flops(cls, config, positions):
+        """Every computed block pair, masked slots included: each sparse query block scores its window,
+        global and random slots (``2 * block - 1`` distances per pair for the relative term), and each
+        global query block scores every key (``T + block - 1`` distances). When the pattern covers every
+        block the kernel runs ``full``, and so does the count."""
+        heads, key_size, value_size = config.heads, config.key_size, config.head_value_size
+        block = config.block_size
+        blocks = -(-positions // block)
+        global_blocks = min(config.num_global_blocks, blocks)
+        sparse = blocks - global_blocks
+        slots = min(config.num_window_blocks + config.num_global_blocks + config.num_random_blocks, blocks)
+        if sparse == 0 or slots >= blocks:
+            return FullAttention.score_flops(config, positions)
+        flops = 2 * heads * sparse * slots * block * block * (key_size + value_size)
+        if config.relative_positions:
+            flops += 2 * heads * sparse * slots * block * (2 * block - 1) * key_size
+        # The global query blocks, the first and the last (which may be partial), attend every key.
+        for rows in (block, positions - (blocks - 1) * block)[:global_blocks]:
+            flops += 2 * heads * rows * positions * (key_size + value_size)
+            if config.relative_positions:
+                flops += 2 * heads * rows * (positions + rows - 1) * key_size
+        return flops
 
     def attend(self, q_content, key, value, q_position, relative_keys):
         pattern = self.block_pattern(q_content.shape[-2])

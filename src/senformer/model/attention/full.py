@@ -43,5 +43,16 @@ def full_attention(
 
 
 class FullAttention(RelativeAttention):
+    kind = "full"
+
+    @classmethod
+    def score_flops(cls, config, positions):
+        """``T x T`` scores and weighted values; the relative term over all ``2T - 1`` distances."""
+        heads, key_size, value_size = config.heads, config.key_size, config.head_value_size
+        flops = 2 * heads * positions * positions * (key_size + value_size)
+        if config.relative_positions:
+            flops += 2 * heads * positions * (2 * positions - 1) * key_size
+        return flops
+
     def attend(self, q_content, key, value, q_position, relative_keys):
         return full_attention(q_content, key, value, q_position, relative_keys, dropout_p=self.dropout_p)
