@@ -97,7 +97,7 @@ def test_convert_command_and_its_errors(setup, capsys, shared_dir):
     fixture = shared_dir / "fixtures" / "official_tf_tiny"
     assert run_cli("convert", fixture / "ckpt", tmp_path / "native", "--attention", "bigbird") == 0
     assert "tf-checkpoint" in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "native").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "native").iterdir()) == ["config.json", "model.safetensors", "run.json"]
     # A truncated checkpoint.
     shutil.copy(fixture / "ckpt.index", tmp_path / "cut.index")
     data = (fixture / "ckpt.data-00000-of-00001").read_bytes()

@@ -52,12 +52,13 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    wrong_kind: list[tuple[str, torch.dtype, torch.dtype]] = field(default_factory=list)  # integer vs floating
     notes: list[str] = field(default_factory=list)  # one line each: config fields the weights did not tell
 
     @property
     def complete(self) -> bool:
         """Every tensor not kept fresh on request was loaded, and the weights held nothing else."""
-        return not (self.missing or self.unexpected or self.mismatched)
+        return not (self.missing or self.unexpected or self.mismatched or self.wrong_kind)
 
     def problems(self, limit: int | None = 20) -> str:
         """One line per kind of problem, listing names (the first ``limit`` of each)."""
@@ -75,6 +76,10 @@ class LoadReport:
         if self.mismatched:
             items = [f"{name} (model {list(want)}, weights {list(got)})" for name, want, got in self.mismatched]
             parts.append(f"{len(items)} with the wrong shape: {listed(items)}")
+        if self.wrong_kind:
+            items = [f"{name} (model {str(want).removeprefix('torch.')}, weights {str(got).removeprefix('torch.')})"
+                     for name, want, got in self.wrong_kind]
+            parts.append(f"{len(items)} of the wrong kind of dtype: {listed(items)}")
         return "; ".join(parts)
 
 
@@ -330,6 +335,10 @@ def _compare(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Ten
             report.missing.append(name)
         elif tuple(given[name].shape) != tuple(tensor.shape):
             report.mismatched.append((name, tuple(tensor.shape), tuple(given[name].shape)))
+        elif given[name].is_floating_point() != tensor.is_floating_point():
+            # Precision may differ (float64 or float16 weights load into float32), but integers in a
+            # floating tensor's place are another tensor's bytes (a damaged header's dtype), never weights.
+            report.wrong_kind.append((name, tensor.dtype, given[name].dtype))
         else:
             report.loaded.append(name)
     for name in given:
