@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     parser.add_argument("--sequence-length", dest="length", type=int, help=argparse.SUPPRESS)  # the old name
     parser.add_argument("--attention", choices=ATTENTION_KINDS, help="override the attention kind")
     parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:1 ... (default cpu)")
     parser.add_argument("--bf16", action="store_true", help="autocast the models to bfloat16")
     parser.add_argument("--rc-average", action="store_true", help="average with the reverse-complement prediction")
     parser.add_argument("--max-examples", type=int, default=None)
@@ -43,11 +43,13 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..constants import BASENJI_SEQUENCE_LENGTH
     from ..data.basenji import BasenjiDataset, read_statistics
+    from ..device import resolve_device
     from ..evaluate import evaluate
     from ..inference import default_sequence_length, resolve_sequence_length
     from ..record import machine_info
     from ..weights import load_model
 
+    device = resolve_device(args.device)
     statistics = read_statistics(args.data)
     target_length = int(statistics["target_length"])
     overrides = {"target_length": target_length}
@@ -85,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     if dataset.flanks == "zeros":
         print(f"senformer evaluate: no --genome: inputs are {dataset.input_description}", file=sys.stderr)
     result = evaluate(
-        models, dataset, head, batch_size=args.batch_size, device=args.device, bf16=args.bf16,
+        models, dataset, head, batch_size=args.batch_size, device=device, bf16=args.bf16,
         rc_average=args.rc_average, max_examples=args.max_examples, num_workers=args.num_workers,
         progress=args.progress,
         settings={"data": str(args.data), "genome": args.genome, "model_settings": model_settings,

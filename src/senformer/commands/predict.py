@@ -51,7 +51,7 @@ def register(subparsers) -> None:
     model.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="override a config field, e.g. --set target_length=null for outputs that grow with --length")
     add_length_argument(model)
-    model.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    model.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:1, ... (default cpu)")
     model.add_argument("--bf16", action="store_true", help="run in bfloat16 autocast (faster on GPUs, less precise)")
     model.add_argument("--batch-size", type=int, default=1, help="input windows per forward pass (default 1)")
     averaging = parser.add_argument_group("averaging")
@@ -72,6 +72,7 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.genome import parse_region, read_bed
+    from ..device import resolve_device
     from ..predict import PredictOptions, predict
     from ..weights import load_model
     from .common import parse_set_options
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         sequence_length=args.length, heads=tuple(args.heads) if args.heads else None,
         tracks=tuple(args.tracks) if args.tracks else None,
         targets=args.targets, reverse_complement=args.rc, shifts=args.shifts, batch_size=args.batch_size,
-        device=args.device, bf16=args.bf16, embeddings=args.embeddings, tfhub_input=args.tfhub_input,
+        device=str(resolve_device(args.device)), bf16=args.bf16, embeddings=args.embeddings, tfhub_input=args.tfhub_input,
     )
     regions = None
     if has_regions:
