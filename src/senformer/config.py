@@ -18,6 +18,11 @@ from .errors import UserError
 ATTENTION_KINDS = ("full", "chunked", "bigbird")
 
 
+# The one key a native config.json holds beside the fields: the SHA-256 of the model.safetensors next to it
+# (senformer.weights.native). Reading such a file as a config (``--config weights/config.json``) ignores it.
+WEIGHTS_CHECKSUM_KEY = "weights_sha256"
+
+
 def _default_heads() -> dict[str, int]:
     return dict(NUM_TRACKS)
 
@@ -220,6 +225,7 @@ class EnformerConfig:
     def from_dict(cls, values: Mapping[str, Any]) -> "EnformerConfig":
         if not isinstance(values, Mapping):
             raise UserError(f"an EnformerConfig must be a mapping of field names to values, got {type(values).__name__}")
+        values = {key: value for key, value in values.items() if key != WEIGHTS_CHECKSUM_KEY}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

@@ -153,3 +153,22 @@ def mutagenesis_heatmap(ax: Axes, effects: np.ndarray, start: int = 0, title: st
     ax.set_xlabel("position (bp)")
     ax.set_title(title, fontsize=9)
     return ax
+
+
+def genome_track(ax: Axes, positions: np.ndarray, values: np.ndarray, bin_size: int, label: str,
+                 color: str = "#255C99", experiment: bool = False) -> Axes:
+    """One genome-browser track: ``values`` (bins,) as filled steps over the bins starting at ``positions``
+    (genome bp); predicted tracks in colour, experiments in grey. The label sits inside the panel."""
+    positions = np.asarray(positions, dtype=float)
+    values = np.asarray(values, dtype=float)
+    edges = np.append(positions, positions[-1] + bin_size) if len(positions) else positions
+    finite = np.where(np.isfinite(values), values, 0.0)
+    ax.stairs(finite, edges, fill=True, color="0.55" if experiment else color, linewidth=0)
+    ax.set_xlim(edges[0], edges[-1]) if len(edges) else None
+    top = float(finite.max(initial=0.0))
+    ax.set_ylim(min(0.0, float(finite.min(initial=0.0))), top * 1.15 if top > 0 else 1.0)
+    ax.text(0.005, 0.95, label, transform=ax.transAxes, fontsize=7, va="top", ha="left")
+    ax.tick_params(labelsize=7)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return ax

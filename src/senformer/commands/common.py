@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
+import os
 import re
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from ..config import ATTENTION_KINDS, PRESETS, EnformerConfig, preset
 from ..errors import UserError
@@ -64,3 +68,177 @@ def config_from_args(args: argparse.Namespace) -> EnformerConfig:
         merged = {**config.to_dict(), **overrides}
         config = EnformerConfig.from_dict(merged)
     return config
+
+
+# Devices -----------------------------------------------------------------------------------------------
+def resolve_device(name: str) -> "torch.device":
+    """``--device NAME`` as a torch device, or one :class:`UserError` line (``gpu0``; ``cuda`` without CUDA).
+
+    Uses :func:`senformer.device.resolve_device` when that module is present (the benchmark work adds it).
+    """
+    try:
+        from ..device import resolve_device as resolve
+    except ImportError:
+        resolve = _resolve_device
+    return resolve(name)
+
+
+def _resolve_device(name: str) -> "torch.device":
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(name, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise UserError(f"device {name!r} is not one of auto, cpu, cuda, cuda:N")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device {name!r}: no CUDA device is available (torch {torch.__version__})")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+# Inputs, fingerprinted before anything is loaded ---------------------------------------------------------
+SAMPLED_ABOVE = 256 << 20  # files larger than this are identified by size, .fai and sampled bytes
+
+
+def weights_files_digest(name_or_path: str) -> str:
+    """SHA-256 of every file of a weights path (file, folder or TF checkpoint prefix), read without loading
+    the model, so the existing-output rule runs before the model is loaded. Paths may move: only relative
+    names and bytes count."""
+    from ..fingerprint import combine, file_digest
+    from ..hub import WEIGHTS, resolve_weights
+
+    path = Path(name_or_path).expanduser()
+    if not path.exists() and not Path(f"{path}.index").is_file():
+        if os.fspath(name_or_path) not in WEIGHTS:
+            raise FileNotFoundError(f"no such weights file or directory: {path} (the official weights: "
+                                    "`senformer download enformer`, then --weights enformer)")
+        path = Path(resolve_weights(name_or_path))
+    if path.is_file():
+        return file_digest(path)
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
+                       and not p.name.endswith((".lock", ".partial")))
+        return combine({str(p.relative_to(path)): file_digest(p) for p in files})
+    files = sorted(path.parent.glob(path.name + ".*"))  # a TF checkpoint prefix: PREFIX.index, PREFIX.data-*
+    return combine({p.name[len(path.name):]: file_digest(p) for p in files if p.is_file()})
+
+
+def large_file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes; above :data:`SAMPLED_ABOVE`, of its size, its first and last MiB and its
+    ``.fai`` index when there is one (a genome FASTA: the index fixes every name, length and line layout).
+
+    Why not always every byte: hashing a 3 GB genome before each run costs more than many runs; the rows
+    that read a genome also record the exact bases they used (``predict``), which catches edits inside it.
+    """
+    from ..fingerprint import file_digest, value_digest
+
+    path = Path(path)
+    size = path.stat().st_size
+    if size <= SAMPLED_ABOVE:
+        return file_digest(path)
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 20)
+        handle.seek(size - (1 << 20))
+        tail = handle.read()
+    index = Path(f"{path}.fai")
+    import hashlib
+
+    return value_digest({"size": size, "head": hashlib.sha256(head).hexdigest(),
+                         "tail": hashlib.sha256(tail).hexdigest(),
+                         "fai": file_digest(index) if index.is_file() else None})
+
+
+def dataset_digest(folder: str | os.PathLike, splits: list[str] | None = None, sampled: bool = False) -> str:
+    """A Basenji2-layout dataset: statistics.json, targets.txt and each TFRecord of ``splits`` (all when
+    None). ``sampled``: TFRecords by size and first/last MiB only (training data can be hundreds of GB)."""
+    from ..fingerprint import combine, file_digest
+
+    folder = Path(folder)
+    parts: dict[str, str] = {}
+    for name in ("statistics.json", "targets.txt"):
+        if (folder / name).is_file():
+            parts[name] = file_digest(folder / name)
+    records = sorted((folder / "tfrecords").glob("*.tfr")) if (folder / "tfrecords").is_dir() else []
+    for path in records:
+        if splits is None or path.name.split("-")[0] in splits:
+            parts[f"tfrecords/{path.name}"] = large_file_digest(path) if sampled else file_digest(path)
+    return combine(parts)
+
+
+def input_digest(path: str | os.PathLike | None) -> str | None:
+    """A data file (BED, VCF, FASTA of sequences, targets.txt): :func:`large_file_digest`, or None when absent."""
+    return None if path is None else large_file_digest(path)
+
+
+# The existing-output rule, for every command -------------------------------------------------------------
+@dataclasses.dataclass
+class CommandOutput:
+    """One command's output while it holds the lock: ``plan`` (see :mod:`senformer.io`) and its run record."""
+
+    command: str
+    plan: Any
+    record: dict[str, Any]
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.plan.up_to_date
+
+    @property
+    def out(self) -> Path:
+        return self.plan.out
+
+    @property
+    def partial(self) -> Path:
+        return self.plan.partial
+
+    def start(self) -> Path:
+        """Create ``OUT.partial`` (a directory output: the folder) with its record; returns its path."""
+        from ..io import start_partial
+
+        return start_partial(self.plan, self.record)
+
+    def finish(self, **resolved: Any) -> Path:
+        """Move ``OUT.partial`` onto ``OUT`` with the run record (``resolved`` added to its settings)."""
+        from ..io import finish_output
+
+        record = {**self.record, "settings": {**self.record["settings"], **resolved}}
+        return finish_output(self.plan, record)
+
+
+# Arguments that never change a result, and paths, whose files count through their digests instead.
+NOT_RESULTS = {"run", "out", "overwrite", "progress", "num_workers", "threads", "command", "analysis",
+               "data_command", "benchmark", "no_check_crc"}
+
+
+@contextlib.contextmanager
+def command_output(command: str, out: str | os.PathLike, kind: str, settings: dict[str, Any],
+                   inputs: dict[str, Any], overwrite: bool = False, device: Any = None,
+                   paths: tuple[str, ...] = ()) -> Iterator[CommandOutput]:
+    """Hold ``OUT.lock`` and apply the existing-output rule to ``out`` (a FILE or DIRECTORY) for ``command``.
+
+    The fingerprint is the digest of ``command``, ``settings`` (less :data:`NOT_RESULTS` and the ``paths``
+    keys, whose files are in ``inputs`` by digest, so a moved input is still the same input) and ``inputs``.
+    A replaced partial output is said in one line on stderr.
+    """
+    from ..fingerprint import value_digest
+    from ..io import output_lock, plan_output
+    from ..record import run_record
+
+    settings = {key: value for key, value in settings.items() if not callable(value)}
+    counted = {key: value for key, value in settings.items() if key not in NOT_RESULTS and key not in paths}
+    fingerprint = value_digest({"command": command, "settings": counted, "inputs": inputs})
+    with output_lock(out):
+        plan = plan_output(out, kind, fingerprint, overwrite)
+        if plan.notice:
+            print(f"senformer {command}: {plan.notice}", file=sys.stderr)
+        record = run_record(command, settings, inputs, device, fingerprint=fingerprint)
+        yield CommandOutput(command, plan, record)
+
+
+def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite``: replace an existing output written from other inputs (the rule in senformer.io)."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out written from other inputs or settings")

@@ -281,3 +281,16 @@ def make_from_bigwig(
             ], axis=1)
             writer.add(split, (chrom, start, end), one_hot(sequence, torch.bool).numpy(), target)
     return Path(out_dir)
+
+
+def binned_signal(file: str | os.PathLike, chrom: str, start: int, bins: int, bin_size: int = 128) -> np.ndarray:
+    """Mean signal of a bigWig over ``bins`` bins of ``bin_size`` bp from ``start`` (``(bins,)`` float32;
+    uncovered bases and positions off the chromosome count as 0). ``chrom`` is matched by the one naming rule
+    (:func:`senformer.data.genome.chromosome_alias`), so an Ensembl-named bigWig serves a UCSC-named region."""
+    from .genome import chromosome_alias
+
+    (handle,) = _open_bigwigs([TrackSpec(Path(file).stem, str(file), "")])
+    sizes = dict(handle.chroms())
+    name = chrom if chrom in sizes else chromosome_alias(chrom, sizes) or chrom
+    coverage = _coverage(handle, name, start, start + bins * bin_size, sizes)
+    return bin_coverage(coverage, bin_size, "mean")
