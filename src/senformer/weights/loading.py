@@ -21,12 +21,10 @@ import torch
 from ..config import EnformerConfig
 from ..errors import UserError
 from ..model.enformer import Enformer
-from .infer import infer_config
 from ..io import load_torch_file
-from .infer import uninferred_defaults
+from .infer import infer_config, uninferred_defaults
 from .native import (
-    CONFIG_NAME, WEIGHTS_NAME, _read_native, _read_safetensors, check_finite, is_native_config, read_native_file,
-    tensor_names,
+    CONFIG_NAME, WEIGHTS_NAME, _read_safetensors, check_finite, is_native_config, read_native_file, tensor_names,
 )
 
 FORMATS = ("native", "tf-checkpoint", "tf-savedmodel", "enformer-pytorch")
@@ -196,9 +194,6 @@ def _read_weights(path: str | os.PathLike, format: str | None = None) -> _Weight
     if format == "native":
         weights_file = path / WEIGHTS_NAME if path.is_dir() else path
         config_path = weights_file.parent / CONFIG_NAME
-        if path.is_dir() and is_native_config(config_path):
-            state, config = _read_native(path)
-            return _Weights(state, config.to_dict(), format, True)
         state = _read_state_dict_file(weights_file)
         if is_native_config(config_path):
             return _Weights(state, EnformerConfig.from_json(config_path).to_dict(), format, True)
