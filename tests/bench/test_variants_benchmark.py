@@ -65,6 +65,10 @@ def test_the_whole_command_writes_checked_results(tmp_path, capsys):
     assert "Machine:" in report and "FLOP bound" in report and "anchored-snv" in report
     assert "up to date" not in capsys.readouterr().out
 
+    (out / "variants.png").unlink()
+    assert main([*TINY, "--precision", "fp32", "--plot-only", "--out", str(out)]) == 0
+    assert (out / "variants.png").is_file() and _document(out)["points"] == document["points"]
+
 
 def test_derived_rows_follow_from_the_measured_times():
     record = {**asdict(VariantPoint(workload="anchored", **TINY_POINT)), "status": "ok",
@@ -135,4 +139,6 @@ def test_bad_settings_are_one_line(tmp_path, capsys):
     assert "plain edits (2) cannot exceed edits (1)" in capsys.readouterr().err
     assert main([*TINY, "--length", "4000", "--out", str(tmp_path / "b")]) == 2
     assert "4,000 bp" in capsys.readouterr().err
+    assert main([*TINY, "--plot-only", "--out", str(tmp_path / "b")]) == 2
+    assert "run the benchmark first" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()

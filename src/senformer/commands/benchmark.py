@@ -306,6 +306,8 @@ def _run_variants(args: argparse.Namespace) -> int:
     with output_lock(out):
         if out.exists() and not out.is_dir():
             raise UserError(f"{out} is a file, but a directory is due there; choose another --out")
+        if args.plot_only and not (out / "variants.json").is_file():
+            raise UserError(f"--plot-only: {out / 'variants.json'} does not exist; run the benchmark first")
         results = list(out.glob("variants.*")) if out.is_dir() else []
         recorded = recorded_fingerprint(out, DIRECTORY) if out.is_dir() else None
         if results and recorded != fingerprint and not args.plot_only:
