@@ -52,7 +52,7 @@ def load_models(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
     """``{name: model}`` for every ``--weights`` (times every ``--attention`` kind when given)."""
     from ..weights import load_model
 
-    from .common import resolve_device
+    from ..device import resolve_device
 
     args.device = str(resolve_device(args.device))
     overrides = parse_set_options(args.set)
@@ -135,7 +135,8 @@ def _analysis_output(args: argparse.Namespace):
     """The lock and existing-output rule for ``--out`` (a folder), taken before any model or data is read:
     weights, dataset split, FASTA and an earlier evaluation count by the digests of their files."""
     from ..io import DIRECTORY
-    from .common import dataset_digest, folder_digest, large_file_digest, resolve_device, weights_files_digest
+    from ..device import resolve_device
+    from .common import dataset_digest, folder_digest, large_file_digest, weights_files_digest
 
     device = resolve_device(args.device) if getattr(args, "device", None) else None
     fasta = getattr(args, "fasta", None) or getattr(args, "genome", None)
@@ -196,6 +197,7 @@ def register(subparsers) -> None:
     add_tracks_argument(field, default_help="every track, averaged")
     field.add_argument("--batch-size", type=int, default=8)
     field.add_argument("--seed", type=int, default=0)
+    _add_plain_argument(field)
     _add_common(field)
     field.set_defaults(run=run_receptive_field)
 
@@ -216,6 +218,7 @@ def register(subparsers) -> None:
     attribution.add_argument("--ism-width", type=int, default=64,
                              help="bp mutated by ISM around the input centre, 0 to skip (default 64)")
     attribution.add_argument("--batch-size", type=int, default=8)
+    _add_plain_argument(attribution)
     _add_common(attribution)
     attribution.set_defaults(run=run_attribution)
 
@@ -238,6 +241,12 @@ def register(subparsers) -> None:
     variants.add_argument("--out", required=True, help="output TSV")
     add_progress_argument(variants)
     variants.set_defaults(run=run_variants)
+
+
+def _add_plain_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plain", action="store_true",
+                        help="run every mutated window whole instead of through the edit engine (which runs the "
+                        "conv trunk once and recomputes only the positions a mutation reaches; same results)")
 
 
 @_guarded
@@ -295,7 +304,7 @@ def run_receptive_field(args: argparse.Namespace, out: Path) -> dict:
     summary = analyze_receptive_field(
         out, models, sequences, positions=args.at, num_positions=args.positions, alternatives=args.alternatives,
         head=args.head, tracks=args.tracks, targets=args.data, batch_size=args.batch_size, seed=args.seed,
-        progress=args.progress)
+        progress=args.progress, plain=args.plain)
     resolved = dict(models=list(models), sequence_length=length,
                     input=f"{args.data} split {args.split}" if args.data else f"random sequences (seed {args.seed})")
     for name, result in summary.items():
@@ -321,7 +330,7 @@ def run_attribution(args: argparse.Namespace, out: Path) -> dict:
         sequence, label = example_input(args.data, args.split, args.example, args.length)
     summary = analyze_attribution(out, model, sequence, name=name, label=label, head=args.head, tracks=args.tracks,
                                   targets=args.data, bins=args.bins, ism_width=args.ism_width,
-                                  batch_size=args.batch_size, progress=args.progress)
+                                  batch_size=args.batch_size, progress=args.progress, plain=args.plain)
     resolved = dict(model=name, sequence_length=summary["sequence_length"], tracks=summary["tracks"], input=label)
     return resolved
 
