@@ -34,8 +34,12 @@ def workspace(tmp_path_factory):
     heads = {"human": statistics["num_targets"]}
     for name, seed in (("a", 1), ("b", 2)):
         save_model(tiny_model(seed=seed, target_length=statistics["target_length"], output_heads=heads), root / name)
-    chrom, size = next(iter(Genome(data / "genome.fa").sizes.items()))
-    return {"root": root, "data": data, "length": statistics["seq_length"], "region": f"{chrom}:{size // 2}-{size // 2 + 100}"}
+    sizes = dict(Genome(data / "genome.fa").sizes)
+    chrom, size = next(iter(sizes.items()))
+    pybigtools = pytest.importorskip("pybigtools")
+    pybigtools.open(str(root / "signal.bw"), "w").write(sizes, [(chrom, 100, 900, 2.0)])
+    return {"root": root, "data": data, "length": statistics["seq_length"], "chrom": chrom,
+            "region": f"{chrom}:{size // 2}-{size // 2 + 100}"}
 
 
 def _commands(w) -> dict[str, tuple[str, list[str]]]:
@@ -57,11 +61,14 @@ def _commands(w) -> dict[str, tuple[str, list[str]]]:
                                             "--example", "0", "--ism-width", "2", *quiet]),
         "data synthetic": (DIRECTORY, ["data", "synthetic", "--size", "tiny", "--train", "1", "--valid", "1",
                                        "--test", "1"]),
+        "data from-bigwig": (DIRECTORY, ["data", "from-bigwig", "--genome", str(data / "genome.fa"), "--bigwig",
+                                         f"sig={root / 'signal.bw'}", "--tile", "--chroms", w["chrom"],
+                                         "--seq-length", "1024", "--crop-bp", "256"]),
     }
 
 
 COMMANDS = ["predict", "evaluate", "analyze compare", "analyze tracks", "analyze receptive-field",
-            "analyze attribution", "data synthetic"]
+            "analyze attribution", "data synthetic", "data from-bigwig"]
 
 
 def _argv(argv: list[str], out: Path) -> list[str]:
@@ -256,3 +263,24 @@ def test_argument_errors_are_one_line_with_status_2(argv, capsys):
     assert exit_.value.code == 2
     error = _one_line(capsys)
     assert error.startswith("senformer") and ": error: " in error and "usage" not in error
+
+
+@pytest.mark.parametrize("name", ["analyze receptive-field", "analyze attribution"])
+def test_non_finite_scores_never_make_a_finished_output(workspace, tmp_path, name, capsys):
+    """A model whose outputs overflow (a head bias of 3e38 plus anything is infinite in float32)."""
+    import torch
+
+    from senformer import load_model
+
+    model = load_model(workspace["root"] / "a")
+    with torch.no_grad():
+        model.heads["human"].bias.fill_(3e38)
+        model.heads["human"].weight.fill_(1e38)
+    save_model(model, tmp_path / "overflowing")
+    _, argv = _commands(workspace)[name]
+    argv = [str(tmp_path / "overflowing") if value == str(workspace["root"] / "a") else value for value in argv]
+    assert main(_argv(argv, tmp_path / "out")) == 2
+    error = _one_line(capsys)
+    assert "is not finite" in error
+    assert ("test example 0" if "attribution" in name else "random sequences (seed 0)") in error, error
+    assert not (tmp_path / "out").exists()
