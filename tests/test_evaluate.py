@@ -126,6 +126,7 @@ def test_cli_compares_two_models_and_writes_every_output(data, weights, tmp_path
     assert code == 0, capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == [
         "comparison.png", "metrics.json", "per_assay.csv", "per_example_alpha.npz", "per_example_second.npz", "per_track.csv",
+        "run.json",
     ]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["examples"] == 4 and metrics["flanks"] == "none"

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import UserError
 from ..model.enformer import Enformer
 from ..sequence import tokens_to_one_hot
 
@@ -195,6 +196,8 @@ def run_attribution(
     out = Path(out)
     sequence = _one_hot(sequence)
     length = sequence.shape[0]
+    if not 0 <= ism_width <= length:
+        raise UserError(f"ISM width {ism_width:,} bp does not fit the {length:,} bp input (0 to {length:,})")
     _, chosen = chosen_tracks(model, head, tracks, targets)
     bins = list(bins) if bins is not None else [model.config.output_length(length) // 2]
     target = Target(head, chosen, bins)
