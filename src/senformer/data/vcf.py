@@ -131,6 +131,11 @@ class VariantFile:
         try:
             return cyvcf2.VCF(str(self.path), lazy=True)
         except Exception as error:  # OSError for a foreign file, a bare Exception for a damaged header
+            with open(self.path, "rb") as handle:
+                start = handle.read(16)
+            if start[:2] != b"\x1f\x8b" and start[:4] != b"BCF\x02" and not start.startswith(b"##fileformat"):
+                raise UserError(f"{self.path}: not a VCF file (its first line must be ##fileformat=VCFv4.x, "
+                                "then the #CHROM header line)") from None
             raise UserError(f"{self.path}: not a readable VCF/BCF file ({_first_line(error)})") from None
 
     @property
