@@ -338,6 +338,15 @@ def score_windows(model, genome: Genome, windows: Iterable[Window], options: Var
         digest = bases_digest(bases)
         edited = [row for row in rows if row.edit is not None] if row_index + len(rows) > first_row else []
         scores: dict[int, dict[str, np.ndarray]] = {}
+
+        def keep(members: list[Row], reference: torch.Tensor, alternatives: torch.Tensor) -> None:
+            centres = [centre_bins(geometry, window.centre if window.anchored else row.edit.position,
+                                   options.center_bins) for row in members]
+            values = variant_stats(reference, alternatives, centres, options.stats)
+            for offset, row in enumerate(members):
+                scores[id(row)] = {stat: values[stat][offset] for stat in options.stats}
+                _refuse_non_finite(row, scores[id(row)], tracks)
+
         if edited:
             engine = EditEngine(
                 model, _tokens(bases[flank : flank + length + 2 * margin]), heads=[options.head],
@@ -346,15 +355,13 @@ def score_windows(model, genome: Genome, windows: Iterable[Window], options: Var
                 left_flank=_tokens(bases[:flank]) if flank else None,
                 right_flank=_tokens(bases[len(bases) - flank :]) if flank else None, plain=options.plain)
             reference = engine.reference_output()[options.head]
+            unchanged = [row for row in edited if row.edit.ref == row.edit.alt]
+            if unchanged:  # ALT = REF is the reference itself: exactly no effect, in any precision
+                keep(unchanged, reference, reference.expand(len(unchanged), -1, -1))
+            changed = [row for row in edited if row.edit.ref != row.edit.alt]
             done = 0
-            for batch, outputs in engine.score(row.edit for row in edited):
-                members = edited[done : done + len(batch)]
-                centres = [centre_bins(geometry, window.centre if window.anchored else row.edit.position,
-                                       options.center_bins) for row in members]
-                values = variant_stats(reference, outputs[options.head], centres, options.stats)
-                for offset, row in enumerate(members):
-                    scores[id(row)] = {stat: values[stat][offset] for stat in options.stats}
-                    _refuse_non_finite(row, scores[id(row)], tracks)
+            for batch, outputs in engine.score(row.edit for row in changed):
+                keep(changed[done : done + len(batch)], reference, outputs[options.head])
                 done += len(batch)
         for row in rows:
             yield ScoredRow(row, scores.get(id(row)), digest)

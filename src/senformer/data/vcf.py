@@ -117,6 +117,8 @@ class VariantFile:
         if not self.path.is_file():
             raise FileNotFoundError(f"no such VCF/BCF file: {self.path}")
         _check_complete(self.path)
+        with open(self.path, "rb") as handle:
+            self._compressed = handle.read(2) == b"\x1f\x8b"
         self._file = self._open()
         self._indexed: bool | None = None
         self._in_memory: dict[str, tuple[list[int], list[Variant]]] | None = None
@@ -136,6 +138,9 @@ class VariantFile:
             if start[:2] != b"\x1f\x8b" and start[:4] != b"BCF\x02" and not start.startswith(b"##fileformat"):
                 raise UserError(f"{self.path}: not a VCF file (its first line must be ##fileformat=VCFv4.x, "
                                 "then the #CHROM header line)") from None
+            if start[:2] != b"\x1f\x8b" and start[:4] != b"BCF\x02":
+                raise UserError(f"{self.path}: not a readable VCF header ({_first_line(error)}): its #CHROM line "
+                                "names the 8 tab-separated columns CHROM POS ID REF ALT QUAL FILTER INFO") from None
             raise UserError(f"{self.path}: not a readable VCF/BCF file ({_first_line(error)})") from None
 
     @property
@@ -161,9 +166,12 @@ class VariantFile:
                 record = next(records)
             except StopIteration:
                 return
-            except Exception as error:  # htslib: a damaged block or record
-                where = f"after record {number}" if number else "in its first record"
-                raise UserError(f"{self.path}: truncated or corrupt {where} ({_first_line(error)})") from None
+            except Exception as error:  # htslib: a damaged block or a malformed record
+                if self._compressed:
+                    where = f"after record {number}" if number else "in its first record"
+                    raise UserError(f"{self.path}: truncated or corrupt {where} ({_first_line(error)})") from None
+                raise UserError(f"{self.path}: record {number + 1} is malformed: a VCF record has 8 tab-separated "
+                                "columns, CHROM POS ID REF ALT QUAL FILTER INFO ('.' for a missing value)") from None
             number += 1
             ref = (record.REF or "").upper()
             alts = list(record.ALT) or ["."]
