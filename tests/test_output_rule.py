@@ -256,3 +256,24 @@ def test_argument_errors_are_one_line_with_status_2(argv, capsys):
     assert exit_.value.code == 2
     error = _one_line(capsys)
     assert error.startswith("senformer") and ": error: " in error and "usage" not in error
+
+
+@pytest.mark.parametrize("name", ["analyze receptive-field", "analyze attribution"])
+def test_non_finite_scores_never_make_a_finished_output(workspace, tmp_path, name, capsys):
+    """A model whose outputs overflow (a head bias of 3e38 plus anything is infinite in float32)."""
+    import torch
+
+    from senformer import load_model
+
+    model = load_model(workspace["root"] / "a")
+    with torch.no_grad():
+        model.heads["human"].bias.fill_(3e38)
+        model.heads["human"].weight.fill_(1e38)
+    save_model(model, tmp_path / "overflowing")
+    _, argv = _commands(workspace)[name]
+    argv = [str(tmp_path / "overflowing") if value == str(workspace["root"] / "a") else value for value in argv]
+    assert main(_argv(argv, tmp_path / "out")) == 2
+    error = _one_line(capsys)
+    assert "is not finite" in error
+    assert ("test example 0" if "attribution" in name else "random sequences (seed 0)") in error, error
+    assert not (tmp_path / "out").exists()

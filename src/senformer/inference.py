@@ -39,7 +39,7 @@ def default_sequence_length(config) -> int:
     """196,608 bp (the published input) when valid for ``config``, else its shortest valid input."""
     try:
         config.validate_sequence_length(SEQUENCE_LENGTH)
-    except (ValueError, UserError):
+    except ValueError:
         return config.min_sequence_length()
     return SEQUENCE_LENGTH
 

@@ -52,7 +52,7 @@ def load_models(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
     """``{name: model}`` for every ``--weights`` (times every ``--attention`` kind when given)."""
     from ..weights import load_model
 
-    from .common import resolve_device
+    from ..device import resolve_device
 
     args.device = str(resolve_device(args.device))
     overrides = parse_set_options(args.set)
@@ -135,7 +135,8 @@ def _analysis_output(args: argparse.Namespace):
     """The lock and existing-output rule for ``--out`` (a folder), taken before any model or data is read:
     weights, dataset split, FASTA and an earlier evaluation count by the digests of their files."""
     from ..io import DIRECTORY
-    from .common import dataset_digest, folder_digest, large_file_digest, resolve_device, weights_files_digest
+    from ..device import resolve_device
+    from .common import dataset_digest, folder_digest, large_file_digest, weights_files_digest
 
     device = resolve_device(args.device) if getattr(args, "device", None) else None
     fasta = getattr(args, "fasta", None) or getattr(args, "genome", None)
@@ -373,7 +374,8 @@ def run_variants(args: argparse.Namespace) -> int:
     from ..data.genome import Genome
     from ..fingerprint import file_digest
     from ..io import FILE
-    from .common import input_digest, resolve_device, weights_files_digest
+    from ..device import resolve_device
+    from .common import input_digest, weights_files_digest
 
     output_format(args.out)
     if args.max_distance is not None and not args.anchors:

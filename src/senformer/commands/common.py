@@ -70,35 +70,6 @@ def config_from_args(args: argparse.Namespace) -> EnformerConfig:
     return config
 
 
-# Devices -----------------------------------------------------------------------------------------------
-def resolve_device(name: str) -> "torch.device":
-    """``--device NAME`` as a torch device, or one :class:`UserError` line (``gpu0``; ``cuda`` without CUDA).
-
-    Uses :func:`senformer.device.resolve_device` when that module is present (the benchmark work adds it).
-    """
-    try:
-        from ..device import resolve_device as resolve
-    except ImportError:
-        resolve = _resolve_device
-    return resolve(name)
-
-
-def _resolve_device(name: str) -> "torch.device":
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not isinstance(name, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", name):
-        raise UserError(f"device {name!r} is not one of auto, cpu, cuda, cuda:N")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"device {name!r}: no CUDA device is available (torch {torch.__version__})")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UserError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return device
-
-
 # Inputs, fingerprinted before anything is loaded: senformer.inputs (train uses them too) ----------------
 from ..inputs import (  # noqa: E402,F401  (re-exported for the commands)
     dataset_digest, folder_digest, input_digest, large_file_digest, weights_files_digest,

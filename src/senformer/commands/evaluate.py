@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     parser.add_argument("--sequence-length", dest="length", type=int, help=argparse.SUPPRESS)  # the old name
     parser.add_argument("--attention", choices=ATTENTION_KINDS, help="override the attention kind")
     parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:1 ... (default cpu)")
     parser.add_argument("--bf16", action="store_true", help="autocast the models to bfloat16")
     parser.add_argument("--rc-average", action="store_true", help="average with the reverse-complement prediction")
     parser.add_argument("--max-examples", type=int, default=None)
@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from ..io import DIRECTORY
     from ..record import machine_info
     from ..weights import load_model
-    from .common import command_output, dataset_digest, large_file_digest, resolve_device, weights_files_digest
+    from ..device import resolve_device
+    from .common import command_output, dataset_digest, large_file_digest, weights_files_digest
 
     device = resolve_device(args.device)
     named = parse_named_weights(args.weights)
@@ -109,7 +110,7 @@ def _evaluate(args: argparse.Namespace, named: dict[str, str], device, output) -
     if dataset.flanks == "zeros":
         print(f"senformer evaluate: no --genome: inputs are {dataset.input_description}", file=sys.stderr)
     result = evaluate(
-        models, dataset, head, batch_size=args.batch_size, device=str(device), bf16=args.bf16,
+        models, dataset, head, batch_size=args.batch_size, device=device, bf16=args.bf16,
         rc_average=args.rc_average, max_examples=args.max_examples, num_workers=args.num_workers,
         progress=args.progress,
         settings={"data": str(args.data), "genome": args.genome, "model_settings": model_settings,
