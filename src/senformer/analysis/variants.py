@@ -73,6 +73,7 @@ from ..predict import Geometry, check_shifts
 STATS = ("SAD", "center", "logSAD", "D2", "REF", "ALT")
 KEY_COLUMNS = ("chrom", "pos", "id", "ref", "alt", "anchor", "distance", "note")
 SUFFIXES = (".tsv", ".tsv.gz", ".h5")
+_CHUNK = 1 << 20
 REF_CHECK_VARIANTS = 1000  # the genome-build rule looks at this many variants ...
 REF_MISMATCH_SHARE = 0.10  # ... and stops when more than this share of them disagree with the genome
 SKIP_REF_MISMATCH = "skipped: REF differs from the genome"
@@ -400,43 +401,65 @@ class _TableWriter:
         return []
 
     def resume(self) -> list[str]:
-        """Digests of the complete rows; a torn last line or gzip member is cut off."""
+        """Digests of the complete rows; a torn last line or gzip member is cut off. The file is read in
+        chunks, never whole: a partial output can be larger than memory."""
         if not self.path.is_file() or not self.digest_path.is_file():
             return self.reset()
-        data = self.path.read_bytes()
-        text, kept = self._complete_text(data)
-        lines = text.split("\n")[:-1]
-        if not lines or lines[0] != "\t".join(self.columns):
+        header, lines, kept = (self._complete_gzip if self.compressed else self._complete_lines)()
+        if header != ("\t".join(self.columns) + "\n").encode("utf-8"):
             return self.reset()
-        if not self.compressed:
-            kept = len(text.encode("utf-8"))
-        if kept != len(data):
+        if kept != self.path.stat().st_size:
             with open(self.path, "r+b") as handle:
                 handle.truncate(kept)
         digests = self.digest_path.read_text(encoding="ascii").split("\n")[:-1]
-        rows = len(lines) - 1
+        rows = lines - 1
         if len(digests) < rows:  # digests are written before their rows: this file was not written so
             return self.reset()
         if len(digests) > rows:
             self.digest_path.write_text("".join(d + "\n" for d in digests[:rows]), encoding="ascii")
         return digests[:rows]
 
-    def _complete_text(self, data: bytes) -> tuple[str, int]:
-        if not self.compressed:
-            text = data.decode("utf-8", errors="replace")
-            return text[: text.rfind("\n") + 1], 0
-        pieces, offset = [], 0
-        while offset < len(data):
-            stream = zlib.decompressobj(wbits=31)
-            try:
-                piece = stream.decompress(data[offset:])
-            except zlib.error:
-                break
-            if not stream.eof:
-                break
-            pieces.append(piece)
-            offset = len(data) - len(stream.unused_data)
-        return b"".join(pieces).decode("utf-8", errors="replace"), offset
+    def _complete_lines(self) -> tuple[bytes, int, int]:
+        """(header line, complete lines, bytes up to the last newline) of a plain TSV."""
+        with open(self.path, "rb") as handle:
+            header = handle.readline()
+            lines, offset, kept = (1, len(header), len(header)) if header.endswith(b"\n") else (0, 0, 0)
+            while chunk := handle.read(_CHUNK):
+                lines += chunk.count(b"\n")
+                last = chunk.rfind(b"\n")
+                if last >= 0:
+                    kept = offset + last + 1
+                offset += len(chunk)
+        return header, lines, kept
+
+    def _complete_gzip(self) -> tuple[bytes, int, int]:
+        """(first member's text = the header, lines in complete members, bytes up to the last complete one)."""
+        header, lines, kept = b"", 0, 0
+        member_lines, member_bytes, first = 0, 0, True
+        stream = zlib.decompressobj(wbits=31)
+        with open(self.path, "rb") as handle:
+            buffer = b""
+            while True:
+                if not buffer:
+                    buffer = handle.read(_CHUNK)
+                    if not buffer:
+                        break
+                try:
+                    text = stream.decompress(buffer)
+                except zlib.error:
+                    break
+                member_lines += text.count(b"\n")
+                if first:
+                    header += text
+                if not stream.eof:
+                    member_bytes += len(buffer)
+                    buffer = b""
+                    continue
+                kept += member_bytes + len(buffer) - len(stream.unused_data)
+                lines += member_lines
+                buffer, member_lines, member_bytes, first = stream.unused_data, 0, 0, False
+                stream = zlib.decompressobj(wbits=31)
+        return header, lines, kept
 
     def _encode(self, text: str) -> bytes:
         return gzip.compress(text.encode("utf-8"), mtime=0) if self.compressed else text.encode("utf-8")
