@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from helpers import tiny_model
-from senformer.analysis import variants as variants_module
 from senformer.analysis.variants import (
     STATS, Anchor, VariantOptions, plan_windows, score_windows, track_selection, write_variant_scores,
 )
@@ -93,9 +92,9 @@ def read_h5(path):
     return table, scores
 
 
-def test_centred_windows_score_as_whole_window_calls(model, genome, tmp_path):
-    run = write_variant_scores(model, genome, FIXTURES / "variants.vcf.gz", tmp_path / "scores.h5", options(),
-                               progress=False)
+@pytest.mark.parametrize("vcf", ["variants.vcf.gz", "variants.bcf"])
+def test_centred_windows_score_as_whole_window_calls(model, genome, tmp_path, vcf):
+    run = write_variant_scores(model, genome, FIXTURES / vcf, tmp_path / "scores.h5", options(), progress=False)
     assert run.counts == {"scored": 9, "symbolic allele": 1, "spanning deletion": 1, "missing ALT": 1, "breakend": 1}
     table, scores = read_h5(tmp_path / "scores.h5")
     assert list(table["id"]) == ["snv1", "multi", "multi", "del3", "ins4", "mnv", "sv", "star", "star", "missing",
@@ -118,11 +117,12 @@ def test_centred_windows_score_as_whole_window_calls(model, genome, tmp_path):
         assert np.abs(expected["SAD"]).max() > 0
 
 
-def test_anchored_windows_keep_the_anchor_and_score_as_whole_window_calls(model, genome, tmp_path):
+@pytest.mark.parametrize("vcf", ["variants.vcf.gz", "variants.bcf"])
+def test_anchored_windows_keep_the_anchor_and_score_as_whole_window_calls(model, genome, tmp_path, vcf):
     bed = tmp_path / "anchors.bed"
     bed.write_text("chr1\t2799\t2800\tgeneA\t0\t-\nchr2\t899\t900\tgeneB\t0\t+\n")
     out = tmp_path / "anchored.tsv"
-    run = write_variant_scores(model, genome, FIXTURES / "variants.bcf", out, options(max_distance=420),
+    run = write_variant_scores(model, genome, FIXTURES / vcf, out, options(max_distance=420),
                                anchors=bed, progress=False)
     table = pd.read_csv(out, sep="\t", keep_default_na=False)
     assert list(zip(table["anchor"], table["id"], table["alt"])) == [

@@ -48,11 +48,9 @@ the finished output's record holds one digest of them all, re-checked when the o
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import gzip
 import hashlib
-import math
 import os
 import sys
 import zlib
@@ -72,7 +70,7 @@ from ..predict import Geometry, check_shifts
 
 STATS = ("SAD", "center", "logSAD", "D2", "REF", "ALT")
 KEY_COLUMNS = ("chrom", "pos", "id", "ref", "alt", "anchor", "distance", "note")
-SUFFIXES = (".tsv", ".tsv.gz", ".h5")
+SUFFIXES = (".tsv.gz", ".tsv", ".h5")  # the output formats, longest suffix first
 _CHUNK = 1 << 20
 REF_CHECK_VARIANTS = 1000  # the genome-build rule looks at this many variants ...
 REF_MISMATCH_SHARE = 0.10  # ... and stops when more than this share of them disagree with the genome
@@ -235,8 +233,11 @@ def centred_windows(variants: Iterable[Variant], genome: Genome, length: int, cl
     chrom, low, high = "", None, 0
 
     def window_of(members: list[Variant]) -> Window:
-        centre = members[0].start if low is None else low + (high - low) // 2
-        window = Window(chrom or members[0].chrom, centre - half, half)
+        if low is None:  # only alleles that cannot be scored: the window is never run
+            centre, name = members[0].start, members[0].chrom
+        else:
+            centre, name = low + (high - low) // 2, chrom
+        window = Window(name, centre - half, half)
         for variant in members:
             edit, note = _edit_or_note(variant, window.start, length, "right", check)
             # An allele that is not placed (skipped) has no offset in the window: 0, as if centred on it.
@@ -382,7 +383,7 @@ def _refuse_non_finite(row: Row, scores: dict[str, np.ndarray], tracks: np.ndarr
 def output_format(out: str | os.PathLike) -> str:
     """``tsv``, ``tsv.gz`` or ``h5`` from the name of ``out``; else one UserError line."""
     name = Path(out).name.lower()
-    for suffix in (".tsv.gz", ".tsv", ".h5"):
+    for suffix in SUFFIXES:
         if name.endswith(suffix):
             return suffix[1:]
     raise UserError(f"--out {out}: the name must end in .tsv, .tsv.gz or .h5 (the output format)")
