@@ -34,8 +34,12 @@ def workspace(tmp_path_factory):
     heads = {"human": statistics["num_targets"]}
     for name, seed in (("a", 1), ("b", 2)):
         save_model(tiny_model(seed=seed, target_length=statistics["target_length"], output_heads=heads), root / name)
-    chrom, size = next(iter(Genome(data / "genome.fa").sizes.items()))
-    return {"root": root, "data": data, "length": statistics["seq_length"], "region": f"{chrom}:{size // 2}-{size // 2 + 100}"}
+    sizes = dict(Genome(data / "genome.fa").sizes)
+    chrom, size = next(iter(sizes.items()))
+    pybigtools = pytest.importorskip("pybigtools")
+    pybigtools.open(str(root / "signal.bw"), "w").write(sizes, [(chrom, 100, 900, 2.0)])
+    return {"root": root, "data": data, "length": statistics["seq_length"], "chrom": chrom,
+            "region": f"{chrom}:{size // 2}-{size // 2 + 100}"}
 
 
 def _commands(w) -> dict[str, tuple[str, list[str]]]:
@@ -57,11 +61,14 @@ def _commands(w) -> dict[str, tuple[str, list[str]]]:
                                             "--example", "0", "--ism-width", "2", *quiet]),
         "data synthetic": (DIRECTORY, ["data", "synthetic", "--size", "tiny", "--train", "1", "--valid", "1",
                                        "--test", "1"]),
+        "data from-bigwig": (DIRECTORY, ["data", "from-bigwig", "--genome", str(data / "genome.fa"), "--bigwig",
+                                         f"sig={root / 'signal.bw'}", "--tile", "--chroms", w["chrom"],
+                                         "--seq-length", "1024", "--crop-bp", "256"]),
     }
 
 
 COMMANDS = ["predict", "evaluate", "analyze compare", "analyze tracks", "analyze receptive-field",
-            "analyze attribution", "data synthetic"]
+            "analyze attribution", "data synthetic", "data from-bigwig"]
 
 
 def _argv(argv: list[str], out: Path) -> list[str]:
