@@ -690,9 +690,13 @@ def check_up_to_date(out: str | os.PathLike, genome: Genome, vcf: str | os.PathL
     from ..io import record_path
 
     settings = json.loads(record_path(out, FILE).read_text(encoding="utf-8")).get("settings", {})
-    geometry = Geometry(**settings["geometry"])
-    options = VariantOptions(**{key: tuple(value) if isinstance(value, list) else value
-                                for key, value in settings["options"].items()})
+    try:
+        geometry = Geometry(**settings["geometry"])
+        options = VariantOptions(**{key: tuple(value) if isinstance(value, list) else value
+                                    for key, value in settings["options"].items()})
+    except (KeyError, TypeError):
+        raise UserError(f"{out}: its run record does not say which windows it scored (another senformer "
+                        "version?); pass --overwrite to compute it again") from None
     with VariantFile(vcf) as variants:
         digest = windows_digest(genome, plan_windows(variants, genome, geometry, options, anchors), geometry,
                                 max(abs(shift) for shift in options.shifts))
