@@ -131,26 +131,29 @@ def test_two_shards_merge_into_the_one_process_output(workspace, single, tmp_pat
 
 
 @pytest.mark.parametrize("name", ["predict.h5", "variants.h5", "variants.tsv.gz"])
-def test_a_killed_shard_resumes_and_the_merge_equals_one_process(workspace, single, tmp_path, name):
+def test_a_killed_shard_resumes_and_the_merge_equals_one_process(workspace, single, tmp_path, capsys, name):
     args = predict_args if name.startswith("predict") else variants_args
     out = tmp_path / name
     ext = name.split(".", 1)[1]
-    killed = subprocess_run(args(workspace, out, "--shard", "0/2"), **{EXIT_AFTER_ROWS: "1"})
+    # predict: shard 1 holds the units [r4 r5 r6] and [r7 r8], in batches (r4 r5) (r5 r6) (r7 r8); killed
+    # after r4, it resumes at the unit's start, so its batches stay those of one process
+    killed = subprocess_run(args(workspace, out, "--shard", "1/2"), **{EXIT_AFTER_ROWS: "1"})
     assert killed.returncode == HOOK_EXIT_STATUS, killed.stderr
-    partial = tmp_path / f"{name}.shards" / f"part-0-of-2.{ext}.partial"
-    assert partial.stat().st_size > 0 and not (tmp_path / f"{name}.shards" / f"part-0-of-2.{ext}").exists()
+    partial = tmp_path / f"{name}.shards" / f"part-1-of-2.{ext}.partial"
+    assert partial.stat().st_size > 0 and not (tmp_path / f"{name}.shards" / f"part-1-of-2.{ext}").exists()
     if ext == "h5":
         with h5py.File(partial, "r") as handle:
-            assert int(handle.attrs["completed"]) >= 1  # rows on disk that the rerun keeps
-    finished = subprocess_run(args(workspace, out, "--shard", "1/2"))
-    assert finished.returncode == 0 and "wrote part 1/2" in finished.stdout and not out.exists()
+            completed = int(handle.attrs["completed"])  # rows on disk that the rerun keeps
+            assert completed == 1 if name.startswith("predict") else completed >= 1
+    assert main(args(workspace, out, "--shard", "0/2")) == 0
+    assert "wrote part 0/2" in capsys.readouterr().out and not out.exists()
     # another number of shards, or one process, is refused in one line while the split is unfinished
-    other = subprocess_run(args(workspace, out, "--shard", "0/3"))
-    assert other.returncode == 2 and "split 2 ways" in other.stderr and len(other.stderr.splitlines()) == 1
-    alone = subprocess_run(args(workspace, out))
-    assert alone.returncode == 2 and "split 2 ways" in alone.stderr and not out.exists()
-    resumed = subprocess_run(args(workspace, out, "--shard", "0/2"))
-    assert resumed.returncode == 0 and f"wrote {out} from 2 parts" in resumed.stdout, resumed.stderr
+    assert main(args(workspace, out, "--shard", "0/3")) == 2
+    assert main(args(workspace, out)) == 2
+    refusals = capsys.readouterr().err.splitlines()
+    assert len(refusals) == 2 and all("split 2 ways" in line for line in refusals) and not out.exists()
+    assert main(args(workspace, out, "--shard", "1/2")) == 0
+    assert f"wrote {out} from 2 parts" in capsys.readouterr().out
     assert_same_data(single[name], out)
 
 
@@ -193,3 +196,21 @@ def test_torchrun_two_processes_equal_one(workspace, single, tmp_path):
     assert result.stdout.count("wrote part") + result.stdout.count("from 2 parts") == 2
     assert_same_data(single["predict.h5"], out)
     assert time.monotonic() - started < 120
+
+
+def test_a_part_of_other_genome_bases_is_computed_again(workspace, tmp_path, capsys):
+    genome = tmp_path / "genome.fa"
+    shutil.copy(workspace / "genome.fa", genome)
+    out = tmp_path / "predict.h5"
+
+    def args(*extra):
+        return [str(genome) if a == str(workspace / "genome.fa") else a for a in predict_args(workspace, out, *extra)]
+
+    assert main(args("--shard", "0/2")) == 0
+    lines = genome.read_text().splitlines(keepends=True)
+    genome.write_text("".join(lines[:10] + [line.replace("A", "C") for line in lines[10:20]] + lines[20:]))
+    assert main(args("--shard", "1/2")) == 2
+    assert "part-0-of-2.h5: region r0 was computed from other bases" in capsys.readouterr().err and not out.exists()
+    assert main(args("--shard", "0/2")) == 0
+    assert f"wrote {out} from 2 parts" in capsys.readouterr().out
+    assert main(args()) == 0 and "is up to date" in capsys.readouterr().out

@@ -424,8 +424,9 @@ def _predict_shard(sharded, model, genome, region_list, names, spans, records, g
                            sharded.fingerprint)
             row_datasets = [f"{head}/predictions" for head in heads] + ["regions/bases_sha256"]
             row_datasets += ["embeddings"] if options.embeddings else []
-            row = 0
+            row, part_rows = 0, []
             for path in parts:
+                part_rows.append(row)
                 if path.stat().st_size == 0:
                     continue  # a shard without regions
                 with h5py.File(path, "r") as part_handle:
@@ -437,6 +438,11 @@ def _predict_shard(sharded, model, genome, region_list, names, spans, records, g
                 row += count
             assert row == len(region_list), "the parts of a finished split cover every region"
             handle.attrs["completed"] = row
+        if genome is not None:  # parts finished long ago must still hold the genome's bases
+            changed = stale_rows(partial, genome)
+            if changed:
+                index = max(k for k, first in enumerate(part_rows) if first <= changed[0])
+                sharded.refuse_stale_part(index, f"region {names[changed[0]]}")
         return {}
 
     return sharded.merge(merge)

@@ -239,6 +239,16 @@ class ShardedOutput:
                 stack.enter_context(output_lock(lock.with_name(lock.name[: -len(".lock")])))
             shutil.rmtree(self.folder)
 
+    def refuse_stale_part(self, index: int, what: str) -> None:
+        """Part ``index`` was computed from other genome bases than the genome gives now (``what`` says
+        where): remove it (under its lock) so that its shard computes it again, and stop in one line."""
+        path = self.part_path(index)
+        with output_lock(path):
+            path.unlink(missing_ok=True)
+            record_path(path, FILE).unlink(missing_ok=True)
+        raise UserError(f"{path}: {what} was computed from other bases than the genome gives now; the part is "
+                        f"removed: run shard {index}/{self.shard.count} again")
+
     # This shard's part ------------------------------------------------------------------------------------
     @contextlib.contextmanager
     def part(self, units: int) -> Iterator[Part]:

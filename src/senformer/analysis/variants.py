@@ -770,6 +770,7 @@ def _run_shard(sharded, model, genome: Genome, vcf_path: Path, options: VariantO
         else:
             columns = list(KEY_COLUMNS) + [f"{stat}:{name}" for stat in options.stats for name in names]
             _TableWriter(partial, columns, compressed=kind == "tsv.gz").concatenate(parts)
+        _refuse_stale_parts(sharded, records, genome, vcf_path, geometry, options, anchors)
         counts: dict[str, int] = {}
         for record in records:
             for reason, count in record.get("settings", {}).get("counts", {}).items():
@@ -789,6 +790,21 @@ def _run_shard(sharded, model, genome: Genome, vcf_path: Path, options: VariantO
 
     settings = json.loads(record_path(out, FILE).read_text(encoding="utf-8"))["settings"]
     return VariantRun(out, settings.get("counts", {}), settings.get("bases_sha256", ""))
+
+
+def _refuse_stale_parts(sharded, records: list[dict], genome: Genome, vcf_path: Path, geometry: Geometry,
+                        options: VariantOptions, anchors: Sequence[Anchor] | None) -> None:
+    """Each part's rows must still hold the genome's bases of its windows (parts may be old)."""
+    margin = max(abs(shift) for shift in options.shifts)
+    with VariantFile(vcf_path) as vcf:
+        windows = plan_windows(vcf, genome, geometry, options, anchors)
+        for index, record in enumerate(records):
+            first, stop = record["shard"]["first_unit"], record["shard"]["stop_unit"]
+            if first == stop:
+                continue
+            digest = windows_digest(genome, itertools.islice(windows, stop - first), geometry, margin)
+            if digest != record["settings"].get("bases_sha256"):
+                sharded.refuse_stale_part(index, f"one of windows {first + 1}-{stop}")
 
 
 def _run(plan: OutputPlan, record: dict, model, genome: Genome, vcf_path: Path, options: VariantOptions,
