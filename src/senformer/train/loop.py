@@ -112,8 +112,9 @@ def head_mismatch_message(head: str, tracks: int, have: int, directory: Any, fro
     for the dataset, or (from scratch) a head of the dataset's size."""
     resize = ("or load the weights with --init-skip 'heads\\.' and --set output_heads=... of that size" if from_weights
               else f"or give the head {have} tracks: --set output_heads='{{\"{head}\": {have}}}'")
-    return (f"head {head!r} predicts {tracks} tracks but its data ({directory}) has {have}: train a new head for them "
-            f"(--new-head NAME={have} --data NAME={directory}) {resize}")
+    where = f" ({directory})" if directory else ""
+    return (f"head {head!r} predicts {tracks} tracks but its data{where} has {have}: train a new head for them "
+            f"(--new-head NAME={have} --data NAME={directory or 'DIR'}) {resize}")
 
 
 def load_teacher(settings: TrainSettings, heads: Mapping[str, int], device: torch.device) -> Enformer | None:
