@@ -139,12 +139,17 @@ def region_span(region: Interval, geometry: Geometry) -> tuple[int, int]:
     return region.start + (region.width - num_bins * size) // 2, num_bins
 
 
+def tile_offsets(num_bins: int, window: int) -> list[int]:
+    """First bin of each output window covering ``num_bins`` bins: half-overlapping, the last flush with the end."""
+    stride = max(1, window // 2)
+    return sorted({*range(0, num_bins - window + 1, stride), num_bins - window})
+
+
 def plan_region(region: Interval, geometry: Geometry) -> RegionPlan:
     """Span and tiles of ``region``: one centred window, or half-overlapping windows stitched by centrality."""
     size, window = geometry.bin_size, geometry.bins
     span_start, num_bins = region_span(region, geometry)
-    stride = max(1, window // 2)
-    offsets = sorted({*range(0, num_bins - window + 1, stride), num_bins - window})  # in bins
+    offsets = tile_offsets(num_bins, window)
     centres = np.array(offsets) + window / 2
     bin_centres = np.arange(num_bins) + 0.5
     bin_tile = np.abs(bin_centres[:, None] - centres[None, :]).argmin(axis=1)
@@ -436,8 +441,9 @@ def _predict_into(plan, record, model, genome, region_list, names, spans, record
                 completed = changed[0]
                 handle.attrs["completed"] = completed
         identifiers = {head: list(tables[head].iloc[selections[head]]["identifier"]) for head in heads}
+        windows = [len(tile_offsets(num_bins, geometry.bins)) for _, num_bins in spans]
         _run_jobs(model, handle, jobs(completed), geometry, margin, options, heads, selections, genome, progress,
-                  total=len(region_list), done=completed, names=names, identifiers=identifiers)
+                  total=sum(windows), done=sum(windows[:completed]), names=names, identifiers=identifiers)
     finally:
         handle.close()
     finish_output(plan, record)
@@ -462,7 +468,11 @@ def _run_jobs(model, handle, jobs, geometry, margin, options, heads, selections,
               names, identifiers):
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, initial=done, unit="region", disable=not progress, desc="predict")
+    # The bar counts input windows (a long region tiles into several); each window runs once per strand and
+    # shift, which the label says when it is more than one pass.
+    passes = len(options.shifts) * (2 if options.reverse_complement else 1)
+    label = "predict" if passes == 1 else f"predict ({passes} passes per window)"
+    bar = tqdm(total=total, initial=done, unit="window", disable=not progress, desc=label)
     pending: dict[int, dict[str, list]] = {}
     batch: list[tuple[_Job, int]] = []
 
@@ -485,8 +495,8 @@ def _run_jobs(model, handle, jobs, geometry, margin, options, heads, selections,
                 handle["regions/bases_sha256"][job.row] = _row_digest(row.pop(_BASES))
                 _write_region(handle, job, row, geometry, names[job.row], identifiers)
                 handle.attrs["completed"] = job.row + 1
-                bar.update(1)
         handle.flush()
+        bar.update(len(batch))
         batch.clear()
 
     for item in _windows(jobs, geometry):
