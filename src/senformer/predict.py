@@ -47,6 +47,7 @@ from .errors import UserError
 from .fingerprint import bases_digest, value_digest, weights_digest
 from .inference import MAX_SHIFT, predict_batch, resolve_sequence_length
 from .io import FILE, OutputPlan, finish_output, output_lock, plan_output, start_partial
+from .predictions import hdf5_strings
 from .sequence import tokens, tokens_to_one_hot
 
 
@@ -301,7 +302,7 @@ def stale_rows(path: str | os.PathLike, genome: Genome | str | os.PathLike, rows
         margin = int(attrs["margin"])
         group = handle["regions"]
         count = len(group["chrom"]) if rows is None else rows
-        chroms = [c.decode() if isinstance(c, bytes) else c for c in group["chrom"][:count]]
+        chroms = hdf5_strings(group["chrom"][:count])
         starts, ends = group["start"][:count], group["end"][:count]
         recorded = group["bases_sha256"][:count]
     stale = []
@@ -557,13 +558,13 @@ def write_bigwigs(h5_path: str | os.PathLike, out_dir: str | os.PathLike, chrom_
     written: list[Path] = []
     with h5py.File(h5_path, "r") as handle:
         bin_size = int(handle.attrs["bin_size"])
-        chroms = [c.decode() if isinstance(c, bytes) else c for c in handle["regions/chrom"][:]]
+        chroms = hdf5_strings(handle["regions/chrom"][:])
         bins_start = handle["regions/bins_start"][:]
         num_bins = handle["regions/num_bins"][:]
         heads = [name for name in handle if name not in ("regions", "embeddings")]
         for head in heads:
             predictions = handle[head]["predictions"]
-            identifiers = [v.decode() if isinstance(v, bytes) else v for v in handle[head]["tracks/identifier"][:]]
+            identifiers = hdf5_strings(handle[head]["tracks/identifier"][:])
             indices = handle[head]["tracks/index"][:]
             for column, (track, identifier) in enumerate(zip(indices, identifiers)):
                 sums: dict[str, np.ndarray] = {}
