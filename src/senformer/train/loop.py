@@ -260,10 +260,6 @@ class Trainer:
         self.stop_requested = False
         # Where the CPU (or GPU) only emulates bf16 it is far slower than fp32: warn once and run fp32.
         self.bf16 = use_bf16(settings.bf16, context.device)
-        if settings.warmup_steps > settings.steps:
-            self.print(f"senformer train: warning: the warm-up ({settings.warmup_steps} steps) is longer than the run "
-                       f"({settings.steps} steps): the learning rate reaches only {settings.steps / settings.warmup_steps:.0%} "
-                       f"of {settings.learning_rate:g}; lower --warmup-steps or raise --steps")
         # Dropout differs per rank (as on TPU replicas) but is reproducible.
         torch.manual_seed(settings.seed + 1000003 * context.rank)
 
@@ -436,6 +432,10 @@ class Trainer:
             f"{context.world_size} process(es) on {context.device}; batch {settings.batch_size} x "
             f"{settings.grad_accumulation} accumulation x {context.world_size} ranks"
         )
+        if settings.warmup_steps > settings.steps:
+            self.print(f"senformer train: warning: the warm-up ({settings.warmup_steps} steps) is longer than the run "
+                       f"({settings.steps} steps): the learning rate reaches only {settings.steps / settings.warmup_steps:.0%} "
+                       f"of {settings.learning_rate:g}; lower --warmup-steps or raise --steps")
         set_training_mode(self.model)
         with _stop_on_signals(self):
             self._loop()
