@@ -233,7 +233,7 @@ def register(subparsers) -> None:
     _add_weights(variants, many=False)
     variants.add_argument("--vcf", required=True, help="VCF or BCF (plain, bgzip; indexed for fast --anchors); 1-based POS")
     variants.add_argument("--fasta", required=True, help="genome FASTA (with or without .fai)")
-    variants.add_argument("--head", default="human")
+    variants.add_argument("--head", default="human", help="output head (default: human)")
     add_tracks_argument(variants)
     variants.add_argument("--targets", help="targets.txt naming the head's tracks (default: the shipped table)")
     add_length_argument(variants)
@@ -258,7 +258,7 @@ def register(subparsers) -> None:
     variants.add_argument("--skip-ref-mismatch", dest="allow_ref_mismatch", action="store_true",
                           help=argparse.SUPPRESS)  # the old name
     _add_plain_argument(variants)
-    variants.add_argument("--batch-size", type=int, default=4, help="edits per transformer batch (default 4)")
+    variants.add_argument("--batch-size", type=int, default=4, help="edits per transformer batch (default: 4)")
     variants.add_argument("--out", required=True, help="output: .tsv, .tsv.gz or .h5")
     add_overwrite_argument(variants)
     add_progress_argument(variants)
