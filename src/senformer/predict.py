@@ -47,6 +47,7 @@ from .errors import UserError
 from .fingerprint import bases_digest, value_digest, weights_digest
 from .inference import MAX_SHIFT, predict_batch, resolve_sequence_length
 from .io import FILE, OutputPlan, finish_output, output_lock, plan_output, start_partial
+from .predictions import hdf5_strings
 from .sequence import tokens, tokens_to_one_hot
 from .shards import rows_written
 
@@ -140,12 +141,17 @@ def region_span(region: Interval, geometry: Geometry) -> tuple[int, int]:
     return region.start + (region.width - num_bins * size) // 2, num_bins
 
 
+def tile_offsets(num_bins: int, window: int) -> list[int]:
+    """First bin of each output window covering ``num_bins`` bins: half-overlapping, the last flush with the end."""
+    stride = max(1, window // 2)
+    return sorted({*range(0, num_bins - window + 1, stride), num_bins - window})
+
+
 def plan_region(region: Interval, geometry: Geometry) -> RegionPlan:
     """Span and tiles of ``region``: one centred window, or half-overlapping windows stitched by centrality."""
     size, window = geometry.bin_size, geometry.bins
     span_start, num_bins = region_span(region, geometry)
-    stride = max(1, window // 2)
-    offsets = sorted({*range(0, num_bins - window + 1, stride), num_bins - window})  # in bins
+    offsets = tile_offsets(num_bins, window)
     centres = np.array(offsets) + window / 2
     bin_centres = np.arange(num_bins) + 0.5
     bin_tile = np.abs(bin_centres[:, None] - centres[None, :]).argmin(axis=1)
@@ -297,7 +303,7 @@ def stale_rows(path: str | os.PathLike, genome: Genome | str | os.PathLike, rows
         margin = int(attrs["margin"])
         group = handle["regions"]
         count = len(group["chrom"]) if rows is None else rows
-        chroms = [c.decode() if isinstance(c, bytes) else c for c in group["chrom"][:count]]
+        chroms = hdf5_strings(group["chrom"][:count])
         starts, ends = group["start"][:count], group["end"][:count]
         recorded = group["bases_sha256"][:count]
     stale = []
@@ -405,7 +411,7 @@ def _predict_shard(sharded, model, genome, region_list, names, spans, records, g
     """One shard's part (its units: regions whose windows fill whole batches), then the merge if it is last."""
     from .shards import unit_starts
 
-    sizes = [1 if records is not None else len(plan_region(region, geometry).tile_offsets) for region in region_list]
+    sizes = [len(tile_offsets(num_bins, geometry.bins)) for _, num_bins in spans]  # windows per region
     starts = unit_starts(sizes, options.batch_size)
     bounds = starts + [len(region_list)]
     with sharded.part(len(starts)) as part:
@@ -495,8 +501,9 @@ def _predict_into(plan, record, model, genome, region_list, names, spans, record
             completed = max(start for start in unit_starts if start <= completed)
             handle.attrs["completed"] = completed
         identifiers = {head: list(tables[head].iloc[selections[head]]["identifier"]) for head in heads}
+        windows = [len(tile_offsets(num_bins, geometry.bins)) for _, num_bins in spans]
         _run_jobs(model, handle, jobs(completed), geometry, margin, options, heads, selections, genome, progress,
-                  total=len(region_list), done=completed, names=names, identifiers=identifiers)
+                  total=sum(windows), done=sum(windows[:completed]), names=names, identifiers=identifiers)
     finally:
         handle.close()
     finish_output(plan, record)
@@ -521,7 +528,11 @@ def _run_jobs(model, handle, jobs, geometry, margin, options, heads, selections,
               names, identifiers):
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, initial=done, unit="region", disable=not progress, desc="predict")
+    # The bar counts input windows (a long region tiles into several); each window runs once per strand and
+    # shift, which the label says when it is more than one pass.
+    passes = len(options.shifts) * (2 if options.reverse_complement else 1)
+    label = "predict" if passes == 1 else f"predict ({passes} passes per window)"
+    bar = tqdm(total=total, initial=done, unit="window", disable=not progress, desc=label)
     pending: dict[int, dict[str, list]] = {}
     batch: list[tuple[_Job, int]] = []
 
@@ -545,9 +556,9 @@ def _run_jobs(model, handle, jobs, geometry, margin, options, heads, selections,
                 handle["regions/bases_sha256"][job.row] = _row_digest(row.pop(_BASES))
                 _write_region(handle, job, row, geometry, names[job.row], identifiers)
                 handle.attrs["completed"] = job.row + 1
-                bar.update(1)
                 finished += 1
         handle.flush()
+        bar.update(len(batch))
         rows_written(finished)
         batch.clear()
 
@@ -609,13 +620,13 @@ def write_bigwigs(h5_path: str | os.PathLike, out_dir: str | os.PathLike, chrom_
     written: list[Path] = []
     with h5py.File(h5_path, "r") as handle:
         bin_size = int(handle.attrs["bin_size"])
-        chroms = [c.decode() if isinstance(c, bytes) else c for c in handle["regions/chrom"][:]]
+        chroms = hdf5_strings(handle["regions/chrom"][:])
         bins_start = handle["regions/bins_start"][:]
         num_bins = handle["regions/num_bins"][:]
         heads = [name for name in handle if name not in ("regions", "embeddings")]
         for head in heads:
             predictions = handle[head]["predictions"]
-            identifiers = [v.decode() if isinstance(v, bytes) else v for v in handle[head]["tracks/identifier"][:]]
+            identifiers = hdf5_strings(handle[head]["tracks/identifier"][:])
             indices = handle[head]["tracks/index"][:]
             for column, (track, identifier) in enumerate(zip(indices, identifiers)):
                 sums: dict[str, np.ndarray] = {}

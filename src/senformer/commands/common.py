@@ -19,9 +19,9 @@ from ..errors import UserError
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """--preset/--config/--attention and sparse settings that build an EnformerConfig."""
     group = parser.add_argument_group("model")
-    group.add_argument("--preset", choices=sorted(PRESETS), default="enformer", help="named configuration")
+    group.add_argument("--preset", choices=sorted(PRESETS), default="enformer", help="named configuration (default: enformer)")
     group.add_argument("--config", help="EnformerConfig JSON file (overrides the preset)")
-    group.add_argument("--attention", choices=ATTENTION_KINDS, help="attention kind")
+    group.add_argument("--attention", choices=ATTENTION_KINDS, help="attention kind (default: the configuration's)")
     group.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="override one config field (JSON value), e.g. --set depth=1 --set dim=768")
 

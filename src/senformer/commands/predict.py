@@ -8,7 +8,7 @@ import contextlib
 from ..config import ATTENTION_KINDS
 from ..errors import UserError
 from .common import add_overwrite_argument, add_shard_arguments
-from .options import add_length_argument, add_progress_argument, add_tracks_argument
+from .options import add_device_argument, add_length_argument, add_progress_argument, add_tracks_argument
 
 _EPILOG = """\
 examples:
@@ -55,8 +55,10 @@ def register(subparsers) -> None:
     model.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="override a config field, e.g. --set target_length=null for outputs that grow with --length")
     add_length_argument(model)
-    model.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:1, ... (default cpu)")
-    model.add_argument("--bf16", action="store_true", help="run in bfloat16 autocast (faster on GPUs, less precise)")
+    add_device_argument(model)
+    model.add_argument("--bf16", action="store_true",
+                       help="bfloat16 autocast where the device computes it natively (faster, less precise; "
+                       "elsewhere fp32, with a warning)")
     model.add_argument("--batch-size", type=int, default=1, help="input windows per forward pass (default 1)")
     averaging = parser.add_argument_group("averaging")
     averaging.add_argument("--rc", action="store_true", help="average with the reverse-complement prediction")
@@ -71,7 +73,7 @@ def register(subparsers) -> None:
     outputs.add_argument("--embeddings", action="store_true", help="also store the trunk embeddings (2 x dim per bin)")
     outputs.add_argument("--bigwig", metavar="DIR", help="also write one bigWig per chosen track into DIR (needs pybigtools)")
     add_overwrite_argument(outputs)
-    add_progress_argument(outputs)
+    add_progress_argument(outputs, help="no progress bar (it counts input windows: a long region tiles into several)")
     add_shard_arguments(parser.add_argument_group("many processes (torchrun, job arrays)"))
     parser.set_defaults(run=run)
 
