@@ -214,3 +214,23 @@ def test_a_part_of_other_genome_bases_is_computed_again(workspace, tmp_path, cap
     assert main(args("--shard", "0/2")) == 0
     assert f"wrote {out} from 2 parts" in capsys.readouterr().out
     assert main(args()) == 0 and "is up to date" in capsys.readouterr().out
+
+
+def test_a_variants_part_of_other_genome_bases_is_computed_again(workspace, tmp_path, capsys):
+    genome = tmp_path / "variants.fa"
+    shutil.copy(workspace / "variants.fa", genome)
+    out = tmp_path / "variants.h5"
+
+    def args(*extra):
+        return [str(genome) if a == str(workspace / "variants.fa") else a
+                for a in variants_args(workspace, out, *extra)]
+
+    assert main(args("--shard", "0/2")) == 0
+    lines = genome.read_text().splitlines(keepends=True)
+    line = 1 + 1150 // 60  # bases 1140-1199: inside the first window (snv1 at 1,500), no REF among them
+    genome.write_text("".join(lines[:line] + [lines[line].replace("A", "C")] + lines[line + 1 :]))
+    assert main(args("--shard", "1/2")) == 2
+    assert "part-0-of-2.h5: one of windows 1-" in capsys.readouterr().err and not out.exists()
+    assert main(args("--shard", "0/2")) == 0
+    assert f"wrote {out} from 2 parts" in capsys.readouterr().out
+    assert main(args()) == 0 and "is up to date" in capsys.readouterr().out
