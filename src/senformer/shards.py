@@ -174,14 +174,15 @@ class ShardedOutput:
         self.lock = self.folder.with_name(self.folder.name + ".lock")
         self.suffix = output_suffix(self.out)
 
-    def part_path(self, index: int) -> Path:
-        return self.folder / f"part-{index}-of-{self.shard.count}{self.suffix}"
+    def part_path(self, index: int, count: int | None = None) -> Path:
+        return self.folder / f"part-{index}-of-{count or self.shard.count}{self.suffix}"
 
-    def part_fingerprint(self, index: int) -> str:
-        return value_digest({"output": self.fingerprint, "shard": [index, self.shard.count]})
+    def part_fingerprint(self, index: int, count: int | None = None) -> str:
+        return value_digest({"output": self.fingerprint, "shard": [index, count or self.shard.count]})
 
-    def part_done(self, index: int) -> bool:
-        return recorded_fingerprint(self.part_path(index), FILE) == self.part_fingerprint(index)
+    def part_done(self, index: int, count: int | None = None) -> bool:
+        """Part ``index`` of ``count`` (default: this split) is complete: its record is its done marker."""
+        return recorded_fingerprint(self.part_path(index, count), FILE) == self.part_fingerprint(index, count)
 
     # Before any model is loaded ---------------------------------------------------------------------------
     def open(self) -> bool:
@@ -201,15 +202,14 @@ class ShardedOutput:
                     self._remove_folder()  # a merge that ended after renaming OUT, before removing the parts
                 return True
             if split is not None and split.get("fingerprint") == self.fingerprint:
-                if split.get("count") != self.shard.count:
-                    done = [index for index in range(int(split["count"]))
-                            if recorded_fingerprint(self.folder / f"part-{index}-of-{split['count']}{self.suffix}",
-                                                    FILE) == value_digest({"output": self.fingerprint,
-                                                                            "shard": [index, split["count"]]})]
+                count = int(split.get("count", 0))
+                if count != self.shard.count:
+                    # Its parts cover other unit ranges, and one may still be running: never mixed nor removed.
+                    done = sum(self.part_done(index, count) for index in range(count))
                     raise UserError(
-                        f"{self.folder} holds this output split {split['count']} ways ({len(done)} of its parts "
-                        f"done), not {self.shard.count}: rerun with {split['count']} shards (--shard K/"
-                        f"{split['count']} or torchrun --nproc_per_node {split['count']}), or remove {self.folder}")
+                        f"{self.folder} holds this output split {count} ways ({done} of its parts done), not "
+                        f"{self.shard.count}: run its {count} shards (--shard K/{count} or torchrun "
+                        f"--nproc_per_node {count}), or remove {self.folder}")
                 return False
             if self.folder.exists():
                 if split is not None or any(self.folder.iterdir()):
