@@ -44,6 +44,10 @@ resumed by a rerun with the same inputs, renamed when complete):
 Every row records the SHA-256 of its window's exact input bases (flanks and N padding included; for a TSV in
 ``OUT.partial.bases`` while the run lasts): a resumed partial whose genome bases changed starts again, and
 the finished output's record holds one digest of them all, re-checked when the output is up to date.
+
+Rows are written a whole window at a time, so a resumed run starts at a window and a ``.tsv.gz`` has the
+same members however the run was cut. Many processes (:mod:`senformer.shards`, ``sharded=``) split the
+windows: each shard scores a contiguous run of them into its part, and the parts are concatenated.
 """
 
 from __future__ import annotations
@@ -776,8 +780,6 @@ def _run_shard(sharded, model, genome: Genome, vcf_path: Path, options: VariantO
             for reason, count in record.get("settings", {}).get("counts", {}).items():
                 counts[reason] = counts.get(reason, 0) + count
         with VariantFile(vcf_path) as vcf:
-            if not options.allow_ref_mismatch:
-                check_genome_build(vcf, genome)
             bases = windows_digest(genome, plan_windows(vcf, genome, geometry, options, anchors), geometry,
                                    max(abs(shift) for shift in options.shifts))
         return {"options": dataclasses.asdict(options), "geometry": dataclasses.asdict(geometry), "tracks": tracks,
