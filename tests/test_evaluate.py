@@ -13,7 +13,7 @@ from senformer.data.basenji import BasenjiDataset
 from senformer.data.synthetic import make_synthetic
 from senformer.evaluate import evaluate
 from senformer.sequence import reverse_complement
-from senformer.weights import save_pretrained
+from senformer import save_model
 
 TRACKS = 8  # the tiny synthetic dataset
 BINS = 16
@@ -31,7 +31,7 @@ def _model(seed):
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     root = tmp_path_factory.mktemp("weights")
-    return {name: save_pretrained(_model(seed), root / name) for name, seed in (("alpha", 1), ("beta", 2))}
+    return {name: save_model(_model(seed), root / name) for name, seed in (("alpha", 1), ("beta", 2))}
 
 
 def _direct_predictions(model, data, rc=False, batch_size=1):
@@ -132,7 +132,7 @@ def test_cli_labels_zero_flanks(data, weights, tmp_path, capsys):
 
 
 def test_cli_user_errors(data, tmp_path, capsys):
-    wrong = save_pretrained(tiny_model(0, output_heads={"human": 5}, target_length=BINS), tmp_path / "wrong")
+    wrong = save_model(tiny_model(0, output_heads={"human": 5}, target_length=BINS), tmp_path / "wrong")
     assert main(["evaluate", "--data", str(data), "--weights", str(wrong), "--out", str(tmp_path / "o")]) == 2
     assert "predicts 5 tracks" in capsys.readouterr().err
     assert main(["evaluate", "--data", str(tmp_path), "--weights", str(wrong), "--out", str(tmp_path / "o")]) == 2

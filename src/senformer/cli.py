@@ -1,8 +1,9 @@
 """The ``senformer`` command: argparse subcommands, each a thin layer over library functions.
 
 Each module in :data:`COMMAND_MODULES` (under ``senformer.commands``) exposes ``register(subparsers)``, which
-adds its parser and sets ``run=function(args) -> int``. User mistakes (:class:`UserError`, ``ValueError``,
-missing files) end in one line on stderr and exit status 2.
+adds its parser and sets ``run=function(args) -> int``. User mistakes (:class:`UserError` and ``OSError``:
+missing files, permissions, a full disk) end in one line on stderr and exit status 2. Any other exception is a
+bug, or a case no validation caught: it keeps its traceback and exits 1, so its report carries the trace.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 
-from . import __version__
 from .errors import UserError
+from .version import __version__
 
 COMMAND_MODULES = ["info", "convert", "predict", "data", "evaluate", "train", "benchmark", "analyze", "demo"]
 
-USER_ERRORS = (UserError, ValueError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+USER_ERRORS = (UserError, OSError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"senformer {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception:  # not a user mistake: a bug, or an input no validation caught; the trace locates it
+        traceback.print_exc()
+        return 1
 
 
 if __name__ == "__main__":

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .constants import CROP_MARGIN, NUM_TRACKS, TARGET_LENGTH
+from .errors import UserError
 
 ATTENTION_KINDS = ("full", "chunked", "bigbird")
 
@@ -61,6 +65,11 @@ class EnformerConfig:
     conv_tile_length: int | None = 131_072
 
     def __post_init__(self) -> None:
+        # Types first: a value of the wrong type (``--set depth=1.5``, a string from a hand-edited JSON)
+        # would otherwise fail later inside torch with a traceback instead of one line naming the field.
+        wrong_types = _type_problems(self)
+        if wrong_types:
+            raise UserError("invalid EnformerConfig: " + "; ".join(wrong_types))
         object.__setattr__(self, "output_heads", dict(self.output_heads))
         problems: list[str] = []
         if self.dim <= 0 or self.depth < 0 or self.heads <= 0 or self.key_size <= 0:
@@ -97,7 +106,7 @@ class EnformerConfig:
         if not self.output_heads:
             problems.append("output_heads is empty")
         for name, tracks in self.output_heads.items():
-            if not isinstance(name, str) or not name.isidentifier() or int(tracks) <= 0:
+            if not isinstance(name, str) or not name.isidentifier() or not _is_whole(tracks) or tracks <= 0:
                 problems.append(f"output head {name!r}: {tracks!r} tracks (need an identifier and a positive count)")
         for rate_name in ("dropout_rate", "attention_dropout_rate", "positional_dropout_rate", "final_dropout_rate"):
             rate = getattr(self, rate_name)
@@ -131,7 +140,7 @@ class EnformerConfig:
                 f"{2**self.num_poolings} bp"
             )
         if problems:
-            raise ValueError("invalid EnformerConfig: " + "; ".join(problems))
+            raise UserError("invalid EnformerConfig: " + "; ".join(problems))
 
     # Derived sizes -------------------------------------------------------------------------
     @property
@@ -179,7 +188,7 @@ class EnformerConfig:
         return (2 * CROP_MARGIN + 1) * self.bin_size
 
     def validate_sequence_length(self, sequence_length: int) -> None:
-        """Raise a ``ValueError`` naming the length and the nearest valid ones."""
+        """Raise a :class:`UserError` (a ``ValueError``) naming the length and the nearest valid ones."""
         bin_size = self.bin_size
         minimum = self.min_sequence_length()
         if sequence_length % bin_size == 0 and sequence_length >= minimum:
@@ -189,7 +198,7 @@ class EnformerConfig:
         above = max(above, minimum)
         nearest = sorted({length for length in (below, above) if length >= minimum})
         hint = " or ".join(f"{n:,}" for n in nearest)
-        raise ValueError(
+        raise UserError(
             f"sequence length {sequence_length:,} bp is not valid: it must be a multiple of {bin_size} "
             f"and at least {minimum:,} bp; nearest valid: {hint}"
         )
@@ -208,22 +217,62 @@ class EnformerConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "EnformerConfig":
+        if not isinstance(values, Mapping):
+            raise UserError(f"an EnformerConfig must be a mapping of field names to values, got {type(values).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown EnformerConfig fields: {', '.join(unknown)}")
+            raise UserError(f"unknown EnformerConfig fields: {', '.join(map(str, unknown))}")
         return cls(**values)
 
     @classmethod
     def from_json(cls, text_or_path: str | os.PathLike) -> "EnformerConfig":
+        """A config from JSON text or a JSON file; a problem in a file is a UserError naming the file."""
         text = str(text_or_path)
-        if not text.lstrip().startswith("{"):
-            with open(text_or_path, encoding="utf-8") as handle:
-                text = handle.read()
-        return cls.from_dict(json.loads(text))
+        if text.lstrip().startswith("{"):
+            return cls.from_dict(json.loads(text))
+        with open(text_or_path, encoding="utf-8") as handle:
+            text = handle.read()
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as error:
+            raise UserError(f"{text_or_path}: not valid JSON ({error})") from None
+        except UserError as error:
+            raise UserError(f"{text_or_path}: {error}") from None
 
     def replace(self, **changes: Any) -> "EnformerConfig":
         return dataclasses.replace(self, **changes)
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _type_problems(config: EnformerConfig) -> list[str]:
+    """One line per field whose value is not of the declared type (ints are not floats, bools not ints)."""
+    problems = []
+    hints = typing.get_type_hints(type(config))
+    for item in dataclasses.fields(config):
+        value, hint = getattr(config, item.name), hints[item.name]
+        is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        allowed = typing.get_args(hint) if is_union else (hint,)
+        if value is None:
+            if type(None) not in allowed:
+                problems.append(f"{item.name} may not be null")
+            continue
+        if bool in allowed:
+            valid, wanted = isinstance(value, bool), "true or false"
+        elif int in allowed:
+            valid, wanted = _is_whole(value), "a whole number"
+        elif float in allowed:
+            valid, wanted = isinstance(value, numbers.Real) and not isinstance(value, bool), "a number"
+        elif str in allowed:
+            valid, wanted = isinstance(value, str), "a string"
+        else:  # output_heads
+            valid, wanted = isinstance(value, Mapping), "a mapping of head name to track count"
+        if not valid:
+            problems.append(f"{item.name}={value!r} is not {wanted}")
+    return problems
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -241,5 +290,5 @@ PRESETS: dict[str, dict[str, Any]] = {
 def preset(name: str, **overrides: Any) -> EnformerConfig:
     """A named configuration (``enformer``, ``senformer``, ``s-enformer-report``, ``senformer-long``)."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return EnformerConfig(**{**PRESETS[name], **overrides})

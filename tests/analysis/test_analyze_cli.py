@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow  # about a minute in all: each command loads model
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     from senformer.data.synthetic import make_synthetic
-    from senformer.weights import save_pretrained
+    from senformer import save_model
 
     root = tmp_path_factory.mktemp("analyze")
     data = make_synthetic(root / "data", size="tiny", seed=0)
@@ -23,7 +23,7 @@ def workspace(tmp_path_factory):
     heads = {"human": statistics["num_targets"]}
     for name, seed in (("a", 1), ("b", 2)):
         model = tiny_model(seed=seed, target_length=statistics["target_length"], output_heads=heads)
-        save_pretrained(model, root / name)
+        save_model(model, root / name)
     return root
 
 

@@ -13,7 +13,7 @@ from helpers import tiny_model
 from senformer.cli import main
 from senformer.data.genome import Genome, Interval
 from senformer.sequence import one_hot
-from senformer.weights import save_pretrained
+from senformer import save_model
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def setup(tmp_path):
     (tmp_path / "genome.fa").write_text(">chr1\n" + "\n".join(chrom[i : i + 80] for i in range(0, 5_000, 80)) + "\n")
     (tmp_path / "regions.bed").write_text("chr1\t1000\t1100\tpeak1\nchr1\t2000\t2300\tpeak2\n")
     model = tiny_model(seed=3)
-    save_pretrained(model, tmp_path / "weights")
+    save_model(model, tmp_path / "weights")
     return tmp_path, model
 
 

@@ -7,12 +7,12 @@ from train_support import head_data, read_weights, tiny_settings
 
 from senformer.errors import UserError
 from senformer.train import HeadData, InMemoryExamples, run_training
-from senformer.weights import save_pretrained
+from senformer import save_model
 
 
 @pytest.fixture
 def teacher(tmp_path):
-    return save_pretrained(tiny_model(seed=5), tmp_path / "teacher")
+    return save_model(tiny_model(seed=5), tmp_path / "teacher")
 
 
 def _with_targets(data, targets):
@@ -47,6 +47,6 @@ def test_validation_reports_correlation_with_the_teacher(tmp_path, teacher):
 
 
 def test_teacher_with_other_tracks_is_a_clear_error(tmp_path):
-    wrong = save_pretrained(tiny_model(seed=5, output_heads={"human": 7}), tmp_path / "teacher")
+    wrong = save_model(tiny_model(seed=5, output_heads={"human": 7}), tmp_path / "teacher")
     with pytest.raises(UserError, match=r"teacher .* has 7 tracks for head 'human', the student 5"):
         run_training(tiny_settings(teacher=str(wrong)), tmp_path / "run", data=head_data())

@@ -7,13 +7,13 @@ from train_support import head_data, read_weights, tiny_settings
 
 from senformer.errors import UserError
 from senformer.train import freeze, run_training, set_training_mode, trainable_names
-from senformer.weights import save_pretrained
+from senformer import save_model
 
 
 @pytest.fixture
 def pretrained(tmp_path):
     """Native weights of a randomised tiny model (every parameter and BatchNorm statistic non-trivial)."""
-    return save_pretrained(tiny_model(seed=3), tmp_path / "pretrained")
+    return save_model(tiny_model(seed=3), tmp_path / "pretrained")
 
 
 def test_attention_names_are_exactly_the_attention_modules():

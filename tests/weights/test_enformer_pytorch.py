@@ -14,7 +14,7 @@ from helpers import random_tokens
 from senformer import Enformer
 from senformer.errors import UserError
 from senformer.model.positional import gamma_features
-from senformer.weights import detect_format, load_model, load_weights, save_pretrained
+from senformer.weights import detect_format, infer_config, load_model, save_model
 from senformer.weights.enformer_pytorch import convert_enformer_pytorch
 
 enformer_pytorch = pytest.importorskip("enformer_pytorch")
@@ -46,11 +46,9 @@ def random_peer(seed: int = 0):
 def ours_from(peer) -> Enformer:
     state = peer.state_dict()
     assert any(name.startswith("_trunk.") for name in state) and any("num_batches_tracked" in n for n in state)
-    from senformer.weights import infer_config, load_state
-
     converted = convert_enformer_pytorch(state)
     model = Enformer(infer_config(converted, {"target_length": 8, **NO_DROPOUT}))
-    assert load_state(model, converted).complete
+    model.load_state_dict(converted, strict=True)  # every name present once, every shape equal
     return model.eval()
 
 
@@ -86,13 +84,13 @@ def test_hugging_face_folder_round_trips_exactly(tmp_path):
     peer.save_pretrained(tmp_path / "hf", safe_serialization=False)
     assert (tmp_path / "hf" / "pytorch_model.bin").is_file()
     assert detect_format(tmp_path / "hf") == "enformer-pytorch"
-    loaded = load_weights(tmp_path / "hf", overrides=NO_DROPOUT)
-    assert loaded.source_format == "enformer-pytorch"
-    assert loaded.report.complete and loaded.model.config.target_length == 8  # read from the HF config
+    loaded, report = load_model(tmp_path / "hf", overrides=NO_DROPOUT, with_report=True)
+    assert report.source_format == "enformer-pytorch"
+    assert report.complete and loaded.config.target_length == 8  # read from the HF config
     expected = ours_from(peer).state_dict()
-    for name, tensor in loaded.model.state_dict().items():
+    for name, tensor in loaded.state_dict().items():
         assert torch.equal(tensor, expected[name]), name
-    save_pretrained(loaded.model, tmp_path / "native")
+    save_model(loaded, tmp_path / "native")
     native = load_model(tmp_path / "native")
     for name, tensor in native.state_dict().items():
         assert torch.equal(tensor, expected[name]), name

@@ -10,7 +10,7 @@ from helpers import random_tokens, tiny_config, tiny_model
 
 from senformer import Enformer
 from senformer.errors import UserError
-from senformer.weights import compare_state, detect_format, infer_config, load_model, load_weights, save_pretrained
+from senformer.weights import detect_format, infer_config, load_model, save_model
 
 
 def assert_same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -34,13 +34,13 @@ def test_round_trip_is_exact_and_keeps_the_config(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(loaded(tokens)["human"], model(tokens)["human"], rtol=0, atol=0)
     # native -> model -> native again: byte-identical tensors.
-    save_pretrained(loaded, tmp_path / "again")
+    save_model(loaded, tmp_path / "again")
     assert_same_state(load_model(tmp_path / "again"), model)
 
 
 def test_a_bare_safetensors_file_with_its_config_loads(tmp_path):
     model = tiny_model(seed=2)
-    save_pretrained(model, tmp_path)
+    save_model(model, tmp_path)
     assert detect_format(tmp_path / "model.safetensors") == "native"
     assert_same_state(load_model(tmp_path / "model.safetensors"), model)
 
@@ -48,7 +48,7 @@ def test_a_bare_safetensors_file_with_its_config_loads(tmp_path):
 @pytest.mark.parametrize("kind", ["chunked", "bigbird"])
 def test_weights_load_unchanged_into_every_attention_kind(tmp_path, kind):
     model = tiny_model(seed=4)
-    save_pretrained(model, tmp_path)
+    save_model(model, tmp_path)
     other = Enformer.from_pretrained(tmp_path, attention=kind, num_random_blocks=1)
     assert other.config.attention == kind
     assert_same_state(model, other)
@@ -78,7 +78,7 @@ def test_infer_config_without_relative_positions_takes_heads_from_overrides():
 
 def test_strict_load_lists_every_problem_in_one_error(tmp_path):
     model = tiny_model(seed=0)
-    save_pretrained(model, tmp_path)
+    save_model(model, tmp_path)
     from safetensors.torch import load_file, save_file
 
     state = load_file(str(tmp_path / "model.safetensors"))
@@ -97,25 +97,26 @@ def test_strict_load_lists_every_problem_in_one_error(tmp_path):
 
 def test_partial_load_starts_a_different_attention_shape_and_a_new_head_from_the_weights(tmp_path):
     model = tiny_model(seed=6)
-    save_pretrained(model, tmp_path)
+    save_model(model, tmp_path)
     # The S-Enformer report's layer (key size 24 here, no relative positions) plus a new head.
     overrides = {"key_size": 24, "relative_positions": False, "output_heads": {"human": 5, "mouse": 3, "pig": 4}}
     with pytest.warns(UserWarning, match="partial load"):
-        loaded = load_weights(tmp_path, overrides, strict=False)
-    report = loaded.report
+        loaded, report = load_model(tmp_path, overrides, strict=False, with_report=True)
     assert "heads.pig.weight" in report.missing
     assert "transformer.0.attention.r_w_bias" in report.unexpected
     assert ("transformer.0.attention.to_q.weight", (48, 48), (16, 48)) in report.mismatched
-    new_state = loaded.model.state_dict()
+    new_state = loaded.state_dict()
     for name in report.loaded:
         assert torch.equal(new_state[name], model.state_dict()[name]), name
     assert "stem.conv.weight" in report.loaded and "transformer.1.attention.to_v.weight" in report.loaded
 
 
-def test_compare_state_is_empty_for_identical_models():
+def test_the_report_of_a_complete_load_lists_every_tensor_as_loaded(tmp_path):
     model = tiny_model()
-    report = compare_state(model.state_dict(), model.state_dict())
-    assert report.complete and len(report.loaded) == len(model.state_dict())
+    save_model(model, tmp_path)
+    _, report = load_model(tmp_path, with_report=True)
+    assert report.complete and report.source_format == "native"
+    assert report.loaded == list(model.state_dict()) and not (report.fresh or report.skipped)
 
 
 def test_damaged_and_missing_weights_give_clear_errors(tmp_path):
@@ -124,12 +125,12 @@ def test_damaged_and_missing_weights_give_clear_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="holds no weights"):
         load_model(tmp_path / "empty")
-    save_pretrained(tiny_model(), tmp_path / "cut")
+    save_model(tiny_model(), tmp_path / "cut")
     weights = tmp_path / "cut" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
     with pytest.raises(UserError, match="not a readable safetensors file"):
         load_model(tmp_path / "cut")
-    save_pretrained(tiny_model(), tmp_path / "badconfig")
+    save_model(tiny_model(), tmp_path / "badconfig")
     (tmp_path / "badconfig" / "config.json").write_text(json.dumps({**tiny_config().to_dict(), "dim": 47}))
     with pytest.raises(UserError, match="dim=47"):
         load_model(tmp_path / "badconfig")

@@ -11,7 +11,7 @@ import torch
 
 from senformer import Enformer, EnformerConfig
 from senformer.errors import UserError
-from senformer.weights import detect_format, load_model, load_weights, save_pretrained
+from senformer.weights import detect_format, load_model, save_model
 from senformer.weights.infer import infer_config
 from senformer.weights.tf_checkpoint import read_tf_checkpoint, tf_name_to_senformer
 
@@ -54,14 +54,14 @@ def test_unmapped_keys_are_only_the_non_weights(fixture_dir):
 
 
 def test_checkpoint_converts_to_native_and_back_exactly(fixture_dir, tmp_path):
-    loaded = load_weights(fixture_dir / "ckpt")
-    assert loaded.source_format == "tf-checkpoint" and loaded.report.complete
-    config = loaded.model.config
+    loaded, report = load_model(fixture_dir / "ckpt", with_report=True)
+    assert report.source_format == "tf-checkpoint" and report.complete
+    config = loaded.config
     assert (config.dim, config.depth, config.heads, config.key_size, config.relative_features) == (384, 1, 8, 64, 48)
     assert config.conv_tower_filters == [256, 256, 256, 256, 384, 384]
     assert config.output_heads == {"human": 5313, "mouse": 1643}
     state = read_tf_checkpoint(fixture_dir / "ckpt")
-    save_pretrained(loaded.model, tmp_path / "native")
+    save_model(loaded, tmp_path / "native")
     native = load_model(tmp_path / "native")
     for name, tensor in native.state_dict().items():
         assert torch.equal(tensor, state[name].to(tensor.dtype)), name

@@ -45,17 +45,18 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     import warnings
 
-    from ..weights import convert
+    from ..weights import load_model, save_model
 
     overrides = parse_set_options(args.set, args.attention)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the partial-load report is printed below instead
-        loaded = convert(args.source, args.destination, overrides, strict=not args.partial, format=args.format)
-    config = loaded.model.config
-    counts = loaded.model.parameter_counts()["total"]
-    print(f"read {args.source} ({loaded.source_format}): dim {config.dim}, depth {config.depth}, heads {config.heads}, "
+        model, report = load_model(args.source, overrides, strict=not args.partial, format=args.format, with_report=True)
+    save_model(model, args.destination)
+    config = model.config
+    counts = model.parameter_counts()["total"]
+    print(f"read {args.source} ({report.source_format}): dim {config.dim}, depth {config.depth}, heads {config.heads}, "
           f"key size {config.key_size}, output heads {config.output_heads}, attention {config.attention}, {counts:,} parameters")
-    if not loaded.report.complete:
-        print(f"partial load, {len(loaded.report.loaded)} tensors loaded; not loaded: {loaded.report.problems(limit=None)}")
+    if not report.complete:
+        print(f"partial load, {len(report.loaded)} tensors loaded; not loaded: {report.problems(limit=None)}")
     print(f"wrote {args.destination}/config.json and model.safetensors")
     return 0

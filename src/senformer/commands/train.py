@@ -29,12 +29,17 @@ def register(subparsers) -> None:
     data.add_argument("--sequence-length", type=int, help="input length in bp (default: the records' length)")
     data.add_argument("--max-train-examples", type=int, help="train on the first N examples only")
     model = parser.add_argument_group("model")
-    model.add_argument("--preset", help="named configuration when training from scratch")
+    model.add_argument("--preset", help="named configuration when training from scratch; with --init, its fields "
+                       "(e.g. s-enformer-report: bigbird, no relative positions, key size 192) go on top of the weights' config")
     model.add_argument("--model-config", help="EnformerConfig JSON when training from scratch")
     model.add_argument("--attention", choices=["full", "chunked", "bigbird"], help="attention kind")
     model.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="override one EnformerConfig field (JSON value), e.g. --set depth=2")
     model.add_argument("--init", dest="init_weights", help="initial weights (any format senformer loads)")
+    model.add_argument("--init-skip", dest="init_skip", metavar="attention|REGEX",
+                       help="tensors that keep their fresh initialisation instead of loading from --init (they may "
+                       "differ in shape or be absent there): 'attention' (every attention module) or a regular "
+                       "expression on tensor names; everything else must load exactly")
     model.add_argument("--new-head", action="append", default=[], metavar="NAME:TRACKS",
                        help="add a freshly initialised head for your own tracks")
     what = parser.add_argument_group("what trains and how")
@@ -72,7 +77,7 @@ def register(subparsers) -> None:
 
 
 _SCALAR_FLAGS = (
-    "sequence_length", "max_train_examples", "preset", "model_config", "attention", "init_weights", "train",
+    "sequence_length", "max_train_examples", "preset", "model_config", "attention", "init_weights", "init_skip", "train",
     "steps", "batch_size", "grad_accumulation", "learning_rate", "warmup_steps", "decay", "clip_grad_norm", "shift",
     "reverse_complement", "teacher", "distill_weight", "batchnorm", "bf16", "checkpoint_activations",
     "checkpoint_conv_tower", "eval_every", "eval_examples", "eval_split", "checkpoint_every", "keep_checkpoints",

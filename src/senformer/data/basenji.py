@@ -264,7 +264,7 @@ class BasenjiDataset(IterableDataset):
         self.sequence_length = int(sequence_length or self.record_length)
         extra = self.sequence_length - self.record_length
         if extra % 2:
-            raise ValueError(
+            raise UserError(
                 f"sequence_length {self.sequence_length:,} and the records' {self.record_length:,} bp differ by an odd "
                 "number of bp; the record must sit in the centre"
             )
@@ -598,7 +598,7 @@ def _complete_targets(targets: pd.DataFrame) -> pd.DataFrame:
     table = targets.reset_index(drop=True).copy()
     for column in ("identifier", "description"):
         if column not in table.columns:
-            raise ValueError(f"targets table needs an {column!r} column")
+            raise UserError(f"targets table needs an {column!r} column")
     defaults = {"genome": 0, "file": ".", "clip": 32, "scale": 2, "sum_stat": "mean"}
     for column, value in defaults.items():
         if column not in table.columns:

@@ -39,7 +39,7 @@ class TrackSpec:
 
     def __post_init__(self) -> None:
         if self.sum_stat not in SUM_STATS:
-            raise ValueError(f"track {self.identifier!r}: sum_stat {self.sum_stat!r} is not one of {', '.join(SUM_STATS)}")
+            raise UserError(f"track {self.identifier!r}: sum_stat {self.sum_stat!r} is not one of {', '.join(SUM_STATS)}")
 
 
 def read_track_sheet(path: str | os.PathLike) -> list[TrackSpec]:

@@ -41,9 +41,9 @@ class Interval:
 
     def __post_init__(self) -> None:
         if not self.chrom:
-            raise ValueError("an interval needs a chromosome name")
+            raise UserError("an interval needs a chromosome name")
         if self.end <= self.start:
-            raise ValueError(f"{self.chrom}:{self.start}-{self.end}: start must be less than end")
+            raise UserError(f"{self.chrom}:{self.start}-{self.end}: start must be less than end")
 
     @property
     def width(self) -> int:
@@ -59,7 +59,7 @@ class Interval:
         A 131,072-bp Basenji2 interval resized to 196,608 bp gains exactly 32,768 bp on each side.
         """
         if width <= 0:
-            raise ValueError(f"width must be positive, got {width}")
+            raise UserError(f"width must be positive, got {width}")
         start = self.start + (self.width - width) // 2
         return Interval(self.chrom, start, start + width, self.name)
 

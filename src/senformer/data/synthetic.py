@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..errors import UserError
 from ..io import atomic_path, atomic_write_text
 from .basenji import BasenjiWriter
 from .tracks import ASSAY_GROUPS
@@ -91,7 +92,7 @@ class SyntheticSettings:
         if self.windows_per_chromosome < 1 or self.records_per_file < 1:
             problems.append("windows_per_chromosome and records_per_file must be >= 1")
         if problems:
-            raise ValueError("invalid synthetic settings: " + "; ".join(problems))
+            raise UserError("invalid synthetic settings: " + "; ".join(problems))
 
 
 SIZES: dict[str, SyntheticSettings] = {
@@ -246,11 +247,11 @@ def make_synthetic(out_dir: str | os.PathLike, size: str = "tiny", seed: int = 0
             num_tracks=8, train=100, long_range_bp=(2048, 4096)``.
     """
     if size not in SIZES:
-        raise ValueError(f"unknown synthetic size {size!r}; choose one of {', '.join(SIZES)}")
+        raise UserError(f"unknown synthetic size {size!r}; choose one of {', '.join(SIZES)}")
     known = set(SyntheticSettings.__dataclass_fields__)
     unknown = sorted(set(lengths) - known)
     if unknown:
-        raise ValueError(f"unknown synthetic setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        raise UserError(f"unknown synthetic setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     if "long_range_bp" in lengths:
         lengths["long_range_bp"] = tuple(int(v) for v in lengths["long_range_bp"])
     settings = replace(SIZES[size], **lengths)

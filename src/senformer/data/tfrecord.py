@@ -53,7 +53,7 @@ def _normalise_compression(compression: str | None, path: Path) -> str:
     if name == "auto":
         return detect_compression(path)
     if name not in COMPRESSIONS:
-        raise ValueError(f"compression {compression!r} is not one of auto, {', '.join(COMPRESSIONS)}")
+        raise UserError(f"compression {compression!r} is not one of auto, {', '.join(COMPRESSIONS)}")
     return name
 
 

@@ -21,6 +21,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import EnformerConfig
 from ..constants import CROP_MARGIN
+from ..errors import UserError
 from ..sequence import tokens_to_one_hot
 from .attention import RelativeAttention, build_attention
 from .checkpointing import checkpointed
@@ -149,7 +150,7 @@ class Enformer(nn.Module):
         names = list(self.heads) if heads is None else list(heads)
         unknown = [name for name in names if name not in self.heads]
         if unknown:
-            raise ValueError(f"unknown head(s) {', '.join(map(repr, unknown))}; the model has {', '.join(self.heads)}")
+            raise UserError(f"unknown head(s) {', '.join(map(repr, unknown))}; the model has {', '.join(self.heads)}")
         outputs = {name: F.softplus(self.heads[name](embeddings)) for name in names}
         if return_embeddings:
             outputs["embeddings"] = embeddings
@@ -158,14 +159,14 @@ class Enformer(nn.Module):
     def prepare_input(self, sequence: torch.Tensor) -> torch.Tensor:
         """Validate and convert ``sequence`` to a float one-hot (batch, bp, 4)."""
         if not isinstance(sequence, torch.Tensor):
-            raise ValueError(f"sequence must be a torch.Tensor, got {type(sequence).__name__}")
+            raise UserError(f"sequence must be a torch.Tensor, got {type(sequence).__name__}")
         if sequence.dtype.is_floating_point:
             if sequence.dim() != 3 or sequence.shape[-1] != 4:
-                raise ValueError(f"one-hot input must have shape (batch, length, 4); got {tuple(sequence.shape)}")
+                raise UserError(f"one-hot input must have shape (batch, length, 4); got {tuple(sequence.shape)}")
             x = sequence
         else:
             if sequence.dim() != 2:
-                raise ValueError(f"token input must have shape (batch, length); got {tuple(sequence.shape)}")
+                raise UserError(f"token input must have shape (batch, length); got {tuple(sequence.shape)}")
             x = tokens_to_one_hot(sequence, dtype=self.stem.conv.weight.dtype)
         self.config.validate_sequence_length(x.shape[1])
         return x
@@ -173,17 +174,17 @@ class Enformer(nn.Module):
     # Weights ----------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path, strict: bool = True, **overrides) -> "Enformer":
-        """Load weights in any supported format (see :func:`senformer.weights.load_model`); keyword
-        arguments override config fields, e.g. ``attention="bigbird"``."""
+        """Load weights in any supported format (see :func:`senformer.load_model`); keyword arguments
+        override config fields, e.g. ``attention="bigbird"``."""
         from ..weights import load_model
 
         return load_model(path, overrides=overrides, strict=strict)
 
     def save_pretrained(self, directory):
-        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (see :func:`senformer.weights.save_pretrained`)."""
-        from ..weights import save_pretrained
+        """Write ``config.json`` + ``model.safetensors`` into ``directory`` (see :func:`senformer.save_model`)."""
+        from ..weights import save_model
 
-        return save_pretrained(self, directory)
+        return save_model(self, directory)
 
     # Conveniences -----------------------------------------------------------------------------
     def attention_modules(self) -> list[RelativeAttention]:

@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from ..errors import UserError
+
 
 @dataclasses.dataclass(frozen=True)
 class DistributedContext:
@@ -41,10 +43,10 @@ def setup_distributed(device: str = "auto") -> DistributedContext:
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device={device!r} is not one of auto, cpu, cuda")
+        raise UserError(f"device={device!r} is not one of auto, cpu, cuda")
     use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
     if use_cuda and not torch.cuda.is_available():
-        raise ValueError("device=cuda but torch sees no CUDA device")
+        raise UserError("device=cuda but torch sees no CUDA device")
     torch_device = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
     if use_cuda:
         torch.cuda.set_device(torch_device)

@@ -22,7 +22,6 @@ import signal
 import sys
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -37,6 +36,7 @@ from ..config import EnformerConfig
 from ..errors import UserError
 from ..io import atomic_write_text
 from ..model.enformer import Enformer
+from ..weights import load_model, save_model
 from . import checkpoint as ckpt
 from .data import BasenjiSource, BatchStream, ExampleSource, eval_batches
 from .distributed import (
@@ -83,49 +83,26 @@ def open_data(settings: TrainSettings) -> dict[str, HeadData]:
 
 
 def build_model(settings: TrainSettings) -> tuple[Enformer, list[str]]:
-    """The model to train and the names of freshly initialised parameters (new heads)."""
-    values = settings.model_config_dict()
-    new_heads = dict(settings.new_heads)
-    if settings.init_weights is None:
-        values["output_heads"] = {**values["output_heads"], **new_heads}
-        model = Enformer(EnformerConfig.from_dict(values))
-        return model, [f"heads.{name}.{part}" for name in new_heads for part in ("weight", "bias")]
-    from ..weights import load_weights, read_weights
+    """The model to train and the names of its new heads' parameters (freshly initialised, always trained).
 
-    _, base, _ = read_weights(settings.init_weights)
-    # The weights decide the architecture; the settings only change what they name explicitly.
-    overrides = settings.config_overrides()
-    if new_heads:
-        existing = dict(base.get("output_heads") or {})
-        clash = [name for name in new_heads if name in existing]
-        if clash:
-            raise UserError(f"new head(s) {', '.join(clash)} already exist in {settings.init_weights}")
-        overrides["output_heads"] = {**existing, **new_heads} if existing else None
-        if overrides["output_heads"] is None:
-            del overrides["output_heads"]
-    with warnings.catch_warnings():
-        # New heads are missing from the weights by design; anything else missing is checked below.
-        warnings.filterwarnings("ignore", message="partial load")
-        loaded = load_weights(settings.init_weights, overrides=overrides, strict=not new_heads)
-    model = loaded.model
-    fresh = [f"heads.{name}.{part}" for name in new_heads for part in ("weight", "bias")]
-    if new_heads:
-        if "output_heads" not in overrides:  # foreign formats: add the heads to the inferred config
-            config = model.config.replace(output_heads={**model.config.output_heads, **new_heads})
-            rebuilt = Enformer(config)
-            rebuilt.load_state_dict(model.state_dict(), strict=False)
-            model = rebuilt
-        problems = [name for name in loaded.report.missing if name not in fresh]
-        if problems or loaded.report.unexpected or loaded.report.mismatched:
-            raise UserError(f"{settings.init_weights} do not match the model beyond the new heads: {loaded.report.problems()}")
-    return model, fresh
+    From ``init_weights``, the weights decide the architecture and the settings change only what they name;
+    ``init_skip`` tensors keep their fresh initialisation (they follow ``train`` like any other).
+    """
+    new_heads = dict(settings.new_heads)
+    new_head_parameters = [f"heads.{name}.{part}" for name in new_heads for part in ("weight", "bias")]
+    if settings.init_weights is None:
+        values = settings.model_config_dict()
+        values["output_heads"] = {**values["output_heads"], **new_heads}
+        return Enformer(EnformerConfig.from_dict(values)), new_head_parameters
+    model = load_model(
+        settings.init_weights, settings.config_overrides(), new_heads=new_heads, skip=settings.init_skip
+    )
+    return model, new_head_parameters
 
 
 def load_teacher(settings: TrainSettings, heads: Mapping[str, int], device: torch.device) -> Enformer | None:
     if settings.teacher is None:
         return None
-    from ..weights import load_model
-
     teacher = load_model(settings.teacher)
     for head, tracks in heads.items():
         have = teacher.config.output_heads.get(head)
@@ -405,9 +382,7 @@ class Trainer:
             self._loop()
         path = self.out_dir / "weights"
         if context.is_main:
-            from ..weights import save_pretrained
-
-            save_pretrained(self.model, path)  # CrossRankBatchNorm keeps BatchNorm's names
+            save_model(self.model, path)  # CrossRankBatchNorm keeps BatchNorm's names
             self.write_tables()
         barrier()
         return path

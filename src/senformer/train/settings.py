@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import json
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -43,7 +44,10 @@ class TrainSettings:
     model_config: str | None = None  # EnformerConfig JSON (replaces the preset)
     attention: str | None = None
     model_overrides: Mapping[str, Any] = field(default_factory=dict)  # EnformerConfig fields
-    init_weights: str | None = None  # any format senformer.weights.load_model reads
+    init_weights: str | None = None  # any format senformer.load_model reads
+    # `attention` or a regular expression on tensor names: these keep their fresh initialisation and may
+    # differ in shape from init_weights or be absent from them; everything else must load exactly.
+    init_skip: str | None = None
     new_heads: Mapping[str, int] = field(default_factory=dict)  # head -> tracks, freshly initialised
 
     # What trains and how.
@@ -117,6 +121,14 @@ class TrainSettings:
             problems.append(f"device={self.device!r} is not one of auto, cpu, cuda")
         if self.eval_examples is not None and self.eval_examples < 1:
             problems.append(f"eval_examples={self.eval_examples} must be positive or null (whole split)")
+        if self.init_skip is not None:
+            if self.init_weights is None:
+                problems.append(f"init_skip={self.init_skip!r} needs init_weights (--init) to skip tensors of")
+            elif self.init_skip != "attention":
+                try:
+                    re.compile(self.init_skip)
+                except re.error as error:
+                    problems.append(f"init_skip={self.init_skip!r} is neither attention nor a valid regular expression: {error}")
         if not self.train:
             problems.append(f"train is empty; choose {', '.join(TRAINABLE_CHOICES)} or a parameter-name pattern")
         for name, tracks in self.new_heads.items():
@@ -127,9 +139,12 @@ class TrainSettings:
 
     # Model configuration ------------------------------------------------------------------------
     def config_overrides(self) -> dict[str, Any]:
-        """The EnformerConfig fields these settings name explicitly (``model_overrides``, the attention kind
-        and the checkpointing switches); initial weights keep every other field of their own config."""
-        values = dict(self.model_overrides)
+        """The EnformerConfig fields these settings name explicitly (the preset's own fields unless
+        ``model_config`` replaces the preset, then ``model_overrides``, the attention kind and the
+        checkpointing switches); initial weights keep every other field of their own config (the default
+        preset, ``enformer``, names none)."""
+        preset_fields = {} if self.model_config else PRESETS[self.preset]
+        values = {**preset_fields, **self.model_overrides}
         if self.attention:
             values["attention"] = self.attention
         if self.checkpoint_activations:

@@ -1,36 +1,16 @@
 """Weights in every format Enformer ships in, meeting at one state dict in senformer's names.
 
->>> from senformer.weights import load_model, save_pretrained
+One load and one save: :func:`load_model` reads every format (native, TF checkpoint, TF-Hub SavedModel,
+enformer-pytorch / Hugging Face), adds new heads and keeps named tensors fresh; :func:`save_model` writes
+the native format (``config.json`` + ``model.safetensors``).
+
+>>> from senformer.weights import load_model, save_model
 >>> model = load_model("enformer-fine-tuned-human-1", overrides={"attention": "bigbird"})  # TF checkpoint prefix
->>> save_pretrained(model, "enformer-native")  # config.json + model.safetensors
+>>> save_model(model, "enformer-native")
 """
 
 from .infer import infer_config
-from .loading import (
-    FORMATS,
-    LoadedWeights,
-    LoadReport,
-    compare_state,
-    convert,
-    detect_format,
-    load_model,
-    load_state,
-    load_weights,
-    read_weights,
-    save_pretrained,
-)
+from .loading import ATTENTION_TENSORS, FORMATS, LoadReport, detect_format, load_model
+from .native import save_model
 
-__all__ = [
-    "FORMATS",
-    "LoadReport",
-    "LoadedWeights",
-    "compare_state",
-    "convert",
-    "detect_format",
-    "infer_config",
-    "load_model",
-    "load_state",
-    "load_weights",
-    "read_weights",
-    "save_pretrained",
-]
+__all__ = ["ATTENTION_TENSORS", "FORMATS", "LoadReport", "detect_format", "infer_config", "load_model", "save_model"]

@@ -37,7 +37,7 @@ def _tower_divisor(dim: int, filters: list[int]) -> int:
         try:
             config = EnformerConfig(dim=dim, num_conv_tower_blocks=len(filters), num_poolings=len(filters) + 1,
                                     conv_tower_divisible_by=divisor, depth=0)
-        except ValueError:
+        except UserError:
             continue
         if config.conv_tower_filters == filters:
             return divisor
@@ -106,8 +106,4 @@ def infer_config(
     """An EnformerConfig from ``state``'s shapes, on top of ``base`` values, with ``overrides`` last."""
     overrides = dict(overrides or {})
     heads_hint = overrides.get("heads", (base or {}).get("heads"))
-    values = {**(base or {}), **infer_config_values(state, heads_hint), **overrides}
-    try:
-        return EnformerConfig.from_dict(values)
-    except ValueError as error:
-        raise UserError(str(error)) from None
+    return EnformerConfig.from_dict({**(base or {}), **infer_config_values(state, heads_hint), **overrides})

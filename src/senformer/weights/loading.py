@@ -2,12 +2,15 @@
 
 All formats meet at one state dict in senformer's parameter names (converters only rename and reshape);
 the config comes from the native ``config.json`` or is inferred from the tensor shapes, and user overrides
-(attention kind, sparse settings, ``positional_basis_length``, ...) go on top.
+(attention kind, sparse settings, ``positional_basis_length``, ...) go on top. New heads and parameters
+named by ``skip`` keep the model's own initialisation; everything else loads exactly (strict) or where it
+matches (partial).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +20,7 @@ import torch
 
 from ..config import EnformerConfig
 from ..errors import UserError
+from ..model.enformer import Enformer
 from .infer import infer_config
 from .native import CONFIG_NAME, WEIGHTS_NAME, is_native_config, read_native, read_safetensors
 
@@ -25,18 +29,28 @@ FORMATS = ("native", "tf-checkpoint", "tf-savedmodel", "enformer-pytorch")
 _PEER_WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
 _STATE_DICT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
 
+# ``skip="attention"``: every tensor of the transformer's attention modules (to_q, to_k, to_v, to_out,
+# to_r_k, r_w_bias, r_r_bias), not their LayerNorm (``attention_norm``) or the MLP: the layers the
+# S-Enformer report replaced and trained afresh.
+ATTENTION_TENSORS = r"^transformer\.\d+\.attention\."
+
 
 @dataclass
 class LoadReport:
-    """What a load matched; in strict mode any problem is an error listing all of them."""
+    """What a load did, in senformer's tensor names; a strict load refuses any missing, unexpected or
+    mismatched tensor with one error listing all of them."""
 
-    loaded: list[str] = field(default_factory=list)
+    source_format: str = ""
+    loaded: list[str] = field(default_factory=list)  # model tensors copied from the weights
+    fresh: list[str] = field(default_factory=list)  # model tensors kept fresh on request (new heads, skip)
+    skipped: list[str] = field(default_factory=list)  # tensors of the weights matched by skip, not loaded
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
+        """Every tensor not kept fresh on request was loaded, and the weights held nothing else."""
         return not (self.missing or self.unexpected or self.mismatched)
 
     def problems(self, limit: int | None = 20) -> str:
@@ -56,13 +70,6 @@ class LoadReport:
             items = [f"{name} (model {list(want)}, weights {list(got)})" for name, want, got in self.mismatched]
             parts.append(f"{len(items)} with the wrong shape: {listed(items)}")
         return "; ".join(parts)
-
-
-@dataclass
-class LoadedWeights:
-    model: Any  # Enformer
-    report: LoadReport
-    source_format: str
 
 
 # Reading ---------------------------------------------------------------------------------------------
@@ -127,7 +134,7 @@ def _read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def read_weights(path: str | os.PathLike, format: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
+def _read_weights(path: str | os.PathLike, format: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
     """``(state dict in senformer names, base config values, format)`` of the weights at ``path``.
 
     The base config values come from a native ``config.json`` (complete) or from what a foreign format
@@ -162,85 +169,16 @@ def read_weights(path: str | os.PathLike, format: str | None = None) -> tuple[di
 
 
 # Checking and loading ---------------------------------------------------------------------------------
-def compare_state(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]) -> LoadReport:
-    """Names present in both with equal shapes (loaded), missing, unexpected and mismatched."""
-    report = LoadReport()
-    for name, tensor in expected.items():
-        if name not in given:
-            report.missing.append(name)
-        elif tuple(given[name].shape) != tuple(tensor.shape):
-            report.mismatched.append((name, tuple(tensor.shape), tuple(given[name].shape)))
-        else:
-            report.loaded.append(name)
-    report.unexpected = [name for name in given if name not in expected]
-    return report
-
-
-def _raise_if_incomplete(report: LoadReport, source: str) -> None:
-    if not report.complete:
-        raise UserError(
-            f"{source} do not match the model ({report.problems()}); use strict=False / --partial to load "
-            "only the matching tensors"
-        )
-
-
-def load_state(model: torch.nn.Module, state: Mapping[str, torch.Tensor], strict: bool = True, source: str = "weights") -> LoadReport:
-    """Copy ``state`` into ``model``; strict: every tensor present once with the right shape, else one
-    UserError listing every missing, unexpected and mismatched name. Partial: load the matches."""
-    report = compare_state(model.state_dict(), state)
-    if strict:
-        _raise_if_incomplete(report, source)
-    with torch.no_grad():
-        model.load_state_dict({name: state[name] for name in report.loaded}, strict=False)
-    return report
-
-
-def load_weights(
+def load_model(
     path: str | os.PathLike,
     overrides: Mapping[str, Any] | None = None,
     strict: bool = True,
+    *,
     format: str | None = None,
-) -> LoadedWeights:
-    """Build the model described by the weights at ``path`` (plus ``overrides``) and load them."""
-    state, base, source_format = read_weights(path, format)
-    config = infer_config(state, overrides, base) if source_format != "native" else _native_config(base, overrides)
-    model, report = _build_and_load(config, state, strict, f"the weights in {path}")
-    if not report.complete:
-        warnings.warn(f"partial load from {path}: {report.problems()}", stacklevel=2)
-    return LoadedWeights(model.eval(), report, source_format)
-
-
-def _build_and_load(config: EnformerConfig, state: Mapping[str, torch.Tensor], strict: bool, source: str):
-    """The model of ``config`` holding ``state``. A complete state is assigned into a model built on the
-    meta device (no initialisation: seconds saved for the full model); a partial one loads into a freshly
-    initialised model."""
-    from ..model.enformer import Enformer
-
-    with torch.device("meta"):
-        skeleton = Enformer(config)
-    expected = skeleton.state_dict()
-    report = compare_state(expected, state)
-    if strict:
-        _raise_if_incomplete(report, source)  # before paying for a full initialisation
-    if report.complete:
-        skeleton.load_state_dict(
-            {name: state[name].to(dtype=tensor.dtype) for name, tensor in expected.items()}, assign=True
-        )
-        tensors = [*skeleton.parameters(), *skeleton.buffers()]
-        if not any(tensor.is_meta for tensor in tensors):
-            return skeleton, report
-    model = Enformer(config)
-    return model, load_state(model, state, strict=strict, source=source)
-
-
-def _native_config(base: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> EnformerConfig:
-    try:
-        return EnformerConfig.from_dict({**base, **(overrides or {})})
-    except ValueError as error:
-        raise UserError(str(error)) from None
-
-
-def load_model(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None, strict: bool = True):
+    new_heads: Mapping[str, int] | None = None,
+    skip: str | None = None,
+    with_report: bool = False,
+):
     """An :class:`Enformer` in eval mode from weights in any supported format.
 
     Args:
@@ -249,27 +187,100 @@ def load_model(path: str | os.PathLike, overrides: Mapping[str, Any] | None = No
             folder, an enformer-pytorch / Hugging Face folder or a state-dict file.
         overrides: EnformerConfig fields set on top of the stored or inferred config,
             e.g. ``{"attention": "bigbird", "positional_basis_length": 1536}``.
-        strict: require every tensor present once with the right shape; ``False`` loads what matches
-            (a warning lists the rest) and keeps the fresh initialisation elsewhere.
+        strict: require every tensor (other than those kept fresh below) present once with the right
+            shape; ``False`` loads what matches (a warning lists the rest) and keeps the fresh
+            initialisation elsewhere.
+        format: one of :data:`FORMATS` (default: detected).
+        new_heads: ``{head: tracks}`` added to the model, freshly initialised (an existing name is an error).
+        skip: ``"attention"`` (every tensor of the transformer's attention modules) or a regular expression
+            searched in tensor names: matched tensors keep the model's own initialisation and may differ in
+            shape from the weights or be absent from them; matched tensors of the weights are not loaded.
+        with_report: return ``(model, LoadReport)`` instead of the model alone.
     """
-    return load_weights(path, overrides, strict).model
+    state, base, source_format = _read_weights(path, format)
+    config = _config(state, base, source_format, overrides)
+    if new_heads:
+        clash = [name for name in new_heads if name in config.output_heads]
+        if clash:
+            raise UserError(f"new head(s) {', '.join(clash)} already exist in {path}")
+        config = config.replace(output_heads={**config.output_heads, **dict(new_heads)})
+    kept_fresh = _skip_pattern(skip)
+    with torch.device("meta"):
+        skeleton = Enformer(config)
+    expected = skeleton.state_dict()
+    requested = {f"heads.{head}." for head in (new_heads or {})}
+    report = _compare(expected, state, lambda name: name.startswith(tuple(requested)), kept_fresh)
+    report.source_format = source_format
+    if kept_fresh is not None and not (report.skipped or any(kept_fresh.search(name) for name in expected)):
+        raise UserError(
+            f"skip={skip!r} matches no tensor of the model or of {path} "
+            "(names look like 'transformer.0.attention.to_q.weight')"
+        )
+    if strict and not report.complete:
+        raise UserError(
+            f"the weights in {path} do not match the model ({report.problems()}); use strict=False / --partial "
+            "to load only the matching tensors"
+        )
+    model = _assign(skeleton, expected, state, report) or _initialise_and_load(config, state, report)
+    if not report.complete:
+        warnings.warn(f"partial load from {path}: {report.problems()}", stacklevel=2)
+    model.eval()
+    return (model, report) if with_report else model
 
 
-def save_pretrained(model, directory: str | os.PathLike) -> Path:
-    """Write ``model`` in the native format (``config.json`` + ``model.safetensors``) into ``directory``."""
-    from .native import save_native
+def _config(state: Mapping[str, torch.Tensor], base: Mapping[str, Any], source_format: str, overrides) -> EnformerConfig:
+    """The stored config (native) or the one the tensor shapes imply, with ``overrides`` on top."""
+    if source_format == "native":
+        return EnformerConfig.from_dict({**base, **(overrides or {})})
+    return infer_config(state, overrides, base)
 
-    return save_native(model, directory)
+
+def _skip_pattern(skip: str | None) -> re.Pattern | None:
+    if skip is None:
+        return None
+    if skip == "attention":
+        return re.compile(ATTENTION_TENSORS)
+    try:
+        return re.compile(skip)
+    except re.error as error:
+        raise UserError(f"skip={skip!r} is neither 'attention' nor a valid regular expression: {error}") from None
 
 
-def convert(
-    source: str | os.PathLike,
-    destination: str | os.PathLike,
-    overrides: Mapping[str, Any] | None = None,
-    strict: bool = True,
-    format: str | None = None,
-) -> LoadedWeights:
-    """Read weights in any format and write them natively to ``destination``; returns what was loaded."""
-    loaded = load_weights(source, overrides, strict, format)
-    save_pretrained(loaded.model, destination)
-    return loaded
+def _compare(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor], is_new, skip: re.Pattern | None) -> LoadReport:
+    """Sort every tensor name of the model and of the weights into the report's lists."""
+    report = LoadReport()
+    skipped = (lambda name: False) if skip is None else (lambda name: skip.search(name) is not None)
+    for name, tensor in expected.items():
+        if is_new(name) or skipped(name):
+            report.fresh.append(name)
+        elif name not in given:
+            report.missing.append(name)
+        elif tuple(given[name].shape) != tuple(tensor.shape):
+            report.mismatched.append((name, tuple(tensor.shape), tuple(given[name].shape)))
+        else:
+            report.loaded.append(name)
+    for name in given:
+        if skipped(name):
+            report.skipped.append(name)
+        elif name not in expected:
+            report.unexpected.append(name)
+    return report
+
+
+def _assign(skeleton: Enformer, expected, state, report: LoadReport) -> Enformer | None:
+    """The meta-device ``skeleton`` holding ``state`` when every tensor loads (no initialisation: seconds
+    saved for the full model); None when some tensor has to keep a fresh initialisation."""
+    if len(report.loaded) != len(expected):
+        return None
+    skeleton.load_state_dict({name: state[name].to(dtype=tensor.dtype) for name, tensor in expected.items()}, assign=True)
+    if any(tensor.is_meta for tensor in [*skeleton.parameters(), *skeleton.buffers()]):
+        return None
+    return skeleton
+
+
+def _initialise_and_load(config: EnformerConfig, state, report: LoadReport) -> Enformer:
+    """A freshly initialised model (the model's own initialisation) with the report's loaded tensors copied in."""
+    model = Enformer(config)
+    with torch.no_grad():
+        model.load_state_dict({name: state[name] for name in report.loaded}, strict=False)
+    return model

@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -18,9 +16,8 @@ from safetensors.torch import load_file, save_file
 from ..config import EnformerConfig
 from ..errors import UserError
 from ..io import atomic_path, atomic_write_text
-
-if TYPE_CHECKING:
-    from ..model.enformer import Enformer
+from ..model.enformer import Enformer
+from ..version import __version__
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -36,10 +33,10 @@ def is_native_config(path: str | os.PathLike) -> bool:
     return isinstance(values, dict) and "num_conv_tower_blocks" in values and "output_heads" in values
 
 
-def save_native(model: "Enformer", directory: str | os.PathLike) -> Path:
-    """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed), atomically."""
-    from .. import __version__
-
+def save_model(model: Enformer, directory: str | os.PathLike) -> Path:
+    """Write ``model`` in the native format, ``config.json`` and ``model.safetensors``, into ``directory``
+    (created if needed), each file atomically; returns ``directory``. Any format :func:`load_model` reads
+    converts to this one by loading and saving."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise UserError(f"{directory} exists and is not a directory")
@@ -68,8 +65,4 @@ def read_native(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], 
     config_path = directory / CONFIG_NAME
     if not config_path.is_file():
         raise FileNotFoundError(f"{directory} has no {CONFIG_NAME}")
-    try:
-        config = EnformerConfig.from_json(config_path)
-    except (ValueError, TypeError) as error:
-        raise UserError(f"{config_path}: {error}") from None
-    return read_safetensors(directory / WEIGHTS_NAME), config
+    return read_safetensors(directory / WEIGHTS_NAME), EnformerConfig.from_json(config_path)

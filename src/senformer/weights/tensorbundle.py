@@ -103,7 +103,7 @@ def _varint(data: bytes, position: int) -> tuple[int, int]:
     result = shift = 0
     while True:
         if position >= len(data):
-            raise ValueError("varint runs past the end of the block")
+            raise UserError("the TensorFlow checkpoint is truncated or damaged: a varint runs past the end of its block")
         byte = data[position]
         position += 1
         result |= (byte & 0x7F) << shift
