@@ -789,7 +789,7 @@ def _estimate_summary(path: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     values = json.loads(path.read_text(encoding="utf-8"))
-    return {key: values[key] for key in ("steps_measured", "examples_per_second", "inference_examples_per_second",
+    return {key: values[key] for key in ("for", "steps_measured", "examples_per_second", "inference_examples_per_second",
                                          "total_job_minutes", "projected_minutes", "parallel") if key in values}
 
 
@@ -996,7 +996,9 @@ def write_docs(record: Mapping[str, Any], path: Path, results: Path) -> Path:
     ]
     if quick:
         lines += ["> **Quick run** (`--quick`: one seed, a quarter of the steps): a smoke test of the study, not its",
-                  "> result. The full study is `" + run.get("full_command", "senformer study accuracy") + "`.", ""]
+                  "> result; its row 1 is far from trained. The full study (3 seeds, all steps) is the same command",
+                  "> without `--quick`: `" + run.get("full_command", "senformer study accuracy") + "`, which regenerates "
+                  "this page.", ""]
     lines += [
         f"Command: `{run.get('command', '')}` at commit `{run.get('commit')}`; seeds {', '.join(map(str, seeds))}; "
         f"{run.get('parallel')} jobs of one thread each; measured time {run.get('seconds', 0) / 60:.1f} min "
@@ -1077,8 +1079,8 @@ def _estimate_lines(estimate: Mapping[str, Any] | None, settings: Mapping[str, A
         return []
     rates = ", ".join(f"{key} {value:.1f}" for key, value in estimate["examples_per_second"].items())
     return [f"Measured first (`--estimate`: {estimate['steps_measured']} steps of each kind of run, one at a time, "
-            f"training examples per second: {rates}; inference {estimate['inference_examples_per_second']:.1f}): the "
-            f"full study's projected total was {estimate['total_job_minutes']:.0f} job-minutes, "
+            f"training examples per second: {rates}; inference {estimate['inference_examples_per_second']:.1f}): "
+            f"{estimate.get('for', 'the study')} was projected at {estimate['total_job_minutes']:.0f} job-minutes, "
             f"{estimate['projected_minutes']:.0f} min with {estimate['parallel']} jobs.", ""]
 
 
@@ -1133,7 +1135,7 @@ def answer(record: Mapping[str, Any]) -> str:
 
 # Measuring before running --------------------------------------------------------------------------------
 def estimate(out: str | os.PathLike, settings: StudySettings, steps: int = 20, parallel: int = 2,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
+             label: str = "the study", log: Callable[[str], None] = print) -> dict[str, Any]:
     """Time ``steps`` training steps of each kind of run (one at a time, one thread each) and project the
     study's total time with ``parallel`` jobs; written to ``OUT/estimate.json``."""
     import torch
@@ -1183,7 +1185,7 @@ def estimate(out: str | os.PathLike, settings: StudySettings, steps: int = 20, p
     slots = [0.0] * parallel
     for value in sorted(seconds.values(), reverse=True):
         slots[slots.index(min(slots))] += value
-    projection = {"steps_measured": steps, "examples_per_second": rates, "inference_examples_per_second": forward,
+    projection = {"for": label, "steps_measured": steps, "examples_per_second": rates, "inference_examples_per_second": forward,
                   "job_seconds": seconds, "total_job_minutes": sum(seconds.values()) / 60,
                   "projected_minutes": max(slots) / 60, "parallel": parallel, "machine": _machine(),
                   "note": "measured one job at a time; two jobs at once on 2 free cores run at about the same rate each"}
