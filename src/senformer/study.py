@@ -24,7 +24,7 @@ evaluation uses :func:`senformer.evaluate.evaluate` and :mod:`senformer.analysis
     data/                 the synthetic dataset          model.json   row 1's model
     runs/<run>/           one `senformer train` output (+ train.out, .done; rows 5-7 weights-step-<N>/)
     evaluation/seed-<S>.json, seed-<S>.npz   per seed: metrics and per-example sums for the bootstrap
-    results/              study.json, table.csv, curves.png, per_example.png, receptive_field.png
+    results/              study.json, table.csv, summary.md, curves.png, per_example.png, receptive_field.png
 
 A finished run (``.done``) is skipped on a rerun; a killed one continues with ``senformer train --resume``.
 """
@@ -810,17 +810,33 @@ def _machine() -> dict[str, Any]:
 
 # Results: study.json, table.csv, figures, the write-up ---------------------------------------------------
 def write_results(record: Mapping[str, Any], directory: str | os.PathLike) -> Path:
-    """``study.json``, ``table.csv`` and the figures (``curves.png``, ``per_example.png``,
-    ``receptive_field.png``) into ``directory``; returns the ``study.json`` path."""
+    """``study.json``, ``table.csv``, ``summary.md`` (for the README) and the figures (``curves.png``,
+    ``per_example.png``, ``receptive_field.png``) into ``directory``; returns the ``study.json`` path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write_text(directory / "table.csv", table_frame(record).to_csv(index=False, float_format="%.4f"))
     plot_curves(record, directory / "curves.png")
     plot_per_example(record, directory / "per_example.png")
     plot_receptive_field(record, directory / "receptive_field.png")
+    atomic_write_text(directory / "summary.md", summary_markdown(record))
     path = directory / "study.json"
     atomic_write_text(path, json.dumps(_jsonable(dict(record)), indent=1) + "\n")
     return path
+
+
+def summary_markdown(record: Mapping[str, Any]) -> str:
+    """A short table for the README (``summary.md``): pooled Pearson overall and on the long-range tracks,
+    mean ± SD over seeds, and the difference from row 1 with its interval; commit and seeds named."""
+    run = record.get("run", {})
+    seeds = ", ".join(map(str, record["settings"]["seeds"]))
+    lines = [f"Accuracy study (`{run.get('command', '')}`, commit `{run.get('commit')}`, seeds {seeds}"
+             + ("; **quick run**" if run.get("quick") else "") + "; test split, pooled Pearson):", "",
+             "| row | model | all tracks | long-range | long-range minus row 1 [95%] |", "|---|---|---|---|---|"]
+    for model in record["models"]:
+        metrics = model["metrics"]
+        lines.append(f"| {model['row']} | `{model['name']}` | {_format(metrics.get('pooled'))} | "
+                     f"{_format(metrics.get('pooled/long-range'))} | {_interval(model['minus_row1'].get('pooled/long-range'))} |")
+    return "\n".join(lines) + "\n"
 
 
 def table_frame(record: Mapping[str, Any]):
