@@ -1080,6 +1080,14 @@ def write_docs(record: Mapping[str, Any], path: Path, results: Path) -> Path:
     for label, contrast in record["contrasts"].items():
         lines.append(f"| {label}: `{contrast['first']}` - `{contrast['second']}` | {_interval(contrast['pooled'])} | "
                      f"{_interval(contrast['pooled/long-range'])} |")
+    starts = {key: [c["points"][0]["pearson/long-range"] for c in record["curves"].values()
+                    if c["key"] == key and c["lr_factor"] is None and c["points"] and c["points"][0]["step"] == 0]
+              for key in FRESH_ROWS}
+    if all(starts.values()):
+        lines += ["", "Fresh attention layers start with a zero output projection, so at step 0 rows 5-7 are row 2: "
+                  "their validation long-range Pearson at step 0 is " + ", ".join(
+                      f"{key} {np.mean([v for v in values if v is not None]):.3f}" for key, values in starts.items())
+                  + " (mean over seeds; the curves start there)."]
     lines += ["", answer(record), "",
               f"![training curves]({link / 'curves.png'})", "",
               f"![per-example comparison with row 1]({link / 'per_example.png'})", "",
