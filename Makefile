@@ -5,23 +5,30 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install test test-quick demo bench-attention clean
+.PHONY: install install-test test test-quick demo bench-attention clean
 
+# `make install`: what the library, the commands and the demo need (bigWig output included).
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_PIN)
-	$(PIP) install -q -e ".[test,bigwig]"
-	# The peer (enformer-pytorch) for the parity tests; its transformers pin keeps our CPU torch.
-	$(PIP) install -q -e ".[peer]"
+	$(PIP) install -q -e ".[bigwig]"
+	touch $@
+
+# `make test` adds the test tools and the peer (enformer-pytorch) for the parity tests; its transformers pin
+# keeps our CPU torch.
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install -q -e ".[test,peer]"
 	touch $@
 
 install: $(VENV)/.installed
 
-test: install
+install-test: $(VENV)/.installed-test
+
+test: install-test
 	$(PY) -m pytest -q -n 2 tests
 
-test-quick: install
+test-quick: install-test
 	$(PY) -m pytest -q -n 2 -m "not slow" tests
 
 demo: install

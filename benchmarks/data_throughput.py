@@ -37,8 +37,8 @@ from senformer.constants import BASENJI_SEQUENCE_LENGTH, NUM_TRACKS, SEQUENCE_LE
 from senformer.data.basenji import BasenjiDataset, BasenjiWriter
 from senformer.data.example import parse_example
 from senformer.data.tfrecord import TFRecordReader
-from senformer.evaluate import machine_info
 from senformer.io import atomic_write_text
+from senformer.record import machine_info
 
 CROP_BP = 8192
 

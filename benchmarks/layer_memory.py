@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from senformer.config import ATTENTION_KINDS, EnformerConfig
 from senformer.io import atomic_write_text
 from senformer.model.attention import build_attention
 from senformer.model.enformer import TransformerBlock
+from senformer.record import machine_info
 
 LENGTHS = (131_072, 262_144, 393_216, 524_288, 786_432, 1_048_576)
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                          + f" | {ratio} |")
     args.out.mkdir(parents=True, exist_ok=True)
     document = {"benchmark": "bytes saved for backward by one transformer layer (dim 1536, batch 1)",
-                "torch": torch.__version__, "python": platform.python_version(), "rows": rows}
+                "machine": machine_info(), "rows": rows}
     atomic_write_text(args.out / "layer_memory.json", json.dumps(document, indent=1) + "\n")
     atomic_write_text(args.out / "layer_memory.md", "\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -82,8 +82,33 @@ def test_reverse_complement_averaging_and_max_examples(data):
     assert result.examples == 3 and result.settings["rc_average"] is True
 
 
-def test_bf16_runs_and_is_recorded(data):
+def test_rc_averaged_metrics_are_exactly_those_of_the_model_called_by_hand(data):
+    """The same batches through the model by hand, (forward + reverse) / 2 in float32, give bit-identical
+    pooled and per-example Pearson."""
+    from senformer.metrics import StreamingPearson, per_example_pearson
+
+    model = _model(2)
+    result = evaluate({"m": model}, BasenjiDataset(data, "test"), "human", rc_average=True, batch_size=3,
+                      progress=False).models["m"]
+    examples = list(BasenjiDataset(data, "test"))
+    pooled, per_example = StreamingPearson(TRACKS), []
+    with torch.no_grad():
+        for start in range(0, len(examples), 3):
+            batch = examples[start : start + 3]
+            sequence = torch.stack([example["sequence"] for example in batch])
+            target = torch.stack([example["target"] for example in batch])
+            prediction = (model(sequence)["human"] + model(reverse_complement(sequence))["human"].flip(1)) / 2
+            pooled.update(prediction, target)
+            per_example.append(per_example_pearson(prediction, target))
+    np.testing.assert_array_equal(result.pooled, pooled.compute())
+    np.testing.assert_array_equal(result.per_example, np.concatenate(per_example))
+
+
+def test_bf16_runs_and_is_recorded(data, monkeypatch):
     # A random tiny model's correlations are near 0, so bf16 rounding moves them visibly; only check sanity.
+    import senformer.device
+
+    monkeypatch.setattr(senformer.device, "bf16_supported", lambda device="cpu", **_: True)  # bf16 on any CPU
     model = _model(1)
     dataset = BasenjiDataset(data, "test", max_examples=2)
     exact = evaluate({"m": model}, dataset, "human", progress=False)
@@ -101,6 +126,7 @@ def test_cli_compares_two_models_and_writes_every_output(data, weights, tmp_path
     assert code == 0, capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == [
         "comparison.png", "metrics.json", "per_assay.csv", "per_example_alpha.npz", "per_example_second.npz", "per_track.csv",
+        "run.json",
     ]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["examples"] == 4 and metrics["flanks"] == "none"
@@ -148,3 +174,13 @@ def test_evaluate_on_each_device_matches_cpu(data, device):
     on_device = evaluate({"m": _model(1)}, dataset, "human", device=device, progress=False).models["m"]
     np.testing.assert_allclose(on_device.pooled, on_cpu.pooled, atol=2e-3)
     np.testing.assert_allclose(on_device.per_example, on_cpu.per_example, atol=2e-2, equal_nan=True)
+
+
+def test_a_non_finite_prediction_is_an_error_naming_the_example(data):
+    from senformer.errors import UserError
+
+    model = _model(1)
+    with torch.no_grad():
+        model.heads["human"].bias[2] = float("nan")
+    with pytest.raises(UserError, match=r"model 'broken' predicts a non-finite value for example 0 of the split"):
+        evaluate({"broken": model}, BasenjiDataset(data, "test", max_examples=2), "human", progress=False)

@@ -120,8 +120,4 @@ def test_plot_functions_draw_on_the_given_axes():
     change = np.abs(np.random.default_rng(1).normal(size=(5, 7)))
     assert plots.receptive_field_profile(axes[4], change, np.arange(5) * 10, np.arange(7) * 128.0) is axes[4]
     assert plots.mutagenesis_heatmap(axes[5], values, start=3) is axes[5]
-    line_figure = new_figure()
-    frame = pd.DataFrame({"bp": [1, 2, 1, 2], "gib": [1.0, 2.0, 1.0, 1.5], "kind": ["full", "full", "bigbird", "bigbird"]})
-    axis = line_figure.subplots()
-    assert plots.scaling_lines(axis, frame, "bp", "gib", "kind") is axis and len(axis.lines) == 2
     assert figure_png(figure).startswith(b"\x89PNG")

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import torch
 
 from senformer.io import atomic_write_text
+from senformer.metrics import StreamingPearson
+from senformer.record import machine_info
 from senformer.train.data import BasenjiSource, eval_batches
-from senformer.train.validation import PooledPearsonSums, summarise, track_groups
+from senformer.train.validation import summarise, track_groups
 from senformer.weights import load_model
 
 
@@ -28,8 +29,8 @@ from senformer.weights import load_model
 def evaluate_models(models: dict[str, torch.nn.Module], reference: str, source, groups, batch_size: int) -> dict[str, dict]:
     """Per model: pooled Pearson with the data and with ``reference``'s predictions (all tracks, per group)."""
     tracks = source.num_tracks
-    with_data = {name: PooledPearsonSums(tracks) for name in models}
-    with_reference = {name: PooledPearsonSums(tracks) for name in models}
+    with_data = {name: StreamingPearson(tracks) for name in models}
+    with_reference = {name: StreamingPearson(tracks) for name in models}
     for batch in eval_batches(source, batch_size, 0, 1, None):
         predictions = {name: model(batch["sequence"], heads=["human"])["human"] for name, model in models.items()}
         for name, prediction in predictions.items():
@@ -134,8 +135,7 @@ def main() -> None:
                    "full, attention removed": f"{args.full} with every attention to_out set to 0",
                    **dict(item.split("=", 1) for item in args.model)},
         "attention": {name: model.config.attention for name, model in models.items()},
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "torch": torch.__version__,
-                    "threads": args.threads},
+        "machine": {**machine_info(), "threads": args.threads},
         "seconds": time.perf_counter() - started,
     }
     atomic_write_text(out / "comparison.json", json.dumps(record, indent=2, default=float) + "\n")

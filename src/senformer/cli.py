@@ -16,18 +16,28 @@ import traceback
 from .errors import UserError
 from .version import __version__
 
-COMMAND_MODULES = ["info", "convert", "predict", "data", "evaluate", "train", "benchmark", "analyze", "demo", "study"]
+COMMAND_MODULES = ["info", "convert", "download", "predict", "plot", "data", "evaluate", "train", "benchmark", "analyze", "demo",
+                   "study"]
 
 USER_ERRORS = (UserError, OSError)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argument mistake is one line on stderr, ``senformer COMMAND: error: ...``, and exit status 2:
+    argparse's usage lines would bury it (``--help`` still shows the usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="senformer",
         description="Enformer with full, chunked and BigBird block-sparse attention: convert weights, "
         "predict, evaluate, train and benchmark.",
     )
     parser.add_argument("--version", action="version", version=f"senformer {__version__}")
+    # Subparsers (and theirs) are made by the parser's class, so every level gets the one-line error.
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(f"senformer.commands.{name}").register(subparsers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import numbers
 import os
@@ -15,6 +16,11 @@ from .constants import CROP_MARGIN, NUM_TRACKS, TARGET_LENGTH
 from .errors import UserError
 
 ATTENTION_KINDS = ("full", "chunked", "bigbird")
+
+
+# The one key a native config.json holds beside the fields: the SHA-256 of the model.safetensors next to it
+# (senformer.weights.native). Reading such a file as a config (``--config weights/config.json``) ignores it.
+WEIGHTS_CHECKSUM_KEY = "weights_sha256"
 
 
 def _default_heads() -> dict[str, int]:
@@ -219,6 +225,7 @@ class EnformerConfig:
     def from_dict(cls, values: Mapping[str, Any]) -> "EnformerConfig":
         if not isinstance(values, Mapping):
             raise UserError(f"an EnformerConfig must be a mapping of field names to values, got {type(values).__name__}")
+        values = {key: value for key, value in values.items() if key != WEIGHTS_CHECKSUM_KEY}
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -248,10 +255,15 @@ def _is_whole(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+@functools.cache
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)  # resolves the string annotations once, not per config
+
+
 def _type_problems(config: EnformerConfig) -> list[str]:
     """One line per field whose value is not of the declared type (ints are not floats, bools not ints)."""
     problems = []
-    hints = typing.get_type_hints(type(config))
+    hints = _field_types(type(config))
     for item in dataclasses.fields(config):
         value, hint = getattr(config, item.name), hints[item.name]
         is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)

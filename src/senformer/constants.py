@@ -6,11 +6,6 @@ SEQUENCE_LENGTH = 196_608
 TFHUB_SEQUENCE_LENGTH = 393_216
 """TF-Hub's model takes twice the input and crops the central 196,608 bp itself."""
 
-BIN_SIZE = 128
-"""bp per output position: 2**7 from the stem's pooling and six conv-tower poolings."""
-
-NUM_POOLINGS = 7
-
 TARGET_LENGTH = 896
 """Output bins kept by the crop: the central 114,688 bp."""
 
@@ -21,5 +16,3 @@ BASENJI_SEQUENCE_LENGTH = 131_072
 """Sequence length stored in the Basenji2 TFRecords; 32,768 bp of context is missing on each side."""
 
 NUM_TRACKS = {"human": 5313, "mouse": 1643}
-
-ALPHABET = "ACGT"

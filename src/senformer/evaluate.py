@@ -15,24 +15,22 @@ The models see every batch once each, so several models cost one pass over the d
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from .data.tracks import ASSAY_GROUPS, OTHER, UNRESOLVED_CHIP, track_table
+from .data.tracks import ASSAY_GROUPS, OTHER, UNRESOLVED_CHIP, head_track_table
 from .errors import UserError
-from .io import atomic_path, atomic_write_text
+from .inference import predict_batch, stack_examples
+from .io import jsonable, save_figure, write_csv, write_json, write_npz
 from .metrics import StreamingPearson, nan_summary, per_example_pearson, per_example_summary
-from .sequence import reverse_complement
 
 
 @dataclass
@@ -128,13 +126,11 @@ class EvaluationResult:
         ``pearson`` (examples, tracks) and ``example_index`` (examples,)) and, for 2+ models, ``comparison.png``."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "metrics.json", json.dumps(_jsonable(self.metrics()), indent=2) + "\n")
-        atomic_write_text(out / "per_assay.csv", self.per_assay().to_csv(index=False))
-        atomic_write_text(out / "per_track.csv", self.per_track().to_csv(index=False))
+        write_json(out / "metrics.json", self.metrics())
+        write_csv(out / "per_assay.csv", self.per_assay())
+        write_csv(out / "per_track.csv", self.per_track())
         for name, result in self.models.items():
-            with atomic_path(out / f"per_example_{name}.npz") as temporary:
-                with open(temporary, "wb") as handle:
-                    np.savez_compressed(handle, pearson=result.per_example, example_index=result.example_index)
+            write_npz(out / f"per_example_{name}.npz", pearson=result.per_example, example_index=result.example_index)
         if plot and len(self.models) > 1:
             import matplotlib
 
@@ -148,9 +144,7 @@ class EvaluationResult:
             subtitle = self.settings.get("input", "")
             figure.suptitle(f"{self.settings.get('split', '')}: {self.examples} examples; {subtitle}", fontsize=9)
             figure.tight_layout()
-            with atomic_path(out / "comparison.png") as temporary:
-                figure.savefig(temporary, format="png", dpi=120)
-            plt.close(figure)
+            save_figure(out / "comparison.png", figure, dpi=120)
         return out
 
 
@@ -187,6 +181,7 @@ def evaluate(
     num_workers: int = 0,
     progress: bool = True,
     settings: dict[str, Any] | None = None,
+    on_predictions: Callable[[dict[str, torch.Tensor], torch.Tensor], None] | None = None,
 ) -> EvaluationResult:
     """Stream ``dataset`` once through every model and score ``head``.
 
@@ -195,18 +190,26 @@ def evaluate(
         dataset: yields dicts with ``sequence`` ``(bp, 4)``, ``target`` ``(bins, tracks)``, ``index`` (e.g.
             :class:`senformer.data.basenji.BasenjiDataset`); wrapped in a DataLoader.
         head: output head to score.
-        tracks: track table (``assay_group`` column) from :func:`senformer.data.tracks.track_table`; default:
-            the dataset's ``targets.txt`` when it has one, else the shipped table of ``head``.
+        tracks: track table (``assay_group`` column); default :func:`senformer.data.tracks.head_track_table`
+            of the data's tracks (the dataset's ``targets.txt``, else the shipped table, else generated).
         bf16: autocast to bfloat16 (metrics stay float64). ``rc_average``: average with the prediction for
             the reverse complement (bins flipped back).
         max_examples: stop after this many examples.
+        on_predictions: called after each batch with ``{name: (batch, bins, tracks) prediction}`` and the
+            target, as scored (``analyze compare`` correlates two models' predictions in the same pass).
     """
     if not models:
         raise ValueError("no models to evaluate")
     device = torch.device(device)
-    tracks = _default_tracks(dataset, head) if tracks is None else tracks
+    for name, model in models.items():
+        if head not in model.config.output_heads:
+            raise UserError(f"model {name!r} has no head {head!r} (heads: {', '.join(model.config.output_heads)})")
+    if tracks is None:
+        count = getattr(dataset, "num_targets", None)
+        count = next(iter(models.values())).config.output_heads[head] if count is None else count
+        tracks = head_track_table(head, count, getattr(dataset, "directory", None))
     num_tracks = len(tracks)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=_collate)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=stack_examples)
     pooled = {name: StreamingPearson(num_tracks) for name in models}
     per_example: dict[str, list[np.ndarray]] = {name: [] for name in models}
     seconds = {name: 0.0 for name in models}
@@ -218,34 +221,43 @@ def evaluate(
     if max_examples is not None and total is not None:
         total = min(total, max_examples)
     bar = _progress(total, progress)
-    with torch.inference_mode():
-        for batch in loader:
-            sequence, target = batch["sequence"], batch["target"]
-            if max_examples is not None:
-                keep = max_examples - seen
-                if keep <= 0:
-                    break
-                sequence, target, batch["index"] = sequence[:keep], target[:keep], batch["index"][:keep]
-            sequence = sequence.to(device)
-            if target.shape[-1] != num_tracks:
-                raise UserError(f"the data has {target.shape[-1]} tracks, the track table {num_tracks}")
-            for name, model in models.items():
-                start = time.perf_counter()
-                prediction = _predict(model, sequence, head, bf16, rc_average, device)
-                if device.type == "cuda":
-                    torch.cuda.synchronize(device)
-                seconds[name] += time.perf_counter() - start
-                if prediction.shape != target.shape:
-                    raise UserError(
-                        f"model {name!r} predicts {tuple(prediction.shape)} for {tuple(sequence.shape)} inputs but the "
-                        f"targets are {tuple(target.shape)}: set the model's target_length to {target.shape[1]} or the "
-                        f"input length, and use the {head!r} head of {target.shape[2]} tracks"
-                    )
-                pooled[name].update(prediction, target)
-                per_example[name].append(per_example_pearson(prediction, target))
-            indices.append(batch["index"].numpy())
-            seen += len(sequence)
-            bar.update(len(sequence))
+    for batch in loader:
+        sequence, target = batch["sequence"], batch["target"]
+        if max_examples is not None:
+            keep = max_examples - seen
+            if keep <= 0:
+                break
+            sequence, target, batch["index"] = sequence[:keep], target[:keep], batch["index"][:keep]
+        sequence = sequence.to(device)
+        if target.shape[-1] != num_tracks:
+            raise UserError(f"the data has {target.shape[-1]} tracks, the track table {num_tracks}")
+        predictions = {}
+        for name, model in models.items():
+            start = time.perf_counter()
+            prediction = predict_batch(model, sequence, heads=[head], reverse_complement=rc_average, bf16=bf16,
+                                       device=device)[head]
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            seconds[name] += time.perf_counter() - start
+            if prediction.shape != target.shape:
+                raise UserError(
+                    f"model {name!r} predicts {tuple(prediction.shape)} for {tuple(sequence.shape)} inputs but the "
+                    f"targets are {tuple(target.shape)}: set the model's target_length to {target.shape[1]} or the "
+                    f"input length, and use the {head!r} head of {target.shape[2]} tracks"
+                )
+            if not torch.isfinite(prediction).all():
+                # A NaN would silently drop out of the pooled sums' tracks as "constant"; it is a broken model.
+                row = int(torch.nonzero(~torch.isfinite(prediction))[0, 0])
+                raise UserError(f"model {name!r} predicts a non-finite value for example "
+                                f"{int(batch['index'][row])} of the split: its weights or inputs are broken")
+            pooled[name].update(prediction, target)
+            per_example[name].append(per_example_pearson(prediction, target))
+            predictions[name] = prediction
+        if on_predictions is not None:
+            on_predictions(predictions, target)
+        indices.append(batch["index"].numpy())
+        seen += len(sequence)
+        bar.update(len(sequence))
     bar.close()
     example_index = np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64)
     results = {
@@ -261,36 +273,11 @@ def evaluate(
     for key in ("input", "flanks", "split", "data", "sequence_length"):
         if key not in recorded and hasattr(dataset, _DATASET_ATTRIBUTES[key]):
             recorded[key] = getattr(dataset, _DATASET_ATTRIBUTES[key])
-    return EvaluationResult(results, tracks.reset_index(drop=True), seen, _jsonable(recorded))
+    return EvaluationResult(results, tracks.reset_index(drop=True), seen, jsonable(recorded))
 
 
 _DATASET_ATTRIBUTES = {"input": "input_description", "flanks": "flanks", "split": "split", "data": "directory",
                        "sequence_length": "sequence_length"}
-
-
-def _predict(model, sequence, head, bf16, rc_average, device) -> torch.Tensor:
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    with autocast:
-        prediction = model(sequence, heads=[head])[head].float()
-        if rc_average:
-            reverse = model(reverse_complement(sequence), heads=[head])[head].float().flip(1)
-            prediction = (prediction + reverse) / 2
-    return prediction.cpu()
-
-
-def _collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "sequence": torch.stack([e["sequence"] for e in examples]),
-        "target": torch.stack([e["target"] for e in examples]),
-        "index": torch.tensor([int(e["index"]) for e in examples], dtype=torch.long),
-    }
-
-
-def _default_tracks(dataset, head: str) -> pd.DataFrame:
-    directory = getattr(dataset, "directory", None)
-    if directory is not None and (Path(directory) / "targets.txt").is_file():
-        return track_table(head, targets=Path(directory) / "targets.txt")
-    return track_table(head)
 
 
 def _progress(total: int | None, enabled: bool):
@@ -302,26 +289,6 @@ def _progress(total: int | None, enabled: bool):
 def _group_sizes(tracks: pd.DataFrame) -> dict[str, int]:
     counts = tracks["assay_group"].value_counts()
     return {group: int(counts[group]) for group in (*ASSAY_GROUPS, UNRESOLVED_CHIP, OTHER) if group in counts}
-
-
-def machine_info() -> dict[str, Any]:
-    """Versions, CPU model and threads, and the GPU when CUDA is available: recorded beside results."""
-    info = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-            "platform": platform.platform(), "processor": _cpu_name(), "cpus": os.cpu_count(),
-            "threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 @contextlib.contextmanager
@@ -336,17 +303,3 @@ def _quiet_nan_mean():
 def _number(value: Any) -> float | None:
     value = float(value)
     return None if np.isnan(value) else value
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return None if np.isnan(value) else float(value)
-    return value

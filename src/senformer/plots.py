@@ -155,16 +155,20 @@ def mutagenesis_heatmap(ax: Axes, effects: np.ndarray, start: int = 0, title: st
     return ax
 
 
-def scaling_lines(ax: Axes, table, x: str, y: str, series: str, xlabel: str | None = None,
-                  ylabel: str | None = None, title: str = "", logy: bool = False) -> Axes:
-    """Figures 1-3: ``y`` against ``x`` with one line per ``series`` (e.g. attention kind and depth)."""
-    for name, rows in table.groupby(series, sort=False):
-        rows = rows.sort_values(x)
-        ax.plot(rows[x], rows[y], marker="o", markersize=3, linewidth=1.0, label=str(name))
-    if logy:
-        ax.set_yscale("log")
-    ax.set_xlabel(xlabel or x)
-    ax.set_ylabel(ylabel or y)
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, frameon=False)
+def genome_track(ax: Axes, positions: np.ndarray, values: np.ndarray, bin_size: int, label: str,
+                 color: str = "#255C99", experiment: bool = False) -> Axes:
+    """One genome-browser track: ``values`` (bins,) as filled steps over the bins starting at ``positions``
+    (genome bp); predicted tracks in colour, experiments in grey. The label sits inside the panel."""
+    positions = np.asarray(positions, dtype=float)
+    values = np.asarray(values, dtype=float)
+    edges = np.append(positions, positions[-1] + bin_size) if len(positions) else positions
+    finite = np.where(np.isfinite(values), values, 0.0)
+    ax.stairs(finite, edges, fill=True, color="0.55" if experiment else color, linewidth=0)
+    ax.set_xlim(edges[0], edges[-1]) if len(edges) else None
+    top = float(finite.max(initial=0.0))
+    ax.set_ylim(min(0.0, float(finite.min(initial=0.0))), top * 1.15 if top > 0 else 1.0)
+    ax.text(0.005, 0.95, label, transform=ax.transAxes, fontsize=7, va="top", ha="left")
+    ax.tick_params(labelsize=7)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
     return ax

@@ -11,33 +11,43 @@ Averaging. ``reverse_complement=True`` also predicts the reverse complement and 
 ``shifts=(-1, 0, 1)`` moves the input window by those bp (genome sequence, or N for given sequences). The
 result is the mean over all passes.
 
-Output (HDF5, written to ``OUT.partial`` and renamed when complete; a rerun resumes a partial file):
-  ``/<head>/predictions`` float16 ``(regions, bins, tracks)`` (NaN past a shorter region's span),
+Output (HDF5, written to ``OUT.partial`` and renamed when complete, under the existing-output rule and lock of
+:mod:`senformer.io`; a rerun resumes a partial file of the same inputs):
+  ``/<head>/predictions`` float16 ``(regions, bins, tracks)`` (NaN past a shorter region's span; a value
+  that is not finite once stored as float16, such as an output above 65,504, stops the run naming the region
+  and track: float16 halves the file and a track that large is a broken model, not a result to store),
   ``/<head>/tracks/{index,identifier,description,assay_group}``, ``/regions/{chrom,start,end,name}``,
   ``/regions/bins_start`` (genome coordinate of each region's first bin; bin k covers
-  ``[bins_start + 128 k, bins_start + 128 (k + 1))``), ``/regions/num_bins``, optional ``/embeddings``
+  ``[bins_start + 128 k, bins_start + 128 (k + 1))``), ``/regions/num_bins``, ``/regions/bases_sha256`` (per row, the SHA-256 of the exact input bases of its
+  windows, N padding included: rows of a resumed file whose genome bases changed are computed again, and a
+  complete file whose bases changed is not up to date), optional ``/embeddings``
   float16 ``(regions, bins, 2 dim)``; attributes ``settings`` (JSON), ``config`` (JSON), ``bin_size``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
 import re
-from contextlib import nullcontext
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 
-from .constants import CROP_MARGIN, SEQUENCE_LENGTH, TFHUB_SEQUENCE_LENGTH
+from .constants import CROP_MARGIN, TFHUB_SEQUENCE_LENGTH
 from .data.genome import Genome, Interval
+from .data.tracks import head_track_table, select_tracks_per_head
 from .errors import UserError
-from .sequence import reverse_complement, tokens, tokens_to_one_hot
+from .fingerprint import bases_digest, value_digest, weights_digest
+from .inference import MAX_SHIFT, predict_batch, resolve_sequence_length
+from .io import FILE, OutputPlan, finish_output, output_lock, plan_output, start_partial
+from .sequence import tokens, tokens_to_one_hot
 
 
 @dataclass(frozen=True)
@@ -46,7 +56,7 @@ class PredictOptions:
 
     sequence_length: int | None = None  # None: 196,608 if valid for the model, else its shortest input
     heads: tuple[str, ...] | None = None  # None: every head of the model
-    tracks: str | None = None  # "0,5,10-19" (indices) or a regular expression on identifier/description
+    tracks: str | tuple[str, ...] | None = None  # the --tracks grammar (senformer.data.tracks.select_tracks)
     targets: str | None = None  # targets.txt giving track descriptions (mouse ChIP split, custom heads)
     reverse_complement: bool = False
     shifts: tuple[int, ...] = (0,)
@@ -59,11 +69,23 @@ class PredictOptions:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {self.batch_size}")
-        if not self.shifts:
-            raise UserError("shifts must hold at least one value (0 for no shift)")
-        object.__setattr__(self, "shifts", tuple(int(s) for s in self.shifts))
+        object.__setattr__(self, "shifts", check_shifts(self.shifts))
         if self.heads is not None:
             object.__setattr__(self, "heads", tuple(self.heads))
+        if self.tracks is not None and not isinstance(self.tracks, str):
+            object.__setattr__(self, "tracks", tuple(str(value) for value in self.tracks))
+
+
+def check_shifts(shifts) -> tuple[int, ...]:
+    """``shifts`` as ints, each at most :data:`MAX_SHIFT` bp in size; else one :class:`UserError` line."""
+    shifts = tuple(int(shift) for shift in shifts)
+    if not shifts:
+        raise UserError("shifts must hold at least one value (0 for no shift)")
+    too_far = [shift for shift in shifts if abs(shift) > MAX_SHIFT]
+    if too_far:
+        raise UserError(f"shift {too_far[0]} bp is more than half a bin ({MAX_SHIFT} bp): a shift averages "
+                        "nearby inputs of the same bins, not other positions")
+    return shifts
 
 
 # Geometry ------------------------------------------------------------------------------------------------
@@ -78,16 +100,8 @@ class Geometry:
 
     @classmethod
     def of(cls, config, sequence_length: int | None) -> "Geometry":
-        if sequence_length is None:
-            try:
-                config.validate_sequence_length(SEQUENCE_LENGTH)
-                sequence_length = SEQUENCE_LENGTH
-            except ValueError:
-                sequence_length = config.min_sequence_length()
-        try:
-            config.validate_sequence_length(sequence_length)
-        except ValueError as error:
-            raise UserError(str(error)) from None
+        """``sequence_length`` checked against ``config`` (None: the default input length)."""
+        sequence_length = resolve_sequence_length(config, sequence_length)
         positions = config.num_positions(sequence_length)
         bins = config.output_length(sequence_length)
         offset = CROP_MARGIN if config.target_length is None else (positions - bins) // 2
@@ -137,93 +151,6 @@ def plan_region(region: Interval, geometry: Geometry) -> RegionPlan:
     return RegionPlan(region, span_start, num_bins, tuple(offsets), bin_tile, size)
 
 
-# Tracks ------------------------------------------------------------------------------------------------
-def _table_for(head: str, tracks: int, targets: str | None):
-    """The track table of ``head`` and whether it came from ``targets``: a ``targets.txt`` with as many rows
-    as the head has tracks, else the shipped human / mouse table, else numbered identifiers."""
-    import pandas as pd
-
-    from .data.tracks import track_table
-
-    if targets is not None:
-        table = track_table(head, targets)
-        if len(table) == tracks:
-            return table.reset_index(drop=True), True
-    if head in ("human", "mouse"):
-        table = track_table(head)
-        if len(table) == tracks:
-            return table.reset_index(drop=True), False
-    # A head without a table of its size (a new head, a tiny test model).
-    return pd.DataFrame({"index": range(tracks), "identifier": [f"{head}-{i}" for i in range(tracks)],
-                         "description": [""] * tracks, "assay_group": [""] * tracks}), False
-
-
-_INDEX_SPEC = re.compile(r"^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$")
-
-
-def select_tracks(spec: str | None, table) -> np.ndarray:
-    """Track indices chosen by ``spec``: ``None`` (all), ``"0,5,10-19"`` (inclusive ranges) or a regular
-    expression searched in each track's identifier and description (case-insensitive; may match none)."""
-    count = len(table)
-    if spec is None or not spec.strip():
-        return np.arange(count)
-    if _INDEX_SPEC.match(spec):
-        chosen: list[int] = []
-        for part in spec.split(","):
-            first, _, last = part.partition("-")
-            low, high = int(first), int(last or first)
-            if low > high or high >= count:
-                raise UserError(f"track range {part.strip()!r} is not within 0..{count - 1}")
-            chosen.extend(range(low, high + 1))
-        return np.array(sorted(set(chosen)), dtype=np.int64)
-    try:
-        pattern = re.compile(spec, re.IGNORECASE)
-    except re.error as error:
-        raise UserError(f"track pattern {spec!r} is not a valid regular expression ({error})") from None
-    matches = np.zeros(count, dtype=bool)
-    for column in ("identifier", "description"):
-        matches |= table[column].astype(str).map(lambda value: bool(pattern.search(value))).to_numpy()
-    return np.flatnonzero(matches).astype(np.int64)  # may be empty: the caller drops that head
-
-
-# The model passes ------------------------------------------------------------------------------------------
-def predict_one_hot(
-    model,
-    sequences: torch.Tensor,
-    margin: int,
-    options: PredictOptions,
-    heads: Sequence[str],
-    track_index: dict[str, np.ndarray] | None = None,
-) -> dict[str, torch.Tensor]:
-    """Mean prediction over shifts and strands.
-
-    Args:
-        sequences: one-hot (batch, L + 2 margin, 4): each input window with ``margin`` extra bp on each side,
-            from which the shifted windows are cut (``margin >= max |shift|``).
-        heads: heads to run; ``track_index``: per head, the track columns to keep (default all).
-    Returns:
-        ``{head: (batch, bins, tracks)}`` float32 on the CPU, plus ``"embeddings"`` when asked.
-    """
-    length = sequences.shape[1] - 2 * margin
-    device = torch.device(options.device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if options.bf16 else nullcontext()
-    sums: dict[str, torch.Tensor] = {}
-    passes = 0
-    with torch.inference_mode(), autocast:
-        for shift in options.shifts:
-            window = sequences[:, margin + shift : margin + shift + length].to(device)
-            for flip in (False, True) if options.reverse_complement else (False,):
-                outputs = model(reverse_complement(window) if flip else window, heads=list(heads),
-                                return_embeddings=options.embeddings)
-                for name, value in outputs.items():
-                    if track_index is not None and name in track_index:
-                        value = value[..., torch.as_tensor(track_index[name], device=value.device)]
-                    value = value.float().flip(1) if flip else value.float()
-                    sums[name] = sums[name] + value if name in sums else value
-                passes += 1
-    return {name: (value / passes).cpu() for name, value in sums.items()}
-
-
 # Inputs ----------------------------------------------------------------------------------------------------
 @dataclass
 class _Job:
@@ -257,16 +184,17 @@ def read_sequences(path: str | os.PathLike, geometry: Geometry, tfhub_input: boo
 
 
 # Writing ---------------------------------------------------------------------------------------------------
-def _fingerprint(model, options: PredictOptions, regions: list[Interval], names: list[str]) -> str:
-    digest = hashlib.sha256()
-    digest.update(json.dumps(asdict(options), sort_keys=True).encode())
-    digest.update(model.config.to_json().encode())
-    with torch.no_grad():
-        for tensor in model.state_dict().values():
-            digest.update(tensor.detach().flatten()[:16].cpu().to(torch.float64).numpy().tobytes())
-    for region, name in zip(regions, names):
-        digest.update(f"{region}\t{name}\n".encode())
-    return digest.hexdigest()
+def prediction_fingerprint(weights: str, options: PredictOptions, regions: list[Interval], names: list[str],
+                           sequences: str | None = None, model_settings: dict | None = None) -> str:
+    """The digest the existing-output rule compares for a prediction file.
+
+    ``weights``: a digest of the weights (:func:`senformer.fingerprint.weights_digest` of the model, or of
+    its files); ``sequences``: the digest of a FASTA of sequences. The genome is not in it: each row records
+    the digest of its own input bases (``/regions/bases_sha256``), checked on resume and rerun.
+    """
+    return value_digest({"command": "predict", "weights": weights, "options": asdict(options),
+                         "model": model_settings or {}, "regions": [[str(r), n] for r, n in zip(regions, names)],
+                         "sequences": sequences})
 
 
 def _string_array(values) -> np.ndarray:
@@ -286,6 +214,7 @@ def _create_layout(handle, regions, names, spans, geometry, heads, tables, selec
     group.create_dataset("name", data=_string_array(names), dtype=strings)
     group.create_dataset("bins_start", data=np.array([start for start, _ in spans], dtype=np.int64))
     group.create_dataset("num_bins", data=np.array([num_bins for _, num_bins in spans], dtype=np.int64))
+    group.create_dataset("bases_sha256", shape=(count,), dtype="S64")
     for head in heads:
         head_group = handle.create_group(head)
         chosen = selections[head]
@@ -305,25 +234,84 @@ def _create_layout(handle, regions, names, spans, geometry, heads, tables, selec
     handle.attrs["config"] = model.config.to_json()
     handle.attrs["bin_size"] = geometry.bin_size
     handle.attrs["sequence_length"] = geometry.sequence_length
+    handle.attrs["bins"] = geometry.bins
+    handle.attrs["offset_bins"] = geometry.offset_bins
+    handle.attrs["margin"] = max(abs(shift) for shift in options.shifts)
     handle.attrs["fingerprint"] = fingerprint
     handle.attrs["completed"] = 0
 
 
-def _open_output(out: Path, fingerprint: str):
-    """The partial file to (re)write and how many regions it already holds."""
+def _open_partial(plan: OutputPlan):
+    """The partial file to (re)write and how many regions it already holds (-1: a new file)."""
     import h5py
 
-    partial = out.with_name(out.name + ".partial")
-    if partial.exists():
+    if plan.resume:
         try:
-            handle = h5py.File(partial, "a")
-            if handle.attrs.get("fingerprint") == fingerprint:
-                return handle, partial, int(handle.attrs["completed"])
-            handle.close()
+            handle = h5py.File(plan.partial, "a")
         except OSError:
-            pass  # a partial file that was cut mid-write: start again
-        partial.unlink()
-    return h5py.File(partial, "w"), partial, -1
+            handle = None  # the run was killed before the file was complete enough to open: start again
+        if handle is not None:
+            if handle.attrs.get("fingerprint") == plan.fingerprint and "completed" in handle.attrs:
+                return handle, int(handle.attrs["completed"])
+            handle.close()
+    plan.partial.unlink(missing_ok=True)
+    return h5py.File(plan.partial, "w"), -1
+
+
+@contextlib.contextmanager
+def _own_output(out: Path, fingerprint: str, overwrite: bool, settings: dict) -> Iterator[tuple[OutputPlan, dict]]:
+    """For library callers: the lock and the existing-output rule (the command applies them itself, earlier)."""
+    from .record import run_record
+
+    with output_lock(out):
+        plan = plan_output(out, FILE, fingerprint, overwrite)
+        if plan.notice:
+            print(f"senformer predict: {plan.notice}", file=sys.stderr)
+        yield plan, run_record("predict", settings, {"weights": settings.get("weights")}, settings.get("device"),
+                               fingerprint=fingerprint)
+
+
+# Input bases ------------------------------------------------------------------------------------------------
+def _input_text(job: _Job, tile: int, geometry: Geometry, margin: int, genome: Genome | None) -> str:
+    """The exact bases of one model input: the window with ``margin`` bp each side, N beyond the sequence."""
+    if job.sequence is not None:
+        return "N" * margin + job.sequence + "N" * margin
+    return _fetch_padded(genome, job.plan.input_window(tile, geometry), margin)
+
+
+def _row_digest(tile_digests: list[str]) -> bytes:
+    return hashlib.sha256("\n".join(tile_digests).encode()).hexdigest().encode()
+
+
+def stale_rows(path: str | os.PathLike, genome: Genome | str | os.PathLike, rows: int | None = None) -> list[int]:
+    """Rows (of the first ``rows``; all by default) of a prediction file whose recorded input bases differ
+    from what ``genome`` gives for them now (a rewritten FASTA, another build under the same name)."""
+    import h5py
+
+    genome = genome if isinstance(genome, Genome) else Genome(genome)
+    with h5py.File(path, "r") as handle:
+        attrs = handle.attrs
+        geometry = Geometry(int(attrs["sequence_length"]), int(attrs["bins"]), int(attrs["bin_size"]),
+                            int(attrs["offset_bins"]))
+        margin = int(attrs["margin"])
+        group = handle["regions"]
+        count = len(group["chrom"]) if rows is None else rows
+        chroms = [c.decode() if isinstance(c, bytes) else c for c in group["chrom"][:count]]
+        starts, ends = group["start"][:count], group["end"][:count]
+        recorded = group["bases_sha256"][:count]
+    stale = []
+    for row in range(count):
+        region = Interval(chroms[row], int(starts[row]), int(ends[row]))
+        job = _Job(row, plan_region(region, geometry))
+        try:
+            digests = [bases_digest(_input_text(job, tile, geometry, margin, genome))
+                       for tile in range(len(job.plan.tile_starts))]
+        except UserError:  # the chromosome is gone, or shorter: these are not the bases the row was made from
+            stale.append(row)
+            continue
+        if _row_digest(digests) != bytes(recorded[row]):
+            stale.append(row)
+    return stale
 
 
 # The run ---------------------------------------------------------------------------------------------------
@@ -337,13 +325,18 @@ def predict(
     options: PredictOptions = PredictOptions(),
     bigwig_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    overwrite: bool = False,
+    plan: OutputPlan | None = None,
+    record: dict | None = None,
 ) -> Path:
     """Predict every region (with ``genome``) or every sequence of a FASTA (``sequences``) into HDF5 ``out``.
 
     All regions are checked (known chromosome, inside it) before anything is written. Results are written
-    as they come to ``OUT.partial``; a rerun with the same model, options and regions resumes it; the file
-    is renamed to ``out`` when complete. ``bigwig_dir``: also write one bigWig per chosen track.
-    Returns the path of the HDF5 file.
+    as they come to ``OUT.partial``; a rerun with the same weights, options and regions resumes it; the file
+    is renamed to ``out`` when complete. An existing ``out`` follows the rule of :mod:`senformer.io`: up to
+    date (and its rows' bases unchanged) is returned as it is; other inputs are refused unless ``overwrite``.
+    ``plan``/``record``: the command applied the rule (holding the lock) before loading the model.
+    ``bigwig_dir``: also write one bigWig per chosen track. Returns the path of the HDF5 file.
     """
     out = Path(out)
     if (genome is None) == (sequences is None):
@@ -357,17 +350,12 @@ def predict(
     unknown = [h for h in heads if h not in model.config.output_heads]
     if unknown:
         raise UserError(f"unknown head(s) {', '.join(unknown)}; the model has {', '.join(model.config.output_heads)}")
-    tables, from_targets = {}, []
-    for head in heads:
-        tables[head], used = _table_for(head, model.config.output_heads[head], options.targets)
-        from_targets += [head] if used else []
-    if options.targets is not None and not from_targets:
+    tables = {head: head_track_table(head, model.config.output_heads[head], options.targets) for head in heads}
+    if options.targets is not None and all(table.attrs["source"] != "targets" for table in tables.values()):
         counts = ", ".join(f"{h} {model.config.output_heads[h]:,}" for h in heads)
         raise UserError(f"{options.targets} has as many rows as none of the heads' tracks ({counts})")
-    selections = {h: select_tracks(options.tracks, tables[h]) for h in heads}
-    heads = [h for h in heads if len(selections[h])]  # a pattern keeps the heads where it matches
-    if not heads:
-        raise UserError(f"no track matches {options.tracks!r}")
+    selections = select_tracks_per_head(options.tracks, tables)
+    heads = [h for h in heads if h in selections]  # a pattern keeps the heads where it matches
 
     if genome is not None:
         genome = genome if isinstance(genome, Genome) else Genome(genome)
@@ -387,31 +375,81 @@ def predict(
         names = [name for name, _ in records]
         spans = [(geometry.offset_bins * geometry.bin_size, geometry.bins)] * len(records)
 
+    model = model.to(options.device).eval()
+    if plan is None:
+        settings = {**asdict(options), "weights": weights_digest(model), "config": model.config.to_dict()}
+        fingerprint = prediction_fingerprint(settings["weights"], options, region_list, names,
+                                             _sequences_digest(sequences), settings["config"])
+        with _own_output(out, fingerprint, overwrite, settings) as (own_plan, own_record):
+            return _predict_into(own_plan, own_record, model, genome, region_list, names, spans, records, geometry,
+                                 heads, tables, selections, options, bigwig_dir, progress)
+    return _predict_into(plan, record or {}, model, genome, region_list, names, spans, records, geometry, heads,
+                         tables, selections, options, bigwig_dir, progress)
+
+
+def _sequences_digest(sequences) -> str | None:
+    from .fingerprint import file_digest
+
+    return None if sequences is None else file_digest(sequences)
+
+
+def _predict_into(plan, record, model, genome, region_list, names, spans, records, geometry, heads, tables,
+                  selections, options, bigwig_dir, progress) -> Path:
+    out = plan.out
+    margin = max(abs(s) for s in options.shifts)
+    if plan.up_to_date:
+        if genome is not None:
+            changed = stale_rows(out, genome)
+            if changed:
+                raise UserError(f"{out} was computed from other bases than {Path(genome.path).name} gives now "
+                                f"(region {names[changed[0]]} and {len(changed) - 1} more): the genome changed; "
+                                "pass --overwrite to compute it again")
+        if bigwig_dir is not None:
+            write_bigwigs(out, bigwig_dir, genome.sizes)
+        return out
+
     def jobs(first: int) -> Iterator[_Job]:
         """Plans are made as the regions are reached: a large BED costs no memory per region."""
         for row in range(first, len(region_list)):
             if records is None:
                 yield _Job(row, plan_region(region_list[row], geometry))
             else:
-                plan = RegionPlan(region_list[row], spans[row][0], geometry.bins, (0,),
-                                  np.zeros(geometry.bins, dtype=np.int64), geometry.bin_size)
-                yield _Job(row, plan, records[row][1])
+                plan_ = RegionPlan(region_list[row], spans[row][0], geometry.bins, (0,),
+                                   np.zeros(geometry.bins, dtype=np.int64), geometry.bin_size)
+                yield _Job(row, plan_, records[row][1])
 
-    model = model.to(options.device).eval()
-    fingerprint = _fingerprint(model, options, region_list, names)
-    handle, partial, completed = _open_output(out, fingerprint)
+    if not plan.resume:
+        start_partial(plan, record)
+    handle, completed = _open_partial(plan)
     try:
         if completed < 0:
-            _create_layout(handle, region_list, names, spans, geometry, heads, tables, selections, model, options, fingerprint)
+            _create_layout(handle, region_list, names, spans, geometry, heads, tables, selections, model, options,
+                           plan.fingerprint)
             completed = 0
+        elif completed and genome is not None:
+            handle.close()
+            changed = stale_rows(plan.partial, genome, completed)
+            handle = h5py_open(plan.partial)
+            if changed:
+                print(f"senformer predict: {plan.partial}: region {names[changed[0]]} was computed from other "
+                      f"bases than {Path(genome.path).name} gives now: computing from there again", file=sys.stderr)
+                completed = changed[0]
+                handle.attrs["completed"] = completed
+        identifiers = {head: list(tables[head].iloc[selections[head]]["identifier"]) for head in heads}
         _run_jobs(model, handle, jobs(completed), geometry, margin, options, heads, selections, genome, progress,
-                  total=len(region_list), done=completed)
+                  total=len(region_list), done=completed, names=names, identifiers=identifiers)
     finally:
         handle.close()
-    os.replace(partial, out)
+    finish_output(plan, record)
     if bigwig_dir is not None:
         write_bigwigs(out, bigwig_dir, genome.sizes)
     return out
+
+
+def h5py_open(path: Path):
+    import h5py
+
+    return h5py.File(path, "a")
 
 
 def _windows(jobs: Iterable[_Job], geometry: Geometry) -> Iterator[tuple[_Job, int]]:
@@ -420,7 +458,8 @@ def _windows(jobs: Iterable[_Job], geometry: Geometry) -> Iterator[tuple[_Job, i
             yield job, tile
 
 
-def _run_jobs(model, handle, jobs, geometry, margin, options, heads, selections, genome, progress, total, done):
+def _run_jobs(model, handle, jobs, geometry, margin, options, heads, selections, genome, progress, total, done,
+              names, identifiers):
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, initial=done, unit="region", disable=not progress, desc="predict")
@@ -430,20 +469,21 @@ def _run_jobs(model, handle, jobs, geometry, margin, options, heads, selections,
     def flush() -> None:
         if not batch:
             return
-        texts = []
-        for job, tile in batch:
-            if job.sequence is not None:
-                texts.append("N" * margin + job.sequence + "N" * margin)
-            else:
-                texts.append(_fetch_padded(genome, job.plan.input_window(tile, geometry), margin))
+        texts = [_input_text(job, tile, geometry, margin, genome) for job, tile in batch]
         one_hot = tokens_to_one_hot(torch.from_numpy(np.stack([tokens(t) for t in texts]).astype(np.int64)))
-        outputs = predict_one_hot(model, one_hot, margin, options, heads, selections)
+        outputs = predict_batch(model, one_hot, heads=heads, tracks=selections, margin=margin,
+                                reverse_complement=options.reverse_complement, shifts=options.shifts,
+                                bf16=options.bf16, device=options.device, embeddings=options.embeddings)
         for index, (job, tile) in enumerate(batch):
             store = pending.setdefault(job.row, {})
+            tiles = len(job.plan.tile_starts)
+            store.setdefault(_BASES, [None] * tiles)[tile] = bases_digest(texts[index])
             for name, value in outputs.items():
-                store.setdefault(name, [None] * len(job.plan.tile_starts))[tile] = value[index].numpy()
+                store.setdefault(name, [None] * tiles)[tile] = value[index].numpy()
             if all(tile is not None for tiles in store.values() for tile in tiles):
-                _write_region(handle, job, pending.pop(job.row), geometry)
+                row = pending.pop(job.row)
+                handle["regions/bases_sha256"][job.row] = _row_digest(row.pop(_BASES))
+                _write_region(handle, job, row, geometry, names[job.row], identifiers)
                 handle.attrs["completed"] = job.row + 1
                 bar.update(1)
         handle.flush()
@@ -467,11 +507,28 @@ def _stitch(tiles: list[np.ndarray], plan: RegionPlan) -> np.ndarray:
     return stacked[plan.bin_tile, bins - offsets]
 
 
-def _write_region(handle, job: _Job, outputs: dict[str, list[np.ndarray]], geometry: Geometry) -> None:
-    for name, tiles in outputs.items():
-        values = _stitch(tiles, job.plan)
-        target = handle["embeddings"] if name == "embeddings" else handle[name]["predictions"]
-        target[job.row, : job.plan.num_bins] = values.astype(np.float16)
+_BASES = "\0bases"  # the per-tile input digests beside the outputs of a pending row
+
+
+def _write_region(handle, job: _Job, outputs: dict[str, list[np.ndarray]], geometry: Geometry, name: str,
+                  identifiers: dict[str, list[str]]) -> None:
+    stored = {}
+    for output, tiles in outputs.items():
+        with np.errstate(over="ignore"):  # an overflow is reported below, naming the region and track
+            values = _stitch(tiles, job.plan).astype(np.float16)
+        bad = np.argwhere(~np.isfinite(values))
+        if len(bad):
+            bin_, column = (int(v) for v in bad[0])
+            what = "embedding feature" if output == "embeddings" else f"head {output} track"
+            label = column if output == "embeddings" else identifiers[output][column]
+            kind = "NaN" if np.isnan(values[bin_, column]) else "beyond float16's 65,504"
+            raise UserError(f"region {name}: {what} {label} is {kind} at bin {bin_} once stored as float16: the "
+                            "model's outputs are broken or too large for the float16 prediction file")
+        stored[output] = values
+    # Every output is checked before any is written, so a refused row leaves nothing of itself in the file.
+    for output, values in stored.items():
+        target = handle["embeddings"] if output == "embeddings" else handle[output]["predictions"]
+        target[job.row, : job.plan.num_bins] = values
 
 
 # bigWig ----------------------------------------------------------------------------------------------------

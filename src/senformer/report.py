@@ -24,7 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from . import __version__
-from .io import atomic_write_text
+from .io import atomic_write_text, write_json
 
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1100px;
@@ -171,7 +171,8 @@ def build_study_report(run_dir: str | os.PathLike) -> "os.PathLike":
 
     # Runs --------------------------------------------------------------------------------------------
     report.section("Runs", "Each stage ran one senformer command into its own folder; every number below "
-                   "names the file it was read from, and each folder holds its settings.json or .done marker.")
+                   "names the file it was read from, and each folder holds its run record (settings.json or "
+                   "run.json) or .done marker.")
     stage_names = settings.get("stages") or sorted(p.name for p in run.iterdir() if p.is_dir())
     stage_rows = []
     for stage in stage_names:
@@ -241,7 +242,7 @@ def build_study_report(run_dir: str | os.PathLike) -> "os.PathLike":
                        "model against model; the correlation of the two scores, who wins how often (ties apart), and "
                        "the pooled correlation between the two models' predictions.")
         report.table(table, "Model against model per assay group",
-                     source=[rel("compare", "compare.csv"), rel("compare", "settings.json")])
+                     source=[rel("compare", "compare.csv"), rel("compare", "run.json")])
         report.figure((run / "compare" / "compare.png").read_bytes(), "Figure 6: per-example Pearson r, model against "
                       "model, per assay group", source=rel("compare", "per_example.csv"))
         numbers["compare"] = {"table": table.to_dict(orient="records"), "source": rel("compare", "compare.csv")}
@@ -256,7 +257,7 @@ def build_study_report(run_dir: str | os.PathLike) -> "os.PathLike":
             report.figure(png.read_bytes(), f"Figure 7: {png.stem.replace('_', ' ')}",
                           source=[rel("tracks", "tracks.npz"), rel("tracks", "tracks.json")])
         report.table(table, "Over-prediction per assay group and model",
-                     source=[rel("tracks", "overprediction.csv"), rel("tracks", "settings.json")])
+                     source=[rel("tracks", "overprediction.csv"), rel("tracks", "run.json")])
         numbers["overprediction"] = {"table": table.to_dict(orient="records"), "source": rel("tracks", "overprediction.csv")}
 
     # Figure 8 ---------------------------------------------------------------------------------------
@@ -271,7 +272,7 @@ def build_study_report(run_dir: str | os.PathLike) -> "os.PathLike":
                  "min_share_of_bins_changed": float(np.min(item["reach_share"])), "max_change": item["max_change"]}
                 for name, item in summary.items()]
         report.table(pd.DataFrame(rows), "Share of output bins changed by more than 1e-3 of the largest change",
-                     source=[rel("receptive_field", "receptive_field.json"), rel("receptive_field", "settings.json")])
+                     source=[rel("receptive_field", "receptive_field.json"), rel("receptive_field", "run.json")])
         for name in summary:
             for kind in ("heatmap", "profile"):
                 png = run / "receptive_field" / f"receptive_field_{name}_{kind}.png"
@@ -319,15 +320,7 @@ def build_study_report(run_dir: str | os.PathLike) -> "os.PathLike":
         report.section("Missing", "These stages have not finished, so their figures are absent: " + ", ".join(missing))
     html_path = run / "report.html"
     report.write(html_path)
-    atomic_write_text(run / "report.json", json.dumps({"run": str(run.resolve()), "settings": settings,
-                                                       "numbers": numbers, "missing": missing},
-                                                      indent=2, default=_json_default, allow_nan=True) + "\n")
+    write_json(run / "report.json", {"run": str(run.resolve()), "settings": settings, "numbers": numbers,
+                                      "missing": missing})
     return html_path
 
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)

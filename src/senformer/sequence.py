@@ -39,6 +39,13 @@ def tokens_to_one_hot(token_ids: torch.Tensor, dtype: torch.dtype = torch.float3
     return eye[token_ids.long()]
 
 
+def one_hot_to_tokens(one_hot: torch.Tensor) -> torch.Tensor:
+    """``(..., length, 4)`` one-hot -> ``(..., length)`` int64 tokens; an all-zero position is N (4)."""
+    if one_hot.shape[-1:] != (4,):
+        raise ValueError(f"a one-hot sequence must end in 4 channels, got shape {tuple(one_hot.shape)}")
+    return torch.where(one_hot.sum(-1) > 0, one_hot.argmax(-1), torch.tensor(N_TOKEN))
+
+
 def reverse_complement(sequence: torch.Tensor | np.ndarray | str) -> torch.Tensor | np.ndarray | str:
     """Reverse complement of a one-hot ``(..., length, 4)`` (flip length and channels), of integer tokens
     ``(..., length)`` (N stays N), or of a string."""

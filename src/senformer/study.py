@@ -47,7 +47,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .errors import UserError
-from .io import atomic_write_text
+from .io import atomic_write_text, write_npz
 
 HEAD = "human"
 ROW_1 = "full"
@@ -481,7 +481,6 @@ def evaluate_seed(out: str | os.PathLike, seed: int) -> Path:
     ``.npz`` (per-example sums for the bootstrap)."""
     import torch
 
-    from .analysis.common import iterate_batches, load_track_table, predict
     from .analysis.compare import compare_scores, group_scores
     from .data.basenji import BasenjiDataset
     from .evaluate import evaluate
@@ -495,35 +494,38 @@ def evaluate_seed(out: str | os.PathLike, seed: int) -> Path:
     models = {entry.name: _load(entry) for entry in entries}
     reference = entries[0].name
     dataset = BasenjiDataset(data, "test")
-    result = evaluate(models, dataset, HEAD, batch_size=settings.test_batch_size, progress=False)
+    num_tracks = int(json.loads((data / "statistics.json").read_text(encoding="utf-8"))["num_targets"])
+
+    # What evaluate() does not keep, gathered from its own predictions as it scores them: each example's
+    # sums (pooled Pearson over any resample of the examples, for the bootstrap) and the correlation of every
+    # model's predictions with row 1's.
+    model_parts: list[np.ndarray] = []  # (models, batch, tracks, 3): sum p, sum p^2, sum p*y per example
+    target_parts: list[np.ndarray] = []  # (batch, tracks, 2): sum y, sum y^2
+    with_reference = {name: StreamingPearson(num_tracks) for name in models}
+    bins = [0]
+
+    def keep_sums(predictions: Mapping[str, torch.Tensor], target: torch.Tensor) -> None:
+        target = target.double().numpy()
+        bins[0] = target.shape[1]
+        target_parts.append(np.stack([target.sum(1), (target * target).sum(1)], axis=-1))
+        reference_prediction = predictions[reference].double().numpy()
+        batch_sums = []
+        for name in models:
+            prediction = predictions[name].double().numpy()
+            batch_sums.append(np.stack([prediction.sum(1), (prediction * prediction).sum(1),
+                                        (prediction * target).sum(1)], axis=-1))
+            with_reference[name].update(prediction, reference_prediction)
+        model_parts.append(np.stack(batch_sums))
+
+    result = evaluate(models, dataset, HEAD, batch_size=settings.test_batch_size, progress=False,
+                      on_predictions=keep_sums)
     tracks = result.tracks
     groups = [str(g) for g in tracks["assay_group"]]
     long_range = long_range_tracks(data)
     reach = ["long-range" if i in long_range else "local" for i in range(len(groups))]
-
-    # One more pass for what evaluate() does not keep: each example's sums (pooled Pearson over any resample
-    # of the examples, for the bootstrap) and the correlation of every model's predictions with row 1's.
-    examples, num_tracks = result.examples, len(groups)
-    model_sums = np.zeros((len(models), examples, num_tracks, 3))  # sum p, sum p^2, sum p*y per example
-    target_sums = np.zeros((examples, num_tracks, 2))  # sum y, sum y^2
-    with_reference = {name: StreamingPearson(num_tracks) for name in models}
-    bins = 0
-    first = 0
-    for batch in iterate_batches(dataset, settings.test_batch_size):
-        target = batch["target"].double().numpy()
-        count = len(target)
-        bins = target.shape[1]
-        rows = slice(first, first + count)
-        target_sums[rows, :, 0], target_sums[rows, :, 1] = target.sum(1), (target * target).sum(1)
-        predictions = {name: predict(model, batch["sequence"], HEAD).double().numpy() for name, model in models.items()}
-        for index, (name, prediction) in enumerate(predictions.items()):
-            model_sums[index, rows, :, 0] = prediction.sum(1)
-            model_sums[index, rows, :, 1] = (prediction * prediction).sum(1)
-            model_sums[index, rows, :, 2] = (prediction * target).sum(1)
-            with_reference[name].update(prediction, predictions[reference])
-        first += count
-    if first != examples:
-        raise RuntimeError(f"the second pass saw {first} test examples, evaluate() {examples}")
+    examples, bins = result.examples, bins[0]
+    model_sums = np.concatenate(model_parts, axis=1)
+    target_sums = np.concatenate(target_parts, axis=0)
     for index, name in enumerate(models):
         summed = model_sums[index].sum(0)
         pooled = pearson_from_sums(examples * bins, summed[:, 0], target_sums[..., 0].sum(0), summed[:, 1],
@@ -569,7 +571,7 @@ def evaluate_seed(out: str | os.PathLike, seed: int) -> Path:
         "receptive_field": _receptive_fields(models, entries, dataset, settings),
     }
     target = out / "evaluation" / f"seed-{seed}.json"
-    _write_npz(target.with_suffix(".npz"), names=np.array([e.name for e in entries]), model_sums=model_sums,
+    write_npz(target.with_suffix(".npz"), names=np.array([e.name for e in entries]), model_sums=model_sums,
                target_sums=target_sums, bins=np.array(bins), example_index=result.models[reference].example_index)
     atomic_write_text(target, json.dumps(_jsonable(record), indent=1) + "\n")
     return target
@@ -582,15 +584,14 @@ def _receptive_fields(models: Mapping[str, Any], entries: Sequence[ModelEntry], 
     import torch
 
     from .analysis.receptive_field import conv_reach_mask, receptive_field
-    from .sequence import N_TOKEN
+    from .sequence import one_hot_to_tokens
 
     examples = []
     for example in dataset:
         if len(examples) == settings.receptive_field_sequences:
             break
         examples.append(example["sequence"])
-    one_hot = torch.stack(examples)  # (sequences, bp, 4); N is all zeros
-    tokens = torch.where(one_hot.sum(-1) > 0, one_hot.argmax(-1), torch.full(one_hot.shape[:2], N_TOKEN))
+    tokens = one_hot_to_tokens(torch.stack(examples))  # (sequences, bp); N where the one-hot is all zeros
     chosen = {"full": entries[0].name, "zero-shot": "zero-shot",
               "fresh-report": max((e for e in entries if e.key == "fresh-report" and e.lr_factor is None),
                                   key=lambda e: e.steps).name}
@@ -608,13 +609,6 @@ def _receptive_fields(models: Mapping[str, Any], entries: Sequence[ModelEntry], 
         profiles[key] = {"model": name, "distance_bins": present.tolist(), "mean_change": profile,
                          "beyond_conv_reach_share": float(change[~reach].sum() / max(change.sum(), 1e-300))}
     return profiles
-
-
-def _write_npz(path: Path, **arrays: np.ndarray) -> None:
-    from .io import atomic_path
-
-    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
-        np.savez_compressed(handle, **arrays)
 
 
 def _nanmean(values) -> float | None:
@@ -805,7 +799,7 @@ def _lr_factor(name: str) -> float | None:
 
 
 def _machine() -> dict[str, Any]:
-    from .evaluate import machine_info
+    from .record import machine_info
 
     info = machine_info()
     info["threads"] = 1  # every job: one torch thread, OMP_NUM_THREADS=1

@@ -7,7 +7,7 @@ import torch
 
 from helpers import randomize_, tiny_config, tiny_model
 from senformer import Enformer
-from senformer.analysis.common import default_tracks, iterate_batches, resolve_tracks
+from senformer.analysis.common import default_tracks
 from senformer.analysis.compare import compare_scores, group_scores, pearson, score_models
 from senformer.errors import UserError
 
@@ -91,27 +91,27 @@ def test_score_models_of_a_model_with_itself():
     np.testing.assert_allclose(scores["c"].ravel(), expected, atol=1e-5)
 
 
+def test_score_models_are_an_evaluations_per_example_scores():
+    from senformer.data.tracks import head_track_table
+    from senformer.evaluate import evaluate
+
+    models = {"a": tiny_model(seed=1), "b": tiny_model(seed=4)}
+    dataset = in_memory_dataset(5, 1024, 8, 5, seed=3)
+    scores, _, index = score_models(models, dataset, "human", batch_size=2, progress=False)
+    evaluation = evaluate(models, dataset, "human", tracks=head_track_table("human", 5), batch_size=2, progress=False)
+    for name in models:  # the same loop, so the same numbers, not merely close ones
+        np.testing.assert_array_equal(scores[name], evaluation.models[name].per_example)
+    np.testing.assert_array_equal(index, evaluation.models["a"].example_index)
+
+
 def test_score_models_reports_a_shape_mismatch():
-    dataset = in_memory_dataset(2, 1024, 8, 4)
-    with pytest.raises(ValueError, match="targets are"):
-        score_models({"a": tiny_model(0), "b": tiny_model(1)}, dataset, "human", progress=False)
+    with pytest.raises(UserError, match="the data has 4 tracks"):
+        score_models({"a": tiny_model(0), "b": tiny_model(1)}, in_memory_dataset(2, 1024, 8, 4), "human",
+                     progress=False)
+    with pytest.raises(UserError, match="targets are"):
+        score_models({"a": tiny_model(0), "b": tiny_model(1)}, in_memory_dataset(2, 1024, 6, 5), "human",
+                     progress=False)
 
 
-def test_iterate_batches_stacks_and_limits():
-    dataset = in_memory_dataset(5, 1024, 8, 2)
-    batches = list(iterate_batches(dataset, 2, max_examples=4))
-    assert [len(b["index"]) for b in batches] == [2, 2]
-    assert batches[0]["sequence"].shape == (2, 1024, 4)
-    assert batches[1]["interval"] == ["chr1:2048-3072", "chr1:3072-4096"]
-
-
-def test_resolve_tracks_by_index_identifier_and_description():
-    table = pd.DataFrame({"index": [0, 1, 2], "identifier": ["ENCFF1", "ENCFF2", "CNhs1"],
-                          "description": ["DNASE:a", "CHIP:H3K4me3:b", "CAGE:c"],
-                          "assay_group": ["DNase/ATAC", "ChIP-Histone", "CAGE"]})
-    assert resolve_tracks(["2", "ENCFF2", "DNASE:a", 1], table) == [2, 1, 0, 1]
-    assert default_tracks(["CAGE", "CAGE", "DNase/ATAC"]) == [0, 2]
-    with pytest.raises(UserError, match="out of range"):
-        resolve_tracks(["3"], table)
-    with pytest.raises(UserError, match="'brain'"):
-        resolve_tracks(["brain"], table)
+def test_default_tracks_are_the_first_of_each_group():
+    assert default_tracks(["CAGE", "CAGE", "DNase/ATAC", "CAGE", "ChIP-TF"]) == [0, 2, 4]

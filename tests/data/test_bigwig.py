@@ -85,3 +85,55 @@ def test_from_bigwig_errors(tmp_path, capsys):
     fasta.write_text(">chr1\nACGT\n")
     assert main(["data", "from-bigwig", str(tmp_path / "o"), "--genome", str(fasta), "--tile"]) == 2
     assert "give tracks with --bigwig" in capsys.readouterr().err
+
+
+def _bigwig(path, sizes, intervals):
+    pybigtools = pytest.importorskip("pybigtools")
+    writer = pybigtools.open(str(path), "w")
+    writer.write(sizes, intervals)
+    return path
+
+
+def test_from_bigwig_chromosome_names_and_overlap(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    fasta = tmp_path / "genome.fa"
+    sizes = {"chr1": 2048, "chr2": 1024}
+    fasta.write_text("".join(f">{name}\n{''.join(rng.choice(list('ACGT'), size))}\n" for name, size in sizes.items()))
+    common = ["--genome", str(fasta), "--tile", "--seq-length", "1024", "--crop-bp", "256", "--sum-stat", "sum", "--scale", "0.5", "--clip", "1000"]
+    # Ensembl names, one chromosome, another size: mapped (one line), partial overlap and size warned, values kept
+    ensembl = _bigwig(tmp_path / "ensembl.bw", {"1": 3000}, [("1", 300, 400, 2.0)])
+    out = tmp_path / "mapped"
+    assert main(["data", "from-bigwig", str(out), "--bigwig", f"e={ensembl}", *common, "--test-chroms", "chr2"]) == 0
+    err = capsys.readouterr().err
+    assert "reading 'chr1' as '1'" in err and "covers 1 of the 2 chromosomes" in err
+    assert "1 chromosome(s) of ensembl.bw differ in size" in err and "valid split(s) are empty" in err
+    first = next(iter(BasenjiDataset(out, "train")))
+    np.testing.assert_allclose(first["target"][:, 0].numpy(), [84.0, 16.0, 0.0, 0.0])
+    # no chromosome in common: refused, nothing written
+    other = _bigwig(tmp_path / "other.bw", {"scaffold_7": 5000}, [("scaffold_7", 0, 10, 1.0)])
+    assert main(["data", "from-bigwig", str(tmp_path / "none"), "--bigwig", f"o={other}", *common]) == 2
+    err = capsys.readouterr().err
+    assert "other.bw shares no chromosome with genome.fa" in err and err.count("\n") == 1
+    assert not (tmp_path / "none").exists()
+
+
+def test_from_bigwig_bed_rejects_reversed_and_negative_intervals(tmp_path, capsys):
+    fasta = tmp_path / "genome.fa"
+    fasta.write_text(">chr1\n" + "ACGT" * 512 + "\n")
+    signal = _bigwig(tmp_path / "s.bw", {"chr1": 2048}, [("chr1", 0, 10, 1.0)])
+    for line, message in (("chr1\t500\t100\n", "need 0 <= start < end"), ("chr1\t-5\t100\n", "need 0 <= start < end")):
+        (tmp_path / "r.bed").write_text(line)
+        assert main(["data", "from-bigwig", str(tmp_path / "o"), "--genome", str(fasta), "--bigwig", f"s={signal}",
+                     "--bed", str(tmp_path / "r.bed"), "--seq-length", "1024", "--crop-bp", "256"]) == 2
+        assert f"r.bed, line 1: {message}" in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_a_bigwig_is_one_line_without_the_library_text(tmp_path, capfd):
+    pytest.importorskip("pybigtools")
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">chr1\n" + "ACGT" * 512 + "\n")
+    (tmp_path / "bad.bw").write_text("not a bigWig\n")
+    assert main(["data", "from-bigwig", str(tmp_path / "out"), "--genome", str(fasta), "--bigwig",
+                 str(tmp_path / "bad.bw"), "--tile", "--seq-length", "1024", "--crop-bp", "256"]) == 2
+    error = capfd.readouterr().err  # file-descriptor level: the library writes there, not to sys.stderr
+    assert error.count("\n") == 1 and "bad.bw: not a readable bigWig" in error and "Error when opening" not in error

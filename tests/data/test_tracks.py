@@ -1,17 +1,26 @@
-"""Track tables and the four assay groups of Figure 4."""
+"""Track tables, the four assay groups of Figure 4, and the ``--tracks`` grammar."""
 
+import argparse
+import re
+
+import numpy as np
 import pandas as pd
 import pytest
 
+from senformer.commands.options import add_tracks_argument
 from senformer.data.tracks import (
     ASSAY_GROUPS,
     OTHER,
     UNRESOLVED_CHIP,
     assay_group,
     group_counts,
+    head_track_table,
     read_targets,
+    select_tracks,
+    select_tracks_per_head,
     track_table,
 )
+from senformer.errors import UserError
 
 
 @pytest.mark.parametrize(
@@ -87,3 +96,150 @@ def test_read_targets_errors(tmp_path):
     path.write_text("a\tb\n1\t2\n")
     with pytest.raises(Exception, match="lacks column"):
         read_targets(path)
+
+
+# head_track_table ---------------------------------------------------------------------------------------
+TARGETS_HEADER = "index\tgenome\tidentifier\tfile\tclip\tscale\tsum_stat\tdescription\n"
+
+
+def write_targets(path, rows):
+    """rows: (genome, identifier, description)."""
+    lines = [f"{i}\t{g}\t{name}\t/x.w5\t32\t2\tmean\t{text}\n" for i, (g, name, text) in enumerate(rows)]
+    path.write_text(TARGETS_HEADER + "".join(lines))
+    return path
+
+
+def test_head_track_table_reads_a_targets_file_a_dataset_folder_or_a_table(tmp_path):
+    path = write_targets(tmp_path / "targets.txt", [(0, "A", "DNASE:x"), (0, "B", "CAGE:y"), (0, "C", "CHIP:CTCF:z")])
+    for targets in (path, str(path), tmp_path, read_targets(path)):
+        table = head_track_table("human", 3, targets)
+        assert table.attrs["source"] == "targets"
+        assert list(table["index"]) == [0, 1, 2]
+        assert list(table["identifier"]) == ["A", "B", "C"]
+        assert list(table["assay_group"]) == ["DNase/ATAC", "CAGE", "ChIP-TF"]
+        assert "clip" in table.columns  # the file's other columns stay
+
+
+def test_head_track_table_filters_a_barnyard_file_to_the_head(tmp_path):
+    path = write_targets(tmp_path / "targets.txt",
+                         [(0, "H0", "DNASE:h"), (0, "H1", "CAGE:h"), (1, "M0", "CHIP:H3K4me3:m")])
+    human = head_track_table("human", 2, path)
+    mouse = head_track_table("mouse", 1, path)
+    assert list(human["identifier"]) == ["H0", "H1"] and human.attrs["source"] == "targets"
+    assert list(mouse["identifier"]) == ["M0"] and list(mouse["index"]) == [0]
+    assert list(mouse["assay_group"]) == ["ChIP-Histone"]
+
+
+def test_head_track_table_falls_back_to_the_shipped_table_then_a_generated_one(tmp_path):
+    path = write_targets(tmp_path / "targets.txt", [(0, "A", "DNASE:x")])
+    human = head_track_table("human", 5313, path)  # the file has 1 row, the head 5,313
+    assert human.attrs["source"] == "shipped"
+    assert human.loc[0, "identifier"] == "ENCFF833POA"
+    mouse = head_track_table("mouse", 1643)
+    assert mouse.attrs["source"] == "shipped" and len(mouse) == 1643
+    for head, count, targets in (("human", 4, path), ("human", 4, None), ("yeast", 3, tmp_path / "empty")):
+        (tmp_path / "empty").mkdir(exist_ok=True)  # a dataset folder without targets.txt
+        generated = head_track_table(head, count, targets)
+        assert generated.attrs["source"] == "generated"
+        assert list(generated["index"]) == list(range(count))
+        assert list(generated["identifier"]) == [f"{head}-{i}" for i in range(count)]
+        assert list(generated["description"]) == [""] * count
+        assert list(generated["assay_group"]) == ["all"] * count
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        head_track_table("human", 1, tmp_path / "missing.txt")
+
+
+# select_tracks: the --tracks grammar ----------------------------------------------------------------------
+@pytest.fixture
+def small_table():
+    return pd.DataFrame({
+        "index": range(6),
+        "identifier": ["ENCFF1", "ENCFF2", "CNhs1", "CNhs2", "7", "ENCFF3"],
+        "description": ["DNASE:K562", "CHIP:H3K4me3:liver", "CAGE:K562", "CAGE:liver", "DNASE:K562", "CAGE:K562 b"],
+    })
+
+
+def test_select_tracks_tries_index_identifier_description_then_pattern(small_table):
+    assert select_tracks(None, small_table).tolist() == [0, 1, 2, 3, 4, 5]
+    assert select_tracks([], small_table).tolist() == [0, 1, 2, 3, 4, 5]
+    assert select_tracks("0, 2-3", small_table).tolist() == [0, 2, 3]  # predict's comma string: one value
+    assert select_tracks(4, small_table).tolist() == [4]
+    assert select_tracks("4", small_table).tolist() == [4]  # an index before the identifier "7"
+    assert select_tracks("CNhs2", small_table).tolist() == [3]
+    assert select_tracks("DNASE:K562", small_table).tolist() == [0, 4]  # every track with the description
+    assert select_tracks("CAGE:K562", small_table).tolist() == [2]  # exact, though also a pattern of 2 and 5
+    assert select_tracks("cage.*k562", small_table).tolist() == [2, 5]
+    assert select_tracks("ENCFF", small_table).tolist() == [0, 1, 5]  # searched, not anchored
+
+
+def test_select_tracks_is_the_union_in_head_order(small_table):
+    assert select_tracks(["5", "CNhs1", "liver", "0-1"], small_table).tolist() == [0, 1, 2, 3, 5]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("6", "'6' is out of range: not within 0..5"),
+    ("2-9", "'2-9' is out of range: not within 0..5"),
+    ("3-1", "'3-1'.*runs backwards"),
+    ("ATAC", "no track matches 'ATAC'"),
+    ("-1", "no track matches '-1'"),
+    ("CAGE[", "no track matches 'CAGE\\['.*regular expression"),
+])
+def test_select_tracks_errors_name_the_value(small_table, value, message):
+    with pytest.raises(UserError, match=message):
+        select_tracks(["0", value], small_table, head="human")
+
+
+def test_select_tracks_per_head_errs_only_when_a_value_selects_nothing_anywhere(small_table):
+    mouse = pd.DataFrame({"index": range(3), "identifier": ["M1", "M2", "M3"],
+                          "description": ["CAGE:liver", "DNASE:liver", "ATAC:liver"]})
+    tables = {"human": small_table, "mouse": mouse}
+    assert {h: v.tolist() for h, v in select_tracks_per_head(None, tables).items()} == {
+        "human": [0, 1, 2, 3, 4, 5], "mouse": [0, 1, 2]}
+    assert {h: v.tolist() for h, v in select_tracks_per_head("liver", tables).items()} == {
+        "human": [1, 3], "mouse": [0, 1, 2]}
+    # ATAC selects nothing in human: human keeps what "k562" selects; 4-5 is out of range in mouse only
+    assert {h: v.tolist() for h, v in select_tracks_per_head(["ATAC", "k562", "4-5"], tables).items()} == {
+        "human": [0, 2, 4, 5], "mouse": [2]}
+    assert list(select_tracks_per_head("CNhs", tables)) == ["human"]  # a head with nothing is left out
+    with pytest.raises(UserError, match="no track matches 'brain'.*head 'human'.*head 'mouse'"):
+        select_tracks_per_head(["liver", "brain"], tables)
+    with pytest.raises(UserError, match="'9' is out of range: not within 0..5"):
+        select_tracks_per_head("9", tables)
+
+
+# The real 5,313-track table: the four kinds of value against the reference metadata ---------------------
+def four_expressions(reference: pd.DataFrame) -> dict[str, tuple[str, list[int]]]:
+    """A range, an identifier, a description and a pattern, with the positions the reference CSV gives."""
+    identifier = "CNhs11250"
+    description = "CAGE:chronic myelogenous leukemia cell line:K562"
+    pattern = "cage.*k562"
+    searched = (reference["identifier"].str.contains(pattern, flags=re.IGNORECASE)
+                | reference["description"].str.contains(pattern, flags=re.IGNORECASE))
+    return {
+        "range": ("10-12,5310", [10, 11, 12, 5310]),
+        "identifier": (identifier, reference.index[reference["identifier"] == identifier].tolist()),
+        "description": (description, reference.index[reference["description"] == description].tolist()),
+        "pattern": (pattern, reference.index[searched].tolist()),
+    }
+
+
+def test_the_four_kinds_of_value_on_the_real_human_table(shared_dir):
+    reference = pd.read_csv(shared_dir / "data" / "human_tracks_assay_types.csv", keep_default_na=False)
+    table = head_track_table("human", len(reference))
+    assert table.attrs["source"] == "shipped"
+    expressions = four_expressions(reference)
+    assert expressions["identifier"][1] == [4828] and len(expressions["pattern"][1]) == 2
+    parser = argparse.ArgumentParser()
+    add_tracks_argument(parser)
+    everything = []
+    for value, expected in expressions.values():
+        assert select_tracks(value, table).tolist() == expected
+        assert select_tracks(parser.parse_args(["--tracks", value]).tracks, table).tolist() == expected
+        everything += expected
+    together = parser.parse_args(["--tracks", *(value for value, _ in expressions.values())]).tracks
+    assert select_tracks(together, table).tolist() == sorted(set(everything))
+    per_head = select_tracks_per_head(together, {"human": table, "mouse": head_track_table("mouse", 1643)})
+    assert per_head["human"].tolist() == sorted(set(everything))
+    # 5310 is beyond mouse's 1,643 tracks, so the range list selects nothing there, nor do the rest
+    assert list(per_head) == ["human"]
+    assert np.array_equal(select_tracks(None, table), np.arange(5313))

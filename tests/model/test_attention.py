@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from senformer.config import ATTENTION_KINDS
 from senformer.model.attention import (
+    ATTENTION_CLASSES,
     bigbird_attention,
     build_attention,
     chunked_attention,
@@ -227,3 +229,25 @@ def test_unknown_attention_kind_lists_the_valid_names():
     object.__setattr__(config, "attention", "flash")
     with pytest.raises(ValueError, match="full, chunked, bigbird"):
         build_attention(config)
+
+
+def test_the_class_table_has_a_class_for_each_configurable_kind():
+    assert tuple(ATTENTION_CLASSES) == ATTENTION_KINDS
+    assert all(cls.kind == kind and isinstance(build_attention(tiny_config(attention=kind)), cls)
+               for kind, cls in ATTENTION_CLASSES.items())
+
+
+@pytest.mark.parametrize("kind", ATTENTION_KINDS)
+@pytest.mark.parametrize("length", [64, 256, 250])  # bigbird: dense at 4 blocks, sparse at 16
+@pytest.mark.parametrize("relative", [True, False])
+def test_each_kind_states_the_flops_its_kernel_computes(kind, length, relative):
+    """The analytic count of each kind equals the matrix products torch's FLOP counter sees it run."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    config = tiny_config(attention=kind, block_size=16, chunk_size=32, relative_positions=relative)
+    module = build_attention(config).eval()
+    x = torch.randn(1, length, config.dim)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module(x)
+    stated = type(module).projection_flops(config, length) + type(module).score_flops(config, length)
+    assert counter.get_total_flops() == stated

@@ -86,3 +86,27 @@ def test_yaml_strings_that_are_numbers_become_numbers_and_wrong_types_are_errors
         TrainSettings.from_dict({"data": "d"})
     with pytest.raises(UserError, match=r"train may not be null"):
         TrainSettings.from_dict({"data": {"human": "d"}, "train": None})
+
+
+def test_malformed_heads_betas_and_init_skip_are_one_user_error():
+    with pytest.raises(UserError, match="new_heads=.* must map head names to whole track counts"):
+        TrainSettings(data={"human": "d"}, new_heads={"atac": "three"})
+    with pytest.raises(UserError, match="must map head names to whole track counts"):
+        TrainSettings(data={"human": "d"}, new_heads={"atac": 2.5})
+    assert TrainSettings(data={"human": "d"}, new_heads={"atac": "3"}).new_heads == {"atac": 3}
+    with pytest.raises(UserError, match="adam_betas=.* must be two numbers"):
+        TrainSettings(data={"human": "d"}, adam_betas=("a", 0.9))
+    with pytest.raises(UserError, match="adam_betas=.* must be two numbers"):
+        TrainSettings(data={"human": "d"}, adam_betas=(0.9,))
+    with pytest.raises(UserError, match="init_skip='attention' needs init_weights"):
+        TrainSettings(data={"human": "d"}, init_skip="attention")
+    with pytest.raises(UserError, match="init_skip='transformer.\\(' is neither attention nor a valid regular expression"):
+        TrainSettings(data={"human": "d"}, init_weights="w", init_skip="transformer.(")
+
+
+def test_a_preset_names_its_fields_on_top_of_initial_weights():
+    report = TrainSettings(data={"human": "d"}, init_weights="w", preset="s-enformer-report", model_overrides={"key_size": 24})
+    assert report.config_overrides() == {"attention": "bigbird", "relative_positions": False, "key_size": 24}
+    assert TrainSettings(data={"human": "d"}, init_weights="w").config_overrides() == {}  # enformer names none
+    replaced = TrainSettings(data={"human": "d"}, preset="senformer", model_config="c.json")
+    assert replaced.config_overrides() == {}  # a config JSON replaces the preset

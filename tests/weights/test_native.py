@@ -21,6 +21,13 @@ def assert_same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
         assert torch.equal(tensor, state_b[name]), name
 
 
+def forget_checksum(directory) -> None:
+    """Rewrite ``directory``'s config.json as senformer wrote it before it recorded the weights' checksum."""
+    values = json.loads((directory / "config.json").read_text())
+    del values["weights_sha256"]
+    (directory / "config.json").write_text(json.dumps(values))
+
+
 def test_round_trip_is_exact_and_keeps_the_config(tmp_path):
     model = tiny_model(seed=1)
     model.save_pretrained(tmp_path / "w")
@@ -86,6 +93,7 @@ def test_strict_load_lists_every_problem_in_one_error(tmp_path):
     state["transformer.0.attention.to_q.weight"] = torch.zeros(3, 3)
     state["extra.weight"] = torch.zeros(1)
     save_file(state, str(tmp_path / "model.safetensors"))
+    forget_checksum(tmp_path)  # weights edited on purpose, as a file written before checksums were
     with pytest.raises(UserError) as error:
         load_model(tmp_path)
     message = str(error.value)
@@ -128,6 +136,9 @@ def test_damaged_and_missing_weights_give_clear_errors(tmp_path):
     save_model(tiny_model(), tmp_path / "cut")
     weights = tmp_path / "cut" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(UserError, match="model.safetensors does not match the checksum in config.json"):
+        load_model(tmp_path / "cut")
+    forget_checksum(tmp_path / "cut")
     with pytest.raises(UserError, match="not a readable safetensors file"):
         load_model(tmp_path / "cut")
     save_model(tiny_model(), tmp_path / "badconfig")
@@ -143,5 +154,6 @@ def test_pickled_state_dicts_load_with_weights_only(tmp_path):
     assert_same_state(load_model(tmp_path / "state.pt"), model)
     # Arbitrary objects are refused rather than unpickled.
     torch.save({"stem.conv.weight": object()}, tmp_path / "evil.pt")
-    with pytest.raises(UserError, match="not a readable PyTorch state dict"):
+    with pytest.raises(UserError, match="evil.pt holds pickled Python objects, which are never loaded") as error:
         load_model(tmp_path / "evil.pt")
+    assert "\n" not in str(error.value)

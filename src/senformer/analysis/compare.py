@@ -9,14 +9,13 @@ predictions (over every example and bin, per track, averaged over the group's tr
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
-
-from .common import iterate_batches, predict
 
 TIE_TOLERANCE = 1e-6
 """Scores within this distance are a tie: the same model run in two batch layouts differs by float noise."""
@@ -128,44 +127,121 @@ def score_models(
     models: Mapping[str, torch.nn.Module],
     dataset: Iterable[dict],
     head: str,
-    batch_size: int = 2,
+    batch_size: int = 1,
     max_examples: int | None = None,
     progress: bool = True,
+    targets=None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """Run two (or more) models over a dataset once.
+    """Run two (or more) models over a dataset once, through :func:`senformer.evaluate.evaluate`: the
+    per-example scores are those an evaluation with the same batch size writes.
 
+    Args:
+        targets: names the head's tracks (default: the dataset folder's ``targets.txt``).
     Returns:
         ``scores``: ``{name: (examples, tracks)}`` per-example Pearson with the target;
         ``prediction_correlation``: (tracks,) pooled Pearson between the first two models' predictions;
         ``example_index``: (examples,) the dataset's ``index`` of each example.
     """
-    from ..metrics import StreamingPearson, per_example_pearson
+    from ..data.tracks import head_track_table
+    from ..evaluate import evaluate
+    from ..metrics import StreamingPearson
+    from .common import head_tracks
 
     names = list(models)
     if len(names) < 2:
         raise ValueError(f"compare needs at least two models, got {len(names)}")
-    for model in models.values():
-        model.eval()
-    scores: dict[str, list[np.ndarray]] = {name: [] for name in names}
-    indices: list[int] = []
-    between: StreamingPearson | None = None
-    for batch in tqdm(iterate_batches(dataset, batch_size, max_examples), desc="compare", unit="batch",
-                      disable=not progress):
-        target = batch["target"].float()
-        predictions = {name: predict(model, batch["sequence"], head) for name, model in models.items()}
-        for name, prediction in predictions.items():
-            if prediction.shape != target.shape:
-                raise ValueError(
-                    f"model {name!r} predicts {tuple(prediction.shape)} for head {head!r} but the targets are "
-                    f"{tuple(target.shape)}: wrong head, sequence length or track count"
-                )
-            scores[name].append(np.asarray(per_example_pearson(prediction.numpy(), target.numpy())))
-        if between is None:
-            between = StreamingPearson(target.shape[-1])
+    num_tracks = head_tracks(models[names[0]], head)
+    table = head_track_table(head, num_tracks, targets if targets is not None else getattr(dataset, "directory", None))
+    between = StreamingPearson(num_tracks)
+
+    def correlate(predictions: dict[str, torch.Tensor], target: torch.Tensor) -> None:
         between.update(predictions[names[0]].numpy(), predictions[names[1]].numpy())
-        index = batch.get("index", list(range(len(indices), len(indices) + len(target))))
-        indices.extend(int(i) for i in (index.tolist() if isinstance(index, torch.Tensor) else index))
-    if between is None:
+
+    device = next(models[names[0]].parameters()).device
+    result = evaluate(models, dataset, head, tracks=table, batch_size=batch_size, device=device,
+                      max_examples=max_examples, progress=progress, on_predictions=correlate)
+    if result.examples == 0:
         raise ValueError("the dataset yielded no examples")
-    stacked = {name: np.concatenate(parts, axis=0) for name, parts in scores.items()}
-    return stacked, np.asarray(between.compute(), dtype=np.float64), np.asarray(indices, dtype=np.int64)
+    scores = {name: model_result.per_example for name, model_result in result.models.items()}
+    example_index = np.asarray(result.models[names[0]].example_index, dtype=np.int64)
+    return scores, np.asarray(between.compute(), dtype=np.float64), example_index
+
+
+def evaluation_scores(directory: str | os.PathLike, names: Sequence[str] | None = None
+                      ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """``{name: (examples, tracks)}`` per-example Pearson and ``example_index`` (examples,) read from the
+    ``per_example_<name>.npz`` files of a ``senformer evaluate --out DIR`` run (default: its two models)."""
+    from ..errors import UserError
+
+    directory = Path(directory)
+    available = sorted(path.stem.removeprefix("per_example_") for path in directory.glob("per_example_*.npz"))
+    if names is None:
+        if len(available) != 2:
+            raise UserError(f"{directory} holds per-example scores of {available or 'no models'}; "
+                            "name two with --models A B")
+        names = available
+    scores, indices = {}, []
+    for name in names:
+        path = directory / f"per_example_{name}.npz"
+        if not path.is_file():
+            raise UserError(f"{path} is missing; {directory} has scores of {', '.join(available) or 'no models'}")
+        with np.load(path) as arrays:
+            scores[name] = arrays["pearson"]
+            indices.append(arrays["example_index"])
+    if not np.array_equal(indices[0], indices[1]):
+        raise UserError(f"the two models in {directory} were scored on different examples")
+    return scores, indices[0]
+
+
+def run_compare(
+    out: str | os.PathLike,
+    scores: Mapping[str, np.ndarray],
+    example_index: np.ndarray,
+    table: pd.DataFrame,
+    head: str = "human",
+    tie_tolerance: float = TIE_TOLERANCE,
+    prediction_correlation: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """``senformer analyze compare``: Figure 6 from two models' per-example scores, written into ``out``.
+
+    The scores come from :func:`score_models` (running the models) or :func:`evaluation_scores` (reading an
+    evaluation). Files: ``compare.csv`` (the returned summary), ``per_example.csv``, ``scores.npz``,
+    ``compare.json``, ``compare.png`` and, with ``prediction_correlation``, ``prediction_correlation.csv``.
+
+    Args:
+        scores: ``{name: (examples, tracks)}`` for exactly two models.
+        example_index: (examples,) dataset index of each example.
+        table: the head's track table (:func:`senformer.data.tracks.head_track_table`): its assay groups.
+    """
+    from ..io import save_figure, write_csv, write_json, write_npz
+    from ..plots import compare_scatter
+    from ..report import new_figure
+
+    names = tuple(scores)
+    if len(names) != 2:
+        raise ValueError(f"compare needs exactly two models' scores, got {len(names)}")
+    out = Path(out)
+    groups = list(table["assay_group"])
+    summary = compare_scores(scores[names[0]], scores[names[1]], groups, names, tie_tolerance, prediction_correlation)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "compare.csv", summary)
+    by_group = {name: group_scores(scores[name], groups) for name in names}
+    per_example = pd.concat([
+        pd.DataFrame({"example_index": example_index, "group": group,
+                      names[0]: by_group[names[0]][group], names[1]: by_group[names[1]][group]})
+        for group in by_group[names[0]]
+    ])
+    write_csv(out / "per_example.csv", per_example)
+    if prediction_correlation is not None:
+        write_csv(out / "prediction_correlation.csv", table.assign(prediction_correlation=prediction_correlation))
+    write_npz(out / "scores.npz", example_index=example_index, **{f"pearson_{n}": s for n, s in scores.items()})
+    write_json(out / "compare.json", {"models": list(names), "head": head, "tie_tolerance": tie_tolerance,
+                                      "groups": summary.to_dict(orient="records")})
+    panels = list(by_group[names[0]])
+    figure = new_figure(3.2 * len(panels), 3.4)
+    for axis, group in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
+        row = summary[summary["group"] == group].iloc[0]
+        compare_scatter(axis, by_group[names[0]][group], by_group[names[1]][group], names[0], names[1],
+                        title=group, correlation=row["correlation"])
+    save_figure(out / "compare.png", figure)
+    return summary

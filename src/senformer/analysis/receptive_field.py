@@ -4,19 +4,24 @@ For each sequence, each of K positions spread across the input is mutated (to ev
 to one seeded alternative) and the model is rerun; the mean absolute change of the prediction per output
 bin (averaged over tracks, alternatives and sequences) gives a (positions, bins) map. A model without
 transformer layers can only change the bins whose conv-tower window covers the mutation
-(:func:`conv_reach`); attention spreads the change over the whole output.
+(:func:`senformer.model.tiling.conv_reach`); attention spreads the change over the whole output.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..constants import CROP_MARGIN
+from ..edits import Edit, EditEngine
 from ..model.enformer import Enformer
+from ..model.tiling import conv_reach
 from ..sequence import N_TOKEN
 
 ALTERNATIVES = ("all", "random")
@@ -78,38 +83,6 @@ def output_bin_centers(config, sequence_length: int) -> np.ndarray:
     return (first + np.arange(bins)) * config.bin_size + config.bin_size / 2
 
 
-def conv_reach(model: Enformer) -> tuple[int, int]:
-    """(left, right): trunk position ``t`` (of ``bin_size`` bp) depends only on input bp
-    ``[t * bin_size - left, t * bin_size + right]``, read from the stem's and conv tower's kernels.
-
-    A centred convolution of width ``w`` at stride ``s`` widens the window by ``(w // 2) * s`` on each
-    side; a pooling by ``p`` covers ``p`` neighbours, adding ``(p - 1) * s`` on the right.
-    """
-    left = right = 0
-    stride = 1
-
-    def convolution(conv: torch.nn.Conv1d) -> None:
-        nonlocal left, right
-        width = conv.kernel_size[0]
-        left += (width // 2) * stride
-        right += (width - 1 - width // 2) * stride
-
-    def pooling(pool_size: int) -> None:
-        nonlocal right, stride
-        right += (pool_size - 1) * stride
-        stride *= pool_size
-
-    convolution(model.stem.conv)
-    convolution(model.stem.pointwise.conv)
-    pooling(model.stem.pool.pool_size)
-    for block in model.conv_tower:
-        convolution(block.conv.conv)
-        convolution(block.pointwise.conv)
-        pooling(block.pool.pool_size)
-    convolution(model.final_pointwise.conv)
-    return left, right
-
-
 def conv_reach_mask(model: Enformer, sequence_length: int, positions: np.ndarray) -> np.ndarray:
     """(positions, bins) True where an output bin's conv window covers the mutated position: the only bins
     a model without transformer layers can change."""
@@ -134,7 +107,6 @@ def _mutations(reference: torch.Tensor, positions: np.ndarray, alternatives: str
     return mutations
 
 
-@torch.no_grad()
 def receptive_field(
     model: Enformer,
     sequences: torch.Tensor,
@@ -146,6 +118,7 @@ def receptive_field(
     batch_size: int = 8,
     seed: int = 0,
     progress: bool = True,
+    plain: bool = False,
 ) -> ReceptiveField:
     """Mean absolute change per output bin from single-base substitutions.
 
@@ -158,6 +131,9 @@ def receptive_field(
         tracks: track positions averaged (default: all).
         batch_size: mutated sequences per forward pass.
         seed: seeds the ``"random"`` alternatives.
+        plain: run every mutated sequence whole instead of through the edit engine
+            (:class:`senformer.edits.EditEngine`, the default: the conv trunk once per sequence, each
+            mutation recomputing only the trunk positions it reaches); the same numbers within its bound.
     Returns:
         :class:`ReceptiveField`.
     """
@@ -179,31 +155,29 @@ def receptive_field(
     if positions.size == 0 or positions.min() < 0 or positions.max() >= sequence_length:
         raise ValueError(f"positions must lie in 0..{sequence_length - 1}; got {positions.tolist()}")
     model.eval()
-    device = next(model.parameters()).device
-    track_index = slice(None) if tracks is None else torch.as_tensor(tracks, dtype=torch.long)
+    columns = None if tracks is None else {head: np.asarray(tracks, dtype=np.int64)}
     generator = torch.Generator().manual_seed(seed)
     bins = config.output_length(sequence_length)
     change = np.zeros((len(sequences), len(positions), bins), dtype=np.float64)
     counts = np.zeros((len(sequences), len(positions)), dtype=np.int64)
 
-    def run(tokens: torch.Tensor) -> torch.Tensor:
-        output = model(tokens.to(device), heads=[head])[head][..., track_index]
-        return output.double().cpu()  # (batch, bins, tracks)
-
     plan = [(s, _mutations(sequences[s], positions, alternatives, generator)) for s in range(len(sequences))]
     total = sum(len(mutations) for _, mutations in plan)
     bar = tqdm(total=total, desc="receptive field", unit="seq", disable=not progress)
     for s, mutations in plan:
-        reference = run(sequences[s : s + 1])[0]
-        for start in range(0, len(mutations), batch_size):
-            chunk = mutations[start : start + batch_size]
-            mutated = sequences[s].repeat(len(chunk), 1)
-            for row, (_, position, token) in enumerate(chunk):
-                mutated[row, position] = token
-            difference = (run(mutated) - reference).abs().mean(dim=-1).numpy()  # (batch, bins)
-            for row, (k, _, _) in enumerate(chunk):
+        # float64 from each pass, so the small differences are taken in float64
+        engine = EditEngine(model, sequences[s], heads=[head], tracks=columns, batch_size=batch_size,
+                            accumulate=torch.float64, plain=plain)
+        reference = engine.reference_output()[head]  # (bins, tracks)
+        edits = [Edit(position, "ACGTN"[int(sequences[s, position])], "ACGT"[token])
+                 for _, position, token in mutations]
+        done = 0
+        for chunk, outputs in engine.score(edits):
+            difference = (outputs[head] - reference).abs().mean(dim=-1).numpy()  # (batch, bins)
+            for row, (k, _, _) in enumerate(mutations[done : done + len(chunk)]):
                 change[s, k] += difference[row]
                 counts[s, k] += 1
+            done += len(chunk)
             bar.update(len(chunk))
     bar.close()
     change /= np.maximum(counts, 1)[..., None]
@@ -218,3 +192,80 @@ def receptive_field(
         settings={"attention": config.attention, "depth": config.depth, "sequences": len(sequences),
                   "seed": seed, "tracks": tracks, "uses_n": bool((sequences == N_TOKEN).any())},
     )
+
+
+def dataset_tokens(data: str | os.PathLike, split: str, count: int, sequence_length: int) -> torch.Tensor:
+    """(count, bp) tokens of the first ``count`` examples of a Basenji2-layout folder's ``split``."""
+    from ..data.basenji import BasenjiDataset
+    from ..errors import UserError
+    from ..sequence import one_hot_to_tokens
+
+    dataset = BasenjiDataset(data, split, sequence_length=sequence_length, max_examples=count)
+    sequences = torch.stack([example["sequence"] for example in dataset])
+    if sequences.shape[1] != sequence_length:
+        raise UserError(f"{data} holds {sequences.shape[1]:,}-bp sequences, not --length {sequence_length:,}")
+    return one_hot_to_tokens(sequences)
+
+
+def run_receptive_field(
+    out: str | os.PathLike,
+    models: Mapping[str, Enformer],
+    sequences: torch.Tensor,
+    *,
+    positions: Sequence[int] | None = None,
+    num_positions: int = 16,
+    alternatives: str = "all",
+    head: str | None = None,
+    tracks=None,
+    targets=None,
+    batch_size: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+    plain: bool = False,
+) -> dict[str, dict]:
+    """``senformer analyze receptive-field``: Figure 8 for each model, written into ``out``.
+
+    Files per model: ``receptive_field_<name>.npz`` (:meth:`ReceptiveField.to_arrays`), a heatmap and a
+    profile (``receptive_field_<name>_heatmap.png``, ``_profile.png``); and ``receptive_field.json``, the
+    returned summary ``{name: {attention, depth, sequence_length, head, tracks, positions, reach_share,
+    max_change, profile}}`` (``tracks`` null: every track), where ``reach_share`` is the share of output
+    bins each mutation changes by more than 1e-3 of the largest change.
+
+    Args:
+        sequences: (sequences, bp) tokens (:func:`random_sequences`, :func:`dataset_tokens`).
+        tracks: ``--tracks`` values (:func:`senformer.data.tracks.select_tracks`), averaged; default all.
+        targets: names the head's tracks (:func:`senformer.data.tracks.head_track_table`).
+    Other arguments as :func:`receptive_field`.
+    """
+    from ..io import save_figure, write_json, write_npz
+    from ..plots import receptive_field_heatmap, receptive_field_profile
+    from ..report import new_figure
+    from .common import chosen_tracks
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {}
+    for name, model in models.items():
+        model_head = head or next(iter(model.config.output_heads))
+        _, chosen = chosen_tracks(model, model_head, tracks, targets)
+        result = receptive_field(model, sequences, positions=positions, num_positions=num_positions,
+                                 alternatives=alternatives, head=model_head, tracks=chosen,
+                                 batch_size=batch_size, seed=seed, progress=progress, plain=plain)
+        write_npz(out / f"receptive_field_{name}.npz", **result.to_arrays())
+        peak = float(result.change.max())
+        summary[name] = {
+            "attention": model.config.attention, "depth": model.config.depth,
+            "sequence_length": result.sequence_length, "head": result.head, "tracks": chosen,
+            "positions": result.positions.tolist(),
+            "reach_share": result.reach(1e-3 * peak).tolist(), "max_change": peak,
+            "profile": result.profile().tolist(),
+        }
+        title = f"{name} ({model.config.attention}, depth {model.config.depth})"
+        figure = new_figure(6.5, 4.0)
+        receptive_field_heatmap(figure.subplots(), result.change, result.positions, result.bin_centers, title)
+        save_figure(out / f"receptive_field_{name}_heatmap.png", figure)
+        figure = new_figure(6.5, 3.6)
+        receptive_field_profile(figure.subplots(), result.change, result.positions, result.bin_centers, title)
+        save_figure(out / f"receptive_field_{name}_profile.png", figure)
+    write_json(out / "receptive_field.json", summary)
+    return summary

@@ -7,7 +7,9 @@ accumulates per track the sums behind the over-prediction summary: mean predicte
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -15,7 +17,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .common import iterate_batches, predict
+from ..inference import iterate_batches, predict_batch
+from .common import default_tracks
 
 
 @dataclass
@@ -120,7 +123,7 @@ def collect_tracks(
             raise ValueError(f"track {int(track_index.max())} is out of range: the data has {target.shape[-1]} tracks")
         keep = [row for row in range(len(target)) if position + row in wanted]
         for name, model in models.items():
-            prediction = predict(model, batch["sequence"], head)
+            prediction = predict_batch(model, batch["sequence"], heads=[head])[head]
             if prediction.shape != target.shape:
                 raise ValueError(
                     f"model {name!r} predicts {tuple(prediction.shape)} for head {head!r} but the targets are "
@@ -139,3 +142,82 @@ def collect_tracks(
     if missing:
         raise ValueError(f"example(s) {missing} are beyond the {position} examples read")
     return chosen, summaries
+
+
+@dataclass
+class TracksAnalysis:
+    """What :func:`run_tracks` wrote: the over-prediction summary per assay group (``per_group``, one row
+    per model and group) and the chosen track positions (``tracks``) and examples."""
+
+    per_group: pd.DataFrame
+    tracks: list[int]
+    examples: list[int]
+
+
+def run_tracks(
+    out: str | os.PathLike,
+    models: Mapping[str, torch.nn.Module],
+    dataset: Iterable[dict],
+    head: str = "human",
+    *,
+    tracks=None,
+    targets=None,
+    examples: Sequence[int] = (0,),
+    batch_size: int = 2,
+    max_examples: int | None = None,
+    progress: bool = True,
+) -> TracksAnalysis:
+    """``senformer analyze tracks``: Figure 7 and the over-prediction summary, written into ``out``.
+
+    Files: ``overprediction.csv`` (per model and assay group), ``overprediction_tracks.csv`` (per model and
+    track), ``tracks.npz`` (:meth:`TrackExamples.arrays`), ``tracks.json`` and ``tracks_example<N>.png``.
+
+    Args:
+        models: ``{name: model}`` predicting ``head`` with the dataset's (bins, tracks).
+        tracks: ``--tracks`` values (:func:`senformer.data.tracks.select_tracks`); default the first track
+            of each assay group.
+        targets: names the tracks (:func:`senformer.data.tracks.head_track_table`), e.g. the data folder.
+        examples: the examples drawn, by position in the dataset's order.
+    """
+    from ..data.tracks import head_track_table, select_tracks
+    from ..errors import UserError
+    from ..io import save_figure, write_csv, write_json, write_npz
+    from ..plots import track_panel
+    from ..report import new_figure
+
+    out = Path(out)
+    first = next(iter(models.values()))
+    num_tracks = first.config.output_heads.get(head)
+    if num_tracks is None:
+        raise UserError(f"the models have no head {head!r}")
+    table = head_track_table(head, num_tracks, targets)
+    chosen = select_tracks(tracks, table, head).tolist() if tracks else default_tracks(table["assay_group"])
+    examples_kept, summaries = collect_tracks(models, dataset, head, chosen, examples, batch_size, max_examples,
+                                              progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    groups = list(table["assay_group"])
+    per_group = pd.concat([summary.per_group(groups).assign(model=name) for name, summary in summaries.items()])
+    per_track = pd.concat([pd.concat([table, summary.per_track()], axis=1).assign(model=name)
+                           for name, summary in summaries.items()])
+    write_csv(out / "overprediction.csv", per_group)
+    write_csv(out / "overprediction_tracks.csv", per_track)
+    write_npz(out / "tracks.npz", **examples_kept.arrays())
+    write_json(out / "tracks.json", {
+        "models": list(models), "head": head, "examples": examples_kept.example_index,
+        "intervals": examples_kept.intervals,
+        "tracks": [{"position": p, "identifier": str(table["identifier"][p]),
+                    "description": str(table["description"][p]), "assay_group": str(table["assay_group"][p])}
+                   for p in chosen],
+        "overprediction": per_group.to_dict(orient="records"),
+    })
+    for number, example in enumerate(examples_kept.example_index):
+        figure = new_figure(7.5, 1.9 * len(chosen))
+        axes = figure.subplots(len(chosen), 1, squeeze=False)[:, 0]
+        for axis, (column, position) in zip(axes, enumerate(chosen)):
+            track_panel(axis, examples_kept.target[number][:, column],
+                        {name: values[number][:, column] for name, values in examples_kept.predictions.items()},
+                        title=f"{table['description'][position]} ({table['assay_group'][position]}), "
+                              f"example {example} {examples_kept.intervals[number]}")
+        axes[-1].set_xlabel("output bin")
+        save_figure(out / f"tracks_example{example}.png", figure)
+    return TracksAnalysis(per_group, chosen, list(examples_kept.example_index))

@@ -1,1 +1,7 @@
-"""Benchmarks: scripts that measure, never tests. Each module exposes ``register(subparsers)``."""
+"""Benchmarks: measurements, never tests; ``senformer benchmark`` (commands/benchmark.py) parses their options.
+
+``attention`` times one attention layer per kind. The scaling sweep (Figures 1-3) is split by job:
+``points`` (a point's settings), ``measure`` (the child that runs one), ``sweep`` (the grid, resuming,
+recording), ``flops``, ``summary``, ``tables``, ``figures`` and ``machine``. Both run every point through
+``memory.run_isolated``, the one capped-subprocess runner.
+"""

@@ -11,36 +11,25 @@ Ratios are against ``full`` measured in the same run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-KINDS = ("full", "chunked", "bigbird")
+from ..config import ATTENTION_KINDS
+from . import memory
+from .machine import machine_info
+
 DEFAULT_LENGTHS = (1536, 3072, 6144)
 EXTENDED_LENGTHS = (1536, 3072, 6144, 12288)
 
 
 # --------------------------------------------------------------------------------------------------
 # Worker: runs inside the fresh process.
-
-
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as handle:
-        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def _peak_rss_bytes() -> int:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kB on Linux
 
 
 def measure_point(kind: str, length: int, repeats: int, device: str, threads: int, dim: int, heads: int) -> dict[str, Any]:
@@ -75,7 +64,7 @@ def measure_point(kind: str, length: int, repeats: int, device: str, threads: in
         torch.cuda.reset_peak_memory_stats()
         baseline = torch.cuda.memory_allocated()
     else:
-        baseline = _rss_bytes()
+        baseline = memory.own_rss_bytes()
     times = []
     for index in range(repeats + 1):
         sync()
@@ -84,7 +73,7 @@ def measure_point(kind: str, length: int, repeats: int, device: str, threads: in
         sync()
         if index:  # the first pass warms up allocators and kernels
             times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() if cuda else _peak_rss_bytes()
+    peak = torch.cuda.max_memory_allocated() if cuda else memory.own_peak_rss_bytes()
     return {
         "kind": kind,
         "length": length,
@@ -100,41 +89,16 @@ def measure_point(kind: str, length: int, repeats: int, device: str, threads: in
 # Parent: one subprocess per point, with a resident-memory cap.
 
 
-def _child_rss_bytes(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm") as handle:
-            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (FileNotFoundError, ProcessLookupError):
-        return 0
-
-
-def run_isolated(point: dict[str, Any], memory_cap_gb: float, timeout_s: float) -> dict[str, Any]:
-    """Run ``measure_point(**point)`` in a fresh interpreter; OOM and timeouts become records."""
-    command = [sys.executable, "-m", "senformer.bench.attention", "--worker", json.dumps(point)]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    cap = memory_cap_gb * 2**30
-    started = time.monotonic()
-    peak_seen = 0
-    status = None
-    while process.poll() is None:
-        rss = _child_rss_bytes(process.pid)
-        peak_seen = max(peak_seen, rss)
-        if rss > cap:
-            process.kill()
-            status = "oom"
-        elif time.monotonic() - started > timeout_s:
-            process.kill()
-            status = "timeout"
-        time.sleep(0.05)
-    stdout, stderr = process.communicate()
-    record = {"kind": point["kind"], "length": point["length"]}
-    if status is None and process.returncode == 0:
-        return json.loads(stdout.strip().splitlines()[-1])
-    if status is None:
-        out_of_memory = "out of memory" in stderr.lower() or process.returncode in (-9, 137)
-        status = "oom" if out_of_memory else "error"
-        record["error"] = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {process.returncode}"
-    record.update(status=status, peak_seen_mb=peak_seen / 2**20, memory_cap_gb=memory_cap_gb)
+def run_point(point: dict[str, Any], memory_cap_gb: float, timeout_s: float) -> dict[str, Any]:
+    """Run ``measure_point(**point)`` in a capped fresh interpreter; OOM, errors and timeouts become records."""
+    run = memory.run_isolated(__name__, point, int(memory_cap_gb * 2**30), timeout_s)
+    if run.status == "ok":
+        return run.result
+    record = {"kind": point["kind"], "length": point["length"], "status": run.status,
+              "peak_seen_mb": run.peak_rss_bytes / 2**20, "memory_cap_gb": memory_cap_gb}
+    if run.status == "error":
+        lines = run.stderr_tail.strip().splitlines()
+        record["error"] = lines[-1] if lines else f"exit {run.returncode}"
     return record
 
 
@@ -146,29 +110,6 @@ def add_ratios(records: list[dict[str, Any]]) -> None:
         if record["status"] == "ok" and reference:
             record["speedup_vs_full"] = reference["median_s"] / record["median_s"]
             record["memory_vs_full"] = record["peak_memory_mb"] / max(reference["peak_memory_mb"], 1e-9)
-
-
-def machine_info(device: str, threads: int) -> dict[str, Any]:
-    import torch
-
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "threads": threads or torch.get_num_threads(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "device": device,
-    }
-    try:
-        with open("/proc/cpuinfo") as handle:
-            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
-        info["cpu_model"] = names[0] if names else None
-    except OSError:
-        pass
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(device)
-    return info
 
 
 def format_table(records: list[dict[str, Any]]) -> str:
@@ -188,7 +129,7 @@ def format_table(records: list[dict[str, Any]]) -> str:
 
 def plot(records: list[dict[str, Any]], axes) -> None:
     """Time and memory against length per kind on two axes (log-log); OOM points marked at the top."""
-    for kind in KINDS:
+    for kind in ATTENTION_KINDS:
         points = sorted((r for r in records if r["kind"] == kind), key=lambda r: r["length"])
         ok = [r for r in points if r["status"] == "ok"]
         if not points:
@@ -211,7 +152,7 @@ def plot(records: list[dict[str, Any]], axes) -> None:
 
 
 def run_benchmark(
-    lengths=DEFAULT_LENGTHS, kinds=KINDS, repeats: int = 3, device: str = "cpu", threads: int = 0,
+    lengths=DEFAULT_LENGTHS, kinds=ATTENTION_KINDS, repeats: int = 3, device: str = "cpu", threads: int = 0,
     memory_cap_gb: float = 16.0, timeout_s: float = 900.0, dim: int = 1536, heads: int = 8,
     out_dir: str | os.PathLike | None = None, progress: bool = True,
 ) -> dict[str, Any]:
@@ -221,13 +162,13 @@ def run_benchmark(
     points = [(kind, length) for length in lengths for kind in kinds]
     for kind, length in tqdm(points, desc="attention benchmark", disable=not progress):
         point = dict(kind=kind, length=length, repeats=repeats, device=device, threads=threads, dim=dim, heads=heads)
-        records.append(run_isolated(point, memory_cap_gb, timeout_s))
+        records.append(run_point(point, memory_cap_gb, timeout_s))
     add_ratios(records)
     result = {
         "benchmark": "attention layer forward+backward, batch 1",
         "settings": {"dim": dim, "heads": heads, "key_size": 64, "repeats": repeats, "memory_cap_gb": memory_cap_gb,
-                     "lengths": list(lengths), "kinds": list(kinds)},
-        "machine": machine_info(device, threads),
+                     "lengths": list(lengths), "kinds": list(kinds), "device": device, "threads": threads},
+        "machine": machine_info(device),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "records": records,
     }
@@ -248,47 +189,16 @@ def write_results(result: dict[str, Any], out_dir: Path) -> None:
     atomic_write_text(out_dir / "attention.json", json.dumps(result, indent=2) + "\n")
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     plot(result["records"], axes)
-    figure.suptitle(f"one attention layer, fwd+bwd, {result['machine'].get('gpu') or result['machine'].get('cpu_model')}")
+    figure.suptitle(f"one attention layer, fwd+bwd, {result['machine'].get('gpu') or result['machine'].get('cpu')}")
     figure.tight_layout()
     with atomic_path(out_dir / "attention.png") as temporary:
         figure.savefig(temporary, format="png", dpi=120)
     plt.close(figure)
 
 
-def register(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "attention", help="one attention layer, fwd+bwd, per kind and length",
-        description=__doc__.split("\n\n")[0],
-    )
-    parser.add_argument("--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS),
-                        help="positions (default 1536 3072 6144; add 12288 for the long point)")
-    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--memory-cap-gb", type=float, default=16.0, help="resident memory cap per point")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per point")
-    parser.add_argument("--dim", type=int, default=1536)
-    parser.add_argument("--heads", type=int, default=8)
-    parser.add_argument("--out", default="benchmark-attention", help="folder for attention.json and attention.png")
-    parser.set_defaults(run=_run_cli)
-
-
-def _run_cli(args: argparse.Namespace) -> int:
-    if any(length < 1 for length in args.lengths):
-        raise ValueError(f"lengths must be positive, got {args.lengths}")
-    result = run_benchmark(args.lengths, args.kinds, args.repeats, args.device, args.threads, args.memory_cap_gb,
-                           args.timeout, args.dim, args.heads, args.out)
-    print(format_table(result["records"]))
-    print(f"results: {Path(args.out) / 'attention.json'}, plot: {Path(args.out) / 'attention.png'}")
-    return 0
+def _measure(payload: dict[str, Any]) -> dict[str, Any]:
+    return measure_point(**payload)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        print(json.dumps(measure_point(**json.loads(sys.argv[2]))))
-    else:
-        parser = argparse.ArgumentParser(prog="python -m senformer.bench.attention")
-        register(parser.add_subparsers(dest="benchmark", required=True))
-        arguments = parser.parse_args(["attention", *sys.argv[1:]])
-        sys.exit(_run_cli(arguments))
+    sys.exit(memory.child_main(_measure, sys.argv[1:3]))

@@ -4,12 +4,13 @@ The parent watches the child's resident set (RSS, the child and its descendants,
 and kills the whole process group the moment it passes the cap, so a point that does not fit is recorded
 as out of memory instead of taking the machine down. An address-space limit (``RLIMIT_AS``) is no use with
 PyTorch: its allocator and thread pools reserve far more virtual memory than they touch, so it fails points
-that would fit. Polling can miss a spike shorter than the interval; the child's own kernel high-water mark
-(``ru_maxrss``, returned in its result) catches it afterwards, and a point whose peak passed the cap counts
-as out of memory either way.
+that would fit. Polling can miss a spike shorter than the interval (or all of it on a busy machine); the
+child's own kernel high-water mark (``VmHWM``, returned in its result by :func:`child_main`) catches it
+afterwards, and a point whose peak passed the cap counts as out of memory either way.
 
 Protocol: ``python -m MODULE PAYLOAD.json RESULT.json``; the module reads the payload, writes a JSON result
-atomically, and exits 0, or :data:`OOM_EXIT_CODE` when an allocation failed.
+atomically, and exits 0, or :data:`OOM_EXIT_CODE` when an allocation failed (:func:`child_main` does all
+three). This is the one capped runner: every benchmark measures its points through :func:`run_isolated`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 OOM_EXIT_CODE = 75
 """Exit status of a child whose allocation failed (CPU allocator or CUDA out of memory)."""
@@ -116,6 +117,7 @@ def run_capped(
                 time.sleep(poll_interval_s)
         except BaseException:
             _kill_group(child)
+            child.wait()
             raise
         child.wait()
         wall = time.perf_counter() - start
@@ -167,10 +169,46 @@ def run_isolated(
     return run
 
 
+def child_main(measure: Callable[[dict[str, Any]], dict[str, Any]], argv: Sequence[str]) -> int:
+    """The child's side of :func:`run_isolated`: read ``PAYLOAD``, write ``measure(payload)`` to ``RESULT``.
+
+    An allocation failure is written as ``{"error": ...}`` with exit status :data:`OOM_EXIT_CODE`, so the
+    parent records the point as out of memory; any other exception ends the child with its traceback on
+    stderr (the parent records an error). The result carries this process's ``peak_rss_bytes`` unless the
+    measurement reported its own.
+    """
+    from ..io import atomic_write_text
+
+    payload_path, result_path = argv
+    payload = json.loads(Path(payload_path).read_text(encoding="utf-8"))
+    try:
+        result = measure(payload)
+    except Exception as error:  # noqa: BLE001 - re-raised unless it is an allocation failure
+        if not is_out_of_memory(error):
+            raise
+        atomic_write_text(result_path, json.dumps({"error": str(error)[:2000], "peak_rss_bytes": own_peak_rss_bytes()}))
+        return OOM_EXIT_CODE
+    result.setdefault("peak_rss_bytes", own_peak_rss_bytes())
+    atomic_write_text(result_path, json.dumps(result))
+    return 0
+
+
 def own_peak_rss_bytes() -> int:
-    """This process's resident high-water mark (Linux reports KiB, macOS bytes)."""
+    """This process's resident high-water mark.
+
+    On Linux the high-water mark of its own address space (``VmHWM``): ``ru_maxrss`` also holds the RSS of
+    the parent that started it (exec records the replaced address space's peak, and a child runs in a copy
+    of its parent's until then), so a small child of a large process would report the parent's size.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
+    return int(peak if sys.platform == "darwin" else peak * 1024)  # Linux reports KiB, macOS bytes
 
 
 def own_rss_bytes() -> int:

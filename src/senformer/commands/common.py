@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import json
+import os
 import re
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
-from ..config import PRESETS, EnformerConfig, preset
+from ..config import ATTENTION_KINDS, PRESETS, EnformerConfig, preset
 from ..errors import UserError
 
 
@@ -17,7 +21,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--preset", choices=sorted(PRESETS), default="enformer", help="named configuration")
     group.add_argument("--config", help="EnformerConfig JSON file (overrides the preset)")
-    group.add_argument("--attention", choices=["full", "chunked", "bigbird"], help="attention kind")
+    group.add_argument("--attention", choices=ATTENTION_KINDS, help="attention kind")
     group.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="override one config field (JSON value), e.g. --set depth=1 --set dim=768")
 
@@ -64,3 +68,98 @@ def config_from_args(args: argparse.Namespace) -> EnformerConfig:
         merged = {**config.to_dict(), **overrides}
         config = EnformerConfig.from_dict(merged)
     return config
+
+
+# Inputs, fingerprinted before anything is loaded: senformer.inputs (train uses them too) ----------------
+from ..inputs import (  # noqa: E402,F401  (re-exported for the commands)
+    dataset_digest, folder_digest, input_digest, large_file_digest, weights_files_digest,
+)
+
+
+# The existing-output rule, for every command -------------------------------------------------------------
+@dataclasses.dataclass
+class CommandOutput:
+    """One command's output while it holds the lock: ``plan`` (see :mod:`senformer.io`) and its run record."""
+
+    command: str
+    plan: Any
+    record: dict[str, Any]
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.plan.up_to_date
+
+    @property
+    def out(self) -> Path:
+        return self.plan.out
+
+    @property
+    def partial(self) -> Path:
+        return self.plan.partial
+
+    def start(self) -> Path:
+        """Create ``OUT.partial`` (a directory output: the folder) with its record; returns its path."""
+        from ..io import start_partial
+
+        return start_partial(self.plan, self.record)
+
+    def finish(self, **resolved: Any) -> Path:
+        """Move ``OUT.partial`` onto ``OUT`` with the run record (``resolved`` added to its settings)."""
+        from ..io import finish_output
+
+        record = {**self.record, "settings": {**self.record["settings"], **resolved}}
+        return finish_output(self.plan, record)
+
+
+# Arguments that never change a result, and paths, whose files count through their digests instead.
+NOT_RESULTS = {"run", "out", "overwrite", "progress", "num_workers", "threads", "command", "analysis",
+               "data_command", "benchmark", "no_check_crc"}
+
+
+@contextlib.contextmanager
+def command_output(command: str, out: str | os.PathLike, kind: str, settings: dict[str, Any],
+                   inputs: dict[str, Any], overwrite: bool = False, device: Any = None,
+                   paths: tuple[str, ...] = ()) -> Iterator[CommandOutput]:
+    """Hold ``OUT.lock`` and apply the existing-output rule to ``out`` (a FILE or DIRECTORY) for ``command``.
+
+    The fingerprint is the digest of ``command``, ``settings`` (less :data:`NOT_RESULTS` and the ``paths``
+    keys, whose files are in ``inputs`` by digest, so a moved input is still the same input) and ``inputs``.
+    A replaced partial output is said in one line on stderr.
+    """
+    from ..fingerprint import value_digest
+    from ..io import output_lock, plan_output
+    from ..record import run_record
+
+    settings = {key: value for key, value in settings.items() if not callable(value)}
+    counted = {key: value for key, value in settings.items() if key not in NOT_RESULTS and key not in paths}
+    fingerprint = value_digest({"command": command, "settings": counted, "inputs": inputs})
+    with output_lock(out):
+        plan = plan_output(out, kind, fingerprint, overwrite)
+        if plan.notice:
+            print(f"senformer {command}: {plan.notice}", file=sys.stderr)
+        record = run_record(command, settings, inputs, device, fingerprint=fingerprint)
+        try:
+            yield CommandOutput(command, plan, record)
+        except BaseException:
+            _drop_empty_partial(plan)
+            raise
+
+
+def _drop_empty_partial(plan) -> None:
+    """A run that failed before writing any result leaves no ``OUT.partial`` (only its record would be there)."""
+    from ..io import DIRECTORY, FILE, RUN_RECORD, record_path
+
+    if plan.resume or plan.up_to_date:
+        return
+    if plan.kind == DIRECTORY and plan.partial.is_dir():
+        if [p.name for p in plan.partial.iterdir()] == [RUN_RECORD]:
+            (plan.partial / RUN_RECORD).unlink()
+            plan.partial.rmdir()
+    elif plan.kind == FILE and not plan.partial.exists():
+        record_path(plan.partial, FILE).unlink(missing_ok=True)
+
+
+def add_overwrite_argument(parser: argparse.ArgumentParser,
+                           help: str = "replace an existing --out written from other inputs or settings") -> None:
+    """``--overwrite``: replace an existing output written from other inputs (the rule in senformer.io)."""
+    parser.add_argument("--overwrite", action="store_true", help=help)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 
+from ..config import ATTENTION_KINDS
 from ..errors import UserError
+from .common import add_overwrite_argument
+from .options import add_length_argument, add_progress_argument, add_tracks_argument
 
 _EPILOG = """\
 examples:
@@ -17,8 +21,10 @@ examples:
 
 Coordinates are 0-based half-open (BED). Each region is resized around its centre to the model's input
 (196,608 bp by default; N beyond chromosome ends); regions longer than one output window (114,688 bp) are
-tiled with overlapping windows and stitched. Results stream into OUT.partial, which a rerun resumes, and
-OUT appears only when complete.
+tiled with overlapping windows and stitched. Results stream into OUT.partial, which a rerun with the same
+inputs resumes (rows whose genome bases changed are computed again), and OUT appears only when complete; an
+existing OUT of the same inputs is up to date, one of other inputs needs --overwrite (see README, "Existing
+outputs"). Predictions are stored as float16: a value beyond 65,504 stops the run naming the region and track.
 """
 
 
@@ -45,11 +51,11 @@ def register(subparsers) -> None:
     inputs.add_argument("--tfhub-input", action="store_true",
                         help="the sequences are 393,216 bp (TF-Hub's input); use their central 196,608 bp as TF-Hub does")
     model = parser.add_argument_group("model")
-    model.add_argument("--attention", choices=["full", "chunked", "bigbird"], help="attention kind (same weights)")
+    model.add_argument("--attention", choices=ATTENTION_KINDS, help="attention kind (same weights)")
     model.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="override a config field, e.g. --set target_length=null for outputs that grow with --length")
-    model.add_argument("--length", type=int, help="input length in bp (default 196,608); longer inputs suit bigbird/chunked")
-    model.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    add_length_argument(model)
+    model.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:1, ... (default cpu)")
     model.add_argument("--bf16", action="store_true", help="run in bfloat16 autocast (faster on GPUs, less precise)")
     model.add_argument("--batch-size", type=int, default=1, help="input windows per forward pass (default 1)")
     averaging = parser.add_argument_group("averaging")
@@ -59,38 +65,84 @@ def register(subparsers) -> None:
     outputs = parser.add_argument_group("outputs")
     outputs.add_argument("--out", required=True, help="HDF5 output file")
     outputs.add_argument("--head", action="append", dest="heads", metavar="HEAD", help="head to keep (repeatable; default all)")
-    outputs.add_argument("--tracks", help="tracks to keep: indices '0,5,10-19' or a regular expression on identifier "
-                         "and description, e.g. 'CAGE.*K562' (default all)")
+    add_tracks_argument(outputs, "every track; with several heads a value may match in only some of them, and "
+                        "heads where nothing matches are left out")
     outputs.add_argument("--targets", help="targets.txt with track descriptions (e.g. to split mouse ChIP)")
     outputs.add_argument("--embeddings", action="store_true", help="also store the trunk embeddings (2 x dim per bin)")
     outputs.add_argument("--bigwig", metavar="DIR", help="also write one bigWig per chosen track into DIR (needs pybigtools)")
-    outputs.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_overwrite_argument(outputs)
+    add_progress_argument(outputs)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.genome import parse_region, read_bed
-    from ..predict import PredictOptions, predict
+    from ..data.genome import Genome, parse_region, read_bed
+    from ..fingerprint import file_digest, value_digest
+    from ..io import DIRECTORY, FILE
+    from ..predict import PredictOptions, predict, write_bigwigs
     from ..weights import load_model
-    from .common import parse_set_options
+    from ..device import resolve_device
+    from .common import command_output, input_digest, parse_set_options, weights_files_digest
 
     has_regions = bool(args.regions or args.region)
     if args.sequence_fasta and (args.fasta or has_regions):
         raise UserError("give either --sequence-fasta or --fasta with --regions/--region, not both")
     if not args.sequence_fasta and not (args.fasta and has_regions):
         raise UserError("need --fasta with --regions or --region (or --sequence-fasta)")
+    if args.bigwig and args.sequence_fasta:
+        raise UserError("bigWig output needs genome coordinates: use --fasta with regions, not --sequence-fasta")
+    device = resolve_device(args.device)
     options = PredictOptions(
-        sequence_length=args.length, heads=tuple(args.heads) if args.heads else None, tracks=args.tracks,
+        sequence_length=args.length, heads=tuple(args.heads) if args.heads else None,
+        tracks=tuple(args.tracks) if args.tracks else None,
         targets=args.targets, reverse_complement=args.rc, shifts=args.shifts, batch_size=args.batch_size,
-        device=args.device, bf16=args.bf16, embeddings=args.embeddings, tfhub_input=args.tfhub_input,
+        device=str(device), bf16=args.bf16, embeddings=args.embeddings, tfhub_input=args.tfhub_input,
     )
     regions = None
     if has_regions:
         regions = [parse_region(text) for text in args.region]
         if args.regions:
             regions += list(read_bed(args.regions))
-    model = load_model(args.weights, overrides=parse_set_options(args.set, args.attention))
-    path = predict(model, args.out, genome=args.fasta, regions=regions, sequences=args.sequence_fasta,
-                   options=options, bigwig_dir=args.bigwig, progress=not args.no_progress)
-    print(f"wrote {path}")
+    # The rule for an existing --out runs before the model is loaded: the weights count by their files' bytes.
+    inputs = {
+        "weights": weights_files_digest(args.weights),
+        "regions": value_digest([[str(r), r.name] for r in regions]) if regions is not None else None,
+        "sequences": file_digest(args.sequence_fasta) if args.sequence_fasta else None,
+        "targets": input_digest(args.targets),
+    }
+    settings = {**vars(args), "shifts": list(options.shifts), "device": str(device)}
+    paths = ("weights", "fasta", "regions", "region", "sequence_fasta", "targets", "bigwig", "device")
+    with contextlib.ExitStack() as stack:
+        output = stack.enter_context(command_output("predict", args.out, FILE, settings, inputs, args.overwrite,
+                                                    device, paths))
+        bigwig = None
+        if args.bigwig:
+            bigwig = stack.enter_context(command_output("predict", args.bigwig, DIRECTORY, settings, inputs,
+                                                        args.overwrite, device, paths))
+        genome = Genome(args.fasta) if args.fasta else None
+        if output.up_to_date and (bigwig is None or bigwig.up_to_date):
+            predict_up_to_date(output.out, genome, regions)
+            print(f"{output.out} is up to date" + (f" (and {bigwig.out})" if bigwig else ""))
+            return 0
+        model = load_model(args.weights, overrides=parse_set_options(args.set, args.attention))
+        path = predict(model, output.out, genome=genome, regions=regions, sequences=args.sequence_fasta,
+                       options=options, progress=args.progress, plan=output.plan, record=output.record)
+        if bigwig is not None:
+            write_bigwigs(path, bigwig.start(), genome.sizes)
+            bigwig.finish()
+    print(f"wrote {path}" + (f" and {args.bigwig}" if args.bigwig else ""))
     return 0
+
+
+def predict_up_to_date(out, genome, regions) -> None:
+    """An up-to-date prediction file must still match the genome's bases, row by row; else one line."""
+    from ..predict import stale_rows
+
+    if genome is None:
+        return  # sequences given directly count by their file's digest in the fingerprint
+    changed = stale_rows(out, genome)
+    if changed:
+        name = regions[changed[0]].name or str(regions[changed[0]])
+        raise UserError(f"{out} was computed from other bases than {genome.path.name} gives now (region {name}"
+                        f"{f' and {len(changed) - 1} more' if len(changed) > 1 else ''}): the genome changed; "
+                        "pass --overwrite to compute it again")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..config import ATTENTION_KINDS
 from ..errors import UserError
 from .common import parse_set_options
 
@@ -32,7 +33,7 @@ def register(subparsers) -> None:
     model.add_argument("--preset", help="named configuration when training from scratch; with --init, its fields "
                        "(e.g. s-enformer-report: bigbird, no relative positions, key size 192) go on top of the weights' config")
     model.add_argument("--model-config", help="EnformerConfig JSON when training from scratch")
-    model.add_argument("--attention", choices=["full", "chunked", "bigbird"], help="attention kind")
+    model.add_argument("--attention", choices=ATTENTION_KINDS, help="attention kind")
     model.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="override one EnformerConfig field (JSON value), e.g. --set depth=2")
     model.add_argument("--init", dest="init_weights", help="initial weights (any format senformer loads)")

@@ -11,8 +11,6 @@ Shapes: ``sequence`` is one-hot ``(..., length, 4)``, ``target`` ``(..., bins, t
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from ..sequence import reverse_complement as reverse_complement_sequence
@@ -49,28 +47,3 @@ def _check_one_hot(sequence: torch.Tensor) -> None:
         shape = tuple(sequence.shape) if hasattr(sequence, "shape") else type(sequence).__name__
         raise ValueError(f"sequence must be a one-hot tensor (..., length, 4); got {shape}")
 
-
-class RandomAugment:
-    """Random shift in ``[-max_shift, max_shift]`` and reverse complement with probability ``rc_probability``,
-    for use as ``BasenjiDataset(transform=...)`` on single examples (dicts with ``sequence`` and ``target``).
-
-    Draws from its own seeded ``torch.Generator`` (never the global seed); each DataLoader worker should
-    reseed it (``worker_init_fn``) or accept the same stream per worker.
-    """
-
-    def __init__(self, max_shift: int = 3, rc_probability: float = 0.5, seed: int = 0, pad_value: float = 0.0):
-        if max_shift < 0:
-            raise ValueError(f"max_shift must be >= 0, got {max_shift}")
-        if not 0.0 <= rc_probability <= 1.0:
-            raise ValueError(f"rc_probability must be in [0, 1], got {rc_probability}")
-        self.max_shift, self.rc_probability, self.pad_value = max_shift, rc_probability, pad_value
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __call__(self, example: dict[str, Any]) -> dict[str, Any]:
-        sequence, target = example["sequence"], example["target"]
-        offset = int(torch.randint(-self.max_shift, self.max_shift + 1, (), generator=self.generator))
-        sequence = shift(sequence, offset, self.pad_value)
-        flip = bool(torch.rand((), generator=self.generator) < self.rc_probability)
-        if flip:
-            sequence, target = reverse_complement(sequence, target)
-        return {**example, "sequence": sequence, "target": target, "shift": offset, "reverse_complement": flip}

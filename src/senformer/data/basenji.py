@@ -32,6 +32,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..errors import UserError
+from ..inference import stack_examples
 from ..io import atomic_write_text
 from .example import make_example, parse_example
 from .tfrecord import TFRecordError, TFRecordReader, TFRecordWriter, count_records
@@ -205,7 +206,7 @@ class BasenjiDataset(IterableDataset):
             ``n mod world_size`` are dropped), so all ranks run the same number of batches.
         max_examples: use only the first ``max_examples`` of the split (before sharding).
         check_crc: verify record CRCs (default on). ``check_sequence``: compare genome and record.
-        transform: optional callable applied to each example dict (e.g. :class:`augment.RandomAugment`).
+        transform: optional callable applied to each example dict (training augments in :func:`senformer.train.data.augment`).
         shuffle_files: also read the files in a seeded order per epoch (costs one extra pass over the split
             per worker to count each file's records, since ZLIB files cannot be counted without decompressing).
 
@@ -422,16 +423,13 @@ class BasenjiDataset(IterableDataset):
             one_hot = np.zeros((self.sequence_length, 4), dtype=np.float32)
             one_hot[flank : flank + self.record_length] = record
             return one_hot
-        from ..sequence import tokens
+        from ..sequence import one_hot as encode
 
         row = self.intervals.iloc[index]
         fetched = genome.fetch(_interval(row.chrom, int(row.start) - flank, int(row.end) + flank))
         if len(fetched) != self.sequence_length:
             raise UserError(f"example {index} ({interval}): the genome returned {len(fetched)} bp, expected {self.sequence_length}")
-        token_ids = tokens(fetched)
-        one_hot = np.zeros((self.sequence_length, 5), dtype=np.float32)
-        one_hot[np.arange(self.sequence_length), token_ids] = 1.0
-        one_hot = np.ascontiguousarray(one_hot[:, :4])
+        one_hot = encode(fetched).numpy()
         if self.check_sequence:
             centre = one_hot[flank : flank + self.record_length]
             mismatch = np.flatnonzero((centre != record).any(axis=1))
@@ -474,14 +472,9 @@ def _open_genome(genome: Any):
     return genome
 
 
-def collate(examples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack a list of examples: tensors along a new batch axis, ``index`` as a tensor, ``interval`` as a list."""
-    return {
-        "sequence": torch.stack([e["sequence"] for e in examples]),
-        "target": torch.stack([e["target"] for e in examples]),
-        "index": torch.tensor([e["index"] for e in examples], dtype=torch.long),
-        "interval": [e["interval"] for e in examples],
-    }
+collate = stack_examples
+"""The DataLoader ``collate_fn`` for :class:`BasenjiDataset` (the one batch stacker under its documented name):
+tensors along a new batch axis, ``index`` as a LongTensor, ``interval`` as a list."""
 
 
 # The writer --------------------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ the chromosomes; the split is the BED's 4th column or chosen by chromosome (``va
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -48,7 +50,10 @@ def read_track_sheet(path: str | os.PathLike) -> list[TrackSpec]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"track sheet not found: {path}")
-    table = pd.read_csv(path, sep="\t", keep_default_na=False, dtype=str)
+    try:
+        table = pd.read_csv(path, sep="\t", keep_default_na=False, dtype=str)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: not a tab-separated track sheet ({error})") from None
     missing = [c for c in ("identifier", "file", "description") if c not in table.columns]
     if missing:
         raise UserError(f"{path}: missing column(s) {', '.join(missing)}; it has {', '.join(table.columns)}")
@@ -148,6 +153,21 @@ def regions_from_bed(
     return rows
 
 
+@contextlib.contextmanager
+def _library_stderr_silenced():
+    """pybigtools' Rust code writes its own "Error when opening" line to file descriptor 2 before raising;
+    the exception becomes the one line the user sees, so that text is dropped."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _open_bigwigs(tracks: Sequence[TrackSpec]):
     try:
         import pybigtools
@@ -158,15 +178,56 @@ def _open_bigwigs(tracks: Sequence[TrackSpec]):
         if not Path(track.file).is_file():
             raise FileNotFoundError(f"bigWig file of track {track.identifier!r} not found: {track.file}")
         try:
-            handles.append(pybigtools.open(str(track.file)))
+            with _library_stderr_silenced():
+                handles.append(pybigtools.open(str(track.file)))
         except Exception as error:  # pybigtools raises plain exceptions for non-bigWig files
             raise UserError(f"{track.file}: not a readable bigWig ({error})") from None
     return handles
 
 
+def match_chromosomes(genome, tracks: Sequence[TrackSpec], handles) -> list[dict[str, str]]:
+    """Per bigWig, ``{FASTA chromosome: bigWig chromosome}`` by exact name, else by
+    :func:`senformer.data.genome.chromosome_alias` (``1``/``chr1``, ``MT``/``chrM``; said in one line).
+
+    A bigWig that shares no chromosome with the FASTA is refused (it would give an all-zero track); partial
+    overlap and chromosome sizes that differ from the FASTA's (another assembly?) are warned about with counts.
+    """
+    from .genome import chromosome_alias
+
+    fasta = Path(genome.path).name
+    matches = []
+    for track, handle in zip(tracks, handles):
+        sizes = dict(handle.chroms())
+        names, aliased = {}, 0
+        for chrom in genome.sizes:
+            if chrom in sizes:
+                names[chrom] = chrom
+            elif (alias := chromosome_alias(chrom, sizes)) is not None:
+                names[chrom], aliased = alias, aliased + 1
+        label = Path(track.file).name
+        if not names:
+            shown = ", ".join(list(sizes)[:4]) or "none"
+            raise UserError(f"{label} shares no chromosome with {fasta} (bigWig: {shown}; FASTA: "
+                            f"{', '.join(list(genome.sizes)[:4])}): another assembly or naming?")
+        if aliased:
+            example = next(c for c, b in names.items() if c != b)
+            print(f"senformer: note: {label} names chromosomes differently from {fasta}; reading {example!r} as "
+                  f"{names[example]!r} ({aliased} chromosome(s) mapped)", file=sys.stderr)
+        if len(names) < len(genome.sizes):
+            print(f"senformer: warning: {label} covers {len(names)} of the {len(genome.sizes)} chromosomes of {fasta}; "
+                  f"the others get zero targets", file=sys.stderr)
+        differing = [c for c, b in names.items() if sizes[b] != genome.sizes[c]]
+        if differing:
+            c = differing[0]
+            print(f"senformer: warning: {len(differing)} chromosome(s) of {label} differ in size from {fasta} "
+                  f"(e.g. {c}: {sizes[names[c]]:,} vs {genome.sizes[c]:,} bp): another assembly?", file=sys.stderr)
+        matches.append(names)
+    return matches
+
+
 def _coverage(handle, chrom: str, start: int, end: int, chrom_sizes: dict[str, int]) -> np.ndarray:
     """Per-bp coverage of [start, end) with 0 for uncovered bases, chromosomes missing from the file and
-    positions beyond the chromosome ends."""
+    positions beyond the chromosome ends (``chrom`` is the bigWig's own name)."""
     values = np.zeros(end - start, dtype=np.float32)
     size = chrom_sizes.get(chrom)
     if size is None:
@@ -202,7 +263,9 @@ def make_from_bigwig(
         regions: ``(chrom, start, end, split)`` of ``seq_length`` bp each, e.g. from :func:`tile_regions`.
         seq_length, crop_bp, pool_width: the geometry (Basenji2: 131,072, 8,192, 128).
     """
-    from ..sequence import tokens
+    import torch
+
+    from ..sequence import one_hot
     from .basenji import _open_genome
     from .genome import Interval
 
@@ -211,6 +274,7 @@ def make_from_bigwig(
     genome = _open_genome(genome)
     handles = _open_bigwigs(tracks)
     sizes = [dict(handle.chroms()) for handle in handles]
+    names = match_chromosomes(genome, tracks, handles)
     targets = pd.DataFrame({
         "identifier": [t.identifier for t in tracks], "file": [t.file for t in tracks],
         "clip": [t.clip if t.clip is not None else "" for t in tracks], "scale": [t.scale for t in tracks],
@@ -226,13 +290,24 @@ def make_from_bigwig(
             if end - start != seq_length:
                 raise UserError(f"region {chrom}:{start}-{end} is {end - start} bp, expected {seq_length}")
             sequence = genome.fetch(Interval(chrom, start, end))
-            token_ids = tokens(sequence)
-            one_hot = np.zeros((seq_length, 5), dtype=bool)
-            one_hot[np.arange(seq_length), token_ids] = True
+            chrom = genome.resolve(chrom)
             target = np.stack([
-                bin_coverage(_coverage(handle, chrom, start + crop_bp, end - crop_bp, size), pool_width,
-                             track.sum_stat, track.clip, track.scale, track.clip_soft)
-                for handle, size, track in zip(handles, sizes, tracks)
+                bin_coverage(_coverage(handle, mapping.get(chrom, chrom), start + crop_bp, end - crop_bp, size),
+                             pool_width, track.sum_stat, track.clip, track.scale, track.clip_soft)
+                for handle, size, mapping, track in zip(handles, sizes, names, tracks)
             ], axis=1)
-            writer.add(split, (chrom, start, end), one_hot[:, :4], target)
+            writer.add(split, (chrom, start, end), one_hot(sequence, torch.bool).numpy(), target)
     return Path(out_dir)
+
+
+def binned_signal(file: str | os.PathLike, chrom: str, start: int, bins: int, bin_size: int = 128) -> np.ndarray:
+    """Mean signal of a bigWig over ``bins`` bins of ``bin_size`` bp from ``start`` (``(bins,)`` float32;
+    uncovered bases and positions off the chromosome count as 0). ``chrom`` is matched by the one naming rule
+    (:func:`senformer.data.genome.chromosome_alias`), so an Ensembl-named bigWig serves a UCSC-named region."""
+    from .genome import chromosome_alias
+
+    (handle,) = _open_bigwigs([TrackSpec(Path(file).stem, str(file), "")])
+    sizes = dict(handle.chroms())
+    name = chrom if chrom in sizes else chromosome_alias(chrom, sizes) or chrom
+    coverage = _coverage(handle, name, start, start + bins * bin_size, sizes)
+    return bin_coverage(coverage, bin_size, "mean")

@@ -49,6 +49,7 @@ import pandas as pd
 
 from ..errors import UserError
 from ..io import atomic_path, atomic_write_text
+from ..sequence import reverse_complement
 from .basenji import BasenjiWriter
 from .tracks import ASSAY_GROUPS
 
@@ -158,8 +159,7 @@ def _motifs(rng: np.random.Generator) -> list[str]:
     motifs: list[str] = []
     while len(motifs) < NUM_MOTIFS:
         motif = "".join(rng.choice(list("ACGT"), MOTIF_LENGTH))
-        reverse = motif[::-1].translate(str.maketrans("ACGT", "TGCA"))
-        if motif != reverse and all(motif not in (m, m[::-1].translate(str.maketrans("ACGT", "TGCA"))) for m in motifs):
+        if motif != reverse_complement(motif) and all(motif not in (m, reverse_complement(m)) for m in motifs):
             motifs.append(motif)
     return motifs
 
@@ -193,10 +193,6 @@ def _tracks(settings: SyntheticSettings, rng: np.random.Generator) -> list[_Trac
     return tracks
 
 
-def _reverse_complement(text: str) -> str:
-    return text[::-1].translate(str.maketrans("ACGTN", "TGCAN"))
-
-
 def _chromosome(length: int, motifs: list[str], settings: SyntheticSettings, rng: np.random.Generator, n_runs: int) -> str:
     bases = np.frombuffer(b"ACGT", dtype=np.uint8)
     sequence = bases[rng.choice(4, length, p=[0.29, 0.21, 0.21, 0.29])].copy()
@@ -204,7 +200,7 @@ def _chromosome(length: int, motifs: list[str], settings: SyntheticSettings, rng
         rate = settings.enhancer_rate if index in ENHANCERS and settings.enhancer_rate is not None else settings.motif_rate
         count = rng.poisson(rate * length / 1000)
         for position in rng.integers(0, length - MOTIF_LENGTH, count):
-            text = motif if rng.random() < 0.5 else _reverse_complement(motif)
+            text = motif if rng.random() < 0.5 else reverse_complement(motif)
             sequence[position : position + MOTIF_LENGTH] = np.frombuffer(text.encode(), dtype=np.uint8)
     for _ in range(n_runs):  # assembly gaps: N runs that the one-hot turns into zeros
         start = int(rng.integers(0, length - 300))
@@ -217,7 +213,7 @@ def _motif_counts(sequence: str, motifs: list[str]) -> np.ndarray:
     bins = len(sequence) // BIN
     counts = np.zeros((len(motifs), bins), dtype=np.float64)
     for index, motif in enumerate(motifs):
-        for pattern in {motif, _reverse_complement(motif)}:
+        for pattern in {motif, reverse_complement(motif)}:
             start = sequence.find(pattern)
             while start != -1:
                 centre_bin = (start + MOTIF_LENGTH // 2) // BIN

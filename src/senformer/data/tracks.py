@@ -17,10 +17,13 @@ from TF ChIP, those 1,058 rows are labelled ``ChIP`` until a real ``targets.txt`
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from ..errors import UserError
@@ -124,6 +127,198 @@ def track_table(head: str = "human", targets: str | os.PathLike | pd.DataFrame |
     else:
         raise ValueError(f"no shipped track table for head {head!r}; pass targets=targets.txt (human, mouse ship)")
     return table
+
+
+GENERATED_GROUP = "all"
+"""Assay group of every track of a generated table (a head with no table of its size)."""
+
+_HEAD_GENOMES = {"human": 0, "mouse": 1}  # the ``genome`` column of the barnyard targets.txt
+
+
+def head_track_table(
+    head: str, num_tracks: int, targets: str | os.PathLike | pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """The track table of a model head with ``num_tracks`` outputs: the one place that reads a
+    ``targets.txt`` or the shipped table.
+
+    Columns ``index`` (0..num_tracks-1, the position in the head's output), ``identifier``,
+    ``description``, ``assay_group`` (plus whatever else the targets file has). The first that fits wins:
+
+    1. ``targets`` (a ``targets.txt`` path, a dataset directory holding ``targets.txt``, or a table) when
+       it has ``num_tracks`` rows; a barnyard file (a ``genome`` column with both genomes) is first
+       filtered to the head (human = genome 0, mouse = genome 1);
+    2. the shipped human / mouse table when it has ``num_tracks`` rows;
+    3. a generated table: identifier ``<head>-<index>``, description ``""``, assay group ``all``.
+
+    ``table.attrs["source"]`` says which: ``"targets"``, ``"shipped"`` or ``"generated"`` (commands that
+    were given ``--targets`` use it to reject a file of the wrong size).
+
+    Raises:
+        FileNotFoundError: ``targets`` is a path that does not exist.
+        UserError: ``targets`` is not a readable targets.txt.
+    """
+    if num_tracks < 0:
+        raise ValueError(f"num_tracks must be non-negative, got {num_tracks}")
+    table = None
+    source = "generated"
+    if targets is not None:
+        table = _targets_for_head(head, targets)
+        source = "targets"
+    if table is None or len(table) != num_tracks:
+        table, source = None, "generated"
+        if head in _HEAD_GENOMES:
+            shipped = track_table(head)
+            if len(shipped) == num_tracks:
+                table, source = shipped, "shipped"
+    if table is None:
+        table = pd.DataFrame({
+            "index": np.arange(num_tracks, dtype=np.int64),
+            "identifier": [f"{head}-{position}" for position in range(num_tracks)],
+            "description": [""] * num_tracks,
+            "assay_group": [GENERATED_GROUP] * num_tracks,
+        })
+    table = table.reset_index(drop=True)
+    table["identifier"] = table["identifier"].astype(str)
+    table["description"] = table["description"].astype(str)
+    table.attrs["source"] = source
+    return table
+
+
+def _targets_for_head(head: str, targets: str | os.PathLike | pd.DataFrame) -> pd.DataFrame | None:
+    """The rows of ``targets`` that belong to ``head``, as a :func:`track_table`; ``None`` for a directory
+    without ``targets.txt`` (a dataset need not name its tracks)."""
+    if isinstance(targets, pd.DataFrame):
+        table = targets.copy()
+    else:
+        path = Path(targets)
+        if path.is_dir():
+            path = path / "targets.txt"
+            if not path.is_file():
+                return None
+        table = read_targets(path)
+    if "genome" in table.columns and table["genome"].nunique() > 1 and head in _HEAD_GENOMES:
+        table = table[table["genome"].astype(int) == _HEAD_GENOMES[head]]
+    return track_table(head, targets=table.reset_index(drop=True))
+
+
+# The --tracks grammar ------------------------------------------------------------------------------------
+TRACKS_GRAMMAR = (
+    "tracks to use, one or more values; each value is tried in order as an index or inclusive-range list "
+    "('0,5,10-19'), an exact identifier ('ENCFF833POA'), an exact description "
+    "('CAGE:chronic myelogenous leukemia cell line:K562'), "
+    "else a case-insensitive regular expression searched in identifiers and descriptions ('CAGE.*K562'); "
+    "the selection is the union in head order; a value that selects nothing is an error"
+)
+"""The one description of the ``--tracks`` grammar (the CLI's help text; :func:`select_tracks` documents it)."""
+
+_INDEX_LIST = re.compile(r"^\s*\d+(\s*-\s*\d+)?(\s*,\s*\d+(\s*-\s*\d+)?)*\s*$")
+
+
+def select_tracks(
+    values: str | int | Sequence[str | int] | None, table: pd.DataFrame, head: str | None = None
+) -> np.ndarray:
+    """Positions (int64, ascending) of the tracks of ``table`` chosen by ``values``: the ``--tracks`` grammar.
+
+    ``values`` is ``None`` or empty (every track), one value (a ``str`` or ``int``) or a list/tuple of
+    values. Each value is tried in order as
+
+    1. an index or inclusive-range list, ``"7"``, ``"0,5,10-19"`` (an out-of-range index is an error naming
+       the value and the valid range);
+    2. an exact identifier (``"ENCFF833POA"``);
+    3. an exact description (``"DNASE:K562"``; every track with it);
+    4. else a case-insensitive regular expression searched in identifier and description (``"cage.*k562"``).
+
+    The selection is the union of the values' tracks in table (head) order, without duplicates.
+
+    Args:
+        table: a head's track table (:func:`head_track_table`): columns ``identifier``, ``description``;
+            row ``i`` is output position ``i``.
+        head: named in error messages.
+    Raises:
+        UserError: a value selects nothing, or an index is out of range.
+    """
+    count = len(table)
+    values = _as_values(values)
+    if not values:
+        return np.arange(count, dtype=np.int64)
+    chosen = np.zeros(count, dtype=bool)
+    for value in values:
+        selected = _match(value, table)
+        if isinstance(selected, str):
+            raise UserError(selected + _of_head(head, count))
+        chosen |= selected
+    return np.flatnonzero(chosen).astype(np.int64)
+
+
+def select_tracks_per_head(
+    values: str | int | Sequence[str | int] | None, tables: dict[str, pd.DataFrame]
+) -> dict[str, np.ndarray]:
+    """:func:`select_tracks` for several heads at once (``predict`` of a multi-head model).
+
+    A value is an error only when it selects nothing in every head (an index list selects nothing in a head
+    where one of its indices is out of range); heads whose selection is empty are left out of the result,
+    in ``tables`` order.
+    """
+    values = _as_values(values)
+    if not values:
+        return {head: np.arange(len(table), dtype=np.int64) for head, table in tables.items()}
+    chosen = {head: np.zeros(len(table), dtype=bool) for head, table in tables.items()}
+    for value in values:
+        reasons = []
+        for head, table in tables.items():
+            selected = _match(value, table)
+            if isinstance(selected, str):
+                reasons.append(selected + _of_head(head, len(table)))
+            else:
+                chosen[head] |= selected
+        if len(reasons) == len(tables):
+            raise UserError(reasons[0] if len(reasons) == 1 else "; ".join(reasons))
+    return {head: np.flatnonzero(mask).astype(np.int64) for head, mask in chosen.items() if mask.any()}
+
+
+def _as_values(values) -> list[str]:
+    if values is None:
+        return []
+    if isinstance(values, (str, int, np.integer)):
+        values = [values]
+    texts = [str(value).strip() for value in values]
+    return [text for text in texts if text]
+
+
+def _match(value: str, table: pd.DataFrame) -> np.ndarray | str:
+    """Boolean mask of the rows ``value`` selects, or the reason it selects none (an error message)."""
+    count = len(table)
+    if _INDEX_LIST.match(value):
+        mask = np.zeros(count, dtype=bool)
+        for part in value.split(","):
+            first, _, last = part.partition("-")
+            low, high = int(first), int(last or first)
+            if low > high:
+                return f"track range {part.strip()!r} in --tracks {value!r} runs backwards"
+            if high >= count:
+                return f"track {part.strip()!r} is out of range: not within 0..{count - 1}"
+            mask[low:high + 1] = True
+        return mask
+    identifiers = table["identifier"].astype(str).to_numpy()
+    descriptions = table["description"].astype(str).to_numpy()
+    for column in (identifiers, descriptions):
+        mask = column == value
+        if mask.any():
+            return mask
+    try:
+        pattern = re.compile(value, re.IGNORECASE)
+    except re.error as error:
+        return (f"no track matches {value!r}: it is no index, identifier or description, nor a valid regular "
+                f"expression ({error})")
+    mask = np.fromiter((bool(pattern.search(a) or pattern.search(b)) for a, b in zip(identifiers, descriptions)),
+                       dtype=bool, count=count)
+    if not mask.any():
+        return f"no track matches {value!r}: it is no index, identifier or description, nor a pattern found in them"
+    return mask
+
+
+def _of_head(head: str | None, count: int) -> str:
+    return f" (the {count:,} tracks of head {head!r})" if head else f" (the {count:,} tracks)"
 
 
 def group_counts(table: pd.DataFrame) -> dict[str, int]:

@@ -39,11 +39,6 @@ def gelu(x: torch.Tensor) -> torch.Tensor:
     return _Gelu.apply(x)
 
 
-class GELU(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return gelu(x)
-
-
 class ConvBlock(nn.Module):
     """BatchNorm -> GELU -> Conv1d with SAME padding (DeepMind ``conv_block``)."""
 

@@ -17,6 +17,7 @@ import torch
 
 from ..data import augment as augmentations
 from ..errors import UserError
+from ..inference import iterate_batches, stack_examples
 
 
 class ExampleSource(Protocol):
@@ -163,34 +164,17 @@ class BatchStream:
 
     def next_batch(self) -> dict[str, Any]:
         """``{"sequence": (batch, bp, 4), "target": (batch, bins, tracks), "index": (batch,)}``."""
-        sequences, targets, indices = [], [], []
+        examples = []
         for _ in range(self.batch_size):
             example = self._next_example()
             sequence, target = example["sequence"], example["target"]
             if self.max_shift or self.reverse:
                 generator = torch.Generator().manual_seed(_mix(self.seed, self.epoch, example["index"]))
                 sequence, target = augment(sequence, target, self.max_shift, self.reverse, generator)
-            sequences.append(sequence)
-            targets.append(target)
-            indices.append(example["index"])
-        return {"sequence": torch.stack(sequences), "target": torch.stack(targets), "index": torch.tensor(indices)}
+            examples.append({"sequence": sequence, "target": target, "index": example["index"]})
+        return stack_examples(examples)
 
 
 def eval_batches(source: ExampleSource, batch_size: int, rank: int, world_size: int, limit: int | None) -> Iterator[dict[str, Any]]:
     """This rank's share of the first ``limit`` examples of an evaluation split, in order, batched."""
-    batch: list[dict] = []
-    for example in source.examples(0, rank, world_size, shuffle=False, limit=limit):
-        batch.append(example)
-        if len(batch) == batch_size:
-            yield _stack(batch)
-            batch = []
-    if batch:
-        yield _stack(batch)
-
-
-def _stack(examples: list[dict]) -> dict[str, Any]:
-    return {
-        "sequence": torch.stack([e["sequence"] for e in examples]),
-        "target": torch.stack([e["target"] for e in examples]),
-        "index": torch.tensor([e["index"] for e in examples]),
-    }
+    return iterate_batches(source.examples(0, rank, world_size, shuffle=False, limit=limit), batch_size)

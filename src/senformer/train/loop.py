@@ -6,16 +6,20 @@ is wrapped in DDP (gloo on CPU, NCCL on GPU), each rank reads its own shard, and
 training mode span all ranks (:class:`CrossRankBatchNorm`). Output directory::
 
     settings.json  config.json      resolved settings and model configuration
+    inputs.json                     digests of the datasets, genomes, init and teacher weights (resume checks them)
+    run.json                        the run record (command line, versions, commit, machine)
     log.jsonl      train_log.csv    eval_log.csv   curves.png
     checkpoints/step-XXXXXXXX.pt    the last ``keep_checkpoints`` (resume with ``resume=True``)
     weights/       config.json + model.safetensors (native format) of the final model
+
+While it runs, rank 0 holds ``OUT.lock`` beside the folder (:func:`senformer.io.output_lock`): a second
+run into the same folder is refused naming the holder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 import resource
 import signal
@@ -34,8 +38,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..config import EnformerConfig
 from ..errors import UserError
-from ..io import atomic_write_text
+from ..inference import predict_batch
+from ..io import atomic_write_text, json_text, output_lock, write_json
 from ..model.enformer import Enformer
+from ..record import run_record, write_run_record
 from ..weights import load_model, save_model
 from . import checkpoint as ckpt
 from .data import BasenjiSource, BatchStream, ExampleSource, eval_batches
@@ -132,15 +138,48 @@ def run_training(
     owns_group = not (dist.is_available() and dist.is_initialized())
     context = setup_distributed(settings.device)
     try:
-        return Trainer(settings, Path(out_dir), context, data).run(resume)
+        with _run_folder_lock(Path(out_dir), context):
+            # The inputs are proven before the model is built: a resume on other data, genome or weights
+            # would continue a different run (the checkpoint can only compare its settings).
+            inputs = ckpt.training_inputs(settings.to_dict(), data_given=data is not None)
+            if resume:
+                ckpt.check_inputs(Path(out_dir), inputs)
+            return Trainer(settings, Path(out_dir), context, data, inputs).run(resume)
     finally:
         if owns_group:
             teardown_distributed()
 
 
+@contextlib.contextmanager
+def _run_folder_lock(out_dir: Path, context: DistributedContext):
+    """Rank 0 holds ``OUT.lock`` for the whole run (before the model is built); every rank learns if it failed.
+
+    Under the lock no other run can be writing the folder, so the temporary files of killed checkpoint
+    saves are removed.
+    """
+    with contextlib.ExitStack() as stack:
+        refusal = None
+        if context.is_main:
+            try:
+                stack.enter_context(output_lock(out_dir))
+            except UserError as error:
+                refusal = error
+            else:
+                ckpt.remove_stale_partials(out_dir / "checkpoints")
+        failed = torch.tensor([0.0 if refusal is None else 1.0], device=context.device)
+        all_reduce_sum_(failed)
+        if refusal is not None:
+            raise refusal
+        if failed.item():
+            raise UserError(f"{out_dir} is being written by another run (rank 0 could not lock it)")
+        yield
+
+
 class Trainer:
-    def __init__(self, settings: TrainSettings, out_dir: Path, context: DistributedContext, data: Mapping[str, HeadData] | None):
+    def __init__(self, settings: TrainSettings, out_dir: Path, context: DistributedContext,
+                 data: Mapping[str, HeadData] | None, inputs: Mapping[str, Any] | None = None):
         self.settings, self.out_dir, self.context = settings, out_dir, context
+        self.inputs = dict(inputs or {})
         if settings.threads:
             torch.set_num_threads(settings.threads)
         if settings.deterministic:
@@ -219,7 +258,7 @@ class Trainer:
         if not self.context.is_main:
             return
         with open(self.out_dir / "log.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record, default=_json_default) + "\n")
+            handle.write(json_text(record, indent=None) + "\n")
 
     def print(self, message: str) -> None:
         if self.context.is_main:
@@ -336,14 +375,13 @@ class Trainer:
                 loss_sum = torch.zeros(2, dtype=torch.float64)
                 batch_size = settings.eval_batch_size or settings.batch_size
                 for batch in eval_batches(source, batch_size, self.context.rank, self.context.world_size, settings.eval_examples):
-                    sequence, target = batch["sequence"].to(device), batch["target"].to(device)
-                    with self._autocast():
-                        prediction = self.model(sequence, heads=[head])[head].float()
+                    sequence, target = batch["sequence"], batch["target"]  # predictions come back on the CPU
+                    prediction = predict_batch(self.model, sequence, heads=[head], bf16=settings.bf16, device=device)[head]
                     sums.update(prediction, target)
                     loss_sum += torch.tensor([float(poisson_loss(prediction, target)) * len(target), len(target)], dtype=torch.float64)
                     if teacher_sums is not None:
-                        with self._autocast():
-                            teacher_prediction = self.teacher(sequence, heads=[head])[head].float()
+                        teacher_prediction = predict_batch(self.teacher, sequence, heads=[head], bf16=settings.bf16,
+                                                           device=device)[head]
                         teacher_sums.update(prediction, teacher_prediction)
                 all_reduce_pearson(sums)
                 all_reduce_sum_(loss_sum)
@@ -370,7 +408,10 @@ class Trainer:
         if context.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out_dir / "settings.json", settings.to_json() + "\n")
+            if not resume:
+                write_json(self.out_dir / ckpt.INPUTS_NAME, self.inputs)
             self.config.to_json(self.out_dir / "config.json")
+            write_run_record(self.out_dir, run_record("train", settings, self.inputs, device=context.device))
         trainable, total = count_parameters(self.model)
         self.print(
             f"training {trainable:,} of {total:,} parameters ({settings.train}); heads {', '.join(self.head_names)}; "
@@ -489,10 +530,3 @@ def _memory_mb(device: torch.device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

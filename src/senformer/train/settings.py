@@ -90,10 +90,19 @@ class TrainSettings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "data", {str(k): str(v) for k, v in dict(self.data).items()})
         object.__setattr__(self, "genome", {str(k): str(v) for k, v in dict(self.genome).items()})
-        object.__setattr__(self, "new_heads", {str(k): int(v) for k, v in dict(self.new_heads).items()})
         object.__setattr__(self, "model_overrides", dict(self.model_overrides))
-        object.__setattr__(self, "adam_betas", tuple(float(b) for b in self.adam_betas))
         problems: list[str] = []
+        try:
+            object.__setattr__(self, "new_heads", {str(k): _whole(v) for k, v in dict(self.new_heads).items()})
+        except (TypeError, ValueError):
+            problems.append(f"new_heads={self.new_heads!r} must map head names to whole track counts")
+        try:
+            betas = tuple(float(b) for b in self.adam_betas)
+            if len(betas) != 2:
+                raise ValueError(betas)
+            object.__setattr__(self, "adam_betas", betas)
+        except (TypeError, ValueError):
+            problems.append(f"adam_betas={self.adam_betas!r} must be two numbers")
         if not self.data:
             problems.append("data is empty: give at least one head's dataset directory (e.g. --data human=DIR)")
         for name in self.genome:
@@ -132,7 +141,7 @@ class TrainSettings:
         if not self.train:
             problems.append(f"train is empty; choose {', '.join(TRAINABLE_CHOICES)} or a parameter-name pattern")
         for name, tracks in self.new_heads.items():
-            if not name.isidentifier() or tracks < 1:
+            if not str(name).isidentifier() or not isinstance(tracks, int) or tracks < 1:
                 problems.append(f"new head {name!r}:{tracks} needs an identifier name and a positive track count")
         if problems:
             raise UserError("invalid training settings: " + "; ".join(problems))
@@ -201,6 +210,14 @@ class TrainSettings:
 
     def replace(self, **changes: Any) -> "TrainSettings":
         return dataclasses.replace(self, **changes)
+
+
+def _whole(value: Any) -> int:
+    """``value`` as an int when it is a whole number (``3``, ``"3"``, ``3.0``); ValueError otherwise."""
+    number = float(value)
+    if isinstance(value, bool) or not number.is_integer():
+        raise ValueError(value)
+    return int(number)
 
 
 def merge_settings(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:

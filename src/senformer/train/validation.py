@@ -39,17 +39,18 @@ def _nanmean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-def track_groups(directory: str | os.PathLike | None, num_tracks: int) -> dict[str, list[int]]:
+def track_groups(directory: str | os.PathLike | None, num_tracks: int, head: str | None = None) -> dict[str, list[int]]:
     """Track indices per assay group from a dataset's ``targets.txt`` (in the order of
     ``ASSAY_GROUPS``), plus ``long-range`` when the directory is a synthetic dataset that names them.
-    Empty when the directory has no usable table."""
+    Empty when the directory has no ``targets.txt`` of ``num_tracks`` rows for ``head`` (which picks its
+    rows of a barnyard file; see :func:`senformer.data.tracks.head_track_table`)."""
     if directory is None or not (Path(directory) / "targets.txt").is_file():
         return {}
-    from ..data.tracks import ASSAY_GROUPS, read_targets
+    from ..data.tracks import ASSAY_GROUPS, head_track_table
 
-    table = read_targets(Path(directory) / "targets.txt")
-    if len(table) != num_tracks:
-        return {}
+    table = head_track_table(head or "", num_tracks, directory)
+    if table.attrs["source"] != "targets":
+        return {}  # the shipped or a generated table says nothing about this dataset's groups
     labels = list(table["assay_group"])
     order = [g for g in ASSAY_GROUPS if g in labels] + sorted(set(labels) - set(ASSAY_GROUPS))
     groups = {group: [i for i, label in enumerate(labels) if label == group] for group in order}

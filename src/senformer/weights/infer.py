@@ -34,17 +34,27 @@ def _tower_divisor(dim: int, filters: list[int]) -> int:
         common = math.gcd(common, value)
     candidates = [128] + sorted((d for d in range(1, common + 1) if common % d == 0), reverse=True)
     for divisor in candidates:
-        try:
-            config = EnformerConfig(dim=dim, num_conv_tower_blocks=len(filters), num_poolings=len(filters) + 1,
-                                    conv_tower_divisible_by=divisor, depth=0)
-        except UserError:
-            continue
-        if config.conv_tower_filters == filters:
+        if _tower_filters(dim, len(filters), divisor) == filters:
             return divisor
     raise UserError(
         f"the conv tower filters {filters} do not follow Enformer's exponential spacing from {dim // 2} to {dim} "
         "for any rounding divisor; this model cannot be represented by EnformerConfig"
     )
+
+
+def _tower_filters(dim: int, blocks: int, divisor: int) -> list[int] | None:
+    """EnformerConfig's conv tower filters for these three fields, or None where the divisor is invalid.
+
+    Every other field is set to a value that validates for any even ``dim`` (one head, no relative
+    positions), so the only error left is the divisor's own; the model's real heads and features are
+    checked once, on the whole inferred config, and that message is the one the user sees.
+    """
+    try:
+        config = EnformerConfig(dim=dim, heads=1, relative_positions=False, depth=0, num_conv_tower_blocks=blocks,
+                                num_poolings=blocks + 1, conv_tower_divisible_by=divisor, conv_tile_length=None)
+    except UserError:
+        return None
+    return config.conv_tower_filters
 
 
 def infer_config_values(state: Mapping[str, Any], heads_hint: int | None = None) -> dict[str, Any]:
@@ -103,7 +113,34 @@ def infer_config(
     overrides: Mapping[str, Any] | None = None,
     base: Mapping[str, Any] | None = None,
 ) -> EnformerConfig:
-    """An EnformerConfig from ``state``'s shapes, on top of ``base`` values, with ``overrides`` last."""
+    """An EnformerConfig from ``state``'s shapes, on top of ``base`` values, with ``overrides`` last.
+
+    A combination EnformerConfig rejects is refused with its own message (e.g. relative features not
+    divisible by 6), said to come from the shapes.
+    """
     overrides = dict(overrides or {})
     heads_hint = overrides.get("heads", (base or {}).get("heads"))
-    return EnformerConfig.from_dict({**(base or {}), **infer_config_values(state, heads_hint), **overrides})
+    values = {**(base or {}), **infer_config_values(state, heads_hint), **overrides}
+    try:
+        return EnformerConfig.from_dict(values)
+    except UserError as error:
+        given = " with the overrides" if overrides else ""
+        raise UserError(f"the tensor shapes{given} imply a configuration senformer cannot build: {error}") from None
+
+
+# What no tensor shape tells, for a note when no config file says it either.
+SHAPELESS_FIELDS = ("target_length", "attention", "dropout_rate")
+
+
+def uninferred_defaults(state: Mapping[str, Any], known: Mapping[str, Any], fields=SHAPELESS_FIELDS) -> list[str]:
+    """``field=default`` for each of ``fields`` (and ``heads`` without relative positions) that ``known``
+    (a config file's values and the overrides) does not set: those keep EnformerConfig's defaults."""
+    defaults = EnformerConfig.__dataclass_fields__
+    wanted = list(fields)
+    if "transformer.0.attention.to_q.weight" in state and "transformer.0.attention.r_w_bias" not in state:
+        wanted.append("heads")
+    named = []
+    for name in wanted:
+        if name not in known:
+            named.append("dropout rates" if name == "dropout_rate" else f"{name}={defaults[name].default!r}")
+    return named

@@ -21,8 +21,11 @@ import torch
 from ..config import EnformerConfig
 from ..errors import UserError
 from ..model.enformer import Enformer
-from .infer import infer_config
-from .native import CONFIG_NAME, WEIGHTS_NAME, is_native_config, read_native, read_safetensors
+from ..io import load_torch_file
+from .infer import infer_config, uninferred_defaults
+from .native import (
+    CONFIG_NAME, WEIGHTS_NAME, _read_safetensors, check_finite, is_native_config, read_native_file, tensor_names,
+)
 
 FORMATS = ("native", "tf-checkpoint", "tf-savedmodel", "enformer-pytorch")
 
@@ -47,11 +50,13 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    wrong_kind: list[tuple[str, torch.dtype, torch.dtype]] = field(default_factory=list)  # integer vs floating
+    notes: list[str] = field(default_factory=list)  # one line each: config fields the weights did not tell
 
     @property
     def complete(self) -> bool:
         """Every tensor not kept fresh on request was loaded, and the weights held nothing else."""
-        return not (self.missing or self.unexpected or self.mismatched)
+        return not (self.missing or self.unexpected or self.mismatched or self.wrong_kind)
 
     def problems(self, limit: int | None = 20) -> str:
         """One line per kind of problem, listing names (the first ``limit`` of each)."""
@@ -69,6 +74,10 @@ class LoadReport:
         if self.mismatched:
             items = [f"{name} (model {list(want)}, weights {list(got)})" for name, want, got in self.mismatched]
             parts.append(f"{len(items)} with the wrong shape: {listed(items)}")
+        if self.wrong_kind:
+            items = [f"{name} (model {str(want).removeprefix('torch.')}, weights {str(got).removeprefix('torch.')})"
+                     for name, want, got in self.wrong_kind]
+            parts.append(f"{len(items)} of the wrong kind of dtype: {listed(items)}")
         return "; ".join(parts)
 
 
@@ -84,6 +93,9 @@ def detect_format(path: str | os.PathLike) -> str:
             return "tf-savedmodel"
         if (path / CONFIG_NAME).is_file() and is_native_config(path / CONFIG_NAME) and (path / WEIGHTS_NAME).is_file():
             return "native"
+        # senformer's tensors without their config.json: native names decide, not the file name.
+        if (path / WEIGHTS_NAME).is_file() and _has_native_names(path / WEIGHTS_NAME):
+            return "native"
         if any((path / name).is_file() for name in _PEER_WEIGHT_NAMES):
             return "enformer-pytorch"
         raise UserError(
@@ -93,8 +105,30 @@ def detect_format(path: str | os.PathLike) -> str:
     if path.is_file() and path.name.endswith(_STATE_DICT_SUFFIXES):
         return "native" if _has_native_names(path) else "enformer-pytorch"
     if not path.exists():
-        raise FileNotFoundError(f"no such weights file or directory: {path}")
+        raise FileNotFoundError(f"no such weights file or directory: {path} (the official weights: "
+                                "`senformer download enformer`, then --weights enformer)")
     raise UserError(f"{path}: unknown weights format (expected a directory, *.safetensors, *.bin/*.pt or a TF checkpoint)")
+
+
+def weights_files(path: str | os.PathLike) -> list[Path]:
+    """Every file loading ``path`` may read (weights, index and data shards, config.json), sorted; for a
+    fingerprint of the source taken before anything is loaded."""
+    path = Path(path)
+    tf_index = _tf_index_path(path)
+    if tf_index is not None:
+        return [tf_index, *_tf_shards(tf_index)]
+    if path.is_dir():
+        variables = path / "variables" / "variables.index"
+        found = [path / name for name in (CONFIG_NAME, WEIGHTS_NAME, *_PEER_WEIGHT_NAMES)]
+        if variables.is_file():
+            found += [variables, *_tf_shards(variables)]
+        return sorted({file for file in found if file.is_file()})
+    return sorted({file for file in (path, path.parent / CONFIG_NAME) if file.is_file()})
+
+
+def _tf_shards(index: Path) -> list[Path]:
+    prefix = index.name[: -len(".index")]
+    return sorted(index.parent.glob(f"{prefix}.data-*"))
 
 
 def _tf_index_path(path: Path) -> Path | None:
@@ -115,27 +149,40 @@ def _tf_index_path(path: Path) -> Path | None:
 
 
 def _has_native_names(path: Path) -> bool:
-    state = _read_state_dict_file(path)
-    return "stem.conv.weight" in state
+    names = tensor_names(path) if path.suffix == ".safetensors" else _read_state_dict_file(path, check=False)
+    return "stem.conv.weight" in names
 
 
-def _read_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+def _read_state_dict_file(path: Path, check: bool = True) -> dict[str, torch.Tensor]:
+    """The tensors of a state-dict file (safetensors or a ``torch.save`` dict, read with weights_only).
+
+    ``check``: refuse non-finite values (these formats carry no checksum). A native ``model.safetensors``
+    whose config.json records a checksum is verified against it instead.
+    """
     if path.suffix == ".safetensors":
-        return read_safetensors(path)
-    try:
-        # weights_only: plain tensors and containers, never arbitrary pickled code.
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for damaged or unsafe files
-        raise UserError(f"{path} is not a readable PyTorch state dict ({type(error).__name__}: {error})") from None
+        return read_native_file(path) if check else _read_safetensors(path)
+    state = load_torch_file(path, "PyTorch state dict")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path} does not hold a state dict of tensors")
+    if check:
+        check_finite(state, path)
     return state
 
 
-def _read_weights(path: str | os.PathLike, format: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
-    """``(state dict in senformer names, base config values, format)`` of the weights at ``path``.
+@dataclass
+class _Weights:
+    """What :func:`_read_weights` found: tensors in senformer names and what is known beyond their shapes."""
+
+    state: dict[str, torch.Tensor]
+    base: dict[str, Any]  # config values from a config file (complete for a native config.json)
+    format: str
+    complete_config: bool  # base is a whole native config: nothing to infer
+
+
+def _read_weights(path: str | os.PathLike, format: str | None = None) -> _Weights:
+    """The weights at ``path`` in senformer names, with what a config file says about them.
 
     The base config values come from a native ``config.json`` (complete) or from what a foreign format
     records beyond the shapes (e.g. enformer-pytorch's ``target_length``).
@@ -145,31 +192,34 @@ def _read_weights(path: str | os.PathLike, format: str | None = None) -> tuple[d
     if format not in FORMATS:
         raise UserError(f"unknown weights format {format!r}; choose one of {', '.join(FORMATS)}")
     if format == "native":
-        if path.is_dir():
-            state, config = read_native(path)
-            return state, config.to_dict(), format
-        state = _read_state_dict_file(path)
-        config_path = path.parent / CONFIG_NAME
-        base = EnformerConfig.from_json(config_path).to_dict() if is_native_config(config_path) else {}
-        return state, base, format
+        weights_file = path / WEIGHTS_NAME if path.is_dir() else path
+        config_path = weights_file.parent / CONFIG_NAME
+        state = _read_state_dict_file(weights_file)
+        if is_native_config(config_path):
+            return _Weights(state, EnformerConfig.from_json(config_path).to_dict(), format, True)
+        return _Weights(state, {}, format, False)
     if format in ("tf-checkpoint", "tf-savedmodel"):
         from .tf_checkpoint import read_tf_checkpoint
 
+        # No finiteness check: the checkpoint's own CRCs (verified by the reader) prove its bytes.
         prefix = path / "variables" / "variables" if format == "tf-savedmodel" else _tf_index_path(path)
-        return read_tf_checkpoint(prefix), {}, format
+        return _Weights(read_tf_checkpoint(prefix), {}, format, False)
     from .enformer_pytorch import convert_enformer_pytorch, peer_config_values
 
     if path.is_dir():
         weights_file = next((path / name for name in _PEER_WEIGHT_NAMES if (path / name).is_file()), None)
-        base = peer_config_values(path / CONFIG_NAME) if (path / CONFIG_NAME).is_file() else {}
+        if weights_file is None:
+            raise UserError(f"{path} holds no {' or '.join(_PEER_WEIGHT_NAMES)}")
     else:
         weights_file = path
-        base = peer_config_values(path.parent / CONFIG_NAME) if (path.parent / CONFIG_NAME).is_file() else {}
-    return convert_enformer_pytorch(_read_state_dict_file(weights_file)), base, format
+    config_path = weights_file.parent / CONFIG_NAME
+    base = peer_config_values(config_path) if config_path.is_file() else {}
+    state = convert_enformer_pytorch(_read_state_dict_file(weights_file))
+    return _Weights(state, base, format, False)
 
 
 # Checking and loading ---------------------------------------------------------------------------------
-def load_model(
+def load_local_model(
     path: str | os.PathLike,
     overrides: Mapping[str, Any] | None = None,
     strict: bool = True,
@@ -197,8 +247,9 @@ def load_model(
             shape from the weights or be absent from them; matched tensors of the weights are not loaded.
         with_report: return ``(model, LoadReport)`` instead of the model alone.
     """
-    state, base, source_format = _read_weights(path, format)
-    config = _config(state, base, source_format, overrides)
+    weights = _read_weights(path, format)
+    state, source_format = weights.state, weights.format
+    config = _config(weights, overrides, path)
     if new_heads:
         clash = [name for name in new_heads if name in config.output_heads]
         if clash:
@@ -211,6 +262,7 @@ def load_model(
     requested = {f"heads.{head}." for head in (new_heads or {})}
     report = _compare(expected, state, lambda name: name.startswith(tuple(requested)), kept_fresh)
     report.source_format = source_format
+    report.notes.extend(_inference_notes(weights, overrides, path))
     if kept_fresh is not None and not (report.skipped or any(kept_fresh.search(name) for name in expected)):
         raise UserError(
             f"skip={skip!r} matches no tensor of the model or of {path} "
@@ -219,20 +271,41 @@ def load_model(
     if strict and not report.complete:
         raise UserError(
             f"the weights in {path} do not match the model ({report.problems()}); use strict=False / --partial "
-            "to load only the matching tensors"
+            "to load only the matching tensors, or skip= / --init-skip to keep named ones freshly initialised"
         )
     model = _assign(skeleton, expected, state, report) or _initialise_and_load(config, state, report)
+    for note in report.notes:
+        warnings.warn(note, stacklevel=2)
     if not report.complete:
         warnings.warn(f"partial load from {path}: {report.problems()}", stacklevel=2)
     model.eval()
     return (model, report) if with_report else model
 
 
-def _config(state: Mapping[str, torch.Tensor], base: Mapping[str, Any], source_format: str, overrides) -> EnformerConfig:
+def _config(weights: _Weights, overrides: Mapping[str, Any] | None, path) -> EnformerConfig:
     """The stored config (native) or the one the tensor shapes imply, with ``overrides`` on top."""
-    if source_format == "native":
-        return EnformerConfig.from_dict({**base, **(overrides or {})})
-    return infer_config(state, overrides, base)
+    if weights.complete_config:
+        return EnformerConfig.from_dict({**weights.base, **(overrides or {})})
+    try:
+        return infer_config(weights.state, overrides, weights.base)
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
+
+
+def _inference_notes(weights: _Weights, overrides: Mapping[str, Any] | None, path) -> list[str]:
+    """One line naming the config fields that neither the shapes, a config file nor ``overrides`` gave.
+
+    DeepMind's checkpoints are the published model, whose values are the defaults; an enformer-pytorch
+    model is full attention with the published dropout, so only its output length can be unknown.
+    """
+    if weights.complete_config or weights.format not in ("native", "enformer-pytorch"):
+        return []
+    fields = ("target_length", "attention", "dropout_rate") if weights.format == "native" else ("target_length",)
+    unknown = uninferred_defaults(weights.state, {**weights.base, **(overrides or {})}, fields)
+    if not unknown:
+        return []
+    return [f"{path} has no senformer config.json: the architecture comes from the tensor shapes; "
+            f"defaults used for {', '.join(unknown)} (override them to change)"]
 
 
 def _skip_pattern(skip: str | None) -> re.Pattern | None:
@@ -257,6 +330,10 @@ def _compare(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Ten
             report.missing.append(name)
         elif tuple(given[name].shape) != tuple(tensor.shape):
             report.mismatched.append((name, tuple(tensor.shape), tuple(given[name].shape)))
+        elif given[name].is_floating_point() != tensor.is_floating_point():
+            # Precision may differ (float64 or float16 weights load into float32), but integers in a
+            # floating tensor's place are another tensor's bytes (a damaged header's dtype), never weights.
+            report.wrong_kind.append((name, tensor.dtype, given[name].dtype))
         else:
             report.loaded.append(name)
     for name in given:

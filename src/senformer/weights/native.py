@@ -2,6 +2,14 @@
 
 safetensors holds plain tensors only, so loading never runs pickled code. Tensors are stored exactly as the
 model holds them (dtype and values), so native -> model -> native is lossless.
+
+``config.json`` also records ``weights_sha256``, the SHA-256 of the whole ``model.safetensors`` file, and
+loading verifies it: a flipped bit anywhere in the file is refused in one line instead of loading as wrong
+weights. The digest is of the file's bytes rather than of the loaded tensors
+(:func:`senformer.fingerprint.weights_digest`): it is streamed from disk without a second in-memory copy of
+the weights, and it covers the header as well, where one flipped byte can turn ``F32`` into ``I32`` and
+reinterpret a tensor's bytes with the data section unchanged. Files written before the checksum existed
+load with a check for non-finite values instead (:func:`check_finite`).
 """
 
 from __future__ import annotations
@@ -9,12 +17,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any, Mapping
+
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from ..config import EnformerConfig
+from ..config import WEIGHTS_CHECKSUM_KEY
 from ..errors import UserError
+from ..fingerprint import file_digest
 from ..io import atomic_path, atomic_write_text
 from ..model.enformer import Enformer
 from ..version import __version__
@@ -26,17 +37,23 @@ FORMAT_TAG = "senformer"
 
 def is_native_config(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a config.json written by senformer (not an enformer-pytorch / HF config)."""
+    values = _config_values(path)
+    return values is not None and "num_conv_tower_blocks" in values and "output_heads" in values
+
+
+def _config_values(path: str | os.PathLike) -> dict[str, Any] | None:
     try:
         values = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return False
-    return isinstance(values, dict) and "num_conv_tower_blocks" in values and "output_heads" in values
+    except (OSError, ValueError):
+        return None
+    return values if isinstance(values, dict) else None
 
 
 def save_model(model: Enformer, directory: str | os.PathLike) -> Path:
     """Write ``model`` in the native format, ``config.json`` and ``model.safetensors``, into ``directory``
     (created if needed), each file atomically; returns ``directory``. Any format :func:`load_model` reads
-    converts to this one by loading and saving."""
+    converts to this one by loading and saving. ``config.json`` records the SHA-256 of ``model.safetensors``
+    and is written last, so a config always describes the weights beside it."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise UserError(f"{directory} exists and is not a directory")
@@ -44,11 +61,22 @@ def save_model(model: Enformer, directory: str | os.PathLike) -> Path:
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     with atomic_path(directory / WEIGHTS_NAME) as temporary:
         save_file(state, str(temporary), metadata={"format": FORMAT_TAG, "senformer_version": __version__})
-    atomic_write_text(directory / CONFIG_NAME, model.config.to_json() + "\n")
+        checksum = file_digest(temporary)
+    values = {**model.config.to_dict(), WEIGHTS_CHECKSUM_KEY: checksum}
+    atomic_write_text(directory / CONFIG_NAME, json.dumps(values, indent=2, sort_keys=True) + "\n")
     return directory
 
 
-def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+def tensor_names(path: str | os.PathLike) -> list[str]:
+    """The tensor names of a safetensors file, read from its header alone."""
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            return list(handle.keys())
+    except (SafetensorError, OSError, ValueError) as error:
+        raise UserError(f"{path} is not a readable safetensors file ({error})") from None
+
+
+def _read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """All tensors of a safetensors file on the CPU, with a clear error for a damaged file."""
     path = Path(path)
     if not path.is_file():
@@ -59,10 +87,35 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise UserError(f"{path} is not a readable safetensors file ({error})") from None
 
 
-def read_native(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], EnformerConfig]:
-    """(state dict, config) of a native directory."""
-    directory = Path(directory)
-    config_path = directory / CONFIG_NAME
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{directory} has no {CONFIG_NAME}")
-    return read_safetensors(directory / WEIGHTS_NAME), EnformerConfig.from_json(config_path)
+def check_finite(state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Refuse, in one line naming ``path`` and the first such tensor, weights holding NaN or infinity: in a
+    format without a checksum this is how damage shows, and such a model computes nothing but NaN."""
+    for name, tensor in state.items():
+        if tensor.is_floating_point() or tensor.is_complex():
+            if not bool(torch.isfinite(tensor).all()):
+                raise UserError(f"{path}: tensor {name} holds non-finite values (NaN or infinity): damaged weights")
+
+
+def verify_checksum(weights_path: str | os.PathLike, config_path: str | os.PathLike) -> bool:
+    """Whether ``config_path`` records a checksum for ``weights_path`` (then verified: a mismatch is one
+    UserError line); False for a config written before senformer recorded one."""
+    expected = (_config_values(config_path) or {}).get(WEIGHTS_CHECKSUM_KEY)
+    if expected is None:
+        return False
+    if not Path(weights_path).is_file():
+        raise FileNotFoundError(f"no such weights file: {weights_path}")
+    if file_digest(weights_path) != expected:
+        raise UserError(f"{weights_path} does not match the checksum in {Path(config_path).name}: damaged or replaced")
+    return True
+
+
+def read_native_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The tensors of a native ``model.safetensors``, verified against the checksum of the ``config.json``
+    beside it, or checked for non-finite values where no checksum is recorded."""
+    path = Path(path)
+    config_path = path.parent / CONFIG_NAME
+    verified = path.name == WEIGHTS_NAME and is_native_config(config_path) and verify_checksum(path, config_path)
+    state = _read_safetensors(path)
+    if not verified:
+        check_finite(state, path)
+    return state

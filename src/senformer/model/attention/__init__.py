@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from ...config import EnformerConfig
+from ...config import ATTENTION_KINDS, EnformerConfig
 from .base import RelativeAttention
 from .bigbird import BigBirdAttention, bigbird_attention
 from .chunked import ChunkedAttention, chunked_attention
@@ -15,10 +15,10 @@ from .pattern import BlockPattern, make_block_pattern
 from .relative import relative_shift
 
 ATTENTION_CLASSES: dict[str, type[RelativeAttention]] = {
-    "full": FullAttention,
-    "chunked": ChunkedAttention,
-    "bigbird": BigBirdAttention,
+    cls.kind: cls for cls in (FullAttention, ChunkedAttention, BigBirdAttention)
 }
+# The config's ATTENTION_KINDS names the kinds (the config cannot import the model); every name has its class.
+assert tuple(ATTENTION_CLASSES) == ATTENTION_KINDS, (tuple(ATTENTION_CLASSES), ATTENTION_KINDS)
 
 
 def build_attention(config: EnformerConfig, layer_index: int = 0) -> RelativeAttention:
@@ -27,7 +27,7 @@ def build_attention(config: EnformerConfig, layer_index: int = 0) -> RelativeAtt
         cls = ATTENTION_CLASSES[config.attention]
     except KeyError:
         raise ValueError(
-            f"unknown attention kind {config.attention!r}; choose one of {', '.join(ATTENTION_CLASSES)}"
+            f"unknown attention kind {config.attention!r}; choose one of {', '.join(ATTENTION_KINDS)}"
         ) from None
     return cls(config, layer_index)
 

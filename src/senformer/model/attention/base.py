@@ -12,11 +12,8 @@ import torch
 from torch import nn
 
 from ...config import EnformerConfig
+from ..init import truncated_normal_
 from ..positional import relative_distances, relative_position_features
-
-
-def _truncated_normal_(tensor: torch.Tensor, std: float) -> torch.Tensor:
-    return nn.init.trunc_normal_(tensor, std=std, a=-2 * std, b=2 * std)
 
 
 class RelativeAttention(nn.Module):
@@ -24,7 +21,12 @@ class RelativeAttention(nn.Module):
 
     ``logits[i, j] = (q_i + r_w_bias) . k_j + (q_i + r_r_bias) . r_k[j - i]`` with ``q`` scaled by
     ``key_size**-0.5`` before the biases are added, as in DeepMind's ``attention_module.py``.
+
+    A kind states its name (``kind``, one of ``config.ATTENTION_KINDS``) and its own cost
+    (:meth:`score_flops`) beside its kernel.
     """
+
+    kind: str = ""
 
     def __init__(self, config: EnformerConfig, layer_index: int = 0):
         super().__init__()
@@ -50,11 +52,11 @@ class RelativeAttention(nn.Module):
     def reset_parameters(self) -> None:
         """Official initialisation: VarianceScaling(2.0) for projections and biases, zero output layer."""
         for linear in (self.to_q, self.to_k, self.to_v):
-            _truncated_normal_(linear.weight, math.sqrt(2.0 / linear.in_features))
+            truncated_normal_(linear.weight, math.sqrt(2.0 / linear.in_features))
         if self.config.relative_positions:
-            _truncated_normal_(self.to_r_k.weight, math.sqrt(2.0 / self.to_r_k.in_features))
+            truncated_normal_(self.to_r_k.weight, math.sqrt(2.0 / self.to_r_k.in_features))
             for bias in (self.r_w_bias, self.r_r_bias):
-                _truncated_normal_(bias, math.sqrt(2.0 / self.config.key_size))
+                truncated_normal_(bias, math.sqrt(2.0 / self.config.key_size))
         nn.init.zeros_(self.to_out.weight)
         nn.init.zeros_(self.to_out.bias)
 
@@ -107,6 +109,22 @@ class RelativeAttention(nn.Module):
         relative_keys: torch.Tensor | None,
     ) -> torch.Tensor:
         """(batch, heads, T, key) queries and keys, (batch, heads, T, value) values -> (batch, heads, T, value)."""
+        raise NotImplementedError
+
+    @classmethod
+    def projection_flops(cls, config: EnformerConfig, positions: int) -> int:
+        """Multiply-add FLOPs (2 per MAC) of one layer's projections at batch 1: q, k, v, the output and,
+        with relative positions, the ``2T - 1`` relative keys. The same for every kind."""
+        heads, key_size, value_size = config.heads, config.key_size, config.head_value_size
+        flops = 2 * positions * config.dim * (2 * heads * key_size + 2 * heads * value_size)
+        if config.relative_positions:
+            flops += 2 * (2 * positions - 1) * config.relative_features * heads * key_size
+        return flops
+
+    @classmethod
+    def score_flops(cls, config: EnformerConfig, positions: int) -> int:
+        """Multiply-add FLOPs of one layer's attention products at batch 1 (content scores, the relative
+        term, the weighted values), as this kind computes them; softmax and masking not counted."""
         raise NotImplementedError
 
     def attention_mask(self, length: int) -> torch.Tensor:

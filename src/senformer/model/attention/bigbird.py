@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .base import RelativeAttention
-from .full import full_attention
+from .full import FullAttention, full_attention
 from .pattern import BlockPattern, make_block_pattern
 from .relative import attend_query_range, relative_shift
 
@@ -58,13 +58,13 @@ def bigbird_attention(
     q_blocks = pad(q_content).view(batch, heads, blocks, block, key_size)[:, :, first_query : first_query + queries]
     k_blocks = pad(key).view(batch, heads, blocks, block, key_size)
     v_blocks = pad(value).view(batch, heads, blocks, block, value_size)
-    k_padded = F.pad(k_blocks, (0, 0, 0, 0, half, half))
-    v_padded = F.pad(v_blocks, (0, 0, 0, 0, half, half))
-    p_blocks = padded_keys = None
+    k_blocks_padded = F.pad(k_blocks, (0, 0, 0, 0, half, half))
+    v_blocks_padded = F.pad(v_blocks, (0, 0, 0, 0, half, half))
+    p_blocks = relative_keys_padded = None
     if relative_keys is not None:
         p_blocks = pad(q_position).view(batch, heads, blocks, block, key_size)[:, :, first_query : first_query + queries]
         # Rows of the relative keys padded so that pairs touching padded keys or queries index zeros.
-        padded_keys = F.pad(relative_keys, (0, 0, blocks * block, blocks * block))
+        relative_keys_padded = F.pad(relative_keys, (0, 0, blocks * block, blocks * block))
 
     # The pattern's index tensors, moved to the device once for every chunk.
     indices = tuple(t.to(q_content.device) for t in (pattern.query_blocks, pattern.key_blocks, pattern.valid))
@@ -75,7 +75,7 @@ def bigbird_attention(
         rows = slice(first, min(first + chunk_blocks, queries))
         chunk = functools.partial(_sparse_query_blocks, pattern=pattern, indices=indices, rows=rows, dropout_p=dropout_p)
         arguments = (q_blocks[:, :, rows], None if p_blocks is None else p_blocks[:, :, rows], k_blocks, v_blocks,
-                     k_padded, v_padded, padded_keys)
+                     k_blocks_padded, v_blocks_padded, relative_keys_padded)
         outputs.append(checkpoint(chunk, *arguments, use_reentrant=False) if recompute else chunk(*arguments))
     sparse_out = torch.cat(outputs, dim=2)  # (batch, heads, queries, block, value)
 
@@ -97,9 +97,9 @@ def _sparse_query_blocks(
     p_blocks: torch.Tensor | None,
     k_blocks: torch.Tensor,
     v_blocks: torch.Tensor,
-    k_padded: torch.Tensor,
-    v_padded: torch.Tensor,
-    padded_keys: torch.Tensor | None,
+    k_blocks_padded: torch.Tensor,
+    v_blocks_padded: torch.Tensor,
+    relative_keys_padded: torch.Tensor | None,
     *,
     pattern: BlockPattern,
     indices: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
@@ -111,8 +111,8 @@ def _sparse_query_blocks(
     Args:
         q_blocks, p_blocks: (batch, heads, queries, block, key) content and position queries of these rows.
         k_blocks, v_blocks: (batch, heads, blocks, block, dim) all key and value blocks.
-        k_padded, v_padded: the same with ``window // 2`` zero blocks before and after.
-        padded_keys: (heads, 2T - 1 + 2 * blocks * block, key) relative keys with zero rows on both sides.
+        k_blocks_padded, v_blocks_padded: the same with ``window // 2`` zero blocks before and after.
+        relative_keys_padded: (heads, 2T - 1 + 2 * blocks * block, key) relative keys with zero rows on both sides.
         indices: ``pattern.query_blocks``, ``key_blocks`` and ``valid`` on the inputs' device.
     Returns:
         (batch, heads, queries, block, value).
@@ -132,8 +132,8 @@ def _sparse_query_blocks(
     # Keys and values per slot: window slots are shifted slices of the padded block axis (clipped slots are
     # masked), global slots one block broadcast to every query block, random slots gathered.
     start = int(query_blocks[0])  # slot s of query block Q holds block Q + s - half = padded block Q + s
-    k_window = [k_padded[:, :, start + s : start + s + queries] for s in range(window)]
-    v_window = [v_padded[:, :, start + s : start + s + queries] for s in range(window)]
+    k_window = [k_blocks_padded[:, :, start + s : start + s + queries] for s in range(window)]
+    v_window = [v_blocks_padded[:, :, start + s : start + s + queries] for s in range(window)]
     k_random = k_blocks[:, head_index, key_blocks[..., random_slots]]  # (batch, heads, queries, random, block, key)
     v_random = v_blocks[:, head_index, key_blocks[..., random_slots]]
 
@@ -141,16 +141,16 @@ def _sparse_query_blocks(
     content = [torch.einsum("bhqik,bhqjk->bhqij", q_blocks, k) for k in k_window]
     content += [torch.einsum("bhqik,bhjk->bhqij", q_blocks, k_blocks[:, :, g]) for g in pattern.global_blocks]
     logits = torch.cat([torch.stack(content, dim=3), torch.einsum("bhqik,bhqsjk->bhqsij", q_blocks, k_random)], dim=3)
-    if padded_keys is not None:
+    if relative_keys_padded is not None:
         # Pair (query block Q, key block K) spans distances (K - Q) * block + [-(block - 1), block - 1]:
         # rows (T - 1) + (K - Q) * block - (block - 1) + [0, 2 block - 2] of the relative keys (shifted by
         # the padding). Window slots share one set of rows for every query block; the others gather theirs.
         spans = torch.arange(2 * block - 1, device=device)
         base = pattern.num_blocks * block + (length - 1) - (block - 1)
         offsets = torch.arange(-half, half + 1, device=device)
-        r_window = padded_keys[:, base + offsets[:, None] * block + spans]  # (heads, window, 2 block - 1, key)
+        r_window = relative_keys_padded[:, base + offsets[:, None] * block + spans]  # (heads, window, 2 block - 1, key)
         other_first = base + (key_blocks[..., window:] - query_blocks[None, :, None]) * block
-        r_other = padded_keys[head_index[..., None], other_first[..., None] + spans]  # (h, q, s - w, 2b - 1, k)
+        r_other = relative_keys_padded[head_index[..., None], other_first[..., None] + spans]  # (h, q, s - w, 2b - 1, k)
         relative = torch.cat(
             [torch.einsum("bhqik,hsdk->bhqsid", p_blocks, r_window), torch.einsum("bhqik,hqsdk->bhqsid", p_blocks, r_other)],
             dim=3,
@@ -177,6 +177,8 @@ def _sparse_query_blocks(
 class BigBirdAttention(RelativeAttention):
     """Block-sparse attention; the pattern is drawn once per length and cached."""
 
+    kind = "bigbird"
+
     def __init__(self, config, layer_index: int = 0):
         super().__init__(config, layer_index)
         self._pattern_cache: dict[int, BlockPattern] = {}
@@ -201,6 +203,30 @@ class BigBirdAttention(RelativeAttention):
             seed=config.attention_seed,
             layer=self.layer_index,
         )
+
+    @classmethod
+    def score_flops(cls, config, positions):
+        """Every computed block pair, masked slots included: each sparse query block scores its window,
+        global and random slots (``2 * block - 1`` distances per pair for the relative term), and each
+        global query block scores every key (``T + block - 1`` distances). When the pattern covers every
+        block the kernel runs ``full``, and so does the count."""
+        heads, key_size, value_size = config.heads, config.key_size, config.head_value_size
+        block = config.block_size
+        blocks = -(-positions // block)
+        global_blocks = min(config.num_global_blocks, blocks)
+        sparse = blocks - global_blocks
+        slots = min(config.num_window_blocks + config.num_global_blocks + config.num_random_blocks, blocks)
+        if sparse == 0 or slots >= blocks:
+            return FullAttention.score_flops(config, positions)
+        flops = 2 * heads * sparse * slots * block * block * (key_size + value_size)
+        if config.relative_positions:
+            flops += 2 * heads * sparse * slots * block * (2 * block - 1) * key_size
+        # The global query blocks, the first and the last (which may be partial), attend every key.
+        for rows in (block, positions - (blocks - 1) * block)[:global_blocks]:
+            flops += 2 * heads * rows * positions * (key_size + value_size)
+            if config.relative_positions:
+                flops += 2 * heads * rows * (positions + rows - 1) * key_size
+        return flops
 
     def attend(self, q_content, key, value, q_position, relative_keys):
         pattern = self.block_pattern(q_content.shape[-2])

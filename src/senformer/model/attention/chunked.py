@@ -43,6 +43,20 @@ def chunked_attention(
 
 
 class ChunkedAttention(RelativeAttention):
+    kind = "chunked"
+
+    @classmethod
+    def score_flops(cls, config, positions):
+        """As ``full``, except that each chunk of ``c`` queries takes only the ``T + c - 1`` distances it
+        spans for the relative term. Recomputation in backward is not counted."""
+        heads, key_size, value_size = config.heads, config.key_size, config.head_value_size
+        flops = 2 * heads * positions * positions * (key_size + value_size)
+        if config.relative_positions:
+            whole, last = divmod(positions, config.chunk_size)
+            spans = whole * config.chunk_size * (positions + config.chunk_size - 1) + last * (positions + last - 1)
+            flops += 2 * heads * spans * key_size
+        return flops
+
     def attend(self, q_content, key, value, q_position, relative_keys):
         return chunked_attention(
             q_content, key, value, q_position, relative_keys, self.config.chunk_size, self.dropout_p

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .base import RelativeAttention
-from .relative import relative_shift
+from .relative import attend, relative_shift
 
 
 def full_attention(
@@ -34,14 +34,20 @@ def full_attention(
     if relative_keys is not None:
         relative = torch.matmul(q_position, relative_keys.transpose(-1, -2))  # (batch, heads, T, 2T - 1)
         logits = logits + relative_shift(relative)
-    if mask is not None:
-        logits = logits.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(logits, dim=-1)
-    if dropout_p > 0.0:
-        weights = torch.nn.functional.dropout(weights, dropout_p)
-    return torch.matmul(weights.to(value.dtype), value)
+    return attend(logits, value, mask, dropout_p)
 
 
 class FullAttention(RelativeAttention):
+    kind = "full"
+
+    @classmethod
+    def score_flops(cls, config, positions):
+        """``T x T`` scores and weighted values; the relative term over all ``2T - 1`` distances."""
+        heads, key_size, value_size = config.heads, config.key_size, config.head_value_size
+        flops = 2 * heads * positions * positions * (key_size + value_size)
+        if config.relative_positions:
+            flops += 2 * heads * positions * (2 * positions - 1) * key_size
+        return flops
+
     def attend(self, q_content, key, value, q_position, relative_keys):
         return full_attention(q_content, key, value, q_position, relative_keys, dropout_p=self.dropout_p)

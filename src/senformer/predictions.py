@@ -1,0 +1,167 @@
+"""Reading what ``senformer predict`` wrote: one region's tracks in memory (strings as ``str``), and its figure.
+
+The HDF5 layout is :mod:`senformer.predict`'s (its module docstring); this is its one reader, used by
+``senformer plot`` and by notebooks::
+
+    >>> from senformer.predictions import read_prediction
+    >>> hbb = read_prediction("hbb.h5", region="chr11:5,225,000-5,230,000", tracks=["CAGE.*K562"])
+    >>> hbb.values["human"].shape, hbb.positions[:2]        # (bins, tracks), bin starts in genome bp
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data.genome import Interval, parse_region
+from .data.tracks import select_tracks_per_head
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class RegionPrediction:
+    """The predicted tracks of one region.
+
+    Attributes:
+        region: the region as given to ``predict`` (name included).
+        bins_start: genome coordinate of the first bin; bin ``k`` covers
+            ``[bins_start + k * bin_size, bins_start + (k + 1) * bin_size)``.
+        values: ``{head: (bins, tracks) float32}`` for the chosen heads and tracks.
+        tracks: ``{head: DataFrame}`` with ``index`` (position in the model's head), ``identifier``,
+            ``description``, ``assay_group``, one row per column of ``values[head]``.
+    """
+
+    region: Interval
+    bins_start: int
+    bin_size: int
+    values: dict[str, np.ndarray]
+    tracks: dict[str, pd.DataFrame]
+
+    @property
+    def positions(self) -> np.ndarray:
+        """Start coordinate of each bin, ``(bins,)``."""
+        bins = len(next(iter(self.values.values()))) if self.values else 0
+        return self.bins_start + self.bin_size * np.arange(bins)
+
+
+def _text(values) -> list[str]:
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
+
+
+def _open(path: Path):
+    import h5py
+
+    if not path.is_file():
+        raise FileNotFoundError(f"no such prediction file: {path}")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise UserError(f"{path}: not an HDF5 file written by senformer predict ({error})") from None
+    if "regions" not in handle:
+        handle.close()
+        raise UserError(f"{path}: not a senformer predict output (no /regions group)")
+    return handle
+
+
+def list_regions(path: str | os.PathLike) -> pd.DataFrame:
+    """One row per region of a prediction file: ``chrom, start, end, name, bins_start, num_bins``."""
+    with _open(Path(path)) as handle:
+        group = handle["regions"]
+        return pd.DataFrame({"chrom": _text(group["chrom"][:]), "start": group["start"][:], "end": group["end"][:],
+                             "name": _text(group["name"][:]), "bins_start": group["bins_start"][:],
+                             "num_bins": group["num_bins"][:]})
+
+
+def _region_row(regions: pd.DataFrame, region: str | int | None, path: Path) -> int:
+    """The row of ``region``: a row number, a region name, or ``chr:start-end`` (the region that overlaps it
+    most); None is the first region."""
+    if region is None:
+        return 0
+    if isinstance(region, (int, np.integer)) or (isinstance(region, str) and region.strip().isdigit()):
+        row = int(region)
+        if not 0 <= row < len(regions):
+            raise UserError(f"{path} holds {len(regions)} regions (0..{len(regions) - 1}); there is no region {row}")
+        return row
+    names = regions.index[regions["name"] == region]
+    if len(names):
+        return int(names[0])
+    wanted = parse_region(region)
+    overlap = (np.minimum(regions["end"], wanted.end) - np.maximum(regions["start"], wanted.start)).where(
+        regions["chrom"] == wanted.chrom, -1)
+    if overlap.max() <= 0:
+        raise UserError(f"{path} holds no region named or overlapping {region!r}")
+    return int(overlap.idxmax())
+
+
+def read_prediction(path: str | os.PathLike, region: str | int | None = None, heads=None, tracks=None) -> RegionPrediction:
+    """One region of a ``senformer predict`` output in memory.
+
+    Args:
+        region: a row number, a region name or ``chr:start-end`` (the stored region overlapping it most);
+            default the first region.
+        heads: heads to read (default all in the file).
+        tracks: ``--tracks`` values among the file's tracks of each head
+            (:func:`senformer.data.tracks.select_tracks_per_head`: a value must select something in some head;
+            heads where nothing is selected are left out).
+    """
+    path = Path(path)
+    regions = list_regions(path)
+    row = _region_row(regions, region, path)
+    with _open(path) as handle:
+        stored = [name for name in handle if name not in ("regions", "embeddings")]
+        chosen_heads = list(heads) if heads else stored
+        unknown = [head for head in chosen_heads if head not in stored]
+        if unknown:
+            raise UserError(f"{path} has no head {', '.join(unknown)} (it has {', '.join(stored)})")
+        tables = {}
+        for head in chosen_heads:
+            group = handle[head]
+            tables[head] = pd.DataFrame({"index": group["tracks/index"][:], **{
+                column: _text(group[f"tracks/{column}"][:]) for column in ("identifier", "description", "assay_group")}})
+        selections = select_tracks_per_head(tracks, tables)  # a value must select something in some head
+        count = int(regions.loc[row, "num_bins"])
+        values = {head: handle[head]["predictions"][row, :count][:, columns].astype(np.float32)
+                  for head, columns in selections.items()}
+        tables = {head: tables[head].iloc[columns].reset_index(drop=True) for head, columns in selections.items()}
+        bin_size = int(handle.attrs["bin_size"])
+    stored_region = regions.loc[row]
+    interval = Interval(stored_region["chrom"], int(stored_region["start"]), int(stored_region["end"]), stored_region["name"])
+    return RegionPrediction(interval, int(stored_region["bins_start"]), bin_size, values, tables)
+
+
+
+def plot_region(path: str | os.PathLike, out: str | os.PathLike, region: str | int | None = None, heads=None,
+                tracks=None, experiments: dict[str, str] | None = None, width: float = 10.0) -> Path:
+    """Draw one region of a prediction file into ``out`` (PNG or PDF by suffix, written atomically): one
+    panel per chosen track, then one per experiment bigWig (``{label: file}``) averaged over the same bins."""
+    from matplotlib.figure import Figure
+
+    from .data.bigwig import binned_signal
+    from .io import save_figure
+    from .plots import genome_track
+
+    prediction = read_prediction(path, region, heads, tracks)
+    panels = [(head, row) for head, table in prediction.tracks.items() for row in range(len(table))]
+    experiments = experiments or {}
+    count = len(panels) + len(experiments)
+    if len(panels) > 40:
+        raise UserError(f"{len(panels)} tracks chosen: draw at most 40 at a time (choose them with --tracks)")
+    figure = Figure(figsize=(width, 0.9 + 0.75 * count), layout="constrained")
+    axes = figure.subplots(count, 1, sharex=True, squeeze=False)[:, 0]
+    positions, size = prediction.positions, prediction.bin_size
+    for ax, (head, row) in zip(axes, panels):
+        table = prediction.tracks[head].iloc[row]
+        label = f"{table['identifier']}: {table['description']}" if table["description"] else table["identifier"]
+        genome_track(ax, positions, prediction.values[head][:, row], size, label)
+    region_ = prediction.region
+    for ax, (label, file) in zip(axes[len(panels):], experiments.items()):
+        signal = binned_signal(file, region_.chrom, prediction.bins_start, len(positions), size)
+        genome_track(ax, positions, signal, size, f"experiment {label}", experiment=True)
+    axes[-1].set_xlabel(f"{region_.chrom} position (bp), {size}-bp bins", fontsize=8)
+    title = f"{region_.name + ': ' if region_.name else ''}{region_} ({Path(path).name})"
+    figure.suptitle(title, fontsize=9)
+    return save_figure(out, figure, dpi=130)

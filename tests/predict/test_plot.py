@@ -1,0 +1,79 @@
+"""Reading a predict output in memory and ``senformer plot``: the region's values, str metadata, the figure."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+from helpers import tiny_model
+
+from senformer import save_model
+from senformer.cli import main
+from senformer.errors import UserError
+from senformer.predictions import list_regions, read_prediction
+
+
+@pytest.fixture(scope="module")
+def predicted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("plot")
+    rng = np.random.default_rng(2)
+    chrom = "".join(rng.choice(list("ACGT"), 6_000))
+    (root / "genome.fa").write_text(">chr1\n" + "\n".join(chrom[i : i + 80] for i in range(0, 6_000, 80)) + "\n")
+    (root / "regions.bed").write_text("chr1\t1000\t1100\tpeak1\nchr1\t3000\t3300\tpeak2\n")
+    save_model(tiny_model(seed=4), root / "weights")
+    assert main(["predict", "--weights", str(root / "weights"), "--fasta", str(root / "genome.fa"), "--regions",
+                 str(root / "regions.bed"), "--length", "1024", "--no-progress", "--out", str(root / "p.h5")]) == 0
+    return root
+
+
+def test_read_prediction_returns_one_region_with_str_metadata(predicted):
+    path = predicted / "p.h5"
+    regions = list_regions(path)
+    assert list(regions["name"]) == ["peak1", "peak2"] and isinstance(regions["chrom"][0], str)
+    with h5py.File(path) as handle:
+        stored = handle["human/predictions"][1, : handle["regions/num_bins"][1]].astype(np.float32)
+        bins_start = int(handle["regions/bins_start"][1])
+    for region in (1, "1", "peak2", "chr1:3,100-3,200"):
+        second = read_prediction(path, region=region)
+        np.testing.assert_array_equal(second.values["human"], stored)
+        assert second.region.name == "peak2" and second.bins_start == bins_start
+        assert second.positions[1] - second.positions[0] == 128
+    chosen = read_prediction(path, region="peak2", tracks=["1-2"])
+    np.testing.assert_array_equal(chosen.values["human"], stored[:, 1:3])
+    assert list(chosen.tracks["human"]["identifier"]) == ["human-1", "human-2"]
+    assert all(isinstance(v, str) for v in chosen.tracks["mouse"]["identifier"])
+    only_human = read_prediction(path, tracks=["3-4"])  # mouse has 3 tracks: out of range there, so left out
+    assert list(only_human.values) == ["human"]
+    for region, message in ((7, "holds 2 regions"), ("chr2:1-10", "no region named or overlapping")):
+        with pytest.raises(UserError, match=message):
+            read_prediction(path, region=region)
+    with pytest.raises(UserError, match="no track matches .no-such-track."):
+        read_prediction(path, tracks=["no-such-track"])
+
+
+def test_plot_command_draws_png_and_pdf_with_an_experiment(predicted, capsys):
+    pybigtools = pytest.importorskip("pybigtools")
+    signal = predicted / "signal.bw"
+    writer = pybigtools.open(str(signal), "w")
+    writer.write({"1": 6000}, [("1", 3000, 3100, 2.0)])  # Ensembl naming: matched to chr1
+    png = predicted / "peak2.png"
+    assert main(["plot", str(predicted / "p.h5"), "--region", "peak2", "--tracks", "0", "human-3",
+                 "--bigwig", f"dnase={signal}", "--out", str(png)]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG") and "wrote" in capsys.readouterr().out
+    pdf = predicted / "peak1.pdf"
+    assert main(["plot", str(predicted / "p.h5"), "--head", "mouse", "--out", str(pdf)]) == 0
+    assert pdf.read_bytes().startswith(b"%PDF")
+    assert main(["plot", str(predicted / "p.h5"), "--out", str(predicted / "x.svg")]) == 2
+    assert "must be .png or .pdf" in capsys.readouterr().err
+    assert main(["plot", str(predicted / "absent.h5"), "--out", str(png)]) == 2
+
+
+def test_binned_signal_averages_over_the_prediction_bins(tmp_path):
+    pybigtools = pytest.importorskip("pybigtools")
+    from senformer.data.bigwig import binned_signal
+
+    path = tmp_path / "s.bw"
+    writer = pybigtools.open(str(path), "w")
+    writer.write({"chr1": 1000}, [("chr1", 100, 164, 4.0)])
+    np.testing.assert_allclose(binned_signal(path, "chr1", 0, 3, 128), [4.0 * 28 / 128, 4.0 * 36 / 128, 0.0])
+    np.testing.assert_allclose(binned_signal(path, "1", 128, 2, 64), [4.0 * 36 / 64, 0.0])

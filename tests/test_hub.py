@@ -1,0 +1,347 @@
+"""Weights and genomes by name: the real download code against an HTTP server on 127.0.0.1.
+
+The server serves DeepMind's own small checkpoint (``../shared/fixtures/official_tf_tiny``) under the
+official file names, and a gzip FASTA written here; it honours Range requests and can cut a response
+short, like a dropped connection. Nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import http.server
+import random
+import re
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import SHARED
+
+from senformer import hub
+from senformer.cli import main
+from senformer.data.genome import Genome, Interval
+from senformer.errors import UserError
+from senformer.weights import load_model
+from senformer.weights.tensorbundle import TensorBundle
+from senformer.weights.tf_checkpoint import read_tf_checkpoint
+
+CHECKPOINT = hub.WEIGHTS["enformer"].checkpoint
+INDEX_URL_PATH = f"/sonnet_weights/{CHECKPOINT}.index"
+DATA_URL_PATH = f"/sonnet_weights/{CHECKPOINT}.data-00000-of-00001"
+GENOME_URL_PATH = "/goldenPath/hg38/bigZips/hg38.fa.gz"
+IN_FLIGHT_BYTES = 1 << 16  # at most this much of a cut response may be lost on the client's side
+HF_COMMIT = "0123456789abcdef0123456789abcdef01234567"
+SERVER_LIFETIME_S = 300  # the server shuts itself down after this even if a test never stops it
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """GET and HEAD of in-memory files, ``Range: bytes=N-`` answered with 206, optional cuts."""
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self._respond(send_body=False)
+
+    def do_GET(self) -> None:
+        self._respond(send_body=True)
+
+    def _respond(self, send_body: bool) -> None:
+        state: LoopbackServer = self.server.state
+        requested_range = self.headers.get("Range")
+        path = self.path.split("?", 1)[0]
+        state.requests.append((self.command, path, requested_range))
+        data = state.files.get(path)
+        if data is None:
+            self.send_error(404)
+            return
+        start = 0
+        if requested_range and state.honour_range:
+            start = int(re.fullmatch(r"bytes=(\d+)-", requested_range).group(1))
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Content-Length", str(len(data) - start))
+        # What a Hugging Face hub answers with: the file's hash and the commit it was resolved at.
+        self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
+        self.send_header("X-Repo-Commit", HF_COMMIT)
+        self.end_headers()
+        if not send_body:
+            return
+        cuts = state.cuts.get(self.path)
+        stop = max(start, cuts.pop(0)) if cuts else len(data)
+        self.wfile.write(data[start:stop])
+        if stop < len(data):  # drop the connection mid-body, as a failing network would
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+
+class LoopbackServer:
+    """An HTTP server on 127.0.0.1 in a daemon thread; ``cuts[path]`` lists the absolute byte positions at
+    which successive GETs of ``path`` stop; ``requests`` logs (method, path, Range header)."""
+
+    def __init__(self, files: dict[str, bytes]):
+        self.files = dict(files)
+        self.cuts: dict[str, list[int]] = {}
+        self.honour_range = True
+        self.requests: list[tuple[str, str, str | None]] = []
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.state = self
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._watchdog = threading.Timer(SERVER_LIFETIME_S, self.stop)
+        self._watchdog.daemon = True
+        self._stopped = False
+        self._thread.start()
+        self._watchdog.start()
+
+    def gets(self, path: str) -> list[str | None]:
+        """The Range header of every GET of ``path``, in order."""
+        return [requested_range for method, requested, requested_range in self.requests if method == "GET" and requested == path]
+
+    def stop(self) -> None:
+        if not self._stopped:
+            self._stopped = True
+            self._watchdog.cancel()
+            self.httpd.shutdown()
+            self.httpd.server_close()
+
+
+def _flip_byte(data: bytes, position: int) -> bytes:
+    damaged = bytearray(data)
+    damaged[position] ^= 0x5A
+    return bytes(damaged)
+
+
+def _range_start(header: str) -> int:
+    return int(re.fullmatch(r"bytes=(\d+)-", header).group(1))
+
+
+def _files_under(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.rglob("*") if path.is_file())
+
+
+@pytest.fixture(scope="module")
+def official_files() -> dict[str, bytes]:
+    fixture = SHARED / "fixtures" / "official_tf_tiny"
+    if not fixture.is_dir():
+        pytest.skip(f"{fixture} is absent (the shared reference folder sits beside the clone in CI)")
+    return {
+        INDEX_URL_PATH: (fixture / "ckpt.index").read_bytes(),
+        DATA_URL_PATH: (fixture / "ckpt.data-00000-of-00001").read_bytes(),
+    }
+
+
+@pytest.fixture(scope="module")
+def chromosomes() -> dict[str, str]:
+    rng = random.Random(7)
+    return {"chr1": "".join(rng.choice("ACGTN") for _ in range(50_000)), "chr2": "".join(rng.choice("acgt") for _ in range(7_003))}
+
+
+@pytest.fixture(scope="module")
+def fasta_gz(chromosomes) -> bytes:
+    """A plain gzip FASTA (60 bases a line), as UCSC ships hg38.fa.gz."""
+    text = "".join(f">{name}\n" + "".join(seq[i : i + 60] + "\n" for i in range(0, len(seq), 60)) for name, seq in chromosomes.items())
+    return gzip.compress(text.encode(), mtime=0)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    folder = tmp_path / "senformer-home"
+    monkeypatch.setenv(hub.HOME_ENV, str(folder))
+    # Loopback only, whatever proxy the environment names.
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    return folder
+
+
+@pytest.fixture
+def server(home, official_files, fasta_gz, monkeypatch):
+    running = LoopbackServer({**official_files, GENOME_URL_PATH: fasta_gz})
+    monkeypatch.setenv(hub.WEIGHTS_URL_ENV, f"{running.url}/sonnet_weights")
+    monkeypatch.setenv(hub.GENOME_URL_ENV, f"{running.url}/goldenPath")
+    yield running
+    running.stop()
+
+
+def _assert_official_weights(path: Path) -> None:
+    """The cached native copy holds exactly the checkpoint's tensors."""
+    expected = read_tf_checkpoint(SHARED / "fixtures" / "official_tf_tiny" / "ckpt")
+    model = load_model(path)
+    assert model.config.dim == 384 and model.config.output_heads == {"human": 5313, "mouse": 1643}
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, expected[name].to(tensor.dtype)), name
+
+
+# Weights -----------------------------------------------------------------------------------------------
+def test_first_use_downloads_verifies_and_converts_once(server, home, official_files):
+    path = hub.resolve_weights("enformer", progress=False)
+    assert path == home / "weights" / "enformer"
+    _assert_official_weights(path)
+    assert server.gets(DATA_URL_PATH) == [None] and server.gets(INDEX_URL_PATH) == [None]
+    # Only the native copy and its provenance stay: the checkpoint is not needed again.
+    assert {p.relative_to(home).as_posix() for p in _files_under(home)} == {
+        "weights/enformer/config.json", "weights/enformer/model.safetensors", "weights/enformer.json"}
+    provenance = (home / "weights" / "enformer.json").read_text()
+    assert f'"{CHECKPOINT}.data-00000-of-00001": {len(official_files[DATA_URL_PATH])}' in provenance
+
+
+def test_cut_connection_resumes_where_it_stopped(server, official_files):
+    half = len(official_files[DATA_URL_PATH]) // 2
+    server.cuts[DATA_URL_PATH] = [half]
+    _assert_official_weights(hub.resolve_weights("enformer", progress=False))
+    first, resumed = server.gets(DATA_URL_PATH)
+    # The client keeps what it received before the cut (up to the bytes still in flight) and asks for the rest.
+    assert first is None and half - IN_FLIGHT_BYTES <= _range_start(resumed) <= half
+
+
+def test_interrupted_run_keeps_its_bytes_and_the_next_run_resumes(server, home, official_files):
+    size = len(official_files[DATA_URL_PATH])
+    cuts = [size // 5, 2 * size // 5, 3 * size // 5]
+    server.cuts[DATA_URL_PATH] = list(cuts[: hub.DOWNLOAD_ATTEMPTS])
+    with pytest.raises(hub.DownloadInterrupted, match="run the command again to resume") as raised:
+        hub.download_weights("enformer", progress=False)
+    assert "\n" not in str(raised.value)
+    partial = home / "downloads" / "enformer" / f"{CHECKPOINT}.data-00000-of-00001.part"
+    kept = partial.stat().st_size
+    assert cuts[hub.DOWNLOAD_ATTEMPTS - 1] - IN_FLIGHT_BYTES <= kept <= cuts[hub.DOWNLOAD_ATTEMPTS - 1]
+    assert not (home / "weights" / "enformer").exists()
+    _assert_official_weights(hub.download_weights("enformer", progress=False))
+    assert server.gets(DATA_URL_PATH)[-1] == f"bytes={kept}-"
+
+
+def test_server_ignoring_range_restarts_from_zero(server, official_files):
+    server.honour_range = False
+    server.cuts[DATA_URL_PATH] = [len(official_files[DATA_URL_PATH]) // 3]
+    _assert_official_weights(hub.resolve_weights("enformer", progress=False))
+    assert len(server.gets(DATA_URL_PATH)) == 3  # cut, whole file appended (refused by size), whole file
+
+
+def test_corrupted_byte_is_refused_in_one_line_and_nothing_is_cached(server, home, official_files, capsys):
+    bundle_entries = TensorBundle(SHARED / "fixtures" / "official_tf_tiny" / "ckpt").entries.values()
+    largest = max(bundle_entries, key=lambda entry: entry.size)
+    damaged_at = largest.offset + largest.size // 2
+    server.files[DATA_URL_PATH] = _flip_byte(official_files[DATA_URL_PATH], damaged_at)
+    with pytest.raises(UserError, match=f"damaged: checksum mismatch for {re.escape(largest.key)}"):
+        hub.resolve_weights("enformer", progress=False)
+    assert _files_under(home) == []
+    assert main(["download", "enformer", "--no-progress"]) == 2
+    error_lines = capsys.readouterr().err.strip().splitlines()
+    assert len(error_lines) == 1 and "checksum mismatch" in error_lines[0]
+    assert _files_under(home) == []
+
+
+def test_cache_is_used_without_network(server, home):
+    first = hub.resolve_weights("enformer", progress=False)
+    server.stop()
+    assert hub.resolve_weights("enformer", progress=False) == first
+    assert hub.download_weights("enformer", progress=False) == first
+    _assert_official_weights(first)
+    with pytest.raises(UserError, match="cannot reach"):
+        hub.download_weights("enformer", force=True, progress=False)
+    assert (first / "model.safetensors").is_file()  # a failed --force keeps the working copy
+    # every weights option takes the name: the loader resolves it from the cache
+    from senformer import Enformer, load_model
+
+    by_name = load_model("enformer", overrides={"attention": "bigbird"})
+    assert by_name.config.attention == "bigbird"
+    for name, tensor in Enformer.from_pretrained("enformer").state_dict().items():
+        assert torch.equal(tensor, by_name.state_dict()[name]), name
+
+
+def test_download_command_prints_the_cached_path(server, home, capsys):
+    assert main(["download", "enformer", "--no-progress"]) == 0
+    assert capsys.readouterr().out.strip() == str(home / "weights" / "enformer")
+    assert main(["download", "enformer", "--no-progress", "--force"]) == 0
+    assert len(server.gets(DATA_URL_PATH)) == 2
+
+
+def test_unknown_weights_name_says_how_to_get_weights(home, tmp_path):
+    for missing in ["enformre", str(tmp_path / "no-such-folder")]:
+        with pytest.raises(UserError, match=r"`senformer download enformer`") as raised:
+            hub.resolve_weights(missing)
+        assert "\n" not in str(raised.value)
+    assert not home.exists()
+
+
+def test_existing_paths_are_returned_unchanged(tmp_path):
+    folder = tmp_path / "enformer"  # a local folder wins over the name
+    folder.mkdir()
+    assert hub.resolve_weights(folder) == folder
+    prefix = tmp_path / "ckpt"
+    Path(f"{prefix}.index").write_bytes(b"")
+    assert hub.resolve_weights(str(prefix)) == prefix
+
+
+def test_hugging_face_copy_is_a_second_source(home, tmp_path, monkeypatch):
+    """snapshot_download against a loopback hub serving an enformer-pytorch folder of a small peer model."""
+    pytest.importorskip("huggingface_hub")
+    enformer_pytorch = pytest.importorskip("enformer_pytorch")
+    torch.manual_seed(0)
+    peer = enformer_pytorch.Enformer.from_hparams(
+        dim=48, depth=2, heads=2, attn_dim_key=8, output_heads=dict(human=5, mouse=3), target_length=8, dim_divisible_by=8,
+    )
+    peer.save_pretrained(tmp_path / "peer", safe_serialization=False)
+    repository = hub.WEIGHTS["enformer"].huggingface_repo
+    stored = {path.name: path.read_bytes() for path in (tmp_path / "peer").iterdir()}
+    listing = {"id": repository, "sha": HF_COMMIT, "siblings": [{"rfilename": name} for name in stored]}
+    files = {f"/api/models/{repository}/revision/main": json.dumps(listing).encode()}
+    files.update({f"/{repository}/resolve/{HF_COMMIT}/{name}": data for name, data in stored.items()})
+    hub_server = LoopbackServer(files)
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", hub_server.url)
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        path = hub.download_weights("enformer", source="huggingface", progress=False)
+    finally:
+        hub_server.stop()
+    assert hub_server.gets(f"/{repository}/resolve/{HF_COMMIT}/pytorch_model.bin")
+    expected = load_model(tmp_path / "peer").state_dict()
+    for name, tensor in load_model(path).state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+    assert '"source": "huggingface"' in (home / "weights" / "enformer.json").read_text()
+    assert not (home / "huggingface").exists()
+
+
+# Genomes -----------------------------------------------------------------------------------------------
+def test_genome_is_recompressed_as_bgzip_and_indexed_once(server, home, chromosomes):
+    path = hub.resolve_genome("hg38", progress=False)
+    assert path == home / "genomes" / "hg38" / "hg38.fa.gz"
+    assert path.read_bytes()[:4] == b"\x1f\x8b\x08\x04"  # gzip with the extra field that marks BGZF blocks
+    assert Path(f"{path}.fai").is_file() and Path(f"{path}.gzi").is_file()
+    with Genome(path) as genome:
+        assert genome.sizes == {name: len(seq) for name, seq in chromosomes.items()}
+        assert genome.fetch(Interval("chr1", 31_000, 31_250)) == chromosomes["chr1"][31_000:31_250]
+        assert genome.fetch(Interval("chr2", 6_990, 7_010)) == chromosomes["chr2"][6_990:].upper() + "N" * 7
+    assert _files_under(home / "downloads") == []
+    server.stop()
+    assert hub.resolve_genome("hg38", progress=False) == path
+    assert server.gets(GENOME_URL_PATH) == [None]
+    with Genome("hg38") as genome:  # every FASTA option takes the name: Genome resolves it from the cache
+        assert genome.path == path and genome.fetch(Interval("chr1", 0, 50)) == chromosomes["chr1"][:50].upper()
+
+
+def test_damaged_genome_download_is_refused_and_removed(server, home, fasta_gz):
+    server.files[GENOME_URL_PATH] = _flip_byte(fasta_gz, len(fasta_gz) // 2)
+    with pytest.raises(UserError, match="damaged download") as raised:
+        hub.resolve_genome("hg38", progress=False)
+    assert "\n" not in str(raised.value)
+    assert _files_under(home) == []
+
+
+def test_unknown_genome_name_says_how_to_get_one(home):
+    with pytest.raises(UserError, match=r"`senformer download hg38`"):
+        hub.resolve_genome("hg19")
