@@ -6,14 +6,16 @@ The settings and seeds are saved in ``demo.json``; a rerun with other settings s
 
     data            senformer data synthetic            (the Basenji2-layout dataset)
     train_full      senformer train --attention full    (a small model from scratch)
+    control         train_full's weights with every attention output projection at zero (attention removed)
     train_bigbird   senformer train --attention bigbird --init train_full/weights   (fine-tuned from it)
-    evaluate        senformer evaluate                  (Figure 4 table: Pearson r per assay group)
+    evaluate        senformer evaluate                  (Figure 4 table: Pearson r per assay group, and control)
     compare         senformer analyze compare           (Figure 6)
     tracks          senformer analyze tracks            (Figure 7)
     receptive_field senformer analyze receptive-field   (Figure 8)
     attribution     senformer analyze attribution       (gradient x input, ISM)
-    scaling         senformer benchmark scaling --quick (Figures 1-3)
-    report          report.html + report.json
+    attention       senformer benchmark attention       (one attention layer's time and memory against length)
+    report          report.html + report.json: a summary of findings, these results, and beside them the
+                    recorded full-width benchmarks (Figures 1-3, benchmarks/results/) and the accuracy study
 """
 
 from __future__ import annotations
@@ -55,9 +57,12 @@ class DemoSettings:
     receptive_field_sequences: int = 2
     receptive_field_positions: int = 16
     ism_width: int = 32
-    # Figures 1-3 in miniature: a training step at dim 256 (the sweep's smallest width) per attention kind.
-    scaling_lengths: tuple[int, ...] = (8192, 16384, 32768)
-    scaling_depths: tuple[int, ...] = (1, 2)
+    # Live beside the recorded full-width benchmarks: one attention layer's forward + backward at these
+    # positions (x 128 bp), where full attention's quadratic cost shows within seconds on a laptop-class CPU.
+    attention_positions: tuple[int, ...] = (1024, 2048, 4096)
+    attention_kinds: tuple[str, ...] = ("full", "bigbird")
+    attention_dim: int = 192  # dim / heads a multiple of 6 (the relative position features)
+    attention_heads: int = 4
     threads: int | None = None
 
     @classmethod
@@ -65,19 +70,22 @@ class DemoSettings:
         """Seconds instead of minutes: the tiny dataset and a few steps (tests, smoke runs)."""
         values = dict(data_size="tiny", full_steps=3, finetune_steps=2, batch_size=2, warmup_steps=1,
                       eval_examples=4, receptive_field_sequences=1, receptive_field_positions=4, ism_width=4,
-                      scaling_lengths=(4096,), scaling_depths=(1,))
+                      attention_positions=(256, 512), attention_dim=96)
         values.update(changes)
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
-        for name in ("track_examples", "scaling_lengths", "scaling_depths"):
+        for name in ("track_examples", "attention_positions", "attention_kinds"):
             values[name] = list(values[name])
         return values
 
 
-STAGES = ("data", "train_full", "train_bigbird", "evaluate", "compare", "tracks", "receptive_field",
-          "attribution", "scaling")
+STAGES = ("data", "train_full", "control", "train_bigbird", "evaluate", "compare", "tracks", "receptive_field",
+          "attribution", "attention")
+# The control: the trained full model with every attention output projection (to_out) at its value at
+# initialisation, zero, so each transformer block adds nothing from attention (as the accuracy study's row 2).
+ATTENTION_REMOVED = r"^transformer\.\d+\.attention\.to_out\."
 
 
 def register(subparsers) -> None:
@@ -144,6 +152,7 @@ def _stage_argv(out: Path, stage: str, settings: DemoSettings) -> list[str]:
     data = out / "data"
     full, bigbird = out / "train_full" / "weights", out / "train_bigbird" / "weights"
     models = ["--weights", f"full={full}", "--weights", f"bigbird={bigbird}"]
+    control = ["--weights", f"control={out / 'control' / 'weights'}"]
     quiet = ["--no-progress"]
     if stage == "data":
         return ["data", "synthetic", str(out / stage), "--size", settings.data_size, "--seed", str(settings.seed)]
@@ -153,7 +162,7 @@ def _stage_argv(out: Path, stage: str, settings: DemoSettings) -> list[str]:
         return ["train", "--config", str(config), "--out", str(out / stage), "--no-progress"]
     if stage == "evaluate":
         limit = ["--max-examples", str(settings.eval_examples)] if settings.eval_examples else []
-        return ["evaluate", "--data", str(data), "--split", "test", *models, "--out", str(out / stage),
+        return ["evaluate", "--data", str(data), "--split", "test", *models, *control, "--out", str(out / stage),
                 "--no-progress", *limit]
     if stage == "compare":
         limit = ["--max-examples", str(settings.eval_examples)] if settings.eval_examples else []
@@ -171,12 +180,10 @@ def _stage_argv(out: Path, stage: str, settings: DemoSettings) -> list[str]:
     if stage == "attribution":
         return ["analyze", "attribution", "--weights", f"bigbird={bigbird}", "--data", str(data), "--example", "0",
                 "--ism-width", str(settings.ism_width), "--out", str(out / stage), *quiet]
-    if stage == "scaling":
-        return ["benchmark", "scaling", "--out", str(out / stage), "--dim", "256",
-                "--lengths", ",".join(str(n) for n in settings.scaling_lengths),
-                "--depths", ",".join(str(n) for n in settings.scaling_depths), "--modes", "train",
-                "--target-length", str(min(settings.scaling_lengths) // 256), "--warmup", "1", "--repeats", "1",
-                "--no-peer", "--timeout", "300"]
+    if stage == "attention":
+        return ["benchmark", "attention", "--out", str(out / stage), "--dim", str(settings.attention_dim),
+                "--heads", str(settings.attention_heads), "--lengths", *[str(n) for n in settings.attention_positions],
+                "--kinds", *settings.attention_kinds, "--repeats", "2", "--device", "cpu", "--timeout", "300"]
     raise ValueError(f"unknown stage {stage!r}")
 
 
@@ -211,6 +218,16 @@ def _write_train_settings(path: Path, out: Path, stage: str, settings: DemoSetti
     atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
 
 
+def _write_control(out: Path) -> str:
+    """Save the control model (train_full's weights, attention removed) as ``control/weights``."""
+    from ..weights import load_model, save_model
+
+    full = out / "train_full" / "weights"
+    model = load_model(full, skip=ATTENTION_REMOVED)
+    save_model(model, out / "control" / "weights")
+    return f"load_model({full}, skip={ATTENTION_REMOVED!r}) saved as control/weights"
+
+
 def _run_stage(out: Path, stage: str, settings: DemoSettings, log) -> None:
     from ..cli import main
 
@@ -222,6 +239,14 @@ def _run_stage(out: Path, stage: str, settings: DemoSettings, log) -> None:
     resume = stage.startswith("train") and any((folder / "checkpoints").glob("*"))
     if folder.exists() and not resume:
         shutil.rmtree(folder)  # an unfinished stage starts again from nothing
+    if stage == "control":
+        started = time.perf_counter()
+        what = _write_control(out)
+        seconds = time.perf_counter() - started
+        atomic_write_text(marker, json.dumps({"stage": stage, "what": what, "seconds": round(seconds, 2),
+                                              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+        log(f"[{stage}] {what} ({seconds:.1f} s)")
+        return
     argv = _stage_argv(out, stage, settings)
     if resume:
         argv.append("--resume")
@@ -233,6 +258,11 @@ def _run_stage(out: Path, stage: str, settings: DemoSettings, log) -> None:
         status = exit_.code if isinstance(exit_.code, int) else 2
     if status:
         raise UserError(f"stage {stage} failed (exit status {status}): senformer {' '.join(argv)}")
+    if stage == "attention":  # out of memory is a data point; an error is not
+        records = json.loads((folder / "attention.json").read_text(encoding="utf-8"))["records"]
+        failed = [f"{r['kind']} at {r['length']}: {r.get('error', r['status'])}" for r in records if r["status"] == "error"]
+        if failed:
+            raise UserError(f"stage attention: {len(failed)} point(s) failed ({folder / 'attention.json'}): {failed[0]}")
     seconds = time.perf_counter() - started
     atomic_write_text(marker, json.dumps({"stage": stage, "argv": argv, "seconds": round(seconds, 2),
                                           "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
