@@ -1,11 +1,16 @@
-"""``senformer demo --quick``: every stage, the report (checked in a headless browser), resuming."""
+"""``senformer demo --quick``: every stage, the control, the report with its summary (checked in a headless
+browser), resuming."""
 
 import json
+import re
 
+import pandas as pd
 import pytest
+import torch
 
 from senformer.cli import main
 from senformer.commands.demo import STAGES, DemoSettings
+from senformer.weights import load_model
 from test_report import open_in_browser
 
 
@@ -26,18 +31,42 @@ def test_demo_runs_every_stage_and_writes_the_report(demo_run, capsys):
     numbers = json.loads((demo_run / "report.json").read_text())
     assert numbers["missing"] == []
     for section in ("data", "training", "evaluate", "compare", "overprediction", "receptive_field", "attribution",
-                    "scaling"):
+                    "attention", "recorded_scaling"):
         assert section in numbers["numbers"], section
         assert numbers["numbers"][section].get("source") or all(
             "source" in item for item in numbers["numbers"][section].values())
+    # The control is the trained full model with its attention output projections at zero.
+    control = load_model(demo_run / "control" / "weights")
+    full = load_model(demo_run / "train_full" / "weights")
+    for name, tensor in control.state_dict().items():
+        if re.search(r"attention\.to_out\.", name):
+            assert not tensor.any(), name
+        else:
+            assert torch.equal(tensor, full.state_dict()[name]), name
+    by_reach = {row["model"]: row for row in numbers["numbers"]["evaluate"]["by_reach"]["table"]}
+    assert set(by_reach) == {"full", "bigbird", "control"}
+    per_track = pd.read_csv(demo_run / "evaluate" / "per_track.csv")
+    distal = json.loads((demo_run / "data" / "synthetic.json").read_text())["long_range_tracks"]
+    expected = per_track.loc[per_track["index"].isin(distal), "pooled_control"].mean()
+    assert by_reach["control"]["long-range tracks"] == pytest.approx(expected)
+    # The summary comes first and carries this run's numbers.
+    assert 3 <= len(numbers["summary"]) <= 5
+    assert f"control {by_reach['control']['all tracks']:.3f}" in numbers["summary"][0]
+    live = json.loads((demo_run / "attention" / "attention.json").read_text())
+    assert {r["status"] for r in live["records"]} == {"ok"}
+    assert {(r["kind"], r["length"]) for r in live["records"]} == {
+        (kind, n) for kind in ("full", "bigbird") for n in DemoSettings.quick().attention_positions}
     compare = {row["group"]: row for row in numbers["numbers"]["compare"]["table"]}
     assert set(compare) == {"DNase/ATAC", "ChIP-Histone", "ChIP-TF", "CAGE", "all"}
     fields = {row["model"] for row in numbers["numbers"]["receptive_field"]["models"]}
     assert fields == {"full", "bigbird"}
     html = (demo_run / "report.html").read_text(encoding="utf-8")
     for source in ("evaluate/per_assay.csv", "compare/compare.csv", "tracks/overprediction.csv",
-                   "receptive_field/receptive_field.json", "scaling/scaling.csv", "data/statistics.json"):
+                   "receptive_field/receptive_field.json", "attention/attention.json", "data/statistics.json",
+                   "benchmarks/results/scaling_train_cpu/scaling.json"):
         assert f"source: {source}" in html, source
+    assert html.index("Summary of findings") < html.index("<h2>Runs</h2>")
+    assert html.count("<li>") >= 3
 
 
 @pytest.mark.slow

@@ -193,9 +193,10 @@ def length_curves(ax: Axes, curves, xlabel: str, ylabel: str, title: str = "", l
         failed = list(curve.get("failed", ()))
         if failed:
             top = cap if show_cap else highest * 1.3
-            ax.plot(failed, [top] * len(failed), "x", color=line.get_color(), markersize=9, markeredgewidth=2)
+            ax.plot(failed, [top] * len(failed), "x", color=line.get_color(), markersize=9, markeredgewidth=2,
+                    label=f"{curve['label']}: out of memory")
     if show_cap:
-        ax.axhline(cap, color="black", linewidth=0.7, linestyle=":", label=f"{cap_label} (x: out of memory)")
+        ax.axhline(cap, color="black", linewidth=0.7, linestyle=":", label=cap_label)
     if log:
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")

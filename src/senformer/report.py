@@ -592,14 +592,15 @@ def _longest_table(recorded: Path) -> pd.DataFrame | None:
 
 
 # One attention layer: live on this machine, beside the recorded full-width run ------------------------------
-def _attention_curves(records: Sequence[dict], suffix: str, key: str, style: str) -> list[dict]:
+def _attention_curves(records: Sequence[dict], suffix: str, key: str, style: str, failures: bool) -> list[dict]:
+    """One curve per kind; lengths that ran out of memory are marked only on the memory panel."""
     curves = []
     for kind in ("full", "chunked", "bigbird"):
         series = sorted((r for r in records if r["kind"] == kind), key=lambda r: r["length"])
         ok = [r for r in series if r["status"] == "ok" and r[key] > 0]
         if ok:
             curves.append({"x": [r["length"] for r in ok], "y": [r[key] for r in ok], "style": style,
-                           "failed": [r["length"] for r in series if r["status"] != "ok"],
+                           "failed": [r["length"] for r in series if r["status"] == "oom"] if failures else [],
                            "label": f"{kind}, {suffix}", "color": KIND_COLOURS[kind]})
     return curves
 
@@ -625,8 +626,8 @@ def _live_attention_section(report: Report, run: Path, recorded: Path | None, nu
         sources.append(source)
         settings = document["settings"]
         suffix = f"{label} (dim {settings['dim']})"
-        curves_time += _attention_curves(document["records"], suffix, "median_s", style)
-        curves_memory += _attention_curves(document["records"], suffix, "peak_memory_mb", style)
+        curves_time += _attention_curves(document["records"], suffix, "median_s", style, failures=False)
+        curves_memory += _attention_curves(document["records"], suffix, "peak_memory_mb", style, failures=True)
         for record in document["records"]:
             rows.append({"run": label, "dim": settings["dim"], "heads": settings["heads"], "kind": record["kind"],
                          "positions": record["length"], "status": record["status"],
