@@ -3,7 +3,8 @@
 Everything else runs models through ``senformer.inference`` so averaging, precision, devices and batching
 mean the same everywhere (issue 12). A call of a model is recognised by its callee: a variable that holds a
 model by the project's naming (``model``, ``models[...]``, ``teacher``, ``student``, ``network``, ``net``,
-``enformer``, also as ``self.<name>``), or any ``.forward(...)`` except a layer's ``super().forward(...)``.
+``enformer``, also as ``self.<name>``), a part of the forward on such a variable (``model.conv_features``,
+``head_outputs``, ``embed``, ``trunk``), or any ``.forward(...)`` except a layer's ``super().forward(...)``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from pathlib import Path
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "senformer"
 
 MODEL_NAMES = {"model", "teacher", "student", "network", "net", "enformer"}
+PARTS_OF_FORWARD = {"conv_features", "head_outputs", "embed", "trunk"}  # model.<part>(x) runs part of it
 MODEL_COLLECTIONS = {"models"}
 
 ALLOWED_FILES = {
     "inference.py": "the one inference path",
+    "edits.py": "the edit engine: the reference trunk once, then only what an edit can change",
     "train/loop.py": "the training step (needs gradients)",
     "analysis/attribution.py": "gradient x input (needs gradients)",
 }
@@ -35,6 +38,11 @@ def model_calls(tree: ast.AST) -> list[tuple[int, str]]:
             matched = callee.id in MODEL_NAMES
         elif isinstance(callee, ast.Subscript):
             matched = isinstance(callee.value, ast.Name) and callee.value.id in MODEL_COLLECTIONS
+        elif isinstance(callee, ast.Attribute) and callee.attr in PARTS_OF_FORWARD:
+            value = callee.value
+            matched = (isinstance(value, ast.Name) and value.id in MODEL_NAMES) or (
+                isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name) and value.value.id == "self"
+                and value.attr in MODEL_NAMES)
         elif isinstance(callee, ast.Attribute) and callee.attr == "forward":
             value = callee.value
             matched = not (isinstance(value, ast.Call) and isinstance(value.func, ast.Name) and value.func.id == "super")
@@ -61,13 +69,16 @@ self.network(x)
 teacher(x)
 student(x)
 wrapped.forward(x)
+model.conv_features(x)
+self.model.head_outputs(features)
 super().forward(x)
 load_model(path)
 model.eval()
 predict_batch(model, x)
 """
     callees = [callee for _, callee in model_calls(ast.parse(source))]
-    assert callees == ["model", "models[name]", "self.model", "self.network", "teacher", "student", "wrapped.forward"]
+    assert callees == ["model", "models[name]", "self.model", "self.network", "teacher", "student", "wrapped.forward",
+                       "model.conv_features", "self.model.head_outputs"]
 
 
 def test_only_the_allowed_modules_call_a_models_forward():

@@ -84,7 +84,31 @@ def test_demo_rerun_skips_finished_stages_and_guards_its_settings(demo_run, caps
     capsys.readouterr()
     assert main(["demo", "--quick", "--out", str(demo_run), "--threads", "2"]) == 0
     printed = capsys.readouterr().out
-    assert printed.count("finished earlier") == len(STAGES)
+    assert f"{demo_run} is up to date" in printed and "finished earlier" not in printed
     assert f"report: {(demo_run / 'report.html').resolve()}" in printed
     assert main(["demo", "--quick", "--out", str(demo_run), "--seed", "1"]) == 2
-    assert "other settings" in capsys.readouterr().err
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "other settings" in error and "--overwrite" in error
+
+
+@pytest.mark.slow
+def test_demo_rerun_resumes_an_unfinished_training_stage(demo_run, capsys):
+    """A killed fine-tuning stage (checkpoints, no .done) resumes: train --resume proves the same inputs."""
+    (demo_run / "train_bigbird" / ".done").unlink()
+    capsys.readouterr()
+    assert main(["demo", "--quick", "--out", str(demo_run), "--threads", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "--resume" in printed and printed.count("finished earlier") == len(STAGES) - 1
+    assert json.loads((demo_run / "run.json").read_text())["command"] == "demo"
+
+
+def test_a_demo_into_a_folder_held_by_another_run_is_refused(tmp_path, capsys):
+    import os
+
+    from senformer.io import output_lock
+
+    out = tmp_path / "demo"
+    with output_lock(out):
+        assert main(["demo", "--quick", "--out", str(out)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and f"pid {os.getpid()}" in error and not out.exists()

@@ -126,6 +126,7 @@ def test_cli_compares_two_models_and_writes_every_output(data, weights, tmp_path
     assert code == 0, capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == [
         "comparison.png", "metrics.json", "per_assay.csv", "per_example_alpha.npz", "per_example_second.npz", "per_track.csv",
+        "run.json",
     ]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["examples"] == 4 and metrics["flanks"] == "none"
@@ -173,3 +174,13 @@ def test_evaluate_on_each_device_matches_cpu(data, device):
     on_device = evaluate({"m": _model(1)}, dataset, "human", device=device, progress=False).models["m"]
     np.testing.assert_allclose(on_device.pooled, on_cpu.pooled, atol=2e-3)
     np.testing.assert_allclose(on_device.per_example, on_cpu.per_example, atol=2e-2, equal_nan=True)
+
+
+def test_a_non_finite_prediction_is_an_error_naming_the_example(data):
+    from senformer.errors import UserError
+
+    model = _model(1)
+    with torch.no_grad():
+        model.heads["human"].bias[2] = float("nan")
+    with pytest.raises(UserError, match=r"model 'broken' predicts a non-finite value for example 0 of the split"):
+        evaluate({"broken": model}, BasenjiDataset(data, "test", max_examples=2), "human", progress=False)

@@ -245,6 +245,11 @@ def evaluate(
                     f"targets are {tuple(target.shape)}: set the model's target_length to {target.shape[1]} or the "
                     f"input length, and use the {head!r} head of {target.shape[2]} tracks"
                 )
+            if not torch.isfinite(prediction).all():
+                # A NaN would silently drop out of the pooled sums' tracks as "constant"; it is a broken model.
+                row = int(torch.nonzero(~torch.isfinite(prediction))[0, 0])
+                raise UserError(f"model {name!r} predicts a non-finite value for example "
+                                f"{int(batch['index'][row])} of the split: its weights or inputs are broken")
             pooled[name].update(prediction, target)
             per_example[name].append(per_example_pearson(prediction, target))
             predictions[name] = prediction

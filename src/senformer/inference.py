@@ -31,12 +31,15 @@ from .errors import UserError
 from .sequence import reverse_complement as _reverse_complement
 
 
+MAX_SHIFT = 64  # half a 128-bp bin: a larger shift averages the outputs of other positions
+
+
 # Input length ---------------------------------------------------------------------------------------------
 def default_sequence_length(config) -> int:
     """196,608 bp (the published input) when valid for ``config``, else its shortest valid input."""
     try:
         config.validate_sequence_length(SEQUENCE_LENGTH)
-    except (ValueError, UserError):
+    except ValueError:
         return config.min_sequence_length()
     return SEQUENCE_LENGTH
 
@@ -131,6 +134,8 @@ def predict_batch(
     shifts = tuple(int(shift) for shift in shifts)
     if not shifts:
         raise UserError("shifts must hold at least one value (0 for no shift)")
+    if max(abs(shift) for shift in shifts) > MAX_SHIFT:
+        raise UserError(f"shift {max(shifts, key=abs)} bp is more than half a bin ({MAX_SHIFT} bp)")
     if margin < 0 or max(abs(shift) for shift in shifts) > margin:
         raise ValueError(f"shifts {shifts} need a margin of at least {max(abs(s) for s in shifts)} bp, got {margin}")
     parameter = next(model.parameters())

@@ -45,7 +45,7 @@ from .data.genome import Genome, Interval
 from .data.tracks import head_track_table, select_tracks_per_head
 from .errors import UserError
 from .fingerprint import bases_digest, value_digest, weights_digest
-from .inference import predict_batch, resolve_sequence_length
+from .inference import MAX_SHIFT, predict_batch, resolve_sequence_length
 from .io import FILE, OutputPlan, finish_output, output_lock, plan_output, start_partial
 from .sequence import tokens, tokens_to_one_hot
 
@@ -74,9 +74,6 @@ class PredictOptions:
             object.__setattr__(self, "heads", tuple(self.heads))
         if self.tracks is not None and not isinstance(self.tracks, str):
             object.__setattr__(self, "tracks", tuple(str(value) for value in self.tracks))
-
-
-MAX_SHIFT = 64  # half a 128-bp bin: a larger shift moves the output by bins and averages other positions
 
 
 def check_shifts(shifts) -> tuple[int, ...]:
@@ -527,7 +524,8 @@ def _write_region(handle, job: _Job, outputs: dict[str, list[np.ndarray]], geome
                   identifiers: dict[str, list[str]]) -> None:
     stored = {}
     for output, tiles in outputs.items():
-        values = _stitch(tiles, job.plan).astype(np.float16)
+        with np.errstate(over="ignore"):  # an overflow is reported below, naming the region and track
+            values = _stitch(tiles, job.plan).astype(np.float16)
         bad = np.argwhere(~np.isfinite(values))
         if len(bad):
             bin_, column = (int(v) for v in bad[0])

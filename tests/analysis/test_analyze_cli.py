@@ -110,7 +110,7 @@ def test_user_mistakes_end_in_one_line(workspace, tmp_path, capsys):
     assert "exactly two models" in capsys.readouterr().err
     assert main(["analyze", "tracks", "--data", str(workspace / "data"), "--weights", str(tmp_path / "none"),
                  "--out", str(tmp_path / "y")]) == 2
-    assert "weights not found" in capsys.readouterr().err
+    assert "no such weights file or directory" in capsys.readouterr().err
 
 
 def test_compare_reuses_an_evaluation(workspace, tmp_path):

@@ -59,3 +59,45 @@ def test_attribution_validates_its_target():
         gradient_times_input(model, tokens, Target("fly"))
     with pytest.raises(ValueError, match="window"):
         in_silico_mutagenesis(model, tokens, Target("human"), start=10, end=5, progress=False)
+
+
+def float64_loader(monkeypatch):
+    """Make the commands load float64 models, so their two paths compare at the float64 bound."""
+    import senformer.weights
+
+    load_model = senformer.weights.load_model
+    monkeypatch.setattr(senformer.weights, "load_model", lambda *args, **kwargs: load_model(*args, **kwargs).double())
+
+
+@pytest.mark.parametrize("attention", ["full", "bigbird"])
+def test_ism_through_the_engine_equals_the_plain_path(attention):
+    # a conv tile below the input: the engine's reference trunk is itself tiled
+    model = tiny_model(seed=5, attention=attention, num_random_blocks=1, conv_tile_length=1280).double()
+    tokens = random_tokens(1, 4096, seed=6)[0]
+    target = Target("human", tracks=[0, 2], bins=[1, 4, 6])
+    # the first bases, a tile boundary (bins 4 and 8 start at bp 512 and 1024) and the last bases
+    for start, end in ((0, 3), (1020, 1027), (4093, 4096)):
+        engine = in_silico_mutagenesis(model, tokens, target, start, end, batch_size=4, progress=False)
+        plain = in_silico_mutagenesis(model, tokens, target, start, end, batch_size=4, progress=False, plain=True)
+        assert np.abs(plain).max() > 0
+        assert np.abs(engine - plain).max() <= 1e-10 * np.abs(plain).max()
+
+
+def test_attribution_command_agrees_with_and_without_plain(tmp_path, monkeypatch):
+    from senformer import save_model
+    from senformer.cli import main
+
+    float64_loader(monkeypatch)
+    save_model(tiny_model(seed=7, target_length=8), tmp_path / "model")
+    fasta = tmp_path / "genome.fa"
+    generator = np.random.default_rng(0)
+    fasta.write_text(">chr1\n" + "".join(generator.choice(list("ACGT"), 6000)) + "\n")
+    ism = {}
+    for flag in ([], ["--plain"]):
+        out = tmp_path / ("plain" if flag else "engine")
+        assert main(["analyze", "attribution", "--weights", str(tmp_path / "model"), "--fasta", str(fasta),
+                     "--region", "chr1:2900-3100", "--length", "2048", "--ism-width", "6", "--set",
+                     "conv_tile_length=1280", "--out", str(out), "--no-progress", *flag]) == 0
+        ism[bool(flag)] = np.load(out / "attribution.npz")["ism"]
+    assert ism[True].shape == (6, 4) and np.abs(ism[True]).max() > 0
+    assert np.abs(ism[False] - ism[True]).max() <= 1e-10 * np.abs(ism[True]).max()

@@ -116,3 +116,37 @@ def test_dataset_tokens_are_the_inverse_of_the_stored_one_hot(tmp_path):
     stored = torch.stack([example["sequence"] for _, example in zip(range(2), BasenjiDataset(data, "test"))])
     assert tokens.shape == (2, 4096) and tokens.dtype == torch.int64
     torch.testing.assert_close(tokens_to_one_hot(tokens), stored.float(), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("attention", ["full", "chunked", "bigbird"])
+def test_receptive_field_through_the_engine_equals_the_plain_path(attention):
+    # conv tile below the input (the reference trunk is tiled); positions at both ends and a tile boundary
+    model = double_model(depth=2, attention=attention, num_random_blocks=1, conv_tile_length=1280)
+    sequences = random_sequences(2, LENGTH, seed=7)
+    positions = np.array([0, 511, 512, 2000, LENGTH - 1])
+    engine = receptive_field(model, sequences, positions=positions, batch_size=5, progress=False)
+    plain = receptive_field(model, sequences, positions=positions, batch_size=5, progress=False, plain=True)
+    peak = np.abs(plain.change_per_sequence).max()
+    assert peak > 0
+    assert np.abs(engine.change_per_sequence - plain.change_per_sequence).max() <= 1e-10 * peak
+
+
+def test_receptive_field_command_agrees_with_and_without_plain(tmp_path, monkeypatch):
+    from helpers import tiny_model as make_model
+    from senformer import save_model
+    from senformer.cli import main
+
+    import senformer.weights
+
+    load_model = senformer.weights.load_model  # float64 models: the two paths compare at the float64 bound
+    monkeypatch.setattr(senformer.weights, "load_model", lambda *args, **kwargs: load_model(*args, **kwargs).double())
+    save_model(make_model(seed=8, target_length=16), tmp_path / "model")
+    changes = {}
+    for flag in ([], ["--plain"]):
+        out = tmp_path / ("plain" if flag else "engine")
+        assert main(["analyze", "receptive-field", "--weights", f"m={tmp_path / 'model'}", "--length", str(LENGTH),
+                     "--sequences", "1", "--positions", "3", "--set", "conv_tile_length=1280", "--out", str(out),
+                     "--no-progress", *flag]) == 0
+        changes[bool(flag)] = np.load(out / "receptive_field_m.npz")["change_per_sequence"]
+    assert changes[True].shape == (1, 3, 16) and changes[True].max() > 0
+    assert np.abs(changes[False] - changes[True]).max() <= 1e-10 * changes[True].max()

@@ -25,6 +25,7 @@ from senformer.bench.summary import fit_exponent, summarize
 from senformer.bench.sweep import Sweep, sweep_points
 from senformer.cli import main
 from senformer.config import EnformerConfig
+from senformer.errors import UserError
 
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 
@@ -332,7 +333,11 @@ def test_bf16_points_are_skipped_with_the_reason_where_bf16_is_not_native(tmp_pa
 
 def test_corrupt_results_are_a_user_error(tmp_path):
     (tmp_path / "scaling.json").write_text("{not json")
-    with pytest.raises(Exception, match="not valid JSON"):
+    with pytest.raises(UserError, match="not valid JSON"):
+        Sweep(tmp_path)
+    old = {**asdict(Point(length=131_072)), "checkpoint": True, "status": "ok"}  # recorded before the scopes
+    (tmp_path / "scaling.json").write_text(json.dumps({"runs": [], "matmul": [], "points": [old]}))
+    with pytest.raises(UserError, match=r"point 0 is not a benchmark point .*checkpoint True is not one of off"):
         Sweep(tmp_path)
 
 

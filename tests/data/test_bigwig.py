@@ -126,3 +126,14 @@ def test_from_bigwig_bed_rejects_reversed_and_negative_intervals(tmp_path, capsy
         assert main(["data", "from-bigwig", str(tmp_path / "o"), "--genome", str(fasta), "--bigwig", f"s={signal}",
                      "--bed", str(tmp_path / "r.bed"), "--seq-length", "1024", "--crop-bp", "256"]) == 2
         assert f"r.bed, line 1: {message}" in capsys.readouterr().err
+
+
+def test_a_file_that_is_not_a_bigwig_is_one_line_without_the_library_text(tmp_path, capfd):
+    pytest.importorskip("pybigtools")
+    fasta = tmp_path / "g.fa"
+    fasta.write_text(">chr1\n" + "ACGT" * 512 + "\n")
+    (tmp_path / "bad.bw").write_text("not a bigWig\n")
+    assert main(["data", "from-bigwig", str(tmp_path / "out"), "--genome", str(fasta), "--bigwig",
+                 str(tmp_path / "bad.bw"), "--tile", "--seq-length", "1024", "--crop-bp", "256"]) == 2
+    error = capfd.readouterr().err  # file-descriptor level: the library writes there, not to sys.stderr
+    assert error.count("\n") == 1 and "bad.bw: not a readable bigWig" in error and "Error when opening" not in error

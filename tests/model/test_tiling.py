@@ -12,7 +12,15 @@ import torch
 
 from helpers import random_tokens, tiny_model
 from senformer import Enformer, EnformerConfig
-from senformer.model.tiling import conv_reach, halo_bins, tile_bounds, tiled_conv_trunk
+from senformer.model.tiling import (
+    affected_bins,
+    conv_reach,
+    conv_trunk_span,
+    halo_bins,
+    span_bounds,
+    tile_bounds,
+    tiled_conv_trunk,
+)
 from senformer.sequence import tokens_to_one_hot
 
 BIN = 128
@@ -117,3 +125,43 @@ def test_conv_tile_length_is_validated():
         EnformerConfig(conv_tile_length=1000)
     config = EnformerConfig(conv_tile_length=None)
     assert EnformerConfig.from_json(config.to_json()).conv_tile_length is None
+
+
+def test_forward_is_the_composition_of_conv_features_and_head_outputs():
+    model = tiny_model(seed=5, conv_tile_length=TILE)
+    tokens = random_tokens(2, 19 * BIN, seed=7)
+    with torch.inference_mode():
+        whole = model(tokens, heads=["mouse"], return_embeddings=True)
+        features = model.conv_features(tokens)
+        parts = model.head_outputs(features, ["mouse"], return_embeddings=True)
+    assert features.shape == (2, 19, model.config.dim)
+    assert set(whole) == set(parts) == {"mouse", "embeddings"}
+    for name in whole:
+        assert torch.equal(whole[name], parts[name])  # the same operations in the same order: bit-identical
+
+
+@pytest.mark.parametrize("first, last", [(0, 1), (0, 3), (5, 9), (20, 23), (22, 23), (0, 23), (9, 10)])
+def test_a_span_of_the_trunk_equals_the_whole_pass(first, last):
+    model = exact_model(seed=6)
+    x = one_hot_input(23 * BIN, seed=8)
+    with torch.no_grad():
+        whole = model.conv_trunk(x)
+        span = conv_trunk_span(model.conv_trunk, x, first, last, BIN, halo_bins(model))
+    assert span.shape == (2, model.config.dim, last - first)
+    torch.testing.assert_close(span, whole[:, :, first:last], rtol=1e-10, atol=1e-10)
+    assert span_bounds(23, first, last, 3) == (max(0, first - 3), min(23, last + 3))
+
+
+@pytest.mark.parametrize("start, stop", [(0, 1), (1000, 1001), (1023, 1025), (1500, 1600), (23 * BIN - 1, 23 * BIN)])
+def test_affected_bins_are_exactly_the_positions_an_edit_changes(start, stop):
+    """Positions outside affected_bins keep their value exactly; the first and last inside change."""
+    model = exact_model(seed=7)
+    x = one_hot_input(23 * BIN, seed=9, batch=1)
+    edited = x.clone()
+    edited[:, :, start:stop] = edited[:, :, start:stop].roll(1, dims=1) + 0.5  # every base changes
+    with torch.no_grad():
+        change = (model.conv_trunk(edited) - model.conv_trunk(x)).abs().amax(dim=(0, 1))  # (positions,)
+    first, last = affected_bins(conv_reach(model), start, stop, 23, BIN)
+    assert last - first <= -(-(stop - start + 259 + 386) // BIN)
+    assert (change[:first] == 0).all() and (change[last:] == 0).all()
+    assert change[first] > 0 and change[last - 1] > 0

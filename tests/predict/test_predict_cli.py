@@ -97,7 +97,7 @@ def test_convert_command_and_its_errors(setup, capsys, shared_dir):
     fixture = shared_dir / "fixtures" / "official_tf_tiny"
     assert run_cli("convert", fixture / "ckpt", tmp_path / "native", "--attention", "bigbird") == 0
     assert "tf-checkpoint" in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path / "native").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "native").iterdir()) == ["config.json", "model.safetensors", "run.json"]
     # A truncated checkpoint.
     shutil.copy(fixture / "ckpt.index", tmp_path / "cut.index")
     data = (fixture / "ckpt.data-00000-of-00001").read_bytes()
@@ -119,3 +119,12 @@ def test_negative_shifts_parse_with_equals():
 
     args = build_parser().parse_args(["predict", "--weights", "w", "--out", "o.h5", "--shifts=-1,0,1"])
     assert args.shifts == (-1, 0, 1)
+
+
+def test_a_device_this_machine_lacks_ends_in_one_line(setup, capsys):
+    tmp_path, _ = setup
+    code = run_cli("predict", "--weights", tmp_path / "weights", "--fasta", tmp_path / "genome.fa", "--region",
+                   "chr1:0-100", "--length", 1024, "--device", "cuda:99", "--out", tmp_path / "out.h5")
+    error = capsys.readouterr().err.strip()
+    assert code == 2 and error.count("\n") == 0 and "device 'cuda:99'" in error
+    assert not list(tmp_path.glob("out.h5*"))

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..inference import predict_batch
+from ..errors import UserError
 from ..model.enformer import Enformer
 from ..sequence import tokens_to_one_hot
 
@@ -84,8 +84,13 @@ def in_silico_mutagenesis(
     end: int | None = None,
     batch_size: int = 8,
     progress: bool = True,
+    plain: bool = False,
 ) -> np.ndarray:
     """Change of the target scalar for every single-base substitution in ``[start, end)``.
+
+    The substitutions run through the edit engine (:class:`senformer.edits.EditEngine`): the reference conv
+    trunk once, each substitution recomputing only the trunk positions it can reach; ``plain=True`` runs
+    every mutated window whole instead (the same numbers within the engine's bound).
 
     Args:
         sequence: (bp,) tokens or (bp, 4) one-hot.
@@ -93,6 +98,9 @@ def in_silico_mutagenesis(
     Returns:
         (end - start, 4) float64: ``score(mutant) - score(reference)``; 0 at the reference base.
     """
+    from ..edits import Edit, EditEngine
+    from ..sequence import one_hot_to_tokens
+
     one_hot = _one_hot(sequence)
     length = one_hot.shape[0]
     target.validate(model, length)
@@ -103,25 +111,24 @@ def in_silico_mutagenesis(
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     model.eval()
     parameter = next(model.parameters())
-    one_hot = one_hot.to(device=parameter.device, dtype=parameter.dtype)
+    # accumulated in the model's own dtype: the scalar is reduced over bins and tracks as the model gives them
+    engine = EditEngine(model, one_hot, heads=[target.head], batch_size=batch_size, accumulate=parameter.dtype,
+                        plain=plain)
 
-    def score(sequences: torch.Tensor) -> torch.Tensor:
-        # accumulated in the model's own dtype: the scalar is reduced over bins and tracks as the model gives them
-        return target.score(predict_batch(model, sequences, heads=[target.head], accumulate=parameter.dtype))
+    def score(outputs: dict[str, torch.Tensor]) -> np.ndarray:
+        return target.score(outputs).double().numpy()
 
-    reference = float(score(one_hot[None])[0])
-    mutations = [(position, base) for position in range(start, end) for base in range(4)
-                 if one_hot[position, base] != 1]
+    reference = float(score({name: value[None] for name, value in engine.reference_output().items()})[0])
+    bases = one_hot_to_tokens(one_hot)
+    # every base but the one present: all four at an N (or any position that is not one base)
+    edits = [Edit(position, "ACGTN"[int(bases[position])], "ACGT"[base]) for position in range(start, end)
+             for base in range(4) if one_hot[position, base] != 1]
     effects = np.zeros((end - start, 4), dtype=np.float64)
-    for first in tqdm(range(0, len(mutations), batch_size), desc="mutagenesis", unit="batch", disable=not progress):
-        chunk = mutations[first : first + batch_size]
-        mutated = one_hot.repeat(len(chunk), 1, 1)
-        for row, (position, base) in enumerate(chunk):
-            mutated[row, position] = 0
-            mutated[row, position, base] = 1
-        scores = score(mutated).double().numpy()
-        for row, (position, base) in enumerate(chunk):
-            effects[position - start, base] = scores[row] - reference
+    with tqdm(total=len(edits), desc="mutagenesis", unit="mutation", disable=not progress) as bar:
+        for chunk, outputs in engine.score(edits):
+            for edit, value in zip(chunk, score(outputs)):
+                effects[edit.position - start, "ACGT".index(edit.alt)] = value - reference
+            bar.update(len(chunk))
     return effects
 
 
@@ -164,6 +171,7 @@ def run_attribution(
     ism_width: int = 64,
     batch_size: int = 8,
     progress: bool = True,
+    plain: bool = False,
 ) -> dict:
     """``senformer analyze attribution``: gradient x input over the whole input and ISM over ``ism_width`` bp
     around its centre, written into ``out``.
@@ -178,6 +186,7 @@ def run_attribution(
         tracks: ``--tracks`` values (:func:`senformer.data.tracks.select_tracks`); default every track.
         targets: names the head's tracks (:func:`senformer.data.tracks.head_track_table`).
         bins: output bins summed (default: the centre bin).
+        plain: ISM through whole-window passes instead of the edit engine (``--plain``).
     """
     from ..io import save_figure, write_json, write_npz
     from ..plots import mutagenesis_heatmap, sequence_logo
@@ -187,6 +196,8 @@ def run_attribution(
     out = Path(out)
     sequence = _one_hot(sequence)
     length = sequence.shape[0]
+    if not 0 <= ism_width <= length:
+        raise UserError(f"ISM width {ism_width:,} bp does not fit the {length:,} bp input (0 to {length:,})")
     _, chosen = chosen_tracks(model, head, tracks, targets)
     bins = list(bins) if bins is not None else [model.config.output_length(length) // 2]
     target = Target(head, chosen, bins)
@@ -196,7 +207,8 @@ def run_attribution(
     window = (max(centre - ism_width // 2, 0), min(centre + (ism_width + 1) // 2, length))
     out.mkdir(parents=True, exist_ok=True)
     if ism_width > 0:
-        effects = in_silico_mutagenesis(model, sequence, target, *window, batch_size=batch_size, progress=progress)
+        effects = in_silico_mutagenesis(model, sequence, target, *window, batch_size=batch_size, progress=progress,
+                                        plain=plain)
         arrays.update(ism=effects, ism_start=np.asarray(window[0]))
         figure = new_figure(9, 2.4)
         mutagenesis_heatmap(figure.subplots(), effects, window[0], f"ISM, {label}")

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..constants import CROP_MARGIN
-from ..inference import predict_batch
+from ..edits import Edit, EditEngine
 from ..model.enformer import Enformer
 from ..model.tiling import conv_reach
 from ..sequence import N_TOKEN
@@ -118,6 +118,7 @@ def receptive_field(
     batch_size: int = 8,
     seed: int = 0,
     progress: bool = True,
+    plain: bool = False,
 ) -> ReceptiveField:
     """Mean absolute change per output bin from single-base substitutions.
 
@@ -130,6 +131,9 @@ def receptive_field(
         tracks: track positions averaged (default: all).
         batch_size: mutated sequences per forward pass.
         seed: seeds the ``"random"`` alternatives.
+        plain: run every mutated sequence whole instead of through the edit engine
+            (:class:`senformer.edits.EditEngine`, the default: the conv trunk once per sequence, each
+            mutation recomputing only the trunk positions it reaches); the same numbers within its bound.
     Returns:
         :class:`ReceptiveField`.
     """
@@ -157,24 +161,23 @@ def receptive_field(
     change = np.zeros((len(sequences), len(positions), bins), dtype=np.float64)
     counts = np.zeros((len(sequences), len(positions)), dtype=np.int64)
 
-    def run(tokens: torch.Tensor) -> torch.Tensor:
-        # float64 from each pass, so the small differences are taken in float64
-        return predict_batch(model, tokens, heads=[head], tracks=columns, accumulate=torch.float64)[head]
-
     plan = [(s, _mutations(sequences[s], positions, alternatives, generator)) for s in range(len(sequences))]
     total = sum(len(mutations) for _, mutations in plan)
     bar = tqdm(total=total, desc="receptive field", unit="seq", disable=not progress)
     for s, mutations in plan:
-        reference = run(sequences[s : s + 1])[0]
-        for start in range(0, len(mutations), batch_size):
-            chunk = mutations[start : start + batch_size]
-            mutated = sequences[s].repeat(len(chunk), 1)
-            for row, (_, position, token) in enumerate(chunk):
-                mutated[row, position] = token
-            difference = (run(mutated) - reference).abs().mean(dim=-1).numpy()  # (batch, bins)
-            for row, (k, _, _) in enumerate(chunk):
+        # float64 from each pass, so the small differences are taken in float64
+        engine = EditEngine(model, sequences[s], heads=[head], tracks=columns, batch_size=batch_size,
+                            accumulate=torch.float64, plain=plain)
+        reference = engine.reference_output()[head]  # (bins, tracks)
+        edits = [Edit(position, "ACGTN"[int(sequences[s, position])], "ACGT"[token])
+                 for _, position, token in mutations]
+        done = 0
+        for chunk, outputs in engine.score(edits):
+            difference = (outputs[head] - reference).abs().mean(dim=-1).numpy()  # (batch, bins)
+            for row, (k, _, _) in enumerate(mutations[done : done + len(chunk)]):
                 change[s, k] += difference[row]
                 counts[s, k] += 1
+            done += len(chunk)
             bar.update(len(chunk))
     bar.close()
     change /= np.maximum(counts, 1)[..., None]
@@ -218,6 +221,7 @@ def run_receptive_field(
     batch_size: int = 8,
     seed: int = 0,
     progress: bool = True,
+    plain: bool = False,
 ) -> dict[str, dict]:
     """``senformer analyze receptive-field``: Figure 8 for each model, written into ``out``.
 
@@ -246,7 +250,7 @@ def run_receptive_field(
         _, chosen = chosen_tracks(model, model_head, tracks, targets)
         result = receptive_field(model, sequences, positions=positions, num_positions=num_positions,
                                  alternatives=alternatives, head=model_head, tracks=chosen,
-                                 batch_size=batch_size, seed=seed, progress=progress)
+                                 batch_size=batch_size, seed=seed, progress=progress, plain=plain)
         write_npz(out / f"receptive_field_{name}.npz", **result.to_arrays())
         peak = float(result.change.max())
         summary[name] = {

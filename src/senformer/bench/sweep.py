@@ -92,6 +92,11 @@ class Sweep:
                 raise UserError(f"{self.path} is not valid JSON ({error}); move it away to start afresh") from error
             if not isinstance(self.document.get("points"), list):
                 raise UserError(f"{self.path} has no 'points' list; it is not a scaling benchmark result")
+            for index, record in enumerate(self.document["points"]):
+                try:
+                    Point.from_record(record)
+                except (KeyError, TypeError, ValueError) as error:
+                    raise UserError(f"{self.path}: point {index} is not a benchmark point ({error})") from None
         else:
             self.document = {"benchmark": "senformer benchmark scaling", "runs": [], "matmul": [], "points": []}
 

@@ -15,7 +15,7 @@ import torch
 
 from ..config import ATTENTION_KINDS
 from ..errors import UserError
-from .common import parse_named_weights, parse_set_options
+from .common import add_overwrite_argument, command_output, parse_named_weights, parse_set_options
 from .options import add_length_argument, add_progress_argument, add_tracks_argument
 
 
@@ -44,6 +44,7 @@ def _add_data(parser: argparse.ArgumentParser, required: bool = True, batch_size
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder")
+    add_overwrite_argument(parser)
     add_progress_argument(parser)
 
 
@@ -51,6 +52,9 @@ def load_models(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
     """``{name: model}`` for every ``--weights`` (times every ``--attention`` kind when given)."""
     from ..weights import load_model
 
+    from ..device import resolve_device
+
+    args.device = str(resolve_device(args.device))
     overrides = parse_set_options(args.set)
     kinds = args.attention or [None]
     models: dict[str, torch.nn.Module] = {}
@@ -87,6 +91,63 @@ def _record(out: Path, args: argparse.Namespace, **resolved: Any) -> None:
     arguments = {key: value for key, value in vars(args).items() if key != "run" and not callable(value)}
     target = out / RECORD_NAME if out.is_dir() else out.with_name(f"{out.name}.{RECORD_NAME}")
     write_run_record(target, run_record("analyze " + args.analysis, {**arguments, **resolved}, device=args.device))
+
+
+def _guarded(analysis):
+    """``analysis(args, out) -> resolved settings`` run under the rule for ``--out``: up to date, refused,
+    or computed into ``OUT.partial`` and moved onto ``OUT`` with its run record."""
+
+    def run(args: argparse.Namespace) -> int:
+        with _analysis_output(args) as output:
+            if output.up_to_date:
+                print(f"{output.out} is up to date")
+                return 0
+            resolved = analysis(args, output.start())
+            if args.analysis in ("receptive-field", "attribution"):
+                _refuse_non_finite(output.partial, resolved.get("input", "the input"))
+            output.finish(**resolved)
+        print(f"wrote {output.out}")
+        return 0
+
+    run.__doc__ = analysis.__doc__
+    return run
+
+
+def _refuse_non_finite(folder: Path, what: str) -> None:
+    """Model outputs and the scores made from them (ISM effects, receptive-field changes, gradient x input)
+    must be finite as stored; a NaN or infinity is a broken model, never a finished result."""
+    import numpy as np
+
+    for path in sorted(folder.glob("*.npz")):
+        with np.load(path) as arrays:
+            for name in arrays.files:
+                values = arrays[name]
+                if values.dtype.kind == "f" and not np.isfinite(values).all():
+                    first = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
+                    raise UserError(f"{what}: {name} in {path.name} is not finite at {first}: the model's outputs "
+                                    "are broken (non-finite weights or an overflow)")
+
+
+_INPUT_PATHS = ("weights", "data", "genome", "fasta", "evaluation", "device")
+
+
+def _analysis_output(args: argparse.Namespace):
+    """The lock and existing-output rule for ``--out`` (a folder), taken before any model or data is read:
+    weights, dataset split, FASTA and an earlier evaluation count by the digests of their files."""
+    from ..io import DIRECTORY
+    from ..device import resolve_device
+    from .common import dataset_digest, folder_digest, large_file_digest, weights_files_digest
+
+    device = resolve_device(args.device) if getattr(args, "device", None) else None
+    fasta = getattr(args, "fasta", None) or getattr(args, "genome", None)
+    inputs = {
+        "weights": {name: weights_files_digest(path) for name, path in parse_named_weights(args.weights or []).items()},
+        "data": dataset_digest(args.data, [args.split]) if getattr(args, "data", None) else None,
+        "fasta": large_file_digest(fasta) if fasta else None,
+        "evaluation": folder_digest(args.evaluation) if getattr(args, "evaluation", None) else None,
+    }
+    return command_output("analyze " + args.analysis, args.out, DIRECTORY, vars(args), inputs, args.overwrite,
+                          device, paths=_INPUT_PATHS)
 
 
 # Subcommands -----------------------------------------------------------------------------------
@@ -136,6 +197,7 @@ def register(subparsers) -> None:
     add_tracks_argument(field, default_help="every track, averaged")
     field.add_argument("--batch-size", type=int, default=8)
     field.add_argument("--seed", type=int, default=0)
+    _add_plain_argument(field)
     _add_common(field)
     field.set_defaults(run=run_receptive_field)
 
@@ -156,6 +218,7 @@ def register(subparsers) -> None:
     attribution.add_argument("--ism-width", type=int, default=64,
                              help="bp mutated by ISM around the input centre, 0 to skip (default 64)")
     attribution.add_argument("--batch-size", type=int, default=8)
+    _add_plain_argument(attribution)
     _add_common(attribution)
     attribution.set_defaults(run=run_attribution)
 
@@ -180,7 +243,14 @@ def register(subparsers) -> None:
     variants.set_defaults(run=run_variants)
 
 
-def run_compare(args: argparse.Namespace) -> int:
+def _add_plain_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--plain", action="store_true",
+                        help="run every mutated window whole instead of through the edit engine (which runs the "
+                        "conv trunk once and recomputes only the positions a mutation reaches; same results)")
+
+
+@_guarded
+def run_compare(args: argparse.Namespace, out: Path) -> dict:
     from ..analysis import compare
     from ..data.tracks import head_track_table
 
@@ -200,29 +270,27 @@ def run_compare(args: argparse.Namespace) -> int:
     names = list(scores)
     table = head_track_table(args.head, scores[names[0]].shape[1], args.data)
     tolerance = compare.TIE_TOLERANCE if args.tie_tolerance is None else args.tie_tolerance
-    out = Path(args.out)
     summary = compare.run_compare(out, scores, example_index, table, args.head, tolerance, prediction_correlation)
-    _record(out, args, models=names, tie_tolerance=tolerance)
+    resolved = dict(models=names, tie_tolerance=tolerance)
     print(summary.to_string(index=False))
-    print(f"wrote {out}")
-    return 0
+    return resolved
 
 
-def run_tracks(args: argparse.Namespace) -> int:
+@_guarded
+def run_tracks(args: argparse.Namespace, out: Path) -> dict:
     from ..analysis.tracks import run_tracks as analyze_tracks
 
     models = load_models(args)
-    out = Path(args.out)
     result = analyze_tracks(out, models, open_dataset(args), args.head, tracks=args.tracks, targets=args.data,
                             examples=args.examples, batch_size=args.batch_size, max_examples=args.max_examples,
                             progress=args.progress)
-    _record(out, args, models=list(models), tracks=result.tracks)
+    resolved = dict(models=list(models), tracks=result.tracks)
     print(result.per_group.to_string(index=False))
-    print(f"wrote {out}")
-    return 0
+    return resolved
 
 
-def run_receptive_field(args: argparse.Namespace) -> int:
+@_guarded
+def run_receptive_field(args: argparse.Namespace, out: Path) -> dict:
     from ..analysis.receptive_field import dataset_tokens, random_sequences
     from ..analysis.receptive_field import run_receptive_field as analyze_receptive_field
     from ..inference import resolve_sequence_length
@@ -233,20 +301,20 @@ def run_receptive_field(args: argparse.Namespace) -> int:
         sequences = dataset_tokens(args.data, args.split, args.sequences, length)
     else:
         sequences = random_sequences(args.sequences, length, args.seed)
-    out = Path(args.out)
     summary = analyze_receptive_field(
         out, models, sequences, positions=args.at, num_positions=args.positions, alternatives=args.alternatives,
         head=args.head, tracks=args.tracks, targets=args.data, batch_size=args.batch_size, seed=args.seed,
-        progress=args.progress)
-    _record(out, args, models=list(models), sequence_length=length)
+        progress=args.progress, plain=args.plain)
+    resolved = dict(models=list(models), sequence_length=length,
+                    input=f"{args.data} split {args.split}" if args.data else f"random sequences (seed {args.seed})")
     for name, result in summary.items():
         share = sum(result["reach_share"]) / len(result["reach_share"])
         print(f"{name}: mutations change on average {share:.1%} of the output bins")
-    print(f"wrote {out}")
-    return 0
+    return resolved
 
 
-def run_attribution(args: argparse.Namespace) -> int:
+@_guarded
+def run_attribution(args: argparse.Namespace, out: Path) -> dict:
     from ..analysis.attribution import example_input, region_input
     from ..analysis.attribution import run_attribution as analyze_attribution
     from ..inference import resolve_sequence_length
@@ -260,13 +328,11 @@ def run_attribution(args: argparse.Namespace) -> int:
         if not args.data:
             raise UserError("--example needs --data")
         sequence, label = example_input(args.data, args.split, args.example, args.length)
-    out = Path(args.out)
     summary = analyze_attribution(out, model, sequence, name=name, label=label, head=args.head, tracks=args.tracks,
                                   targets=args.data, bins=args.bins, ism_width=args.ism_width,
-                                  batch_size=args.batch_size, progress=args.progress)
-    _record(out, args, model=name, sequence_length=summary["sequence_length"], tracks=summary["tracks"])
-    print(f"wrote {out}")
-    return 0
+                                  batch_size=args.batch_size, progress=args.progress, plain=args.plain)
+    resolved = dict(model=name, sequence_length=summary["sequence_length"], tracks=summary["tracks"], input=label)
+    return resolved
 
 
 def run_variants(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 from ..config import ATTENTION_KINDS
 from ..constants import TARGET_LENGTH
 from ..errors import UserError
+from .common import add_overwrite_argument, command_output
 
 # --checkpoint choices and the activation-checkpointing scopes each one sweeps ("on" is the older name of "all").
 CHECKPOINT_CHOICES = {"off": ["off"], "conv": ["conv"], "all": ["all"], "on": ["all"], "both": ["off", "all"]}
@@ -42,6 +43,7 @@ def _register_attention(subparsers) -> None:
     parser.add_argument("--heads", type=int, default=8, help="attention heads (default 8)")
     parser.add_argument("--out", default="benchmark-attention",
                         help="folder for attention.json and attention.png (default benchmark-attention)")
+    add_overwrite_argument(parser)
     parser.set_defaults(run=_run_attention)
 
 
@@ -51,12 +53,32 @@ def _run_attention(args: argparse.Namespace) -> int:
 
     if any(length < 1 for length in args.lengths):
         raise UserError(f"--lengths must be positive, got {args.lengths}")
+    from ..io import DIRECTORY
+
     device = str(resolve_device(args.device))
-    result = run_benchmark(args.lengths, args.kinds, args.repeats, device, args.threads, args.memory_cap_gb,
-                           args.timeout, args.dim, args.heads, args.out)
+    settings = {**vars(args), "device": device}
+    with command_output("benchmark attention", args.out, DIRECTORY, settings, {"machine": machine_identity(device)},
+                        args.overwrite, device) as output:
+        if output.up_to_date:
+            print(f"{output.out} is up to date")
+            return 0
+        result = run_benchmark(args.lengths, args.kinds, args.repeats, device, args.threads, args.memory_cap_gb,
+                               args.timeout, args.dim, args.heads, output.start())
+        output.finish()
     print(format_table(result["records"]))
     print(f"results: {Path(args.out) / 'attention.json'}, plot: {Path(args.out) / 'attention.png'}")
     return 0
+
+
+def machine_identity(device: str) -> dict[str, Any]:
+    """What makes two measurements comparable: the processor or GPU, core count, and the software versions.
+    Measurements of another machine or version are never mixed into one result."""
+    from .. import __version__
+    from ..record import machine_info
+
+    info = machine_info(device)
+    return {"senformer": __version__, "torch": info["torch"], "device": device, "cpu": info["cpu"],
+            "cpu_count": info["cpu_count"], "gpu": info.get("gpu")}
 
 
 def _register_scaling(subparsers) -> None:
@@ -101,6 +123,7 @@ def _register_scaling(subparsers) -> None:
     parser.add_argument("--repeats", type=int, help="timed steps per point; the median is reported (default 3)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--plot-only", action="store_true", help="only redraw scaling.png, the tables and the summary")
+    add_overwrite_argument(parser, "start again when --out holds points measured on another machine or version")
     parser.set_defaults(run=_run_scaling)
 
 
@@ -144,9 +167,44 @@ def scaling_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_scaling(args: argparse.Namespace) -> int:
-    from ..bench.sweep import run_sweep
+    """The sweep resumes in place, point by point, so its folder grows over runs with other settings. Its
+    resume proves what it mixes: ``OUT/run.json`` records the machine and versions (:func:`machine_identity`)
+    and points measured elsewhere are refused unless ``--overwrite`` starts the folder again. A sweep whose
+    every point is recorded is up to date."""
+    from ..bench.sweep import Sweep, run_sweep, sweep_points
+    from ..fingerprint import value_digest
+    from ..io import DIRECTORY, output_lock, recorded_fingerprint
+    from ..record import run_record, write_run_record
 
-    written = run_sweep(scaling_settings(args), args.out, args.plot_only, log=lambda line: print(line, flush=True))
+    settings = scaling_settings(args)
+    out = Path(args.out)
+    identity = machine_identity(settings["device"])
+    fingerprint = value_digest({"command": "benchmark scaling", "machine": identity})
+    with output_lock(out):
+        if out.exists() and not out.is_dir():
+            raise UserError(f"{out} is a file, but a directory is due there; choose another --out")
+        results = [path for path in out.glob("scaling.*")] if out.is_dir() else []
+        recorded = recorded_fingerprint(out, DIRECTORY) if out.is_dir() else None
+        if results and recorded != fingerprint and not args.plot_only:
+            if not args.overwrite:
+                raise UserError(f"{out} holds points measured on another machine or senformer/torch version (or "
+                                "without a run record); pass --overwrite to start it again, or choose another --out")
+            for path in results:
+                path.unlink()
+        if not args.plot_only and (out / "scaling.json").is_file() and recorded == fingerprint:
+            points = sweep_points(
+                settings["lengths"], settings["attentions"], settings["depths"], settings["modes"], settings["dim"],
+                settings["precisions"], settings["checkpoints"], settings["conv_tile_length"], settings["peer"],
+                settings["device"], settings["threads"], settings["target_length"])
+            done = Sweep(out).measured()
+            if all(point.key in done for point in points):
+                print(f"{out} is up to date")
+                return 0
+        if not args.plot_only:
+            out.mkdir(parents=True, exist_ok=True)
+            write_run_record(out, run_record("benchmark scaling", settings, {"machine": identity},
+                                             settings["device"], fingerprint=fingerprint))
+        written = run_sweep(settings, out, args.plot_only, log=lambda line: print(line, flush=True))
     print("wrote " + ", ".join(map(str, written)))
     return 0
 

@@ -70,107 +70,10 @@ def config_from_args(args: argparse.Namespace) -> EnformerConfig:
     return config
 
 
-# Devices -----------------------------------------------------------------------------------------------
-def resolve_device(name: str) -> "torch.device":
-    """``--device NAME`` as a torch device, or one :class:`UserError` line (``gpu0``; ``cuda`` without CUDA).
-
-    Uses :func:`senformer.device.resolve_device` when that module is present (the benchmark work adds it).
-    """
-    try:
-        from ..device import resolve_device as resolve
-    except ImportError:
-        resolve = _resolve_device
-    return resolve(name)
-
-
-def _resolve_device(name: str) -> "torch.device":
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not isinstance(name, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", name):
-        raise UserError(f"device {name!r} is not one of auto, cpu, cuda, cuda:N")
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UserError(f"device {name!r}: no CUDA device is available (torch {torch.__version__})")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise UserError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return device
-
-
-# Inputs, fingerprinted before anything is loaded ---------------------------------------------------------
-SAMPLED_ABOVE = 256 << 20  # files larger than this are identified by size, .fai and sampled bytes
-
-
-def weights_files_digest(name_or_path: str) -> str:
-    """SHA-256 of every file of a weights path (file, folder or TF checkpoint prefix), read without loading
-    the model, so the existing-output rule runs before the model is loaded. Paths may move: only relative
-    names and bytes count."""
-    from ..fingerprint import combine, file_digest
-    from ..hub import WEIGHTS, resolve_weights
-
-    path = Path(name_or_path).expanduser()
-    if not path.exists() and not Path(f"{path}.index").is_file():
-        if os.fspath(name_or_path) not in WEIGHTS:
-            raise FileNotFoundError(f"no such weights file or directory: {path} (the official weights: "
-                                    "`senformer download enformer`, then --weights enformer)")
-        path = Path(resolve_weights(name_or_path))
-    if path.is_file():
-        return file_digest(path)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")
-                       and not p.name.endswith((".lock", ".partial")))
-        return combine({str(p.relative_to(path)): file_digest(p) for p in files})
-    files = sorted(path.parent.glob(path.name + ".*"))  # a TF checkpoint prefix: PREFIX.index, PREFIX.data-*
-    return combine({p.name[len(path.name):]: file_digest(p) for p in files if p.is_file()})
-
-
-def large_file_digest(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes; above :data:`SAMPLED_ABOVE`, of its size, its first and last MiB and its
-    ``.fai`` index when there is one (a genome FASTA: the index fixes every name, length and line layout).
-
-    Why not always every byte: hashing a 3 GB genome before each run costs more than many runs; the rows
-    that read a genome also record the exact bases they used (``predict``), which catches edits inside it.
-    """
-    from ..fingerprint import file_digest, value_digest
-
-    path = Path(path)
-    size = path.stat().st_size
-    if size <= SAMPLED_ABOVE:
-        return file_digest(path)
-    with open(path, "rb") as handle:
-        head = handle.read(1 << 20)
-        handle.seek(size - (1 << 20))
-        tail = handle.read()
-    index = Path(f"{path}.fai")
-    import hashlib
-
-    return value_digest({"size": size, "head": hashlib.sha256(head).hexdigest(),
-                         "tail": hashlib.sha256(tail).hexdigest(),
-                         "fai": file_digest(index) if index.is_file() else None})
-
-
-def dataset_digest(folder: str | os.PathLike, splits: list[str] | None = None, sampled: bool = False) -> str:
-    """A Basenji2-layout dataset: statistics.json, targets.txt and each TFRecord of ``splits`` (all when
-    None). ``sampled``: TFRecords by size and first/last MiB only (training data can be hundreds of GB)."""
-    from ..fingerprint import combine, file_digest
-
-    folder = Path(folder)
-    parts: dict[str, str] = {}
-    for name in ("statistics.json", "targets.txt"):
-        if (folder / name).is_file():
-            parts[name] = file_digest(folder / name)
-    records = sorted((folder / "tfrecords").glob("*.tfr")) if (folder / "tfrecords").is_dir() else []
-    for path in records:
-        if splits is None or path.name.split("-")[0] in splits:
-            parts[f"tfrecords/{path.name}"] = large_file_digest(path) if sampled else file_digest(path)
-    return combine(parts)
-
-
-def input_digest(path: str | os.PathLike | None) -> str | None:
-    """A data file (BED, VCF, FASTA of sequences, targets.txt): :func:`large_file_digest`, or None when absent."""
-    return None if path is None else large_file_digest(path)
+# Inputs, fingerprinted before anything is loaded: senformer.inputs (train uses them too) ----------------
+from ..inputs import (  # noqa: E402,F401  (re-exported for the commands)
+    dataset_digest, folder_digest, input_digest, large_file_digest, weights_files_digest,
+)
 
 
 # The existing-output rule, for every command -------------------------------------------------------------
@@ -235,10 +138,28 @@ def command_output(command: str, out: str | os.PathLike, kind: str, settings: di
         if plan.notice:
             print(f"senformer {command}: {plan.notice}", file=sys.stderr)
         record = run_record(command, settings, inputs, device, fingerprint=fingerprint)
-        yield CommandOutput(command, plan, record)
+        try:
+            yield CommandOutput(command, plan, record)
+        except BaseException:
+            _drop_empty_partial(plan)
+            raise
 
 
-def add_overwrite_argument(parser: argparse.ArgumentParser) -> None:
+def _drop_empty_partial(plan) -> None:
+    """A run that failed before writing any result leaves no ``OUT.partial`` (only its record would be there)."""
+    from ..io import DIRECTORY, FILE, RUN_RECORD, record_path
+
+    if plan.resume or plan.up_to_date:
+        return
+    if plan.kind == DIRECTORY and plan.partial.is_dir():
+        if [p.name for p in plan.partial.iterdir()] == [RUN_RECORD]:
+            (plan.partial / RUN_RECORD).unlink()
+            plan.partial.rmdir()
+    elif plan.kind == FILE and not plan.partial.exists():
+        record_path(plan.partial, FILE).unlink(missing_ok=True)
+
+
+def add_overwrite_argument(parser: argparse.ArgumentParser,
+                           help: str = "replace an existing --out written from other inputs or settings") -> None:
     """``--overwrite``: replace an existing output written from other inputs (the rule in senformer.io)."""
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace an existing --out written from other inputs or settings")
+    parser.add_argument("--overwrite", action="store_true", help=help)

@@ -19,6 +19,8 @@ examples:
   senformer convert enformer-fine-tuned-human-1 senformer-bigbird --attention bigbird
 
 The configuration is inferred from the tensor shapes; every tensor is checked for presence and shape.
+DST follows the rule for existing outputs: converted from the same files with the same settings, it is
+up to date (nothing is done); from anything else it is replaced only with --overwrite.
 """
 
 
@@ -31,7 +33,8 @@ def register(subparsers) -> None:
     )
     parser.add_argument("source", metavar="SRC", help="weights: TF checkpoint prefix, SavedModel folder, "
                         "enformer-pytorch/HF folder or state-dict file, or a native folder")
-    parser.add_argument("destination", metavar="DST", help="output folder (created)")
+    parser.add_argument("destination", metavar="DST", help="output folder (created; DST/run.json records the "
+                        "source files' digests)")
     parser.add_argument("--format", choices=["native", "tf-checkpoint", "tf-savedmodel", "enformer-pytorch"],
                         help="source format (default: detected)")
     parser.add_argument("--attention", choices=ATTENTION_KINDS, help="attention kind stored in the config")
@@ -40,24 +43,59 @@ def register(subparsers) -> None:
                         "--set target_length=null")
     parser.add_argument("--partial", action="store_true",
                         help="load the tensors that match the (overridden) config and list the rest, instead of failing")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing DST converted from other files or settings")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+    import sys
     import warnings
+    from pathlib import Path
 
-    from ..weights import load_model, save_model
+    from ..fingerprint import file_digest, value_digest
+    from ..hub import WEIGHTS, resolve_weights
+    from ..io import DIRECTORY, finish_output, output_lock, plan_output, start_partial
+    from ..record import run_record
+    from ..weights import detect_format, load_model, save_model
+    from ..weights.loading import weights_files
 
     overrides = parse_set_options(args.set, args.attention)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # the partial-load report is printed below instead
-        model, report = load_model(args.source, overrides, strict=not args.partial, format=args.format, with_report=True)
-    save_model(model, args.destination)
+    source = Path(args.source)
+    if os.fspath(source) in WEIGHTS and not source.exists():
+        source = resolve_weights(args.source)
+    files = weights_files(source)
+    if not files:
+        detect_format(source)  # names what is missing in one line
+    destination = Path(args.destination)
+    settings = {"source": str(source), "format": args.format, "overrides": overrides, "partial": args.partial}
+    with output_lock(destination):
+        # The source's bytes and the settings that change the result; not its path, so a moved copy of the
+        # same files is the same conversion.
+        inputs = {file.name: file_digest(file) for file in files}
+        fingerprint = value_digest({"inputs": inputs, "format": args.format, "overrides": overrides,
+                                    "partial": args.partial})
+        plan = plan_output(destination, DIRECTORY, fingerprint, args.overwrite)
+        if plan.up_to_date:
+            print(f"{destination} is up to date")
+            return 0
+        if plan.notice:
+            print(plan.notice, file=sys.stderr)
+        record = run_record("convert", settings, inputs, fingerprint=fingerprint)
+        start_partial(plan, record)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the report's notes and problems are printed below instead
+            model, report = load_model(source, overrides, strict=not args.partial, format=args.format, with_report=True)
+        save_model(model, plan.partial)
+        finish_output(plan, record)
     config = model.config
     counts = model.parameter_counts()["total"]
     print(f"read {args.source} ({report.source_format}): dim {config.dim}, depth {config.depth}, heads {config.heads}, "
           f"key size {config.key_size}, output heads {config.output_heads}, attention {config.attention}, {counts:,} parameters")
+    for note in report.notes:
+        print(f"note: {note}", file=sys.stderr)
     if not report.complete:
         print(f"partial load, {len(report.loaded)} tensors loaded; not loaded: {report.problems(limit=None)}")
-    print(f"wrote {args.destination}/config.json and model.safetensors")
+    print(f"wrote {destination}/config.json and model.safetensors")
     return 0

@@ -7,6 +7,8 @@ import json
 import sys
 import time
 
+from .common import add_overwrite_argument, command_output
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("data", help="make or check Basenji2-layout datasets (synthetic, bigWig)")
@@ -29,6 +31,7 @@ def register(subparsers) -> None:
     synthetic.add_argument("--records-per-file", type=int)
     synthetic.add_argument("--long-range", type=int, nargs=2, metavar=("NEAR", "FAR"),
                            help="bp between a promoter and the enhancers that drive it")
+    add_overwrite_argument(synthetic)
     synthetic.set_defaults(run=run_synthetic)
 
     bigwig = commands.add_parser(
@@ -56,6 +59,7 @@ def register(subparsers) -> None:
     bigwig.add_argument("--crop-bp", type=int, default=8192)
     bigwig.add_argument("--pool-width", type=int, default=128)
     bigwig.add_argument("--records-per-file", type=int, default=256)
+    add_overwrite_argument(bigwig)
     bigwig.set_defaults(run=run_from_bigwig)
 
     check = commands.add_parser("check", help="read every record of a dataset: CRCs, sizes and counts")
@@ -72,8 +76,15 @@ def run_synthetic(args: argparse.Namespace) -> int:
         "train": args.train, "valid": args.valid, "test": args.test, "records_per_file": args.records_per_file,
         "long_range_bp": tuple(args.long_range) if args.long_range else None,
     }
+    from ..io import DIRECTORY
+
     start = time.perf_counter()
-    out = make_synthetic(args.out, args.size, args.seed, **{k: v for k, v in options.items() if v is not None})
+    with command_output("data synthetic", args.out, DIRECTORY, vars(args), {}, args.overwrite) as output:
+        if output.up_to_date:
+            print(f"{output.out} is up to date")
+            return 0
+        make_synthetic(output.start(), args.size, args.seed, **{k: v for k, v in options.items() if v is not None})
+        out = output.finish()
     statistics = json.loads((out / "statistics.json").read_text())
     print(
         f"wrote {out}: {statistics['train_seqs']}/{statistics['valid_seqs']}/{statistics['test_seqs']} "
@@ -89,6 +100,8 @@ def run_from_bigwig(args: argparse.Namespace) -> int:
     from ..data.bigwig import TrackSpec, make_from_bigwig, read_track_sheet, regions_from_bed, tile_regions
     from ..data.genome import Genome
     from ..errors import UserError
+    from ..io import DIRECTORY
+    from .common import input_digest, large_file_digest
 
     tracks = read_track_sheet(args.tracks) if args.tracks else []
     for item in args.bigwig:
@@ -99,13 +112,24 @@ def run_from_bigwig(args: argparse.Namespace) -> int:
         tracks.append(TrackSpec(name, file, description, args.sum_stat, args.clip, args.scale))
     if not tracks:
         raise UserError("give tracks with --bigwig FILE or --tracks SHEET")
-    genome = Genome(args.genome)
-    if args.bed:
-        regions = regions_from_bed(args.bed, args.seq_length, args.valid_chroms, args.test_chroms)
-    else:
-        regions = tile_regions(genome.sizes, args.seq_length, args.stride, args.chroms, args.valid_chroms, args.test_chroms)
-    out = make_from_bigwig(args.out, genome, tracks, regions, args.seq_length, args.crop_bp, args.pool_width,
-                           args.records_per_file, progress=True)
+    # bigWigs and the genome count by their bytes (sampled above 256 MiB), so moving them changes nothing.
+    inputs = {"genome": large_file_digest(args.genome), "bed": input_digest(args.bed),
+              "tracks": [[t.identifier, t.description, t.sum_stat, t.clip, t.scale,
+                          large_file_digest(t.file) if Path(t.file).is_file() else t.file] for t in tracks]}
+    with command_output("data from-bigwig", args.out, DIRECTORY, vars(args), inputs, args.overwrite,
+                        paths=("genome", "bigwig", "tracks", "bed")) as output:
+        if output.up_to_date:
+            print(f"{output.out} is up to date")
+            return 0
+        genome = Genome(args.genome)
+        if args.bed:
+            regions = regions_from_bed(args.bed, args.seq_length, args.valid_chroms, args.test_chroms)
+        else:
+            regions = tile_regions(genome.sizes, args.seq_length, args.stride, args.chroms, args.valid_chroms,
+                                   args.test_chroms)
+        make_from_bigwig(output.start(), genome, tracks, regions, args.seq_length, args.crop_bp, args.pool_width,
+                         args.records_per_file, progress=True)
+        out = output.finish()
     counts = {split: sum(1 for row in regions if row[3] == split) for split in ("train", "valid", "test")}
     empty = [split for split, count in counts.items() if not count]
     if empty:

@@ -1,8 +1,11 @@
 """``senformer demo``: the whole study end to end on built-in synthetic data, then ``report.html``.
 
 Stages run the other commands in-process (``senformer.cli.main``), each into its own folder under
-``--out``; a stage that finished left ``<stage>/.done`` (written atomically) and is skipped on a rerun.
-The settings and seeds are saved in ``demo.json``; a rerun with other settings stops unless ``--fresh``.
+``--out``; a stage that finished left ``<stage>/.done`` (written atomically) and is skipped on a rerun, and
+an interrupted training stage resumes from its checkpoints (``train --resume`` checks its inputs' digests).
+The settings and seeds are saved in ``demo.json``; a rerun with other settings stops unless ``--overwrite``
+(or its older name ``--fresh``). The whole run holds ``OUT.lock``; a finished demo writes ``OUT/run.json``
+last, with the fingerprint of its settings, so a rerun of the same settings is "up to date" at once.
 
     data            senformer data synthetic            (the Basenji2-layout dataset)
     train_full      senformer train --attention full    (a small model from scratch)
@@ -106,7 +109,8 @@ def register(subparsers) -> None:
     parser.add_argument("--out", default="senformer-demo", help="output folder (default senformer-demo)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny data and a few steps (a smoke run in seconds)")
-    parser.add_argument("--fresh", action="store_true", help="delete earlier results in --out and start again")
+    parser.add_argument("--overwrite", "--fresh", dest="fresh", action="store_true",
+                        help="delete earlier results in --out (another demo's) and start again")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--only", nargs="+", choices=STAGES, help="run only these stages (and the report)")
     parser.set_defaults(run=run)
@@ -123,18 +127,40 @@ def run(args: argparse.Namespace) -> int:
 def run_demo(out: Path, settings: DemoSettings, fresh: bool = False, only: list[str] | None = None,
              log=print, command: str = "senformer demo") -> Path:
     """Run (or resume) every stage into ``out`` and write ``out/report.html``; returns its path."""
+    from ..io import output_lock
+
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file, but a directory is due there; choose another --out")
+    with output_lock(out):
+        return _run_demo(out, settings, fresh, only, log, command)
+
+
+def _run_demo(out: Path, settings: DemoSettings, fresh: bool, only: list[str] | None, log, command: str) -> Path:
+    from ..fingerprint import value_digest
+    from ..io import DIRECTORY, RUN_RECORD, recorded_fingerprint
+    from ..record import run_record, write_run_record
     from ..report import build_study_report
 
-    out.mkdir(parents=True, exist_ok=True)
+    fingerprint = value_digest({"command": "demo", "settings": _comparable(settings.to_dict())})
     recorded = out / "demo.json"
+    if out.is_dir() and any(out.iterdir()) and not recorded.exists() and not fresh:
+        raise UserError(f"{out} is a directory that senformer demo did not write (no demo.json); choose another "
+                        "--out")
     if fresh:
+        (out / RUN_RECORD).unlink(missing_ok=True)
         for stage in STAGES:
             shutil.rmtree(out / stage, ignore_errors=True)
     elif recorded.exists():
         previous = json.loads(recorded.read_text(encoding="utf-8")).get("settings") or {}
         if _comparable(previous) != _comparable(settings.to_dict()):
-            raise UserError(f"{out} holds a demo run with other settings ({recorded}); pass --fresh to replace it "
-                            "or choose another --out")
+            raise UserError(f"{out} holds a demo run with other settings ({recorded}); pass --overwrite to replace "
+                            "it or choose another --out")
+        finished = all((out / stage / ".done").is_file() for stage in STAGES) and (out / "report.html").is_file()
+        if not only and finished and recorded_fingerprint(out, DIRECTORY) == fingerprint:
+            log(f"{out} is up to date")
+            return out / "report.html"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RUN_RECORD).unlink(missing_ok=True)  # written again only once every stage is done
     atomic_write_text(recorded, json.dumps({"settings": settings.to_dict(), "stages": list(STAGES),
                                             "command": command}, indent=2) + "\n")
     if settings.threads:
@@ -147,6 +173,8 @@ def run_demo(out: Path, settings: DemoSettings, fresh: bool = False, only: list[
             continue
         _run_stage(out, stage, settings, log)
     report = build_study_report(out)
+    if not only or set(only) >= set(STAGES):
+        write_run_record(out, run_record("demo", settings, {}, fingerprint=fingerprint))
     log(f"[report] {report} ({time.perf_counter() - started:.0f} s this run)")
     return report
 

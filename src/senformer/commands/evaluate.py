@@ -7,7 +7,7 @@ import sys
 
 from ..config import ATTENTION_KINDS
 from ..errors import UserError
-from .common import parse_named_weights
+from .common import add_overwrite_argument, parse_named_weights
 from .options import add_length_argument, add_progress_argument
 
 
@@ -30,17 +30,42 @@ def register(subparsers) -> None:
     parser.add_argument("--sequence-length", dest="length", type=int, help=argparse.SUPPRESS)  # the old name
     parser.add_argument("--attention", choices=ATTENTION_KINDS, help="override the attention kind")
     parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:1 ... (default cpu)")
     parser.add_argument("--bf16", action="store_true", help="autocast the models to bfloat16")
     parser.add_argument("--rc-average", action="store_true", help="average with the reverse-complement prediction")
     parser.add_argument("--max-examples", type=int, default=None)
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers reading the records")
     parser.add_argument("--no-check-crc", action="store_true", help="skip the TFRecord CRC checks")
+    add_overwrite_argument(parser)
     add_progress_argument(parser)
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..constants import BASENJI_SEQUENCE_LENGTH
+    from ..data.basenji import BasenjiDataset, read_statistics
+    from ..evaluate import evaluate
+    from ..inference import default_sequence_length, resolve_sequence_length
+    from ..io import DIRECTORY
+    from ..record import machine_info
+    from ..weights import load_model
+    from ..device import resolve_device
+    from .common import command_output, dataset_digest, large_file_digest, weights_files_digest
+
+    device = resolve_device(args.device)
+    named = parse_named_weights(args.weights)
+    inputs = {"weights": {name: weights_files_digest(path) for name, path in named.items()},
+              "data": dataset_digest(args.data, [args.split]),
+              "genome": large_file_digest(args.genome) if args.genome else None}
+    with command_output("evaluate", args.out, DIRECTORY, vars(args), inputs, args.overwrite, device,
+                        paths=("data", "genome", "weights", "device")) as output:
+        if output.up_to_date:
+            print(f"{output.out} is up to date")
+            return 0
+        return _evaluate(args, named, device, output)
+
+
+def _evaluate(args: argparse.Namespace, named: dict[str, str], device, output) -> int:
     from ..constants import BASENJI_SEQUENCE_LENGTH
     from ..data.basenji import BasenjiDataset, read_statistics
     from ..evaluate import evaluate
@@ -54,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     if args.attention:
         overrides["attention"] = args.attention
     models, model_settings = {}, {}
-    for name, path in parse_named_weights(args.weights).items():
+    for name, path in named.items():
         model = load_model(path, overrides=overrides)
         models[name] = model
         model_settings[name] = {"weights": str(path), "attention": model.config.attention}
@@ -85,13 +110,14 @@ def run(args: argparse.Namespace) -> int:
     if dataset.flanks == "zeros":
         print(f"senformer evaluate: no --genome: inputs are {dataset.input_description}", file=sys.stderr)
     result = evaluate(
-        models, dataset, head, batch_size=args.batch_size, device=args.device, bf16=args.bf16,
+        models, dataset, head, batch_size=args.batch_size, device=device, bf16=args.bf16,
         rc_average=args.rc_average, max_examples=args.max_examples, num_workers=args.num_workers,
         progress=args.progress,
         settings={"data": str(args.data), "genome": args.genome, "model_settings": model_settings,
                   "machine": machine_info(), "arguments": {k: v for k, v in vars(args).items() if k != "run"}},
     )
-    out = result.write(args.out)
+    result.write(output.start())
+    out = output.finish(head=head, sequence_length=sequence_length)
     summary = result.per_assay()
     columns = ["assay_group", "tracks"] + [c for c in summary.columns if c.startswith(("pooled_", "per_example_"))]
     print(summary[columns].to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -55,7 +55,7 @@ def register(subparsers) -> None:
     model.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="override a config field, e.g. --set target_length=null for outputs that grow with --length")
     add_length_argument(model)
-    model.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default cpu)")
+    model.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:1, ... (default cpu)")
     model.add_argument("--bf16", action="store_true", help="run in bfloat16 autocast (faster on GPUs, less precise)")
     model.add_argument("--batch-size", type=int, default=1, help="input windows per forward pass (default 1)")
     averaging = parser.add_argument_group("averaging")
@@ -81,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
     from ..io import DIRECTORY, FILE
     from ..predict import PredictOptions, predict, write_bigwigs
     from ..weights import load_model
-    from .common import command_output, input_digest, parse_set_options, resolve_device, weights_files_digest
+    from ..device import resolve_device
+    from .common import command_output, input_digest, parse_set_options, weights_files_digest
 
     has_regions = bool(args.regions or args.region)
     if args.sequence_fasta and (args.fasta or has_regions):

@@ -11,6 +11,7 @@ the chromosomes; the split is the BED's 4th column or chosen by chromosome (``va
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -152,6 +153,21 @@ def regions_from_bed(
     return rows
 
 
+@contextlib.contextmanager
+def _library_stderr_silenced():
+    """pybigtools' Rust code writes its own "Error when opening" line to file descriptor 2 before raising;
+    the exception becomes the one line the user sees, so that text is dropped."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _open_bigwigs(tracks: Sequence[TrackSpec]):
     try:
         import pybigtools
@@ -162,7 +178,8 @@ def _open_bigwigs(tracks: Sequence[TrackSpec]):
         if not Path(track.file).is_file():
             raise FileNotFoundError(f"bigWig file of track {track.identifier!r} not found: {track.file}")
         try:
-            handles.append(pybigtools.open(str(track.file)))
+            with _library_stderr_silenced():
+                handles.append(pybigtools.open(str(track.file)))
         except Exception as error:  # pybigtools raises plain exceptions for non-bigWig files
             raise UserError(f"{track.file}: not a readable bigWig ({error})") from None
     return handles

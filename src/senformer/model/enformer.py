@@ -7,6 +7,10 @@
       -> crop to the central target_length positions                         (batch, 896, dim)
       -> final pointwise: ConvBlock(1, 2 dim) -> Dropout -> GELU             (batch, 896, 2 dim)
       -> heads: Linear -> softplus                                           {head: (batch, 896, tracks)}
+
+``forward`` is ``head_outputs(conv_features(sequence))``: the local conv trunk (stem and conv tower, finite
+reach) and everything after it, so the edit engine (``senformer.edits``) can run the trunk once per
+reference window and patch only the positions an edit reaches.
 """
 
 from __future__ import annotations
@@ -101,16 +105,25 @@ class Enformer(nn.Module):
                 module.reset_parameters()
 
     # Forward ----------------------------------------------------------------------------------
-    def trunk(self, sequence: torch.Tensor) -> torch.Tensor:
-        """Sequence -> embeddings (batch, bins, 2 dim) before the heads."""
+    # forward = head_outputs(conv_features(sequence)): the split lets the edit engine (senformer.edits) run the
+    # local conv trunk once per reference and patch the few positions an edit can change.
+    def conv_features(self, sequence: torch.Tensor) -> torch.Tensor:
+        """Sequence (one-hot (batch, bp, 4) or tokens (batch, bp)) -> conv-trunk features (batch, T, dim)."""
         x = self.prepare_input(sequence)
-        x = x.transpose(1, 2)  # (batch, 4, bp)
-        x = self.conv_trunk(x)  # (batch, dim, T)
-        x = x.transpose(1, 2)  # (batch, T, dim)
-        x = self.transformer_trunk(x)
+        x = self.conv_trunk(x.transpose(1, 2))  # (batch, 4, bp) -> (batch, dim, T)
+        return x.transpose(1, 2)  # (batch, T, dim)
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """Conv-trunk features (batch, T, dim) -> embeddings (batch, bins, 2 dim): transformer, crop, final
+        pointwise block."""
+        x = self.transformer_trunk(features)
         x = crop(x, self.config.target_length, CROP_MARGIN)
         x = self.final_pointwise(x.transpose(1, 2)).transpose(1, 2)  # (batch, bins, 2 dim)
         return gelu(self.final_dropout(x))
+
+    def trunk(self, sequence: torch.Tensor) -> torch.Tensor:
+        """Sequence -> embeddings (batch, bins, 2 dim) before the heads."""
+        return self.embed(self.conv_features(sequence))
 
     def conv_trunk(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, 4, bp) one-hot -> (batch, dim, bp / 128): stem and conv tower (local, finite reach).
@@ -149,15 +162,31 @@ class Enformer(nn.Module):
         Returns:
             ``{head: (batch, bins, tracks)}``, plus ``"embeddings"`` when asked.
         """
-        names = list(self.heads) if heads is None else list(heads)
-        unknown = [name for name in names if name not in self.heads]
-        if unknown:  # before the trunk: a wrong name costs no forward pass
-            raise UserError(f"unknown head(s) {', '.join(map(repr, unknown))}; the model has {', '.join(self.heads)}")
-        embeddings = self.trunk(sequence)
+        names = self.head_names(heads)  # before the trunk: a wrong name costs no forward pass
+        return self.head_outputs(self.conv_features(sequence), names, return_embeddings)
+
+    def head_outputs(
+        self,
+        features: torch.Tensor,
+        heads: Iterable[str] | None = None,
+        return_embeddings: bool = False,
+    ) -> dict[str, torch.Tensor]:
+        """The rest of :meth:`forward` from conv-trunk features (batch, T, dim) (:meth:`conv_features`):
+        ``{head: (batch, bins, tracks)}``, plus ``"embeddings"`` when asked."""
+        names = self.head_names(heads)
+        embeddings = self.embed(features)
         outputs = {name: F.softplus(self.heads[name](embeddings)) for name in names}
         if return_embeddings:
             outputs["embeddings"] = embeddings
         return outputs
+
+    def head_names(self, heads: Iterable[str] | None = None) -> list[str]:
+        """``heads`` as a list (default: every head); UserError naming any the model lacks."""
+        names = list(self.heads) if heads is None else list(heads)
+        unknown = [name for name in names if name not in self.heads]
+        if unknown:
+            raise UserError(f"unknown head(s) {', '.join(map(repr, unknown))}; the model has {', '.join(self.heads)}")
+        return names
 
     def prepare_input(self, sequence: torch.Tensor) -> torch.Tensor:
         """Validate and convert ``sequence`` to a float one-hot (batch, bp, 4)."""

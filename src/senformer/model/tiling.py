@@ -115,3 +115,51 @@ def tiled_conv_trunk(
         window = conv_trunk(x[:, :, window_start * bin_size : window_stop * bin_size])  # (batch, C, window bins)
         pieces.append(window[:, :, keep_start - window_start : keep_stop - window_start])
     return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
+
+
+# Recomputing part of the trunk (the edit engine, senformer.edits) ------------------------------------------
+def affected_bins(reach: tuple[int, int], start: int, stop: int, num_bins: int, bin_size: int) -> tuple[int, int]:
+    """``[first, last)``: the trunk positions whose value can depend on input bp ``[start, stop)``.
+
+    Position ``t`` reads bp ``[t * bin_size - left, t * bin_size + right]`` (``reach`` = :func:`conv_reach`),
+    so it can change when ``t * bin_size - left <= stop - 1`` and ``t * bin_size + right >= start``.
+    Returns an empty range (``first == last``) when no position can change.
+    """
+    left, right = reach
+    first = max(0, -(-(start - right) // bin_size))  # ceil division
+    last = min(num_bins, (stop - 1 + left) // bin_size + 1)
+    return (first, last) if first < last else (0, 0)
+
+
+def span_bounds(num_bins: int, first: int, last: int, halo: int) -> tuple[int, int]:
+    """``(window_start, window_stop)`` in bins of the window that recomputes trunk positions
+    ``[first, last)``: the range extended by ``halo`` bins on each side and clipped at the ends of the
+    sequence, the way :func:`tile_bounds` cuts a tile around its kept bins. Windows start on bin boundaries
+    (so every pooling pairs the positions the whole pass pairs) and end at the sequence's own ends (so the
+    convolutions' zero padding falls where it falls in the whole pass)."""
+    if not 0 <= first < last <= num_bins:
+        raise ValueError(f"trunk positions [{first}, {last}) must be a non-empty range inside [0, {num_bins})")
+    return max(0, first - halo), min(num_bins, last + halo)
+
+
+def conv_trunk_span(
+    conv_trunk: Callable[[torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    first: int,
+    last: int,
+    bin_size: int,
+    halo: int,
+) -> torch.Tensor:
+    """Trunk positions ``[first, last)`` of ``x`` from the window :func:`span_bounds` gives; in evaluation
+    mode they equal ``conv_trunk(x)[..., first:last]``.
+
+    Args:
+        conv_trunk: as in :func:`tiled_conv_trunk` (``Enformer.conv_trunk``; a window longer than the
+            model's tile is tiled by it, still exactly).
+        x: (batch, 4, bp) one-hot, ``bp`` a multiple of ``bin_size``.
+    Returns:
+        (batch, channels, last - first).
+    """
+    window_start, window_stop = span_bounds(x.shape[-1] // bin_size, first, last, halo)
+    window = conv_trunk(x[:, :, window_start * bin_size : window_stop * bin_size])  # (batch, C, window bins)
+    return window[:, :, first - window_start : last - window_start]

@@ -142,10 +142,62 @@ def check_compatible(path: Path, payload: Mapping[str, Any], config: Mapping[str
         if key in RESUMABLE_CHANGES or key in ("init_weights", "teacher", "data", "genome", "model_config", "preset",
                                                 "attention", "model_overrides", "checkpoint_activations",
                                                 "checkpoint_conv_tower"):
-            continue  # paths may move; the model itself is compared through its config above
+            continue  # paths may move: inputs.json compares the files' digests, the config the model itself
         if stored_settings.get(key) != settings.get(key):
             differences.append(f"{key}: checkpoint {stored_settings.get(key)!r}, now {settings.get(key)!r}")
     if (stored_settings.get("teacher") is None) != (settings.get("teacher") is None):
         differences.append(f"teacher: checkpoint {stored_settings.get('teacher')!r}, now {settings.get('teacher')!r}")
     if differences:
         raise UserError(f"{path} comes from a different run: " + "; ".join(differences))
+
+
+# The inputs a run started from --------------------------------------------------------------------------
+INPUTS_NAME = "inputs.json"
+
+
+def training_inputs(settings: Mapping[str, Any], data_given: bool = False) -> dict[str, Any]:
+    """Digests of what a run learns from: each head's dataset, genome FASTA, ``init_weights`` and ``teacher``.
+
+    Datasets: statistics.json and targets.txt by every byte, TFRecords by every byte up to 256 MiB and above
+    that by size plus first and last MiB (:func:`senformer.inputs.large_file_digest`): training data reaches
+    hundreds of GB, which a resume should not reread, and its records are ZLIB-compressed with CRCs, so a
+    regenerated or edited file changes its size or its last bytes. Genomes: every byte up to 256 MiB, else
+    size, first/last MiB and the ``.fai`` (every name, length and line layout). Weights: every byte of every
+    file. Paths are not recorded here, so moved inputs resume. ``data_given``: in-memory data, not digested.
+    """
+    from ..inputs import dataset_digest, large_file_digest, weights_files_digest
+
+    splits = [settings.get("train_split", "train"), settings.get("eval_split", "valid")]
+    inputs: dict[str, Any] = {}
+    if not data_given:
+        for head, directory in sorted(dict(settings.get("data") or {}).items()):
+            inputs[f"dataset {head}"] = dataset_digest(directory, splits[:1], sampled=True)
+    for head, fasta in sorted(dict(settings.get("genome") or {}).items()):
+        inputs[f"genome {head}"] = large_file_digest(fasta)
+    for key, what in (("init_weights", "init weights"), ("teacher", "teacher weights")):
+        if settings.get(key):
+            inputs[what] = weights_files_digest(settings[key])
+    return inputs
+
+
+def check_inputs(out_dir: Path, inputs: Mapping[str, Any]) -> None:
+    """On resume: the inputs recorded at the start (``inputs.json``) must equal ``inputs``; one line naming
+    what changed otherwise. A run folder from before this record gets one now."""
+    import json
+
+    from ..io import write_json
+
+    path = Path(out_dir) / INPUTS_NAME
+    if not path.is_file():
+        write_json(path, dict(inputs))
+        return
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path} is not readable JSON ({error}); it records the inputs this run started from") from None
+    changed = [name for name in sorted(set(recorded) | set(inputs)) if recorded.get(name) != inputs.get(name)]
+    if changed:
+        details = ", ".join(f"{name} {'added' if name not in recorded else 'removed' if name not in inputs else 'changed'}"
+                            for name in changed)
+        raise UserError(f"--resume: the inputs differ from those this run started from ({details}; recorded in "
+                        f"{path}): resume only with the same data, genome and weights, or start a new --out")

@@ -6,6 +6,7 @@ is wrapped in DDP (gloo on CPU, NCCL on GPU), each rank reads its own shard, and
 training mode span all ranks (:class:`CrossRankBatchNorm`). Output directory::
 
     settings.json  config.json      resolved settings and model configuration
+    inputs.json                     digests of the datasets, genomes, init and teacher weights (resume checks them)
     run.json                        the run record (command line, versions, commit, machine)
     log.jsonl      train_log.csv    eval_log.csv   curves.png
     checkpoints/step-XXXXXXXX.pt    the last ``keep_checkpoints`` (resume with ``resume=True``)
@@ -38,7 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..config import EnformerConfig
 from ..errors import UserError
 from ..inference import predict_batch
-from ..io import atomic_write_text, json_text, output_lock
+from ..io import atomic_write_text, json_text, output_lock, write_json
 from ..model.enformer import Enformer
 from ..record import run_record, write_run_record
 from ..weights import load_model, save_model
@@ -138,7 +139,12 @@ def run_training(
     context = setup_distributed(settings.device)
     try:
         with _run_folder_lock(Path(out_dir), context):
-            return Trainer(settings, Path(out_dir), context, data).run(resume)
+            # The inputs are proven before the model is built: a resume on other data, genome or weights
+            # would continue a different run (the checkpoint can only compare its settings).
+            inputs = ckpt.training_inputs(settings.to_dict(), data_given=data is not None)
+            if resume:
+                ckpt.check_inputs(Path(out_dir), inputs)
+            return Trainer(settings, Path(out_dir), context, data, inputs).run(resume)
     finally:
         if owns_group:
             teardown_distributed()
@@ -170,8 +176,10 @@ def _run_folder_lock(out_dir: Path, context: DistributedContext):
 
 
 class Trainer:
-    def __init__(self, settings: TrainSettings, out_dir: Path, context: DistributedContext, data: Mapping[str, HeadData] | None):
+    def __init__(self, settings: TrainSettings, out_dir: Path, context: DistributedContext,
+                 data: Mapping[str, HeadData] | None, inputs: Mapping[str, Any] | None = None):
         self.settings, self.out_dir, self.context = settings, out_dir, context
+        self.inputs = dict(inputs or {})
         if settings.threads:
             torch.set_num_threads(settings.threads)
         if settings.deterministic:
@@ -400,8 +408,10 @@ class Trainer:
         if context.is_main:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out_dir / "settings.json", settings.to_json() + "\n")
+            if not resume:
+                write_json(self.out_dir / ckpt.INPUTS_NAME, self.inputs)
             self.config.to_json(self.out_dir / "config.json")
-            write_run_record(self.out_dir, run_record("train", settings, device=context.device))
+            write_run_record(self.out_dir, run_record("train", settings, self.inputs, device=context.device))
         trainable, total = count_parameters(self.model)
         self.print(
             f"training {trainable:,} of {total:,} parameters ({settings.train}); heads {', '.join(self.head_names)}; "

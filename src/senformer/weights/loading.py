@@ -21,12 +21,10 @@ import torch
 from ..config import EnformerConfig
 from ..errors import UserError
 from ..model.enformer import Enformer
-from .infer import infer_config
 from ..io import load_torch_file
-from .infer import uninferred_defaults
+from .infer import infer_config, uninferred_defaults
 from .native import (
-    CONFIG_NAME, WEIGHTS_NAME, _read_native, _read_safetensors, check_finite, is_native_config, read_native_file,
-    tensor_names,
+    CONFIG_NAME, WEIGHTS_NAME, _read_safetensors, check_finite, is_native_config, read_native_file, tensor_names,
 )
 
 FORMATS = ("native", "tf-checkpoint", "tf-savedmodel", "enformer-pytorch")
@@ -52,12 +50,13 @@ class LoadReport:
     missing: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
+    wrong_kind: list[tuple[str, torch.dtype, torch.dtype]] = field(default_factory=list)  # integer vs floating
     notes: list[str] = field(default_factory=list)  # one line each: config fields the weights did not tell
 
     @property
     def complete(self) -> bool:
         """Every tensor not kept fresh on request was loaded, and the weights held nothing else."""
-        return not (self.missing or self.unexpected or self.mismatched)
+        return not (self.missing or self.unexpected or self.mismatched or self.wrong_kind)
 
     def problems(self, limit: int | None = 20) -> str:
         """One line per kind of problem, listing names (the first ``limit`` of each)."""
@@ -75,6 +74,10 @@ class LoadReport:
         if self.mismatched:
             items = [f"{name} (model {list(want)}, weights {list(got)})" for name, want, got in self.mismatched]
             parts.append(f"{len(items)} with the wrong shape: {listed(items)}")
+        if self.wrong_kind:
+            items = [f"{name} (model {str(want).removeprefix('torch.')}, weights {str(got).removeprefix('torch.')})"
+                     for name, want, got in self.wrong_kind]
+            parts.append(f"{len(items)} of the wrong kind of dtype: {listed(items)}")
         return "; ".join(parts)
 
 
@@ -191,9 +194,6 @@ def _read_weights(path: str | os.PathLike, format: str | None = None) -> _Weight
     if format == "native":
         weights_file = path / WEIGHTS_NAME if path.is_dir() else path
         config_path = weights_file.parent / CONFIG_NAME
-        if path.is_dir() and is_native_config(config_path):
-            state, config = _read_native(path)
-            return _Weights(state, config.to_dict(), format, True)
         state = _read_state_dict_file(weights_file)
         if is_native_config(config_path):
             return _Weights(state, EnformerConfig.from_json(config_path).to_dict(), format, True)
@@ -330,6 +330,10 @@ def _compare(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Ten
             report.missing.append(name)
         elif tuple(given[name].shape) != tuple(tensor.shape):
             report.mismatched.append((name, tuple(tensor.shape), tuple(given[name].shape)))
+        elif given[name].is_floating_point() != tensor.is_floating_point():
+            # Precision may differ (float64 or float16 weights load into float32), but integers in a
+            # floating tensor's place are another tensor's bytes (a damaged header's dtype), never weights.
+            report.wrong_kind.append((name, tensor.dtype, given[name].dtype))
         else:
             report.loaded.append(name)
     for name in given:

@@ -23,7 +23,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from ..config import WEIGHTS_CHECKSUM_KEY, EnformerConfig
+from ..config import WEIGHTS_CHECKSUM_KEY
 from ..errors import UserError
 from ..fingerprint import file_digest
 from ..io import atomic_path, atomic_write_text
@@ -119,13 +119,3 @@ def read_native_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not verified:
         check_finite(state, path)
     return state
-
-
-def _read_native(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], EnformerConfig]:
-    """(state dict, config) of a native directory."""
-    directory = Path(directory)
-    config_path = directory / CONFIG_NAME
-    if not config_path.is_file():
-        raise FileNotFoundError(f"{directory} has no {CONFIG_NAME}")
-    config = EnformerConfig.from_json(config_path)
-    return read_native_file(directory / WEIGHTS_NAME), config
