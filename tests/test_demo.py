@@ -112,3 +112,35 @@ def test_a_demo_into_a_folder_held_by_another_run_is_refused(tmp_path, capsys):
         assert main(["demo", "--quick", "--out", str(out)]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and f"pid {os.getpid()}" in error and not out.exists()
+
+
+def test_default_stage_commands_parse_and_name_the_tuned_settings(tmp_path):
+    """The default (minutes-long) demo's commands, checked without running them: every stage's argv is one
+    the CLI accepts, and the data and training stages carry the settings the demo documents."""
+    from senformer.cli import build_parser
+    from senformer.commands.demo import _stage_argv
+
+    settings = DemoSettings()
+    out = tmp_path / "demo"
+    (out / "data").mkdir(parents=True)
+    (out / "data" / "statistics.json").write_text(json.dumps({"seq_length": 8192, "target_length": 32,
+                                                              "num_targets": 16}))
+    parser = build_parser()
+    for stage in STAGES:
+        if stage == "control":  # not a command: train_full's weights with attention removed
+            continue
+        argv = _stage_argv(out, stage, settings)
+        assert parser.parse_args(argv).run is not None, stage
+    data = _stage_argv(out, "data", settings)
+    assert data[data.index("--size") + 1] == settings.data_size
+    assert [data[data.index(flag) + 1] for flag in ("--train", "--valid", "--test")] == [
+        str(n) for n in settings.data_examples]
+    import yaml
+
+    full = yaml.safe_load((out / "train_full" / "train.yaml").read_text())
+    assert (full["steps"], full["learning_rate"], full["warmup_steps"]) == (
+        settings.full_steps, settings.learning_rate, settings.warmup_steps)
+    assert full["model_overrides"]["dim"] == settings.model["dim"]
+    bigbird = yaml.safe_load((out / "train_bigbird" / "train.yaml").read_text())
+    assert (bigbird["attention"], bigbird["train"], bigbird["learning_rate"]) == (
+        "bigbird", "attention", settings.finetune_learning_rate)
