@@ -16,7 +16,7 @@ import torch
 
 from ..config import ATTENTION_KINDS
 from ..errors import UserError
-from .common import add_overwrite_argument, command_output, parse_named_weights, parse_set_options
+from .common import add_overwrite_argument, add_shard_arguments, command_output, parse_named_weights, parse_set_options
 from .options import add_device_argument, add_length_argument, add_progress_argument, add_tracks_argument
 
 
@@ -262,6 +262,7 @@ def register(subparsers) -> None:
     variants.add_argument("--out", required=True, help="output: .tsv, .tsv.gz or .h5")
     add_overwrite_argument(variants)
     add_progress_argument(variants)
+    add_shard_arguments(variants.add_argument_group("many processes (torchrun, job arrays)"))
     variants.set_defaults(run=run_variants)
 
 
@@ -377,7 +378,8 @@ def run_variants(args: argparse.Namespace) -> int:
     from ..fingerprint import file_digest
     from ..io import FILE
     from ..device import resolve_device
-    from .common import input_digest, weights_files_digest
+    from ..shards import rank_device, refuse_split, resolve_shard
+    from .common import apply_threads, input_digest, sharded_output, weights_files_digest
 
     output_format(args.out)
     if args.max_distance is not None and not args.anchors:
@@ -394,7 +396,10 @@ def run_variants(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no such VCF/BCF file: {args.vcf}")
     if len(args.weights) > 1 or (args.attention and len(args.attention) > 1):
         raise UserError("analyze variants takes one --weights and at most one --attention")
-    device = resolve_device(args.device)
+    shard = resolve_shard(args.shard)
+    apply_threads(args.threads)
+    device = rank_device(resolve_device(args.device))
+    args.device = str(device)  # a torchrun rank's own GPU, for load_models
     anchors = read_anchors(args.anchors) if args.anchors else None
     inputs = {
         "weights": weights_files_digest(parse_named_weights(args.weights).popitem()[1]),
@@ -404,8 +409,26 @@ def run_variants(args: argparse.Namespace) -> int:
     }
     settings = {**vars(args), "shifts": list(options.shifts), "stats": list(options.stats), "device": str(device)}
     paths = ("weights", "fasta", "vcf", "anchors", "targets", "device")
+    if shard is not None:
+        sharded = sharded_output("analyze variants", args.out, settings, inputs, shard, args.overwrite, device, paths)
+        genome = Genome(args.fasta)
+        if sharded.open():
+            check_up_to_date(sharded.out, genome, args.vcf, anchors)
+            print(f"{sharded.out} is up to date")
+            return 0
+        name, model = _single_model(args)
+        run = write_variant_scores(model, genome, args.vcf, args.out, options, anchors=anchors,
+                                   progress=args.progress, sharded=sharded)
+        if run is None:
+            print(f"wrote part {shard} of {args.out} into {sharded.folder}; the shard that ends last merges them")
+            return 0
+        print(summary_line(run))
+        print(f"wrote {run.out} from {shard.count} parts")
+        return 0
     with command_output("analyze variants", args.out, FILE, settings, inputs, args.overwrite, device, paths) as output:
         genome = Genome(args.fasta)
+        if not output.up_to_date:
+            refuse_split(output.out, output.plan.fingerprint)
         if output.up_to_date:
             check_up_to_date(output.out, genome, args.vcf, anchors)
             print(f"{output.out} is up to date")
