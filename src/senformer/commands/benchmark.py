@@ -1,4 +1,4 @@
-"""``senformer benchmark {attention,scaling}``: parse, validate, call :mod:`senformer.bench`."""
+"""``senformer benchmark {attention,scaling,variants}``: parse, validate, call :mod:`senformer.bench`."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ def register(subparsers) -> None:
     benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     _register_attention(benchmarks)
     _register_scaling(benchmarks)
+    _register_variants(benchmarks)
 
 
 def _register_attention(subparsers) -> None:
@@ -231,6 +232,131 @@ def _run_scaling(args: argparse.Namespace) -> int:
         log = (lambda line: print(line, flush=True)) if args.progress else (lambda line: None)
         written = run_sweep(settings, out, args.plot_only, log=log)
     print("wrote " + ", ".join(map(str, written)))
+    return 0
+
+
+def _register_variants(subparsers) -> None:
+    from ..bench.variants import ATTENTIONS, PRECISIONS, VariantPoint, WORKLOADS
+
+    defaults = VariantPoint(workload="anchored")
+    parser = subparsers.add_parser(
+        "variants", help="the edit engine against whole-window passes (variant scoring, ISM), resumable",
+        description="Time the edit engine (the reference conv trunk once, each edit recomputing only the trunk "
+        "positions it reaches) against the plain path (whole-window passes in the same process: same threads, "
+        "batch size and conv tile, the reference computed once and shared) for anchored SNVs and ISM (one "
+        "strand) and for variant-centred windows and clusters (reverse-complement averaging), beside each "
+        "FLOP bound. Random weights (speed does not depend on them). Each point runs in its own subprocess "
+        "under a resident-memory cap, after checking that the engine's outputs equal the plain path's. Writes "
+        "variants.json (resumable), variants.csv, variants.md and variants.png into --out. bf16 points run "
+        "only where the device computes bf16 natively; elsewhere they are recorded as skipped, with the reason.",
+    )
+    parser.add_argument("--out", required=True, help="output directory (an existing variants.json is resumed)")
+    parser.add_argument("--dim", type=int, default=defaults.dim, help=f"model width (default {defaults.dim})")
+    parser.add_argument("--depth", type=int, default=defaults.depth, help=f"transformer layers (default {defaults.depth})")
+    parser.add_argument("--length", type=int, default=defaults.length, help=f"input bp (default {defaults.length:,})")
+    parser.add_argument("--target-length", type=int, default=defaults.target_length,
+                        help=f"output bins (default {defaults.target_length})")
+    parser.add_argument("--workloads", type=_choice_list(WORKLOADS), default=list(WORKLOADS),
+                        help="comma-separated: anchored (SNVs across the window and ISM, one strand), centred "
+                        "(variant-centred SNV and insertion, and a cluster sharing one reference; RC averaging) "
+                        "(default both)")
+    parser.add_argument("--attention", type=_choice_list(ATTENTIONS), default=list(ATTENTIONS),
+                        help=f"comma-separated kinds from {', '.join(ATTENTIONS)} (default both)")
+    parser.add_argument("--precision", type=_choice_list(PRECISIONS), default=list(PRECISIONS),
+                        help="comma-separated fp32, bf16 (autocast; only where bf16 is native) (default both)")
+    parser.add_argument("--edits", type=int, default=defaults.edits,
+                        help=f"edits the engine is timed on per workload (default {defaults.edits}; at least 16 "
+                        "for a reported result)")
+    parser.add_argument("--plain-edits", type=int, default=defaults.plain_edits,
+                        help=f"edits the plain path is timed on, also the equality check's (default {defaults.plain_edits})")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                        help=f"edits per batch on both paths (default {defaults.batch_size})")
+    parser.add_argument("--cluster-bp", type=int, default=defaults.cluster_bp,
+                        help=f"the cluster's SNVs lie within this many bp of the centre (default {defaults.cluster_bp})")
+    parser.add_argument("--conv-tile-length", default=str(defaults.conv_tile_length),
+                        help=f"bp per conv-trunk tile, or 'none' (default {defaults.conv_tile_length})")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the weights, sequences and edits (default 0)")
+    parser.add_argument("--memory-cap-gb", type=float, default=16.0, help="resident-memory cap per point (default 16)")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per point before it is killed (default 1800)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per point (default 0: torch's default)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--plot-only", action="store_true", help="only redraw variants.png, the tables and the summary")
+    add_overwrite_argument(parser, "start again when --out holds points measured on another machine or version")
+    parser.set_defaults(run=_run_variants)
+
+
+def variants_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The benchmark's settings from the command line, validated (a bad value is a UserError naming it)."""
+    from ..bench.summary import GB
+    from ..bench.variants import grid_from_settings
+    from ..device import resolve_device
+
+    text = str(args.conv_tile_length)
+    try:
+        tile = None if text.lower() == "none" else int(text)
+    except ValueError:
+        raise UserError(f"--conv-tile-length must be a number of bp or 'none', got {text!r}") from None
+    settings = {
+        "workloads": args.workloads, "attentions": args.attention, "precisions": args.precision,
+        "dim": args.dim, "depth": args.depth, "length": args.length, "target_length": args.target_length,
+        "edits": args.edits, "plain_edits": args.plain_edits, "batch_size": args.batch_size,
+        "cluster_bp": args.cluster_bp, "conv_tile_length": tile, "device": str(resolve_device(args.device)),
+        "threads": args.threads, "seed": args.seed, "memory_cap_bytes": int(args.memory_cap_gb * GB),
+        "timeout_s": args.timeout,
+    }
+    if args.depth < 1 or args.memory_cap_gb <= 0 or args.timeout <= 0:
+        raise UserError(f"--depth, --memory-cap-gb and --timeout must be positive (got {args.depth}, "
+                        f"{args.memory_cap_gb}, {args.timeout})")
+    for point in grid_from_settings(settings):
+        point.config().validate_sequence_length(point.length)
+    return settings
+
+
+def _run_variants(args: argparse.Namespace) -> int:
+    """Resumes in place like ``benchmark scaling``: ``OUT/run.json`` records the machine and versions, and
+    points measured elsewhere are refused unless ``--overwrite`` starts the folder again; a point is skipped
+    when a record with every one of its settings is there. Exits 1 when a point failed or its engine outputs
+    differ from the plain path's (recorded, with the reason)."""
+    import sys
+
+    from ..bench.variants import VariantsBenchmark, grid_from_settings, run_benchmark
+    from ..fingerprint import value_digest
+    from ..io import DIRECTORY, output_lock, recorded_fingerprint
+    from ..record import run_record, write_run_record
+
+    settings = variants_settings(args)
+    out = Path(args.out)
+    identity = machine_identity(settings["device"])
+    fingerprint = value_digest({"command": "benchmark variants", "machine": identity})
+    with output_lock(out):
+        if out.exists() and not out.is_dir():
+            raise UserError(f"{out} is a file, but a directory is due there; choose another --out")
+        if args.plot_only and not (out / "variants.json").is_file():
+            raise UserError(f"--plot-only: {out / 'variants.json'} does not exist; run the benchmark first")
+        results = list(out.glob("variants.*")) if out.is_dir() else []
+        recorded = recorded_fingerprint(out, DIRECTORY) if out.is_dir() else None
+        if results and recorded != fingerprint and not args.plot_only:
+            if not args.overwrite:
+                raise UserError(f"{out} holds points measured on another machine or senformer/torch version (or "
+                                "without a run record); pass --overwrite to start it again, or choose another --out")
+            for path in results:
+                path.unlink()
+        if not args.plot_only and (out / "variants.json").is_file() and recorded == fingerprint:
+            done = VariantsBenchmark(out).measured()
+            if all(point.key in done for point in grid_from_settings(settings)):
+                print(f"{out} is up to date")
+                return 0
+        if not args.plot_only:
+            out.mkdir(parents=True, exist_ok=True)
+            write_run_record(out, run_record("benchmark variants", settings, {"machine": identity},
+                                             settings["device"], fingerprint=fingerprint))
+        written, failures = run_benchmark(settings, out, args.plot_only, log=lambda line: print(line, flush=True))
+    print("wrote " + ", ".join(map(str, written)))
+    if failures:
+        print(f"senformer benchmark variants: {len(failures)} point(s) failed: "
+              + "; ".join(f"{r['workload']} {r['attention']} {r['precision']}: {r['reason']}" for r in failures),
+              file=sys.stderr)
+        return 1
     return 0
 
 
