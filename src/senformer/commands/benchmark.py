@@ -251,35 +251,35 @@ def _register_variants(subparsers) -> None:
         "only where the device computes bf16 natively; elsewhere they are recorded as skipped, with the reason.",
     )
     parser.add_argument("--out", required=True, help="output directory (an existing variants.json is resumed)")
-    parser.add_argument("--dim", type=int, default=defaults.dim, help=f"model width (default {defaults.dim})")
-    parser.add_argument("--depth", type=int, default=defaults.depth, help=f"transformer layers (default {defaults.depth})")
-    parser.add_argument("--length", type=int, default=defaults.length, help=f"input bp (default {defaults.length:,})")
+    parser.add_argument("--dim", type=int, default=defaults.dim, help=f"model width (default: {defaults.dim})")
+    parser.add_argument("--depth", type=int, default=defaults.depth, help=f"transformer layers (default: {defaults.depth})")
+    parser.add_argument("--length", type=int, default=defaults.length, help=f"input bp (default: {defaults.length:,})")
     parser.add_argument("--target-length", type=int, default=defaults.target_length,
-                        help=f"output bins (default {defaults.target_length})")
+                        help=f"output bins (default: {defaults.target_length})")
     parser.add_argument("--workloads", type=_choice_list(WORKLOADS), default=list(WORKLOADS),
                         help="comma-separated: anchored (SNVs across the window and ISM, one strand), centred "
                         "(variant-centred SNV and insertion, and a cluster sharing one reference; RC averaging) "
-                        "(default both)")
+                        "(default: both)")
     parser.add_argument("--attention", type=_choice_list(ATTENTIONS), default=list(ATTENTIONS),
-                        help=f"comma-separated kinds from {', '.join(ATTENTIONS)} (default both)")
+                        help=f"comma-separated kinds from {', '.join(ATTENTIONS)} (default: both)")
     parser.add_argument("--precision", type=_choice_list(PRECISIONS), default=list(PRECISIONS),
-                        help="comma-separated fp32, bf16 (autocast; only where bf16 is native) (default both)")
+                        help="comma-separated fp32, bf16 (autocast; only where bf16 is native) (default: both)")
     parser.add_argument("--edits", type=int, default=defaults.edits,
-                        help=f"edits the engine is timed on per workload (default {defaults.edits}; at least 16 "
+                        help=f"edits the engine is timed on per workload (default: {defaults.edits}; at least 16 "
                         "for a reported result)")
     parser.add_argument("--plain-edits", type=int, default=defaults.plain_edits,
-                        help=f"edits the plain path is timed on, also the equality check's (default {defaults.plain_edits})")
+                        help=f"edits the plain path is timed on, also the equality check's (default: {defaults.plain_edits})")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
-                        help=f"edits per batch on both paths (default {defaults.batch_size})")
+                        help=f"edits per batch on both paths (default: {defaults.batch_size})")
     parser.add_argument("--cluster-bp", type=int, default=defaults.cluster_bp,
-                        help=f"the cluster's SNVs lie within this many bp of the centre (default {defaults.cluster_bp})")
+                        help=f"the cluster's SNVs lie within this many bp of the centre (default: {defaults.cluster_bp})")
     parser.add_argument("--conv-tile-length", default=str(defaults.conv_tile_length),
-                        help=f"bp per conv-trunk tile, or 'none' (default {defaults.conv_tile_length})")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the weights, sequences and edits (default 0)")
-    parser.add_argument("--memory-cap-gb", type=float, default=16.0, help="resident-memory cap per point (default 16)")
-    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per point before it is killed (default 1800)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads per point (default 0: torch's default)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default auto)")
+                        help=f"bp per conv-trunk tile, or 'none' (default: {defaults.conv_tile_length})")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the weights, sequences and edits (default: 0)")
+    parser.add_argument("--memory-cap-gb", type=float, default=16.0, help="resident-memory cap per point (default: 16)")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per point before it is killed (default: 1800)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per point (default: 0: torch's default)")
+    add_device_argument(parser)
     parser.add_argument("--plot-only", action="store_true", help="only redraw variants.png, the tables and the summary")
     add_overwrite_argument(parser, "start again when --out holds points measured on another machine or version")
     parser.set_defaults(run=_run_variants)

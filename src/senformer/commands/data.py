@@ -7,6 +7,7 @@ import json
 import sys
 import time
 
+from ..data.synthetic import SIZES
 from .common import add_overwrite_argument, command_output
 from .options import add_progress_argument
 
@@ -21,9 +22,10 @@ def register(subparsers) -> None:
         "Basenji2 layout (see docs/data-and-evaluation.md for the generative model).",
     )
     synthetic.add_argument("out", help="output directory")
-    synthetic.add_argument("--size", choices=["tiny", "small", "medium"], default="tiny",
-                           help="tiny: 4,096 bp records (tests); small: 8,192 bp, 16 tracks (demo, training); medium: "
-                           "131,072 bp records as Basenji2's (default: tiny)")
+    synthetic.add_argument("--size", choices=list(SIZES), default="tiny",
+                           help="tiny: 4,096 bp records (tests); small: 8,192 bp, 16 tracks (training); study: 8,192 bp "
+                           "with long-range partners tuned so attention matters (the demo and the accuracy study); "
+                           "medium: 131,072 bp records as Basenji2's (default: tiny)")
     synthetic.add_argument("--seed", type=int, default=0, help="random seed of genome and tracks (default: 0)")
     by_size = "(default: as --size sets it)"
     synthetic.add_argument("--sequence-length", type=int, help=f"input bp per record {by_size}")
