@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from senformer import plots
+from senformer.errors import UserError
 from senformer.report import Report, figure_png, new_figure
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -121,3 +122,82 @@ def test_plot_functions_draw_on_the_given_axes():
     assert plots.receptive_field_profile(axes[4], change, np.arange(5) * 10, np.arange(7) * 128.0) is axes[4]
     assert plots.mutagenesis_heatmap(axes[5], values, start=3) is axes[5]
     assert figure_png(figure).startswith(b"\x89PNG")
+
+
+def test_length_curves_draws_the_cap_only_when_something_approaches_it():
+    from matplotlib.figure import Figure
+
+    near = [{"x": [1, 2], "y": [0.5, 1.0], "label": "full"}]
+    ax = Figure().subplots()
+    plots.length_curves(ax, near, "length", "GB", cap=20.0)
+    assert ax.get_ylim()[1] < 2  # scaled to the points, not to a cap none approaches
+    assert not any(line.get_label().startswith("cap") or line.get_linestyle() == ":" for line in ax.lines)
+    ax = Figure().subplots()
+    plots.length_curves(ax, [{**near[0], "failed": [4]}], "length", "GB", cap=20.0, cap_label="cap")
+    assert ax.get_ylim()[1] >= 20 and any(line.get_label() == "cap" for line in ax.lines)
+    assert any(line.get_label() == "full: out of memory" for line in ax.lines)
+    with pytest.raises(ValueError, match="<= 0"):
+        plots.length_curves(Figure().subplots(), [{"x": [1, 2], "y": [0.3, -0.1], "label": "per layer"}], "x", "y")
+
+
+STUDY_RECORD = {
+    "models": [
+        {"name": "full@1000", "row": "1", "description": "full attention from scratch", "steps": 1000, "seeds": [0, 1, 2],
+         "metrics": {"pooled": {"mean": 0.61, "sd": 0.01, "values": [0.6, 0.61, 0.62]},
+                     "pooled/long-range": {"mean": 0.52, "sd": 0.02, "values": [0.5, 0.52, 0.54]}},
+         "minus_row1": {}},
+        {"name": "control", "row": "2", "description": "row 1, attention removed", "steps": None, "seeds": [0, 1, 2],
+         "metrics": {"pooled": {"mean": 0.5, "sd": 0.01, "values": [0.49, 0.5, 0.51]},
+                     "pooled/long-range": {"mean": 0.3, "sd": 0.02, "values": [0.28, 0.3, 0.32]}},
+         "minus_row1": {"pooled": {"difference": -0.11, "low": -0.13, "high": -0.09},
+                        "pooled/long-range": {"difference": -0.22, "low": -0.25, "high": -0.19}}},
+    ],
+    "attention_matters": {"loss_on_long_range": 0.22, "required_loss": 0.1, "met": True},
+}
+
+
+def test_accuracy_study_table_is_read_from_study_json(tmp_path):
+    from senformer.report import read_accuracy_study
+
+    path = tmp_path / "study.json"
+    path.write_text(json.dumps(STUDY_RECORD))
+    table, _ = read_accuracy_study(path)
+    assert list(table["row"]) == ["1", "2"]
+    control = table.set_index("model").loc["control"]
+    assert control["pooled/long-range r"] == "0.300 ± 0.020"
+    assert control["pooled/long-range minus row 1 [95% CI]"] == "-0.220 [-0.250, -0.190]"
+    assert table.set_index("model").loc["full@1000", "pooled minus row 1 [95% CI]"] == "-"
+    path.write_text(json.dumps({"models": [{"name": "x"}]}))
+    with pytest.raises(UserError, match=r"study.json: models\[0\] lacks row, metrics"):
+        read_accuracy_study(path)
+
+
+def test_study_report_shows_recorded_results_with_provenance_and_the_study(tmp_path):
+    """An empty run folder beside the repository's recorded benchmarks and a study.json: the summary's
+    numbers are those of the files."""
+    from senformer.report import RECORDED_RESULTS, build_study_report
+
+    if not (RECORDED_RESULTS / "scaling_train_cpu" / "scaling.json").is_file():
+        pytest.skip("the recorded benchmarks (benchmarks/results/) are not beside this installation")
+    run = tmp_path / "run"
+    run.mkdir()
+    study = tmp_path / "study.json"
+    study.write_text(json.dumps(STUDY_RECORD))
+    build_study_report(run, study=study)
+    html = (run / "report.html").read_text(encoding="utf-8")
+    summary = json.loads((run / "report.json").read_text())["summary"]
+    document = json.loads((RECORDED_RESULTS / "scaling_train_cpu" / "scaling.json").read_text())
+    points = {(p["attention"], p["depth"], p["length"]): p for p in document["points"]
+              if p["implementation"] == "senformer" and p["status"] == "ok"}
+    deepest = max(depth for _, depth, _ in points)
+    both = max(n for (kind, depth, n) in points if kind == "full" and depth == deepest and ("bigbird", deepest, n) in points)
+    recorded = next(line for line in summary if line.startswith("Recorded at full width"))
+    assert f"{points[('bigbird', deepest, both)]['median_seconds']:.0f} s" in recorded
+    assert f"{points[('full', deepest, both)]['peak_rss_bytes'] / 1e9:.1f} GB" in recorded
+    assert document["runs"][0]["machine"]["senformer_commit"][:7] in recorded
+    assert "Provenance of the recorded sweep" in html and "senformer benchmark scaling --dim 1536" in html
+    assert "row 2 control 0.300" in summary[-1] and "removing attention loses 0.220" in summary[-1]
+    assert html.index("Summary of findings") < html.index("<h2>Runs</h2>")
+    # Without the study, the report says how to run it.
+    build_study_report(run, study=tmp_path / "absent.json")
+    assert "benchmarks/study/run.sh" in (run / "report.html").read_text(encoding="utf-8")

@@ -172,3 +172,40 @@ def genome_track(ax: Axes, positions: np.ndarray, values: np.ndarray, bin_size: 
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     return ax
+
+
+def length_curves(ax: Axes, curves, xlabel: str, ylabel: str, title: str = "", log: bool = False,
+                  cap: float | None = None, cap_label: str = "memory cap") -> Axes:
+    """Cost against input length, one line per curve: ``curves`` holds dicts with ``x``, ``y``, ``label``
+    and optionally ``color``, ``style`` and ``failed`` (lengths that ran out of memory, marked x). The cap
+    is drawn only when a failure sits at it or a point comes within half of it, so the y-axis is never
+    scaled to a limit nothing approaches. Values must be positive (per-layer differences that came out
+    negative are noise, not costs: the caller leaves them out)."""
+    highest = max((max(c["y"]) for c in curves if len(c["y"])), default=0.0)
+    failures = any(len(c.get("failed", ())) for c in curves)
+    show_cap = cap is not None and (failures or highest >= 0.5 * cap)
+    for curve in curves:
+        x, y = np.asarray(curve["x"], dtype=float), np.asarray(curve["y"], dtype=float)
+        if (y <= 0).any():
+            raise ValueError(f"curve {curve['label']!r} has values <= 0: {y.tolist()}")
+        line = ax.plot(x, y, curve.get("style", "-"), marker="o", markersize=3.5, color=curve.get("color"),
+                       label=curve["label"])[0]
+        failed = list(curve.get("failed", ()))
+        if failed:
+            top = cap if show_cap else highest * 1.3
+            ax.plot(failed, [top] * len(failed), "x", color=line.get_color(), markersize=9, markeredgewidth=2,
+                    label=f"{curve['label']}: out of memory")
+    if show_cap:
+        ax.axhline(cap, color="black", linewidth=0.7, linestyle=":", label=cap_label)
+    if log:
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    if curves:
+        ax.legend(fontsize=7, frameon=False)
+    return ax

@@ -23,8 +23,10 @@ Generative model
      cooperative).
    - ChIP-Histone: even ``r`` ``broad(promoters + enhancers)`` (local); odd ``r``
      ``broad(promoters) * ring(enhancers)`` (LONG-RANGE: marks promoters with distal enhancers).
-   - CAGE: ``sharp(count_promoter) * (0.2 + ring(enhancers))`` for promoter motif ``r mod 2``
-     (LONG-RANGE: a promoter is expressed only with enhancers ``near..far`` bp away).
+   - CAGE: ``sharp(count_promoter) * (baseline + ring(enhancers))`` for promoter motif ``r mod 2``
+     (LONG-RANGE: a promoter is expressed only with enhancers ``near..far`` bp away; ``long_range_baseline``,
+     0.2 unless set; ``cage_kernel="broad"`` spreads the same total signal over the broad kernel).
+     Enhancer motifs are planted at ``enhancer_rate`` per kb when set (else ``motif_rate``).
 4. Observation: ``value = min(Poisson(k * (background + amplitude * signal)) / k, clip) * scale`` with
    ``k = 4`` (noise), Basenji's clip/scale (mean tracks clip 32 scale 2; CAGE sum tracks clip 384 scale 1),
    stored as float16 like Basenji2.
@@ -72,6 +74,14 @@ class SyntheticSettings:
     long_range_bp: tuple[int, int] = (1024, 2048)
     motif_rate: float = 0.3  # occurrences per kb per motif
     noise: float = 4.0  # Poisson counts per unit of signal: larger = cleaner tracks
+    # Occurrences per kb of each enhancer motif (None: motif_rate). Rarer enhancers make "is there one
+    # near..far bp away" a coin flip rather than a near certainty, so the long-range tracks need attention.
+    enhancer_rate: float | None = None
+    # CAGE signal of a promoter with no enhancer near..far bp away, relative to one enhancer there.
+    long_range_baseline: float = 0.2
+    # Kernel spreading a promoter's CAGE signal along the bins: "sharp" (3 bins) or "broad" (sigma 4 bins,
+    # the same total). A broad peak gives the distal-enhancer dependence many bins of signal instead of one.
+    cage_kernel: str = "sharp"
 
     @property
     def target_length(self) -> int:
@@ -90,6 +100,12 @@ class SyntheticSettings:
             problems.append(f"long_range_bp {self.long_range_bp} must satisfy 0 < near < far")
         if min(self.train, self.valid, self.test) < 0 or self.train + self.valid + self.test == 0:
             problems.append("train/valid/test counts must be >= 0 and not all 0")
+        if self.enhancer_rate is not None and self.enhancer_rate < 0:
+            problems.append(f"enhancer_rate {self.enhancer_rate} must be >= 0 or None (motif_rate)")
+        if self.cage_kernel not in ("sharp", "broad"):
+            problems.append(f"cage_kernel {self.cage_kernel!r} must be sharp or broad")
+        if self.long_range_baseline < 0:
+            problems.append(f"long_range_baseline {self.long_range_baseline} must be >= 0")
         if self.windows_per_chromosome < 1 or self.records_per_file < 1:
             problems.append("windows_per_chromosome and records_per_file must be >= 1")
         if problems:
@@ -104,6 +120,16 @@ SIZES: dict[str, SyntheticSettings] = {
     "small": SyntheticSettings(
         sequence_length=8192, crop_bp=2048, num_tracks=16, train=384, valid=48, test=48,
         windows_per_chromosome=48, records_per_file=64, long_range_bp=(1536, 3072),
+    ),
+    # The accuracy study (issue 14): the small geometry with enhancers from just past a BigBird window of
+    # 3 blocks of 2 positions (+-3 bins) to a third of the input, and rare enhancers (P(none in range) ~ 0.35)
+    # and a low baseline, so a promoter's CAGE and H3K4me1 signal turn on or off with distant enhancers;
+    # broad CAGE peaks, because a small model trained for ~1,000 steps learns the distal dependence of a
+    # broad peak (as of H3K4me1) but not of a 3-bin one. 256 validation and test records.
+    "study": SyntheticSettings(
+        sequence_length=8192, crop_bp=2048, num_tracks=16, train=2048, valid=256, test=256,
+        windows_per_chromosome=64, records_per_file=256, long_range_bp=(512, 2816), enhancer_rate=0.1,
+        long_range_baseline=0.05, cage_kernel="broad",
     ),
     # The real record geometry (131,072 bp, 896 bins) with enhancers tens of kb away.
     "medium": SyntheticSettings(
@@ -170,8 +196,9 @@ def _tracks(settings: SyntheticSettings, rng: np.random.Generator) -> list[_Trac
 def _chromosome(length: int, motifs: list[str], settings: SyntheticSettings, rng: np.random.Generator, n_runs: int) -> str:
     bases = np.frombuffer(b"ACGT", dtype=np.uint8)
     sequence = bases[rng.choice(4, length, p=[0.29, 0.21, 0.21, 0.29])].copy()
-    for motif in motifs:
-        count = rng.poisson(settings.motif_rate * length / 1000)
+    for index, motif in enumerate(motifs):
+        rate = settings.enhancer_rate if index in ENHANCERS and settings.enhancer_rate is not None else settings.motif_rate
+        count = rng.poisson(rate * length / 1000)
         for position in rng.integers(0, length - MOTIF_LENGTH, count):
             text = motif if rng.random() < 0.5 else reverse_complement(motif)
             sequence[position : position + MOTIF_LENGTH] = np.frombuffer(text.encode(), dtype=np.uint8)
@@ -214,7 +241,8 @@ def _kernels(settings: SyntheticSettings) -> dict[str, np.ndarray]:
     }
 
 
-def _expected_signal(track: _Track, counts: np.ndarray, kernels: dict[str, np.ndarray]) -> np.ndarray:
+def _expected_signal(track: _Track, counts: np.ndarray, kernels: dict[str, np.ndarray], long_range_baseline: float = 0.2,
+                     cage_kernel: str = "sharp") -> np.ndarray:
     sharp, broad, ring = kernels["sharp"], kernels["broad"], kernels["ring"]
     promoters = counts[list(PROMOTERS)].sum(axis=0)
     enhancers = counts[list(ENHANCERS)].sum(axis=0)
@@ -228,7 +256,10 @@ def _expected_signal(track: _Track, counts: np.ndarray, kernels: dict[str, np.nd
     if track.kind == "histone-long":
         return _convolve(promoters, broad) * _convolve(enhancers, ring) / 2.0
     if track.kind == "cage":
-        return _convolve(counts[track.motifs[0]], sharp) * (0.2 + _convolve(enhancers, ring))
+        # Either kernel carries the same total signal per promoter (the sharp kernel's sum), so a broad
+        # peak is lower and wider, not larger: the CAGE scale and its weight in the Poisson loss stay put.
+        kernel = kernels[cage_kernel] * (sharp.sum() / kernels[cage_kernel].sum())
+        return _convolve(counts[track.motifs[0]], kernel) * (long_range_baseline + _convolve(enhancers, ring))
     raise AssertionError(track.kind)
 
 
@@ -237,7 +268,8 @@ def make_synthetic(out_dir: str | os.PathLike, size: str = "tiny", seed: int = 0
 
     Args:
         out_dir: output directory (created; existing dataset files are replaced).
-        size: ``tiny`` (tests), ``small`` (demo, training) or ``medium`` (131,072 bp records); see :data:`SIZES`.
+        size: ``tiny`` (tests), ``small`` (demo, training), ``study`` (the accuracy study) or ``medium``
+            (131,072 bp records); see :data:`SIZES`.
         seed: seeds the genome, motifs, track parameters and noise.
         **lengths: override any :class:`SyntheticSettings` field, e.g. ``sequence_length=16384, crop_bp=4096,
             num_tracks=8, train=100, long_range_bp=(2048, 4096)``.
@@ -303,7 +335,8 @@ def _observe(tracks: list[_Track], counts: np.ndarray, kernels, settings: Synthe
     """(bins, tracks) stored values: Poisson noise around the expected signal, clipped and scaled."""
     columns = []
     for track in tracks:
-        expected = track.background + track.amplitude * _expected_signal(track, counts, kernels)
+        signal = _expected_signal(track, counts, kernels, settings.long_range_baseline, settings.cage_kernel)
+        expected = track.background + track.amplitude * signal
         observed = rng.poisson(settings.noise * expected) / settings.noise
         columns.append(np.minimum(observed, track.clip) * track.scale)
     return np.stack(columns, axis=1).astype(np.float32)

@@ -1,0 +1,86 @@
+"""``senformer study accuracy``: the controlled study of why the S-Enformer report lost accuracy (issue 14).
+
+A thin layer over :mod:`senformer.study`: every row trains through ``senformer train`` subprocesses, two
+(row, seed) jobs at a time with one thread each; a rerun skips finished runs and resumes killed ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import UserError
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "study", help="controlled studies on synthetic data (accuracy: why the S-Enformer report lost accuracy)",
+        description="Controlled studies on synthetic data; see docs/accuracy-study.md.",
+    )
+    studies = parser.add_subparsers(dest="study", metavar="STUDY", required=True)
+    accuracy = studies.add_parser(
+        "accuracy", help="rows 1-7 of issue 14 over 3 seeds: study.json, table.csv, figures and the write-up",
+        description="Full attention from scratch, attention removed, BigBird zero-shot, attention-only "
+        "fine-tuning with and without distillation, fresh BigBird layers (ours and the report's) on a frozen "
+        "trunk and trained everywhere; mean +- SD over seeds and bootstrap intervals. Resumable.",
+    )
+    accuracy.add_argument("--out", required=True, help="work folder: data, runs, evaluations (and results/)")
+    accuracy.add_argument("--results", help="folder for study.json, table.csv and the figures (default OUT/results)")
+    accuracy.add_argument("--docs", help="write the markdown write-up here (e.g. docs/accuracy-study.md)")
+    accuracy.add_argument("--quick", action="store_true", help="1 seed and a quarter of the steps")
+    accuracy.add_argument("--jobs", type=int, default=2, help="(row, seed) runs at a time, one thread each (default 2)")
+    accuracy.add_argument("--settings", help="JSON file of StudySettings fields replacing the defaults")
+    accuracy.add_argument("--estimate", action="store_true",
+                          help="only time 20 steps of each kind of run and print the projected total")
+    accuracy.add_argument("--fresh", action="store_true", help="delete an earlier study in --out and start again")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..study import StudySettings, estimate, run_study
+
+    if args.jobs < 1:
+        raise UserError(f"--jobs {args.jobs} must be at least 1")
+    settings = StudySettings()
+    if args.settings:
+        path = Path(args.settings)
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise UserError(f"{path}: not valid JSON ({error})") from None
+        if not isinstance(values, dict):
+            raise UserError(f"{path}: expected a JSON object of study settings")
+        settings = StudySettings.from_dict(values, source=str(path))
+    if args.quick:
+        settings = settings.quick()
+    if args.estimate:
+        projection = estimate(args.out, settings, parallel=args.jobs,
+                              label="the quick run" if args.quick else "the full study")
+        print(f"projected: {projection['projected_minutes']:.0f} min with {args.jobs} jobs "
+              f"({projection['total_job_minutes']:.0f} job-minutes); {Path(args.out) / 'estimate.json'}")
+        return 0
+    rest = (f" --results {args.results}" if args.results else "") + (f" --docs {args.docs}" if args.docs else "") + \
+        (f" --settings {args.settings}" if args.settings else "")
+    command = f"senformer study accuracy --out {args.out}{rest}" + (" --quick" if args.quick else "") + \
+        (f" --jobs {args.jobs}" if args.jobs != 2 else "")
+    # A quick run's folder holds quick settings: the full study needs a folder of its own.
+    full = f"senformer study accuracy --out {'NEW_WORK_DIR' if args.quick else args.out}{rest}"
+    path = run_study(args.out, settings, parallel=args.jobs, fresh=args.fresh, results=args.results, docs=args.docs,
+                     command=command, extra={"quick": args.quick, "full_command": full})
+    record = json.loads(path.read_text(encoding="utf-8"))
+    for model in record["models"]:
+        metrics = model["metrics"]
+        print(f"row {model['row']:>1} {model['name']:<32} pooled {_short(metrics.get('pooled'))}  "
+              f"long-range {_short(metrics.get('pooled/long-range'))}")
+    check = record["attention_matters"]
+    print(f"attention matters (row 2 loses >= {check['required_loss']} on long-range): "
+          f"{'met' if check['met'] else 'NOT met'} ({check['loss_on_long_range']})")
+    print(f"wrote {path}")
+    return 0
+
+
+def _short(value) -> str:
+    if not value or value.get("mean") is None:
+        return "-"
+    return f"{value['mean']:.3f}" + (f" ± {value['sd']:.3f}" if value.get("sd") is not None else "")
