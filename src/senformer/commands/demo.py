@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from .benchmark import POSITION_BP
 from ..io import atomic_write_text
 
 
@@ -224,7 +225,8 @@ def _stage_argv(out: Path, stage: str, settings: DemoSettings) -> list[str]:
                 "--ism-width", str(settings.ism_width), "--out", str(out / stage), *quiet]
     if stage == "attention":
         return ["benchmark", "attention", "--out", str(out / stage), "--dim", str(settings.attention_dim),
-                "--heads", str(settings.attention_heads), "--lengths", *[str(n) for n in settings.attention_positions],
+                "--heads", str(settings.attention_heads),
+                "--lengths", ",".join(str(POSITION_BP * n) for n in settings.attention_positions),
                 "--kinds", *settings.attention_kinds, "--repeats", "2", "--device", "cpu", "--timeout", "300"]
     raise ValueError(f"unknown stage {stage!r}")
 
