@@ -99,6 +99,7 @@ class VariantOptions:
     batch_size: int = 4
     allow_ref_mismatch: bool = False
     plain: bool = False  # whole windows instead of the edit engine
+    bf16: bool = False  # bfloat16 autocast where the device computes it natively (float32 elsewhere, said once)
 
     def __post_init__(self) -> None:
         if self.center_bins < 1 or self.center_bins % 2 == 0:
@@ -335,7 +336,8 @@ def score_windows(model, genome: Genome, windows: Iterable[Window], options: Var
                 tracks={options.head: tracks}, reverse_complement=options.reverse_complement, shifts=options.shifts,
                 margin=margin, batch_size=options.batch_size, accumulate=torch.float64,
                 left_flank=_tokens(bases[:flank]) if flank else None,
-                right_flank=_tokens(bases[len(bases) - flank :]) if flank else None, plain=options.plain)
+                right_flank=_tokens(bases[len(bases) - flank :]) if flank else None, plain=options.plain,
+                bf16=options.bf16)
             reference = engine.reference_output()[options.head]
             unchanged = [row for row in edited if row.edit.ref == row.edit.alt]
             if unchanged:  # ALT = REF is the reference itself: exactly no effect, in any precision
