@@ -801,7 +801,7 @@ def _lr_factor(name: str) -> float | None:
 def _machine() -> dict[str, Any]:
     from .record import machine_info
 
-    info = machine_info()
+    info = {key: value for key, value in machine_info().items() if key != "hostname"}
     info["threads"] = 1  # every job: one torch thread, OMP_NUM_THREADS=1
     return info
 
@@ -1019,7 +1019,8 @@ def write_docs(record: Mapping[str, Any], path: Path, results: Path) -> Path:
         f"Command: `{run.get('command', '')}` at commit `{run.get('commit')}`; seeds {', '.join(map(str, seeds))}; "
         f"{run.get('parallel')} jobs of one thread each; measured time {run.get('seconds', 0) / 60:.1f} min "
         f"({run.get('sessions', 1)} invocation(s), resumed ones included) on "
-        f"{record['machine'].get('processor')} ({record['machine'].get('cpus')} cores, torch {record['machine'].get('torch')}).",
+        f"{record['machine'].get('cpu')} ({record['machine'].get('usable_cpus', record['machine'].get('cpu_count'))} "
+        f"cores, torch {record['machine'].get('torch')}).",
         "",
         *_estimate_lines(record.get("estimate"), settings),
         "## Set-up",
@@ -1149,6 +1150,13 @@ def answer(record: Mapping[str, Any]) -> str:
         larger = min(losses, key=losses.get)  # the more negative difference is the larger loss
         other = next(name for name in losses if name != larger)
         parts.append(f"Both cost accuracy; {larger} more ({losses[larger]:+.3f}) than {other} ({losses[other]:+.3f}).")
+    check = record["attention_matters"]
+    if not check["met"]:
+        loss = check["loss_on_long_range"]
+        parts.append("But removing attention cost only " + ("an unmeasured amount" if loss is None else f"{loss:.3f}")
+                     + " here, below the study's bar: on this run attention barely matters, so these contrasts "
+                     "cannot say what the report's gap comes from.")
+        return " ".join(parts)
     sparsity_harmless = bool(zero_shot and zero_shot.get("low") is not None and zero_shot["low"] <= 0 <= zero_shot["high"])
     if sparsity_harmless and losses:
         parts.append("Block sparsity itself cost nothing measurable here, so for the real model the report's gap "
