@@ -133,9 +133,10 @@ def test_length_curves_draws_the_cap_only_when_something_approaches_it():
     assert ax.get_ylim()[1] < 2  # scaled to the points, not to a cap none approaches
     assert not any(line.get_label().startswith("cap") or line.get_linestyle() == ":" for line in ax.lines)
     ax = Figure().subplots()
-    plots.length_curves(ax, [{**near[0], "failed": [4]}], "length", "GB", cap=20.0, cap_label="cap")
+    plots.length_curves(ax, [{**near[0], "failed": [4]}, {"x": [1], "y": [0.7], "label": "peer", "failed": [2, 4]}],
+                        "length", "GB", cap=20.0, cap_label="cap")
     assert ax.get_ylim()[1] >= 20 and any(line.get_label() == "cap" for line in ax.lines)
-    assert any(line.get_label() == "full: out of memory" for line in ax.lines)
+    assert [line.get_label() for line in ax.lines].count("x: out of memory") == 1
     with pytest.raises(ValueError, match="<= 0"):
         plots.length_curves(Figure().subplots(), [{"x": [1, 2], "y": [0.3, -0.1], "label": "per layer"}], "x", "y")
 

@@ -431,7 +431,8 @@ def scaling_command(settings: dict) -> str:
 def _machine_text(machine: dict) -> str:
     memory = f", {machine['memory_bytes'] / 1e9:.0f} GB RAM" if machine.get("memory_bytes") else ""
     flags = f" ({', '.join(machine['cpu_bf16_flags'])})" if machine.get("cpu_bf16_flags") else ""
-    device = machine.get("gpu") or f"{machine.get('cpu', '?')}{flags}, {machine.get('usable_cpus') or machine.get('cpu_count', '?')} cores"
+    cpu = machine.get("cpu") or machine.get("cpu_model") or machine.get("processor") or "CPU"
+    device = machine.get("gpu") or f"{cpu}{flags}, {machine.get('usable_cpus') or machine.get('cpu_count', '?')} cores"
     return f"{device}{memory}, torch {machine.get('torch', '?')}"
 
 
@@ -498,7 +499,7 @@ def _recorded_scaling_section(report: Report, recorded: Path | None, numbers: di
     report.table(pd.DataFrame(rows), f"Step time and peak resident memory, {deepest} layers",
                  source=[f"{label}/scaling.json", f"{label}/scaling.csv"])
 
-    def curves(value, depth_filter) -> list[dict]:
+    def curves(value, depth_filter, failures: bool) -> list[dict]:
         result = []
         depths = sorted({p["depth"] for p in chosen})
         for kind in kinds:
@@ -507,7 +508,7 @@ def _recorded_scaling_section(report: Report, recorded: Path | None, numbers: di
                     continue
                 series = sorted((p for p in chosen if _series(p) == kind and p["depth"] == depth), key=lambda p: p["length"])
                 ok = [p for p in series if p["status"] == "ok"]
-                failed = [p["length"] / 1e3 for p in series if p["status"] == "oom" and not p.get("inferred")]
+                failed = [p["length"] / 1e3 for p in series if p["status"] == "oom" and not p.get("inferred")] if failures else []
                 if ok:
                     result.append({"x": [p["length"] / 1e3 for p in ok], "y": [value(p) for p in ok], "failed": failed,
                                    "label": f"{kind}, {depth} layer{'s' if depth > 1 else ''}",
@@ -516,12 +517,12 @@ def _recorded_scaling_section(report: Report, recorded: Path | None, numbers: di
 
     both = lambda depth, depths: depth in (depths[0], depths[-1])  # noqa: E731 (the two depths Figure 1 shows)
     figure = new_figure(7.5, 4.6)
-    length_curves(figure.subplots(), curves(lambda p: p["peak_rss_bytes"] / 1e9, both), "input length (kbp)",
+    length_curves(figure.subplots(), curves(lambda p: p["peak_rss_bytes"] / 1e9, both, failures=True), "input length (kbp)",
                   "peak resident memory (GB)", f"Figure 1: memory of a training step (dashed: {min(p['depth'] for p in chosen)} layer)",
                   cap=cap, cap_label=f"{cap:g} GB cap")
     report.figure(figure, "Figure 1 (recorded): peak memory against input length", source=f"{label}/scaling.json")
     figure = new_figure(7.5, 4.6)
-    length_curves(figure.subplots(), curves(lambda p: p["median_seconds"], both), "input length (kbp)", "step time (s)",
+    length_curves(figure.subplots(), curves(lambda p: p["median_seconds"], both, failures=False), "input length (kbp)", "step time (s)",
                   "Figure 3: time of a training step")
     report.figure(figure, "Figure 3 (recorded): step time against input length", source=f"{label}/scaling.json")
 
