@@ -7,6 +7,7 @@ itself can only come from the wheel (this environment's editable install is not 
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -27,8 +28,14 @@ def _run(*command, **options) -> subprocess.CompletedProcess:
 
 def test_wheel_installs_into_a_fresh_venv_and_runs(tmp_path):
     pytest.importorskip("setuptools")
+    # Build from a copy: setuptools writes build/ and *.egg-info into the tree it builds, and two runs (or a
+    # stale build/ folder of the checkout) must not share them.
+    source = tmp_path / "source"
+    shutil.copytree(REPO / "src", source / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, source / name)
     dist = tmp_path / "dist"
-    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, REPO)
+    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, source)
     (wheel,) = dist.glob("senformer-*.whl")
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv)

@@ -105,7 +105,7 @@ def test_study_runs_end_to_end_and_resumes(tmp_path, capsys):
     assert set(by_name["control"]["minus_row1"]) == {"pooled", "pooled/long-range"}
     assert {"r_with_row1/long-range", "beats_row1/CAGE"} <= set(by_name["zero-shot"]["metrics"])
     assert set(first["receptive_field"]["0"]) == {"full", "zero-shot", "fresh-report"}
-    for name in ("study.json", "table.csv", "curves.png", "per_example.png", "receptive_field.png"):
+    for name in ("study.json", "table.csv", "summary.md", "curves.png", "per_example.png", "receptive_field.png"):
         assert (results / name).stat().st_size > 0, name
     text = docs.read_text()
     assert f"`{by_name['full@2']['name']}`" in text and "../results/curves.png" in text

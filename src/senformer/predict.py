@@ -375,16 +375,6 @@ def predict(
         names = [name for name, _ in records]
         spans = [(geometry.offset_bins * geometry.bin_size, geometry.bins)] * len(records)
 
-    def jobs(first: int) -> Iterator[_Job]:
-        """Plans are made as the regions are reached: a large BED costs no memory per region."""
-        for row in range(first, len(region_list)):
-            if records is None:
-                yield _Job(row, plan_region(region_list[row], geometry))
-            else:
-                plan = RegionPlan(region_list[row], spans[row][0], geometry.bins, (0,),
-                                  np.zeros(geometry.bins, dtype=np.int64), geometry.bin_size)
-                yield _Job(row, plan, records[row][1])
-
     model = model.to(options.device).eval()
     if plan is None:
         settings = {**asdict(options), "weights": weights_digest(model), "config": model.config.to_dict()}

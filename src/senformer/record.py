@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from . import __version__
+from .version import __version__
 from .io import RUN_RECORD, jsonable, write_json
 
 RECORD_NAME = RUN_RECORD  # the existing-output rule (senformer.io) reads it there
@@ -154,8 +154,9 @@ def _cpu_model() -> str:
 
 
 def _cpu_bf16_flags() -> list[str]:
-    flags = next((line.split(":", 1)[1].split() for line in _cpuinfo_lines() if line.startswith("flags")), [])
-    return sorted(flag for flag in flags if "bf16" in flag or flag.startswith("amx"))
+    from .device import cpu_flags
+
+    return sorted(flag for flag in cpu_flags() if "bf16" in flag or flag.startswith("amx"))
 
 
 def _memory_bytes() -> int | None:

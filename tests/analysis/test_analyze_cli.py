@@ -86,20 +86,20 @@ def test_attribution_and_variants_on_a_genome(workspace, tmp_path):
 
     bases = Genome(fasta).fetch(Interval(chrom, 2999, 3001))
     vcf = tmp_path / "v.vcf"
-    vcf.write_text("#CHROM\tPOS\tID\tREF\tALT\n"
-                   f"{chrom}\t3000\tsame\t{bases[0]}\t{bases[0]}\n"
-                   f"{chrom}\t3000\tsnv\t{bases[0]}\t{'A' if bases[0] != 'A' else 'C'}\n"
-                   f"{chrom}\t3000\tdel\t{bases}\t{bases[0]}\n")
+    vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+                   f"{chrom}\t3000\tsame\t{bases[0]}\t{bases[0]}\t.\t.\t.\n"
+                   f"{chrom}\t3000\tsnv\t{bases[0]}\t{'A' if bases[0] != 'A' else 'C'}\t.\t.\t.\n"
+                   f"{chrom}\t3000\tdel\t{bases}\t{bases[0]}\t.\t.\t.\n")
     table_path = tmp_path / "sad.tsv"
     assert main(["analyze", "variants", "--weights", str(workspace / "a"), "--fasta", str(fasta), "--vcf", str(vcf),
                  "--length", "4096", "--out", str(table_path), "--no-progress"]) == 0
     table = pd.read_csv(table_path, sep="\t", comment="#")
-    sad = table.filter(like="SAD:").to_numpy()
+    sad = table.filter(regex="^SAD:").to_numpy()
     assert sad.shape == (3, 8)
     assert (sad[0] == 0).all() and (table.filter(like="center:").to_numpy()[0] == 0).all()
     assert np.abs(sad[1]).max() > 0 and np.abs(sad[2]).max() > 0
     bad = tmp_path / "bad.vcf"
-    bad.write_text(f"{chrom}\t3000\t.\tNNNN\tA\n")
+    bad.write_text(f"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n{chrom}\t3000\t.\tNNNN\tA\t.\t.\t.\n")
     assert main(["analyze", "variants", "--weights", str(workspace / "a"), "--fasta", str(fasta), "--vcf", str(bad),
                  "--length", "4096", "--out", str(tmp_path / "bad.tsv"), "--no-progress"]) == 2
 
@@ -150,7 +150,7 @@ def test_the_four_kinds_of_tracks_value_select_the_same_tracks_in_every_subcomma
     fasta = data / "genome.fa"
     chrom = (data / "genome.fa.fai").read_text().split("\t")[0]
     vcf = tmp_path / "one.vcf"
-    vcf.write_text(f"{chrom}\t3000\t.\tA\t<DEL>\n")  # a NaN row: only the header's tracks matter here
+    vcf.write_text(f"##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n{chrom}\t3000\t.\tA\t<DEL>\t.\t.\t.\n")  # a NaN row: only the header's tracks matter here
     weights = ["--weights", str(workspace / "a")]
     quiet = ["--no-progress"]
     for number, (value, expected) in enumerate(expressions.items()):

@@ -1,7 +1,10 @@
-"""Variant effect scores: windows, SAD and centre sums against direct computation, resumable TSV."""
+"""Variant effect scores on the committed bcftools fixtures: each score against direct whole-window model
+calls in both window modes, the edit engine against the plain path, clustering, the three output formats."""
 
-import gzip
+import shutil
+from pathlib import Path
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,161 +12,213 @@ import torch
 
 from helpers import tiny_model
 from senformer.analysis.variants import (
-    Variant,
-    center_bin_indices,
-    read_vcf,
-    score_variants,
-    variant_windows,
-    write_variant_scores,
+    STATS, Anchor, VariantOptions, plan_windows, score_windows, track_selection, write_variant_scores,
 )
-from senformer.errors import UserError
+from senformer.data.genome import Genome
+from senformer.data.vcf import VariantFile
+from senformer.predict import Geometry
 from senformer.sequence import one_hot, reverse_complement
 
-genome_module = pytest.importorskip("senformer.data.genome")
-
-LENGTH = 2048  # 16 positions; the tiny model keeps the central 8 bins
+FIXTURES = Path(__file__).parents[1] / "data" / "fixtures" / "variants"
+LENGTH = 2048  # 16 trunk positions; the tiny model keeps the central 8 bins (input bp 512..1536)
+TILE = 10 * 128  # shorter than the input: the reference conv trunk is tiled, as at full length
+TRACKS = (3, 1, 4)
 
 
 @pytest.fixture
 def genome(tmp_path):
-    rng = np.random.default_rng(0)
-    chr1 = "".join(rng.choice(list("ACGT"), size=6000))
-    chr2 = "".join(rng.choice(list("ACGT"), size=3000))
-    path = tmp_path / "genome.fa"
-    path.write_text(f">chr1\n{chr1}\n>chr2 second\n{chr2}\n")
-    with genome_module.Genome(path) as opened:
-        opened.sequences = {"chr1": chr1, "chr2": chr2}  # for the tests' own checks
+    shutil.copy(FIXTURES / "genome.fa", tmp_path / "genome.fa")  # its .fai is written beside the copy
+    with Genome(tmp_path / "genome.fa") as opened:
         yield opened
 
 
-def write_vcf(path, records):
-    lines = ["##fileformat=VCFv4.2", "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO"]
-    lines += ["\t".join(map(str, record)) + "\t.\t.\t." for record in records]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(seed=4, conv_tile_length=TILE, num_random_blocks=1).double()
 
 
-def test_read_vcf_splits_alleles_and_reads_gzip(tmp_path):
-    records = [("chr1", 100, "rs1", "a", "C,T"), ("chr2", 5, ".", "GT", "G")]
-    plain = write_vcf(tmp_path / "v.vcf", records)
-    variants = list(read_vcf(plain))
-    assert [(v.chrom, v.pos, v.ref, v.alt, v.id) for v in variants] == [
-        ("chr1", 100, "A", "C", "rs1"), ("chr1", 100, "A", "T", "rs1"), ("chr2", 5, "GT", "G", ".")]
-    assert variants[0].start == 99 and variants[0].line == 3
-    zipped = tmp_path / "v.vcf.gz"
-    zipped.write_bytes(gzip.compress(plain.read_bytes()))
-    assert list(read_vcf(zipped)) == variants
-    bad = write_vcf(tmp_path / "bad.vcf", [("chr1", "x", ".", "A", "C")])
-    with pytest.raises(UserError, match="bad.vcf:3: POS 'x'"):
-        list(read_vcf(bad))
-    with pytest.raises(FileNotFoundError):
-        list(read_vcf(tmp_path / "none.vcf"))
+def sequence(genome, chrom, start, end):
+    from senformer.data.genome import Interval
+
+    return genome.fetch(Interval(chrom, start, end))
 
 
-def test_windows_align_at_the_first_base(genome):
-    chr1 = genome.sequences["chr1"]
+def predicted(model, bases, rc=True):
+    """(bins, tracks) of one whole window: forward and reverse complement averaged, float64."""
+    with torch.no_grad():
+        x = one_hot(bases, torch.float64)[None]
+        forward = model(x)["human"][0][:, list(TRACKS)]
+        if not rc:
+            return forward.numpy()
+        backward = model(reverse_complement(x))["human"][0].flip(0)[:, list(TRACKS)]
+    return ((forward + backward) / 2).numpy()
+
+
+def centred_alt(genome, chrom, start, ref, alt, window_start):
+    """Left flank and first base fixed, right flank refilled from the genome."""
+    left = sequence(genome, chrom, window_start, start)
+    right = sequence(genome, chrom, start + len(ref), start + len(ref) + LENGTH)
+    return (left + alt + right)[:LENGTH]
+
+
+def anchored_left_alt(genome, chrom, start, ref, alt, window_start):
+    """A variant left of the anchor: the right end stays, the left flank is refilled from the genome."""
+    right = sequence(genome, chrom, start + len(ref), window_start + LENGTH)
+    needed = LENGTH - len(right) - len(alt)
+    return sequence(genome, chrom, start - needed, start) + alt + right
+
+
+def expected_stats(reference, alternative, centre_bins):
+    difference = alternative - reference
+    return {
+        "SAD": difference.sum(0), "center": difference[centre_bins].sum(0),
+        "logSAD": np.log2((alternative.sum(0) + 1) / (reference.sum(0) + 1)),
+        "D2": np.sqrt((difference**2).sum(0)), "REF": reference.sum(0), "ALT": alternative.sum(0),
+    }
+
+
+def options(**changes):
+    return VariantOptions(sequence_length=LENGTH, tracks=tuple(map(str, TRACKS)), **changes)
+
+
+def read_h5(path):
+    with h5py.File(path, "r") as handle:
+        table = pd.DataFrame({name: handle["variants"][name][:] for name in handle["variants"]})
+        for column in table:
+            if table[column].dtype == object:
+                table[column] = [v.decode() if isinstance(v, bytes) else v for v in table[column]]
+        scores = {stat: handle["scores"][stat][:] for stat in handle["scores"]}
+        assert handle["tracks/index"][:].tolist() == sorted(TRACKS)
+    return table, scores
+
+
+@pytest.mark.parametrize("vcf", ["variants.vcf.gz", "variants.bcf"])
+def test_centred_windows_score_as_whole_window_calls(model, genome, tmp_path, vcf):
+    run = write_variant_scores(model, genome, FIXTURES / vcf, tmp_path / "scores.h5", options(), progress=False)
+    assert run.counts == {"scored": 9, "symbolic allele": 1, "spanning deletion": 1, "missing ALT": 1, "breakend": 1}
+    table, scores = read_h5(tmp_path / "scores.h5")
+    assert list(table["id"]) == ["snv1", "multi", "multi", "del3", "ins4", "mnv", "sv", "star", "star", "missing",
+                                 "snv2", "bnd", "edge"]
+    skipped = table["note"].str.startswith("skipped")
+    assert list(table["alt"][skipped]) == ["<DEL>", "*", ".", "A]chr1:100]"]
+    assert np.isnan(scores["SAD"][skipped.to_numpy()]).all() and np.isfinite(scores["SAD"][~skipped.to_numpy()]).all()
+    order = np.argsort(TRACKS)  # columns come in head order
     half = LENGTH // 2
-    snv = Variant("chr1", 3001, chr1[3000], "A" if chr1[3000] != "A" else "C")
-    reference, alternative = variant_windows(genome, snv, LENGTH)
-    assert reference == chr1[3000 - half : 3000 + half]
-    assert alternative[half] == snv.alt and alternative[:half] == reference[:half]
-    assert alternative[half + 1 :] == reference[half + 1 :]
-    deletion = Variant("chr1", 3001, chr1[3000:3004], chr1[3000])
-    _, alternative = variant_windows(genome, deletion, LENGTH)
-    assert alternative == chr1[3000 - half : 3001] + chr1[3004 : 3004 + half - 1]
-    insertion = Variant("chr1", 3001, chr1[3000], chr1[3000] + "GGG")
-    _, alternative = variant_windows(genome, insertion, LENGTH)
-    assert alternative == chr1[3000 - half : 3000] + chr1[3000] + "GGG" + chr1[3001 : 3001 + half - 4]
-    edge = Variant("chr2", 10, genome.sequences["chr2"][9], "T")
-    reference, _ = variant_windows(genome, edge, LENGTH)
-    assert reference.startswith("N" * (half - 9)) and len(reference) == LENGTH  # N beyond the chromosome
-    with pytest.raises(UserError, match=r"chr1:3001 .* not REF"):
-        variant_windows(genome, Variant("chr1", 3001, "NN", "A"), LENGTH)
+    for row in (0, 2, 3, 4, 12):  # SNV, the second allele of a site, deletion, insertion, deletion at chr2's end
+        chrom, pos, ref, alt = table.loc[row, ["chrom", "pos", "ref", "alt"]]
+        start = int(pos) - 1
+        window = start - half
+        reference = predicted(model, sequence(genome, chrom, window, window + LENGTH))
+        alternative = predicted(model, centred_alt(genome, chrom, start, ref, alt, window))
+        expected = expected_stats(reference, alternative, [3, 4, 5])  # input index 1024 = output bin 4
+        for stat in STATS:
+            np.testing.assert_allclose(scores[stat][row], expected[stat][order], rtol=2e-6,
+                                       atol=1e-6 * np.abs(expected[stat]).max(), err_msg=f"{stat} row {row}")
+        assert np.abs(expected["SAD"]).max() > 0
 
 
-def test_ref_equal_to_alt_scores_zero(genome):
-    model = tiny_model(seed=1)
-    chr1 = genome.sequences["chr1"]
-    variants = [Variant("chr1", p, chr1[p - 1 : p + 1], chr1[p - 1 : p + 1]) for p in (1500, 2500, 4000)]
-    results = list(score_variants(model, genome, variants, head="human", sequence_length=LENGTH, batch_size=2))
-    assert len(results) == 3
-    for variant, sad, centre, note in results:
-        assert sad.shape == centre.shape == (5,) and note == ""
-        np.testing.assert_array_equal(sad, 0.0)
-        np.testing.assert_array_equal(centre, 0.0)
+@pytest.mark.parametrize("vcf", ["variants.vcf.gz", "variants.bcf"])
+def test_anchored_windows_keep_the_anchor_and_score_as_whole_window_calls(model, genome, tmp_path, vcf):
+    bed = tmp_path / "anchors.bed"
+    bed.write_text("chr1\t2799\t2800\tgeneA\t0\t-\nchr2\t899\t900\tgeneB\t0\t+\n")
+    out = tmp_path / "anchored.tsv"
+    run = write_variant_scores(model, genome, FIXTURES / vcf, out, options(max_distance=420),
+                               anchors=bed, progress=False)
+    table = pd.read_csv(out, sep="\t", keep_default_na=False)
+    assert list(zip(table["anchor"], table["id"], table["alt"])) == [
+        ("geneA", "del3", "T"), ("geneA", "ins4", "GGATT"), ("geneB", "snv2", "A")]
+    assert list(table["distance"]) == [200, -200, -100]  # on a minus-strand anchor 2599 - 2799 is downstream
+    assert run.counts == {"scored": 3}
+    order = np.argsort(TRACKS)
+    names = [f"human-{track}" for track in sorted(TRACKS)]
+    half = LENGTH // 2
+    for row in range(3):
+        chrom, pos, ref, alt = table.loc[row, ["chrom", "pos", "ref", "alt"]]
+        anchor = {"geneA": 2799, "geneB": 899}[table.loc[row, "anchor"]]
+        start, window = int(pos) - 1, anchor - half
+        reference = predicted(model, sequence(genome, chrom, window, window + LENGTH))
+        if start < anchor:
+            bases = anchored_left_alt(genome, chrom, start, ref, alt, window)
+            assert bases[half:] == sequence(genome, chrom, anchor, window + LENGTH)  # the anchor did not move
+        else:
+            bases = centred_alt(genome, chrom, start, ref, alt, window)
+            assert bases[:half] == sequence(genome, chrom, window, anchor)
+        expected = expected_stats(reference, predicted(model, bases), [3, 4, 5])  # centred on the anchor's bin
+        for stat in STATS:
+            found = table[[f"{stat}:{name}" for name in names]].to_numpy()[row]
+            np.testing.assert_allclose(found, expected[stat][order], rtol=1e-6,
+                                       atol=1e-7 * np.abs(expected[stat]).max(), err_msg=f"{stat} row {row}")
 
 
-def test_scores_match_direct_computation(genome):
-    model = tiny_model(seed=2).double()
-    chr1 = genome.sequences["chr1"]
-    variants = [Variant("chr1", 3001, chr1[3000], "G" if chr1[3000] != "G" else "T"),
-                Variant("chr1", 2001, chr1[2000:2003], chr1[2000])]
-    results = list(score_variants(model, genome, variants, tracks=[3, 1], center_bins=3, sequence_length=LENGTH))
-    centre = center_bin_indices(model, LENGTH, 3)
-    np.testing.assert_array_equal(centre, [3, 4, 5])  # input centre 1,024 bp = trunk position 8 = output bin 4
-    for (variant, sad, central, _), expected_variant in zip(results, variants):
-        assert variant == expected_variant
-        reference, alternative = variant_windows(genome, variant, LENGTH)
-        with torch.no_grad():
-            def averaged(sequence):
-                x = one_hot(sequence, torch.float64)[None]
-                forward = model(x)["human"][0][:, [3, 1]]
-                backward = model(reverse_complement(x))["human"][0].flip(0)[:, [3, 1]]
-                return (forward + backward) / 2
-            difference = (averaged(alternative) - averaged(reference)).numpy()
-        np.testing.assert_allclose(sad, difference.sum(0), rtol=1e-9, atol=1e-12)
-        np.testing.assert_allclose(central, difference[3:6].sum(0), rtol=1e-9, atol=1e-12)
-        assert np.abs(sad).max() > 0
+def all_scores(model, genome, vcf, chosen, anchors=None):
+    """{(row key): {stat: float64 (tracks,)}} straight from score_windows."""
+    geometry = Geometry.of(model.config, LENGTH)
+    tracks = track_selection(model, chosen)[0]
+    with VariantFile(vcf) as variants:
+        windows = plan_windows(variants, genome, geometry, chosen, anchors)
+        return {scored.row.key: scored.scores for scored in score_windows(model, genome, windows, chosen, tracks,
+                                                                           geometry) if scored.scores is not None}
 
 
-def test_unsupported_alleles_and_ref_mismatch(genome):
-    model = tiny_model(seed=1)
-    variants = [Variant("chr1", 100, "A", "<DEL>"), Variant("chr1", 200, "NNN", "A")]
-    results = list(score_variants(model, genome, variants, sequence_length=LENGTH, skip_ref_mismatch=True))
-    assert [note.split(":")[0] for *_, note in results] == ["skipped", "skipped"]
-    assert np.isnan(results[0][1]).all()
-    with pytest.raises(UserError, match="not REF 'NNN'"):
-        list(score_variants(model, genome, variants[1:], sequence_length=LENGTH))
+@pytest.mark.parametrize("mode", ["centred", "clustered", "anchored"])
+def test_engine_equals_plain_within_the_bound(model, genome, mode):
+    anchors = [Anchor("a", "chr1", 2799, "+"), Anchor("b", "chr2", 1100, "-")] if mode == "anchored" else None
+    settings = {"cluster_bp": 400} if mode == "clustered" else {"max_distance": 600} if mode == "anchored" else {}
+    engine = all_scores(model, genome, FIXTURES / "variants.vcf.gz", options(**settings), anchors)
+    plain = all_scores(model, genome, FIXTURES / "variants.vcf.gz", options(plain=True, **settings), anchors)
+    assert engine.keys() == plain.keys() and len(engine) >= 3
+    for stat in ("SAD", "center", "D2", "REF", "ALT", "logSAD"):
+        reference = np.stack([plain[key][stat] for key in plain])
+        difference = np.stack([engine[key][stat] for key in plain]) - reference
+        assert np.abs(difference).max() <= 1e-10 * np.abs(reference).max(), stat
 
 
-def test_write_variant_scores_streams_and_resumes(genome, tmp_path):
-    model = tiny_model(seed=3)
-    chr1 = genome.sequences["chr1"]
-    records = [("chr1", p, f"v{p}", chr1[p - 1], "A" if chr1[p - 1] != "A" else "C") for p in (1100, 2200, 3300, 4400)]
-    vcf = write_vcf(tmp_path / "v.vcf", records)
-    complete = write_variant_scores(model, genome, vcf, tmp_path / "full.tsv", tracks=[0, 2], track_names=["a", "c"],
-                                    sequence_length=LENGTH, batch_size=3, progress=False)
-    lines = complete.read_text().splitlines()
-    assert lines[0].startswith("# senformer variants {")
-    table = pd.read_csv(complete, sep="\t", comment="#")
-    assert list(table.columns) == ["chrom", "pos", "id", "ref", "alt", "note", "SAD:a", "SAD:c", "center:a", "center:c"]
-    assert list(table["id"]) == ["v1100", "v2200", "v3300", "v4400"]
-    # an interrupted run: settings, header, two rows and a torn third line
-    out = tmp_path / "resumed.tsv"
-    partial = tmp_path / "resumed.tsv.partial"
-    partial.write_text("\n".join(lines[:4]) + "\n" + lines[4][:10])
-    write_variant_scores(model, genome, vcf, out, tracks=[0, 2], track_names=["a", "c"], sequence_length=LENGTH,
-                         batch_size=1, progress=False)
-    assert not partial.exists()
-    resumed = pd.read_csv(out, sep="\t", comment="#")
-    pd.testing.assert_frame_equal(resumed, table, rtol=1e-4)
-    # other settings do not mix with a partial run
-    (tmp_path / "other.tsv.partial").write_text("\n".join(lines[:3]) + "\n")
-    with pytest.raises(UserError, match="other settings"):
-        write_variant_scores(model, genome, vcf, tmp_path / "other.tsv", tracks=[0], track_names=["a"],
-                             sequence_length=LENGTH, progress=False)
-    # a finished file is not redone
-    assert write_variant_scores(model, genome, vcf, out, sequence_length=LENGTH, progress=False) == out
+def test_cluster_bp_shares_one_reference_per_cluster(model, genome, tmp_path, monkeypatch):
+    from senformer.edits import EditEngine
+
+    references = []
+    original = EditEngine.reference_output
+
+    def counted(self):
+        references.append(self)
+        return original(self)
+
+    monkeypatch.setattr(EditEngine, "reference_output", counted)
+    run = write_variant_scores(model, genome, FIXTURES / "variants.vcf.gz", tmp_path / "c.tsv",
+                               options(cluster_bp=500, reverse_complement=False), progress=False)
+    # chr1: 1500 | 2200 2200 2600 | 3000 3300 | 3600 and chr2: 800 | 2950: six windows for nine alleles
+    assert len(references) == 6 and run.counts["scored"] == 9
+    table = pd.read_csv(tmp_path / "c.tsv", sep="\t", keep_default_na=False)
+    row = table.index[table["id"] == "del3"][0]  # the cluster 2199..2599 is centred at 2399
+    assert table.loc[row, "distance"] == 200
+    window = 2399 - LENGTH // 2
+    reference = predicted(model, sequence(genome, "chr1", window, window + LENGTH), rc=False)
+    alternative = predicted(model, centred_alt(genome, "chr1", 2599, "TTGA", "T", window), rc=False)
+    expected = expected_stats(reference, alternative, [4, 5, 6])  # the variant sits at input index 1224: bin 5
+    names = [f"human-{track}" for track in sorted(TRACKS)]
+    for stat in ("SAD", "center", "D2"):
+        np.testing.assert_allclose(table.loc[row, [f"{stat}:{n}" for n in names]].to_numpy(dtype=float),
+                                   expected[stat][np.argsort(TRACKS)], rtol=1e-6,
+                                   atol=1e-7 * np.abs(expected[stat]).max())
+    with pytest.raises(Exception, match="half the output window"):
+        write_variant_scores(model, genome, FIXTURES / "variants.vcf.gz", tmp_path / "far.tsv",
+                             options(cluster_bp=600), progress=False)
 
 
-def test_write_variant_scores_selects_tracks_by_the_tracks_grammar(genome, tmp_path):
-    model = tiny_model(seed=3)  # 5 human tracks, no table of that size: identifiers human-0 .. human-4
-    base = genome.sequences["chr1"][1099]
-    vcf = write_vcf(tmp_path / "v.vcf", [("chr1", 1100, "same", base, base)])
-    out = write_variant_scores(model, genome, vcf, tmp_path / "x.tsv", tracks=["human-3", "0-1"],
-                               sequence_length=LENGTH, progress=False)
-    header = pd.read_csv(out, sep="\t", comment="#").columns
-    assert [c for c in header if c.startswith("SAD:")] == ["SAD:human-0", "SAD:human-1", "SAD:human-3"]
-    with pytest.raises(ValueError, match="head order"):
-        write_variant_scores(model, genome, vcf, tmp_path / "y.tsv", tracks=[2, 0], track_names=["c", "a"],
-                             sequence_length=LENGTH, progress=False)
+def test_tsv_gzip_and_hdf5_hold_the_same_rows(model, genome, tmp_path):
+    chosen = options(stats=("SAD", "logSAD"), reverse_complement=False)
+    for suffix in ("tsv", "tsv.gz", "h5"):
+        write_variant_scores(model, genome, FIXTURES / "variants.bcf", tmp_path / f"s.{suffix}", chosen,
+                             progress=False)
+    plain = pd.read_csv(tmp_path / "s.tsv", sep="\t", keep_default_na=False)
+    zipped = pd.read_csv(tmp_path / "s.tsv.gz", sep="\t", keep_default_na=False)
+    pd.testing.assert_frame_equal(plain, zipped)
+    assert list(plain.columns[:8]) == ["chrom", "pos", "id", "ref", "alt", "anchor", "distance", "note"]
+    assert [c for c in plain.columns[8:]] == [f"{s}:human-{t}" for s in ("SAD", "logSAD") for t in sorted(TRACKS)]
+    table, scores = read_h5(tmp_path / "s.h5")
+    assert set(scores) == {"SAD", "logSAD"} and scores["SAD"].dtype == np.float32
+    for column in ("chrom", "id", "ref", "alt", "note", "pos", "distance"):
+        assert list(table[column]) == list(plain[column]), column
+    sad = plain[[c for c in plain.columns if c.startswith("SAD:")]].to_numpy(dtype=float)
+    np.testing.assert_allclose(scores["SAD"], sad.astype(np.float32), rtol=1e-6, equal_nan=True)
+    assert not (tmp_path / "s.tsv.partial.bases").exists() and not (tmp_path / "s.tsv.partial").exists()

@@ -1,311 +1,801 @@
-"""Variant effect scores from a VCF: the predicted change of every chosen track, alt minus ref.
+"""Variant effect scores from a VCF/BCF: the predicted change of every chosen track, alt minus ref.
 
-Each variant gets two windows of the model's input length centred on its first base (0-based
-``pos - 1``): the reference window from the genome, and the alternative window that keeps the same left
-flank and first base position, puts ``alt`` in place of ``ref`` and refills the right flank from the
-genome (indels shift only the right side). Predictions are averaged with those of the reverse complement
-(flipped back along the bins). Per track:
+Windows. Every scored allele is an edit of a reference window of the model's input length:
+
+- variant-centred (default): the window puts the variant's first base at input index ``L // 2``, and the
+  alternative keeps the left flank and that first base fixed and refills the right flank from the genome
+  (an indel shifts only the right side). ``cluster_bp = N`` lets consecutive variants of one chromosome
+  within N bp share one window centred between them, so its reference trunk and prediction are computed
+  once for all of them (a multi-allelic site shares one window even with N = 0);
+- anchored (``anchors``, e.g. genes' TSSs from a BED file): one window per anchor with the anchor at input
+  index ``L // 2``, and every variant whose first base lies within ``max_distance`` bp of the anchor scored
+  against it. An indel refills the flank on the far side of the variant from the anchor, so the anchor
+  stays in its bin.
+
+Each window runs through :class:`senformer.edits.EditEngine` (``plain=True``: every edited window whole), so
+the reference conv trunk is computed once per window and pass, and only the positions an edit reaches are
+computed again; predictions are averaged over the reverse complement and ``shifts`` and accumulated in
+float64 from per-pass outputs.
+
+Scores per allele and chosen track (:data:`STATS`):
 
 - ``SAD``: (alt - ref) summed over all output bins (Enformer's SNP activity difference);
-- ``center``: (alt - ref) summed over the ``center_bins`` bins around the bin holding the variant.
+- ``center``: (alt - ref) summed over the ``center_bins`` bins around the variant (anchored: the anchor);
+- ``logSAD``: log2((sum alt + 1) / (sum ref + 1));
+- ``D2``: the L2 norm over bins of (alt - ref);
+- ``REF``, ``ALT``: the predictions summed over bins.
 
-Scores stream to a TSV row by row; an interrupted run resumes from its ``.partial`` file.
+Rows. One row per allele and window in the order the windows are made (VCF order; anchored: BED order,
+then VCF order), keyed by (chrom, pos, ref, alt, anchor). Alleles that cannot be scored keep their row with
+a note and NaN scores, and are counted: symbolic, spanning (``*``) and breakend alleles, a missing ALT,
+a REF that differs from the genome, a chromosome the genome lacks. More than 10% REF mismatches among the
+first 1,000 variants stop the run before any model work ("wrong genome build?") unless
+``allow_ref_mismatch``.
+
+Output by suffix (streamed into ``OUT.partial`` under the existing-output rule of :mod:`senformer.io`,
+resumed by a rerun with the same inputs, renamed when complete):
+
+- ``.tsv`` / ``.tsv.gz``: columns ``chrom pos id ref alt anchor distance note`` then ``STAT:TRACK``;
+  ``distance`` is the variant's first base minus the window centre (the anchor), upstream negative on a
+  minus-strand anchor; a ``.tsv.gz`` is a series of gzip members, one per window;
+- ``.h5``: ``/variants/{chrom,pos,id,ref,alt,anchor,distance,note,bases_sha256}``, ``/scores/<STAT>``
+  float32 (variants, tracks), ``/tracks/{index,identifier,description}``.
+
+Every row records the SHA-256 of its window's exact input bases (flanks and N padding included; for a TSV in
+``OUT.partial.bases`` while the run lasts): a resumed partial whose genome bases changed starts again, and
+the finished output's record holds one digest of them all, re-checked when the output is up to date.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
-import json
+import hashlib
 import os
-import re
-from dataclasses import dataclass
+import sys
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from ..data.genome import Genome, Interval, read_bed
+from ..data.vcf import Variant, VariantFile
 from ..errors import UserError
-from ..inference import predict_batch, resolve_sequence_length
-from ..model.enformer import Enformer
-from ..sequence import one_hot as encode
+from ..fingerprint import bases_digest, file_digest, value_digest, weights_digest
+from ..io import FILE, OutputPlan, finish_output, output_lock, plan_output, start_partial
+from ..predict import Geometry, check_shifts
 
-_ALLELE = re.compile(r"^[ACGTNacgtn]+$")
-KEY_COLUMNS = ["chrom", "pos", "id", "ref", "alt"]
+STATS = ("SAD", "center", "logSAD", "D2", "REF", "ALT")
+KEY_COLUMNS = ("chrom", "pos", "id", "ref", "alt", "anchor", "distance", "note")
+SUFFIXES = (".tsv.gz", ".tsv", ".h5")  # the output formats, longest suffix first
+_CHUNK = 1 << 20
+REF_CHECK_VARIANTS = 1000  # the genome-build rule looks at this many variants ...
+REF_MISMATCH_SHARE = 0.10  # ... and stops when more than this share of them disagree with the genome
+SKIP_REF_MISMATCH = "skipped: REF differs from the genome"
+SKIP_NO_CHROMOSOME = "skipped: chromosome not in the genome"
+SKIP_OUTSIDE = "skipped: REF runs past the window"
 
 
 @dataclass(frozen=True)
-class Variant:
-    """One VCF allele: ``pos`` is 1-based as in the VCF; ``line`` is the VCF line number (1-based)."""
+class VariantOptions:
+    """Everything that shapes the scores (recorded in the run record and the fingerprint)."""
+
+    head: str = "human"
+    tracks: tuple[str, ...] | None = None  # the --tracks grammar; None: every track of the head
+    targets: str | None = None  # targets.txt naming the head's tracks
+    sequence_length: int | None = None  # None: 196,608 if valid for the model, else its shortest input
+    center_bins: int = 3
+    reverse_complement: bool = True
+    shifts: tuple[int, ...] = (0,)
+    cluster_bp: int = 0
+    max_distance: int | None = None  # anchored windows; None: anywhere in the input window
+    stats: tuple[str, ...] = STATS
+    batch_size: int = 4
+    allow_ref_mismatch: bool = False
+    plain: bool = False  # whole windows instead of the edit engine
+
+    def __post_init__(self) -> None:
+        if self.center_bins < 1 or self.center_bins % 2 == 0:
+            raise UserError(f"--center-bins must be odd and positive, got {self.center_bins}")
+        if self.cluster_bp < 0:
+            raise UserError(f"--cluster-bp must be 0 or more, got {self.cluster_bp}")
+        if self.max_distance is not None and self.max_distance < 0:
+            raise UserError(f"--max-distance must be 0 or more, got {self.max_distance}")
+        if self.batch_size < 1:
+            raise UserError(f"batch size must be at least 1, got {self.batch_size}")
+        unknown = [stat for stat in self.stats if stat not in STATS]
+        if unknown or not self.stats:
+            raise UserError(f"unknown score {unknown[0] if unknown else '(none given)'!r}; choose from "
+                            f"{', '.join(STATS)}")
+        object.__setattr__(self, "stats", tuple(dict.fromkeys(self.stats)))
+        object.__setattr__(self, "shifts", check_shifts(self.shifts))
+        if self.tracks is not None and not isinstance(self.tracks, str):
+            object.__setattr__(self, "tracks", tuple(str(value) for value in self.tracks))
+
+
+# Windows ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Anchor:
+    """A window centre: ``position`` 0-based; ``strand`` orients ``distance`` (upstream negative on ``-``)."""
+
+    name: str
+    chrom: str
+    position: int
+    strand: str = "."
+
+
+def read_anchors(path: str | os.PathLike) -> list[Anchor]:
+    """Anchors of a BED file (:func:`senformer.data.genome.read_bed`): the interval's centre, its name
+    (column 4; ``chrom:position`` when absent) and strand (column 6)."""
+    anchors = [Anchor(interval.name or f"{interval.chrom}:{interval.center + 1}", interval.chrom,
+                      interval.center, interval.strand) for interval in read_bed(path)]
+    if not anchors:
+        raise UserError(f"{path} holds no anchors")
+    return anchors
+
+
+@dataclass
+class Row:
+    """One output row: an allele scored in one window (``edit`` None: skipped, ``note`` says why)."""
+
+    variant: Variant
+    anchor: str
+    distance: int
+    note: str = ""
+    edit: object | None = None  # senformer.edits.Edit
+
+    @property
+    def key(self) -> tuple[str, int, str, str, str]:
+        """The row's stable identity (also across shards): (chrom, pos, ref, alt, anchor)."""
+        return self.variant.chrom, self.variant.pos, self.variant.ref, self.variant.alt, self.anchor
+
+
+@dataclass
+class Window:
+    """A reference window: input ``[start, start + L)`` of ``chrom`` (unshifted), the input index of its
+    centre bins, and its rows in output order. Windows are the unit of work: rows never span two."""
 
     chrom: str
-    pos: int
-    ref: str
-    alt: str
-    id: str = "."
-    line: int = 0
+    start: int
+    centre: int  # input index around which `center` sums when the rows do not bring their own
+    rows: list[Row] = field(default_factory=list)
+    anchored: bool = False
 
     @property
-    def start(self) -> int:
-        """0-based position of the first reference base."""
-        return self.pos - 1
-
-    @property
-    def supported(self) -> bool:
-        """SNVs and indels spelled in bases; symbolic alleles (``<DEL>``, ``*``, breakends) are not."""
-        return bool(_ALLELE.match(self.ref)) and bool(_ALLELE.match(self.alt))
-
-    def __str__(self) -> str:
-        return f"{self.chrom}:{self.pos} {self.ref}>{self.alt}"
+    def flank(self) -> int:
+        """bp beyond each end of the input a deletion pulls in."""
+        return max([len(row.edit.ref) - len(row.edit.alt) for row in self.rows if row.edit is not None] + [0])
 
 
-def read_vcf(path: str | os.PathLike) -> Iterator[Variant]:
-    """Variants of a VCF (plain or gzip/bgzip), one per ALT allele, in file order.
+class GenomeCheck:
+    """REF against the genome: the note of a mismatch (or a missing chromosome), None when REF matches."""
 
-    Only the first five columns are read (CHROM, POS, ID, REF, ALT); headers (``#``) are skipped.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"VCF not found: {path}")
-    with path.open("rb") as probe:
-        gzipped = probe.read(2) == b"\x1f\x8b"
-    opener = gzip.open if gzipped else open
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.startswith("#") or not line.strip():
-                continue
-            fields = line.rstrip("\n").split("\t")
-            if len(fields) < 5:
-                raise UserError(f"{path}:{number}: a VCF record needs at least 5 tab-separated columns, got {len(fields)}")
-            chrom, pos, identifier, ref, alts = fields[:5]
-            try:
-                position = int(pos)
-            except ValueError:
-                raise UserError(f"{path}:{number}: POS {pos!r} is not an integer") from None
-            if position < 1:
-                raise UserError(f"{path}:{number}: POS {position} is not 1-based (must be at least 1)")
-            for alt in alts.split(","):
-                yield Variant(chrom, position, ref.upper(), alt.upper(), identifier, number)
+    def __init__(self, genome: Genome):
+        self.genome = genome
+
+    def note(self, variant: Variant) -> str | None:
+        if variant.chrom not in self.genome:
+            return SKIP_NO_CHROMOSOME
+        observed = self.genome.fetch(Interval(variant.chrom, variant.start, variant.end))
+        return None if observed == variant.ref else f"{SKIP_REF_MISMATCH} ({observed})"
 
 
-def variant_windows(genome, variant: Variant, sequence_length: int) -> tuple[str, str]:
-    """Reference and alternative sequences of ``sequence_length`` bp for one variant.
-
-    The variant's first base sits at index ``sequence_length // 2`` of both windows. Raises
-    :class:`UserError` if the genome's bases at the variant differ from ``ref``.
-    """
-    from ..data.genome import Interval
-
-    start = variant.start
-    observed = genome.fetch(Interval(variant.chrom, start, start + len(variant.ref))).upper()
-    if observed != variant.ref:
+def check_genome_build(vcf: VariantFile, genome: Genome) -> tuple[int, int]:
+    """(mismatched, checked) REF among the first :data:`REF_CHECK_VARIANTS` scorable records; UserError
+    ("wrong genome build?") when more than :data:`REF_MISMATCH_SHARE` of them disagree with the genome."""
+    check = GenomeCheck(genome)
+    checked = mismatched = 0
+    first: Variant | None = None
+    seen: tuple | None = None
+    for variant in vcf:
+        if variant.skip is not None or (variant.chrom, variant.pos, variant.ref) == seen:
+            continue  # symbolic alleles say nothing about the build; a multi-allelic record counts once
+        seen = (variant.chrom, variant.pos, variant.ref)
+        checked += 1
+        if check.note(variant) is not None:
+            mismatched += 1
+            first = first or variant
+        if checked == REF_CHECK_VARIANTS:
+            break
+    if checked and mismatched > REF_MISMATCH_SHARE * checked:
+        observed = check.note(first)
         raise UserError(
-            f"variant {variant} (VCF line {variant.line}): the genome has {observed!r} at "
-            f"{variant.chrom}:{variant.pos}-{variant.pos + len(variant.ref) - 1}, not REF {variant.ref!r} "
-            "(wrong genome build or 0-based positions?)"
-        )
-    half = sequence_length // 2
-    window_start = start - half
-    reference = genome.fetch(Interval(variant.chrom, window_start, window_start + sequence_length)).upper()
-    right_length = max(sequence_length - half - len(variant.alt), 0)
-    after_ref = start + len(variant.ref)
-    right = genome.fetch(Interval(variant.chrom, after_ref, after_ref + right_length)).upper() if right_length else ""
-    alternative = (reference[:half] + variant.alt + right)[:sequence_length]
-    assert len(reference) == len(alternative) == sequence_length
-    return reference, alternative
+            f"{vcf.path.name}: REF differs from {genome.path.name} at {mismatched} of the first {checked} variants "
+            f"(first {first.chrom}:{first.pos} REF {first.ref}, {observed.removeprefix('skipped: ')}): wrong genome "
+            "build? (--allow-ref-mismatch scores the others)")
+    return mismatched, checked
 
 
-def center_bin_indices(model: Enformer, sequence_length: int, center_bins: int) -> np.ndarray:
-    """Output bins within ``center_bins // 2`` of the bin holding input index ``sequence_length // 2``."""
-    config = model.config
-    if center_bins < 1 or center_bins % 2 == 0:
-        raise ValueError(f"center_bins must be odd and positive, got {center_bins}")
-    bins = config.output_length(sequence_length)
-    positions = config.num_positions(sequence_length)
-    first = (positions - bins) // 2  # the crop is central with or without target_length
-    middle = (sequence_length // 2) // config.bin_size - first
-    lo, hi = max(middle - center_bins // 2, 0), min(middle + center_bins // 2 + 1, bins)
-    return np.arange(lo, hi)
+def _edit_or_note(variant: Variant, window_start: int, length: int, refill: str, check: GenomeCheck):
+    from ..edits import Edit
+
+    if variant.skip is not None:
+        return None, variant.skip
+    note = check.note(variant)
+    if note is not None:
+        return None, note
+    position = variant.start - window_start
+    if position < 0 or position + len(variant.ref) > length:
+        return None, SKIP_OUTSIDE
+    return Edit(position, variant.ref, variant.alt, refill), ""
 
 
-def _predict_averaged(model: Enformer, one_hots: torch.Tensor, head: str, tracks, average_rc: bool) -> torch.Tensor:
-    """(batch, bp, 4) -> (batch, bins, tracks) float64, averaged with the reverse complement; each pass is
-    converted to float64 before the two are summed, so alt - ref is taken in float64."""
-    return predict_batch(model, one_hots, heads=[head], tracks={head: np.asarray(tracks, dtype=np.int64)},
-                         reverse_complement=average_rc, accumulate=torch.float64)[head]
+def centred_windows(variants: Iterable[Variant], genome: Genome, length: int, cluster_bp: int) -> Iterator[Window]:
+    """Variant-centred windows: consecutive alleles of one chromosome whose first bases lie within
+    ``cluster_bp`` of each other share a window centred between the first and last of them (alleles that
+    cannot be scored ride along in the window where they fall in the file, to keep the file's order)."""
+    check = GenomeCheck(genome)
+    half = length // 2
+    pending: list[Variant] = []
+    chrom, low, high = "", None, 0
 
-
-def score_variants(
-    model: Enformer,
-    genome,
-    variants: Iterable[Variant],
-    head: str = "human",
-    tracks: Sequence[int] | None = None,
-    center_bins: int = 3,
-    average_rc: bool = True,
-    batch_size: int = 4,
-    sequence_length: int | None = None,
-    skip_ref_mismatch: bool = False,
-) -> Iterator[tuple[Variant, np.ndarray, np.ndarray, str]]:
-    """Score variants in order, a batch at a time.
-
-    Args:
-        genome: a :class:`senformer.data.genome.Genome` (or anything with ``fetch(Interval) -> str``).
-        tracks: track positions of ``head`` (default: all).
-        sequence_length: input bp (default :func:`senformer.inference.default_sequence_length`: 196,608
-            when valid for the model, else its shortest input).
-        skip_ref_mismatch: give a NaN row with a note instead of raising when REF disagrees with the genome.
-    Yields:
-        ``(variant, sad (tracks,), center (tracks,), note)``; unsupported alleles yield NaN and a note.
-    """
-    config = model.config
-    if head not in config.output_heads:
-        raise ValueError(f"unknown head {head!r}; the model has {', '.join(config.output_heads)}")
-    sequence_length = resolve_sequence_length(config, sequence_length)
-    num_tracks = config.output_heads[head]
-    track_index = torch.arange(num_tracks) if tracks is None else torch.as_tensor(list(tracks), dtype=torch.long)
-    if track_index.numel() == 0 or int(track_index.min()) < 0 or int(track_index.max()) >= config.output_heads[head]:
-        raise ValueError(f"tracks must lie in 0..{config.output_heads[head] - 1}")
-    centre = torch.as_tensor(center_bin_indices(model, sequence_length, center_bins))
-    model.eval()
-    empty = np.full(len(track_index), np.nan)
-
-    pending: list[tuple[Variant, str, str]] = []
-
-    def flush() -> Iterator[tuple[Variant, np.ndarray, np.ndarray, str]]:
-        references = torch.stack([encode(reference) for _, reference, _ in pending])
-        alternatives = torch.stack([encode(alternative) for _, _, alternative in pending])
-        predictions = _predict_averaged(model, torch.cat([references, alternatives]), head, track_index, average_rc)
-        difference = predictions[len(pending):] - predictions[: len(pending)]  # (batch, bins, tracks)
-        sad = difference.sum(dim=1).numpy()
-        central = difference[:, centre].sum(dim=1).numpy()
-        for row, (variant, _, _) in enumerate(pending):
-            yield variant, sad[row], central[row], ""
-        pending.clear()
+    def window_of(members: list[Variant]) -> Window:
+        if low is None:  # only alleles that cannot be scored: the window is never run
+            centre, name = members[0].start, members[0].chrom
+        else:
+            centre, name = low + (high - low) // 2, chrom
+        window = Window(name, centre - half, half)
+        for variant in members:
+            edit, note = _edit_or_note(variant, window.start, length, "right", check)
+            # An allele that is not placed (skipped) has no offset in the window: 0, as if centred on it.
+            window.rows.append(Row(variant, "", variant.start - centre if edit is not None else 0, note, edit))
+        return window
 
     for variant in variants:
-        if not variant.supported:
-            yield from (flush() if pending else ())
-            yield variant, empty, empty, "skipped: not an SNV or indel spelled in bases"
-            continue
-        try:
-            reference, alternative = variant_windows(genome, variant, sequence_length)
-        except UserError as error:
-            if not skip_ref_mismatch or "not REF" not in str(error):
-                raise
-            yield from (flush() if pending else ())
-            yield variant, empty, empty, "skipped: REF differs from the genome"
-            continue
-        pending.append((variant, reference, alternative))
-        if len(pending) == batch_size:
-            yield from flush()
+        if variant.skip is None:
+            start = variant.start
+            if low is not None and (variant.chrom != chrom or max(high, start) - min(low, start) > cluster_bp):
+                yield window_of(pending)
+                pending, low = [], None
+            if low is None:
+                chrom, low, high = variant.chrom, start, start
+            low, high = min(low, start), max(high, start)
+        pending.append(variant)
     if pending:
-        yield from flush()
+        yield window_of(pending)
+
+
+def anchored_windows(vcf: VariantFile, anchors: Sequence[Anchor], genome: Genome, length: int,
+                     max_distance: int) -> Iterator[Window]:
+    """One window per anchor (at input index ``L // 2``) with every allele whose first base lies within
+    ``max_distance`` bp of it; an indel refills the flank on the far side of the variant from the anchor."""
+    check = GenomeCheck(genome)
+    half = length // 2
+    for anchor in anchors:
+        window = Window(anchor.chrom, anchor.position - half, half, anchored=True)
+        for variant in vcf.query(anchor.chrom, anchor.position - max_distance, anchor.position + max_distance + 1):
+            refill = "left" if variant.start < anchor.position else "right"
+            edit, note = _edit_or_note(variant, window.start, length, refill, check)
+            distance = variant.start - anchor.position
+            window.rows.append(Row(variant, anchor.name, -distance if anchor.strand == "-" else distance, note, edit))
+        if window.rows:
+            yield window
+
+
+def window_bases(genome: Genome, window: Window, length: int, margin: int) -> tuple[str, int]:
+    """(the window's bases with ``margin`` and its deletion flank on each side, the flank in bp); no bases
+    for a chromosome the genome lacks (every row of such a window is skipped)."""
+    if window.chrom not in genome:
+        return "", 0
+    flank = window.flank
+    start = window.start - margin - flank
+    return genome.fetch(Interval(window.chrom, start, start + length + 2 * (margin + flank))), flank
+
+
+# Scores -----------------------------------------------------------------------------------------------------
+def centre_bins(geometry: Geometry, index: int, count: int) -> np.ndarray:
+    """Output bins within ``count // 2`` of the bin holding input index ``index`` (clipped to the output)."""
+    middle = index // geometry.bin_size - geometry.offset_bins
+    return np.arange(max(middle - count // 2, 0), min(middle + count // 2 + 1, geometry.bins))
+
+
+def variant_stats(reference: torch.Tensor, alternative: torch.Tensor, centres: Sequence[np.ndarray],
+                  stats: Sequence[str]) -> dict[str, np.ndarray]:
+    """``{stat: (batch, tracks) float64}`` from the reference ``(bins, tracks)`` and alternatives
+    ``(batch, bins, tracks)`` predictions (float64); ``centres[i]``: the centre bins of row ``i``."""
+    reference, alternative = reference.double(), alternative.double()
+    difference = alternative - reference[None]  # (batch, bins, tracks)
+    ref_sum = reference.sum(dim=0).expand(len(alternative), -1)
+    alt_sum = alternative.sum(dim=1)
+    values = {
+        "SAD": lambda: difference.sum(dim=1),
+        "center": lambda: torch.stack([difference[row, torch.as_tensor(bins)].sum(dim=0)
+                                       for row, bins in enumerate(centres)]),
+        "logSAD": lambda: torch.log2((alt_sum + 1) / (ref_sum + 1)),
+        "D2": lambda: difference.square().sum(dim=1).sqrt(),
+        "REF": lambda: ref_sum,
+        "ALT": lambda: alt_sum,
+    }
+    return {stat: values[stat]().numpy() for stat in stats}
+
+
+@dataclass
+class ScoredRow:
+    row: Row
+    scores: dict[str, np.ndarray] | None  # None: skipped
+    bases: str  # SHA-256 of the window's input bases
+
+
+def _tokens(bases: str) -> torch.Tensor:
+    from ..sequence import tokens
+
+    return torch.from_numpy(tokens(bases).astype(np.int64))
+
+
+def score_windows(model, genome: Genome, windows: Iterable[Window], options: VariantOptions, tracks: np.ndarray,
+                  geometry: Geometry, first_row: int = 0) -> Iterator[ScoredRow]:
+    """Every row of ``windows`` in order with its scores (None: skipped). Windows whose rows all come
+    before ``first_row`` (written by an interrupted run) are not run: their rows come without scores."""
+    from ..edits import EditEngine
+
+    margin = max(abs(shift) for shift in options.shifts)
+    length = geometry.sequence_length
+    row_index = 0
+    for window in windows:
+        rows = window.rows
+        bases, flank = window_bases(genome, window, length, margin)
+        digest = bases_digest(bases)
+        edited = [row for row in rows if row.edit is not None] if row_index + len(rows) > first_row else []
+        scores: dict[int, dict[str, np.ndarray]] = {}
+
+        def keep(members: list[Row], reference: torch.Tensor, alternatives: torch.Tensor) -> None:
+            centres = [centre_bins(geometry, window.centre if window.anchored else row.edit.position,
+                                   options.center_bins) for row in members]
+            values = variant_stats(reference, alternatives, centres, options.stats)
+            for offset, row in enumerate(members):
+                scores[id(row)] = {stat: values[stat][offset] for stat in options.stats}
+                _refuse_non_finite(row, scores[id(row)], tracks)
+
+        if edited:
+            engine = EditEngine(
+                model, _tokens(bases[flank : flank + length + 2 * margin]), heads=[options.head],
+                tracks={options.head: tracks}, reverse_complement=options.reverse_complement, shifts=options.shifts,
+                margin=margin, batch_size=options.batch_size, accumulate=torch.float64,
+                left_flank=_tokens(bases[:flank]) if flank else None,
+                right_flank=_tokens(bases[len(bases) - flank :]) if flank else None, plain=options.plain)
+            reference = engine.reference_output()[options.head]
+            unchanged = [row for row in edited if row.edit.ref == row.edit.alt]
+            if unchanged:  # ALT = REF is the reference itself: exactly no effect, in any precision
+                keep(unchanged, reference, reference.expand(len(unchanged), -1, -1))
+            changed = [row for row in edited if row.edit.ref != row.edit.alt]
+            done = 0
+            for batch, outputs in engine.score(row.edit for row in changed):
+                keep(changed[done : done + len(batch)], reference, outputs[options.head])
+                done += len(batch)
+        for row in rows:
+            yield ScoredRow(row, scores.get(id(row)), digest)
+        row_index += len(rows)
+
+
+def _refuse_non_finite(row: Row, scores: dict[str, np.ndarray], tracks: np.ndarray) -> None:
+    for stat, values in scores.items():
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            where = f" (anchor {row.anchor})" if row.anchor else ""
+            raise UserError(f"variant {row.variant}{where}: {stat} of track {int(tracks[bad[0]])} is not finite "
+                            f"({values[bad[0]]}): the model's outputs are broken (non-finite weights or an overflow)")
+
+
+# Writers ----------------------------------------------------------------------------------------------------
+def output_format(out: str | os.PathLike) -> str:
+    """``tsv``, ``tsv.gz`` or ``h5`` from the name of ``out``; else one UserError line."""
+    name = Path(out).name.lower()
+    for suffix in SUFFIXES:
+        if name.endswith(suffix):
+            return suffix[1:]
+    raise UserError(f"--out {out}: the name must end in .tsv, .tsv.gz or .h5 (the output format)")
+
+
+class _TableWriter:
+    """TSV rows, plain or one gzip member per append; row digests beside it in ``PARTIAL.bases``."""
+
+    def __init__(self, path: Path, columns: list[str], compressed: bool):
+        self.path, self.columns, self.compressed = path, columns, compressed
+        self.digest_path = path.with_name(path.name + ".bases")
+
+    def reset(self) -> list[str]:
+        self.path.write_bytes(self._encode("\t".join(self.columns) + "\n"))
+        self.digest_path.write_text("", encoding="ascii")
+        return []
+
+    def resume(self) -> list[str]:
+        """Digests of the complete rows; a torn last line or gzip member is cut off. The file is read in
+        chunks, never whole: a partial output can be larger than memory."""
+        if not self.path.is_file() or not self.digest_path.is_file():
+            return self.reset()
+        header, lines, kept = (self._complete_gzip if self.compressed else self._complete_lines)()
+        if header != ("\t".join(self.columns) + "\n").encode("utf-8"):
+            return self.reset()
+        if kept != self.path.stat().st_size:
+            with open(self.path, "r+b") as handle:
+                handle.truncate(kept)
+        digests = self.digest_path.read_text(encoding="ascii").split("\n")[:-1]
+        rows = lines - 1
+        if len(digests) < rows:  # digests are written before their rows: this file was not written so
+            return self.reset()
+        if len(digests) > rows:
+            self.digest_path.write_text("".join(d + "\n" for d in digests[:rows]), encoding="ascii")
+        return digests[:rows]
+
+    def _complete_lines(self) -> tuple[bytes, int, int]:
+        """(header line, complete lines, bytes up to the last newline) of a plain TSV."""
+        with open(self.path, "rb") as handle:
+            header = handle.readline()
+            lines, offset, kept = (1, len(header), len(header)) if header.endswith(b"\n") else (0, 0, 0)
+            while chunk := handle.read(_CHUNK):
+                lines += chunk.count(b"\n")
+                last = chunk.rfind(b"\n")
+                if last >= 0:
+                    kept = offset + last + 1
+                offset += len(chunk)
+        return header, lines, kept
+
+    def _complete_gzip(self) -> tuple[bytes, int, int]:
+        """(first member's text = the header, lines in complete members, bytes up to the last complete one)."""
+        header, lines, kept = b"", 0, 0
+        member_lines, member_bytes, first = 0, 0, True
+        stream = zlib.decompressobj(wbits=31)
+        with open(self.path, "rb") as handle:
+            buffer = b""
+            while True:
+                if not buffer:
+                    buffer = handle.read(_CHUNK)
+                    if not buffer:
+                        break
+                try:
+                    text = stream.decompress(buffer)
+                except zlib.error:
+                    break
+                member_lines += text.count(b"\n")
+                if first:
+                    header += text
+                if not stream.eof:
+                    member_bytes += len(buffer)
+                    buffer = b""
+                    continue
+                kept += member_bytes + len(buffer) - len(stream.unused_data)
+                lines += member_lines
+                buffer, member_lines, member_bytes, first = stream.unused_data, 0, 0, False
+                stream = zlib.decompressobj(wbits=31)
+        return header, lines, kept
+
+    def _encode(self, text: str) -> bytes:
+        return gzip.compress(text.encode("utf-8"), mtime=0) if self.compressed else text.encode("utf-8")
+
+    def append(self, rows: list[ScoredRow], stats: Sequence[str], num_tracks: int) -> None:
+        with open(self.digest_path, "a", encoding="ascii") as handle:
+            handle.write("".join(row.bases + "\n" for row in rows))
+        lines = []
+        for scored in rows:
+            row, variant = scored.row, scored.row.variant
+            keys = [variant.chrom, str(variant.pos), variant.id, variant.ref, variant.alt, row.anchor,
+                    str(row.distance), row.note]
+            if scored.scores is None:
+                values = ["nan"] * (len(stats) * num_tracks)
+            else:
+                values = [f"{value:.9g}" for stat in stats for value in scored.scores[stat]]
+            lines.append("\t".join(keys + values) + "\n")
+        with open(self.path, "ab") as handle:
+            handle.write(self._encode("".join(lines)))
+
+    def finish(self) -> None:
+        self.digest_path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Every append is complete on disk when it returns: nothing is held open."""
+
+
+class _H5Writer:
+    """``/variants``, ``/scores/<stat>`` and ``/tracks`` grown by each append; ``completed`` counts rows."""
+
+    def __init__(self, path: Path, stats: Sequence[str], tracks: np.ndarray, names: list[str],
+                 descriptions: list[str]):
+        self.path, self.stats, self.tracks, self.names, self.descriptions = path, stats, tracks, names, descriptions
+        self.handle = None
+
+    def reset(self) -> list[str]:
+        import h5py
+
+        self.close()
+        self.path.unlink(missing_ok=True)
+        self.handle = h5py.File(self.path, "w")
+        strings = h5py.string_dtype("utf-8")
+        group = self.handle.create_group("variants")
+        for name in ("chrom", "id", "ref", "alt", "anchor", "note"):
+            group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=strings, chunks=(1024,))
+        for name in ("pos", "distance"):
+            group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(1024,))
+        group.create_dataset("bases_sha256", shape=(0,), maxshape=(None,), dtype="S64", chunks=(1024,))
+        scores = self.handle.create_group("scores")
+        for stat in self.stats:
+            scores.create_dataset(stat, shape=(0, len(self.tracks)), maxshape=(None, len(self.tracks)),
+                                  dtype=np.float32, chunks=(max(1, min(1024, 2**20 // (4 * len(self.tracks)))),
+                                                            len(self.tracks)))
+        tracks = self.handle.create_group("tracks")
+        tracks.create_dataset("index", data=np.asarray(self.tracks, dtype=np.int64))
+        tracks.create_dataset("identifier", data=np.array(self.names, dtype=object), dtype=strings)
+        tracks.create_dataset("description", data=np.array(self.descriptions, dtype=object), dtype=strings)
+        self.handle.attrs["stats"] = list(self.stats)
+        self.handle.attrs["completed"] = 0
+        self.handle.flush()
+        return []
+
+    def resume(self) -> list[str]:
+        import h5py
+
+        try:
+            self.handle = h5py.File(self.path, "a")
+            completed = int(self.handle.attrs["completed"])
+            if list(self.handle.attrs["stats"]) != list(self.stats):
+                raise KeyError("stats")
+            digests = [bytes(value).decode("ascii") for value in self.handle["variants/bases_sha256"][:completed]]
+        except (OSError, KeyError, ValueError):
+            return self.reset()  # killed before the file could be opened again: start it over
+        self._resize(completed)
+        return digests
+
+    def _resize(self, count: int) -> None:
+        for dataset in self._datasets():
+            dataset.resize(count, axis=0)
+
+    def _datasets(self):
+        yield from self.handle["variants"].values()
+        yield from self.handle["scores"].values()
+
+    def append(self, rows: list[ScoredRow], stats: Sequence[str], num_tracks: int) -> None:
+        start = int(self.handle.attrs["completed"])
+        stop = start + len(rows)
+        self._resize(stop)
+        group = self.handle["variants"]
+        columns = {
+            "chrom": [r.row.variant.chrom for r in rows], "id": [r.row.variant.id for r in rows],
+            "ref": [r.row.variant.ref for r in rows], "alt": [r.row.variant.alt for r in rows],
+            "anchor": [r.row.anchor for r in rows], "note": [r.row.note for r in rows],
+        }
+        for name, values in columns.items():
+            group[name][start:stop] = np.array(values, dtype=object)
+        group["pos"][start:stop] = [r.row.variant.pos for r in rows]
+        group["distance"][start:stop] = [r.row.distance for r in rows]
+        group["bases_sha256"][start:stop] = [r.bases.encode("ascii") for r in rows]
+        for stat in stats:
+            block = np.full((len(rows), num_tracks), np.nan, dtype=np.float32)
+            for index, scored in enumerate(rows):
+                if scored.scores is not None:
+                    block[index] = scored.scores[stat]
+            self.handle["scores"][stat][start:stop] = block
+        self.handle.attrs["completed"] = stop
+        self.handle.flush()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+
+
+# The run ----------------------------------------------------------------------------------------------------
+@dataclass
+class VariantRun:
+    """What a run did: the output, row counts (``scored`` and each skip reason) and the windows' digest."""
+
+    out: Path
+    counts: dict[str, int]
+    bases_sha256: str
+    up_to_date: bool = False
+
+
+def track_selection(model, options: VariantOptions) -> tuple[np.ndarray, list[str], list[str]]:
+    """(track positions of ``options.head``, their identifiers, their descriptions) by the --tracks grammar."""
+    from ..data.tracks import head_track_table, select_tracks
+
+    if options.head not in model.config.output_heads:
+        raise UserError(f"unknown head {options.head!r}; the model has {', '.join(model.config.output_heads)}")
+    num_tracks = model.config.output_heads[options.head]
+    table = head_track_table(options.head, num_tracks, options.targets)
+    if options.targets is not None and table.attrs["source"] != "targets":
+        raise UserError(f"{options.targets} does not list the {num_tracks:,} tracks of head {options.head!r}")
+    positions = select_tracks(list(options.tracks) if options.tracks else None, table, options.head)
+    names = [str(table["identifier"][p]) for p in positions]
+    descriptions = [str(table["description"][p]) if "description" in table else "" for p in positions]
+    return positions, names, descriptions
+
+
+def plan_windows(vcf: VariantFile, genome: Genome, geometry: Geometry, options: VariantOptions,
+                 anchors: Sequence[Anchor] | None) -> Iterator[Window]:
+    """The run's windows in output order (a fresh pass over the VCF each call)."""
+    length = geometry.sequence_length
+    if anchors is None:
+        if options.cluster_bp > geometry.output_bp // 2:
+            raise UserError(f"--cluster-bp {options.cluster_bp:,} is more than half the output window "
+                            f"({geometry.output_bp // 2:,} bp): clustered variants would fall outside it")
+        return centred_windows(vcf, genome, length, options.cluster_bp)
+    reach = length // 2 - 1 if options.max_distance is None else options.max_distance
+    if reach >= length // 2:
+        raise UserError(f"--max-distance {reach:,} does not fit the {length:,}-bp window (at most {length // 2 - 1:,})")
+    return anchored_windows(vcf, anchors, genome, length, reach)
+
+
+def windows_digest(genome: Genome, windows: Iterable[Window], geometry: Geometry, margin: int) -> str:
+    """One SHA-256 of every row's window bases (what the finished output's record holds)."""
+    digest = hashlib.sha256()
+    for window in windows:
+        bases = bases_digest(window_bases(genome, window, geometry.sequence_length, margin)[0])
+        digest.update("".join(bases + "\n" for _ in window.rows).encode("ascii"))
+    return digest.hexdigest()
+
+
+def variants_fingerprint(weights: str, vcf: str, anchors: str | None, options: VariantOptions,
+                         model_settings: dict) -> str:
+    """The digest the existing-output rule compares for a library call (the command builds its own from
+    the files it is given). The genome is not in it: each row records the digest of its own input bases."""
+    return value_digest({"command": "analyze variants", "weights": weights, "vcf": vcf, "anchors": anchors,
+                         "options": dataclasses.asdict(options), "model": model_settings})
 
 
 def write_variant_scores(
-    model: Enformer,
-    genome,
-    vcf_path: str | os.PathLike,
-    out_path: str | os.PathLike,
-    head: str = "human",
-    tracks=None,
-    track_names: Sequence[str] | None = None,
-    center_bins: int = 3,
-    average_rc: bool = True,
-    batch_size: int = 4,
-    sequence_length: int | None = None,
-    skip_ref_mismatch: bool = False,
-    settings: dict | None = None,
-    progress: bool = True,
+    model,
+    genome: Genome | str | os.PathLike,
+    vcf: str | os.PathLike,
+    out: str | os.PathLike,
+    options: VariantOptions = VariantOptions(),
     *,
-    targets=None,
-) -> Path:
-    """``senformer analyze variants``: stream variant scores to a TSV (``chrom pos id ref alt note
-    SAD:<track>... center:<track>...``).
-
-    Rows are appended to ``OUT.partial`` as batches finish; the file is renamed to ``out_path`` at the end.
-    A rerun skips the rows already in ``OUT.partial`` when its settings (the first ``#`` line) match, and
-    does nothing when ``out_path`` exists.
+    anchors: str | os.PathLike | Sequence[Anchor] | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    plan: OutputPlan | None = None,
+    record: dict | None = None,
+) -> VariantRun:
+    """``senformer analyze variants``: score every allele of ``vcf`` into ``out`` (``.tsv``, ``.tsv.gz``,
+    ``.h5``; see the module docstring), streamed and resumable.
 
     Args:
-        genome: a :class:`senformer.data.genome.Genome` (or anything with ``fetch``) or a FASTA path.
-        tracks: ``--tracks`` values (:func:`senformer.data.tracks.select_tracks`; integers are indices);
-            default every track of ``head``.
-        track_names: column names of the chosen tracks in head order (default their identifiers in the
-            head's table).
-        sequence_length: input bp (default :func:`senformer.inference.default_sequence_length`).
-        targets: a ``targets.txt`` naming the head's tracks (default the shipped table, else
-            ``<head>-<index>``); an error when it does not list the head's tracks.
+        model: an Enformer in eval mode (float64 models give float64-exact scores before the float32 store).
+        genome: a :class:`~senformer.data.genome.Genome` or a FASTA path.
+        anchors: a BED path or :class:`Anchor` list for anchored windows; None: variant-centred windows.
+        overwrite: replace an ``out`` written from other inputs (:mod:`senformer.io`).
+        plan, record: the command applied the existing-output rule (holding the lock) before loading the
+            model; a library call leaves them None and the rule is applied here.
+    Returns:
+        a :class:`VariantRun` with the counts of scored and skipped rows.
     """
-    from ..data.genome import Genome
-    from ..data.tracks import head_track_table, select_tracks
-    from .common import head_tracks
+    out = Path(out)
+    output_format(out)
+    genome = genome if isinstance(genome, Genome) else Genome(genome)
+    anchor_list = read_anchors(anchors) if isinstance(anchors, (str, os.PathLike)) else anchors
+    if plan is None:
+        settings = {"options": dataclasses.asdict(options), "weights": weights_digest(model),
+                    "config": model.config.to_dict()}
+        fingerprint = variants_fingerprint(settings["weights"], file_digest(vcf),
+                                           value_digest([dataclasses.asdict(a) for a in anchor_list])
+                                           if anchor_list is not None else None, options, settings["config"])
+        from ..record import run_record
 
-    out_path = Path(out_path)
-    if out_path.exists():
-        return out_path
-    num_tracks = head_tracks(model, head)
-    table = head_track_table(head, num_tracks, targets)
-    if targets is not None and table.attrs["source"] != "targets":
-        raise UserError(f"{targets} does not list the {num_tracks:,} tracks of head {head!r}")
-    positions = select_tracks(tracks, table, head).tolist()
-    given = [tracks] if isinstance(tracks, (int, np.integer)) else list(tracks or [])
-    if track_names is not None and all(isinstance(t, (int, np.integer)) for t in given) and \
-            given and [int(t) for t in given] != positions:
-        raise ValueError(f"track_names pair with the tracks in head order ({positions}), not as given ({given})")
-    if track_names is None:
-        track_names = [table["identifier"][position] for position in positions]
-    names = [str(name) for name in track_names]
-    genome = Genome(genome) if isinstance(genome, (str, os.PathLike)) else genome
-    sequence_length = resolve_sequence_length(model.config, sequence_length)
-    if len(names) != len(positions):
-        raise ValueError(f"{len(names)} track names for {len(positions)} tracks")
-    header = KEY_COLUMNS + ["note"] + [f"SAD:{name}" for name in names] + [f"center:{name}" for name in names]
-    recorded = {
-        "vcf": str(Path(vcf_path).resolve()), "head": head, "tracks": positions, "center_bins": center_bins,
-        "average_rc": average_rc, "sequence_length": sequence_length, **(settings or {}),
-    }
-    settings_line = "# senformer variants " + json.dumps(recorded, sort_keys=True) + "\n"
-    partial = out_path.with_name(out_path.name + ".partial")
-    done = _resume(partial, settings_line, header)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    variants = read_vcf(vcf_path)
-    with partial.open("a", encoding="utf-8") as handle:
-        if done == 0:
-            handle.write(settings_line + "\t".join(header) + "\n")
-            handle.flush()
-        skipped = [next(variants, None) for _ in range(done)]
-        if skipped and skipped[-1] is None:
-            raise UserError(f"{partial} has {done} rows but {vcf_path} fewer variants: delete the partial file")
-        scores = score_variants(model, genome, variants, head, positions, center_bins, average_rc, batch_size,
-                                sequence_length, skip_ref_mismatch)
-        for variant, sad, central, note in tqdm(scores, desc="variants", unit="variant", disable=not progress,
-                                                initial=done):
-            values = [_format(value) for value in (*sad, *central)]
-            keys = [variant.chrom, str(variant.pos), variant.id, variant.ref, variant.alt, note]
-            handle.write("\t".join(keys + values) + "\n")
-            handle.flush()
-    os.replace(partial, out_path)
-    return out_path
+        with output_lock(out):
+            own_plan = plan_output(out, FILE, fingerprint, overwrite)
+            if own_plan.notice:
+                print(f"senformer analyze variants: {own_plan.notice}", file=sys.stderr)
+            own_record = run_record("analyze variants", settings, {"vcf": str(vcf)}, fingerprint=fingerprint)
+            return _run(own_plan, own_record, model, genome, Path(vcf), options, anchor_list, progress)
+    return _run(plan, record or {}, model, genome, Path(vcf), options, anchor_list, progress)
 
 
-def _format(value: float) -> str:
-    return "nan" if not np.isfinite(value) else f"{value:.6g}"
+def check_up_to_date(out: str | os.PathLike, genome: Genome, vcf: str | os.PathLike,
+                     anchors: Sequence[Anchor] | None) -> None:
+    """An up-to-date output must still match the genome's bases of its windows; else one UserError line."""
+    import json
+
+    from ..io import record_path
+
+    settings = json.loads(record_path(out, FILE).read_text(encoding="utf-8")).get("settings", {})
+    try:
+        geometry = Geometry(**settings["geometry"])
+        options = VariantOptions(**{key: tuple(value) if isinstance(value, list) else value
+                                    for key, value in settings["options"].items()})
+    except (KeyError, TypeError):
+        raise UserError(f"{out}: its run record does not say which windows it scored (another senformer "
+                        "version?); pass --overwrite to compute it again") from None
+    with VariantFile(vcf) as variants:
+        digest = windows_digest(genome, plan_windows(variants, genome, geometry, options, anchors), geometry,
+                                max(abs(shift) for shift in options.shifts))
+    if digest != settings.get("bases_sha256"):
+        raise UserError(f"{out} was computed from other bases than {genome.path.name} gives now: the genome "
+                        "changed; pass --overwrite to compute it again")
 
 
-def _resume(partial: Path, settings_line: str, header: list[str]) -> int:
-    """Rows already scored in ``partial`` (0 if absent); a torn last line is cut off."""
-    if not partial.exists():
-        return 0
-    text = partial.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    if len(lines) < 2 or lines[0] + "\n" != settings_line or lines[1].split("\t") != header:
-        raise UserError(
-            f"{partial} was written with other settings or is damaged; delete it to start again"
-        )
-    complete = text[: text.rfind("\n") + 1]
-    if complete != text:
-        partial.write_text(complete, encoding="utf-8")
-    return max(complete.count("\n") - 2, 0)
+def _run(plan: OutputPlan, record: dict, model, genome: Genome, vcf_path: Path, options: VariantOptions,
+         anchors: Sequence[Anchor] | None, progress: bool) -> VariantRun:
+    from tqdm.auto import tqdm
+
+    if plan.up_to_date:
+        check_up_to_date(plan.out, genome, vcf_path, anchors)
+        return VariantRun(plan.out, {}, "", up_to_date=True)
+    model = model.eval()
+    geometry = Geometry.of(model.config, options.sequence_length)
+    margin = max(abs(shift) for shift in options.shifts)
+    tracks, names, descriptions = track_selection(model, options)
+    kind = output_format(plan.out)
+    if kind == "h5":
+        writer = _H5Writer(plan.partial, options.stats, tracks, names, descriptions)
+    else:
+        columns = list(KEY_COLUMNS) + [f"{stat}:{name}" for stat in options.stats for name in names]
+        writer = _TableWriter(plan.partial, columns, compressed=kind == "tsv.gz")
+    with VariantFile(vcf_path) as vcf:
+        if not options.allow_ref_mismatch:
+            check_genome_build(vcf, genome)
+        settings = {**record.get("settings", {}), "options": dataclasses.asdict(options),
+                    "geometry": dataclasses.asdict(geometry), "tracks": tracks, "track_names": names}
+        record = {**record, "settings": settings}
+        if plan.resume:
+            done = writer.resume()
+            stale = _first_stale_row(genome, plan_windows(vcf, genome, geometry, options, anchors), geometry,
+                                     margin, done)
+            if stale is not None:
+                print(f"senformer analyze variants: {plan.partial}: the genome's bases changed under row "
+                      f"{stale + 1}: starting it again", file=sys.stderr)
+                done = writer.reset()
+        else:
+            start_partial(plan, record)
+            done = writer.reset()
+        counts: dict[str, int] = {}
+        digest = hashlib.sha256()  # of every row's window bases, the rows of an interrupted run included
+        rows = 0
+        try:
+            windows = plan_windows(vcf, genome, geometry, options, anchors)
+            with tqdm(desc="variants", unit="allele", disable=not progress, initial=len(done)) as bar:
+                pending: list[ScoredRow] = []
+                for scored in score_windows(model, genome, windows, options, tracks, geometry, first_row=len(done)):
+                    _count(counts, scored.row)
+                    digest.update(f"{scored.bases}\n".encode("ascii"))
+                    rows += 1
+                    if rows <= len(done):
+                        continue
+                    pending.append(scored)
+                    if len(pending) >= options.batch_size:
+                        writer.append(pending, options.stats, len(tracks))
+                        bar.update(len(pending))
+                        pending = []
+                if pending:
+                    writer.append(pending, options.stats, len(tracks))
+                    bar.update(len(pending))
+        finally:
+            writer.close()
+    if rows == 0:
+        print(f"senformer analyze variants: no variants to score in {vcf_path}"
+              + (" near the anchors" if anchors is not None else ""), file=sys.stderr)
+    bases = digest.hexdigest()
+    record = {**record, "settings": {**record["settings"], "counts": counts, "bases_sha256": bases}}
+    finish_output(plan, record)
+    if isinstance(writer, _TableWriter):
+        writer.finish()
+    return VariantRun(plan.out, counts, bases)
+
+
+def _count(counts: dict[str, int], row: Row) -> None:
+    reason = "scored" if row.edit is not None else row.note.split(" (")[0].removeprefix("skipped: ")
+    counts[reason] = counts.get(reason, 0) + 1
+
+
+def _first_stale_row(genome: Genome, windows: Iterable[Window], geometry: Geometry, margin: int,
+                     done: list[str]) -> int | None:
+    """The first row already written whose window's bases differ from what ``genome`` gives now."""
+    row = 0
+    for window in windows:
+        if row >= len(done):
+            return None
+        bases = bases_digest(window_bases(genome, window, geometry.sequence_length, margin)[0])
+        for offset in range(len(window.rows)):
+            if row + offset < len(done) and done[row + offset] != bases:
+                return row + offset
+        row += len(window.rows)
+    return None
+
+
+def summary_line(run: VariantRun) -> str:
+    """``scored 9 alleles; skipped 1 symbolic allele, 1 missing ALT ...`` for the command's last line."""
+    counts = dict(run.counts)
+    scored = counts.pop("scored", 0)
+    skipped = ", ".join(f"{count} {reason}" for reason, count in sorted(counts.items()))
+    return f"scored {scored} allele{'s' if scored != 1 else ''}" + (f"; skipped {skipped}" if skipped else "")

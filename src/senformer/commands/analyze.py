@@ -222,23 +222,43 @@ def register(subparsers) -> None:
     _add_common(attribution)
     attribution.set_defaults(run=run_attribution)
 
-    variants = analyses.add_parser("variants", help="variant effect scores (SAD and centre) from a VCF",
-                                   description="Score each VCF allele: alt minus ref predictions, averaged with "
-                                   "the reverse complement, summed over all bins (SAD) and the centre bins. "
-                                   "Streams rows to OUT and resumes an interrupted run.")
+    variants = analyses.add_parser(
+        "variants", help="variant effect scores (SAD, center, logSAD, D2, REF, ALT) from a VCF/BCF",
+        description="Score each VCF/BCF allele: alt minus ref predictions, averaged with the reverse complement, in "
+        "variant-centred windows (--cluster-bp shares one window among nearby variants) or against anchors "
+        "(--anchors, e.g. TSSs). Runs through the edit engine (--plain: whole windows). Streams rows into "
+        "OUT.partial, which a rerun with the same inputs resumes; OUT appears when complete.")
     _add_weights(variants, many=False)
-    variants.add_argument("--vcf", required=True, help="VCF (plain or gzip); 1-based POS")
+    variants.add_argument("--vcf", required=True, help="VCF or BCF (plain, bgzip; indexed for fast --anchors); 1-based POS")
     variants.add_argument("--fasta", required=True, help="genome FASTA (with or without .fai)")
     variants.add_argument("--head", default="human")
     add_tracks_argument(variants)
     variants.add_argument("--targets", help="targets.txt naming the head's tracks (default: the shipped table)")
     add_length_argument(variants)
-    variants.add_argument("--center-bins", type=int, default=3, help="odd number of centre bins (default 3)")
+    variants.add_argument("--stats", default=",".join(STATS_DEFAULT), metavar="S1,S2,...",
+                          help=f"scores to write, comma-separated (default {','.join(STATS_DEFAULT)})")
+    variants.add_argument("--center-bins", type=int, default=3,
+                          help="odd number of bins around the variant (or anchor) summed by `center` (default 3)")
+    variants.add_argument("--cluster-bp", type=int, default=0, metavar="N",
+                          help="variants within N bp share one window and its reference (default 0: each "
+                          "position centred exactly)")
+    variants.add_argument("--anchors", metavar="BED",
+                          help="one window per anchor (BED: name in column 4, strand in column 6), every variant "
+                          "within --max-distance scored against it")
+    variants.add_argument("--max-distance", type=int, default=None, metavar="BP",
+                          help="with --anchors: bp between a variant and its anchor (default: the input's half width)")
     variants.add_argument("--no-rc", action="store_true", help="do not average with the reverse complement")
-    variants.add_argument("--skip-ref-mismatch", action="store_true",
-                          help="write a NaN row instead of stopping when REF disagrees with the genome")
-    variants.add_argument("--batch-size", type=int, default=4)
-    variants.add_argument("--out", required=True, help="output TSV")
+    variants.add_argument("--shifts", type=_shift_list, default=(0,), metavar="S1,S2,...",
+                          help="also average over input shifts in bp, e.g. --shifts=-1,0,1 (default 0)")
+    variants.add_argument("--allow-ref-mismatch", action="store_true",
+                          help="score the other variants even when more than 10%% of the first 1,000 have a REF "
+                          "that differs from the genome (mismatches are always skipped and noted)")
+    variants.add_argument("--skip-ref-mismatch", dest="allow_ref_mismatch", action="store_true",
+                          help=argparse.SUPPRESS)  # the old name
+    _add_plain_argument(variants)
+    variants.add_argument("--batch-size", type=int, default=4, help="edits per transformer batch (default 4)")
+    variants.add_argument("--out", required=True, help="output: .tsv, .tsv.gz or .h5")
+    add_overwrite_argument(variants)
     add_progress_argument(variants)
     variants.set_defaults(run=run_variants)
 
@@ -335,17 +355,62 @@ def run_attribution(args: argparse.Namespace, out: Path) -> dict:
     return resolved
 
 
-def run_variants(args: argparse.Namespace) -> int:
-    from ..analysis.variants import write_variant_scores
+def _shift_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"shifts must be comma-separated integers, got {text!r}") from None
 
-    name, model = _single_model(args)
-    path = write_variant_scores(
-        model, args.fasta, args.vcf, args.out, args.head, tracks=args.tracks, targets=args.targets,
-        center_bins=args.center_bins, average_rc=not args.no_rc, batch_size=args.batch_size,
-        sequence_length=args.length, skip_ref_mismatch=args.skip_ref_mismatch,
-        settings={"weights": args.weights, "attention": model.config.attention, "set": args.set},
-        progress=args.progress,
+
+STATS_DEFAULT = ("SAD", "center", "logSAD", "D2", "REF", "ALT")  # senformer.analysis.variants.STATS
+
+
+def run_variants(args: argparse.Namespace) -> int:
+    """The existing-output rule runs first (holding the lock), on the digests of the weights, VCF, anchors
+    and targets; the genome counts row by row through the bases of each window."""
+    from ..analysis.variants import (
+        VariantOptions, check_up_to_date, output_format, read_anchors, summary_line, write_variant_scores,
     )
-    _record(Path(path), args, model=name)
-    print(f"wrote {path}")
+    from ..data.genome import Genome
+    from ..fingerprint import file_digest
+    from ..io import FILE
+    from ..device import resolve_device
+    from .common import input_digest, weights_files_digest
+
+    output_format(args.out)
+    if args.max_distance is not None and not args.anchors:
+        raise UserError("--max-distance applies to --anchors windows")
+    if args.anchors and args.cluster_bp:
+        raise UserError("--cluster-bp applies to variant-centred windows, not --anchors (one window per anchor)")
+    options = VariantOptions(
+        head=args.head, tracks=tuple(args.tracks) if args.tracks else None, targets=args.targets,
+        sequence_length=args.length, center_bins=args.center_bins, reverse_complement=not args.no_rc,
+        shifts=args.shifts, cluster_bp=args.cluster_bp, max_distance=args.max_distance,
+        stats=tuple(stat.strip() for stat in args.stats.split(",") if stat.strip()), batch_size=args.batch_size,
+        allow_ref_mismatch=args.allow_ref_mismatch, plain=args.plain)
+    if not Path(args.vcf).is_file():
+        raise FileNotFoundError(f"no such VCF/BCF file: {args.vcf}")
+    if len(args.weights) > 1 or (args.attention and len(args.attention) > 1):
+        raise UserError("analyze variants takes one --weights and at most one --attention")
+    device = resolve_device(args.device)
+    anchors = read_anchors(args.anchors) if args.anchors else None
+    inputs = {
+        "weights": weights_files_digest(parse_named_weights(args.weights).popitem()[1]),
+        "vcf": file_digest(args.vcf),
+        "anchors": input_digest(args.anchors),
+        "targets": input_digest(args.targets),
+    }
+    settings = {**vars(args), "shifts": list(options.shifts), "stats": list(options.stats), "device": str(device)}
+    paths = ("weights", "fasta", "vcf", "anchors", "targets", "device")
+    with command_output("analyze variants", args.out, FILE, settings, inputs, args.overwrite, device, paths) as output:
+        genome = Genome(args.fasta)
+        if output.up_to_date:
+            check_up_to_date(output.out, genome, args.vcf, anchors)
+            print(f"{output.out} is up to date")
+            return 0
+        name, model = _single_model(args)
+        run = write_variant_scores(model, genome, args.vcf, output.out, options, anchors=anchors,
+                                   progress=args.progress, plan=output.plan, record=output.record)
+    print(summary_line(run))
+    print(f"wrote {run.out}")
     return 0

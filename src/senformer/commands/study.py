@@ -55,13 +55,17 @@ def run(args: argparse.Namespace) -> int:
     if args.quick:
         settings = settings.quick()
     if args.estimate:
-        projection = estimate(args.out, settings, parallel=args.jobs)
+        projection = estimate(args.out, settings, parallel=args.jobs,
+                              label="the quick run" if args.quick else "the full study")
         print(f"projected: {projection['projected_minutes']:.0f} min with {args.jobs} jobs "
               f"({projection['total_job_minutes']:.0f} job-minutes); {Path(args.out) / 'estimate.json'}")
         return 0
-    full = "senformer study accuracy --out " + args.out + (f" --results {args.results}" if args.results else "") + \
-        (f" --docs {args.docs}" if args.docs else "") + (f" --settings {args.settings}" if args.settings else "")
-    command = full + (" --quick" if args.quick else "") + (f" --jobs {args.jobs}" if args.jobs != 2 else "")
+    rest = (f" --results {args.results}" if args.results else "") + (f" --docs {args.docs}" if args.docs else "") + \
+        (f" --settings {args.settings}" if args.settings else "")
+    command = f"senformer study accuracy --out {args.out}{rest}" + (" --quick" if args.quick else "") + \
+        (f" --jobs {args.jobs}" if args.jobs != 2 else "")
+    # A quick run's folder holds quick settings: the full study needs a folder of its own.
+    full = f"senformer study accuracy --out {'NEW_WORK_DIR' if args.quick else args.out}{rest}"
     path = run_study(args.out, settings, parallel=args.jobs, fresh=args.fresh, results=args.results, docs=args.docs,
                      command=command, extra={"quick": args.quick, "full_command": full})
     record = json.loads(path.read_text(encoding="utf-8"))

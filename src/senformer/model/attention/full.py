@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from .base import RelativeAttention
-from .relative import relative_shift
+from .relative import attend, relative_shift
 
 
 def full_attention(
@@ -34,12 +34,7 @@ def full_attention(
     if relative_keys is not None:
         relative = torch.matmul(q_position, relative_keys.transpose(-1, -2))  # (batch, heads, T, 2T - 1)
         logits = logits + relative_shift(relative)
-    if mask is not None:
-        logits = logits.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(logits, dim=-1)
-    if dropout_p > 0.0:
-        weights = torch.nn.functional.dropout(weights, dropout_p)
-    return torch.matmul(weights.to(value.dtype), value)
+    return attend(logits, value, mask, dropout_p)
 
 
 class FullAttention(RelativeAttention):

@@ -30,6 +30,18 @@ def relative_shift(logits: torch.Tensor) -> torch.Tensor:
     )
 
 
+def attend(logits: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None = None,
+           dropout_p: float = 0.0) -> torch.Tensor:
+    """Softmax of ``logits`` (..., queries, keys) over the keys, with ``mask`` (False = not attended) and
+    dropout on the weights, applied to ``value`` (..., keys, value): the step every attention kind ends in."""
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(logits, dim=-1)
+    if dropout_p > 0.0:
+        weights = torch.nn.functional.dropout(weights, dropout_p)
+    return torch.matmul(weights.to(value.dtype), value)
+
+
 def attend_query_range(
     q_content: torch.Tensor,
     key: torch.Tensor,
@@ -61,9 +73,4 @@ def attend_query_range(
         window = relative_keys[:, first : first + length + rows - 1]  # (heads, T + c - 1, key)
         relative = torch.matmul(q_position, window.transpose(-1, -2))  # (batch, heads, c, T + c - 1)
         logits = logits + relative_shift(relative)
-    if mask is not None:
-        logits = logits.masked_fill(~mask, float("-inf"))
-    weights = torch.softmax(logits, dim=-1)
-    if dropout_p > 0.0:
-        weights = torch.nn.functional.dropout(weights, dropout_p)
-    return torch.matmul(weights.to(value.dtype), value)
+    return attend(logits, value, mask, dropout_p)
