@@ -1,8 +1,9 @@
-"""Bytes one transformer layer keeps for backward, per attention kind and length (Figure 2's quantity, exact).
+"""Bytes one transformer layer keeps for backward, per attention kind and length, measured exactly.
 
     python benchmarks/layer_memory.py --out benchmarks/results/layer_memory_cpu
 
-Figure 2 of the S-Enformer report estimates per-layer memory as (11-layer peak - 1-layer peak) / 10, which
+This is the per-layer memory of a training step without the noise of a resident-memory peak. Figure 2 of the
+S-Enformer report estimates it as (11-layer peak - 1-layer peak) / 10, which
 ``senformer benchmark scaling`` reproduces. A resident-memory peak also holds transient buffers and memory the
 allocator keeps, and the two depths can peak in different phases of the step (the conv tower's backward for
 one layer, the transformer's for eleven), so at short lengths that difference is noisy. This script measures
@@ -41,10 +42,12 @@ def measure(attention: str, length: int, precision: str, dim: int = 1536) -> int
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
+    parser.add_argument("--out", required=True, type=Path, help="folder for the results (JSON and markdown)")
+    parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)), metavar="BP,BP,...",
+                        help="comma-separated input lengths in bp (default: %(default)s)")
     parser.add_argument("--max-full-length", type=int, default=786_432,
-                        help="full attention's saved logits grow as T^2: longer lengths are not measured")
+                        help="full attention's saved logits grow as T^2: longer lengths are not measured "
+                        "(default: %(default)s)")
     args = parser.parse_args(argv)
     lengths = [int(value) for value in args.lengths.split(",")]
     rows = []

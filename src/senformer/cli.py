@@ -16,8 +16,8 @@ import traceback
 from .errors import UserError
 from .version import __version__
 
-COMMAND_MODULES = ["info", "convert", "download", "predict", "plot", "data", "evaluate", "train", "benchmark", "analyze", "demo",
-                   "study"]
+COMMAND_MODULES = ["info", "convert", "download", "predict", "plot", "data", "evaluate", "train", "benchmark", "analyze",
+                   "demo", "study"]
 
 USER_ERRORS = (UserError, OSError)
 

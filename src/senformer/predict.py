@@ -22,6 +22,11 @@ Output (HDF5, written to ``OUT.partial`` and renamed when complete, under the ex
   windows, N padding included: rows of a resumed file whose genome bases changed are computed again, and a
   complete file whose bases changed is not up to date), optional ``/embeddings``
   float16 ``(regions, bins, 2 dim)``; attributes ``settings`` (JSON), ``config`` (JSON), ``bin_size``.
+
+Many processes (:mod:`senformer.shards`, ``sharded=``): the regions split into units of whole batches (a
+unit ends where a batch of the one-process run ends with a region), each shard predicts a contiguous run of
+units into its part (resuming at a unit's start, so its batches are the one-process run's), and the merge
+copies the parts' rows into one file.
 """
 
 from __future__ import annotations
@@ -47,7 +52,9 @@ from .errors import UserError
 from .fingerprint import bases_digest, value_digest, weights_digest
 from .inference import MAX_SHIFT, predict_batch, resolve_sequence_length
 from .io import FILE, OutputPlan, finish_output, output_lock, plan_output, start_partial
+from .predictions import hdf5_strings
 from .sequence import tokens, tokens_to_one_hot
+from .shards import rows_written
 
 
 @dataclass(frozen=True)
@@ -139,12 +146,17 @@ def region_span(region: Interval, geometry: Geometry) -> tuple[int, int]:
     return region.start + (region.width - num_bins * size) // 2, num_bins
 
 
+def tile_offsets(num_bins: int, window: int) -> list[int]:
+    """First bin of each output window covering ``num_bins`` bins: half-overlapping, the last flush with the end."""
+    stride = max(1, window // 2)
+    return sorted({*range(0, num_bins - window + 1, stride), num_bins - window})
+
+
 def plan_region(region: Interval, geometry: Geometry) -> RegionPlan:
     """Span and tiles of ``region``: one centred window, or half-overlapping windows stitched by centrality."""
     size, window = geometry.bin_size, geometry.bins
     span_start, num_bins = region_span(region, geometry)
-    stride = max(1, window // 2)
-    offsets = sorted({*range(0, num_bins - window + 1, stride), num_bins - window})  # in bins
+    offsets = tile_offsets(num_bins, window)
     centres = np.array(offsets) + window / 2
     bin_centres = np.arange(num_bins) + 0.5
     bin_tile = np.abs(bin_centres[:, None] - centres[None, :]).argmin(axis=1)
@@ -296,7 +308,7 @@ def stale_rows(path: str | os.PathLike, genome: Genome | str | os.PathLike, rows
         margin = int(attrs["margin"])
         group = handle["regions"]
         count = len(group["chrom"]) if rows is None else rows
-        chroms = [c.decode() if isinstance(c, bytes) else c for c in group["chrom"][:count]]
+        chroms = hdf5_strings(group["chrom"][:count])
         starts, ends = group["start"][:count], group["end"][:count]
         recorded = group["bases_sha256"][:count]
     stale = []
@@ -328,7 +340,8 @@ def predict(
     overwrite: bool = False,
     plan: OutputPlan | None = None,
     record: dict | None = None,
-) -> Path:
+    sharded=None,
+) -> Path | None:
     """Predict every region (with ``genome``) or every sequence of a FASTA (``sequences``) into HDF5 ``out``.
 
     All regions are checked (known chromosome, inside it) before anything is written. Results are written
@@ -337,6 +350,8 @@ def predict(
     date (and its rows' bases unchanged) is returned as it is; other inputs are refused unless ``overwrite``.
     ``plan``/``record``: the command applied the rule (holding the lock) before loading the model.
     ``bigwig_dir``: also write one bigWig per chosen track. Returns the path of the HDF5 file.
+    ``sharded``: a :class:`senformer.shards.ShardedOutput` (opened, not up to date): compute its shard's part
+    and merge when every part is done; returns None when other parts are still missing.
     """
     out = Path(out)
     if (genome is None) == (sequences is None):
@@ -376,6 +391,9 @@ def predict(
         spans = [(geometry.offset_bins * geometry.bin_size, geometry.bins)] * len(records)
 
     model = model.to(options.device).eval()
+    if sharded is not None:
+        return _predict_shard(sharded, model, genome, region_list, names, spans, records, geometry, heads, tables,
+                              selections, options, progress)
     if plan is None:
         settings = {**asdict(options), "weights": weights_digest(model), "config": model.config.to_dict()}
         fingerprint = prediction_fingerprint(settings["weights"], options, region_list, names,
@@ -393,8 +411,56 @@ def _sequences_digest(sequences) -> str | None:
     return None if sequences is None else file_digest(sequences)
 
 
+def _predict_shard(sharded, model, genome, region_list, names, spans, records, geometry, heads, tables, selections,
+                   options, progress) -> Path | None:
+    """One shard's part (its units: regions whose windows fill whole batches), then the merge if it is last."""
+    from .shards import unit_starts
+
+    sizes = [len(tile_offsets(num_bins, geometry.bins)) for _, num_bins in spans]  # windows per region
+    starts = unit_starts(sizes, options.batch_size)
+    bounds = starts + [len(region_list)]
+    with sharded.part(len(starts)) as part:
+        if not part.done:
+            rows = slice(bounds[part.first], bounds[part.stop])
+            _predict_into(part.plan, part.record, model, genome, region_list[rows], names[rows], spans[rows],
+                          records[rows] if records is not None else None, geometry, heads, tables, selections,
+                          options, None, progress,
+                          unit_starts=[start - rows.start for start in starts[part.first : part.stop]])
+
+    def merge(parts: list[Path], part_records: list[dict], partial: Path) -> dict:
+        import h5py
+
+        with h5py.File(partial, "w") as handle:
+            _create_layout(handle, region_list, names, spans, geometry, heads, tables, selections, model, options,
+                           sharded.fingerprint)
+            row_datasets = [f"{head}/predictions" for head in heads] + ["regions/bases_sha256"]
+            row_datasets += ["embeddings"] if options.embeddings else []
+            row, part_rows = 0, []
+            for path in parts:
+                part_rows.append(row)
+                if path.stat().st_size == 0:
+                    continue  # a shard without regions
+                with h5py.File(path, "r") as part_handle:
+                    count = int(part_handle.attrs["completed"])
+                    for name in row_datasets:
+                        stored = part_handle[name][:count]
+                        # A part is as wide as its own longest region; the other bins stay NaN as in one file.
+                        handle[name][(slice(row, row + count),) + tuple(slice(0, n) for n in stored.shape[1:])] = stored
+                row += count
+            assert row == len(region_list), "the parts of a finished split cover every region"
+            handle.attrs["completed"] = row
+        if genome is not None:  # parts finished long ago must still hold the genome's bases
+            changed = stale_rows(partial, genome)
+            if changed:
+                index = max(k for k, first in enumerate(part_rows) if first <= changed[0])
+                sharded.refuse_stale_part(index, f"region {names[changed[0]]}")
+        return {}
+
+    return sharded.merge(merge)
+
+
 def _predict_into(plan, record, model, genome, region_list, names, spans, records, geometry, heads, tables,
-                  selections, options, bigwig_dir, progress) -> Path:
+                  selections, options, bigwig_dir, progress, unit_starts=None) -> Path:
     out = plan.out
     margin = max(abs(s) for s in options.shifts)
     if plan.up_to_date:
@@ -435,9 +501,14 @@ def _predict_into(plan, record, model, genome, region_list, names, spans, record
                       f"bases than {Path(genome.path).name} gives now: computing from there again", file=sys.stderr)
                 completed = changed[0]
                 handle.attrs["completed"] = completed
+        if unit_starts and completed > 0:
+            # A shard resumes at a unit's start, so its batches are those of the one-process run, bit for bit.
+            completed = max(start for start in unit_starts if start <= completed)
+            handle.attrs["completed"] = completed
         identifiers = {head: list(tables[head].iloc[selections[head]]["identifier"]) for head in heads}
+        windows = [len(tile_offsets(num_bins, geometry.bins)) for _, num_bins in spans]
         _run_jobs(model, handle, jobs(completed), geometry, margin, options, heads, selections, genome, progress,
-                  total=len(region_list), done=completed, names=names, identifiers=identifiers)
+                  total=sum(windows), done=sum(windows[:completed]), names=names, identifiers=identifiers)
     finally:
         handle.close()
     finish_output(plan, record)
@@ -462,13 +533,18 @@ def _run_jobs(model, handle, jobs, geometry, margin, options, heads, selections,
               names, identifiers):
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, initial=done, unit="region", disable=not progress, desc="predict")
+    # The bar counts input windows (a long region tiles into several); each window runs once per strand and
+    # shift, which the label says when it is more than one pass.
+    passes = len(options.shifts) * (2 if options.reverse_complement else 1)
+    label = "predict" if passes == 1 else f"predict ({passes} passes per window)"
+    bar = tqdm(total=total, initial=done, unit="window", disable=not progress, desc=label)
     pending: dict[int, dict[str, list]] = {}
     batch: list[tuple[_Job, int]] = []
 
     def flush() -> None:
         if not batch:
             return
+        finished = 0
         texts = [_input_text(job, tile, geometry, margin, genome) for job, tile in batch]
         one_hot = tokens_to_one_hot(torch.from_numpy(np.stack([tokens(t) for t in texts]).astype(np.int64)))
         outputs = predict_batch(model, one_hot, heads=heads, tracks=selections, margin=margin,
@@ -485,8 +561,10 @@ def _run_jobs(model, handle, jobs, geometry, margin, options, heads, selections,
                 handle["regions/bases_sha256"][job.row] = _row_digest(row.pop(_BASES))
                 _write_region(handle, job, row, geometry, names[job.row], identifiers)
                 handle.attrs["completed"] = job.row + 1
-                bar.update(1)
+                finished += 1
         handle.flush()
+        bar.update(len(batch))
+        rows_written(finished)
         batch.clear()
 
     for item in _windows(jobs, geometry):
@@ -547,13 +625,13 @@ def write_bigwigs(h5_path: str | os.PathLike, out_dir: str | os.PathLike, chrom_
     written: list[Path] = []
     with h5py.File(h5_path, "r") as handle:
         bin_size = int(handle.attrs["bin_size"])
-        chroms = [c.decode() if isinstance(c, bytes) else c for c in handle["regions/chrom"][:]]
+        chroms = hdf5_strings(handle["regions/chrom"][:])
         bins_start = handle["regions/bins_start"][:]
         num_bins = handle["regions/num_bins"][:]
         heads = [name for name in handle if name not in ("regions", "embeddings")]
         for head in heads:
             predictions = handle[head]["predictions"]
-            identifiers = [v.decode() if isinstance(v, bytes) else v for v in handle[head]["tracks/identifier"][:]]
+            identifiers = hdf5_strings(handle[head]["tracks/identifier"][:])
             indices = handle[head]["tracks/index"][:]
             for column, (track, identifier) in enumerate(zip(indices, identifiers)):
                 sums: dict[str, np.ndarray] = {}

@@ -48,7 +48,8 @@ class RegionPrediction:
         return self.bins_start + self.bin_size * np.arange(bins)
 
 
-def _text(values) -> list[str]:
+def hdf5_strings(values) -> list[str]:
+    """A string dataset of a prediction file as ``str``: h5py reads its utf-8 strings back as ``bytes``."""
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
 
 
@@ -71,8 +72,8 @@ def list_regions(path: str | os.PathLike) -> pd.DataFrame:
     """One row per region of a prediction file: ``chrom, start, end, name, bins_start, num_bins``."""
     with _open(Path(path)) as handle:
         group = handle["regions"]
-        return pd.DataFrame({"chrom": _text(group["chrom"][:]), "start": group["start"][:], "end": group["end"][:],
-                             "name": _text(group["name"][:]), "bins_start": group["bins_start"][:],
+        return pd.DataFrame({"chrom": hdf5_strings(group["chrom"][:]), "start": group["start"][:], "end": group["end"][:],
+                             "name": hdf5_strings(group["name"][:]), "bins_start": group["bins_start"][:],
                              "num_bins": group["num_bins"][:]})
 
 
@@ -121,7 +122,7 @@ def read_prediction(path: str | os.PathLike, region: str | int | None = None, he
         for head in chosen_heads:
             group = handle[head]
             tables[head] = pd.DataFrame({"index": group["tracks/index"][:], **{
-                column: _text(group[f"tracks/{column}"][:]) for column in ("identifier", "description", "assay_group")}})
+                column: hdf5_strings(group[f"tracks/{column}"][:]) for column in ("identifier", "description", "assay_group")}})
         selections = select_tracks_per_head(tracks, tables)  # a value must select something in some head
         count = int(regions.loc[row, "num_bins"])
         values = {head: handle[head]["predictions"][row, :count][:, columns].astype(np.float32)

@@ -85,7 +85,7 @@ def test_a_killed_run_resumes_where_it_stopped(model, fasta, tmp_path, monkeypat
     out = tmp_path / f"killed.{suffix}"
     writer = variants_module._H5Writer if suffix == "h5" else variants_module._TableWriter
     with monkeypatch.context() as patch:
-        interrupt_after(patch, writer, appends=2)  # four rows written, then killed
+        interrupt_after(patch, writer, appends=2)  # two windows written, then killed
         with pytest.raises(Killed):
             write_variant_scores(model, fasta, FIXTURES / "variants.vcf.gz", out, OPTIONS, progress=False)
     partial = Path(f"{out}.partial")
@@ -96,9 +96,9 @@ def test_a_killed_run_resumes_where_it_stopped(model, fasta, tmp_path, monkeypat
             handle.write(torn if suffix == "tsv" else gzip.compress(torn + b"\tCA\n")[:25])
     runs = count_windows_run(monkeypatch)
     resumed = write_variant_scores(model, fasta, FIXTURES / "variants.vcf.gz", out, OPTIONS, progress=False)
-    # 13 rows in 8 windows that run the model (skipped alleles ride in the window before them); the first
-    # 4 rows fill the first 3 windows, which are not run again
-    assert len(runs) == 8 - 3 and resumed.counts == whole.counts
+    # 13 rows in 8 windows that run the model (skipped alleles ride in the window before them); rows are
+    # written a whole window at a time, and the first 2 windows are not run again
+    assert len(runs) == 8 - 2 and resumed.counts == whole.counts
     ids, sad = read_rows(out)
     whole_ids, whole_sad = read_rows(whole.out)
     assert ids == whole_ids and len(ids) == 13

@@ -13,7 +13,7 @@ from senformer.io import output_lock
 
 SCALING = ["benchmark", "scaling", "--dim", "256", "--lengths", "4096", "--depths", "1", "--modes", "train",
            "--target-length", "16", "--no-peer", "--device", "cpu"]
-ATTENTION = ["benchmark", "attention", "--lengths", "64", "--kinds", "full", "--repeats", "1", "--dim", "64",
+ATTENTION = ["benchmark", "attention", "--lengths", "8192", "--kinds", "full", "--repeats", "1", "--dim", "64",
              "--heads", "2", "--device", "cpu"]
 
 
@@ -49,3 +49,18 @@ def test_a_file_where_the_folder_is_due_is_refused(tmp_path, capsys, argv):
     assert main([*argv, "--out", str(out)]) == 2
     assert "a directory is due" in _one_line(capsys)
     assert out.read_text() == "mine"
+
+
+def test_attention_lengths_are_bp_comma_separated_as_for_scaling(tmp_path, capsys):
+    from senformer.bench.attention import DEFAULT_LENGTHS
+    from senformer.commands.benchmark import attention_positions
+
+    assert attention_positions([196_608, 393_216, 786_432]) == [1536, 3072, 6144] == list(DEFAULT_LENGTHS)
+    assert attention_positions(None) == list(DEFAULT_LENGTHS)
+    out = tmp_path / "bench"
+    assert main([*ATTENTION[:2], "--lengths", "8192,1000", *ATTENTION[4:], "--out", str(out)]) == 2
+    assert "--lengths must be positive multiples of 128 bp" in _one_line(capsys) and not out.exists()
+    with pytest.raises(SystemExit) as exit:  # argparse's refusal, in one line too
+        main([*ATTENTION[:2], "--lengths", "8192 16384", *ATTENTION[4:], "--out", str(out)])
+    assert exit.value.code == 2
+    assert "comma-separated integers" in _one_line(capsys)

@@ -146,6 +146,29 @@ def test_long_regions_are_tiled_and_stitched(model, fasta, tmp_path):
         assert handle["regions/bins_start"][0] == plan.span_start == 500 + (3_500 - 28 * 128) // 2
 
 
+def test_strings_of_a_prediction_file_read_back_as_str(model, fasta, tmp_path):
+    from senformer.predictions import hdf5_strings, list_regions
+
+    region = Interval("chrA", 2_000, 2_100, "peak-é")
+    out = predict(model, tmp_path / "names.h5", genome=fasta, regions=[region], progress=False,
+                  options=PredictOptions(sequence_length=LENGTH))
+    with h5py.File(out) as handle:
+        assert isinstance(handle["regions/chrom"][0], bytes)  # what h5py gives for utf-8 strings
+        assert hdf5_strings(handle["regions/name"][:]) == ["peak-é"]
+        identifiers = hdf5_strings(handle["human/tracks/identifier"][:])
+    assert all(type(value) is str for value in identifiers)
+    table = list_regions(out)
+    assert list(table["chrom"]) == ["chrA"] and list(table["name"]) == ["peak-é"]
+
+
+def test_progress_counts_input_windows_not_regions(model, fasta, tmp_path, capsys):
+    regions = [Interval("chrA", 2_000, 2_100), Interval("chrA", 500, 4_000)]  # 1 window, then 6 (as above)
+    predict(model, tmp_path / "progress.h5", genome=fasta, regions=regions, progress=True,
+            options=PredictOptions(sequence_length=LENGTH, reverse_complement=True, batch_size=2))
+    final = capsys.readouterr().err.replace("\r", "\n").strip().splitlines()[-1]
+    assert final.startswith("predict (2 passes per window): 100%") and "7/7" in final, final
+
+
 def test_mixed_lengths_pad_shorter_regions_with_nan(model, fasta, tmp_path):
     out = predict(model, tmp_path / "mixed.h5", genome=fasta, options=PredictOptions(sequence_length=LENGTH),
                   regions=[Interval("chrA", 100, 200), Interval("chrA", 500, 2_500)], progress=False)

@@ -3,6 +3,7 @@
 import json
 
 import pandas as pd
+import torch
 import pytest
 
 from senformer.cli import main
@@ -58,10 +59,14 @@ def test_bad_settings_end_in_one_clear_line(tmp_path, synthetic, capsys):
     settings.write_text(f"data: {{human: {synthetic}}}\nwarmup: 10\n")
     assert "unknown setting(s) 'warmup' (did you mean 'warmup_steps'?)" in _error(capsys, "--config", str(settings), "--out", str(tmp_path / "o"))
     assert "data directory" in _error(capsys, "--data", str(tmp_path / "absent"), "--out", str(tmp_path / "o"))
-    assert "--new-head expects NAME:TRACKS" in _error(capsys, "--data", str(synthetic), "--new-head", "atac", "--out", str(tmp_path / "o"))
+    assert "--new-head expects NAME=TRACKS" in _error(capsys, "--data", str(synthetic), "--new-head", "atac", "--out", str(tmp_path / "o"))
     assert "no head 'atac'" in _error(capsys, *TINY_MODEL, "--data", f"atac={synthetic}", "--out", str(tmp_path / "o"))
-    assert "predicts 5 tracks but its data has 8" in _error(
-        capsys, *TINY_MODEL, "--set", 'output_heads={"human": 5}', "--data", str(synthetic), "--out", str(tmp_path / "o"))
+    mismatch = _error(capsys, *TINY_MODEL, "--set", 'output_heads={"human": 5}', "--data", str(synthetic),
+                      "--out", str(tmp_path / "o"))
+    assert f"head 'human' predicts 5 tracks but its data ({synthetic}) has 8" in mismatch
+    # Both ways out, spelled as the flags take them.
+    assert f"--new-head NAME=8 --data NAME={synthetic}" in mismatch
+    assert """--set output_heads='{"human": 8}'""" in mismatch
 
 
 @pytest.mark.slow
@@ -92,3 +97,26 @@ def test_flags_override_the_file_and_absent_flags_do_not(tmp_path):
     assert settings.steps == 7 and settings.bf16 is True and settings.shift == 2  # untouched by absent flags
     assert settings.new_heads == {"atac": 3} and settings.model_overrides == {"depth": 2, "attention": "bigbird"}
     assert settings.reverse_complement is False and settings.train == "^transformer" and settings.distill_weight == 1.0
+
+
+def test_warmup_longer_than_the_run_and_emulated_bf16_warn_once_and_train_in_fp32(tmp_path, synthetic, capsys,
+                                                                                  monkeypatch):
+    import senformer.device
+
+    # A CPU without AVX512-BF16 or AMX, whatever this machine has: bf16 there would be emulated.
+    monkeypatch.setattr(senformer.device, "cpu_flags", lambda *args: frozenset({"avx2"}))
+    monkeypatch.setattr(senformer.device, "_warned_no_bf16", set())
+    with pytest.warns(UserWarning, match=r"--bf16 ignored, running fp32") as caught:
+        assert main(["train", *TINY_MODEL, "--no-progress", "--device", "cpu", "--bf16", "--data", str(synthetic),
+                     "--steps", "1", "--warmup-steps", "4", "--eval-every", "0", "--batch-size", "1",
+                     "--out", str(tmp_path / "run")]) == 0
+    assert len([w for w in caught if "--bf16" in str(w.message)]) == 1
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == ["senformer train: warning: the warm-up (4 steps) is longer than the run (1 steps): the learning "
+                        "rate reaches only 25% of 0.0005; lower --warmup-steps or raise --steps"]
+    # fp32 throughout: the saved weights are float32 and finite.
+    from safetensors.torch import load_file
+
+    tensors = load_file(tmp_path / "run" / "weights" / "model.safetensors")
+    floats = [t for t in tensors.values() if t.is_floating_point()]
+    assert floats and all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in floats)

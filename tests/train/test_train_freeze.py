@@ -90,9 +90,9 @@ def test_head_without_new_head_flag_is_a_clear_error(tmp_path, pretrained):
     from senformer.train import HeadData
 
     settings = tiny_settings(heads=("atac",), init_weights=str(pretrained), model_overrides={})
-    with pytest.raises(UserError, match=r"no head 'atac'.*--new-head NAME:TRACKS"):
+    with pytest.raises(UserError, match=r"no head 'atac'.*--new-head NAME=TRACKS"):
         run_training(settings, tmp_path / "run", data={"atac": HeadData(examples(4, 2, seed=1))})
-    with pytest.raises(UserError, match=r"head 'human' predicts 5 tracks but its data has 2"):
+    with pytest.raises(UserError, match=r"head 'human' predicts 5 tracks but its data has 2: train a new head for them \(--new-head NAME=2"):
         run_training(tiny_settings(), tmp_path / "run2", data={"human": HeadData(examples(4, 2, seed=1))})
     with pytest.raises(UserError, match=r"already exist"):
         run_training(tiny_settings(init_weights=str(pretrained), new_heads={"human": 3}, model_overrides={}),

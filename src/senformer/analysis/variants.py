@@ -44,6 +44,10 @@ resumed by a rerun with the same inputs, renamed when complete):
 Every row records the SHA-256 of its window's exact input bases (flanks and N padding included; for a TSV in
 ``OUT.partial.bases`` while the run lasts): a resumed partial whose genome bases changed starts again, and
 the finished output's record holds one digest of them all, re-checked when the output is up to date.
+
+Rows are written a whole window at a time, so a resumed run starts at a window and a ``.tsv.gz`` has the
+same members however the run was cut. Many processes (:mod:`senformer.shards`, ``sharded=``) split the
+windows: each shard scores a contiguous run of them into its part, and the parts are concatenated.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import itertools
+import json
 import os
 import sys
 import zlib
@@ -67,6 +73,7 @@ from ..errors import UserError
 from ..fingerprint import bases_digest, file_digest, value_digest, weights_digest
 from ..io import FILE, OutputPlan, finish_output, output_lock, plan_output, start_partial
 from ..predict import Geometry, check_shifts
+from ..shards import rows_written
 
 STATS = ("SAD", "center", "logSAD", "D2", "REF", "ALT")
 KEY_COLUMNS = ("chrom", "pos", "id", "ref", "alt", "anchor", "distance", "note")
@@ -317,6 +324,7 @@ class ScoredRow:
     row: Row
     scores: dict[str, np.ndarray] | None  # None: skipped
     bases: str  # SHA-256 of the window's input bases
+    ends_window: bool = False  # the last row of its window
 
 
 def _tokens(bases: str) -> torch.Tensor:
@@ -365,8 +373,8 @@ def score_windows(model, genome: Genome, windows: Iterable[Window], options: Var
             for batch, outputs in engine.score(row.edit for row in changed):
                 keep(changed[done : done + len(batch)], reference, outputs[options.head])
                 done += len(batch)
-        for row in rows:
-            yield ScoredRow(row, scores.get(id(row)), digest)
+        for index, row in enumerate(rows):
+            yield ScoredRow(row, scores.get(id(row)), digest, index == len(rows) - 1)
         row_index += len(rows)
 
 
@@ -484,6 +492,21 @@ class _TableWriter:
     def finish(self) -> None:
         self.digest_path.unlink(missing_ok=True)
 
+    def concatenate(self, parts: Sequence[Path]) -> None:
+        """Write the header, then the rows of each finished part (a table of the same columns) in order."""
+        header = self._encode("\t".join(self.columns) + "\n")
+        with open(self.path, "wb") as target:
+            target.write(header)
+            for part in parts:
+                if part.stat().st_size == 0:
+                    continue  # a shard without windows
+                with open(part, "rb") as source:
+                    if source.read(len(header)) != header:
+                        raise UserError(f"{part} does not start with the columns of {self.path.name}: not a part "
+                                        "of this output")
+                    while chunk := source.read(_CHUNK):
+                        target.write(chunk)
+
     def close(self) -> None:
         """Every append is complete on disk when it returns: nothing is held open."""
 
@@ -569,6 +592,19 @@ class _H5Writer:
         self.handle.attrs["completed"] = stop
         self.handle.flush()
 
+    def extend(self, part: Path) -> None:
+        """Append every row of a finished part (an HDF5 output of the same stats and tracks)."""
+        import h5py
+
+        start = int(self.handle.attrs["completed"])
+        with h5py.File(part, "r") as source:
+            count = int(source.attrs["completed"])
+            self._resize(start + count)
+            for dataset in self._datasets():
+                dataset[start : start + count] = source[dataset.name][:count]
+        self.handle.attrs["completed"] = start + count
+        self.handle.flush()
+
     def close(self) -> None:
         if self.handle is not None:
             self.handle.close()
@@ -647,7 +683,8 @@ def write_variant_scores(
     overwrite: bool = False,
     plan: OutputPlan | None = None,
     record: dict | None = None,
-) -> VariantRun:
+    sharded=None,
+) -> VariantRun | None:
     """``senformer analyze variants``: score every allele of ``vcf`` into ``out`` (``.tsv``, ``.tsv.gz``,
     ``.h5``; see the module docstring), streamed and resumable.
 
@@ -658,13 +695,18 @@ def write_variant_scores(
         overwrite: replace an ``out`` written from other inputs (:mod:`senformer.io`).
         plan, record: the command applied the existing-output rule (holding the lock) before loading the
             model; a library call leaves them None and the rule is applied here.
+        sharded: a :class:`senformer.shards.ShardedOutput` (opened, not up to date): score its shard's
+            windows into its part, and merge when every part is done.
     Returns:
-        a :class:`VariantRun` with the counts of scored and skipped rows.
+        a :class:`VariantRun` with the counts of scored and skipped rows; None when a shard's part is done
+        and other parts are still missing.
     """
     out = Path(out)
     output_format(out)
     genome = genome if isinstance(genome, Genome) else Genome(genome)
     anchor_list = read_anchors(anchors) if isinstance(anchors, (str, os.PathLike)) else anchors
+    if sharded is not None:
+        return _run_shard(sharded, model, genome, Path(vcf), options, anchor_list, progress)
     if plan is None:
         settings = {"options": dataclasses.asdict(options), "weights": weights_digest(model),
                     "config": model.config.to_dict()}
@@ -705,9 +747,76 @@ def check_up_to_date(out: str | os.PathLike, genome: Genome, vcf: str | os.PathL
                         "changed; pass --overwrite to compute it again")
 
 
+def _run_shard(sharded, model, genome: Genome, vcf_path: Path, options: VariantOptions,
+               anchors: Sequence[Anchor] | None, progress: bool) -> VariantRun | None:
+    """One shard's windows into its part, then the merge if its part is the last one done."""
+    model = model.eval()
+    geometry = Geometry.of(model.config, options.sequence_length)
+    with VariantFile(vcf_path) as vcf:
+        total = sum(1 for _ in plan_windows(vcf, genome, geometry, options, anchors))
+    with sharded.part(total) as part:
+        if not part.done:
+            _run(part.plan, part.record, model, genome, vcf_path, options, anchors, progress,
+                 window_range=(part.first, part.stop))
+
+    def merge(parts: list[Path], records: list[dict], partial: Path) -> dict:
+        tracks, names, descriptions = track_selection(model, options)
+        kind = output_format(sharded.out)
+        if kind == "h5":
+            writer = _H5Writer(partial, options.stats, tracks, names, descriptions)
+            writer.reset()
+            try:
+                for path in parts:
+                    if path.stat().st_size:
+                        writer.extend(path)
+            finally:
+                writer.close()
+        else:
+            columns = list(KEY_COLUMNS) + [f"{stat}:{name}" for stat in options.stats for name in names]
+            _TableWriter(partial, columns, compressed=kind == "tsv.gz").concatenate(parts)
+        _refuse_stale_parts(sharded, records, genome, vcf_path, geometry, options, anchors)
+        counts: dict[str, int] = {}
+        for record in records:
+            for reason, count in record.get("settings", {}).get("counts", {}).items():
+                counts[reason] = counts.get(reason, 0) + count
+        with VariantFile(vcf_path) as vcf:
+            bases = windows_digest(genome, plan_windows(vcf, genome, geometry, options, anchors), geometry,
+                                   max(abs(shift) for shift in options.shifts))
+        return {"options": dataclasses.asdict(options), "geometry": dataclasses.asdict(geometry), "tracks": tracks,
+                "track_names": names, "counts": counts, "bases_sha256": bases}
+
+    out = sharded.merge(merge)
+    if out is None:
+        return None
+    from ..io import record_path
+
+    settings = json.loads(record_path(out, FILE).read_text(encoding="utf-8"))["settings"]
+    return VariantRun(out, settings.get("counts", {}), settings.get("bases_sha256", ""))
+
+
+def _refuse_stale_parts(sharded, records: list[dict], genome: Genome, vcf_path: Path, geometry: Geometry,
+                        options: VariantOptions, anchors: Sequence[Anchor] | None) -> None:
+    """Each part's rows must still hold the genome's bases of its windows (parts may be old)."""
+    margin = max(abs(shift) for shift in options.shifts)
+    with VariantFile(vcf_path) as vcf:
+        windows = plan_windows(vcf, genome, geometry, options, anchors)
+        for index, record in enumerate(records):
+            first, stop = record["shard"]["first_unit"], record["shard"]["stop_unit"]
+            if first == stop:
+                continue
+            digest = windows_digest(genome, itertools.islice(windows, stop - first), geometry, margin)
+            if digest != record["settings"].get("bases_sha256"):
+                sharded.refuse_stale_part(index, f"one of windows {first + 1}-{stop}")
+
+
 def _run(plan: OutputPlan, record: dict, model, genome: Genome, vcf_path: Path, options: VariantOptions,
-         anchors: Sequence[Anchor] | None, progress: bool) -> VariantRun:
+         anchors: Sequence[Anchor] | None, progress: bool, window_range: tuple[int, int] | None = None) -> VariantRun:
+    """Score the windows (those of ``window_range`` only: a shard's part) into ``plan``'s output."""
     from tqdm.auto import tqdm
+
+    def windows_of(vcf: VariantFile) -> Iterator[Window]:
+        windows = plan_windows(vcf, genome, geometry, options, anchors)
+        return windows if window_range is None else itertools.islice(windows, *window_range)
 
     if plan.up_to_date:
         check_up_to_date(plan.out, genome, vcf_path, anchors)
@@ -730,8 +839,7 @@ def _run(plan: OutputPlan, record: dict, model, genome: Genome, vcf_path: Path, 
         record = {**record, "settings": settings}
         if plan.resume:
             done = writer.resume()
-            stale = _first_stale_row(genome, plan_windows(vcf, genome, geometry, options, anchors), geometry,
-                                     margin, done)
+            stale = _first_stale_row(genome, windows_of(vcf), geometry, margin, done)
             if stale is not None:
                 print(f"senformer analyze variants: {plan.partial}: the genome's bases changed under row "
                       f"{stale + 1}: starting it again", file=sys.stderr)
@@ -743,7 +851,7 @@ def _run(plan: OutputPlan, record: dict, model, genome: Genome, vcf_path: Path, 
         digest = hashlib.sha256()  # of every row's window bases, the rows of an interrupted run included
         rows = 0
         try:
-            windows = plan_windows(vcf, genome, geometry, options, anchors)
+            windows = windows_of(vcf)
             with tqdm(desc="variants", unit="allele", disable=not progress, initial=len(done)) as bar:
                 pending: list[ScoredRow] = []
                 for scored in score_windows(model, genome, windows, options, tracks, geometry, first_row=len(done)):
@@ -753,13 +861,13 @@ def _run(plan: OutputPlan, record: dict, model, genome: Genome, vcf_path: Path, 
                     if rows <= len(done):
                         continue
                     pending.append(scored)
-                    if len(pending) >= options.batch_size:
+                    # Whole windows only: a resumed run (or a shard) starts at a window, and a .tsv.gz holds
+                    # one gzip member per window however the run was cut, so its bytes are always the same.
+                    if scored.ends_window:
                         writer.append(pending, options.stats, len(tracks))
                         bar.update(len(pending))
+                        rows_written(len(pending))
                         pending = []
-                if pending:
-                    writer.append(pending, options.stats, len(tracks))
-                    bar.update(len(pending))
         finally:
             writer.close()
     if rows == 0:

@@ -1,4 +1,5 @@
-"""``senformer analyze {compare,tracks,receptive-field,attribution,variants}``: the report's analyses.
+"""``senformer analyze {compare,tracks,receptive-field,attribution,variants}``: model comparison, tracks
+against experiment, receptive field, attribution and variant effects.
 
 Each subcommand parses and checks its arguments, loads models with ``senformer.weights.load_model``, calls
 one ``senformer.analysis`` function that writes the tables and figures into ``--out``, and writes the run
@@ -15,8 +16,8 @@ import torch
 
 from ..config import ATTENTION_KINDS
 from ..errors import UserError
-from .common import add_overwrite_argument, command_output, parse_named_weights, parse_set_options
-from .options import add_length_argument, add_progress_argument, add_tracks_argument
+from .common import add_overwrite_argument, add_shard_arguments, command_output, parse_named_weights, parse_set_options
+from .options import add_device_argument, add_length_argument, add_progress_argument, add_tracks_argument
 
 
 # Shared options --------------------------------------------------------------------------------
@@ -29,17 +30,17 @@ def _add_weights(parser: argparse.ArgumentParser, many: bool, required: bool = T
                         "one model per kind)" if many else "run the weights with this attention kind")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override one config field of the loaded model (JSON value)")
-    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    add_device_argument(parser)
 
 
 def _add_data(parser: argparse.ArgumentParser, required: bool = True, batch_size: int = 2) -> None:
     parser.add_argument("--data", required=required, help="Basenji2-layout folder (or `senformer data synthetic` output)")
-    parser.add_argument("--split", default="test", help="split to read (default test)")
-    parser.add_argument("--head", default="human", help="output head (default human)")
+    parser.add_argument("--split", default="test", help="split to read (default: test)")
+    parser.add_argument("--head", default="human", help="output head (default: human)")
     parser.add_argument("--genome", help="FASTA to extend the stored sequences to --length (Basenji2 recipe)")
     parser.add_argument("--length", type=int, default=None, metavar="BP", help="input bp (default: as stored)")
     parser.add_argument("--max-examples", type=int, default=None, help="read at most this many examples")
-    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"examples per batch (default {batch_size})")
+    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"examples per batch (default: {batch_size})")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -152,11 +153,11 @@ def _analysis_output(args: argparse.Namespace):
 
 # Subcommands -----------------------------------------------------------------------------------
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("analyze", help="the report's analyses: compare, tracks, receptive field, "
-                                   "attribution, variant effects")
+    parser = subparsers.add_parser("analyze", help="compare two models, tracks against experiment, receptive "
+                                   "field, attribution, variant effects")
     analyses = parser.add_subparsers(dest="analysis", metavar="ANALYSIS", required=True)
 
-    compare = analyses.add_parser("compare", help="Figure 6: two models' per-example accuracy per assay group",
+    compare = analyses.add_parser("compare", help="two models' per-example accuracy per assay group, side by side",
                                   description="Per example and assay group, each model's mean Pearson with the "
                                   "experiment; their correlation, win shares (ties apart) and the pooled correlation "
                                   "between the two models' predictions.")
@@ -164,39 +165,40 @@ def register(subparsers) -> None:
     _add_data(compare, required=False, batch_size=1)  # as `senformer evaluate`: the same scores as its run
     compare.add_argument("--evaluation", metavar="DIR",
                          help="reuse the per-example scores of a `senformer evaluate --out DIR` run instead of "
-                         "running models (no prediction correlation then); --data adds its track table")
+                         "running models (no prediction correlation then); --data adds its track table (default: "
+                         "run the models)")
     compare.add_argument("--models", nargs=2, metavar=("A", "B"),
                          help="with --evaluation: the two model names (default: the two it holds)")
-    compare.add_argument("--tie-tolerance", type=float, default=None, help="scores this close are a tie (default 1e-6)")
+    compare.add_argument("--tie-tolerance", type=float, default=None, help="scores this close are a tie (default: 1e-6)")
     _add_common(compare)
     compare.set_defaults(run=run_compare)
 
-    tracks = analyses.add_parser("tracks", help="Figure 7: predicted against observed tracks; over-prediction",
+    tracks = analyses.add_parser("tracks", help="predicted against observed tracks, and over-prediction per assay group",
                                  description="Plot chosen examples and tracks of several models against the "
                                  "experiment; summarise over-prediction per assay group over the whole split.")
     _add_weights(tracks, many=True)
     _add_data(tracks)
-    tracks.add_argument("--examples", type=int, nargs="+", default=[0], help="examples by position (default 0)")
+    tracks.add_argument("--examples", type=int, nargs="+", default=[0], help="examples by position (default: 0)")
     add_tracks_argument(tracks, default_help="the first track of each assay group")
     _add_common(tracks)
     tracks.set_defaults(run=run_tracks)
 
-    field = analyses.add_parser("receptive-field", help="Figure 8: how far single-base changes reach",
+    field = analyses.add_parser("receptive-field", help="how far single-base changes reach: the mean output change per bin",
                                 description="Mutate K positions spread over N sequences (random, or from "
                                 "--data) and record the mean absolute change per output bin, per model.")
     _add_weights(field, many=True)
     field.add_argument("--data", help="take sequences from this Basenji2-layout folder instead of random ones")
-    field.add_argument("--split", default="test")
+    field.add_argument("--split", default="test", help="split of --data (default: test)")
     field.add_argument("--head", default=None, help="output head (default: the model's first)")
     add_length_argument(field)
-    field.add_argument("--sequences", type=int, default=2, help="number of sequences N (default 2)")
-    field.add_argument("--positions", type=int, default=16, help="mutated positions K (default 16)")
-    field.add_argument("--at", type=int, nargs="+", default=None, help="mutate these bp instead (0-based)")
+    field.add_argument("--sequences", type=int, default=2, help="number of sequences N (default: 2)")
+    field.add_argument("--positions", type=int, default=16, help="mutated positions K (default: 16)")
+    field.add_argument("--at", type=int, nargs="+", default=None, help="mutate these bp instead (0-based) (default: K spread positions)")
     field.add_argument("--alternatives", choices=["all", "random"], default="all",
-                       help="every other base, or one seeded other base (default all)")
+                       help="every other base, or one seeded other base (default: all)")
     add_tracks_argument(field, default_help="every track, averaged")
-    field.add_argument("--batch-size", type=int, default=8)
-    field.add_argument("--seed", type=int, default=0)
+    field.add_argument("--batch-size", type=int, default=8, help="mutated sequences per forward pass (default: 8)")
+    field.add_argument("--seed", type=int, default=0, help="seed of the random sequences and positions (default: 0)")
     _add_plain_argument(field)
     _add_common(field)
     field.set_defaults(run=run_receptive_field)
@@ -210,14 +212,14 @@ def register(subparsers) -> None:
     source.add_argument("--example", type=int, help="example position in --data/--split")
     attribution.add_argument("--fasta", help="genome FASTA for --region")
     attribution.add_argument("--data", help="Basenji2-layout folder for --example")
-    attribution.add_argument("--split", default="test")
-    attribution.add_argument("--head", default="human")
+    attribution.add_argument("--split", default="test", help="split of --data (default: test)")
+    attribution.add_argument("--head", default="human", help="output head (default: human)")
     add_length_argument(attribution)
     add_tracks_argument(attribution, default_help="every track, averaged")
     attribution.add_argument("--bins", type=int, nargs="+", default=None, help="output bins (default: the centre bin)")
     attribution.add_argument("--ism-width", type=int, default=64,
-                             help="bp mutated by ISM around the input centre, 0 to skip (default 64)")
-    attribution.add_argument("--batch-size", type=int, default=8)
+                             help="bp mutated by ISM around the input centre, 0 to skip (default: 64)")
+    attribution.add_argument("--batch-size", type=int, default=8, help="mutated sequences per forward pass (default: 8)")
     _add_plain_argument(attribution)
     _add_common(attribution)
     attribution.set_defaults(run=run_attribution)
@@ -231,7 +233,7 @@ def register(subparsers) -> None:
     _add_weights(variants, many=False)
     variants.add_argument("--vcf", required=True, help="VCF or BCF (plain, bgzip; indexed for fast --anchors); 1-based POS")
     variants.add_argument("--fasta", required=True, help="genome FASTA (with or without .fai)")
-    variants.add_argument("--head", default="human")
+    variants.add_argument("--head", default="human", help="output head (default: human)")
     add_tracks_argument(variants)
     variants.add_argument("--targets", help="targets.txt naming the head's tracks (default: the shipped table)")
     add_length_argument(variants)
@@ -256,10 +258,11 @@ def register(subparsers) -> None:
     variants.add_argument("--skip-ref-mismatch", dest="allow_ref_mismatch", action="store_true",
                           help=argparse.SUPPRESS)  # the old name
     _add_plain_argument(variants)
-    variants.add_argument("--batch-size", type=int, default=4, help="edits per transformer batch (default 4)")
+    variants.add_argument("--batch-size", type=int, default=4, help="edits per transformer batch (default: 4)")
     variants.add_argument("--out", required=True, help="output: .tsv, .tsv.gz or .h5")
     add_overwrite_argument(variants)
     add_progress_argument(variants)
+    add_shard_arguments(variants.add_argument_group("many processes (torchrun, job arrays)"))
     variants.set_defaults(run=run_variants)
 
 
@@ -375,7 +378,8 @@ def run_variants(args: argparse.Namespace) -> int:
     from ..fingerprint import file_digest
     from ..io import FILE
     from ..device import resolve_device
-    from .common import input_digest, weights_files_digest
+    from ..shards import rank_device, refuse_split, resolve_shard
+    from .common import apply_threads, input_digest, sharded_output, weights_files_digest
 
     output_format(args.out)
     if args.max_distance is not None and not args.anchors:
@@ -392,7 +396,10 @@ def run_variants(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no such VCF/BCF file: {args.vcf}")
     if len(args.weights) > 1 or (args.attention and len(args.attention) > 1):
         raise UserError("analyze variants takes one --weights and at most one --attention")
-    device = resolve_device(args.device)
+    shard = resolve_shard(args.shard)
+    apply_threads(args.threads)
+    device = rank_device(resolve_device(args.device))
+    args.device = str(device)  # a torchrun rank's own GPU, for load_models
     anchors = read_anchors(args.anchors) if args.anchors else None
     inputs = {
         "weights": weights_files_digest(parse_named_weights(args.weights).popitem()[1]),
@@ -402,8 +409,26 @@ def run_variants(args: argparse.Namespace) -> int:
     }
     settings = {**vars(args), "shifts": list(options.shifts), "stats": list(options.stats), "device": str(device)}
     paths = ("weights", "fasta", "vcf", "anchors", "targets", "device")
+    if shard is not None:
+        sharded = sharded_output("analyze variants", args.out, settings, inputs, shard, args.overwrite, device, paths)
+        genome = Genome(args.fasta)
+        if sharded.open():
+            check_up_to_date(sharded.out, genome, args.vcf, anchors)
+            print(f"{sharded.out} is up to date")
+            return 0
+        name, model = _single_model(args)
+        run = write_variant_scores(model, genome, args.vcf, args.out, options, anchors=anchors,
+                                   progress=args.progress, sharded=sharded)
+        if run is None:
+            print(f"wrote part {shard} of {args.out} into {sharded.folder}; the shard that ends last merges them")
+            return 0
+        print(summary_line(run))
+        print(f"wrote {run.out} from {shard.count} parts")
+        return 0
     with command_output("analyze variants", args.out, FILE, settings, inputs, args.overwrite, device, paths) as output:
         genome = Genome(args.fasta)
+        if not output.up_to_date:
+            refuse_split(output.out, output.plan.fingerprint)
         if output.up_to_date:
             check_up_to_date(output.out, genome, args.vcf, anchors)
             print(f"{output.out} is up to date")

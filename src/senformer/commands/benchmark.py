@@ -1,4 +1,4 @@
-"""``senformer benchmark {attention,scaling}``: parse, validate, call :mod:`senformer.bench`."""
+"""``senformer benchmark {attention,scaling,variants}``: parse, validate, call :mod:`senformer.bench`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,10 @@ from ..config import ATTENTION_KINDS
 from ..constants import TARGET_LENGTH
 from ..errors import UserError
 from .common import add_overwrite_argument, command_output
+from .options import add_device_argument, add_progress_argument
+
+# bp per attention position: the conv tower halves the 1-bp input seven times.
+POSITION_BP = 128
 
 # --checkpoint choices and the activation-checkpointing scopes each one sweeps ("on" is the older name of "all").
 CHECKPOINT_CHOICES = {"off": ["off"], "conv": ["conv"], "all": ["all"], "on": ["all"], "both": ["off", "all"]}
@@ -20,50 +24,69 @@ def register(subparsers) -> None:
     benchmarks = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
     _register_attention(benchmarks)
     _register_scaling(benchmarks)
+    _register_variants(benchmarks)
 
 
 def _register_attention(subparsers) -> None:
     from ..bench.attention import DEFAULT_LENGTHS
 
+    default_bp = ",".join(str(positions * POSITION_BP) for positions in DEFAULT_LENGTHS)
     parser = subparsers.add_parser(
         "attention", help="one attention layer, fwd+bwd, per kind and length",
         description="One attention layer, forward + backward, per kind and length: time and peak memory, each "
-        "point in its own subprocess under a resident-memory cap. Writes attention.json and attention.png.",
+        "point in its own subprocess under a resident-memory cap. Writes attention.json and attention.png "
+        f"(lengths recorded as positions of {POSITION_BP} bp, the layer's input).",
     )
-    parser.add_argument("--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS),
-                        help="positions (default 1536 3072 6144; add 12288 for the long point)")
+    parser.add_argument("--lengths", type=_int_list, default=None, metavar="BP,BP,...",
+                        help=f"comma-separated input lengths in bp, multiples of {POSITION_BP} (default: {default_bp}; "
+                        "add 1572864 for the long point)")
     parser.add_argument("--kinds", nargs="+", choices=ATTENTION_KINDS, default=list(ATTENTION_KINDS),
-                        help="attention kinds (default all)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up (default 3)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (default 0: torch's default)")
-    parser.add_argument("--memory-cap-gb", type=float, default=16.0, help="resident memory cap per point (default 16)")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per point (default 900)")
-    parser.add_argument("--dim", type=int, default=1536, help="model width (default 1536)")
-    parser.add_argument("--heads", type=int, default=8, help="attention heads (default 8)")
+                        help="attention kinds (default: all)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up (default: 3)")
+    add_device_argument(parser)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: 0, torch's default)")
+    parser.add_argument("--memory-cap-gb", type=float, default=16.0, help="resident memory cap per point (default: 16)")
+    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per point (default: 900)")
+    parser.add_argument("--dim", type=int, default=1536, help="model width (default: 1536)")
+    parser.add_argument("--heads", type=int, default=8, help="attention heads (default: 8)")
     parser.add_argument("--out", default="benchmark-attention",
-                        help="folder for attention.json and attention.png (default benchmark-attention)")
+                        help="folder for attention.json and attention.png (default: benchmark-attention)")
     add_overwrite_argument(parser)
+    add_progress_argument(parser)
     parser.set_defaults(run=_run_attention)
+
+
+def attention_positions(lengths_bp: Sequence[int] | None) -> list[int]:
+    """``--lengths`` of ``benchmark attention`` (bp) -> the attention layer's positions (128 bp each), the
+    unit its results record; ``None``: the default lengths."""
+    from ..bench.attention import DEFAULT_LENGTHS
+
+    if lengths_bp is None:
+        return list(DEFAULT_LENGTHS)
+    bad = [length for length in lengths_bp if length < POSITION_BP or length % POSITION_BP]
+    if bad or not lengths_bp:
+        raise UserError(f"--lengths must be positive multiples of {POSITION_BP} bp (one attention position each), "
+                        f"got {', '.join(map(str, bad)) or 'none'}")
+    return [length // POSITION_BP for length in lengths_bp]
 
 
 def _run_attention(args: argparse.Namespace) -> int:
     from ..bench.attention import format_table, run_benchmark
     from ..device import resolve_device
-
-    if any(length < 1 for length in args.lengths):
-        raise UserError(f"--lengths must be positive, got {args.lengths}")
     from ..io import DIRECTORY
 
+    positions = attention_positions(args.lengths)
     device = str(resolve_device(args.device))
-    settings = {**vars(args), "device": device}
+    # The fingerprint counts positions (what the results record), so a folder measured before --lengths took bp
+    # is still up to date for the same points.
+    settings = {**vars(args), "lengths": positions, "device": device}
     with command_output("benchmark attention", args.out, DIRECTORY, settings, {"machine": machine_identity(device)},
                         args.overwrite, device) as output:
         if output.up_to_date:
             print(f"{output.out} is up to date")
             return 0
-        result = run_benchmark(args.lengths, args.kinds, args.repeats, device, args.threads, args.memory_cap_gb,
-                               args.timeout, args.dim, args.heads, output.start())
+        result = run_benchmark(positions, args.kinds, args.repeats, device, args.threads, args.memory_cap_gb,
+                               args.timeout, args.dim, args.heads, output.start(), progress=args.progress)
         output.finish()
     print(format_table(result["records"]))
     print(f"results: {Path(args.out) / 'attention.json'}, plot: {Path(args.out) / 'attention.png'}")
@@ -85,7 +108,7 @@ def _register_scaling(subparsers) -> None:
     from ..bench.points import MODES, PEER, PRECISIONS, QUICK
 
     parser = subparsers.add_parser(
-        "scaling", help="memory and speed against sequence length (Figures 1-3), resumable",
+        "scaling", help="the whole model's memory and speed against input length, per attention kind; resumable",
         description="Sweep length x attention kind x depth x mode, each point in its own subprocess under a "
         "resident-memory cap. Writes scaling.json (resumable), scaling.csv, scaling.md and scaling.png into --out. "
         "bf16 points run only where the device computes bf16 natively (CUDA, or a CPU with AVX512-BF16 or AMX); "
@@ -95,34 +118,36 @@ def _register_scaling(subparsers) -> None:
     parser.add_argument("--quick", action="store_true",
                         help=f"a few-minute run: dim {QUICK['dim']}, lengths {', '.join(f'{n:,}' for n in QUICK['lengths'])}, "
                         f"depths 1 and 3, training step, {QUICK['target_length']} output bins, 1 warm-up + 1 timed step")
-    parser.add_argument("--dim", type=int, help="model width (default 1536; a multiple of 128)")
-    parser.add_argument("--lengths", type=_int_list, help="comma-separated lengths in bp (default 131,072 .. "
-                        "786,432 in steps of 65,536; 'recorded' sweep: --lengths 131072,262144,393216,524288,786432)")
+    parser.add_argument("--dim", type=int, help="model width, a multiple of 128 (default: 1536; 256 with --quick)")
+    parser.add_argument("--lengths", type=_int_list, metavar="BP,BP,...",
+                        help="comma-separated input lengths in bp (default: 131072 .. 786432 in steps of 65536; the "
+                        "recorded sweep: --lengths 131072,262144,393216,524288,786432)")
     parser.add_argument("--attention", type=_choice_list(ATTENTION_KINDS), default=list(ATTENTION_KINDS),
-                        help=f"comma-separated kinds from {', '.join(ATTENTION_KINDS)} (default all)")
-    parser.add_argument("--depths", type=_int_list, help="comma-separated depths (default 1,11)")
+                        help=f"comma-separated kinds from {', '.join(ATTENTION_KINDS)} (default: all)")
+    parser.add_argument("--depths", type=_int_list, help="comma-separated depths (default: 1,11)")
     parser.add_argument("--modes", type=_choice_list(MODES), help="comma-separated: inference, fwd_bwd (no optimizer), "
-                        "train (forward, Poisson loss, backward, Adam step; default)")
+                        "train (forward, Poisson loss, backward, Adam step) (default: train)")
     parser.add_argument("--precision", type=_choice_list(PRECISIONS), default=["fp32"],
-                        help="comma-separated fp32, bf16 (autocast; only where bf16 is native) (default fp32)")
+                        help="comma-separated fp32, bf16 (autocast; only where bf16 is native) (default: fp32)")
     parser.add_argument("--checkpoint", choices=list(CHECKPOINT_CHOICES), default="off",
-                        help="activation checkpointing: off (default); conv (stem + conv tower only, so the "
+                        help="activation checkpointing (default: off): off; conv (stem + conv tower only, so the "
                         "transformer's memory shows); all (transformer too; 'on' is the same); both (off and all)")
     parser.add_argument("--conv-tile-length", default="131072",
-                        help="inference: bp per conv-trunk tile, or 'none' (default 131072)")
+                        help="inference: bp per conv-trunk tile, or 'none' (default: 131072)")
     parser.add_argument("--target-length", type=int,
-                        help=f"output bins (default {TARGET_LENGTH}; inputs must give at least this many positions)")
+                        help=f"output bins (default: {TARGET_LENGTH}; inputs must give at least this many positions)")
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
-                        help=f"also measure {PEER} (full attention) at the same settings (default on; skipped "
+                        help=f"also measure {PEER} (full attention) at the same settings (default: on; skipped "
                         "with a recorded reason when not installed)")
-    parser.add_argument("--memory-cap-gb", type=float, default=20.0, help="resident-memory cap per point (default 20)")
+    parser.add_argument("--memory-cap-gb", type=float, default=20.0, help="resident-memory cap per point (default: 20)")
     parser.add_argument("--timeout", type=float, default=None,
                         help="seconds per point before it is killed (default: no limit)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads per point (default 0: torch's default)")
-    parser.add_argument("--warmup", type=int, help="untimed steps per point (default 1)")
-    parser.add_argument("--repeats", type=int, help="timed steps per point; the median is reported (default 3)")
-    parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per point (default: 0, torch's default)")
+    parser.add_argument("--warmup", type=int, help="untimed steps per point (default: 1)")
+    parser.add_argument("--repeats", type=int, help="timed steps per point; the median is reported (default: 3)")
+    add_device_argument(parser)
     parser.add_argument("--plot-only", action="store_true", help="only redraw scaling.png, the tables and the summary")
+    add_progress_argument(parser, help="no line per measured point (the results hold them all)")
     add_overwrite_argument(parser, "start again when --out holds points measured on another machine or version")
     parser.set_defaults(run=_run_scaling)
 
@@ -204,8 +229,134 @@ def _run_scaling(args: argparse.Namespace) -> int:
             out.mkdir(parents=True, exist_ok=True)
             write_run_record(out, run_record("benchmark scaling", settings, {"machine": identity},
                                              settings["device"], fingerprint=fingerprint))
-        written = run_sweep(settings, out, args.plot_only, log=lambda line: print(line, flush=True))
+        log = (lambda line: print(line, flush=True)) if args.progress else (lambda line: None)
+        written = run_sweep(settings, out, args.plot_only, log=log)
     print("wrote " + ", ".join(map(str, written)))
+    return 0
+
+
+def _register_variants(subparsers) -> None:
+    from ..bench.variants import ATTENTIONS, PRECISIONS, VariantPoint, WORKLOADS
+
+    defaults = VariantPoint(workload="anchored")
+    parser = subparsers.add_parser(
+        "variants", help="the edit engine against whole-window passes (variant scoring, ISM), resumable",
+        description="Time the edit engine (the reference conv trunk once, each edit recomputing only the trunk "
+        "positions it reaches) against the plain path (whole-window passes in the same process: same threads, "
+        "batch size and conv tile, the reference computed once and shared) for anchored SNVs and ISM (one "
+        "strand) and for variant-centred windows and clusters (reverse-complement averaging), beside each "
+        "FLOP bound. Random weights (speed does not depend on them). Each point runs in its own subprocess "
+        "under a resident-memory cap, after checking that the engine's outputs equal the plain path's. Writes "
+        "variants.json (resumable), variants.csv, variants.md and variants.png into --out. bf16 points run "
+        "only where the device computes bf16 natively; elsewhere they are recorded as skipped, with the reason.",
+    )
+    parser.add_argument("--out", required=True, help="output directory (an existing variants.json is resumed)")
+    parser.add_argument("--dim", type=int, default=defaults.dim, help=f"model width (default: {defaults.dim})")
+    parser.add_argument("--depth", type=int, default=defaults.depth, help=f"transformer layers (default: {defaults.depth})")
+    parser.add_argument("--length", type=int, default=defaults.length, help=f"input bp (default: {defaults.length:,})")
+    parser.add_argument("--target-length", type=int, default=defaults.target_length,
+                        help=f"output bins (default: {defaults.target_length})")
+    parser.add_argument("--workloads", type=_choice_list(WORKLOADS), default=list(WORKLOADS),
+                        help="comma-separated: anchored (SNVs across the window and ISM, one strand), centred "
+                        "(variant-centred SNV and insertion, and a cluster sharing one reference; RC averaging) "
+                        "(default: both)")
+    parser.add_argument("--attention", type=_choice_list(ATTENTIONS), default=list(ATTENTIONS),
+                        help=f"comma-separated kinds from {', '.join(ATTENTIONS)} (default: both)")
+    parser.add_argument("--precision", type=_choice_list(PRECISIONS), default=list(PRECISIONS),
+                        help="comma-separated fp32, bf16 (autocast; only where bf16 is native) (default: both)")
+    parser.add_argument("--edits", type=int, default=defaults.edits,
+                        help=f"edits the engine is timed on per workload (default: {defaults.edits}; at least 16 "
+                        "for a reported result)")
+    parser.add_argument("--plain-edits", type=int, default=defaults.plain_edits,
+                        help=f"edits the plain path is timed on, also the equality check's (default: {defaults.plain_edits})")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
+                        help=f"edits per batch on both paths (default: {defaults.batch_size})")
+    parser.add_argument("--cluster-bp", type=int, default=defaults.cluster_bp,
+                        help=f"the cluster's SNVs lie within this many bp of the centre (default: {defaults.cluster_bp})")
+    parser.add_argument("--conv-tile-length", default=str(defaults.conv_tile_length),
+                        help=f"bp per conv-trunk tile, or 'none' (default: {defaults.conv_tile_length})")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the weights, sequences and edits (default: 0)")
+    parser.add_argument("--memory-cap-gb", type=float, default=16.0, help="resident-memory cap per point (default: 16)")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per point before it is killed (default: 1800)")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per point (default: 0: torch's default)")
+    add_device_argument(parser)
+    parser.add_argument("--plot-only", action="store_true", help="only redraw variants.png, the tables and the summary")
+    add_overwrite_argument(parser, "start again when --out holds points measured on another machine or version")
+    parser.set_defaults(run=_run_variants)
+
+
+def variants_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The benchmark's settings from the command line, validated (a bad value is a UserError naming it)."""
+    from ..bench.summary import GB
+    from ..bench.variants import grid_from_settings
+    from ..device import resolve_device
+
+    text = str(args.conv_tile_length)
+    try:
+        tile = None if text.lower() == "none" else int(text)
+    except ValueError:
+        raise UserError(f"--conv-tile-length must be a number of bp or 'none', got {text!r}") from None
+    settings = {
+        "workloads": args.workloads, "attentions": args.attention, "precisions": args.precision,
+        "dim": args.dim, "depth": args.depth, "length": args.length, "target_length": args.target_length,
+        "edits": args.edits, "plain_edits": args.plain_edits, "batch_size": args.batch_size,
+        "cluster_bp": args.cluster_bp, "conv_tile_length": tile, "device": str(resolve_device(args.device)),
+        "threads": args.threads, "seed": args.seed, "memory_cap_bytes": int(args.memory_cap_gb * GB),
+        "timeout_s": args.timeout,
+    }
+    if args.depth < 1 or args.memory_cap_gb <= 0 or args.timeout <= 0:
+        raise UserError(f"--depth, --memory-cap-gb and --timeout must be positive (got {args.depth}, "
+                        f"{args.memory_cap_gb}, {args.timeout})")
+    for point in grid_from_settings(settings):
+        point.config().validate_sequence_length(point.length)
+    return settings
+
+
+def _run_variants(args: argparse.Namespace) -> int:
+    """Resumes in place like ``benchmark scaling``: ``OUT/run.json`` records the machine and versions, and
+    points measured elsewhere are refused unless ``--overwrite`` starts the folder again; a point is skipped
+    when a record with every one of its settings is there. Exits 1 when a point failed or its engine outputs
+    differ from the plain path's (recorded, with the reason)."""
+    import sys
+
+    from ..bench.variants import VariantsBenchmark, grid_from_settings, run_benchmark
+    from ..fingerprint import value_digest
+    from ..io import DIRECTORY, output_lock, recorded_fingerprint
+    from ..record import run_record, write_run_record
+
+    settings = variants_settings(args)
+    out = Path(args.out)
+    identity = machine_identity(settings["device"])
+    fingerprint = value_digest({"command": "benchmark variants", "machine": identity})
+    with output_lock(out):
+        if out.exists() and not out.is_dir():
+            raise UserError(f"{out} is a file, but a directory is due there; choose another --out")
+        if args.plot_only and not (out / "variants.json").is_file():
+            raise UserError(f"--plot-only: {out / 'variants.json'} does not exist; run the benchmark first")
+        results = list(out.glob("variants.*")) if out.is_dir() else []
+        recorded = recorded_fingerprint(out, DIRECTORY) if out.is_dir() else None
+        if results and recorded != fingerprint and not args.plot_only:
+            if not args.overwrite:
+                raise UserError(f"{out} holds points measured on another machine or senformer/torch version (or "
+                                "without a run record); pass --overwrite to start it again, or choose another --out")
+            for path in results:
+                path.unlink()
+        if not args.plot_only and (out / "variants.json").is_file() and recorded == fingerprint:
+            done = VariantsBenchmark(out).measured()
+            if all(point.key in done for point in grid_from_settings(settings)):
+                print(f"{out} is up to date")
+                return 0
+        if not args.plot_only:
+            out.mkdir(parents=True, exist_ok=True)
+            write_run_record(out, run_record("benchmark variants", settings, {"machine": identity},
+                                             settings["device"], fingerprint=fingerprint))
+        written, failures = run_benchmark(settings, out, args.plot_only, log=lambda line: print(line, flush=True))
+    print("wrote " + ", ".join(map(str, written)))
+    if failures:
+        print(f"senformer benchmark variants: {len(failures)} point(s) failed: "
+              + "; ".join(f"{r['workload']} {r['attention']} {r['precision']}: {r['reason']}" for r in failures),
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -19,9 +19,9 @@ from ..errors import UserError
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """--preset/--config/--attention and sparse settings that build an EnformerConfig."""
     group = parser.add_argument_group("model")
-    group.add_argument("--preset", choices=sorted(PRESETS), default="enformer", help="named configuration")
+    group.add_argument("--preset", choices=sorted(PRESETS), default="enformer", help="named configuration (default: enformer)")
     group.add_argument("--config", help="EnformerConfig JSON file (overrides the preset)")
-    group.add_argument("--attention", choices=ATTENTION_KINDS, help="attention kind")
+    group.add_argument("--attention", choices=ATTENTION_KINDS, help="attention kind (default: the configuration's)")
     group.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="override one config field (JSON value), e.g. --set depth=1 --set dim=768")
 
@@ -112,8 +112,18 @@ class CommandOutput:
 
 
 # Arguments that never change a result, and paths, whose files count through their digests instead.
-NOT_RESULTS = {"run", "out", "overwrite", "progress", "num_workers", "threads", "command", "analysis",
+NOT_RESULTS = {"run", "out", "overwrite", "progress", "num_workers", "threads", "shard", "command", "analysis",
                "data_command", "benchmark", "no_check_crc"}
+
+
+def command_fingerprint(command: str, settings: dict[str, Any], inputs: dict[str, Any],
+                        paths: tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
+    """(settings less callables, the fingerprint of ``command``'s output): see :func:`command_output`."""
+    from ..fingerprint import value_digest
+
+    settings = {key: value for key, value in settings.items() if not callable(value)}
+    counted = {key: value for key, value in settings.items() if key not in NOT_RESULTS and key not in paths}
+    return settings, value_digest({"command": command, "settings": counted, "inputs": inputs})
 
 
 @contextlib.contextmanager
@@ -126,13 +136,10 @@ def command_output(command: str, out: str | os.PathLike, kind: str, settings: di
     keys, whose files are in ``inputs`` by digest, so a moved input is still the same input) and ``inputs``.
     A replaced partial output is said in one line on stderr.
     """
-    from ..fingerprint import value_digest
     from ..io import output_lock, plan_output
     from ..record import run_record
 
-    settings = {key: value for key, value in settings.items() if not callable(value)}
-    counted = {key: value for key, value in settings.items() if key not in NOT_RESULTS and key not in paths}
-    fingerprint = value_digest({"command": command, "settings": counted, "inputs": inputs})
+    settings, fingerprint = command_fingerprint(command, settings, inputs, paths)
     with output_lock(out):
         plan = plan_output(out, kind, fingerprint, overwrite)
         if plan.notice:
@@ -143,6 +150,38 @@ def command_output(command: str, out: str | os.PathLike, kind: str, settings: di
         except BaseException:
             _drop_empty_partial(plan)
             raise
+
+
+def sharded_output(command: str, out: str | os.PathLike, settings: dict[str, Any], inputs: dict[str, Any],
+                   shard: Any, overwrite: bool = False, device: Any = None, paths: tuple[str, ...] = ()):
+    """:class:`senformer.shards.ShardedOutput` for shard ``shard`` of ``command``'s ``out``: the fingerprint and
+    run record of :func:`command_output`, so every shard, and a merged output, match a one-process run."""
+    from ..record import run_record
+    from ..shards import ShardedOutput
+
+    settings, fingerprint = command_fingerprint(command, settings, inputs, paths)
+    record = run_record(command, settings, inputs, device, fingerprint=fingerprint)
+    return ShardedOutput(command, out, fingerprint, record, shard, overwrite)
+
+
+def add_shard_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--shard K/N`` and ``--threads``: one part of the work for job arrays (see :mod:`senformer.shards`)."""
+    parser.add_argument("--shard", metavar="K/N",
+                        help="compute part K of N (K from 0; e.g. --shard $SLURM_ARRAY_TASK_ID/"
+                        "$SLURM_ARRAY_TASK_COUNT) into OUT.shards/; the shard ending last merges them into OUT. "
+                        "Under torchrun it comes from RANK/WORLD_SIZE")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's choice; 1 gives the same bytes in any number of "
+                        "processes)")
+
+
+def apply_threads(threads: int | None) -> None:
+    if threads is not None:
+        import torch
+
+        if threads < 1:
+            raise UserError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
 
 
 def _drop_empty_partial(plan) -> None:

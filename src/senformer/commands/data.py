@@ -7,7 +7,9 @@ import json
 import sys
 import time
 
+from ..data.synthetic import SIZES
 from .common import add_overwrite_argument, command_output
+from .options import add_progress_argument
 
 
 def register(subparsers) -> None:
@@ -20,17 +22,21 @@ def register(subparsers) -> None:
         "Basenji2 layout (see docs/data-and-evaluation.md for the generative model).",
     )
     synthetic.add_argument("out", help="output directory")
-    synthetic.add_argument("--size", default="tiny", help="tiny (tests), small (demo/training), medium (131,072 bp)")
-    synthetic.add_argument("--seed", type=int, default=0)
-    synthetic.add_argument("--sequence-length", type=int, help="input bp per record")
-    synthetic.add_argument("--crop-bp", type=int, help="bp cropped per side: targets cover the rest")
-    synthetic.add_argument("--num-tracks", type=int)
-    synthetic.add_argument("--train", type=int, help="training examples")
-    synthetic.add_argument("--valid", type=int)
-    synthetic.add_argument("--test", type=int)
-    synthetic.add_argument("--records-per-file", type=int)
+    synthetic.add_argument("--size", choices=list(SIZES), default="tiny",
+                           help="tiny: 4,096 bp records (tests); small: 8,192 bp, 16 tracks (training); study: 8,192 bp "
+                           "with long-range partners tuned so attention matters (the demo and the accuracy study); "
+                           "medium: 131,072 bp records as Basenji2's (default: tiny)")
+    synthetic.add_argument("--seed", type=int, default=0, help="random seed of genome and tracks (default: 0)")
+    by_size = "(default: as --size sets it)"
+    synthetic.add_argument("--sequence-length", type=int, help=f"input bp per record {by_size}")
+    synthetic.add_argument("--crop-bp", type=int, help=f"bp cropped per side: targets cover the rest {by_size}")
+    synthetic.add_argument("--num-tracks", type=int, help=f"tracks, at least 4 {by_size}")
+    synthetic.add_argument("--train", type=int, help=f"training examples {by_size}")
+    synthetic.add_argument("--valid", type=int, help=f"validation examples {by_size}")
+    synthetic.add_argument("--test", type=int, help=f"test examples {by_size}")
+    synthetic.add_argument("--records-per-file", type=int, help=f"records per TFRecord file {by_size}")
     synthetic.add_argument("--long-range", type=int, nargs=2, metavar=("NEAR", "FAR"),
-                           help="bp between a promoter and the enhancers that drive it")
+                           help=f"bp between a promoter and the enhancers that drive it {by_size}")
     add_overwrite_argument(synthetic)
     synthetic.set_defaults(run=run_synthetic)
 
@@ -44,26 +50,29 @@ def register(subparsers) -> None:
                         help="a bigWig track (repeat); the description is --description or NAME")
     bigwig.add_argument("--tracks", help="tab-separated sheet: identifier, file, description[, sum_stat, clip, scale, clip_soft]")
     bigwig.add_argument("--description", default=None,
-                        help="description prefix for --bigwig tracks, e.g. DNASE or CHIP:H3K27ac (assay group)")
-    bigwig.add_argument("--sum-stat", default="mean", help="per-bin statistic for --bigwig tracks")
-    bigwig.add_argument("--clip", type=float, default=32.0)
-    bigwig.add_argument("--scale", type=float, default=1.0)
+                        help="description prefix for --bigwig tracks, e.g. DNASE or CHIP:H3K27ac (assay group) "
+                        "(default: none, the NAME alone)")
+    bigwig.add_argument("--sum-stat", default="mean", help="per-bin statistic for --bigwig tracks (default: mean)")
+    bigwig.add_argument("--clip", type=float, default=32.0, help="clip per-bin targets at this value (default: 32)")
+    bigwig.add_argument("--scale", type=float, default=1.0, help="multiply per-bin targets by this (default: 1)")
     regions = bigwig.add_mutually_exclusive_group(required=True)
     regions.add_argument("--bed", help="regions (resized to --seq-length around their centres)")
     regions.add_argument("--tile", action="store_true", help="tile the chromosomes (--chroms) with --stride")
     bigwig.add_argument("--chroms", nargs="+", help="chromosomes to tile (default: all)")
     bigwig.add_argument("--stride", type=int, default=None, help="tiling step in bp (default: --seq-length)")
-    bigwig.add_argument("--valid-chroms", nargs="+", default=[], help="chromosomes of the valid split")
-    bigwig.add_argument("--test-chroms", nargs="+", default=[], help="chromosomes of the test split")
-    bigwig.add_argument("--seq-length", type=int, default=131_072)
-    bigwig.add_argument("--crop-bp", type=int, default=8192)
-    bigwig.add_argument("--pool-width", type=int, default=128)
-    bigwig.add_argument("--records-per-file", type=int, default=256)
+    bigwig.add_argument("--valid-chroms", nargs="+", default=[], help="chromosomes of the valid split (default: none)")
+    bigwig.add_argument("--test-chroms", nargs="+", default=[], help="chromosomes of the test split (default: none)")
+    bigwig.add_argument("--seq-length", type=int, default=131_072, help="bp per record (default: 131072)")
+    bigwig.add_argument("--crop-bp", type=int, default=8192,
+                        help="bp per side without targets (default: 8192)")
+    bigwig.add_argument("--pool-width", type=int, default=128, help="bp per target bin (default: 128)")
+    bigwig.add_argument("--records-per-file", type=int, default=256, help="records per TFRecord file (default: 256)")
     add_overwrite_argument(bigwig)
+    add_progress_argument(bigwig)
     bigwig.set_defaults(run=run_from_bigwig)
 
     check = commands.add_parser("check", help="read every record of a dataset: CRCs, sizes and counts")
-    check.add_argument("directory")
+    check.add_argument("directory", help="dataset folder (statistics.json, tfrecords/)")
     check.add_argument("--split", action="append", help="split(s) to check (default: train, valid, test)")
     check.set_defaults(run=run_check)
 
@@ -128,7 +137,7 @@ def run_from_bigwig(args: argparse.Namespace) -> int:
             regions = tile_regions(genome.sizes, args.seq_length, args.stride, args.chroms, args.valid_chroms,
                                    args.test_chroms)
         make_from_bigwig(output.start(), genome, tracks, regions, args.seq_length, args.crop_bp, args.pool_width,
-                         args.records_per_file, progress=True)
+                         args.records_per_file, progress=args.progress)
         out = output.finish()
     counts = {split: sum(1 for row in regions if row[3] == split) for split in ("train", "valid", "test")}
     empty = [split for split, count in counts.items() if not count]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..hub import GENOMES, GENOME_URL_ENV, HOME_ENV, WEIGHTS, WEIGHTS_SOURCES, WEIGHTS_URL_ENV
+from .options import add_progress_argument
 
 _EPILOG = f"""\
 examples:
@@ -33,7 +34,7 @@ def register(subparsers) -> None:
     parser.add_argument("--source", choices=WEIGHTS_SOURCES, default="dm-enformer",
                         help="where weights come from: DeepMind's checkpoint, or the Hugging Face copy "
                         "(needs huggingface_hub) (default: %(default)s)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars or status lines")
+    add_progress_argument(parser, help="no progress bars or status lines")
     parser.set_defaults(run=run)
 
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import UserError
     from ..hub import download_genome, download_weights
 
-    progress = not args.no_progress
+    progress = args.progress
     if args.name in GENOMES and args.source != "dm-enformer":
         raise UserError(f"--source chooses where weights come from; {args.name} comes from UCSC")
     if args.name in WEIGHTS:

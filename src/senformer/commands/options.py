@@ -1,5 +1,7 @@
 """Command-line options that several commands share, defined once so they read and behave the same.
 
+``--device`` (every command that runs a model) defaults to ``auto`` and is resolved by
+:func:`senformer.device.resolve_device`; ``--no-progress`` turns off every progress bar.
 ``--tracks`` (predict, evaluate, analyze tracks/receptive-field/attribution/variants) is parsed by
 :func:`senformer.data.tracks.select_tracks`; ``--length`` is resolved by
 :func:`senformer.inference.resolve_sequence_length`.
@@ -29,8 +31,17 @@ def add_length_argument(parser: argparse.ArgumentParser) -> argparse.Action:
                                "shortest valid input)")
 
 
-def add_progress_argument(parser: argparse.ArgumentParser) -> None:
-    """``--no-progress`` (``args.progress``: bool); ``--quiet`` stays accepted, unlisted, for old scripts."""
-    parser.add_argument("--no-progress", dest="progress", action="store_false", default=True,
-                        help="no progress bars")
+def add_progress_argument(parser, default: bool | None = True, help: str = "no progress bars") -> None:
+    """``--no-progress`` (``args.progress``: bool, or ``default`` when not given); ``--quiet`` stays
+    accepted, unlisted, for old scripts."""
+    parser.add_argument("--no-progress", dest="progress", action="store_false", default=default, help=help)
     parser.add_argument("--quiet", dest="progress", action="store_false", help=argparse.SUPPRESS)
+
+
+DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default: auto)"
+
+
+def add_device_argument(parser, help: str = DEVICE_HELP) -> argparse.Action:
+    """``--device NAME`` (``args.device``: a string, ``auto`` unless given; resolve it with
+    :func:`senformer.device.resolve_device`)."""
+    return parser.add_argument("--device", default="auto", metavar="DEVICE", help=help)

@@ -7,8 +7,8 @@ import contextlib
 
 from ..config import ATTENTION_KINDS
 from ..errors import UserError
-from .common import add_overwrite_argument
-from .options import add_length_argument, add_progress_argument, add_tracks_argument
+from .common import add_overwrite_argument, add_shard_arguments
+from .options import add_device_argument, add_length_argument, add_progress_argument, add_tracks_argument
 
 _EPILOG = """\
 examples:
@@ -55,8 +55,10 @@ def register(subparsers) -> None:
     model.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="override a config field, e.g. --set target_length=null for outputs that grow with --length")
     add_length_argument(model)
-    model.add_argument("--device", default="cpu", help="auto, cpu, cuda, cuda:1, ... (default cpu)")
-    model.add_argument("--bf16", action="store_true", help="run in bfloat16 autocast (faster on GPUs, less precise)")
+    add_device_argument(model)
+    model.add_argument("--bf16", action="store_true",
+                       help="bfloat16 autocast where the device computes it natively (faster, less precise; "
+                       "elsewhere fp32, with a warning)")
     model.add_argument("--batch-size", type=int, default=1, help="input windows per forward pass (default 1)")
     averaging = parser.add_argument_group("averaging")
     averaging.add_argument("--rc", action="store_true", help="average with the reverse-complement prediction")
@@ -71,7 +73,8 @@ def register(subparsers) -> None:
     outputs.add_argument("--embeddings", action="store_true", help="also store the trunk embeddings (2 x dim per bin)")
     outputs.add_argument("--bigwig", metavar="DIR", help="also write one bigWig per chosen track into DIR (needs pybigtools)")
     add_overwrite_argument(outputs)
-    add_progress_argument(outputs)
+    add_progress_argument(outputs, help="no progress bar (it counts input windows: a long region tiles into several)")
+    add_shard_arguments(parser.add_argument_group("many processes (torchrun, job arrays)"))
     parser.set_defaults(run=run)
 
 
@@ -82,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
     from ..predict import PredictOptions, predict, write_bigwigs
     from ..weights import load_model
     from ..device import resolve_device
-    from .common import command_output, input_digest, parse_set_options, weights_files_digest
+    from ..shards import rank_device, refuse_split, resolve_shard
+    from .common import apply_threads, command_output, input_digest, parse_set_options, sharded_output, \
+        weights_files_digest
 
     has_regions = bool(args.regions or args.region)
     if args.sequence_fasta and (args.fasta or has_regions):
@@ -91,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("need --fasta with --regions or --region (or --sequence-fasta)")
     if args.bigwig and args.sequence_fasta:
         raise UserError("bigWig output needs genome coordinates: use --fasta with regions, not --sequence-fasta")
-    device = resolve_device(args.device)
+    shard = resolve_shard(args.shard)
+    apply_threads(args.threads)
+    device = rank_device(resolve_device(args.device))
     options = PredictOptions(
         sequence_length=args.length, heads=tuple(args.heads) if args.heads else None,
         tracks=tuple(args.tracks) if args.tracks else None,
@@ -112,6 +119,29 @@ def run(args: argparse.Namespace) -> int:
     }
     settings = {**vars(args), "shifts": list(options.shifts), "device": str(device)}
     paths = ("weights", "fasta", "regions", "region", "sequence_fasta", "targets", "bigwig", "device")
+    if shard is not None:
+        sharded = sharded_output("predict", args.out, settings, inputs, shard, args.overwrite, device, paths)
+        genome = Genome(args.fasta) if args.fasta else None
+        if sharded.open():
+            predict_up_to_date(sharded.out, genome, regions)
+            path, verb = sharded.out, "is up to date"
+        else:
+            model = load_model(args.weights, overrides=parse_set_options(args.set, args.attention))
+            path = predict(model, args.out, genome=genome, regions=regions, sequences=args.sequence_fasta,
+                           options=options, progress=args.progress, sharded=sharded)
+            verb = "wrote"
+        if path is None:
+            print(f"wrote part {shard} of {args.out} into {sharded.folder}; the shard that ends last merges them")
+            return 0
+        if args.bigwig:  # the merging shard (or a rerun) writes them from the merged file
+            with command_output("predict", args.bigwig, DIRECTORY, settings, inputs, args.overwrite, device,
+                                paths) as bigwig:
+                if not bigwig.up_to_date:
+                    write_bigwigs(path, bigwig.start(), genome.sizes)
+                    bigwig.finish()
+        print(f"{path} is up to date" if verb != "wrote" else f"wrote {path} from {shard.count} parts"
+              + (f" and {args.bigwig}" if args.bigwig else ""))
+        return 0
     with contextlib.ExitStack() as stack:
         output = stack.enter_context(command_output("predict", args.out, FILE, settings, inputs, args.overwrite,
                                                     device, paths))
@@ -120,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
             bigwig = stack.enter_context(command_output("predict", args.bigwig, DIRECTORY, settings, inputs,
                                                         args.overwrite, device, paths))
         genome = Genome(args.fasta) if args.fasta else None
+        if not output.up_to_date:
+            refuse_split(output.out, output.plan.fingerprint)
         if output.up_to_date and (bigwig is None or bigwig.up_to_date):
             predict_up_to_date(output.out, genome, regions)
             print(f"{output.out} is up to date" + (f" (and {bigwig.out})" if bigwig else ""))

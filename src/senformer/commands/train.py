@@ -6,18 +6,34 @@ Flags override the file; the resolved settings are written to ``OUT/settings.jso
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
-from ..config import ATTENTION_KINDS
+from ..config import ATTENTION_KINDS, PRESETS
 from ..errors import UserError
 from .common import parse_set_options
+from .options import add_progress_argument
+
+
+def _default(name: str) -> str:
+    """``(default: X)`` for a TrainSettings field: an absent flag leaves the settings file's value, else this."""
+    from ..train.settings import TrainSettings
+
+    fields = {f.name: f for f in dataclasses.fields(TrainSettings)}
+    value = fields[name].default
+    if value is None:
+        return "(default: none)"
+    if isinstance(value, bool):
+        value = "on" if value else "off"
+    return f"(default: {value})"
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "train", help="train or fine-tune (full, attention-only, heads; distillation; resumable; torchrun)",
         description="Train on Basenji2-layout datasets. Settings come from --config (YAML or JSON) with flags on "
-        "top; every setting is a field of senformer.train.TrainSettings. Run under torchrun for many processes.",
+        "top; every setting is a field of senformer.train.TrainSettings, and the defaults below are its own "
+        "(a flag left out keeps the settings file's value). Run under torchrun for many processes.",
     )
     parser.add_argument("--config", help="settings file (YAML or JSON mapping of TrainSettings fields)")
     parser.add_argument("--out", required=True, help="output directory (logs, checkpoints, weights/)")
@@ -28,52 +44,68 @@ def register(subparsers) -> None:
     data.add_argument("--genome", action="append", default=[], metavar="[HEAD=]FASTA",
                       help="genome to extend each record's sequence to --sequence-length")
     data.add_argument("--sequence-length", type=int, help="input length in bp (default: the records' length)")
-    data.add_argument("--max-train-examples", type=int, help="train on the first N examples only")
+    data.add_argument("--max-train-examples", type=int,
+                      help="train on the first N examples only (default: the whole split)")
     model = parser.add_argument_group("model")
-    model.add_argument("--preset", help="named configuration when training from scratch; with --init, its fields "
-                       "(e.g. s-enformer-report: bigbird, no relative positions, key size 192) go on top of the weights' config")
-    model.add_argument("--model-config", help="EnformerConfig JSON when training from scratch")
-    model.add_argument("--attention", choices=ATTENTION_KINDS, help="attention kind")
+    model.add_argument("--preset", choices=sorted(PRESETS),
+                       help="named configuration when training from scratch; with --init, its fields "
+                       "(e.g. s-enformer-report: bigbird, no relative positions, key size 192) go on top of the "
+                       f"weights' config {_default('preset')}")
+    model.add_argument("--model-config", help="EnformerConfig JSON when training from scratch (replaces --preset)")
+    model.add_argument("--attention", choices=ATTENTION_KINDS,
+                       help="attention kind (default: the preset's, or the --init weights')")
     model.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                       help="override one EnformerConfig field (JSON value), e.g. --set depth=2")
-    model.add_argument("--init", dest="init_weights", help="initial weights (any format senformer loads)")
+                       help="override one EnformerConfig field (JSON value), e.g. --set depth=2 or "
+                       "--set output_heads='{\"human\": 8}'")
+    model.add_argument("--init", dest="init_weights",
+                       help="initial weights (any format senformer loads) (default: none, train from scratch)")
     model.add_argument("--init-skip", dest="init_skip", metavar="attention|REGEX",
                        help="tensors that keep their fresh initialisation instead of loading from --init (they may "
                        "differ in shape or be absent there): 'attention' (every attention module) or a regular "
                        "expression on tensor names; everything else must load exactly")
-    model.add_argument("--new-head", action="append", default=[], metavar="NAME:TRACKS",
-                       help="add a freshly initialised head for your own tracks")
+    model.add_argument("--new-head", action="append", default=[], metavar="NAME=TRACKS",
+                       help="add a freshly initialised head for your own tracks (train it with --data NAME=DIR)")
     what = parser.add_argument_group("what trains and how")
-    what.add_argument("--train", help="all | attention | heads | a regular expression on parameter names")
-    what.add_argument("--steps", type=int)
-    what.add_argument("--batch-size", type=int, help="per process and update")
-    what.add_argument("--grad-accumulation", type=int)
-    what.add_argument("--lr", dest="learning_rate", type=float)
-    what.add_argument("--warmup-steps", type=int)
-    what.add_argument("--decay", choices=["none", "cosine"])
-    what.add_argument("--clip-grad-norm", type=float)
-    what.add_argument("--shift", type=int, help="random shift of up to +-N bp (0: off)")
-    what.add_argument("--no-reverse-complement", dest="reverse_complement", action="store_false", default=None)
-    what.add_argument("--teacher", help="full-attention teacher weights for distillation")
-    what.add_argument("--distill-weight", type=float, help="0: data loss only, 1: teacher only")
-    what.add_argument("--batchnorm", choices=["cross-rank", "local"])
-    what.add_argument("--bf16", action="store_true", default=None, help="bfloat16 autocast")
+    what.add_argument("--train", help=f"all | attention | heads | a regular expression on parameter names {_default('train')}")
+    what.add_argument("--steps", type=int, help=f"optimizer steps per head {_default('steps')}")
+    what.add_argument("--batch-size", type=int, help=f"examples per process and update {_default('batch_size')}")
+    what.add_argument("--grad-accumulation", type=int,
+                      help=f"micro-batches per update {_default('grad_accumulation')}")
+    what.add_argument("--lr", dest="learning_rate", type=float, help=f"peak learning rate {_default('learning_rate')}")
+    what.add_argument("--warmup-steps", type=int,
+                      help=f"steps of linear learning-rate warm-up {_default('warmup_steps')}")
+    what.add_argument("--decay", choices=["none", "cosine"], help=f"learning-rate decay after warm-up {_default('decay')}")
+    what.add_argument("--clip-grad-norm", type=float, help=f"clip the gradient norm at this {_default('clip_grad_norm')}")
+    what.add_argument("--shift", type=int, help=f"random shift of up to +-N bp (0: off) {_default('shift')}")
+    what.add_argument("--no-reverse-complement", dest="reverse_complement", action="store_false", default=None,
+                      help="no reverse-complement augmentation (default: augment)")
+    what.add_argument("--teacher", help="full-attention teacher weights for distillation (default: none)")
+    what.add_argument("--distill-weight", type=float,
+                      help=f"0: data loss only, 1: teacher only {_default('distill_weight')}")
+    what.add_argument("--batchnorm", choices=["cross-rank", "local"],
+                      help=f"BatchNorm statistics across processes or per process {_default('batchnorm')}")
+    what.add_argument("--bf16", action="store_true", default=None,
+                      help="bfloat16 autocast where the device computes it natively (else fp32, with a warning)")
     what.add_argument("--checkpoint-activations", action="store_true", default=None,
                       help="recompute transformer activations in backward")
     what.add_argument("--checkpoint-conv-tower", action="store_true", default=None,
                       help="activation checkpointing of the stem and conv tower (the full-resolution activations)")
     run = parser.add_argument_group("evaluation, checkpoints, hardware")
-    run.add_argument("--eval-every", type=int, help="steps between validations (0: never)")
-    run.add_argument("--eval-examples", type=int)
-    run.add_argument("--eval-split")
-    run.add_argument("--checkpoint-every", type=int)
-    run.add_argument("--keep-checkpoints", type=int)
-    run.add_argument("--log-every", type=int)
-    run.add_argument("--seed", type=int)
-    run.add_argument("--deterministic", action="store_true", default=None)
-    run.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    run.add_argument("--threads", type=int, help="torch threads per process")
-    run.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    run.add_argument("--eval-every", type=int, help=f"steps between validations (0: never) {_default('eval_every')}")
+    run.add_argument("--eval-examples", type=int,
+                     help=f"validation examples per evaluation {_default('eval_examples')}; none: the whole split")
+    run.add_argument("--eval-split", help=f"split to validate on {_default('eval_split')}")
+    run.add_argument("--checkpoint-every", type=int, help=f"steps between checkpoints {_default('checkpoint_every')}")
+    run.add_argument("--keep-checkpoints", type=int, help=f"checkpoints kept {_default('keep_checkpoints')}")
+    run.add_argument("--log-every", type=int, help=f"steps between log lines {_default('log_every')}")
+    run.add_argument("--seed", type=int, help=f"random seed {_default('seed')}")
+    run.add_argument("--deterministic", action="store_true", default=None,
+                     help="torch.use_deterministic_algorithms (slower)")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda"],
+                     help=f"auto (CUDA when available, else CPU), cpu or cuda (under torchrun, each process "
+                     f"its local rank's GPU) {_default('device')}")
+    run.add_argument("--threads", type=int, help="torch threads per process (default: torch's choice)")
+    add_progress_argument(run, default=None)
     parser.set_defaults(run=run_command)
 
 
@@ -110,9 +142,10 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.new_head:
         heads = {}
         for item in args.new_head:
-            name, sep, tracks = item.partition(":")
+            # NAME=TRACKS, as --data HEAD=DIR; NAME:TRACKS is the older spelling.
+            name, sep, tracks = item.partition("=") if "=" in item else item.partition(":")
             if not sep or not tracks.isdigit():
-                raise UserError(f"--new-head expects NAME:TRACKS, got {item!r}")
+                raise UserError(f"--new-head expects NAME=TRACKS, got {item!r}")
             heads[name] = int(tracks)
         overrides["new_heads"] = heads
     return overrides

@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..config import EnformerConfig
+from ..device import use_bf16
 from ..errors import UserError
 from ..inference import predict_batch
 from ..io import atomic_write_text, json_text, output_lock, write_json
@@ -104,6 +105,16 @@ def build_model(settings: TrainSettings) -> tuple[Enformer, list[str]]:
         settings.init_weights, settings.config_overrides(), new_heads=new_heads, skip=settings.init_skip
     )
     return model, new_head_parameters
+
+
+def head_mismatch_message(head: str, tracks: int, have: int, directory: Any, from_weights: bool) -> str:
+    """One line for a head whose track count differs from its dataset's, with the two ways out: a new head
+    for the dataset, or (from scratch) a head of the dataset's size."""
+    resize = ("or load the weights with --init-skip 'heads\\.' and --set output_heads=... of that size" if from_weights
+              else f"or give the head {have} tracks: --set output_heads='{{\"{head}\": {have}}}'")
+    where = f" ({directory})" if directory else ""
+    return (f"head {head!r} predicts {tracks} tracks but its data{where} has {have}: train a new head for them "
+            f"(--new-head NAME={have} --data NAME={directory or 'DIR'}) {resize}")
 
 
 def load_teacher(settings: TrainSettings, heads: Mapping[str, int], device: torch.device) -> Enformer | None:
@@ -197,12 +208,13 @@ class Trainer:
         if missing:
             raise UserError(
                 f"the model has no head {', '.join(map(repr, missing))} (heads: {', '.join(model.heads)}); "
-                "add one with --new-head NAME:TRACKS"
+                "add one with --new-head NAME=TRACKS"
             )
         for head in self.head_names:
-            tracks = model.config.output_heads[head]
-            if self.data[head].train.num_tracks != tracks:
-                raise UserError(f"head {head!r} predicts {tracks} tracks but its data has {self.data[head].train.num_tracks}")
+            tracks, have = model.config.output_heads[head], self.data[head].train.num_tracks
+            if have != tracks:
+                raise UserError(head_mismatch_message(head, tracks, have, self.data[head].directory,
+                                                      from_weights=settings.init_weights is not None))
         self.trainable = freeze(model, settings.train, extra=fresh)
         # A head without data never gets a gradient: freeze it, so DDP and Adam never see it.
         for name, parameter in model.named_parameters():
@@ -246,6 +258,8 @@ class Trainer:
         }
         self.step = 0
         self.stop_requested = False
+        # Where the CPU (or GPU) only emulates bf16 it is far slower than fp32: warn once and run fp32.
+        self.bf16 = use_bf16(settings.bf16, context.device)
         # Dropout differs per rank (as on TPU replicas) but is reproducible.
         torch.manual_seed(settings.seed + 1000003 * context.rank)
 
@@ -322,7 +336,7 @@ class Trainer:
 
     # Steps ------------------------------------------------------------------------------------
     def _autocast(self):
-        if not self.settings.bf16:
+        if not self.bf16:
             return contextlib.nullcontext()
         return torch.autocast(self.context.device.type, dtype=torch.bfloat16)
 
@@ -376,11 +390,11 @@ class Trainer:
                 batch_size = settings.eval_batch_size or settings.batch_size
                 for batch in eval_batches(source, batch_size, self.context.rank, self.context.world_size, settings.eval_examples):
                     sequence, target = batch["sequence"], batch["target"]  # predictions come back on the CPU
-                    prediction = predict_batch(self.model, sequence, heads=[head], bf16=settings.bf16, device=device)[head]
+                    prediction = predict_batch(self.model, sequence, heads=[head], bf16=self.bf16, device=device)[head]
                     sums.update(prediction, target)
                     loss_sum += torch.tensor([float(poisson_loss(prediction, target)) * len(target), len(target)], dtype=torch.float64)
                     if teacher_sums is not None:
-                        teacher_prediction = predict_batch(self.teacher, sequence, heads=[head], bf16=settings.bf16,
+                        teacher_prediction = predict_batch(self.teacher, sequence, heads=[head], bf16=self.bf16,
                                                            device=device)[head]
                         teacher_sums.update(prediction, teacher_prediction)
                 all_reduce_pearson(sums)
@@ -418,6 +432,10 @@ class Trainer:
             f"{context.world_size} process(es) on {context.device}; batch {settings.batch_size} x "
             f"{settings.grad_accumulation} accumulation x {context.world_size} ranks"
         )
+        if settings.warmup_steps > settings.steps:
+            self.print(f"senformer train: warning: the warm-up ({settings.warmup_steps} steps) is longer than the run "
+                       f"({settings.steps} steps): the learning rate reaches only {settings.steps / settings.warmup_steps:.0%} "
+                       f"of {settings.learning_rate:g}; lower --warmup-steps or raise --steps")
         set_training_mode(self.model)
         with _stop_on_signals(self):
             self._loop()
