@@ -729,7 +729,12 @@ def _accuracy_study_section(report: Report, path: Path | None, numbers: dict) ->
     check = record.get("attention_matters") or {}
     models = {m["name"]: m for m in record["models"]}
     parts = []
-    for model in record["models"][:1] + [m for m in record["models"] if str(m["row"]) in ("2", "3", "6")][:3]:
+    def longest(row: str) -> list[dict]:
+        # A row's longest-trained model at the row's own learning rate (rows 5-7 are also reported earlier).
+        chosen = [m for m in record["models"] if str(m["row"]) == row and m.get("lr_factor") is None]
+        return [max(chosen, key=lambda m: m.get("steps") or 0)] if chosen else []
+
+    for model in [m for row in ("1", "2", "3", "5", "6") for m in longest(row)]:
         mean = (model["metrics"].get("pooled/long-range") or {}).get("mean")
         if mean is not None:
             parts.append(f"row {model['row']} {model['name']} {mean:.3f}")
