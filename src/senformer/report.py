@@ -638,7 +638,7 @@ def _live_attention_section(report: Report, run: Path, recorded: Path | None, nu
                          "memory vs full": record.get("memory_vs_full", float("nan"))})
         report.paragraph(f"{label.capitalize()}: {_machine_text(document['machine'])}, {document['created']}; "
                          f"senformer benchmark attention --dim {settings['dim']} --heads {settings['heads']} --lengths "
-                         + " ".join(str(n) for n in settings["lengths"]) + " --kinds " + " ".join(settings["kinds"])
+                         + ",".join(str(n * 128) for n in settings["lengths"]) + " --kinds " + " ".join(settings["kinds"])
                          + f" --repeats {settings['repeats']}")
     report.table(pd.DataFrame(rows), "One attention layer, forward + backward", source=sources)
     for curves, ylabel, what in ((curves_time, "forward + backward (s)", "time"),

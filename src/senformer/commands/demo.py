@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from .benchmark import POSITION_BP
 from ..io import atomic_write_text
 
 
@@ -224,8 +225,10 @@ def _stage_argv(out: Path, stage: str, settings: DemoSettings) -> list[str]:
                 "--ism-width", str(settings.ism_width), "--out", str(out / stage), *quiet]
     if stage == "attention":
         return ["benchmark", "attention", "--out", str(out / stage), "--dim", str(settings.attention_dim),
-                "--heads", str(settings.attention_heads), "--lengths", *[str(n) for n in settings.attention_positions],
-                "--kinds", *settings.attention_kinds, "--repeats", "2", "--device", "cpu", "--timeout", "300"]
+                "--heads", str(settings.attention_heads),
+                "--lengths", ",".join(str(n * POSITION_BP) for n in settings.attention_positions),
+                "--kinds", *settings.attention_kinds, "--repeats", "2", "--device", "cpu", "--timeout", "300",
+                "--no-progress"]
     raise ValueError(f"unknown stage {stage!r}")
 
 
