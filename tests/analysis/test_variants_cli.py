@@ -122,3 +122,21 @@ def test_a_second_run_on_one_output_is_refused_naming_the_holder(workspace, tmp_
         holder.kill()
         holder.wait()
     assert main(command(workspace, out, "--vcf", str(FIXTURES / "variants.vcf.gz"))) == 0
+
+
+def test_bf16_engine_is_as_close_to_whole_bf16_windows_as_bf16_is_to_fp32(workspace, tmp_path, monkeypatch):
+    import senformer.device
+
+    monkeypatch.setattr(senformer.device, "bf16_supported", lambda device: True)  # whatever this CPU has
+    vcf = str(FIXTURES / "variants.vcf.gz")
+    runs = {"fp32": [], "bf16": ["--bf16"], "bf16-plain": ["--bf16", "--plain"]}
+    scores = {}
+    for name, extra in runs.items():
+        assert main(command(workspace, tmp_path / f"{name}.tsv", "--vcf", vcf, "--stats", "REF,ALT", *extra)) == 0
+        scores[name] = pd.read_csv(tmp_path / f"{name}.tsv", sep="\t").filter(regex="^(REF|ALT):").to_numpy()
+    scored = np.isfinite(scores["fp32"]).all(axis=1)
+    assert scored.sum() >= 9 and all(np.isfinite(values[scored]).all() for values in scores.values())
+    bf16_error = np.abs(scores["bf16-plain"][scored] - scores["fp32"][scored]).max()
+    engine_error = np.abs(scores["bf16"][scored] - scores["bf16-plain"][scored]).max()
+    assert 0 < bf16_error and engine_error <= bf16_error  # the bound for bf16
+    assert json.loads((tmp_path / "bf16.tsv.run.json").read_text())["settings"]["bf16"] is True

@@ -83,7 +83,7 @@ def test_a_killed_run_resumes_where_it_stopped(model, fasta, tmp_path, monkeypat
     whole = write_variant_scores(model, fasta, FIXTURES / "variants.vcf.gz", tmp_path / f"whole.{suffix}", OPTIONS,
                                  progress=False)
     out = tmp_path / f"killed.{suffix}"
-    writer = variants_module._H5Writer if suffix == "h5" else variants_module._TableWriter
+    writer = variants_module.H5Writer if suffix == "h5" else variants_module.TableWriter
     with monkeypatch.context() as patch:
         interrupt_after(patch, writer, appends=2)  # two windows written, then killed
         with pytest.raises(Killed):
@@ -114,7 +114,7 @@ def test_a_killed_run_resumes_where_it_stopped(model, fasta, tmp_path, monkeypat
 def test_a_partial_from_other_genome_bases_starts_again(model, fasta, tmp_path, monkeypatch, capsys):
     out = tmp_path / "scores.tsv"
     with monkeypatch.context() as patch:
-        interrupt_after(patch, variants_module._TableWriter, appends=1)
+        interrupt_after(patch, variants_module.TableWriter, appends=1)
         with pytest.raises(Killed):
             write_variant_scores(model, fasta, FIXTURES / "variants.vcf.gz", out, OPTIONS, progress=False)
     lines = fasta.read_text().splitlines()

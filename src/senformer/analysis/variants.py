@@ -53,13 +53,11 @@ windows: each shard scores a contiguous run of them into its part, and the parts
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import hashlib
 import itertools
 import json
 import os
 import sys
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -74,11 +72,9 @@ from ..fingerprint import bases_digest, file_digest, value_digest, weights_diges
 from ..io import FILE, OutputPlan, finish_output, output_lock, plan_output, start_partial
 from ..predict import Geometry, check_shifts
 from ..shards import rows_written
+from .variant_files import KEY_COLUMNS, H5Writer, Row, ScoredRow, TableWriter, output_format
 
 STATS = ("SAD", "center", "logSAD", "D2", "REF", "ALT")
-KEY_COLUMNS = ("chrom", "pos", "id", "ref", "alt", "anchor", "distance", "note")
-SUFFIXES = (".tsv.gz", ".tsv", ".h5")  # the output formats, longest suffix first
-_CHUNK = 1 << 20
 REF_CHECK_VARIANTS = 1000  # the genome-build rule looks at this many variants ...
 REF_MISMATCH_SHARE = 0.10  # ... and stops when more than this share of them disagree with the genome
 SKIP_REF_MISMATCH = "skipped: REF differs from the genome"
@@ -103,6 +99,7 @@ class VariantOptions:
     batch_size: int = 4
     allow_ref_mismatch: bool = False
     plain: bool = False  # whole windows instead of the edit engine
+    bf16: bool = False  # bfloat16 autocast where the device computes it natively (float32 elsewhere, said once)
 
     def __post_init__(self) -> None:
         if self.center_bins < 1 or self.center_bins % 2 == 0:
@@ -142,22 +139,6 @@ def read_anchors(path: str | os.PathLike) -> list[Anchor]:
     if not anchors:
         raise UserError(f"{path} holds no anchors")
     return anchors
-
-
-@dataclass
-class Row:
-    """One output row: an allele scored in one window (``edit`` None: skipped, ``note`` says why)."""
-
-    variant: Variant
-    anchor: str
-    distance: int
-    note: str = ""
-    edit: object | None = None  # senformer.edits.Edit
-
-    @property
-    def key(self) -> tuple[str, int, str, str, str]:
-        """The row's stable identity (also across shards): (chrom, pos, ref, alt, anchor)."""
-        return self.variant.chrom, self.variant.pos, self.variant.ref, self.variant.alt, self.anchor
 
 
 @dataclass
@@ -319,14 +300,6 @@ def variant_stats(reference: torch.Tensor, alternative: torch.Tensor, centres: S
     return {stat: values[stat]().numpy() for stat in stats}
 
 
-@dataclass
-class ScoredRow:
-    row: Row
-    scores: dict[str, np.ndarray] | None  # None: skipped
-    bases: str  # SHA-256 of the window's input bases
-    ends_window: bool = False  # the last row of its window
-
-
 def _tokens(bases: str) -> torch.Tensor:
     from ..sequence import tokens
 
@@ -363,7 +336,8 @@ def score_windows(model, genome: Genome, windows: Iterable[Window], options: Var
                 tracks={options.head: tracks}, reverse_complement=options.reverse_complement, shifts=options.shifts,
                 margin=margin, batch_size=options.batch_size, accumulate=torch.float64,
                 left_flank=_tokens(bases[:flank]) if flank else None,
-                right_flank=_tokens(bases[len(bases) - flank :]) if flank else None, plain=options.plain)
+                right_flank=_tokens(bases[len(bases) - flank :]) if flank else None, plain=options.plain,
+                bf16=options.bf16)
             reference = engine.reference_output()[options.head]
             unchanged = [row for row in edited if row.edit.ref == row.edit.alt]
             if unchanged:  # ALT = REF is the reference itself: exactly no effect, in any precision
@@ -385,231 +359,6 @@ def _refuse_non_finite(row: Row, scores: dict[str, np.ndarray], tracks: np.ndarr
             where = f" (anchor {row.anchor})" if row.anchor else ""
             raise UserError(f"variant {row.variant}{where}: {stat} of track {int(tracks[bad[0]])} is not finite "
                             f"({values[bad[0]]}): the model's outputs are broken (non-finite weights or an overflow)")
-
-
-# Writers ----------------------------------------------------------------------------------------------------
-def output_format(out: str | os.PathLike) -> str:
-    """``tsv``, ``tsv.gz`` or ``h5`` from the name of ``out``; else one UserError line."""
-    name = Path(out).name.lower()
-    for suffix in SUFFIXES:
-        if name.endswith(suffix):
-            return suffix[1:]
-    raise UserError(f"--out {out}: the name must end in .tsv, .tsv.gz or .h5 (the output format)")
-
-
-class _TableWriter:
-    """TSV rows, plain or one gzip member per append; row digests beside it in ``PARTIAL.bases``."""
-
-    def __init__(self, path: Path, columns: list[str], compressed: bool):
-        self.path, self.columns, self.compressed = path, columns, compressed
-        self.digest_path = path.with_name(path.name + ".bases")
-
-    def reset(self) -> list[str]:
-        self.path.write_bytes(self._encode("\t".join(self.columns) + "\n"))
-        self.digest_path.write_text("", encoding="ascii")
-        return []
-
-    def resume(self) -> list[str]:
-        """Digests of the complete rows; a torn last line or gzip member is cut off. The file is read in
-        chunks, never whole: a partial output can be larger than memory."""
-        if not self.path.is_file() or not self.digest_path.is_file():
-            return self.reset()
-        header, lines, kept = (self._complete_gzip if self.compressed else self._complete_lines)()
-        if header != ("\t".join(self.columns) + "\n").encode("utf-8"):
-            return self.reset()
-        if kept != self.path.stat().st_size:
-            with open(self.path, "r+b") as handle:
-                handle.truncate(kept)
-        digests = self.digest_path.read_text(encoding="ascii").split("\n")[:-1]
-        rows = lines - 1
-        if len(digests) < rows:  # digests are written before their rows: this file was not written so
-            return self.reset()
-        if len(digests) > rows:
-            self.digest_path.write_text("".join(d + "\n" for d in digests[:rows]), encoding="ascii")
-        return digests[:rows]
-
-    def _complete_lines(self) -> tuple[bytes, int, int]:
-        """(header line, complete lines, bytes up to the last newline) of a plain TSV."""
-        with open(self.path, "rb") as handle:
-            header = handle.readline()
-            lines, offset, kept = (1, len(header), len(header)) if header.endswith(b"\n") else (0, 0, 0)
-            while chunk := handle.read(_CHUNK):
-                lines += chunk.count(b"\n")
-                last = chunk.rfind(b"\n")
-                if last >= 0:
-                    kept = offset + last + 1
-                offset += len(chunk)
-        return header, lines, kept
-
-    def _complete_gzip(self) -> tuple[bytes, int, int]:
-        """(first member's text = the header, lines in complete members, bytes up to the last complete one)."""
-        header, lines, kept = b"", 0, 0
-        member_lines, member_bytes, first = 0, 0, True
-        stream = zlib.decompressobj(wbits=31)
-        with open(self.path, "rb") as handle:
-            buffer = b""
-            while True:
-                if not buffer:
-                    buffer = handle.read(_CHUNK)
-                    if not buffer:
-                        break
-                try:
-                    text = stream.decompress(buffer)
-                except zlib.error:
-                    break
-                member_lines += text.count(b"\n")
-                if first:
-                    header += text
-                if not stream.eof:
-                    member_bytes += len(buffer)
-                    buffer = b""
-                    continue
-                kept += member_bytes + len(buffer) - len(stream.unused_data)
-                lines += member_lines
-                buffer, member_lines, member_bytes, first = stream.unused_data, 0, 0, False
-                stream = zlib.decompressobj(wbits=31)
-        return header, lines, kept
-
-    def _encode(self, text: str) -> bytes:
-        return gzip.compress(text.encode("utf-8"), mtime=0) if self.compressed else text.encode("utf-8")
-
-    def append(self, rows: list[ScoredRow], stats: Sequence[str], num_tracks: int) -> None:
-        with open(self.digest_path, "a", encoding="ascii") as handle:
-            handle.write("".join(row.bases + "\n" for row in rows))
-        lines = []
-        for scored in rows:
-            row, variant = scored.row, scored.row.variant
-            keys = [variant.chrom, str(variant.pos), variant.id, variant.ref, variant.alt, row.anchor,
-                    str(row.distance), row.note]
-            if scored.scores is None:
-                values = ["nan"] * (len(stats) * num_tracks)
-            else:
-                values = [f"{value:.9g}" for stat in stats for value in scored.scores[stat]]
-            lines.append("\t".join(keys + values) + "\n")
-        with open(self.path, "ab") as handle:
-            handle.write(self._encode("".join(lines)))
-
-    def finish(self) -> None:
-        self.digest_path.unlink(missing_ok=True)
-
-    def concatenate(self, parts: Sequence[Path]) -> None:
-        """Write the header, then the rows of each finished part (a table of the same columns) in order."""
-        header = self._encode("\t".join(self.columns) + "\n")
-        with open(self.path, "wb") as target:
-            target.write(header)
-            for part in parts:
-                if part.stat().st_size == 0:
-                    continue  # a shard without windows
-                with open(part, "rb") as source:
-                    if source.read(len(header)) != header:
-                        raise UserError(f"{part} does not start with the columns of {self.path.name}: not a part "
-                                        "of this output")
-                    while chunk := source.read(_CHUNK):
-                        target.write(chunk)
-
-    def close(self) -> None:
-        """Every append is complete on disk when it returns: nothing is held open."""
-
-
-class _H5Writer:
-    """``/variants``, ``/scores/<stat>`` and ``/tracks`` grown by each append; ``completed`` counts rows."""
-
-    def __init__(self, path: Path, stats: Sequence[str], tracks: np.ndarray, names: list[str],
-                 descriptions: list[str]):
-        self.path, self.stats, self.tracks, self.names, self.descriptions = path, stats, tracks, names, descriptions
-        self.handle = None
-
-    def reset(self) -> list[str]:
-        import h5py
-
-        self.close()
-        self.path.unlink(missing_ok=True)
-        self.handle = h5py.File(self.path, "w")
-        strings = h5py.string_dtype("utf-8")
-        group = self.handle.create_group("variants")
-        for name in ("chrom", "id", "ref", "alt", "anchor", "note"):
-            group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=strings, chunks=(1024,))
-        for name in ("pos", "distance"):
-            group.create_dataset(name, shape=(0,), maxshape=(None,), dtype=np.int64, chunks=(1024,))
-        group.create_dataset("bases_sha256", shape=(0,), maxshape=(None,), dtype="S64", chunks=(1024,))
-        scores = self.handle.create_group("scores")
-        for stat in self.stats:
-            scores.create_dataset(stat, shape=(0, len(self.tracks)), maxshape=(None, len(self.tracks)),
-                                  dtype=np.float32, chunks=(max(1, min(1024, 2**20 // (4 * len(self.tracks)))),
-                                                            len(self.tracks)))
-        tracks = self.handle.create_group("tracks")
-        tracks.create_dataset("index", data=np.asarray(self.tracks, dtype=np.int64))
-        tracks.create_dataset("identifier", data=np.array(self.names, dtype=object), dtype=strings)
-        tracks.create_dataset("description", data=np.array(self.descriptions, dtype=object), dtype=strings)
-        self.handle.attrs["stats"] = list(self.stats)
-        self.handle.attrs["completed"] = 0
-        self.handle.flush()
-        return []
-
-    def resume(self) -> list[str]:
-        import h5py
-
-        try:
-            self.handle = h5py.File(self.path, "a")
-            completed = int(self.handle.attrs["completed"])
-            if list(self.handle.attrs["stats"]) != list(self.stats):
-                raise KeyError("stats")
-            digests = [bytes(value).decode("ascii") for value in self.handle["variants/bases_sha256"][:completed]]
-        except (OSError, KeyError, ValueError):
-            return self.reset()  # killed before the file could be opened again: start it over
-        self._resize(completed)
-        return digests
-
-    def _resize(self, count: int) -> None:
-        for dataset in self._datasets():
-            dataset.resize(count, axis=0)
-
-    def _datasets(self):
-        yield from self.handle["variants"].values()
-        yield from self.handle["scores"].values()
-
-    def append(self, rows: list[ScoredRow], stats: Sequence[str], num_tracks: int) -> None:
-        start = int(self.handle.attrs["completed"])
-        stop = start + len(rows)
-        self._resize(stop)
-        group = self.handle["variants"]
-        columns = {
-            "chrom": [r.row.variant.chrom for r in rows], "id": [r.row.variant.id for r in rows],
-            "ref": [r.row.variant.ref for r in rows], "alt": [r.row.variant.alt for r in rows],
-            "anchor": [r.row.anchor for r in rows], "note": [r.row.note for r in rows],
-        }
-        for name, values in columns.items():
-            group[name][start:stop] = np.array(values, dtype=object)
-        group["pos"][start:stop] = [r.row.variant.pos for r in rows]
-        group["distance"][start:stop] = [r.row.distance for r in rows]
-        group["bases_sha256"][start:stop] = [r.bases.encode("ascii") for r in rows]
-        for stat in stats:
-            block = np.full((len(rows), num_tracks), np.nan, dtype=np.float32)
-            for index, scored in enumerate(rows):
-                if scored.scores is not None:
-                    block[index] = scored.scores[stat]
-            self.handle["scores"][stat][start:stop] = block
-        self.handle.attrs["completed"] = stop
-        self.handle.flush()
-
-    def extend(self, part: Path) -> None:
-        """Append every row of a finished part (an HDF5 output of the same stats and tracks)."""
-        import h5py
-
-        start = int(self.handle.attrs["completed"])
-        with h5py.File(part, "r") as source:
-            count = int(source.attrs["completed"])
-            self._resize(start + count)
-            for dataset in self._datasets():
-                dataset[start : start + count] = source[dataset.name][:count]
-        self.handle.attrs["completed"] = start + count
-        self.handle.flush()
-
-    def close(self) -> None:
-        if self.handle is not None:
-            self.handle.close()
-            self.handle = None
-
 
 
 # The run ----------------------------------------------------------------------------------------------------
@@ -763,7 +512,7 @@ def _run_shard(sharded, model, genome: Genome, vcf_path: Path, options: VariantO
         tracks, names, descriptions = track_selection(model, options)
         kind = output_format(sharded.out)
         if kind == "h5":
-            writer = _H5Writer(partial, options.stats, tracks, names, descriptions)
+            writer = H5Writer(partial, options.stats, tracks, names, descriptions)
             writer.reset()
             try:
                 for path in parts:
@@ -773,7 +522,7 @@ def _run_shard(sharded, model, genome: Genome, vcf_path: Path, options: VariantO
                 writer.close()
         else:
             columns = list(KEY_COLUMNS) + [f"{stat}:{name}" for stat in options.stats for name in names]
-            _TableWriter(partial, columns, compressed=kind == "tsv.gz").concatenate(parts)
+            TableWriter(partial, columns, compressed=kind == "tsv.gz").concatenate(parts)
         _refuse_stale_parts(sharded, records, genome, vcf_path, geometry, options, anchors)
         counts: dict[str, int] = {}
         for record in records:
@@ -827,10 +576,10 @@ def _run(plan: OutputPlan, record: dict, model, genome: Genome, vcf_path: Path, 
     tracks, names, descriptions = track_selection(model, options)
     kind = output_format(plan.out)
     if kind == "h5":
-        writer = _H5Writer(plan.partial, options.stats, tracks, names, descriptions)
+        writer = H5Writer(plan.partial, options.stats, tracks, names, descriptions)
     else:
         columns = list(KEY_COLUMNS) + [f"{stat}:{name}" for stat in options.stats for name in names]
-        writer = _TableWriter(plan.partial, columns, compressed=kind == "tsv.gz")
+        writer = TableWriter(plan.partial, columns, compressed=kind == "tsv.gz")
     with VariantFile(vcf_path) as vcf:
         if not options.allow_ref_mismatch:
             check_genome_build(vcf, genome)
@@ -876,7 +625,7 @@ def _run(plan: OutputPlan, record: dict, model, genome: Genome, vcf_path: Path, 
     bases = digest.hexdigest()
     record = {**record, "settings": {**record["settings"], "counts": counts, "bases_sha256": bases}}
     finish_output(plan, record)
-    if isinstance(writer, _TableWriter):
+    if isinstance(writer, TableWriter):
         writer.finish()
     return VariantRun(plan.out, counts, bases)
 

@@ -623,19 +623,24 @@ def plot_speedups(rows: Sequence[dict], ax):
 
 
 def plot_amortised(rows: Sequence[dict], ax):
-    """Amortised speed-up against the number of edits sharing a reference (solid), bound (dotted)."""
+    """Amortised speed-up against the number of edits sharing a reference (solid fp32, dashed bf16), and
+    its FLOP bound (dotted)."""
+    import matplotlib
+
     series = sorted({(r["scenario"], r["attention"], r["precision"]) for r in rows if r["timing"] == "amortised"})
-    for scenario, attention, precision in series:
+    colours = matplotlib.colormaps["tab20"]
+    for index, (scenario, attention, precision) in enumerate(series):
         chosen = sorted((r for r in rows if r["timing"] == "amortised" and
                          (r["scenario"], r["attention"], r["precision"]) == (scenario, attention, precision)),
                         key=lambda r: r["edits"])
-        line, = ax.plot([r["edits"] for r in chosen], [r["speedup"] for r in chosen], marker="o", markersize=3,
-                        label=f"{scenario} {attention} {precision}")
-        ax.plot([r["edits"] for r in chosen], [r["flop_bound"] for r in chosen], ":", color=line.get_color())
+        colour = colours(index % colours.N)
+        ax.plot([r["edits"] for r in chosen], [r["speedup"] for r in chosen], "-" if precision == "fp32" else "--",
+                marker="o", markersize=3, color=colour, label=f"{scenario} {attention} {precision}")
+        ax.plot([r["edits"] for r in chosen], [r["flop_bound"] for r in chosen], ":", color=colour)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("edits sharing one reference (N)")
     ax.set_ylabel("speed-up, reference included (x)")
-    ax.set_title("amortised (dotted: FLOP bound)", fontsize=10)
+    ax.set_title("amortised, computed from reference + steady state (dotted: FLOP bound)", fontsize=10)
     ax.grid(alpha=0.3)
     if series:
         ax.legend(fontsize=6)
