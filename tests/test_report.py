@@ -133,20 +133,21 @@ def test_length_curves_draws_the_cap_only_when_something_approaches_it():
     assert ax.get_ylim()[1] < 2  # scaled to the points, not to a cap none approaches
     assert not any(line.get_label().startswith("cap") or line.get_linestyle() == ":" for line in ax.lines)
     ax = Figure().subplots()
-    plots.length_curves(ax, [{**near[0], "failed": [4]}], "length", "GB", cap=20.0, cap_label="cap")
+    plots.length_curves(ax, [{**near[0], "failed": [4]}, {"x": [1], "y": [0.7], "label": "peer", "failed": [2, 4]}],
+                        "length", "GB", cap=20.0, cap_label="cap")
     assert ax.get_ylim()[1] >= 20 and any(line.get_label() == "cap" for line in ax.lines)
-    assert any(line.get_label() == "full: out of memory" for line in ax.lines)
+    assert [line.get_label() for line in ax.lines].count("x: out of memory") == 1
     with pytest.raises(ValueError, match="<= 0"):
         plots.length_curves(Figure().subplots(), [{"x": [1, 2], "y": [0.3, -0.1], "label": "per layer"}], "x", "y")
 
 
 STUDY_RECORD = {
     "models": [
-        {"name": "full@1000", "row": "1", "description": "full attention from scratch", "steps": 1000, "seeds": [0, 1, 2],
+        {"name": "full@1000", "row": "1", "description": "full attention from scratch", "steps": 1000, "lr_factor": None, "seeds": [0, 1, 2],
          "metrics": {"pooled": {"mean": 0.61, "sd": 0.01, "values": [0.6, 0.61, 0.62]},
                      "pooled/long-range": {"mean": 0.52, "sd": 0.02, "values": [0.5, 0.52, 0.54]}},
          "minus_row1": {}},
-        {"name": "control", "row": "2", "description": "row 1, attention removed", "steps": None, "seeds": [0, 1, 2],
+        {"name": "control", "row": "2", "description": "row 1, attention removed", "steps": None, "lr_factor": None, "seeds": [0, 1, 2],
          "metrics": {"pooled": {"mean": 0.5, "sd": 0.01, "values": [0.49, 0.5, 0.51]},
                      "pooled/long-range": {"mean": 0.3, "sd": 0.02, "values": [0.28, 0.3, 0.32]}},
          "minus_row1": {"pooled": {"difference": -0.11, "low": -0.13, "high": -0.09},
@@ -158,6 +159,9 @@ STUDY_RECORD = {
 
 def test_accuracy_study_table_is_read_from_study_json(tmp_path):
     from senformer.report import read_accuracy_study
+    from senformer.study import table_frame
+
+    assert len(table_frame(STUDY_RECORD)) == 2  # the record is one the study's own table reads
 
     path = tmp_path / "study.json"
     path.write_text(json.dumps(STUDY_RECORD))

@@ -184,6 +184,7 @@ def length_curves(ax: Axes, curves, xlabel: str, ylabel: str, title: str = "", l
     highest = max((max(c["y"]) for c in curves if len(c["y"])), default=0.0)
     failures = any(len(c.get("failed", ())) for c in curves)
     show_cap = cap is not None and (failures or highest >= 0.5 * cap)
+    marked = False
     for curve in curves:
         x, y = np.asarray(curve["x"], dtype=float), np.asarray(curve["y"], dtype=float)
         if (y <= 0).any():
@@ -193,8 +194,10 @@ def length_curves(ax: Axes, curves, xlabel: str, ylabel: str, title: str = "", l
         failed = list(curve.get("failed", ()))
         if failed:
             top = cap if show_cap else highest * 1.3
+            # One legend entry for every mark: the colour already names the curve.
             ax.plot(failed, [top] * len(failed), "x", color=line.get_color(), markersize=9, markeredgewidth=2,
-                    label=f"{curve['label']}: out of memory")
+                    label="_" if marked else "x: out of memory")
+            marked = True
     if show_cap:
         ax.axhline(cap, color="black", linewidth=0.7, linestyle=":", label=cap_label)
     if log:

@@ -298,7 +298,10 @@ def _accuracy_section(report: Report, run: Path, numbers: dict) -> list[str]:
     per_track = pd.read_csv(run / "evaluate" / "per_track.csv")
     report.section("Accuracy per assay group (Figure 4)", "Pearson r on the test split: pooled per track over "
                    "every example and bin, then averaged over the group's tracks; and the mean per-example r.")
-    report.table(per_assay, "Pearson r per assay group and model",
+    # The two metrics per model; the differences and constant-track counts stay in the CSV.
+    shown = [c for c in per_assay.columns if c in ("assay_group", "tracks")
+             or (c.startswith(("pooled_", "per_example_")) and "_minus_" not in c)]
+    report.table(per_assay[shown], "Pearson r per assay group and model (all columns: evaluate/per_assay.csv)",
                  source=["evaluate/per_assay.csv", "evaluate/metrics.json"])
     numbers["evaluate"] = {"per_assay": per_assay.to_dict(orient="records"), "source": "evaluate/per_assay.csv"}
     pooled = [c for c in per_assay.columns if c.startswith("pooled_") and "_minus_" not in c]
@@ -431,7 +434,8 @@ def scaling_command(settings: dict) -> str:
 def _machine_text(machine: dict) -> str:
     memory = f", {machine['memory_bytes'] / 1e9:.0f} GB RAM" if machine.get("memory_bytes") else ""
     flags = f" ({', '.join(machine['cpu_bf16_flags'])})" if machine.get("cpu_bf16_flags") else ""
-    device = machine.get("gpu") or f"{machine.get('cpu', '?')}{flags}, {machine.get('usable_cpus') or machine.get('cpu_count', '?')} cores"
+    cpu = machine.get("cpu") or machine.get("cpu_model") or machine.get("processor") or "CPU"
+    device = machine.get("gpu") or f"{cpu}{flags}, {machine.get('usable_cpus') or machine.get('cpu_count', '?')} cores"
     return f"{device}{memory}, torch {machine.get('torch', '?')}"
 
 
@@ -498,7 +502,7 @@ def _recorded_scaling_section(report: Report, recorded: Path | None, numbers: di
     report.table(pd.DataFrame(rows), f"Step time and peak resident memory, {deepest} layers",
                  source=[f"{label}/scaling.json", f"{label}/scaling.csv"])
 
-    def curves(value, depth_filter) -> list[dict]:
+    def curves(value, depth_filter, failures: bool) -> list[dict]:
         result = []
         depths = sorted({p["depth"] for p in chosen})
         for kind in kinds:
@@ -507,7 +511,7 @@ def _recorded_scaling_section(report: Report, recorded: Path | None, numbers: di
                     continue
                 series = sorted((p for p in chosen if _series(p) == kind and p["depth"] == depth), key=lambda p: p["length"])
                 ok = [p for p in series if p["status"] == "ok"]
-                failed = [p["length"] / 1e3 for p in series if p["status"] == "oom" and not p.get("inferred")]
+                failed = [p["length"] / 1e3 for p in series if p["status"] == "oom" and not p.get("inferred")] if failures else []
                 if ok:
                     result.append({"x": [p["length"] / 1e3 for p in ok], "y": [value(p) for p in ok], "failed": failed,
                                    "label": f"{kind}, {depth} layer{'s' if depth > 1 else ''}",
@@ -516,12 +520,12 @@ def _recorded_scaling_section(report: Report, recorded: Path | None, numbers: di
 
     both = lambda depth, depths: depth in (depths[0], depths[-1])  # noqa: E731 (the two depths Figure 1 shows)
     figure = new_figure(7.5, 4.6)
-    length_curves(figure.subplots(), curves(lambda p: p["peak_rss_bytes"] / 1e9, both), "input length (kbp)",
+    length_curves(figure.subplots(), curves(lambda p: p["peak_rss_bytes"] / 1e9, both, failures=True), "input length (kbp)",
                   "peak resident memory (GB)", f"Figure 1: memory of a training step (dashed: {min(p['depth'] for p in chosen)} layer)",
                   cap=cap, cap_label=f"{cap:g} GB cap")
     report.figure(figure, "Figure 1 (recorded): peak memory against input length", source=f"{label}/scaling.json")
     figure = new_figure(7.5, 4.6)
-    length_curves(figure.subplots(), curves(lambda p: p["median_seconds"], both), "input length (kbp)", "step time (s)",
+    length_curves(figure.subplots(), curves(lambda p: p["median_seconds"], both, failures=False), "input length (kbp)", "step time (s)",
                   "Figure 3: time of a training step")
     report.figure(figure, "Figure 3 (recorded): step time against input length", source=f"{label}/scaling.json")
 
@@ -637,7 +641,7 @@ def _live_attention_section(report: Report, run: Path, recorded: Path | None, nu
                          "memory vs full": record.get("memory_vs_full", float("nan"))})
         report.paragraph(f"{label.capitalize()}: {_machine_text(document['machine'])}, {document['created']}; "
                          f"senformer benchmark attention --dim {settings['dim']} --heads {settings['heads']} --lengths "
-                         + " ".join(str(n) for n in settings["lengths"]) + " --kinds " + " ".join(settings["kinds"])
+                         + ",".join(str(n * 128) for n in settings["lengths"]) + " --kinds " + " ".join(settings["kinds"])
                          + f" --repeats {settings['repeats']}")
     report.table(pd.DataFrame(rows), "One attention layer, forward + backward", source=sources)
     for curves, ylabel, what in ((curves_time, "forward + backward (s)", "time"),
@@ -728,7 +732,12 @@ def _accuracy_study_section(report: Report, path: Path | None, numbers: dict) ->
     check = record.get("attention_matters") or {}
     models = {m["name"]: m for m in record["models"]}
     parts = []
-    for model in record["models"][:1] + [m for m in record["models"] if str(m["row"]) in ("2", "3", "6")][:3]:
+    def longest(row: str) -> list[dict]:
+        # A row's longest-trained model at the row's own learning rate (rows 5-7 are also reported earlier).
+        chosen = [m for m in record["models"] if str(m["row"]) == row and m.get("lr_factor") is None]
+        return [max(chosen, key=lambda m: m.get("steps") or 0)] if chosen else []
+
+    for model in [m for row in ("1", "2", "3", "5", "6") for m in longest(row)]:
         mean = (model["metrics"].get("pooled/long-range") or {}).get("mean")
         if mean is not None:
             parts.append(f"row {model['row']} {model['name']} {mean:.3f}")

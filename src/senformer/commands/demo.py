@@ -109,7 +109,8 @@ def register(subparsers) -> None:
         "Finished stages are skipped on a rerun.",
     )
     parser.add_argument("--out", default="senformer-demo", help="output folder (default senformer-demo)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seeds the data, the initialisation and the data order (default: 0)")
     parser.add_argument("--quick", action="store_true", help="tiny data and a few steps (a smoke run in seconds)")
     parser.add_argument("--overwrite", "--fresh", dest="fresh", action="store_true",
                         help="delete earlier results in --out (another demo's) and start again")
@@ -226,8 +227,9 @@ def _stage_argv(out: Path, stage: str, settings: DemoSettings) -> list[str]:
     if stage == "attention":
         return ["benchmark", "attention", "--out", str(out / stage), "--dim", str(settings.attention_dim),
                 "--heads", str(settings.attention_heads),
-                "--lengths", ",".join(str(POSITION_BP * n) for n in settings.attention_positions),
-                "--kinds", *settings.attention_kinds, "--repeats", "2", "--device", "cpu", "--timeout", "300"]
+                "--lengths", ",".join(str(n * POSITION_BP) for n in settings.attention_positions),
+                "--kinds", *settings.attention_kinds, "--repeats", "2", "--device", "cpu", "--timeout", "300",
+                "--no-progress"]
     raise ValueError(f"unknown stage {stage!r}")
 
 
