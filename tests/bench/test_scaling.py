@@ -358,8 +358,10 @@ def test_cli_runs_a_tiny_sweep_and_resumes(tmp_path, capsys):
     assert document["runs"][0]["machine"]["torch"]
     assert (out / "scaling.png").stat().st_size > 10_000 and (out / "settings.json").exists()
     capsys.readouterr()
-    assert main(arguments) == 0
-    assert "1 of 1 points already" in capsys.readouterr().out
+    recorded = (out / "scaling.json").read_bytes()
+    assert main(arguments) == 0  # every point recorded with these settings: the one rule says up to date
+    assert f"{out} is up to date" in capsys.readouterr().out
+    assert (out / "scaling.json").read_bytes() == recorded  # nothing measured again
 
 
 @pytest.mark.slow

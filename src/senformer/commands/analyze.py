@@ -54,14 +54,16 @@ def load_models(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
     from ..weights import load_model
 
     from ..device import resolve_device
+    from ..hub import WEIGHTS
 
     args.device = str(resolve_device(args.device))
     overrides = parse_set_options(args.set)
     kinds = args.attention or [None]
     models: dict[str, torch.nn.Module] = {}
     for name, path in parse_named_weights(args.weights).items():
-        if not Path(path).exists() and not Path(path + ".index").exists():
-            raise FileNotFoundError(f"weights not found: {path}")
+        if not Path(path).exists() and not Path(path + ".index").exists() and path not in WEIGHTS:
+            raise FileNotFoundError(f"weights not found: {path} (the official weights: `senformer download "
+                                    "enformer`, then --weights enformer)")
         for kind in kinds:
             changes = {**overrides, **({"attention": kind} if kind else {})}
             label = name if len(kinds) == 1 else f"{name}-{kind}"
