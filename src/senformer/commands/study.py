@@ -1,4 +1,4 @@
-"""``senformer study accuracy``: the controlled study of why the S-Enformer report lost accuracy (issue 14).
+"""``senformer study accuracy``: the controlled study of why the S-Enformer report lost accuracy.
 
 A thin layer over :mod:`senformer.study`: every row trains through ``senformer train`` subprocesses, two
 (row, seed) jobs at a time with one thread each; a rerun skips finished runs and resumes killed ones.
@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     )
     studies = parser.add_subparsers(dest="study", metavar="STUDY", required=True)
     accuracy = studies.add_parser(
-        "accuracy", help="rows 1-7 of issue 14 over 3 seeds: study.json, table.csv, figures and the write-up",
+        "accuracy", help="the study's seven rows over 3 seeds: study.json, table.csv, figures and the write-up",
         description="Full attention from scratch, attention removed, BigBird zero-shot, attention-only "
         "fine-tuning with and without distillation, fresh BigBird layers (ours and the report's) on a frozen "
         "trunk and trained everywhere; mean +- SD over seeds and bootstrap intervals. Resumable.",
