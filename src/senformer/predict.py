@@ -326,6 +326,97 @@ def stale_rows(path: str | os.PathLike, genome: Genome | str | os.PathLike, rows
     return stale
 
 
+@dataclass
+class _Work:
+    """What a prediction run computes over: geometry, heads and their tracks, and the regions' plans."""
+
+    geometry: Geometry
+    heads: list[str]
+    tables: dict
+    selections: dict[str, np.ndarray]
+    genome: Genome | None
+    region_list: list[Interval]
+    names: list[str]
+    spans: list[tuple[int, int]]
+    records: list[tuple[str, str]] | None
+
+
+def _prepare(model, options: PredictOptions, genome, regions, sequences) -> _Work:
+    """Check the heads, tracks, regions (known chromosome, inside it) or sequences before anything runs."""
+    geometry = Geometry.of(model.config, options.sequence_length)
+    heads = list(options.heads) if options.heads else list(model.config.output_heads)
+    unknown = [h for h in heads if h not in model.config.output_heads]
+    if unknown:
+        raise UserError(f"unknown head(s) {', '.join(unknown)}; the model has {', '.join(model.config.output_heads)}")
+    tables = {head: head_track_table(head, model.config.output_heads[head], options.targets) for head in heads}
+    if options.targets is not None and all(table.attrs["source"] != "targets" for table in tables.values()):
+        counts = ", ".join(f"{h} {model.config.output_heads[h]:,}" for h in heads)
+        raise UserError(f"{options.targets} has as many rows as none of the heads' tracks ({counts})")
+    selections = select_tracks_per_head(options.tracks, tables)
+    heads = [h for h in heads if h in selections]  # a pattern keeps the heads where it matches
+
+    if genome is not None:
+        genome = genome if isinstance(genome, Genome) else Genome(genome)
+        region_list = list(regions or [])
+        if not region_list:
+            raise UserError("no regions to predict (empty BED file or no --region)")
+        for region in region_list:
+            genome.check(region)
+        names = [region.name or str(region) for region in region_list]
+        spans = [region_span(region, geometry) for region in region_list]
+        records = None
+    else:
+        records = read_sequences(sequences, geometry, options.tfhub_input)
+        region_list = [Interval(name, 0, geometry.sequence_length) for name, _ in records]
+        names = [name for name, _ in records]
+        spans = [(geometry.offset_bins * geometry.bin_size, geometry.bins)] * len(records)
+
+    return _Work(geometry, heads, tables, selections, genome, region_list, names, spans, records)
+
+
+def predict_regions(model, genome: Genome | str | os.PathLike, regions: Iterable[Interval | str],
+                    options: PredictOptions = PredictOptions(), progress: bool = False) -> list:
+    """Predictions of ``regions`` in memory, for notebooks: the windows, averaging, stitching and track choice
+    of :func:`predict`, in float32, without a file.
+
+    Args:
+        genome: a :class:`Genome` or a FASTA path (or ``hg38``/``mm10``).
+        regions: :class:`Interval` or ``chr:start-end`` text.
+        options: as for :func:`predict` (``tracks`` takes the ``--tracks`` grammar).
+    Returns:
+        One :class:`senformer.predictions.RegionPrediction` per region, in order: ``values[head]`` is
+        ``(bins, tracks)`` float32, ``tracks[head]`` the chosen rows of the head's track table, and
+        ``bins_start`` the genome coordinate of the first bin.
+
+    >>> hbb, = predict_regions(model, "hg38", ["chr11:5,225,000-5,230,000"], PredictOptions(tracks=("CAGE:.*K562",)))
+    """
+    from tqdm.auto import tqdm
+
+    from .data.genome import parse_region
+    from .predictions import RegionPrediction
+
+    intervals = [parse_region(r) if isinstance(r, str) else r for r in regions]
+    work = _prepare(model, options, genome, intervals, None)
+    model = model.to(options.device).eval()
+    margin = max(abs(s) for s in options.shifts)
+    plans = [plan_region(region, work.geometry) for region in work.region_list]
+    bar = tqdm(total=sum(len(p.tile_starts) for p in plans), unit="window", disable=not progress, desc="predict")
+    jobs = (_Job(row, plan) for row, plan in enumerate(plans))
+    results = []
+    for job, outputs, _ in _completed_regions(model, jobs, work.geometry, margin, options, work.heads,
+                                              work.selections, work.genome, on_batch=bar.update):
+        values = {head: outputs[head] for head in work.heads}
+        for head, value in values.items():
+            if not np.isfinite(value).all():
+                raise UserError(f"region {work.names[job.row]}: head {head} predicts non-finite values")
+        tables = {head: work.tables[head].iloc[work.selections[head]].reset_index(drop=True) for head in work.heads}
+        region = work.region_list[job.row]
+        results.append(RegionPrediction(Interval(region.chrom, region.start, region.end, work.names[job.row]),
+                                        job.plan.span_start, work.geometry.bin_size, values, tables))
+    bar.close()
+    return results
+
+
 # The run ---------------------------------------------------------------------------------------------------
 def predict(
     model,
@@ -359,36 +450,11 @@ def predict(
     if options.tfhub_input and sequences is None:
         raise UserError("--tfhub-input applies to sequences given directly (--sequence-fasta); regions are "
                         "resized to the model's input length anyway")
-    geometry = Geometry.of(model.config, options.sequence_length)
-    margin = max(abs(s) for s in options.shifts)
-    heads = list(options.heads) if options.heads else list(model.config.output_heads)
-    unknown = [h for h in heads if h not in model.config.output_heads]
-    if unknown:
-        raise UserError(f"unknown head(s) {', '.join(unknown)}; the model has {', '.join(model.config.output_heads)}")
-    tables = {head: head_track_table(head, model.config.output_heads[head], options.targets) for head in heads}
-    if options.targets is not None and all(table.attrs["source"] != "targets" for table in tables.values()):
-        counts = ", ".join(f"{h} {model.config.output_heads[h]:,}" for h in heads)
-        raise UserError(f"{options.targets} has as many rows as none of the heads' tracks ({counts})")
-    selections = select_tracks_per_head(options.tracks, tables)
-    heads = [h for h in heads if h in selections]  # a pattern keeps the heads where it matches
-
-    if genome is not None:
-        genome = genome if isinstance(genome, Genome) else Genome(genome)
-        region_list = list(regions or [])
-        if not region_list:
-            raise UserError("no regions to predict (empty BED file or no --region)")
-        for region in region_list:
-            genome.check(region)
-        names = [region.name or str(region) for region in region_list]
-        spans = [region_span(region, geometry) for region in region_list]
-        records = None
-    else:
-        if bigwig_dir is not None:
-            raise UserError("bigWig output needs genome coordinates: use --fasta with regions, not --sequence-fasta")
-        records = read_sequences(sequences, geometry, options.tfhub_input)
-        region_list = [Interval(name, 0, geometry.sequence_length) for name, _ in records]
-        names = [name for name, _ in records]
-        spans = [(geometry.offset_bins * geometry.bin_size, geometry.bins)] * len(records)
+    work = _prepare(model, options, genome, regions, sequences)
+    geometry, heads, tables, selections = work.geometry, work.heads, work.tables, work.selections
+    genome, region_list, names, spans, records = work.genome, work.region_list, work.names, work.spans, work.records
+    if bigwig_dir is not None and genome is None:
+        raise UserError("bigWig output needs genome coordinates: use --fasta with regions, not --sequence-fasta")
 
     model = model.to(options.device).eval()
     if sharded is not None:
@@ -529,6 +595,44 @@ def _windows(jobs: Iterable[_Job], geometry: Geometry) -> Iterator[tuple[_Job, i
             yield job, tile
 
 
+def _completed_regions(model, jobs: Iterable[_Job], geometry: Geometry, margin: int, options: PredictOptions,
+                       heads, selections, genome: Genome | None, on_batch=None) -> Iterator[tuple[_Job, dict, bytes]]:
+    """Run the windows of ``jobs`` in batches of ``options.batch_size`` through the inference module and yield
+    ``(job, {output: (num_bins, channels) float32, stitched}, digest of its windows' bases)`` for each region
+    as its last window is done, in region order. ``on_batch(windows)`` is called after each batch."""
+    pending: dict[int, dict[str, list]] = {}
+    batch: list[tuple[_Job, int]] = []
+
+    def run() -> list[tuple[_Job, dict, bytes]]:
+        texts = [_input_text(job, tile, geometry, margin, genome) for job, tile in batch]
+        one_hot = tokens_to_one_hot(torch.from_numpy(np.stack([tokens(t) for t in texts]).astype(np.int64)))
+        outputs = predict_batch(model, one_hot, heads=heads, tracks=selections, margin=margin,
+                                reverse_complement=options.reverse_complement, shifts=options.shifts,
+                                bf16=options.bf16, device=options.device, embeddings=options.embeddings)
+        completed = []
+        for index, (job, tile) in enumerate(batch):
+            store = pending.setdefault(job.row, {})
+            tiles = len(job.plan.tile_starts)
+            store.setdefault(_BASES, [None] * tiles)[tile] = bases_digest(texts[index])
+            for name, value in outputs.items():
+                store.setdefault(name, [None] * tiles)[tile] = value[index].numpy()
+            if all(tile is not None for tiles in store.values() for tile in tiles):
+                row = pending.pop(job.row)
+                digest = _row_digest(row.pop(_BASES))
+                completed.append((job, {name: _stitch(tiles, job.plan) for name, tiles in row.items()}, digest))
+        if on_batch is not None:
+            on_batch(len(batch))
+        batch.clear()
+        return completed
+
+    for item in _windows(jobs, geometry):
+        batch.append(item)
+        if len(batch) == options.batch_size:
+            yield from run()
+    if batch:
+        yield from run()
+
+
 def _run_jobs(model, handle, jobs, geometry, margin, options, heads, selections, genome, progress, total, done,
               names, identifiers):
     from tqdm.auto import tqdm
@@ -538,40 +642,13 @@ def _run_jobs(model, handle, jobs, geometry, margin, options, heads, selections,
     passes = len(options.shifts) * (2 if options.reverse_complement else 1)
     label = "predict" if passes == 1 else f"predict ({passes} passes per window)"
     bar = tqdm(total=total, initial=done, unit="window", disable=not progress, desc=label)
-    pending: dict[int, dict[str, list]] = {}
-    batch: list[tuple[_Job, int]] = []
-
-    def flush() -> None:
-        if not batch:
-            return
-        finished = 0
-        texts = [_input_text(job, tile, geometry, margin, genome) for job, tile in batch]
-        one_hot = tokens_to_one_hot(torch.from_numpy(np.stack([tokens(t) for t in texts]).astype(np.int64)))
-        outputs = predict_batch(model, one_hot, heads=heads, tracks=selections, margin=margin,
-                                reverse_complement=options.reverse_complement, shifts=options.shifts,
-                                bf16=options.bf16, device=options.device, embeddings=options.embeddings)
-        for index, (job, tile) in enumerate(batch):
-            store = pending.setdefault(job.row, {})
-            tiles = len(job.plan.tile_starts)
-            store.setdefault(_BASES, [None] * tiles)[tile] = bases_digest(texts[index])
-            for name, value in outputs.items():
-                store.setdefault(name, [None] * tiles)[tile] = value[index].numpy()
-            if all(tile is not None for tiles in store.values() for tile in tiles):
-                row = pending.pop(job.row)
-                handle["regions/bases_sha256"][job.row] = _row_digest(row.pop(_BASES))
-                _write_region(handle, job, row, geometry, names[job.row], identifiers)
-                handle.attrs["completed"] = job.row + 1
-                finished += 1
+    for job, outputs, digest in _completed_regions(model, jobs, geometry, margin, options, heads, selections,
+                                                   genome, on_batch=bar.update):
+        handle["regions/bases_sha256"][job.row] = digest
+        _write_region(handle, job, outputs, geometry, names[job.row], identifiers)
+        handle.attrs["completed"] = job.row + 1
         handle.flush()
-        bar.update(len(batch))
-        rows_written(finished)
-        batch.clear()
-
-    for item in _windows(jobs, geometry):
-        batch.append(item)
-        if len(batch) == options.batch_size:
-            flush()
-    flush()
+        rows_written(1)
     bar.close()
 
 
@@ -588,12 +665,12 @@ def _stitch(tiles: list[np.ndarray], plan: RegionPlan) -> np.ndarray:
 _BASES = "\0bases"  # the per-tile input digests beside the outputs of a pending row
 
 
-def _write_region(handle, job: _Job, outputs: dict[str, list[np.ndarray]], geometry: Geometry, name: str,
+def _write_region(handle, job: _Job, outputs: dict[str, np.ndarray], geometry: Geometry, name: str,
                   identifiers: dict[str, list[str]]) -> None:
     stored = {}
-    for output, tiles in outputs.items():
+    for output, stitched in outputs.items():
         with np.errstate(over="ignore"):  # an overflow is reported below, naming the region and track
-            values = _stitch(tiles, job.plan).astype(np.float16)
+            values = stitched.astype(np.float16)
         bad = np.argwhere(~np.isfinite(values))
         if len(bad):
             bin_, column = (int(v) for v in bad[0])

@@ -77,3 +77,21 @@ def test_binned_signal_averages_over_the_prediction_bins(tmp_path):
     writer.write({"chr1": 1000}, [("chr1", 100, 164, 4.0)])
     np.testing.assert_allclose(binned_signal(path, "chr1", 0, 3, 128), [4.0 * 28 / 128, 4.0 * 36 / 128, 0.0])
     np.testing.assert_allclose(binned_signal(path, "1", 128, 2, 64), [4.0 * 36 / 64, 0.0])
+
+
+def test_predict_regions_in_memory_equals_the_file(predicted):
+    from senformer import load_model
+    from senformer.predict import PredictOptions, predict_regions
+
+    model = load_model(predicted / "weights")
+    options = PredictOptions(sequence_length=1024, tracks=("1-2",))
+    first, second = predict_regions(model, predicted / "genome.fa", ["chr1:1000-1100", "chr1:3,000-3,300"], options)
+    on_disk = read_prediction(predicted / "p.h5", region="peak2")
+    assert second.bins_start == on_disk.bins_start and second.region.chrom == "chr1"
+    assert second.values["human"].dtype == np.float32 and list(second.tracks["human"]["index"]) == [1, 2]
+    # the file stores float16 of the same float32 values
+    np.testing.assert_array_equal(second.values["human"].astype(np.float16).astype(np.float32),
+                                  on_disk.values["human"][:, 1:3])
+    assert first.values["human"].shape == (8, 2) and set(first.values) == {"human", "mouse"}
+    with pytest.raises(UserError, match="runs off chr1"):
+        predict_regions(model, predicted / "genome.fa", ["chr1:5,990-6,100"], options)
