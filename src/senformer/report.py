@@ -722,7 +722,8 @@ def _accuracy_study_section(report: Report, path: Path | None, numbers: dict) ->
     report.paragraph("Rows as in the study's write-up (docs/accuracy-study.md): mean ± SD over seeds of the pooled "
                      "Pearson r on the test split, and each row's difference from row 1 with its bootstrap 95% "
                      "interval." + (f" Machine: {_machine_text(machine)}." if machine else ""))
-    report.table(table, "Accuracy study: pooled Pearson r per row", source=str(path))
+    report.table(table, "Accuracy study: pooled Pearson r per row" + (" (quick run)" if (record.get("run") or {}).get("quick") else ""),
+                 source=str(path))
     numbers["accuracy_study"] = {"table": table.to_dict(orient="records"), "source": str(path)}
     for name in ("curves.png", "per_example.png"):
         png = path.parent / name
@@ -741,7 +742,10 @@ def _accuracy_study_section(report: Report, path: Path | None, numbers: dict) ->
         mean = (model["metrics"].get("pooled/long-range") or {}).get("mean")
         if mean is not None:
             parts.append(f"row {model['row']} {model['name']} {mean:.3f}")
-    text = f"Accuracy study ({path.name}, {len(models)} models): long-range pooled r " + ", ".join(parts)
+    run = record.get("run") or {}
+    kind = (f"quick run: {len(record.get('settings', {}).get('seeds', []))} seed, a quarter of the steps, so "
+            "row 1 is under-trained; " if run.get("quick") else "")
+    text = f"Accuracy study ({kind}{path.name}, {len(models)} models): long-range pooled r " + ", ".join(parts)
     if check.get("loss_on_long_range") is not None:
         text += (f"; removing attention loses {check['loss_on_long_range']:.3f} on the long-range tracks "
                  f"({'meets' if check.get('met') else 'misses'} the study's {check.get('required_loss')} bar)")
