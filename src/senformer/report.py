@@ -722,8 +722,8 @@ def _accuracy_study_section(report: Report, path: Path | None, numbers: dict) ->
     report.paragraph("Rows as in the study's write-up (docs/accuracy-study.md): mean ± SD over seeds of the pooled "
                      "Pearson r on the test split, and each row's difference from row 1 with its bootstrap 95% "
                      "interval." + (f" Machine: {_machine_text(machine)}." if machine else ""))
-    report.table(table, "Accuracy study: pooled Pearson r per row" + (" (quick run)" if (record.get("run") or {}).get("quick") else ""),
-                 source=str(path))
+    quick = " (quick run)" if (record.get("run") or {}).get("quick") else ""
+    report.table(table, f"Accuracy study: pooled Pearson r per row{quick}", source=str(path))
     numbers["accuracy_study"] = {"table": table.to_dict(orient="records"), "source": str(path)}
     for name in ("curves.png", "per_example.png"):
         png = path.parent / name
