@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ..config import ATTENTION_KINDS
 from ..constants import TARGET_LENGTH
@@ -197,38 +198,22 @@ def _run_scaling(args: argparse.Namespace) -> int:
     and points measured elsewhere are refused unless ``--overwrite`` starts the folder again. A sweep whose
     every point is recorded is up to date."""
     from ..bench.sweep import Sweep, run_sweep, sweep_points
-    from ..fingerprint import value_digest
-    from ..io import DIRECTORY, output_lock, recorded_fingerprint
-    from ..record import run_record, write_run_record
 
     settings = scaling_settings(args)
     out = Path(args.out)
-    identity = machine_identity(settings["device"])
-    fingerprint = value_digest({"command": "benchmark scaling", "machine": identity})
-    with output_lock(out):
-        if out.exists() and not out.is_dir():
-            raise UserError(f"{out} is a file, but a directory is due there; choose another --out")
-        results = [path for path in out.glob("scaling.*")] if out.is_dir() else []
-        recorded = recorded_fingerprint(out, DIRECTORY) if out.is_dir() else None
-        if results and recorded != fingerprint and not args.plot_only:
-            if not args.overwrite:
-                raise UserError(f"{out} holds points measured on another machine or senformer/torch version (or "
-                                "without a run record); pass --overwrite to start it again, or choose another --out")
-            for path in results:
-                path.unlink()
-        if not args.plot_only and (out / "scaling.json").is_file() and recorded == fingerprint:
-            points = sweep_points(
-                settings["lengths"], settings["attentions"], settings["depths"], settings["modes"], settings["dim"],
-                settings["precisions"], settings["checkpoints"], settings["conv_tile_length"], settings["peer"],
-                settings["device"], settings["threads"], settings["target_length"])
-            done = Sweep(out).measured()
-            if all(point.key in done for point in points):
-                print(f"{out} is up to date")
-                return 0
-        if not args.plot_only:
-            out.mkdir(parents=True, exist_ok=True)
-            write_run_record(out, run_record("benchmark scaling", settings, {"machine": identity},
-                                             settings["device"], fingerprint=fingerprint))
+
+    def complete() -> bool:
+        points = sweep_points(
+            settings["lengths"], settings["attentions"], settings["depths"], settings["modes"], settings["dim"],
+            settings["precisions"], settings["checkpoints"], settings["conv_tile_length"], settings["peer"],
+            settings["device"], settings["threads"], settings["target_length"])
+        done = Sweep(out).measured()
+        return all(point.key in done for point in points)
+
+    with _sweep_folder("benchmark scaling", out, "scaling", settings, args, complete) as up_to_date:
+        if up_to_date:
+            print(f"{out} is up to date")
+            return 0
         log = (lambda line: print(line, flush=True)) if args.progress else (lambda line: None)
         written = run_sweep(settings, out, args.plot_only, log=log)
     print("wrote " + ", ".join(map(str, written)))
@@ -320,36 +305,20 @@ def _run_variants(args: argparse.Namespace) -> int:
     import sys
 
     from ..bench.variants import VariantsBenchmark, grid_from_settings, run_benchmark
-    from ..fingerprint import value_digest
-    from ..io import DIRECTORY, output_lock, recorded_fingerprint
-    from ..record import run_record, write_run_record
 
     settings = variants_settings(args)
     out = Path(args.out)
-    identity = machine_identity(settings["device"])
-    fingerprint = value_digest({"command": "benchmark variants", "machine": identity})
-    with output_lock(out):
-        if out.exists() and not out.is_dir():
-            raise UserError(f"{out} is a file, but a directory is due there; choose another --out")
-        if args.plot_only and not (out / "variants.json").is_file():
-            raise UserError(f"--plot-only: {out / 'variants.json'} does not exist; run the benchmark first")
-        results = list(out.glob("variants.*")) if out.is_dir() else []
-        recorded = recorded_fingerprint(out, DIRECTORY) if out.is_dir() else None
-        if results and recorded != fingerprint and not args.plot_only:
-            if not args.overwrite:
-                raise UserError(f"{out} holds points measured on another machine or senformer/torch version (or "
-                                "without a run record); pass --overwrite to start it again, or choose another --out")
-            for path in results:
-                path.unlink()
-        if not args.plot_only and (out / "variants.json").is_file() and recorded == fingerprint:
-            done = VariantsBenchmark(out).measured()
-            if all(point.key in done for point in grid_from_settings(settings)):
-                print(f"{out} is up to date")
-                return 0
-        if not args.plot_only:
-            out.mkdir(parents=True, exist_ok=True)
-            write_run_record(out, run_record("benchmark variants", settings, {"machine": identity},
-                                             settings["device"], fingerprint=fingerprint))
+    if args.plot_only and not (out / "variants.json").is_file():
+        raise UserError(f"--plot-only: {out / 'variants.json'} does not exist; run the benchmark first")
+
+    def complete() -> bool:
+        done = VariantsBenchmark(out).measured()
+        return all(point.key in done for point in grid_from_settings(settings))
+
+    with _sweep_folder("benchmark variants", out, "variants", settings, args, complete) as up_to_date:
+        if up_to_date:
+            print(f"{out} is up to date")
+            return 0
         written, failures = run_benchmark(settings, out, args.plot_only, log=lambda line: print(line, flush=True))
     print("wrote " + ", ".join(map(str, written)))
     if failures:
@@ -358,6 +327,42 @@ def _run_variants(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+@contextlib.contextmanager
+def _sweep_folder(command: str, out: Path, stem: str, settings: dict, args: argparse.Namespace,
+                  complete: Callable[[], bool]) -> Iterator[bool]:
+    """The one rule for a folder a sweep grows point by point (``OUT/STEM.json``), held under OUT's lock.
+
+    ``OUT/run.json`` records the machine and versions (:func:`machine_identity`): points measured elsewhere
+    are refused unless ``--overwrite`` starts the folder again. Yields True when every point of this run is
+    already recorded here (up to date), else False after writing the run record (not for ``--plot-only``).
+    """
+    from ..fingerprint import value_digest
+    from ..io import DIRECTORY, output_lock, recorded_fingerprint
+    from ..record import run_record, write_run_record
+
+    identity = machine_identity(settings["device"])
+    fingerprint = value_digest({"command": command, "machine": identity})
+    with output_lock(out):
+        if out.exists() and not out.is_dir():
+            raise UserError(f"{out} is a file, but a directory is due there; choose another --out")
+        results = list(out.glob(f"{stem}.*")) if out.is_dir() else []
+        recorded = recorded_fingerprint(out, DIRECTORY) if out.is_dir() else None
+        if results and recorded != fingerprint and not args.plot_only:
+            if not args.overwrite:
+                raise UserError(f"{out} holds points measured on another machine or senformer/torch version (or "
+                                "without a run record); pass --overwrite to start it again, or choose another --out")
+            for path in results:
+                path.unlink()
+        if not args.plot_only and (out / f"{stem}.json").is_file() and recorded == fingerprint and complete():
+            yield True
+            return
+        if not args.plot_only:
+            out.mkdir(parents=True, exist_ok=True)
+            write_run_record(out, run_record(command, settings, {"machine": identity}, settings["device"],
+                                             fingerprint=fingerprint))
+        yield False
 
 
 def _int_list(text: str) -> list[int]:
