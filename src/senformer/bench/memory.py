@@ -247,3 +247,32 @@ def saved_tensor_bytes(function, *inputs) -> int:
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         function(*inputs)
     return sum(storages.values())
+
+
+# What a sweep records of each point --------------------------------------------------------------------------
+def now() -> str:
+    """UTC time stamp of a record."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def load_average() -> list[float] | None:
+    """The 1/5/15-minute load averages, recorded beside each point (timings under load are not comparable)."""
+    return [round(value, 2) for value in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def point_record(point, status: str, memory_cap_bytes: int, **extra: Any) -> dict:
+    """The record of one point of a sweep: its key and settings (a dataclass with ``key``), status, cap, time."""
+    return {"key": point.key, **asdict(point), "status": status, "memory_cap_bytes": memory_cap_bytes,
+            "recorded": now(), **extra}
+
+
+def failure_fields(run: CappedRun, result: dict, memory_cap_bytes: int) -> dict:
+    """``reason`` (and ``stderr_tail``) of a point whose child did not end ``ok``: over the memory cap, killed by
+    the system for memory, or the child's last error line."""
+    if run.status == "oom":
+        return {"reason": result.get("error") or (
+            f"resident memory passed the cap of {memory_cap_bytes / 1e9:.1f} GB"
+            if run.peak_rss_bytes > memory_cap_bytes else "killed by the system (out of memory)")}
+    lines = run.stderr_tail.strip().splitlines()
+    return {"reason": lines[-1] if lines else f"{run.status} (exit status {run.returncode})",
+            "stderr_tail": run.stderr_tail[-2000:]}

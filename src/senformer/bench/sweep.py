@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -118,9 +117,9 @@ class Sweep:
     def run(self, points: Sequence[Point], device: str = "cpu", threads: int = 0,
             settings: dict[str, Any] | None = None) -> dict:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.document["runs"].append({"started": _now(), "settings": settings, "machine": machine_info(device),
+        self.document["runs"].append({"started": memory.now(), "settings": settings, "machine": machine_info(device),
                                       "memory_cap_bytes": self.memory_cap_bytes, "warmup": self.warmup,
-                                      "repeats": self.repeats, "load_average": _load_average()})
+                                      "repeats": self.repeats, "load_average": memory.load_average()})
         native_bf16 = bf16_supported(device)
         if not native_bf16 and any(p.precision == "bf16" for p in points):
             self.log(f"bf16 points skipped: {no_native_bf16_reason(device)}")
@@ -148,7 +147,7 @@ class Sweep:
             self.document["points"] = [r for r in self.document["points"] if r["key"] != point.key] + [record]
             self.log(f"[{index}/{len(todo)}] {point.label}: {_describe(record)}")
             self.save()
-        self.document["runs"][-1]["finished"] = _now()
+        self.document["runs"][-1]["finished"] = memory.now()
         self.save()
         return self.document
 
@@ -163,7 +162,7 @@ class Sweep:
             run = memory.run_isolated(MEASURE_MODULE, payload, self.memory_cap_bytes, self.timeout_s)
             if run.status == "ok" and run.result:
                 self.document["matmul"].append({**run.result, "device": device, "threads": threads,
-                                                "measured": _now(), "load_average": _load_average()})
+                                                "measured": memory.now(), "load_average": memory.load_average()})
                 self.log(f"matmul rate {precision} ({device}, threads {threads or 'default'}): "
                          f"{run.result['gflops']:.1f} GFLOP/s")
             else:
@@ -179,12 +178,12 @@ class Sweep:
     def measure(self, point: Point) -> dict:
         """Run ``point`` in a capped child and turn what happened into its record."""
         payload = {"task": "point", "point": asdict(point), "warmup": self.warmup, "repeats": self.repeats}
-        load_before = _load_average()
+        load_before = memory.load_average()
         run = memory.run_isolated(MEASURE_MODULE, payload, self.memory_cap_bytes, self.timeout_s)
         result = run.result or {}
         record = self._record(point, status=run.status, peak_rss_bytes=run.peak_rss_bytes,
                               wall_seconds=round(run.wall_seconds, 3), load_average_before=load_before,
-                              load_average_after=_load_average())
+                              load_average_after=memory.load_average())
         record.update({k: v for k, v in result.items() if k not in ("peak_rss_bytes", "error")})
         if run.status == "ok":
             flops = step_flops(point)
@@ -193,19 +192,12 @@ class Sweep:
             rate = self.matmul_gflops(point)
             if rate:
                 record["fraction_of_matmul_rate"] = record["achieved_gflops"] / rate
-        elif run.status == "oom":
-            record["reason"] = result.get("error") or (
-                f"resident memory passed the cap of {self.memory_cap_bytes / GB:.1f} GB"
-                if run.peak_rss_bytes > self.memory_cap_bytes else "killed by the system (out of memory)")
         else:
-            lines = run.stderr_tail.strip().splitlines()
-            record["reason"] = lines[-1] if lines else f"{run.status} (exit status {run.returncode})"
-            record["stderr_tail"] = run.stderr_tail[-2000:]
+            record.update(memory.failure_fields(run, result, self.memory_cap_bytes))
         return record
 
     def _record(self, point: Point, status: str, **extra) -> dict:
-        return {"key": point.key, **asdict(point), "status": status, "memory_cap_bytes": self.memory_cap_bytes,
-                "recorded": _now(), **extra}
+        return memory.point_record(point, status, self.memory_cap_bytes, **extra)
 
     # Writing -----------------------------------------------------------------------------------
     def save(self) -> None:
@@ -250,9 +242,3 @@ def _describe(record: dict) -> str:
     return f"{record['status']}" + (f" ({record['reason']})" if record.get("reason") else "")
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _load_average() -> list[float] | None:
-    return [round(value, 2) for value in os.getloadavg()] if hasattr(os, "getloadavg") else None

@@ -408,8 +408,8 @@ class VariantsBenchmark:
     def run(self, points: Sequence[VariantPoint], settings: dict[str, Any] | None = None) -> dict:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         device = points[0].device if points else "cpu"
-        self.document["runs"].append({"started": _now(), "settings": settings, "machine": machine_info(device),
-                                      "memory_cap_bytes": self.memory_cap_bytes, "load_average": _load_average()})
+        self.document["runs"].append({"started": memory.now(), "settings": settings, "machine": machine_info(device),
+                                      "memory_cap_bytes": self.memory_cap_bytes, "load_average": memory.load_average()})
         native_bf16 = bf16_supported(device)
         done = self.measured()
         todo = [point for point in points if point.key not in done]
@@ -427,7 +427,7 @@ class VariantsBenchmark:
             self.document["points"] = [r for r in self.document["points"] if r["key"] != point.key] + [record]
             self.log(f"[{index}/{len(todo)}] {point.label}: {_describe(record)}")
             self.save()
-        self.document["runs"][-1]["finished"] = _now()
+        self.document["runs"][-1]["finished"] = memory.now()
         self.save()
         return self.document
 
@@ -447,7 +447,7 @@ class VariantsBenchmark:
             if run.status == "ok" and run.result:
                 rates[precision] = run.result["gflops"] * 1e9
                 self.document["matmul"].append({**run.result, "device": device, "threads": threads,
-                                                "measured": _now(), "load_average": _load_average()})
+                                                "measured": memory.now(), "load_average": memory.load_average()})
         if set(rates) != wanted:
             self.log("no time estimate: the matmul rate could not be measured")
             return {}
@@ -458,31 +458,26 @@ class VariantsBenchmark:
         return estimates
 
     def measure(self, point: VariantPoint) -> dict:
-        load_before = _load_average()
+        load_before = memory.load_average()
         run = memory.run_isolated(MODULE, {"point": asdict(point)}, self.memory_cap_bytes, self.timeout_s)
         result = dict(run.result or {})
         status = run.status
         if status == "ok" and not result.get("check", {}).get("passed", False):
             status = "mismatch"
         record = self._record(point, status, peak_rss_bytes=run.peak_rss_bytes, wall_seconds=round(run.wall_seconds, 3),
-                              load_average_before=load_before, load_average_after=_load_average())
+                              load_average_before=load_before, load_average_after=memory.load_average())
         record.update({k: v for k, v in result.items() if k not in ("peak_rss_bytes", "error")})
         if status == "mismatch":
             check = result["check"]
             record["reason"] = (f"engine outputs differ from the plain path's: {check['rule']} fails "
                                 f"(max |engine - plain| = {check['max_difference']:.3g}, "
                                 f"relative {check['relative']:.3g})")
-        elif status == "oom":
-            record["reason"] = result.get("error") or f"resident memory passed the cap of {self.memory_cap_bytes / GB:.1f} GB"
         elif status != "ok":
-            lines = run.stderr_tail.strip().splitlines()
-            record["reason"] = lines[-1] if lines else f"{status} (exit status {run.returncode})"
-            record["stderr_tail"] = run.stderr_tail[-2000:]
+            record.update(memory.failure_fields(run, result, self.memory_cap_bytes))
         return record
 
     def _record(self, point: VariantPoint, status: str, **extra) -> dict:
-        return {"key": point.key, **asdict(point), "status": status, "memory_cap_bytes": self.memory_cap_bytes,
-                "recorded": _now(), **extra}
+        return memory.point_record(point, status, self.memory_cap_bytes, **extra)
 
     def failures(self, points: Sequence[VariantPoint]) -> list[dict]:
         """Records of ``points`` that failed (error or mismatch): the run is not a complete result."""
@@ -709,12 +704,6 @@ def _describe(record: dict) -> str:
     return record["status"] + (f" ({record['reason']})" if record.get("reason") else "")
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-def _load_average() -> list[float] | None:
-    return [round(value, 2) for value in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 if __name__ == "__main__":
