@@ -160,11 +160,7 @@ def scaling_settings(args: argparse.Namespace) -> dict[str, Any]:
     from ..device import resolve_device
 
     quick = QUICK if args.quick else {}
-    text = str(args.conv_tile_length)
-    try:
-        tile = None if text.lower() == "none" else int(text)
-    except ValueError:
-        raise UserError(f"--conv-tile-length must be a number of bp or 'none', got {text!r}") from None
+    tile = _conv_tile_length(args.conv_tile_length)
     settings = {
         "dim": args.dim or quick.get("dim", 1536),
         "lengths": args.lengths or list(quick.get("lengths", DEFAULT_LENGTHS)),
@@ -276,11 +272,7 @@ def variants_settings(args: argparse.Namespace) -> dict[str, Any]:
     from ..bench.variants import grid_from_settings
     from ..device import resolve_device
 
-    text = str(args.conv_tile_length)
-    try:
-        tile = None if text.lower() == "none" else int(text)
-    except ValueError:
-        raise UserError(f"--conv-tile-length must be a number of bp or 'none', got {text!r}") from None
+    tile = _conv_tile_length(args.conv_tile_length)
     settings = {
         "workloads": args.workloads, "attentions": args.attention, "precisions": args.precision,
         "dim": args.dim, "depth": args.depth, "length": args.length, "target_length": args.target_length,
@@ -363,6 +355,15 @@ def _sweep_folder(command: str, out: Path, stem: str, settings: dict, args: argp
             write_run_record(out, run_record(command, settings, {"machine": identity}, settings["device"],
                                              fingerprint=fingerprint))
         yield False
+
+
+def _conv_tile_length(value) -> int | None:
+    """``--conv-tile-length``: bp per conv-trunk tile, or ``none`` (one piece)."""
+    text = str(value)
+    try:
+        return None if text.lower() == "none" else int(text)
+    except ValueError:
+        raise UserError(f"--conv-tile-length must be a number of bp or 'none', got {text!r}") from None
 
 
 def _int_list(text: str) -> list[int]:
