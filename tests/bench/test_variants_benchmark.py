@@ -132,6 +132,13 @@ def test_the_bf16_rule_compares_with_plain_bf16_against_fp32():
     assert equality_check(close, close, plain, plain, float32)["passed"]
     assert not equality_check(far, close, plain, plain, float32)["passed"]
     assert not equality_check({"human": torch.tensor([[1.0, float("nan")]])}, close, plain, plain)["passed"]
+    # bf16's own error is measured on the same outputs as the engine's: the edits' error counts too
+    edits_far_from_fp32 = {"human": torch.tensor([[1.0, 2.1]])}
+    engine_edits = {"human": torch.tensor([[1.0, 2.06]])}
+    assert not equality_check(plain, engine_edits, plain, plain, float32)["passed"]
+    assert equality_check(plain, engine_edits, plain, edits_far_from_fp32, float32, plain)["passed"]
+    assert not equality_check(plain, {"human": torch.tensor([[1.0, 2.3]])}, plain, edits_far_from_fp32, float32,
+                              plain)["passed"]
 
 
 def test_bad_settings_are_one_line(tmp_path, capsys):

@@ -308,8 +308,12 @@ def measure_point(point: VariantPoint) -> dict[str, Any]:
     engine_checked = engine.score_all(checked)  # untimed: also the engine's warm-up
     plain_reference_s, plain_reference = timed(plain.reference_output)
     plain_checked_s, plain_checked = timed(lambda: plain.score_all(checked))
-    float32_reference = engine_for(tokens, plain=True, bf16=False).reference_output() if bf16 else None
-    check = equality_check(engine_reference, engine_checked, plain_reference, plain_checked, float32_reference)
+    float32_reference = float32_checked = None
+    if bf16:  # bf16's own error, on the same outputs the engine is compared on
+        float32_plain = engine_for(tokens, plain=True, bf16=False)
+        float32_reference, float32_checked = float32_plain.reference_output(), float32_plain.score_all(checked)
+    check = equality_check(engine_reference, engine_checked, plain_reference, plain_checked, float32_reference,
+                           float32_checked)
     check["edits"] = [str(edit) for edit in checked]
     result["check"] = check
     if not check["passed"]:
@@ -341,12 +345,14 @@ def measure_point(point: VariantPoint) -> dict[str, Any]:
     return result
 
 
-def equality_check(engine_reference, engine_edits, plain_reference, plain_edits, float32_reference=None) -> dict[str, Any]:
-    """Issue 13's equality over every output (``{head: tensor}`` of the reference and of the edits).
+def equality_check(engine_reference, engine_edits, plain_reference, plain_edits, float32_reference=None,
+                   float32_edits=None) -> dict[str, Any]:
+    """The engine's equality with whole windows over every output (``{head: tensor}`` of the reference and of
+    the edits).
 
-    float32: ``max |engine - plain| <= FP32_BOUND max |plain|``. bf16 (``float32_reference`` given: the plain
-    float32 path's reference output): ``max |engine - plain| <= max |plain bf16 - plain fp32|``, the latter
-    measured on the reference window (one more whole pass per strand, not one per checked edit).
+    float32: ``max |engine - plain| <= FP32_BOUND max |plain|``. bf16 (``float32_reference`` given, and
+    ``float32_edits``: the plain float32 path's outputs of the same windows): ``max |engine - plain| <= max
+    |plain bf16 - plain fp32|`` over the same outputs (the reference window alone when no float32 edits are given).
     """
     def differences(first: Sequence[Mapping], second: Sequence[Mapping]):
         for a, b in zip(first, second):
@@ -362,7 +368,9 @@ def equality_check(engine_reference, engine_edits, plain_reference, plain_edits,
         check.update(bound=FP32_BOUND, rule=f"max |engine - plain| <= {FP32_BOUND:g} max |plain| (float32)",
                      passed=finite and scale > 0 and check["relative"] <= FP32_BOUND)
     else:
-        precision = max(float((a - b).abs().max()) for a, b in differences([plain_reference], [float32_reference]))
+        own = ([plain_reference, plain_edits], [float32_reference, float32_edits]) if float32_edits is not None \
+            else ([plain_reference], [float32_reference])
+        precision = max(float((a - b).abs().max()) for a, b in differences(*own))
         check.update(plain_bf16_vs_fp32=precision,
                      rule="max |engine - plain| <= max |plain bf16 - plain fp32| (bf16)",
                      passed=finite and difference <= precision)
