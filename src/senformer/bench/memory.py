@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..errors import UserError
+
 OOM_EXIT_CODE = 75
 """Exit status of a child whose allocation failed (CPU allocator or CUDA out of memory)."""
 
@@ -276,3 +278,29 @@ def failure_fields(run: CappedRun, result: dict, memory_cap_bytes: int) -> dict:
     lines = run.stderr_tail.strip().splitlines()
     return {"reason": lines[-1] if lines else f"{run.status} (exit status {run.returncode})",
             "stderr_tail": run.stderr_tail[-2000:]}
+
+
+def read_points(path: Path, benchmark: str, point_type, what: str, keys_must_match: bool) -> dict:
+    """The record of a resumable sweep at ``path`` (``{"benchmark", "runs", "matmul", "points"}``), or a new one.
+
+    A file that is not JSON, has no ``points`` list or names another benchmark, or holds a point that
+    ``point_type.from_record`` cannot rebuild (with ``keys_must_match``: whose settings give another key) is
+    one :class:`UserError` naming the file and the point: nothing is resumed from a record that does not prove
+    its settings.
+    """
+    if not path.exists():
+        return {"benchmark": benchmark, "runs": [], "matmul": [], "points": []}
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path} is not valid JSON ({error}); move it away to start afresh") from None
+    if not isinstance(document, dict) or not isinstance(document.get("points"), list) or \
+            document.get("benchmark", benchmark) != benchmark:
+        raise UserError(f"{path} is not a {what} result (no 'points' list of {benchmark!r})")
+    for index, record in enumerate(document["points"]):
+        try:
+            if point_type.from_record(record).key != record.get("key") and keys_must_match:
+                raise ValueError("its key does not match its settings")
+        except (KeyError, TypeError, ValueError) as error:
+            raise UserError(f"{path}: point {index} is not a {what} point ({error})") from None
+    return document

@@ -23,7 +23,6 @@ from typing import Any, Callable, Iterable, Sequence
 from ..config import ATTENTION_KINDS
 from ..constants import TARGET_LENGTH
 from ..device import bf16_supported, no_native_bf16_reason
-from ..errors import UserError
 from ..io import atomic_write_text
 from . import memory
 from .figures import draw_scaling_figure
@@ -84,20 +83,8 @@ class Sweep:
         self.warmup, self.repeats = warmup, repeats
         self.log = log
         self.path = self.out_dir / "scaling.json"
-        if self.path.exists():
-            try:
-                self.document = json.loads(self.path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as error:
-                raise UserError(f"{self.path} is not valid JSON ({error}); move it away to start afresh") from error
-            if not isinstance(self.document.get("points"), list):
-                raise UserError(f"{self.path} has no 'points' list; it is not a scaling benchmark result")
-            for index, record in enumerate(self.document["points"]):
-                try:
-                    Point.from_record(record)
-                except (KeyError, TypeError, ValueError) as error:
-                    raise UserError(f"{self.path}: point {index} is not a benchmark point ({error})") from None
-        else:
-            self.document = {"benchmark": "senformer benchmark scaling", "runs": [], "matmul": [], "points": []}
+        self.document = memory.read_points(self.path, "senformer benchmark scaling", Point, "benchmark",
+                                           keys_must_match=False)
 
     # Resuming ----------------------------------------------------------------------------------
     def measured(self) -> dict[str, dict]:

@@ -390,23 +390,8 @@ class VariantsBenchmark:
         self.out_dir = Path(out_dir)
         self.memory_cap_bytes, self.timeout_s, self.log = int(memory_cap_bytes), timeout_s, log
         self.path = self.out_dir / "variants.json"
-        if self.path.exists():
-            try:
-                self.document = json.loads(self.path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as error:
-                raise UserError(f"{self.path} is not valid JSON ({error}); move it away to start afresh") from None
-            if self.document.get("benchmark") != "senformer benchmark variants" or not isinstance(
-                    self.document.get("points"), list):
-                raise UserError(f"{self.path} is not a variants benchmark result (no 'points' list of "
-                                "'senformer benchmark variants')")
-            for index, record in enumerate(self.document["points"]):
-                try:
-                    if VariantPoint.from_record(record).key != record.get("key"):
-                        raise ValueError("its key does not match its settings")
-                except (KeyError, TypeError, ValueError) as error:
-                    raise UserError(f"{self.path}: point {index} is not a variants benchmark point ({error})") from None
-        else:
-            self.document = {"benchmark": "senformer benchmark variants", "runs": [], "matmul": [], "points": []}
+        self.document = memory.read_points(self.path, "senformer benchmark variants", VariantPoint,
+                                           "variants benchmark", keys_must_match=True)
 
     def measured(self) -> dict[str, dict]:
         """Points already recorded (measured, out of memory, timed out); errors, mismatches and skips run again.
