@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import gc
 import os
 
 import torch
@@ -58,9 +59,17 @@ def setup_distributed(device: str = "auto") -> DistributedContext:
     return DistributedContext(rank, world_size, local_rank, torch_device)
 
 
-def teardown_distributed() -> None:
+def teardown_distributed(synchronise: bool = True) -> None:
+    """Destroy the process group and collect it while the interpreter is whole. ``synchronise`` (after a run
+    that ended well on every rank) first waits for every rank, so none closes its connections while a peer is
+    still in a collective; after an error it is skipped, since a failed rank never arrives."""
     if dist.is_initialized():
-        dist.destroy_process_group()
+        try:
+            if synchronise and dist.get_world_size() > 1:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
+            gc.collect()
 
 
 class _AllReduceSum(torch.autograd.Function):

@@ -19,6 +19,7 @@ run into the same folder is refused naming the holder.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import resource
@@ -148,6 +149,7 @@ def run_training(
     """
     owns_group = not (dist.is_available() and dist.is_initialized())
     context = setup_distributed(settings.device)
+    finished = False
     try:
         with _run_folder_lock(Path(out_dir), context):
             # The inputs are proven before the model is built: a resume on other data, genome or weights
@@ -155,10 +157,19 @@ def run_training(
             inputs = ckpt.training_inputs(settings.to_dict(), data_given=data is not None)
             if resume:
                 ckpt.check_inputs(Path(out_dir), inputs)
-            return Trainer(settings, Path(out_dir), context, data, inputs).run(resume)
+            trainer = Trainer(settings, Path(out_dir), context, data, inputs)
+            try:
+                path = trainer.run(resume)
+                finished = True
+                return path
+            finally:
+                # DDP's reducer holds the process group and sits in reference cycles: freed at interpreter
+                # exit, gloo's threads are torn down with the interpreter half gone (an occasional abort).
+                del trainer
+                gc.collect()
     finally:
         if owns_group:
-            teardown_distributed()
+            teardown_distributed(synchronise=finished)
 
 
 @contextlib.contextmanager
