@@ -65,6 +65,33 @@ def test_conv_block_inference_path_folds_the_gelu_scale_exactly():
     torch.testing.assert_close(fused, reference, rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.parametrize("width", [1, 5])
+def test_bf16_inference_computes_each_position_alike_whatever_the_length_around_it(width):
+    """The edit engine recomputes short spans of the trunk and needs them bit-equal to the whole window in
+    bf16. At these shapes torch's CPU batch norm (fused multiply-add in a plane's vectorised body, not in its
+    tail) and oneDNN's bf16 1x1 convolution (blocking chosen from the length) both round some positions
+    differently in a 384-long piece than in the 8,192-long whole."""
+    torch.manual_seed(0)
+    channels, length, start, size = 256, 8192, 3000, 384
+    block, pool = ConvBlock(channels, channels, width), SoftmaxPooling(channels)
+    with torch.no_grad():
+        block.norm.running_mean.normal_()
+        block.norm.running_var.uniform_(0.5, 2.0)
+        block.norm.weight.normal_()
+        block.norm.bias.normal_()
+        pool.logits.weight.normal_(std=channels ** -0.5)
+    block.eval()
+    x = torch.randn(2, channels, length)
+    edge = 8  # a piece's own ends see its zero padding
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        whole, piece = block(x), block(x[..., start : start + size])
+        assert whole.dtype == torch.bfloat16
+        assert torch.equal(piece[..., edge:-edge], whole[..., start + edge : start + size - edge])
+        pooled_whole, pooled_piece = pool(whole), pool(piece)
+        half = start // 2
+        assert torch.equal(pooled_piece[..., edge:-edge], pooled_whole[..., half + edge : half + size // 2 - edge])
+
+
 def test_softmax_pooling_matches_a_direct_computation():
     torch.manual_seed(0)
     pool = SoftmaxPooling(3).double()

@@ -65,12 +65,45 @@ class ConvBlock(nn.Module):
     def _inference(self, x: torch.Tensor) -> torch.Tensor:
         """The same maths in two elementwise passes instead of five: with moving statistics BatchNorm is
         affine, so it absorbs the GELU's 1.702 (``gelu(y) = silu(1.702 y) / 1.702``) and the convolution
-        absorbs the ``1 / 1.702``."""
+        absorbs the ``1 / 1.702``.
+
+        The affine map is one ``addcmul`` rather than ``F.batch_norm``: torch's CPU batch norm computes a
+        plane's vectorised body with a fused multiply-add and its tail without, so a value's rounding would
+        depend on where it falls in the tensor (one float32 ulp; a bf16 ulp now and then). The edit engine
+        recomputes short spans of the trunk and needs every position computed as in the whole window.
+        """
         norm, conv = self.norm, self.conv
-        scaled = F.batch_norm(x, norm.running_mean, norm.running_var, norm.weight * GELU_SCALE,
-                              norm.bias * GELU_SCALE, False, 0.0, norm.eps)
-        return F.conv1d(F.silu(scaled, inplace=True), conv.weight / GELU_SCALE, conv.bias,
+        scale = norm.weight * GELU_SCALE * torch.rsqrt(norm.running_var + norm.eps)
+        shift = norm.bias * GELU_SCALE - norm.running_mean * scale
+        scaled = torch.addcmul(shift.to(x.dtype)[:, None], x, scale.to(x.dtype)[:, None])
+        activated = F.silu(scaled, inplace=True)
+        if conv.kernel_size == (1,) and _runs_in_bf16(activated):
+            return pointwise_matmul(activated, conv.weight / GELU_SCALE, conv.bias)
+        return F.conv1d(activated, conv.weight / GELU_SCALE, conv.bias,
                         conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
+def _runs_in_bf16(x: torch.Tensor) -> bool:
+    """Whether a convolution of ``x`` computes in bf16 (a bf16 tensor, or autocast to bf16 on its device)."""
+    if x.dtype == torch.bfloat16:
+        return True
+    device = x.device.type
+    return torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16
+
+
+def pointwise_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """A width-1 convolution of bf16 ``x`` (batch, in, length) as one batched matrix product.
+
+    On CPU, oneDNN's bf16 1x1 convolution picks its blocking from the length, so a value's rounding depends on
+    how long the sequence around it is (a bf16 ulp at about one position in ten thousand); a matrix product
+    sums each output in the same order whatever the length, and runs faster. The edit engine recomputes short
+    spans of the trunk and needs them equal to the whole window's.
+    """
+    x = x.to(torch.bfloat16)
+    weight = weight[:, :, 0].to(torch.bfloat16).expand(x.shape[0], -1, -1)
+    if bias is None:
+        return torch.bmm(weight, x)
+    return torch.baddbmm(bias.to(torch.bfloat16)[:, None], weight, x)
 
 
 class SoftmaxPooling(nn.Module):
@@ -101,7 +134,11 @@ class SoftmaxPooling(nn.Module):
             # the half-length difference and weight. Several times faster than a softmax on CPU.
             first, second = x[:, :, 0::2], x[:, :, 1::2]  # (batch, channels, windows)
             difference = first - second
-            weight = torch.sigmoid(self.logits(difference))
+            if not torch.is_grad_enabled() and _runs_in_bf16(difference):
+                logits = pointwise_matmul(difference, self.logits.weight, None)
+            else:
+                logits = self.logits(difference)
+            weight = torch.sigmoid(logits)
             return torch.addcmul(second, weight, difference)
         logits = self.logits(x)
         x = x.reshape(batch, channels, windows, self.pool_size)  # (batch, channels, windows, pool)
