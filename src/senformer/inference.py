@@ -149,7 +149,7 @@ def predict_batch(
                for name, index in (tracks or {}).items()}
     sums: dict[str, torch.Tensor] = {}
     passes = 0
-    with torch.inference_mode(), _autocast(device, bf16):
+    with torch.inference_mode(), autocast_for(device, bf16):
         for shift in shifts:
             window = sequences[:, margin + shift : margin + shift + length].to(device)
             for flip in (False, True) if reverse_complement else (False,):
@@ -184,7 +184,9 @@ def predict_batches(
             bar.update(len(sequences))
 
 
-def _autocast(device: torch.device, bf16: bool):
+def autocast_for(device: torch.device, bf16: bool):
+    """The precision context every model pass runs under: bf16 autocast on ``device`` when ``bf16`` is asked
+    for and the device computes it natively, else nothing (float32)."""
     # Emulated bfloat16 (a CPU without AVX512-BF16 or AMX) is far slower than float32 and no more
     # accurate: there use_bf16 warns once and the passes run in float32.
     if not use_bf16(bf16, device):

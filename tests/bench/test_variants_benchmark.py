@@ -61,6 +61,10 @@ def test_the_whole_command_writes_checked_results(tmp_path, capsys):
     for row in rows:
         assert float(row["speedup"]) == pytest.approx(float(row["plain_seconds"]) / float(row["engine_seconds"]))
         assert float(row["flop_bound"]) > 1
+        if row["timing"] in ("steady state", "per variant"):  # measured floor: the transformer alone
+            assert float(row["time_bound"]) > 1
+            assert float(row["of_time_bound"]) == pytest.approx(float(row["speedup"]) / float(row["time_bound"]))
+    assert all(record["transformer_per_edit_seconds"] > 0 for record in points.values())
     report = (out / "variants.md").read_text()
     assert "Machine:" in report and "FLOP bound" in report and "anchored-snv" in report
     assert "up to date" not in capsys.readouterr().out
@@ -77,6 +81,11 @@ def test_derived_rows_follow_from_the_measured_times():
                                     "engine_flops_per_edit": 1.0}}}
     rows = {(row["timing"], row["edits"]): row for row in variants.summarize([record])}
     assert rows[("steady state", 16)]["speedup"] == 4.0 and rows[("steady state", 16)]["flop_bound"] == 4.0
+    assert "time_bound" not in rows[("steady state", 16)]  # a record from before the floor was measured
+    floored = {(row["timing"], row["edits"]): row
+               for row in variants.summarize([{**record, "transformer_per_edit_seconds": 1.6}])}
+    assert floored[("steady state", 16)]["time_bound"] == pytest.approx(8.0 / 1.6)
+    assert floored[("steady state", 16)]["of_time_bound"] == pytest.approx(4.0 / 5.0)
     amortised = rows[("amortised", 64)]
     assert amortised["engine_seconds"] == pytest.approx((10 + 64 * 2) / 64)
     assert amortised["plain_seconds"] == pytest.approx((8 + 64 * 8) / 64)
