@@ -46,8 +46,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .errors import UserError
-from .io import atomic_write_text, write_npz
+from ..errors import UserError
+from ..io import atomic_write_text, write_npz
 
 HEAD = "human"
 ROW_1 = "full"
@@ -240,7 +240,7 @@ def snapshot_path(directory: Path, step: int) -> Path:
 
 def execute_run(run: Run, out: Path, log: Callable[[str], None]) -> str:
     """Train ``run`` to its last phase, resuming whatever a killed attempt left; returns what was done."""
-    from .train.checkpoint import latest_checkpoint
+    from ..train.checkpoint import latest_checkpoint
 
     directory = out / "runs" / run.name
     if (directory / ".done").is_file():
@@ -329,8 +329,8 @@ def run_jobs(jobs: Sequence[Job], parallel: int, log: Callable[[str], None]) -> 
 # The whole study -----------------------------------------------------------------------------------------
 def prepare(out: Path, settings: StudySettings, fresh: bool = False, record: bool = True) -> None:
     """Record the settings (refusing a different earlier study in ``out``), write the data and row 1's model."""
-    from .data.basenji import read_statistics
-    from .data.synthetic import make_synthetic
+    from ..data.basenji import read_statistics
+    from ..data.synthetic import make_synthetic
 
     out.mkdir(parents=True, exist_ok=True)
     recorded = out / "study-settings.json"
@@ -396,7 +396,7 @@ def run_study(out: str | os.PathLike, settings: StudySettings, parallel: int = 2
 
 def _commit() -> str | None:
     try:
-        source = Path(__file__).resolve().parents[2]
+        source = Path(__file__).resolve().parents[3]
         result = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
         return result.stdout.strip() or None
     except OSError:
@@ -467,7 +467,7 @@ def model_entries(out: Path, settings: StudySettings, seed: int) -> list[ModelEn
 
 
 def _load(entry: ModelEntry):
-    from .weights import load_model
+    from ..weights import load_model
 
     return load_model(entry.weights, overrides=entry.overrides, skip=entry.skip).eval()
 
@@ -481,10 +481,10 @@ def evaluate_seed(out: str | os.PathLike, seed: int) -> Path:
     ``.npz`` (per-example sums for the bootstrap)."""
     import torch
 
-    from .analysis.compare import compare_scores, group_scores
-    from .data.basenji import BasenjiDataset
-    from .evaluate import evaluate
-    from .metrics import StreamingPearson, pearson_from_sums
+    from ..analysis.compare import compare_scores, group_scores
+    from ..data.basenji import BasenjiDataset
+    from ..evaluate import evaluate
+    from ..metrics import StreamingPearson, pearson_from_sums
 
     torch.set_num_threads(1)
     out = Path(out)
@@ -583,8 +583,8 @@ def _receptive_fields(models: Mapping[str, Any], entries: Sequence[ModelEntry], 
     share of the change outside the conv tower's reach (only attention can carry it there)."""
     import torch
 
-    from .analysis.receptive_field import conv_reach_mask, receptive_field
-    from .sequence import one_hot_to_tokens
+    from ..analysis.receptive_field import conv_reach_mask, receptive_field
+    from ..sequence import one_hot_to_tokens
 
     examples = []
     for example in dataset:
@@ -658,7 +658,7 @@ def bootstrap_pooled(weights: np.ndarray, model_sums: np.ndarray, target_sums: n
     Returns:
         (resamples, tracks).
     """
-    from .metrics import pearson_from_sums
+    from ..metrics import pearson_from_sums
 
     model = np.einsum("be,etk->btk", weights, model_sums)
     target = np.einsum("be,etk->btk", weights, target_sums)
@@ -799,7 +799,7 @@ def _lr_factor(name: str) -> float | None:
 
 
 def _machine() -> dict[str, Any]:
-    from .record import machine_info
+    from ..record import machine_info
 
     info = {key: value for key, value in machine_info().items() if key != "hostname"}
     info["threads"] = 1  # every job: one torch thread, OMP_NUM_THREADS=1
@@ -870,7 +870,7 @@ def _figure(columns: int, width: float = 5.0, height: float = 4.0):
 
 
 def _save(plt, figure, path: Path) -> None:
-    from .io import atomic_path
+    from ..io import atomic_path
 
     figure.tight_layout()
     with atomic_path(path) as temporary:
@@ -1172,9 +1172,9 @@ def estimate(out: str | os.PathLike, settings: StudySettings, steps: int = 20, p
     study's total time with ``parallel`` jobs; written to ``OUT/estimate.json``."""
     import torch
 
-    from .data.basenji import BasenjiDataset
-    from .evaluate import evaluate
-    from .weights import load_model
+    from ..data.basenji import BasenjiDataset
+    from ..evaluate import evaluate
+    from ..weights import load_model
 
     out = Path(out)
     prepare(out, settings, record=False)

@@ -1,0 +1,7 @@
+"""``python -m senformer.study evaluate OUT SEED``: the study's evaluation job, run as a subprocess."""
+
+import sys
+
+from .results import main
+
+sys.exit(main())
