@@ -2,6 +2,6 @@
 
 import sys
 
-from .results import main
+from .evaluation import main
 
 sys.exit(main())

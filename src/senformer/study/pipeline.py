@@ -1,0 +1,133 @@
+"""The whole study from one call: :func:`run_study` prepares ``OUT``, runs every training run and every
+seed's evaluation as jobs (two at a time, each after what it needs; a rerun resumes), then summarises and
+writes the results and the write-up; :func:`estimate` times a few steps of each kind of run first and
+projects the study's total time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from ..io import atomic_write_text
+from .evaluation import _evaluate_in_subprocess, _jsonable, model_entries
+from .results import summarise, write_docs, write_results
+from .runs import HEAD, ROW_1, Job, StudySettings, _machine, execute_run, prepare, run_jobs, run_name, study_runs
+
+
+# The whole study -----------------------------------------------------------------------------------------
+def run_study(out: str | os.PathLike, settings: StudySettings, parallel: int = 2, fresh: bool = False,
+              results: str | os.PathLike | None = None, docs: str | os.PathLike | None = None,
+              command: str = "senformer study accuracy", extra: Mapping[str, Any] | None = None,
+              log: Callable[[str], None] = print) -> Path:
+    """Run (or resume) the whole study into ``out``; write ``study.json``, ``table.csv`` and the figures into
+    ``results`` (default ``out/results``) and, with ``docs``, the write-up. Returns the ``study.json`` path."""
+    out = Path(out)
+    started = time.perf_counter()
+    prepare(out, settings, fresh)
+    lock = threading.Lock()
+
+    def locked_log(message: str) -> None:
+        with lock:
+            log(message)
+
+    runs = study_runs(out, settings)
+    jobs = [Job(run.name, (lambda run=run: execute_run(run, out, locked_log)), run.depends) for run in runs]
+    for seed in settings.seeds:
+        needed = tuple(run.name for run in runs if run.seed == seed)
+        jobs.append(Job(f"evaluate-seed{seed}", (lambda seed=seed: _evaluate_in_subprocess(out, seed, locked_log)), needed))
+    seconds = run_jobs(jobs, parallel, locked_log)
+    # Every invocation's wall time, so a resumed study reports the time it took in total, not its last part.
+    sessions_path = out / "sessions.json"
+    sessions = json.loads(sessions_path.read_text(encoding="utf-8")) if sessions_path.is_file() else []
+    sessions.append({"command": command, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                     "seconds": time.perf_counter() - started, "job_seconds": seconds})
+    atomic_write_text(sessions_path, json.dumps(sessions, indent=1) + "\n")
+    record = summarise(out, settings)
+    record["run"] = {"command": command, "parallel": parallel, "seconds": sum(s["seconds"] for s in sessions),
+                     "sessions": len(sessions), "commit": _commit(), **(extra or {})}
+    results_dir = Path(results) if results is not None else out / "results"
+    path = write_results(record, results_dir)
+    if docs is not None:
+        write_docs(record, Path(docs), results_dir)
+    return path
+
+
+def _commit() -> str | None:
+    try:
+        source = Path(__file__).resolve().parents[3]
+        result = subprocess.run(["git", "-C", str(source), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        return result.stdout.strip() or None
+    except OSError:
+        return None
+
+
+# Measuring before running --------------------------------------------------------------------------------
+def estimate(out: str | os.PathLike, settings: StudySettings, steps: int = 20, parallel: int = 2,
+             label: str = "the study", log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Time ``steps`` training steps of each kind of run (one at a time, one thread each) and project the
+    study's total time with ``parallel`` jobs; written to ``OUT/estimate.json``."""
+    import torch
+
+    from ..data.basenji import BasenjiDataset
+    from ..evaluate import evaluate
+    from ..weights import load_model
+
+    out = Path(out)
+    prepare(out, settings, record=False)
+    work = out / "estimate"
+    shutil.rmtree(work, ignore_errors=True)
+    probe = dataclasses.replace(settings, seeds=settings.seeds[:1], lr_factors=(), eval_every=0,
+                                full_warmup_steps=1, finetune_warmup_steps=1)
+    runs = {run.key: run for run in study_runs(work, probe)}
+    (work / "runs").mkdir(parents=True)
+    os.symlink((out / "data").resolve(), work / "data")
+    shutil.copy(out / "model.json", work / "model.json")
+    rates: dict[str, float] = {}
+    for key in (ROW_1, "finetune", "finetune-distill", "fresh-ours", "fresh-report", "report-all"):
+        run = dataclasses.replace(runs[key], phases=(steps,))
+        started = time.perf_counter()
+        execute_run(run, work, log)
+        log_path = work / "runs" / run.name / "log.jsonl"
+        windows = [json.loads(line) for line in log_path.read_text(encoding="utf-8").splitlines() if '"train"' in line]
+        # The first window includes start-up; later windows are steady state.
+        rates[key] = float(np.median([w["examples_per_s"] for w in windows[1:] or windows]))
+        log(f"{key}: {rates[key]:.1f} examples/s ({time.perf_counter() - started:.0f} s for {steps} steps with start-up)")
+    torch.set_num_threads(1)
+    model = load_model(work / "runs" / run_name(ROW_1, settings.seeds[0]) / "weights")
+    dataset = BasenjiDataset(out / "data", "test", max_examples=64)
+    started = time.perf_counter()
+    evaluate({"probe": model}, dataset, HEAD, batch_size=settings.test_batch_size, progress=False)
+    forward = 64 / (time.perf_counter() - started)  # examples per second, inference
+    full = study_runs(out, settings)
+    seconds: dict[str, float] = {}
+    for run in full:
+        train = run.phases[-1] * settings.batch_size / rates[run.key]
+        evaluations = (run.phases[-1] // max(settings.eval_every, 1) + 1) * (settings.eval_examples or 256) / forward
+        seconds[run.name] = train + evaluations + 10  # + start-up of each phase's process
+    test_examples = int(json.loads((out / "data" / "statistics.json").read_text())["test_seqs"])
+    receptive = 3 * settings.receptive_field_sequences * (settings.receptive_field_positions + 1)
+    for seed in settings.seeds:
+        models = len(model_entries(out, settings, seed))
+        seconds[f"evaluate-seed{seed}"] = (2 * models * test_examples + receptive) / forward + 20
+    # Two jobs at a time: the busiest slot sets the time (rows 5-7 are long and start early).
+    slots = [0.0] * parallel
+    for value in sorted(seconds.values(), reverse=True):
+        slots[slots.index(min(slots))] += value
+    projection = {"for": label, "steps_measured": steps, "examples_per_second": rates,
+                  "inference_examples_per_second": forward,
+                  "job_seconds": seconds, "total_job_minutes": sum(seconds.values()) / 60,
+                  "projected_minutes": max(slots) / 60, "parallel": parallel, "machine": _machine(),
+                  "note": "measured one job at a time; two jobs at once on 2 free cores run at about the same rate each"}
+    atomic_write_text(out / "estimate.json", json.dumps(_jsonable(projection), indent=1) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    return projection

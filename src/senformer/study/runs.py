@@ -1,0 +1,338 @@
+"""The study's settings and its training runs: :class:`StudySettings`, the rows (:data:`ROWS`), every
+(row, seed) ``senformer train`` run (:func:`study_runs`, :func:`execute_run`, resumable), the scheduler that
+runs jobs two at a time after their dependencies (:func:`run_jobs`), and :func:`prepare`, which records the
+settings and writes the dataset and row 1's model into ``OUT``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from ..errors import UserError
+from ..io import atomic_write_text
+
+HEAD = "human"
+ROW_1 = "full"
+# Model rows in table order: key -> (row number, description).
+ROWS: dict[str, tuple[str, str]] = {
+    "full": ("1", "full attention from scratch"),
+    "control": ("2", "row 1, attention removed"),
+    "zero-shot": ("3", "bigbird (relative positions), row 1's weights, zero-shot"),
+    "finetune": ("4", "row 3 fine-tuned attention-only"),
+    "finetune-distill": ("4", "row 3 fine-tuned attention-only + distillation from row 1"),
+    "fresh-ours": ("5", "fresh bigbird (relative positions) on frozen row 1, attention-only"),
+    "fresh-report": ("6", "fresh report layer (no relative positions, key = dim/heads), attention-only"),
+    "report-all": ("7", "fresh report layer, every weight trained"),
+}
+FRESH_ROWS = ("fresh-ours", "fresh-report", "report-all")
+LR_ROWS = ("fresh-ours", "fresh-report")
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """Everything the study does; saved as ``study-settings.json``. :meth:`quick` is 1 seed, 1/4 the steps."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    data_size: str = "study"  # senformer.data.synthetic.SIZES
+    data_seed: int = 0  # one dataset for every seed
+    data_overrides: Mapping[str, Any] = field(default_factory=dict)  # SyntheticSettings fields
+    # Row 1's model: the small training model with BigBird blocks of 2 positions (32 blocks of 8,192 bp);
+    # each query block attends 3 window + 2 global + 3 random = 8 of them, a quarter.
+    model: Mapping[str, Any] = field(default_factory=lambda: {
+        "dim": 96, "depth": 2, "heads": 4, "key_size": 16, "conv_tower_divisible_by": 16,
+        "block_size": 2, "num_window_blocks": 3, "num_global_blocks": 2, "num_random_blocks": 3,
+        "dropout_rate": 0.1, "attention_dropout_rate": 0.05, "positional_dropout_rate": 0.01,
+        "final_dropout_rate": 0.01,
+    })
+    batch_size: int = 8
+    # Tuning run (seed 0, validation): after 1,000 steps at 1e-3 removing attention cost 0.153 pooled Pearson
+    # on the long-range tracks (0.560 -> 0.407); after 600 steps the long-range tracks were still climbing.
+    full_steps: int = 1000
+    full_learning_rate: float = 1e-3
+    full_warmup_steps: int = 50
+    finetune_steps: int = 200  # row 4; rows 5-7 are also reported at this step
+    finetune_learning_rate: float = 1e-3
+    finetune_warmup_steps: int = 20
+    fresh_multiple: int = 4  # rows 5-7 run this many times row 4's steps
+    lr_factors: tuple[float, ...] = (1 / 3, 3.0)  # rows 5 and 6, first seed, row 4's steps
+    distill_weight: float = 0.5
+    eval_every: int = 100  # validation curves (Figure 5)
+    eval_examples: int | None = 128  # validation examples per curve point (None: the whole split)
+    test_batch_size: int = 16
+    bootstrap: int = 2000  # resamples of the test examples for the 95% intervals
+    receptive_field_sequences: int = 4  # test sequences; Figure 8 for rows 1, 3 and 6
+    receptive_field_positions: int = 16
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        object.__setattr__(self, "lr_factors", tuple(float(f) for f in self.lr_factors))
+        object.__setattr__(self, "data_overrides", dict(self.data_overrides))
+        object.__setattr__(self, "model", dict(self.model))
+        problems = []
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            problems.append(f"seeds {list(self.seeds)} must be distinct and at least one")
+        for name in ("batch_size", "full_steps", "finetune_steps", "fresh_multiple", "bootstrap",
+                     "receptive_field_sequences", "receptive_field_positions", "test_batch_size"):
+            if int(getattr(self, name)) < 1:
+                problems.append(f"{name}={getattr(self, name)} must be at least 1")
+        if problems:
+            raise UserError("invalid study settings: " + "; ".join(problems))
+
+    @property
+    def fresh_steps(self) -> int:
+        return self.fresh_multiple * self.finetune_steps
+
+    def quick(self) -> "StudySettings":
+        """One seed and a quarter of the steps (curves every quarter of the old interval)."""
+        return dataclasses.replace(
+            self, seeds=self.seeds[:1], full_steps=max(1, self.full_steps // 4),
+            finetune_steps=max(1, self.finetune_steps // 4), eval_every=max(1, self.eval_every // 4),
+            full_warmup_steps=self.full_warmup_steps // 4, finetune_warmup_steps=self.finetune_warmup_steps // 4,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        values = dataclasses.asdict(self)
+        values["seeds"], values["lr_factors"] = list(self.seeds), list(self.lr_factors)
+        return values
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], source: str = "study settings") -> "StudySettings":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UserError(f"{source}: unknown study setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+# The runs ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Run:
+    """One ``senformer train`` run: ``arguments`` (without ``--out``), trained to each of ``phases`` in turn
+    (the weights at every earlier phase kept as ``weights-step-<N>``), after the runs in ``depends``."""
+
+    name: str
+    key: str
+    seed: int
+    arguments: tuple[str, ...]
+    phases: tuple[int, ...]
+    depends: tuple[str, ...] = ()
+
+
+def run_name(key: str, seed: int, lr_factor: float | None = None) -> str:
+    suffix = "" if lr_factor is None else f"-lr{lr_factor:.3g}"
+    return f"{key}{suffix}-seed{seed}"
+
+
+def study_runs(out: Path, settings: StudySettings) -> list[Run]:
+    """Every training run of the study, rows 1 first, then the long rows 5-7 (the critical path)."""
+    data = str(out / "data")
+    report_key_size = int(settings.model["dim"]) // int(settings.model["heads"])
+
+    def common(seed: int, steps_per_eval: int) -> list[str]:
+        arguments = ["--data", data, "--batch-size", str(settings.batch_size), "--seed", str(seed),
+                     "--threads", "1", "--no-progress", "--decay", "none", "--log-every", "10",
+                     "--eval-every", str(steps_per_eval), "--keep-checkpoints", "2"]
+        if settings.eval_examples is not None:
+            arguments += ["--eval-examples", str(settings.eval_examples)]
+        return arguments
+
+    def row1(seed: int) -> str:
+        return str(out / "runs" / run_name(ROW_1, seed) / "weights")
+
+    def fine_tuning(seed: int, learning_rate: float) -> list[str]:
+        return [*common(seed, settings.eval_every), "--init", row1(seed), "--lr", repr(learning_rate),
+                "--warmup-steps", str(settings.finetune_warmup_steps),
+                "--checkpoint-every", str(settings.finetune_steps)]
+
+    layers = {
+        # Ours: the weights' own bigbird pattern and relative positions, all attention tensors fresh.
+        "fresh-ours": ["--init-skip", "attention", "--attention", "bigbird", "--train", "attention"],
+        # The report's: BigBird without relative positions, key size = dim / heads (192 = 1,536 / 8).
+        "fresh-report": ["--init-skip", "attention", "--preset", "s-enformer-report", "--set",
+                         f"key_size={report_key_size}", "--train", "attention"],
+        "report-all": ["--init-skip", "attention", "--preset", "s-enformer-report", "--set",
+                       f"key_size={report_key_size}", "--train", "all"],
+    }
+    runs: list[Run] = []
+    for seed in settings.seeds:
+        # The seed sets initialisation, data order, augmentation and dropout (--seed) and the random blocks
+        # (attention_seed, stored in row 1's config and so inherited by every row built on its weights).
+        runs.append(Run(run_name(ROW_1, seed), ROW_1, seed, (
+            *common(seed, settings.eval_every), "--model-config", str(out / "model.json"),
+            "--set", f"attention_seed={seed}", "--lr", repr(settings.full_learning_rate),
+            "--warmup-steps", str(settings.full_warmup_steps), "--checkpoint-every", str(settings.eval_every * 2),
+        ), (settings.full_steps,)))
+    for seed in settings.seeds:
+        for key in FRESH_ROWS:
+            runs.append(Run(run_name(key, seed), key, seed, (*fine_tuning(seed, settings.finetune_learning_rate),
+                                                             *layers[key]),
+                            (settings.finetune_steps, settings.fresh_steps), (run_name(ROW_1, seed),)))
+    for seed in settings.seeds:
+        pretrained = ["--attention", "bigbird", "--train", "attention"]
+        runs.append(Run(run_name("finetune", seed), "finetune", seed,
+                        (*fine_tuning(seed, settings.finetune_learning_rate), *pretrained),
+                        (settings.finetune_steps,), (run_name(ROW_1, seed),)))
+        runs.append(Run(run_name("finetune-distill", seed), "finetune-distill", seed,
+                        (*fine_tuning(seed, settings.finetune_learning_rate), *pretrained, "--teacher", row1(seed),
+                         "--distill-weight", repr(settings.distill_weight)),
+                        (settings.finetune_steps,), (run_name(ROW_1, seed),)))
+    seed = settings.seeds[0]
+    for factor in settings.lr_factors:
+        for key in LR_ROWS:
+            runs.append(Run(run_name(key, seed, factor), key, seed,
+                            (*fine_tuning(seed, settings.finetune_learning_rate * factor), *layers[key]),
+                            (settings.finetune_steps,), (run_name(ROW_1, seed),)))
+    return runs
+
+
+def _train_command(arguments: Sequence[str]) -> list[str]:
+    return [sys.executable, "-m", "senformer", "train", *arguments]
+
+
+def _one_thread_environment() -> dict[str, str]:
+    environment = dict(os.environ)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        environment[name] = "1"
+    return environment
+
+
+def snapshot_path(directory: Path, step: int) -> Path:
+    return directory / f"weights-step-{step}"
+
+
+def execute_run(run: Run, out: Path, log: Callable[[str], None]) -> str:
+    """Train ``run`` to its last phase, resuming whatever a killed attempt left; returns what was done."""
+    from ..train.checkpoint import latest_checkpoint
+
+    directory = out / "runs" / run.name
+    if (directory / ".done").is_file():
+        return "skipped (done)"
+    # Phases whose weights were kept are finished; without a checkpoint to continue from, start over.
+    first = 0
+    while first < len(run.phases) - 1 and (snapshot_path(directory, run.phases[first]) / "model.safetensors").is_file():
+        first += 1
+    if latest_checkpoint(directory / "checkpoints") is None:
+        shutil.rmtree(directory, ignore_errors=True)  # a start that wrote no checkpoint leaves nothing to keep
+        first = 0
+    done = []
+    for index in range(first, len(run.phases)):
+        steps = run.phases[index]
+        if latest_checkpoint(directory / "checkpoints") is not None:
+            # A killed run, or an earlier phase finished: continue the same run exactly to this phase.
+            arguments = ["--config", str(directory / "settings.json"), "--resume", "--steps", str(steps)]
+            done.append(f"resumed to step {steps}")
+        else:
+            arguments = [*run.arguments, "--steps", str(steps)]
+            done.append(f"trained to step {steps}")
+        directory.mkdir(parents=True, exist_ok=True)
+        command = _train_command([*arguments, "--out", str(directory)])
+        with open(directory / "train.out", "a", encoding="utf-8") as output:
+            output.write("$ " + " ".join(command) + "\n")
+            output.flush()
+            status = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT,
+                                    env=_one_thread_environment()).returncode
+        if status != 0:
+            raise UserError(f"run {run.name} failed (exit {status}); see {directory / 'train.out'}")
+        if index < len(run.phases) - 1:
+            snapshot = snapshot_path(directory, steps)
+            temporary = snapshot.with_name(snapshot.name + ".partial")
+            shutil.rmtree(temporary, ignore_errors=True)
+            shutil.copytree(directory / "weights", temporary)
+            temporary.rename(snapshot)
+    atomic_write_text(directory / ".done", json.dumps({"phases": list(run.phases)}) + "\n")
+    log(f"{run.name}: {', '.join(done)}")
+    return ", ".join(done)
+
+
+# Scheduling ----------------------------------------------------------------------------------------------
+@dataclass
+class Job:
+    name: str
+    action: Callable[[], str]
+    depends: tuple[str, ...] = ()
+
+
+def run_jobs(jobs: Sequence[Job], parallel: int, log: Callable[[str], None]) -> dict[str, float]:
+    """Run ``jobs`` (each after its ``depends``), ``parallel`` at a time; returns seconds per job. The first
+    failure stops new starts, waits for the running ones and is raised."""
+    pending = list(jobs)
+    finished: set[str] = set()
+    seconds: dict[str, float] = {}
+    running: dict[Future, tuple[str, float]] = {}
+    failure: BaseException | None = None
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        while pending or running:
+            if failure is None:
+                for job in [j for j in pending if set(j.depends) <= finished]:
+                    if len(running) >= parallel:
+                        break
+                    pending.remove(job)
+                    running[pool.submit(job.action)] = (job.name, time.perf_counter())
+            if not running:
+                if pending and failure is None:
+                    missing = sorted({d for j in pending for d in j.depends} - finished - {j.name for j in pending})
+                    raise UserError(f"jobs wait for unknown jobs: {', '.join(missing)}")
+                break
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in done:
+                name, started = running.pop(future)
+                seconds[name] = time.perf_counter() - started
+                error = future.exception()
+                if error is not None:
+                    failure = failure or error
+                    log(f"{name}: failed: {error}")
+                else:
+                    finished.add(name)
+    if failure is not None:
+        raise failure
+    return seconds
+
+
+# The study folder: settings, data, row 1's model ---------------------------------------------------------
+def prepare(out: Path, settings: StudySettings, fresh: bool = False, record: bool = True) -> None:
+    """Record the settings (refusing a different earlier study in ``out``), write the data and row 1's model."""
+    from ..data.basenji import read_statistics
+    from ..data.synthetic import make_synthetic
+
+    out.mkdir(parents=True, exist_ok=True)
+    recorded = out / "study-settings.json"
+    if fresh:
+        for name in ("data", "runs", "evaluation", "model.json", "study-settings.json", "sessions.json"):
+            path = out / name
+            shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+    elif record and recorded.is_file():
+        previous = json.loads(recorded.read_text(encoding="utf-8"))
+        if previous != json.loads(json.dumps(settings.to_dict())):
+            changed = sorted(k for k in set(previous) | set(settings.to_dict())
+                             if previous.get(k) != json.loads(json.dumps(settings.to_dict())).get(k))
+            raise UserError(f"{out} holds a study with other settings ({', '.join(changed)} differ, {recorded}); "
+                            "pass --fresh to replace it or choose another --out")
+    if record:
+        atomic_write_text(recorded, json.dumps(settings.to_dict(), indent=2) + "\n")
+    data = out / "data"
+    if not (data / ".done").is_file():
+        make_synthetic(data, settings.data_size, seed=settings.data_seed, **settings.data_overrides)
+        atomic_write_text(data / ".done", "\n")
+    statistics = read_statistics(data)
+    model = {**settings.model, "attention": "full", "output_heads": {HEAD: int(statistics["num_targets"])},
+             "target_length": int(statistics["target_length"])}
+    atomic_write_text(out / "model.json", json.dumps(model, indent=2) + "\n")
+
+
+
+def _machine() -> dict[str, Any]:
+    from ..record import machine_info
+
+    info = {key: value for key, value in machine_info().items() if key != "hostname"}
+    info["threads"] = 1  # every job: one torch thread, OMP_NUM_THREADS=1
+    return info
