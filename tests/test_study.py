@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import re
+import copy
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +18,7 @@ from safetensors.torch import load_file
 from senformer import Enformer, EnformerConfig, save_model
 from senformer.cli import main
 from senformer.data.synthetic import make_synthetic
-from senformer.study import StudySettings, bootstrap_difference, spread, study_runs
+from senformer.study import StudySettings, answer, bootstrap_difference, spread, study_runs
 from senformer.train import TrainSettings
 from senformer.train.loop import build_model
 from senformer.weights import ATTENTION_TENSORS
@@ -157,3 +159,34 @@ def test_spread_and_bootstrap_of_a_known_difference():
     only_second_track = bootstrap_difference(per_seed, "noisy", "same", [1], resamples=10)
     assert only_second_track["difference"] == pytest.approx(
         np.corrcoef(noisy[..., 1].ravel(), target[..., 1].ravel())[0, 1] - 1.0, abs=1e-12)
+
+
+RECORDED = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "accuracy_study"
+
+
+def test_the_recorded_write_up_and_readme_say_what_the_recorded_study_gives():
+    record = json.loads((RECORDED / "study.json").read_text())
+    docs = (RECORDED.parent.parent.parent / "docs" / "accuracy-study.md").read_text()
+    assert answer(record) in docs
+    readme = (RECORDED.parent.parent.parent / "README.md").read_text()
+    rows = [line for line in (RECORDED / "summary.md").read_text().splitlines() if line.startswith("| ")]
+    assert rows and all(line in readme for line in rows)
+    assert record["run"]["commit"][:7] in readme
+
+
+def test_the_answer_says_when_the_gap_depends_on_the_learning_rate():
+    record = json.loads((RECORDED / "study.json").read_text())
+    if not record["attention_matters"]["met"]:
+        pytest.skip("the recorded study is a quick run")
+    text = answer(record)
+    assert "not a learning-rate artefact" in text and "What it predicts for the real model" in text
+    # At 3x the learning rate, make the report's layer beat ours on the first seed: the verdict must turn.
+    changed = copy.deepcopy(record)
+    for model in changed["models"]:
+        if model["key"] == "fresh-report" and model["lr_factor"] == 3.0:
+            ours = next(m for m in changed["models"] if m["key"] == "fresh-ours" and m["lr_factor"] == 3.0)
+            model["metrics"]["pooled/long-range"]["values"][0] = ours["metrics"]["pooled/long-range"]["values"][0] + 0.01
+    assert "depends on the learning rate" in answer(changed)
+    # Attention that does not matter: no prediction for the real model.
+    changed["attention_matters"]["met"] = False
+    assert "What it predicts" not in answer(changed)
