@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import shutil
 
 import h5py
 import numpy as np
@@ -116,7 +117,7 @@ def test_outputs_beyond_float16_stop_the_run_naming_the_region_and_track(genome,
         assert handle.attrs["completed"] == 0 and np.isnan(handle["human/predictions"][0]).all()
 
 
-def test_a_bigwig_folder_follows_the_rule(genome, tmp_path, capsys):
+def test_a_bigwig_folder_follows_the_rule(genome, tmp_path, capsys, monkeypatch):
     pytest.importorskip("pybigtools")
     fasta, _ = genome
     save_model(tiny_model(seed=1), tmp_path / "weights")
@@ -129,3 +130,13 @@ def test_a_bigwig_folder_follows_the_rule(genome, tmp_path, capsys):
     assert main(argv) == 0
     assert sorted(p.name for p in (tmp_path / "bw").iterdir())[-1] == "run.json"
     assert main(argv) == 0 and "is up to date" in capsys.readouterr().out
+    # Only the bigWigs gone: they are written again from the prediction file, without loading the model.
+    written = {p.name: p.read_bytes() for p in (tmp_path / "bw").glob("*.bw")}
+    shutil.rmtree(tmp_path / "bw")
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded although the predictions were up to date")
+
+    monkeypatch.setattr("senformer.weights.load_model", no_model)
+    assert main(argv) == 0, capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "bw").glob("*.bw")} == written

@@ -152,13 +152,16 @@ def run(args: argparse.Namespace) -> int:
         genome = Genome(args.fasta) if args.fasta else None
         if not output.up_to_date:
             refuse_split(output.out, output.plan.fingerprint)
-        if output.up_to_date and (bigwig is None or bigwig.up_to_date):
+        if output.up_to_date:
             predict_up_to_date(output.out, genome, regions)
-            print(f"{output.out} is up to date" + (f" (and {bigwig.out})" if bigwig else ""))
-            return 0
-        model = load_model(args.weights, overrides=parse_set_options(args.set, args.attention))
-        path = predict(model, output.out, genome=genome, regions=regions, sequences=args.sequence_fasta,
-                       options=options, progress=args.progress, plan=output.plan, record=output.record)
+            if bigwig is None or bigwig.up_to_date:
+                print(f"{output.out} is up to date" + (f" (and {bigwig.out})" if bigwig else ""))
+                return 0
+            path = output.out  # only the bigWigs are due: they come from the file, not the model
+        else:
+            model = load_model(args.weights, overrides=parse_set_options(args.set, args.attention))
+            path = predict(model, output.out, genome=genome, regions=regions, sequences=args.sequence_fasta,
+                           options=options, progress=args.progress, plan=output.plan, record=output.record)
         if bigwig is not None:
             write_bigwigs(path, bigwig.start(), genome.sizes)
             bigwig.finish()
