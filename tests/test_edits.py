@@ -7,7 +7,6 @@ max |engine - plain| <= 1e-10 max |plain| over all outputs.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 

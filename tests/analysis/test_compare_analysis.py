@@ -1,7 +1,6 @@
 """Figure 6 comparison: scores per assay group, correlation, wins and ties."""
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 

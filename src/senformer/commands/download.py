@@ -7,7 +7,7 @@ import argparse
 from ..hub import GENOMES, GENOME_URL_ENV, HOME_ENV, WEIGHTS, WEIGHTS_SOURCES, WEIGHTS_URL_ENV
 from .options import add_progress_argument
 
-_EPILOG = f"""\
+_EPILOG = """\
 examples:
   senformer download enformer   # then: --weights enformer, or Enformer.from_pretrained("enformer")
   senformer download hg38       # then: --genome hg38

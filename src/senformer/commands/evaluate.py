@@ -43,13 +43,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..constants import BASENJI_SEQUENCE_LENGTH
-    from ..data.basenji import BasenjiDataset, read_statistics
-    from ..evaluate import evaluate
-    from ..inference import default_sequence_length, resolve_sequence_length
     from ..io import DIRECTORY
-    from ..record import machine_info
-    from ..weights import load_model
     from ..device import resolve_device
     from .common import command_output, dataset_digest, large_file_digest, weights_files_digest
 
