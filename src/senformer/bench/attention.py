@@ -183,7 +183,7 @@ def write_results(result: dict[str, Any], out_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io import atomic_path, atomic_write_text
+    from ..io import atomic_write_text, save_figure
 
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "attention.json", json.dumps(result, indent=2) + "\n")
@@ -191,9 +191,7 @@ def write_results(result: dict[str, Any], out_dir: Path) -> None:
     plot(result["records"], axes)
     figure.suptitle(f"one attention layer, fwd+bwd, {result['machine'].get('gpu') or result['machine'].get('cpu')}")
     figure.tight_layout()
-    with atomic_path(out_dir / "attention.png") as temporary:
-        figure.savefig(temporary, format="png", dpi=120)
-    plt.close(figure)
+    save_figure(out_dir / "attention.png", figure, dpi=120)
 
 
 def _measure(payload: dict[str, Any]) -> dict[str, Any]:

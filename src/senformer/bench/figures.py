@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..config import ATTENTION_KINDS
-from ..io import atomic_path
+from ..io import save_figure
 from .points import PEER
 from .summary import GB, step_memory
 
@@ -118,7 +118,4 @@ def draw_scaling_figure(document: dict[str, Any], path: Path) -> Path | None:
         f"{CHECKPOINT_TITLES[selection['checkpoint']]} — {machine.get('gpu') or machine.get('cpu', '')}"
         f" ({machine.get('usable_cpus', '?')} CPUs)", fontsize=11)
     figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=110, format="png")
-    plt.close(figure)
-    return path
+    return save_figure(path, figure)

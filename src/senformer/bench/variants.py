@@ -44,7 +44,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from ..constants import SEQUENCE_LENGTH, TARGET_LENGTH
 from ..device import bf16_supported, no_native_bf16_reason
 from ..errors import UserError
-from ..io import atomic_path, atomic_write_text
+from ..io import atomic_write_text, save_figure
 from . import memory
 from .machine import machine_info
 
@@ -691,10 +691,7 @@ def draw_figure(document: dict, path: Path) -> Path | None:
                     f"batch {first['batch_size']} — {machine.get('gpu') or machine.get('cpu', '')} "
                     f"({machine.get('usable_cpus', '?')} CPUs)", fontsize=11)
     figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=110, format="png")
-    plt.close(figure)
-    return path
+    return save_figure(path, figure)
 
 
 def run_benchmark(settings: dict[str, Any], out_dir: str | os.PathLike, plot_only: bool = False,

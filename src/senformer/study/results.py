@@ -245,13 +245,11 @@ def _figure(columns: int, width: float = 5.0, height: float = 4.0):
     return plt, *plt.subplots(1, columns, figsize=(width * columns, height), squeeze=False)
 
 
-def _save(plt, figure, path: Path) -> None:
-    from ..io import atomic_path
+def _save(figure, path: Path) -> None:
+    from ..io import save_figure
 
     figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=110)
-    plt.close(figure)
+    save_figure(path, figure)
 
 
 def plot_curves(record: Mapping[str, Any], path: Path) -> Path:
@@ -304,7 +302,7 @@ def plot_curves(record: Mapping[str, Any], path: Path) -> Path:
         ax.set_xlabel("step")
         ax.set_ylabel("validation pooled Pearson, long-range tracks")
         ax.legend(fontsize=6)
-    _save(plt, figure, path)
+    _save(figure, path)
     return path
 
 
@@ -326,7 +324,7 @@ def plot_per_example(record: Mapping[str, Any], path: Path) -> Path:
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
     axes[0, 0].axhline(0.5, color="black", linewidth=0.5)
-    _save(plt, figure, path)
+    _save(figure, path)
     return path
 
 
@@ -347,7 +345,7 @@ def plot_receptive_field(record: Mapping[str, Any], path: Path) -> Path:
     ax.set_xlabel("distance from the mutated base (128-bp bins)")
     ax.set_ylabel("mean |change| of the prediction")
     ax.legend(fontsize=7)
-    _save(plt, figure, path)
+    _save(figure, path)
     return path
 
 

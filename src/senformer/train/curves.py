@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from ..io import atomic_path
+from ..io import atomic_path, save_figure
 
 
 def plot_loss(records: Sequence[dict[str, Any]], ax):
@@ -62,10 +62,7 @@ def write_curves(records: Sequence[dict[str, Any]], path: str | Path, title: str
     if title:
         figure.suptitle(title)
     figure.tight_layout()
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=110)
-    plt.close(figure)
-    return Path(path)
+    return save_figure(path, figure)
 
 
 def write_tables(records: Sequence[dict[str, Any]], directory: str | Path) -> None:
