@@ -268,6 +268,11 @@ def point_record(point, status: str, memory_cap_bytes: int, **extra: Any) -> dic
             "recorded": now(), **extra}
 
 
+def replace_point(document: dict, record: dict) -> None:
+    """Put ``record`` (a :func:`point_record`) in ``document["points"]``, last, instead of any with its key."""
+    document["points"] = [r for r in document["points"] if r["key"] != record["key"]] + [record]
+
+
 def failure_fields(run: CappedRun, result: dict, memory_cap_bytes: int) -> dict:
     """``reason`` (and ``stderr_tail``) of a point whose child did not end ``ok``: over the memory cap, killed by
     the system for memory, or the child's last error line."""

@@ -131,7 +131,7 @@ class Sweep:
                                       reason=f"not run: {blocker['length']:,} bp was already out of memory")
             else:
                 record = self.measure(point)
-            self.document["points"] = [r for r in self.document["points"] if r["key"] != point.key] + [record]
+            memory.replace_point(self.document, record)
             self.log(f"[{index}/{len(todo)}] {point.label}: {_describe(record)}")
             self.save()
         self.document["runs"][-1]["finished"] = memory.now()

@@ -442,7 +442,7 @@ class VariantsBenchmark:
                 record = self.measure(point)
                 if point.key in estimates:
                     record["estimated_seconds"] = round(estimates[point.key], 1)
-            self.document["points"] = [r for r in self.document["points"] if r["key"] != point.key] + [record]
+            memory.replace_point(self.document, record)
             self.log(f"[{index}/{len(todo)}] {point.label}: {_describe(record)}")
             self.save()
         self.document["runs"][-1]["finished"] = memory.now()
