@@ -1,9 +1,10 @@
-"""Shared test helpers: tiny configurations, randomised weights, the shared reference folder."""
+"""Shared test helpers: tiny configurations, randomised weights, random genomes, the shared reference folder."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from senformer import Enformer, EnformerConfig
@@ -57,3 +58,11 @@ def tiny_model(seed: int = 0, **overrides) -> Enformer:
 def random_tokens(batch: int, length: int, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(0, 5, (batch, length), generator=generator)
+
+
+def write_random_chromosome(path: Path, length: int, seed: int, name: str = "chr1") -> str:
+    """A one-record FASTA of ``length`` random A/C/G/T bases in 80-column lines; returns the sequence."""
+    rng = np.random.default_rng(seed)
+    sequence = "".join(rng.choice(list("ACGT"), length))
+    path.write_text(f">{name}\n" + "\n".join(sequence[i : i + 80] for i in range(0, length, 80)) + "\n")
+    return sequence

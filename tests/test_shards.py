@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from helpers import tiny_model
+from helpers import tiny_model, write_random_chromosome
 from senformer import save_model
 from senformer.cli import main
 from senformer.errors import UserError
@@ -26,9 +26,7 @@ VARIANTS = Path(__file__).parent / "data" / "fixtures" / "variants"
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("shards")
-    rng = np.random.default_rng(5)
-    chrom = "".join(rng.choice(list("ACGT"), 9_000))
-    (root / "genome.fa").write_text(">chr1\n" + "\n".join(chrom[i : i + 80] for i in range(0, 9_000, 80)) + "\n")
+    write_random_chromosome(root / "genome.fa", 9_000, seed=5)
     # Mostly one window each, two regions of two or three windows: units of whole batches differ from regions.
     widths = [100, 100, 2000, 100, 100, 1500, 100, 100, 100]
     (root / "regions.bed").write_text("".join(f"chr1\t{600 + 900 * i}\t{600 + 900 * i + w}\tr{i}\n"

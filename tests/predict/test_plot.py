@@ -5,7 +5,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-from helpers import tiny_model
+from helpers import tiny_model, write_random_chromosome
 
 from senformer import save_model
 from senformer.cli import main
@@ -16,9 +16,7 @@ from senformer.predictions import list_regions, read_prediction
 @pytest.fixture(scope="module")
 def predicted(tmp_path_factory):
     root = tmp_path_factory.mktemp("plot")
-    rng = np.random.default_rng(2)
-    chrom = "".join(rng.choice(list("ACGT"), 6_000))
-    (root / "genome.fa").write_text(">chr1\n" + "\n".join(chrom[i : i + 80] for i in range(0, 6_000, 80)) + "\n")
+    write_random_chromosome(root / "genome.fa", 6_000, seed=2)
     (root / "regions.bed").write_text("chr1\t1000\t1100\tpeak1\nchr1\t3000\t3300\tpeak2\n")
     save_model(tiny_model(seed=4), root / "weights")
     assert main(["predict", "--weights", str(root / "weights"), "--fasta", str(root / "genome.fa"), "--regions",

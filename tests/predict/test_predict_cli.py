@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_model
+from helpers import tiny_model, write_random_chromosome
 
 from senformer.cli import main
 from senformer.data.genome import Genome, Interval
@@ -18,9 +18,7 @@ from senformer import save_model
 
 @pytest.fixture
 def setup(tmp_path):
-    rng = np.random.default_rng(1)
-    chrom = "".join(rng.choice(list("ACGT"), 5_000))
-    (tmp_path / "genome.fa").write_text(">chr1\n" + "\n".join(chrom[i : i + 80] for i in range(0, 5_000, 80)) + "\n")
+    write_random_chromosome(tmp_path / "genome.fa", 5_000, seed=1)
     (tmp_path / "regions.bed").write_text("chr1\t1000\t1100\tpeak1\nchr1\t2000\t2300\tpeak2\n")
     model = tiny_model(seed=3)
     save_model(model, tmp_path / "weights")

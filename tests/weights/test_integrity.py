@@ -8,10 +8,9 @@ import hashlib
 import json
 import os
 
-import numpy as np
 import pytest
 import torch
-from helpers import random_tokens, tiny_model
+from helpers import random_tokens, tiny_model, write_random_chromosome
 from safetensors.torch import load_file, save_file
 
 from senformer import EnformerConfig
@@ -58,9 +57,7 @@ def retype_first_tensor(path) -> None:
 
 @pytest.fixture
 def genome(tmp_path):
-    rng = np.random.default_rng(1)
-    chrom = "".join(rng.choice(list("ACGT"), 5_000))
-    (tmp_path / "genome.fa").write_text(">chr1\n" + "\n".join(chrom[i : i + 80] for i in range(0, 5_000, 80)) + "\n")
+    write_random_chromosome(tmp_path / "genome.fa", 5_000, seed=1)
     return tmp_path / "genome.fa"
 
 
