@@ -162,6 +162,62 @@ def test_a_rewritten_fasta_is_never_read_at_stale_offsets(tmp_path, monkeypatch)
     assert (tmp_path / "genome.fa.fai").read_bytes() == stale_index
 
 
+def test_a_same_size_edited_fasta_with_an_old_date_is_reindexed(tmp_path):
+    """``cp -p``/``rsync -t``/``tar x`` of an edited FASTA: same size, older than its index; the index is
+    checked against the bytes, so chrB is not read 3 bp off."""
+    import os
+
+    path = write_fasta(tmp_path / "genome.fa", {"chrA": CHR_A, "chrB": CHR_B})
+    with Genome(path) as genome:
+        assert genome.fetch(Interval("chrB", 0, 7)) == "GATTACA"
+    size = path.stat().st_size
+    write_fasta(path, {"chrA": CHR_A, "chrB": CHR_B + "GAT"})  # 3 bp longer, and a 3-byte shorter header:
+    path.write_bytes(path.read_bytes().replace(b">chrA description", b">chrA descript", 1))
+    assert path.stat().st_size == size
+    past = (tmp_path / "genome.fa.fai").stat().st_mtime - 100
+    os.utime(path, (past, past))
+    with Genome(path) as genome:
+        assert genome.sizes["chrB"] == len(CHR_B) + 3
+        assert genome.fetch(Interval("chrB", 0, 7)) == "GATTACA"
+        assert genome.fetch(Interval("chrB", 137, 143)) == "ACAGAT"
+
+
+def test_a_bgzip_fasta_index_is_checked_through_its_block_table(tmp_path):
+    bgzf = pytest.importorskip("Bio.bgzf")
+    from senformer.data.genome import _index_is_current
+
+    plain = write_fasta(tmp_path / "plain.fa", {"chrA": CHR_A, "chrB": CHR_B})
+    with bgzf.BgzfWriter(str(tmp_path / "genome.fa.gz"), "wb") as handle:
+        handle.write(plain.read_bytes())
+    path = tmp_path / "genome.fa.gz"
+    Genome(path).close()
+    index = tmp_path / "genome.fa.gz.fai"
+    assert _index_is_current(path, index)
+    index.write_text(index.read_text().replace("\t230\t", "\t229\t"))  # chrA one base short
+    assert not _index_is_current(path, index)
+    with Genome(path) as genome:
+        assert genome.sizes == {"chrA": 230, "chrB": 140} and genome.fetch(Interval("chrB", 0, 4)) == "GATT"
+
+
+def test_the_index_check_reads_each_record_by_seeking(tmp_path):
+    from senformer.data.genome import _index_is_current
+
+    path = write_fasta(tmp_path / "genome.fa", {"chrA": CHR_A, "chrB": CHR_B}, width=50)
+    Genome(path).close()
+    index = tmp_path / "genome.fa.fai"
+    good = index.read_text()
+    assert _index_is_current(path, index)
+    for stale in (good.replace("chrB", "chrC"), good.replace("\t50\t51", "\t60\t61"), good.splitlines()[0] + "\n",
+                  good.replace("\t140\t", "\t141\t"), "chrA\tnot a number\n", ""):
+        index.write_text(stale)
+        assert not _index_is_current(path, index), stale
+    crlf = tmp_path / "crlf.fa"
+    crlf.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    with Genome(crlf) as genome:
+        assert genome.fetch(Interval("chrB", 0, 7)) == "GATTACA"
+    assert _index_is_current(crlf, tmp_path / "crlf.fa.fai")
+
+
 def test_chromosome_names_are_mapped_only_when_none_matches(tmp_path, capsys):
     from senformer.data.genome import chromosome_alias
 

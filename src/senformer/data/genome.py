@@ -9,18 +9,20 @@ Chromosome names. Files from other sources name chromosomes differently (``1`` v
 ``chrM``). :func:`chromosome_alias` is the one mapping: it applies only when a name does not match as given,
 and :class:`Genome` says so in one line the first time it maps a name.
 
-FASTA index. A ``.fai`` is used only when it is not older than the FASTA and, for a plain FASTA, its last
-record's offset and length agree with the file size; otherwise it is rebuilt (in a temporary folder when the
-FASTA's folder is not writable), so a rewritten FASTA is never read at stale offsets.
+FASTA index. A ``.fai`` is used only when the FASTA's bytes agree with it (each record's header, first and last
+line and a few lines between, found by seeking); otherwise it is rebuilt (in a temporary folder when the
+FASTA's folder is not writable), so a rewritten FASTA is never read at stale offsets, whatever its file date.
 """
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import os
 import re
 import sys
 import tempfile
+import warnings
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,25 +146,111 @@ def chromosome_alias(name: str, known) -> str | None:
     return None
 
 
-def _index_is_current(fasta: Path, index: Path) -> bool:
-    """Whether ``index`` (a ``.fai``) may be trusted for ``fasta``: not older than it and, for a plain FASTA,
-    its last record ending where the file ends (a rewritten FASTA of another layout fails this)."""
-    if not index.is_file() or index.stat().st_mtime < fasta.stat().st_mtime:
+_HEADER_REACH = 65_536  # bytes read back from a record's first base to find its header line
+_SAMPLED_LINES = 8  # line ends checked inside each record, besides its first and last line
+
+
+class _Uncompressed:
+    """Reads bytes at uncompressed offsets of a plain or bgzip FASTA (through its ``.gzi`` block table), so
+    an index can be checked by seeking instead of reading a 3 GB genome whole."""
+
+    def __init__(self, fasta: Path, gzi: Path | None):
+        self._handle = open(fasta, "rb")
+        self._blocks: list[tuple[int, int]] | None = None  # (uncompressed start, compressed start)
+        if gzi is not None:
+            from Bio import bgzf
+
+            data = gzi.read_bytes()
+            count = int.from_bytes(data[:8], "little")
+            if len(data) != 8 + 16 * count:
+                raise ValueError(f"{gzi} is not a .gzi block table")
+            pairs = [(int.from_bytes(data[8 + 16 * i + 8 : 8 + 16 * i + 16], "little"),
+                      int.from_bytes(data[8 + 16 * i : 8 + 16 * i + 8], "little")) for i in range(count)]
+            self._blocks = [(0, 0), *pairs]
+            self._reader = bgzf.BgzfReader(fileobj=self._handle, mode="rb")
+            self._virtual = bgzf.make_virtual_offset
+
+    def read(self, offset: int, size: int) -> bytes:
+        size, offset = size + min(offset, 0), max(offset, 0)
+        if size <= 0:
+            return b""
+        if self._blocks is None:
+            self._handle.seek(offset)
+            return self._handle.read(size)
+        ustart, cstart = self._blocks[bisect.bisect_right(self._blocks, (offset, float("inf"))) - 1]
+        self._reader.seek(self._virtual(cstart, offset - ustart))  # within-block offsets stay < 64 KiB
+        return self._reader.read(size)
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def _record_is_where_indexed(read, name: str, length: int, offset: int, line_bases: int, line_width: int,
+                             last: bool) -> bool:
+    """Whether the FASTA bytes agree with one ``.fai`` row: the header line ``>name`` ends just before
+    ``offset``, and the first line, a few lines inside, and the last line have the indexed width and end in
+    the indexed newline, followed by the next header (or the end of the file for the last record)."""
+    if offset < 2 or length < 0 or (length and not 0 < line_bases < line_width <= line_bases + 2):
         return False
+    before = read(offset - _HEADER_REACH, _HEADER_REACH)
+    if not before.endswith(b"\n"):
+        return False
+    header_start = before.rfind(b"\n", 0, len(before) - 1) + 1
+    if header_start == 0 and offset > _HEADER_REACH:
+        return False
+    header = before[header_start:].rstrip(b"\r\n")
+    if header[:1] != b">" or header[1:].split(maxsplit=1)[:1] != [name.encode("utf-8", "replace")]:
+        return False
+    if length == 0:
+        return True
+    newline = b"\n" if line_width - line_bases == 1 else b"\r\n"
+    lines = -(-length // line_bases)
+    last_bases = length - (lines - 1) * line_bases
+    checked = {0, lines - 1} | {k * (lines - 1) // (_SAMPLED_LINES + 1) for k in range(1, _SAMPLED_LINES + 1)}
+    for line in sorted(checked):
+        bases = last_bases if line == lines - 1 else line_bases
+        start = offset + line * line_width
+        chunk = read(start - len(newline), len(newline) + bases + len(newline))
+        if line and not chunk.startswith(newline):
+            return False
+        sequence, end = chunk[len(newline) : len(newline) + bases], chunk[len(newline) + bases :]
+        if len(sequence) != bases or any(mark in sequence for mark in (b"\n", b"\r", b">")):
+            return False
+        if line < lines - 1 and end != newline:
+            return False
+    after = read(offset + (lines - 1) * line_width + last_bases, 64).lstrip(b"\r\n")
+    return after == b"" if last else after.startswith(b">")
+
+
+def _index_is_current(fasta: Path, index: Path) -> bool:
+    """Whether ``index`` (a ``.fai``) agrees with the bytes of ``fasta`` (plain or bgzip): every record's
+    header, first and last line, and a few lines between are where the index says (seeks, not a full read).
+    A file date proves nothing: ``cp -p``, ``rsync -t`` and ``tar x`` give an edited FASTA an old date."""
+    if not index.is_file():
+        return False
+    gzi = Path(f"{fasta}.gzi")
     with open(fasta, "rb") as probe:
-        if probe.read(2) == b"\x1f\x8b":  # bgzip: offsets are in uncompressed bytes; the .gzi must be current too
-            gzi = Path(f"{fasta}.gzi")
-            return not gzi.exists() or gzi.stat().st_mtime >= fasta.stat().st_mtime
+        bgzipped = probe.read(2) == b"\x1f\x8b"
+    if bgzipped and not gzi.is_file():
+        return False
     try:
         rows = [line.split("\t") for line in index.read_text(encoding="utf-8").splitlines() if line.strip()]
-        _, length, offset, line_bases, line_width = rows[-1][:5]
-        length, offset, line_bases, line_width = int(length), int(offset), int(line_bases), int(line_width)
+        records = [(row[0], *map(int, row[1:5])) for row in rows]
     except (ValueError, IndexError, UnicodeDecodeError):
         return False
-    newline = line_width - line_bases  # 1 ("\n") or 2 ("\r\n")
-    full_lines, rest = divmod(length, line_bases) if line_bases else (0, 0)
-    last_base = offset + full_lines * line_width + rest - (0 if rest else newline)  # end of the last base
-    return fasta.stat().st_size in (last_base, last_base + newline)  # with or without the final newline
+    if not records or len({record[0] for record in records}) != len(records):
+        return False
+    try:
+        reader = _Uncompressed(fasta, gzi if bgzipped else None)
+    except (ImportError, ValueError, OSError):
+        return False
+    try:
+        return all(_record_is_where_indexed(reader.read, *record, last=number == len(records) - 1)
+                   for number, record in enumerate(records))
+    except (ValueError, OSError, EOFError, zlib.error):  # a bgzip block that is not one: a stale .gzi
+        return False
+    finally:
+        reader.close()
 
 
 class Genome:
@@ -187,19 +275,20 @@ class Genome:
         index = Path(f"{self.path}.fai")
         options: dict = {}
         if not _index_is_current(self.path, index):
+            gzi = Path(f"{self.path}.gzi")
             if os.access(self.path.parent, os.W_OK):
                 index.unlink(missing_ok=True)
-                gzi = Path(f"{self.path}.gzi")
-                if gzi.exists() and gzi.stat().st_mtime < self.path.stat().st_mtime:
-                    gzi.unlink()
+                gzi.unlink(missing_ok=True)  # a bgzip block table is rebuilt with the index it was checked with
             else:  # a read-only genome folder: build a private index instead of reading stale offsets
                 self._temporary = tempfile.TemporaryDirectory(prefix="senformer-fai-")
                 options["indexname"] = str(Path(self._temporary.name) / index.name)
-                if Path(f"{self.path}.gzi").exists():
-                    options["gzi_indexname"] = str(Path(self._temporary.name) / f"{self.path.name}.gzi")
+                options["gzi_indexname"] = str(Path(self._temporary.name) / gzi.name)
         self._aliases: dict[str, str] = {}
         try:
-            self._fasta = pyfaidx.Fasta(str(self.path), as_raw=True, sequence_always_upper=True, rebuild=False, **options)
+            with warnings.catch_warnings():  # pyfaidx judges by file dates; the index was checked by content
+                warnings.filterwarnings("ignore", message=".* is older than FASTA file", category=RuntimeWarning)
+                self._fasta = pyfaidx.Fasta(str(self.path), as_raw=True, sequence_always_upper=True, rebuild=False,
+                                            **options)
         except (pyfaidx.FastaIndexingError, pyfaidx.UnsupportedCompressionFormat, ValueError, OSError) as error:
             raise UserError(f"{self.path}: cannot read as FASTA ({error})") from None
         except ImportError as error:
