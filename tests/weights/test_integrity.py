@@ -144,6 +144,23 @@ def test_a_nan_poisoned_enformer_pytorch_state_dict_never_exits_0(tmp_path, geno
     assert not (tmp_path / "converted").exists() and not (tmp_path / "out.h5").exists()
 
 
+@pytest.mark.parametrize("damage", ["truncated", "not-utf8", "a-list"])
+def test_a_config_json_that_does_not_parse_is_an_error_naming_it_not_absent(tmp_path, genome, capsys, damage):
+    """Read as absent, the shape would be inferred and a model trained with target_length 8 would predict
+    896 bins, exit 0."""
+    model = tiny_model(seed=7)
+    save_model(model, tmp_path / "w")
+    config = tmp_path / "w" / "config.json"
+    text = config.read_bytes()
+    config.write_bytes({"truncated": text[: len(text) // 2], "not-utf8": b"\xff\xfe" + text, "a-list": b"[1, 2]"}[damage])
+    for source in (tmp_path / "w", tmp_path / "w" / "model.safetensors"):
+        with pytest.raises(UserError, match=f"{config}: damaged config"):
+            load_model(source)
+    assert predict(tmp_path / "w", genome, tmp_path / "out.h5") == 2
+    assert f"{config}: damaged config" in one_line_error(capsys)
+    assert not (tmp_path / "out.h5").exists()
+
+
 # senformer tensors without config.json -------------------------------------------------------------------
 @pytest.mark.parametrize("layout", ["folder", "safetensors-file", "pt-file"])
 def test_senformer_tensors_without_config_are_inferred_and_the_defaults_named(tmp_path, layout):

@@ -10,15 +10,14 @@ channels-first like ours; only the pooling logits (Conv2d ``[C, C, 1, 1]``) and 
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
 
 from ..errors import UserError
+from .native import read_config_file
 
 _TRUNK_ALIASES = {"1": "stem", "2": "conv_tower", "4": "transformer", "6": "final_pointwise"}
 
@@ -107,10 +106,7 @@ def convert_enformer_pytorch(state: Mapping[str, torch.Tensor]) -> dict[str, tor
 
 def peer_config_values(path: str | os.PathLike) -> dict[str, Any]:
     """What an enformer-pytorch / HF ``config.json`` says beyond the shapes (the output length)."""
-    try:
-        values = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        raise UserError(f"{path}: not a readable JSON config ({error})") from None
+    values = read_config_file(path) or {}
     result: dict[str, Any] = {}
     target_length = values.get("target_length")
     if isinstance(target_length, int) and target_length > 0:

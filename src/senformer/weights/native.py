@@ -37,16 +37,26 @@ FORMAT_TAG = "senformer"
 
 def is_native_config(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a config.json written by senformer (not an enformer-pytorch / HF config)."""
-    values = _config_values(path)
+    values = read_config_file(path)
     return values is not None and "num_conv_tower_blocks" in values and "output_heads" in values
 
 
-def _config_values(path: str | os.PathLike) -> dict[str, Any] | None:
-    try:
-        values = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+def read_config_file(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when there is no such file. A file that is there but does not
+    parse (truncated, not UTF-8, not an object) is a UserError naming it: read as absent, the architecture
+    would be inferred from the shapes and a model trained with other settings would run silently."""
+    path = Path(path)
+    if not path.is_file():
         return None
-    return values if isinstance(values, dict) else None
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UserError(f"{path}: damaged config, not readable as JSON ({error})") from None
+    except OSError as error:
+        raise UserError(f"{path}: cannot read the config ({error.strerror or error})") from None
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: damaged config, expected a JSON object, got {type(values).__name__}")
+    return values
 
 
 def save_model(model: Enformer, directory: str | os.PathLike) -> Path:
@@ -99,7 +109,7 @@ def check_finite(state: Mapping[str, torch.Tensor], path: str | os.PathLike) -> 
 def verify_checksum(weights_path: str | os.PathLike, config_path: str | os.PathLike) -> bool:
     """Whether ``config_path`` records a checksum for ``weights_path`` (then verified: a mismatch is one
     UserError line); False for a config written before senformer recorded one."""
-    expected = (_config_values(config_path) or {}).get(WEIGHTS_CHECKSUM_KEY)
+    expected = (read_config_file(config_path) or {}).get(WEIGHTS_CHECKSUM_KEY)
     if expected is None:
         return False
     if not Path(weights_path).is_file():
