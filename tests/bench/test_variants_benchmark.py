@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from senformer.bench import variants
-from senformer.bench.variants import FP32_BOUND, VariantPoint, equality_check, measure_point
+from senformer.bench.variant_measure import FP32_BOUND, equality_check, measure_point
+from senformer.bench.variant_points import VariantPoint
+from senformer.bench.variant_report import summarize
 from senformer.cli import main
 from senformer.edits import EditEngine
 
@@ -81,11 +83,11 @@ def test_derived_rows_follow_from_the_measured_times():
               "engine_reference_seconds": 10.0, "plain_reference_seconds": 8.0, "plain_per_edit_seconds": 8.0,
               "workloads": {"snv": {"edits": 16, "per_edit_seconds": 2.0, "whole_flops_per_edit": 4.0,
                                     "engine_flops_per_edit": 1.0}}}
-    rows = {(row["timing"], row["edits"]): row for row in variants.summarize([record])}
+    rows = {(row["timing"], row["edits"]): row for row in summarize([record])}
     assert rows[("steady state", 16)]["speedup"] == 4.0 and rows[("steady state", 16)]["flop_bound"] == 4.0
     assert "time_bound" not in rows[("steady state", 16)]  # a record from before the floor was measured
     floored = {(row["timing"], row["edits"]): row
-               for row in variants.summarize([{**record, "transformer_per_edit_seconds": 1.6}])}
+               for row in summarize([{**record, "transformer_per_edit_seconds": 1.6}])}
     assert floored[("steady state", 16)]["time_bound"] == pytest.approx(8.0 / 1.6)
     assert floored[("steady state", 16)]["of_time_bound"] == pytest.approx(4.0 / 5.0)
     amortised = rows[("amortised", 64)]

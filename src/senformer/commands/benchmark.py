@@ -217,7 +217,7 @@ def _run_scaling(args: argparse.Namespace) -> int:
 
 
 def _register_variants(subparsers) -> None:
-    from ..bench.variants import ATTENTIONS, PRECISIONS, VariantPoint, WORKLOADS
+    from ..bench.variant_points import ATTENTIONS, PRECISIONS, VariantPoint, WORKLOADS
 
     defaults = VariantPoint(workload="anchored")
     parser = subparsers.add_parser(
@@ -269,7 +269,7 @@ def _register_variants(subparsers) -> None:
 def variants_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The benchmark's settings from the command line, validated (a bad value is a UserError naming it)."""
     from ..bench.summary import GB
-    from ..bench.variants import grid_from_settings
+    from ..bench.variant_points import grid_from_settings
     from ..device import resolve_device
 
     tile = _conv_tile_length(args.conv_tile_length)
@@ -296,7 +296,8 @@ def _run_variants(args: argparse.Namespace) -> int:
     differ from the plain path's (recorded, with the reason)."""
     import sys
 
-    from ..bench.variants import VariantsBenchmark, grid_from_settings, run_benchmark
+    from ..bench.variant_points import grid_from_settings
+    from ..bench.variants import VariantsBenchmark, run_benchmark
 
     settings = variants_settings(args)
     out = Path(args.out)
