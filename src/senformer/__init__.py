@@ -4,23 +4,47 @@
 >>> model = Enformer(EnformerConfig(attention="bigbird"))
 >>> sparse = load_model("enformer-native", overrides={"attention": "bigbird"})  # any weights format
 >>> save_model(sparse, "senformer-native")
+
+The public names are resolved on first use (PEP 562): importing any ``senformer.*`` module runs this file
+first, and ``senformer --help`` must answer without importing torch.
 """
 
-from .config import ATTENTION_KINDS, PRESETS, EnformerConfig, preset
-from .model.enformer import Enformer
-from .sequence import one_hot, reverse_complement
-from .version import __version__
-from .weights import load_model, save_model
+from __future__ import annotations
 
-__all__ = [
-    "ATTENTION_KINDS",
-    "PRESETS",
-    "Enformer",
-    "EnformerConfig",
-    "__version__",
-    "load_model",
-    "one_hot",
-    "preset",
-    "reverse_complement",
-    "save_model",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .version import __version__
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "ATTENTION_KINDS": ".config",
+    "PRESETS": ".config",
+    "EnformerConfig": ".config",
+    "preset": ".config",
+    "Enformer": ".model.enformer",
+    "one_hot": ".sequence",
+    "reverse_complement": ".sequence",
+    "load_model": ".weights",
+    "save_model": ".weights",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+if TYPE_CHECKING:
+    from .config import ATTENTION_KINDS, PRESETS, EnformerConfig, preset
+    from .model.enformer import Enformer
+    from .sequence import one_hot, reverse_complement
+    from .weights import load_model, save_model
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'senformer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from ..config import ATTENTION_KINDS
 from ..errors import UserError
 from .common import add_overwrite_argument, add_shard_arguments, command_output, parse_named_weights, parse_set_options
 from .options import add_device_argument, add_length_argument, add_progress_argument, add_tracks_argument
+
+if TYPE_CHECKING:  # torch is imported by the run functions, so that --help answers without it
+    import torch
 
 
 # Shared options --------------------------------------------------------------------------------

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from ..model.attention.pattern import make_block_pattern
-from ..model.enformer import Enformer
 from .common import add_model_options, config_from_args
 
 
@@ -23,6 +19,11 @@ def register(subparsers) -> None:
 
 
 def describe(config, sequence_length: int) -> str:
+    import torch
+
+    from ..model.attention.pattern import make_block_pattern
+    from ..model.enformer import Enformer
+
     with torch.device("meta"):
         model = Enformer(config)
     lines = ["configuration:"]

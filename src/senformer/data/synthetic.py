@@ -49,9 +49,10 @@ import pandas as pd
 
 from ..errors import UserError
 from ..io import atomic_path, atomic_write_text
-from ..sequence import reverse_complement
-from .basenji import BasenjiWriter
 from .tracks import ASSAY_GROUPS
+
+# ``sequence`` and ``basenji`` (torch) are imported where used: ``senformer data synthetic --help`` reads SIZES
+# from this module and must answer without importing torch.
 
 BIN = 128
 MOTIF_LENGTH = 10
@@ -156,6 +157,8 @@ class _Track:
 
 
 def _motifs(rng: np.random.Generator) -> list[str]:
+    from ..sequence import reverse_complement
+
     motifs: list[str] = []
     while len(motifs) < NUM_MOTIFS:
         motif = "".join(rng.choice(list("ACGT"), MOTIF_LENGTH))
@@ -194,6 +197,8 @@ def _tracks(settings: SyntheticSettings, rng: np.random.Generator) -> list[_Trac
 
 
 def _chromosome(length: int, motifs: list[str], settings: SyntheticSettings, rng: np.random.Generator, n_runs: int) -> str:
+    from ..sequence import reverse_complement
+
     bases = np.frombuffer(b"ACGT", dtype=np.uint8)
     sequence = bases[rng.choice(4, length, p=[0.29, 0.21, 0.21, 0.29])].copy()
     for index, motif in enumerate(motifs):
@@ -210,6 +215,8 @@ def _chromosome(length: int, motifs: list[str], settings: SyntheticSettings, rng
 
 def _motif_counts(sequence: str, motifs: list[str]) -> np.ndarray:
     """(motifs, bins) occurrences on either strand, by the bin of the motif's centre."""
+    from ..sequence import reverse_complement
+
     bins = len(sequence) // BIN
     counts = np.zeros((len(motifs), bins), dtype=np.float64)
     for index, motif in enumerate(motifs):
@@ -274,6 +281,8 @@ def make_synthetic(out_dir: str | os.PathLike, size: str = "tiny", seed: int = 0
         **lengths: override any :class:`SyntheticSettings` field, e.g. ``sequence_length=16384, crop_bp=4096,
             num_tracks=8, train=100, long_range_bp=(2048, 4096)``.
     """
+    from .basenji import BasenjiWriter
+
     if size not in SIZES:
         raise UserError(f"unknown synthetic size {size!r}; choose one of {', '.join(SIZES)}")
     known = set(SyntheticSettings.__dataclass_fields__)

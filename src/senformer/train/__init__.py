@@ -5,33 +5,46 @@ full-attention teacher; exact resume; DDP on gloo or NCCL with cross-rank BatchN
 >>> settings = TrainSettings(data={"human": "data/human"}, init_weights="enformer-native", attention="bigbird",
 ...                          train="attention", teacher="enformer-native", steps=1000)
 >>> run_training(settings, "runs/bigbird-attention")  # -> runs/bigbird-attention/weights
+
+The public names are resolved on first use (PEP 562), so that ``senformer train --help`` reads
+:class:`TrainSettings` without importing torch.
 """
 
-from .data import BasenjiSource, BatchStream, InMemoryExamples, augment
-from .distributed import CrossRankBatchNorm, convert_batchnorm, setup_distributed
-from .freeze import freeze, set_training_mode, trainable_names
-from .loop import HeadData, TrainingInterrupted, run_training
-from .losses import distillation_loss, poisson_loss
-from .schedule import build_scheduler, learning_rate_factor
-from .settings import TrainSettings
+from __future__ import annotations
 
-__all__ = [
-    "BasenjiSource",
-    "BatchStream",
-    "CrossRankBatchNorm",
-    "HeadData",
-    "InMemoryExamples",
-    "TrainSettings",
-    "TrainingInterrupted",
-    "augment",
-    "build_scheduler",
-    "convert_batchnorm",
-    "distillation_loss",
-    "freeze",
-    "learning_rate_factor",
-    "poisson_loss",
-    "run_training",
-    "set_training_mode",
-    "setup_distributed",
-    "trainable_names",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public name -> the submodule that defines it.
+_EXPORTS = {
+    "BasenjiSource": ".data", "BatchStream": ".data", "InMemoryExamples": ".data", "augment": ".data",
+    "CrossRankBatchNorm": ".distributed", "convert_batchnorm": ".distributed", "setup_distributed": ".distributed",
+    "freeze": ".freeze", "set_training_mode": ".freeze", "trainable_names": ".freeze",
+    "HeadData": ".loop", "TrainingInterrupted": ".loop", "run_training": ".loop",
+    "distillation_loss": ".losses", "poisson_loss": ".losses",
+    "build_scheduler": ".schedule", "learning_rate_factor": ".schedule",
+    "TrainSettings": ".settings",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .data import BasenjiSource, BatchStream, InMemoryExamples, augment
+    from .distributed import CrossRankBatchNorm, convert_batchnorm, setup_distributed
+    from .freeze import freeze, set_training_mode, trainable_names
+    from .loop import HeadData, TrainingInterrupted, run_training
+    from .losses import distillation_loss, poisson_loss
+    from .schedule import build_scheduler, learning_rate_factor
+    from .settings import TrainSettings
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'senformer.train' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

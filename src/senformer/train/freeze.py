@@ -12,8 +12,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..model.enformer import Enformer
-
-TRAINABLE_CHOICES = ("all", "attention", "heads")
+from .settings import TRAINABLE_CHOICES
 
 
 def trainable_names(model: Enformer, what: str) -> list[str]:

@@ -22,7 +22,8 @@ import yaml
 
 from ..config import PRESETS, EnformerConfig, preset
 from ..errors import UserError
-from .freeze import TRAINABLE_CHOICES
+
+TRAINABLE_CHOICES = ("all", "attention", "heads")  # besides a parameter-name pattern (train/freeze.py)
 
 
 @dataclass(frozen=True)
