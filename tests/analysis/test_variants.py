@@ -222,3 +222,20 @@ def test_tsv_gzip_and_hdf5_hold_the_same_rows(model, genome, tmp_path):
     sad = plain[[c for c in plain.columns if c.startswith("SAD:")]].to_numpy(dtype=float)
     np.testing.assert_allclose(scores["SAD"], sad.astype(np.float32), rtol=1e-6, equal_nan=True)
     assert not (tmp_path / "s.tsv.partial.bases").exists() and not (tmp_path / "s.tsv.partial").exists()
+
+
+def test_a_variant_off_the_chromosome_is_noted_not_scored_against_the_padding(model, genome, tmp_path):
+    """POS 0 and a REF running past chr2's end read N padding, which a REF of N matched: scored, exit 0."""
+    from senformer.data.genome import Interval
+
+    last = genome.fetch(Interval("chr2", 2999, 3000))
+    header = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+    snvs = "".join(f"chr1\t{pos}\tsnv\t{sequence(genome, 'chr1', pos - 1, pos)}\tN\t.\t.\t.\n" for pos in (1500, 1510, 1520))
+    (tmp_path / "off.vcf").write_text(header + "chr1\t0\tzero\tN\tA\t.\t.\t.\n" + snvs +
+                                      f"chr2\t3000\tend\t{last}N\t{last}\t.\t.\t.\n")
+    run = write_variant_scores(model, genome, tmp_path / "off.vcf", tmp_path / "off.tsv",  # 1 in 4 off: no build rule
+                               options(reverse_complement=False, allow_ref_mismatch=True), progress=False)
+    table = pd.read_csv(tmp_path / "off.tsv", sep="\t", keep_default_na=False)
+    assert list(table["note"]) == ["skipped: POS before the chromosome start (POS < 1)", "", "", "",
+                                   "skipped: REF runs past the contig's end (chr2 is 3,000 bp)"]
+    assert run.counts["scored"] == 3

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from senformer.data.vcf import (
-    SKIP_BREAKEND, SKIP_MISSING, SKIP_SPANNING, SKIP_SYMBOLIC, VariantFile, read_variants,
+    SKIP_BREAKEND, SKIP_MISSING, SKIP_PAST_END, SKIP_POSITION, SKIP_SPANNING, SKIP_SYMBOLIC, VariantFile, read_variants,
 )
 from senformer.errors import UserError
 
@@ -87,3 +87,25 @@ def test_truncated_and_corrupt_files_are_one_line_naming_the_file(tmp_path):
     one_line_error(tmp_path / "headerless.vcf", "##fileformat")
     with pytest.raises(FileNotFoundError, match="no such VCF"):
         list(read_variants(tmp_path / "absent.vcf"))
+
+
+HEADER = "##fileformat=VCFv4.2\n{contigs}#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+
+
+def test_impossible_coordinates_are_skipped_with_a_note(tmp_path):
+    """POS 0 lies before the chromosome (it was scored against the padding); REF past a ##contig length
+    cannot be on the chromosome; a negative POS does not parse at all."""
+    records = ("chr1\t0\tzero\tN\tA\t.\t.\t.\n" "chr1\t5999\tpast\tACG\tA,T\t.\t.\t.\n"
+               "chr1\t5998\tlast\tACG\tA\t.\t.\t.\n" "chr2\t10\tbare\tA\tC\t.\t.\t.\n")
+    contigs = "##contig=<ID=chr1,length=6000>\n##contig=<ID=chr2>\n"
+    (tmp_path / "calls.vcf").write_text(HEADER.format(contigs=contigs) + records)
+    (tmp_path / "calls.vcf.gz").write_bytes(gzip.compress((tmp_path / "calls.vcf").read_bytes()))
+    for path in (tmp_path / "calls.vcf", tmp_path / "calls.vcf.gz"):
+        assert [(v.id, v.alt, v.skip) for v in read_variants(path)] == [
+            ("zero", "A", SKIP_POSITION), ("past", "A", f"{SKIP_PAST_END} (chr1 is 6,000 bp)"),
+            ("past", "T", f"{SKIP_PAST_END} (chr1 is 6,000 bp)"), ("last", "A", None), ("bare", "C", None)]
+    (tmp_path / "negative.vcf").write_text(HEADER.format(contigs="") + "chr1\t-3\tneg\tA\tC\t.\t.\t.\n")
+    one_line_error(tmp_path / "negative.vcf", "record 1 is malformed")  # it crashed the process
+    (tmp_path / "declared.vcf").write_text(HEADER.format(contigs=contigs) + "chr1\t10\tok\tA\tC\t.\t.\t.\n"
+                                            "chr1\t-3\tneg\tA\tC\t.\t.\t.\n")
+    one_line_error(tmp_path / "declared.vcf", "record 2 is malformed")

@@ -66,7 +66,7 @@ import numpy as np
 import torch
 
 from ..data.genome import Genome, Interval, read_bed
-from ..data.vcf import Variant, VariantFile
+from ..data.vcf import SKIP_PAST_END, Variant, VariantFile
 from ..errors import UserError
 from ..fingerprint import bases_digest, file_digest, value_digest, weights_digest
 from ..io import FILE, OutputPlan, finish_output, output_lock, plan_output, start_partial
@@ -167,6 +167,9 @@ class GenomeCheck:
     def note(self, variant: Variant) -> str | None:
         if variant.chrom not in self.genome:
             return SKIP_NO_CHROMOSOME
+        size = self.genome.sizes[self.genome.resolve(variant.chrom)]
+        if variant.end > size:  # fetch pads with N: a REF of N there would match
+            return f"{SKIP_PAST_END} ({variant.chrom} is {size:,} bp)"
         observed = self.genome.fetch(Interval(variant.chrom, variant.start, variant.end))
         return None if observed == variant.ref else f"{SKIP_REF_MISMATCH} ({observed})"
 

@@ -6,7 +6,10 @@ into one :class:`Variant` per ALT allele; alleles senformer cannot score keep th
 reason instead of disappearing, so a caller can note and count them:
 
 - symbolic alleles (``<DEL>``, ``<INS:ME>``...), the spanning deletion ``*`` and breakends (``A]chr2:5]``);
-- a missing ALT (``.``: a record without alternative alleles).
+- a missing ALT (``.``: a record without alternative alleles);
+- impossible coordinates: ``POS`` below 1 (``POS 0`` would be scored against the padding before the
+  chromosome) and REF running past the contig's end where the header's ``##contig`` line gives its length.
+  (A negative ``POS`` does not parse: htslib refuses the record, a malformed-record error.)
 
 A truncated or corrupt file (a damaged bgzip block, a BCF cut short, a bgzip file without its end-of-file
 block) is one :class:`~senformer.errors.UserError` line naming the file, never a partial list of variants.
@@ -35,6 +38,8 @@ SKIP_MISSING = "skipped: missing ALT"
 SKIP_BREAKEND = "skipped: breakend"
 SKIP_SPANNING = "skipped: spanning deletion (*)"
 SKIP_REF = "skipped: REF is not spelled in bases"
+SKIP_POSITION = "skipped: POS before the chromosome start (POS < 1)"
+SKIP_PAST_END = "skipped: REF runs past the contig's end"
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,7 @@ class VariantFile:
             self._compressed = handle.read(2) == b"\x1f\x8b"
         self._file = self._open()
         self._indexed: bool | None = None
+        self._contig_lengths = self._header_lengths()
         self._in_memory: dict[str, tuple[list[int], list[Variant]]] | None = None
 
     def _open(self):
@@ -142,6 +148,21 @@ class VariantFile:
                 raise UserError(f"{self.path}: not a readable VCF header ({_first_line(error)}): its #CHROM line "
                                 "names the 8 tab-separated columns CHROM POS ID REF ALT QUAL FILTER INFO") from None
             raise UserError(f"{self.path}: not a readable VCF/BCF file ({_first_line(error)})") from None
+
+    def _header_lengths(self) -> dict[str, int]:
+        """Contig lengths from the header's ``##contig=<ID=...,length=...>`` lines (those that give one)."""
+        try:
+            return {name: int(length) for name, length in zip(self._file.seqnames, self._file.seqlens) if length > 0}
+        except Exception:  # cyvcf2 raises when the header names no contigs
+            return {}
+
+    def _coordinate_skip(self, chrom: str, pos: int, ref: str) -> str | None:
+        if pos < 1:
+            return SKIP_POSITION
+        length = self._contig_lengths.get(chrom)
+        if length is not None and pos - 1 + len(ref) > length:
+            return f"{SKIP_PAST_END} ({chrom} is {length:,} bp)"
+        return None
 
     @property
     def chromosomes(self) -> list[str]:
@@ -173,12 +194,20 @@ class VariantFile:
                 raise UserError(f"{self.path}: record {number + 1} is malformed: a VCF record has 8 tab-separated "
                                 "columns, CHROM POS ID REF ALT QUAL FILTER INFO ('.' for a missing value)") from None
             number += 1
+            if record.end <= record.start and not record.ALT:
+                # htslib hands back an unparsed record (no alleles; reading REF or ID crashes the process)
+                # when a POS that does not parse comes with a contig the header does not declare.
+                raise UserError(f"{self.path}: record {number} is malformed: its POS is not a whole number of "
+                                "at least 1 (or it has no REF)")
             ref = (record.REF or "").upper()
             alts = list(record.ALT) or ["."]
             identifier = record.ID or "."
+            position = int(record.POS)
+            impossible = self._coordinate_skip(record.CHROM, position, ref)
             for alt in alts:
                 alt = alt.upper() if _BASES.match(alt.upper()) else alt
-                yield Variant(record.CHROM, int(record.POS), ref, alt, identifier, number, allele_skip(ref, alt))
+                yield Variant(record.CHROM, position, ref, alt, identifier, number,
+                              impossible or allele_skip(ref, alt))
 
     def query(self, chrom: str, start: int, end: int) -> Iterator[Variant]:
         """Alleles whose first REF base lies in ``[start, end)`` (0-based) of ``chrom``, in file order.
