@@ -7,12 +7,12 @@ TORCH_PIN ?= torch==2.13.0
 
 .PHONY: install install-test test test-quick demo bench-attention clean
 
-# `make install`: what the library, the commands and the demo need (bigWig output included).
+# `make install`: what the library, the commands and the demo need (bigWig output, Hugging Face downloads).
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q $(TORCH_PIN)
-	$(PIP) install -q -e ".[bigwig]"
+	$(PIP) install -q -e ".[bigwig,hub]"
 	touch $@
 
 # `make test` adds the test tools and the peer (enformer-pytorch) for the parity tests; its transformers pin
