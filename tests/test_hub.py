@@ -15,6 +15,7 @@ import random
 import re
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -345,3 +346,50 @@ def test_damaged_genome_download_is_refused_and_removed(server, home, fasta_gz):
 def test_unknown_genome_name_says_how_to_get_one(home):
     with pytest.raises(UserError, match=r"`senformer download hg38`"):
         hub.resolve_genome("hg19")
+
+
+class _TricklingHandler(http.server.BaseHTTPRequestHandler):
+    """Promises ``size`` bytes and sends one every ``interval`` s, ``count`` of them, then drops the line:
+    each read returns well within any per-read timeout, so only a rate limit ends it."""
+
+    size, interval, count = 10_000, 0.02, 150
+
+    def log_message(self, *args) -> None:
+        pass
+
+    def do_HEAD(self) -> None:
+        self._head()
+
+    def do_GET(self) -> None:
+        self._head()
+        for _ in range(self.count):
+            self.wfile.write(b"x")
+            self.wfile.flush()
+            time.sleep(self.interval)
+        self.close_connection = True
+        self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _head(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(self.size))
+        self.end_headers()
+
+
+def test_a_trickling_server_ends_each_attempt_at_the_minimum_rate(tmp_path, monkeypatch, home):
+    """One byte every 59 s passes a per-read timeout forever; scaled down: a byte every 20 ms against a
+    minimum of 200 bytes/s over 0.5 s windows."""
+    monkeypatch.setattr(hub, "MIN_RATE_BPS", 200)
+    monkeypatch.setattr(hub, "RATE_WINDOW_S", 0.5)
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TricklingHandler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/slow.bin"
+        with pytest.raises(hub.DownloadInterrupted, match=r"slower than the minimum 200 bytes/s\); \d+ of 10,000 "
+                                                          r"bytes are kept, run the command again to resume"):
+            hub.download_file(url, tmp_path / "slow.bin", progress=False, attempts=2)
+        kept = (tmp_path / "slow.bin.part").stat().st_size
+        assert 0 < kept < 2 * _TricklingHandler.count and not (tmp_path / "slow.bin").exists()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -7,8 +7,9 @@
 The cache lives in ``$SENFORMER_HOME`` (default: the user's cache folder, e.g. ``~/.cache/senformer``). The
 download servers can be replaced with ``$SENFORMER_WEIGHTS_URL`` (the folder holding the checkpoint files)
 and ``$SENFORMER_GENOME_URL`` (the folder holding ``<genome>/bigZips/<genome>.fa.gz``), for a mirror or a
-local copy. pooch's HTTP downloader (``requests``) moves the bytes; this module adds resuming from a kept
-``.part`` file, verification and the one-time conversion. Every result appears by an atomic rename, so an
+local copy. ``requests`` moves the bytes; this module adds resuming from a kept ``.part`` file, a per-read
+timeout and a minimum rate (a stalled or trickling server ends the attempt), verification and the one-time
+conversion. Every result appears by an atomic rename, so an
 interrupted run never leaves a half-written file where a complete one is expected.
 """
 
@@ -36,6 +37,11 @@ DEFAULT_WEIGHTS_URL = "https://storage.googleapis.com/dm-enformer/models/enforme
 DEFAULT_GENOME_URL = "https://hgdownload.soe.ucsc.edu/goldenPath"
 DOWNLOAD_ATTEMPTS = 3  # a cut connection is resumed this many times within one call before giving up
 TIMEOUT_S = 60  # connect and per-read timeout: a stalled server ends the attempt instead of hanging
+# A server that trickles (a byte every 59 s passes any per-read timeout) ends the attempt too: fewer than
+# MIN_RATE_BPS bytes a second, averaged over RATE_WINDOW_S seconds, is a stall.
+MIN_RATE_BPS = 1024
+RATE_WINDOW_S = 60.0
+CHUNK_BYTES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -197,33 +203,45 @@ def _reason(error: Exception) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-class _CountingWriter:
-    """A file handle that advances a progress bar by every chunk written to it."""
+class _TooSlow(OSError):
+    """The server sent fewer than the minimum bytes per second over a whole rate window."""
 
-    def __init__(self, handle, bar):
-        self.handle, self.bar = handle, bar
 
-    def write(self, chunk: bytes) -> int:
-        written = self.handle.write(chunk)
-        self.bar.update(len(chunk))
-        return written
-
-    def flush(self) -> None:
-        self.handle.flush()
+def _transfer(response, handle, bar, min_rate: float, window: float) -> None:
+    """Copy the body of ``response`` (requests, streamed) into ``handle`` as it arrives, ending in
+    :class:`_TooSlow` when a ``window`` of seconds brings fewer than ``min_rate`` bytes a second. ``read1``
+    returns whatever one socket read gives, so a trickle is measured byte by byte, not per full chunk."""
+    started, received = time.monotonic(), 0
+    read = getattr(response.raw, "read1", None) or response.raw.read  # urllib3 < 2.1 has no read1
+    while chunk := read(CHUNK_BYTES, decode_content=False):
+        handle.write(chunk)
+        bar.update(len(chunk))
+        received += len(chunk)
+        elapsed = time.monotonic() - started
+        if elapsed >= window:
+            if received < min_rate * elapsed:
+                raise _TooSlow(f"the server sent {received:,} bytes in {elapsed:.0f} s, slower than the minimum "
+                               f"{min_rate:,.0f} bytes/s")
+            started, received = time.monotonic(), 0
 
 
 def download_file(url: str, destination: str | os.PathLike, progress: bool = True,
-                  attempts: int = DOWNLOAD_ATTEMPTS) -> Path:
+                  attempts: int = DOWNLOAD_ATTEMPTS, *, min_rate: float | None = None,
+                  window: float | None = None) -> Path:
     """Download ``url`` to ``destination``, resuming from ``destination.part`` after a cut connection.
 
     The bytes accumulate in ``destination.part``; an HTTP Range request continues it, both within this
     call (up to ``attempts`` tries) and in a later call. The file is renamed into place only when its size
     equals the server's ``Content-Length``. A server that ignores the Range header is caught by that size
-    check and the download restarts from zero.
+    check and the download restarts from zero. An attempt ends when a read waits :data:`TIMEOUT_S` or the
+    rate stays below ``min_rate`` bytes/s (:data:`MIN_RATE_BPS`) for ``window`` s (:data:`RATE_WINDOW_S`).
     """
-    import pooch
     import requests
+    import urllib3
     from tqdm.auto import tqdm
+
+    min_rate = MIN_RATE_BPS if min_rate is None else min_rate
+    window = RATE_WINDOW_S if window is None else window
 
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
@@ -239,13 +257,13 @@ def download_file(url: str, destination: str | os.PathLike, progress: bool = Tru
             headers = {"Accept-Encoding": "identity"}  # Range offsets count the stored bytes, not decoded ones
             if done:
                 headers["Range"] = f"bytes={done}-"
-            # pooch moves the bytes; the bar counts them itself, so a resumed download shows its true progress.
-            downloader = pooch.HTTPDownloader(progressbar=False, headers=headers, timeout=TIMEOUT_S)
             bar = tqdm(total=expected, initial=done, unit="B", unit_scale=True, desc=destination.name,
                        disable=not progress, leave=True)
             try:
-                with open(partial, "ab") as handle:
-                    downloader(url, _CountingWriter(handle, bar), None)
+                with requests.get(url, headers=headers, stream=True, timeout=TIMEOUT_S) as response:
+                    response.raise_for_status()
+                    with open(partial, "ab") as handle:
+                        _transfer(response, handle, bar, min_rate, window)
             except requests.HTTPError as error:
                 status = error.response.status_code if error.response is not None else "?"
                 if status == 416:  # the range starts at or past the end: the kept part is stale
@@ -253,7 +271,7 @@ def download_file(url: str, destination: str | os.PathLike, progress: bool = Tru
                     last_error = error
                     continue
                 raise UserError(f"{url}: the server answered HTTP {status}") from None
-            except (requests.RequestException, OSError) as error:
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as error:
                 last_error = error
                 continue
             finally:
