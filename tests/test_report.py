@@ -12,7 +12,8 @@ import pytest
 
 from senformer import plots
 from senformer.errors import UserError
-from senformer.report import Report, figure_png, new_figure
+from senformer.plots import figure_png, new_figure
+from senformer.report import Report
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -87,6 +88,16 @@ def test_report_is_self_contained_and_names_sources(tmp_path):
     assert not re.search(r'(src|href)="(https?:)?//', text)  # nothing fetched from the network
     for encoded in re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text):
         assert base64.b64decode(encoded).startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_only_the_commands_import_the_report():
+    """The report sits above every analysis: figures come from ``senformer.plots``, and nothing but the
+    report's own modules and the commands reaches into ``senformer.report``."""
+    from test_imports import import_edges, module_files
+
+    importers = {importer for importer, imported, _, _ in import_edges(module_files())
+                 if imported.startswith("senformer.report") and not importer.startswith("senformer.report")}
+    assert importers and all(importer.startswith("senformer.commands.") for importer in importers), importers
 
 
 def test_report_rejects_non_png_bytes():

@@ -1,23 +1,37 @@
 """Plot functions of the report's figures: each takes data and a matplotlib ``Axes``, draws, returns it.
 
-No file IO and no pyplot state here; callers make figures with ``matplotlib.figure.Figure`` (see
-``senformer.report.new_figure``) and save or embed them.
+No file IO and no pyplot state here; callers make figures with :func:`new_figure` and save them
+(``senformer.io.save_figure``) or embed them (:func:`figure_png`, ``senformer.report``).
 """
 
 from __future__ import annotations
 
+import io
 from typing import Mapping
 
 import matplotlib
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
 from matplotlib.patches import PathPatch
 from matplotlib.textpath import TextPath
 from matplotlib.transforms import Affine2D
 
 BASE_COLORS = {"A": "#109648", "C": "#255C99", "G": "#F7B32B", "T": "#D62839"}
+
+
+def new_figure(width: float = 6.0, height: float = 4.0) -> Figure:
+    """A matplotlib figure outside pyplot (no global state, no display needed)."""
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def figure_png(figure: Figure, dpi: int = 110) -> bytes:
+    """The figure rendered as PNG bytes."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
 
 
 def compare_scatter(ax: Axes, scores_a: np.ndarray, scores_b: np.ndarray, name_a: str, name_b: str,

@@ -189,8 +189,7 @@ def run_attribution(
         plain: ISM through whole-window passes instead of the edit engine (``--plain``).
     """
     from ..io import save_figure, write_json, write_npz
-    from ..plots import mutagenesis_heatmap, sequence_logo
-    from ..report import new_figure
+    from ..plots import mutagenesis_heatmap, new_figure, sequence_logo
     from .common import chosen_tracks
 
     out = Path(out)

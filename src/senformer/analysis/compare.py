@@ -214,8 +214,7 @@ def run_compare(
         table: the head's track table (:func:`senformer.data.tracks.head_track_table`): its assay groups.
     """
     from ..io import save_figure, write_csv, write_json, write_npz
-    from ..plots import compare_scatter
-    from ..report import new_figure
+    from ..plots import compare_scatter, new_figure
 
     names = tuple(scores)
     if len(names) != 2:

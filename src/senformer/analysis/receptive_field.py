@@ -238,8 +238,7 @@ def run_receptive_field(
     Other arguments as :func:`receptive_field`.
     """
     from ..io import save_figure, write_json, write_npz
-    from ..plots import receptive_field_heatmap, receptive_field_profile
-    from ..report import new_figure
+    from ..plots import new_figure, receptive_field_heatmap, receptive_field_profile
     from .common import chosen_tracks
 
     out = Path(out)

@@ -182,8 +182,7 @@ def run_tracks(
     from ..data.tracks import head_track_table, select_tracks
     from ..errors import UserError
     from ..io import save_figure, write_csv, write_json, write_npz
-    from ..plots import track_panel
-    from ..report import new_figure
+    from ..plots import new_figure, track_panel
 
     out = Path(out)
     first = next(iter(models.values()))
