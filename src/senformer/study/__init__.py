@@ -22,7 +22,8 @@ importing only the ones above it:
 
     runs.py         StudySettings, the rows, every (row, seed) training run, the job scheduler, prepare
     evaluation.py   one seed's models scored on the test split (evaluate_seed), in its own process
-    results.py      across seeds: summarise (study.json), bootstrap intervals, table, figures, the write-up
+    writeup.py      the prose from study.json's record: summary.md, the write-up and its answer
+    results.py      across seeds: summarise (study.json), bootstrap intervals, table, figures
     pipeline.py     run_study (the whole study, resumable) and estimate (timed before running)
     __main__.py     ``python -m senformer.study evaluate OUT SEED``, the evaluation job's process
 
@@ -39,11 +40,12 @@ A finished run (``.done``) is skipped on a rerun; a killed one continues with ``
 
 from .evaluation import ATTENTION_REMOVED_SKIP, ModelEntry, evaluate_seed, long_range_tracks, main, model_entries
 from .pipeline import estimate, run_study
-from .results import (ATTENTION_MATTERS, TABLE_METRICS, answer, bootstrap_difference, bootstrap_pooled,
-                      plot_curves, plot_per_example, plot_receptive_field, read_curves, spread, summarise,
-                      summary_markdown, table_frame, write_docs, write_results)
+from .results import (ATTENTION_MATTERS, TABLE_METRICS, bootstrap_difference, bootstrap_pooled, plot_curves,
+                      plot_per_example, plot_receptive_field, read_curves, spread, summarise, table_frame,
+                      write_results)
 from .runs import (FRESH_ROWS, HEAD, LR_ROWS, ROW_1, ROWS, Job, Run, StudySettings, execute_run, prepare, run_jobs,
                    run_name, snapshot_path, study_runs)
+from .writeup import answer, summary_markdown, write_docs
 
 __all__ = [
     "ATTENTION_MATTERS", "ATTENTION_REMOVED_SKIP", "FRESH_ROWS", "HEAD", "LR_ROWS", "ROW_1", "ROWS", "TABLE_METRICS",

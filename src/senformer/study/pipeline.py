@@ -20,8 +20,9 @@ import numpy as np
 
 from ..io import atomic_write_text
 from .evaluation import _evaluate_in_subprocess, _jsonable, model_entries
-from .results import summarise, write_docs, write_results
+from .results import summarise, write_results
 from .runs import HEAD, ROW_1, Job, StudySettings, _machine, execute_run, prepare, run_jobs, run_name, study_runs
+from .writeup import write_docs
 
 
 # The whole study -----------------------------------------------------------------------------------------
