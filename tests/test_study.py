@@ -1,5 +1,6 @@
 """The accuracy study (issue 14): row 6's settings through the CLI, and the whole study on a micro
-configuration end to end, resumed after a finished run and after a killed one."""
+configuration end to end, resumed after a finished run and after a killed one; a small custom study whose
+rows 5-7 train row 4's steps only (``fresh_multiple`` 1) end to end."""
 
 from __future__ import annotations
 
@@ -18,7 +19,9 @@ from safetensors.torch import load_file
 from senformer import Enformer, EnformerConfig, save_model
 from senformer.cli import main
 from senformer.data.synthetic import make_synthetic
-from senformer.study import StudySettings, answer, bootstrap_difference, spread, study_runs
+from senformer.errors import UserError
+from senformer.study import StudySettings, answer, bootstrap_difference, model_entries, spread, study_runs
+from senformer.study.evaluation import evaluation_up_to_date
 from senformer.train import TrainSettings
 from senformer.train.loop import build_model
 from senformer.weights import ATTENTION_TENSORS
@@ -136,6 +139,84 @@ def test_study_runs_end_to_end_and_resumes(tmp_path, capsys):
     settings_file.write_text(json.dumps(micro_settings(full_steps=3).to_dict()))
     assert main(arguments) == 2
     assert "full_steps" in capsys.readouterr().err
+
+
+def test_rows_5_to_7_at_row_4s_steps_are_one_model_each():
+    """fresh_multiple 1: rows 5-7 train row 4's steps in one phase and are reported once. Two models of one
+    name would share their per-example sums (the bootstrap read the wrong row, then past the last one)."""
+    settings = micro_settings(fresh_multiple=1)
+    out = Path("study")
+    assert settings.fresh_reported_steps == (1,)
+    fresh = [run for run in study_runs(out, settings) if run.key == "fresh-ours" and "-lr" not in run.name]
+    assert [run.phases for run in fresh] == [(1,)]
+    entries = model_entries(out, settings, 0)
+    names = [entry.name for entry in entries]
+    assert len(set(names)) == len(names)
+    rows = {entry.name: entry for entry in entries if entry.key == "report-all"}
+    assert list(rows) == ["report-all@1"] and rows["report-all@1"].weights == str(out / "runs" / "report-all-seed0" / "weights")
+    assert micro_settings().fresh_reported_steps == (1, 2)
+    with pytest.raises(UserError, match="lr_factors"):
+        micro_settings(lr_factors=(3.0, 3.0001))
+    with pytest.raises(UserError, match="lr_factors"):
+        micro_settings(lr_factors=(0.0,))
+
+
+def test_an_evaluation_of_other_models_is_not_up_to_date(tmp_path):
+    """An evaluation is kept only while it scores exactly the seed's models, one row of sums each, and is
+    newer than every run: one written with duplicated names (by the version that misfiled sums) is redone."""
+    import os
+
+    settings = micro_settings(fresh_multiple=1)
+    out = tmp_path / "study"
+    for run in study_runs(out, settings):
+        (out / "runs" / run.name).mkdir(parents=True)
+        (out / "runs" / run.name / ".done").write_text("{}\n")
+    names = [entry.name for entry in model_entries(out, settings, 0)]
+    target = out / "evaluation" / "seed-0.json"
+    target.parent.mkdir()
+
+    def evaluation(recorded, stored, rows):
+        target.write_text(json.dumps({"models": [{"name": name} for name in recorded]}))
+        np.savez(target.with_suffix(".npz"), names=np.array(stored), model_sums=np.zeros((rows, 2, 3, 3)))
+        later = max(path.stat().st_mtime for path in (out / "runs").glob("*/.done")) + 10
+        os.utime(target, (later, later))
+
+    evaluation(names, names, len(names))
+    assert evaluation_up_to_date(out, settings, 0)
+    doubled = [*names[:6], names[5], *names[6:]]
+    evaluation(doubled, doubled, len(names))
+    assert not evaluation_up_to_date(out, settings, 0)
+    evaluation(names, names, len(names) - 1)
+    assert not evaluation_up_to_date(out, settings, 0)
+    evaluation(names, names, len(names))
+    os.utime(out / "runs" / "full-seed0" / ".done", (target.stat().st_mtime + 1,) * 2)
+    assert not evaluation_up_to_date(out, settings, 0)
+
+
+@pytest.mark.slow
+def test_a_small_custom_study_runs_end_to_end(tmp_path, capsys):
+    """`senformer study accuracy --settings` with rows 5-7 at row 4's steps and no learning-rate runs: every
+    model once, a finite difference from row 1 with its interval, the write-up, exit 0."""
+    settings_file = tmp_path / "small.json"
+    settings_file.write_text(json.dumps(micro_settings(fresh_multiple=1, lr_factors=(), bootstrap=20).to_dict()))
+    results, docs = tmp_path / "results", tmp_path / "accuracy-study.md"
+    status = main(["study", "accuracy", "--out", str(tmp_path / "study"), "--results", str(results), "--docs",
+                   str(docs), "--settings", str(settings_file)])
+    assert status == 0, capsys.readouterr().err
+    record = json.loads((results / "study.json").read_text())
+    assert [model["name"] for model in record["models"]] == [
+        "full@2", "control", "zero-shot", "finetune@1", "finetune-distill@1", "fresh-ours@1", "fresh-report@1",
+        "report-all@1"]
+    for model in record["models"][1:]:
+        for metric in ("pooled", "pooled/long-range"):
+            difference = model["minus_row1"][metric]
+            assert difference["low"] <= difference["difference"] <= difference["high"], (model["name"], metric)
+    assert set(record["contrasts"]) == {"fresh layer, ours (row 5 - row 4)", "no relative positions (row 6 - row 5)",
+                                        "training every weight (row 7 - row 6)",
+                                        "sparsity alone, zero-shot (row 3 - row 1)"}
+    text = docs.read_text()
+    assert "rows 5-7 trained no longer" in text and "no learning-rate runs" in text
+    assert f"wrote {results / 'study.json'}" in capsys.readouterr().out
 
 
 def test_spread_and_bootstrap_of_a_known_difference():

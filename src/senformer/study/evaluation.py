@@ -49,7 +49,7 @@ def model_entries(out: Path, settings: StudySettings, seed: int) -> list[ModelEn
     """The models evaluated for ``seed``, in table order."""
     runs = out / "runs"
     row1 = str(runs / run_name(ROW_1, seed) / "weights")
-    short, long = settings.finetune_steps, settings.fresh_steps
+    short = settings.finetune_steps
     entries = [
         ModelEntry(f"full@{settings.full_steps}", "full", settings.full_steps, None, row1),
         ModelEntry("control", "control", None, None, row1, skip=ATTENTION_REMOVED_SKIP),
@@ -60,13 +60,17 @@ def model_entries(out: Path, settings: StudySettings, seed: int) -> list[ModelEn
     ]
     for key in FRESH_ROWS:
         directory = runs / run_name(key, seed)
-        entries.append(ModelEntry(f"{key}@{short}", key, short, None, str(snapshot_path(directory, short))))
-        entries.append(ModelEntry(f"{key}@{long}", key, long, None, str(directory / "weights")))
+        for steps in settings.fresh_reported_steps:
+            # The run's last phase is its final weights; each earlier one was kept as a snapshot.
+            weights = directory / "weights" if steps == settings.fresh_steps else snapshot_path(directory, steps)
+            entries.append(ModelEntry(f"{key}@{steps}", key, steps, None, str(weights)))
     if seed == settings.seeds[0]:
         for factor in settings.lr_factors:
             for key in LR_ROWS:
                 entries.append(ModelEntry(f"{key}@{short} lr x{factor:.3g}", key, short, factor,
                                           str(runs / run_name(key, seed, factor) / "weights")))
+    # Each model's per-example sums are stored under its name (evaluation/seed-<S>.npz): names are keys.
+    assert len({entry.name for entry in entries}) == len(entries), [entry.name for entry in entries]
     return entries
 
 
@@ -239,13 +243,32 @@ def _jsonable(value: Any) -> Any:
 
 
 # The evaluation job, in its own one-thread process -------------------------------------------------------
-def _evaluate_in_subprocess(out: Path, seed: int, log: Callable[[str], None]) -> str:
-    """Evaluate one seed in its own one-thread process (skipped when newer than every run of the seed)."""
+def evaluation_up_to_date(out: Path, settings: StudySettings, seed: int) -> bool:
+    """Whether ``evaluation/seed-<S>`` scores exactly the seed's models, each with one row of sums, and is
+    newer than every run of the seed."""
     target = out / "evaluation" / f"seed-{seed}.json"
-    runs = [out / "runs" / run.name / ".done" for run in study_runs(out, StudySettings.from_dict(
-        json.loads((out / "study-settings.json").read_text(encoding="utf-8")))) if run.seed == seed]
-    if target.is_file() and all(target.stat().st_mtime >= done.stat().st_mtime for done in runs):
+    sums = target.with_suffix(".npz")
+    if not (target.is_file() and sums.is_file()):
+        return False
+    runs = [out / "runs" / run.name / ".done" for run in study_runs(out, settings) if run.seed == seed]
+    if not all(done.is_file() and target.stat().st_mtime >= done.stat().st_mtime for done in runs):
+        return False
+    names = [entry.name for entry in model_entries(out, settings, seed)]
+    try:
+        recorded = [model["name"] for model in json.loads(target.read_text(encoding="utf-8"))["models"]]
+        with np.load(sums) as arrays:
+            stored, rows = [str(name) for name in arrays["names"]], arrays["model_sums"].shape[0]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # unreadable or from another version: evaluated again
+    return recorded == stored == names and rows == len(names)
+
+
+def _evaluate_in_subprocess(out: Path, seed: int, log: Callable[[str], None]) -> str:
+    """Evaluate one seed in its own one-thread process (skipped when :func:`evaluation_up_to_date`)."""
+    settings = StudySettings.from_dict(json.loads((out / "study-settings.json").read_text(encoding="utf-8")))
+    if evaluation_up_to_date(out, settings, seed):
         return "skipped (done)"
+    target = out / "evaluation" / f"seed-{seed}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "-m", "senformer.study", "evaluate", str(out), str(seed)]
     with open(out / "evaluation" / f"seed-{seed}.out", "w", encoding="utf-8") as output:

@@ -133,13 +133,16 @@ def summarise(out: str | os.PathLike, settings: StudySettings) -> dict[str, Any]
     by_name = {m["name"]: m for m in models}
     short, long = settings.finetune_steps, settings.fresh_steps
     contrasts = {}
-    for label, (a, b) in {
+    compared = {
         "fresh layer, ours (row 5 - row 4)": (f"fresh-ours@{short}", f"finetune@{short}"),
         "no relative positions (row 6 - row 5)": (f"fresh-report@{short}", f"fresh-ours@{short}"),
         "no relative positions, longer training (row 6 - row 5)": (f"fresh-report@{long}", f"fresh-ours@{long}"),
         "training every weight (row 7 - row 6)": (f"report-all@{short}", f"fresh-report@{short}"),
         "sparsity alone, zero-shot (row 3 - row 1)": ("zero-shot", reference),
-    }.items():
+    }
+    if long == short:  # rows 5-7 trained row 4's steps only: no longer training to compare
+        del compared["no relative positions, longer training (row 6 - row 5)"]
+    for label, (a, b) in compared.items():
         if a in by_name and b in by_name:
             contrasts[label] = {"first": a, "second": b, **{
                 metric: bootstrap_difference(sums, a, b, tracks, settings.bootstrap)

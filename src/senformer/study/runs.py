@@ -81,6 +81,10 @@ class StudySettings:
         problems = []
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             problems.append(f"seeds {list(self.seeds)} must be distinct and at least one")
+        # A factor names its runs and models (``lr3``, ``lr x3``): two that print alike would share a run.
+        if any(not factor > 0 for factor in self.lr_factors) or \
+                len({f"{factor:.3g}" for factor in self.lr_factors}) != len(self.lr_factors):
+            problems.append(f"lr_factors {list(self.lr_factors)} must be positive and distinct to 3 significant digits")
         for name in ("batch_size", "full_steps", "finetune_steps", "fresh_multiple", "bootstrap",
                      "receptive_field_sequences", "receptive_field_positions", "test_batch_size"):
             if int(getattr(self, name)) < 1:
@@ -91,6 +95,11 @@ class StudySettings:
     @property
     def fresh_steps(self) -> int:
         return self.fresh_multiple * self.finetune_steps
+
+    @property
+    def fresh_reported_steps(self) -> tuple[int, ...]:
+        """The steps rows 5-7 are reported at: row 4's and ``fresh_steps`` (one step count when the multiple is 1)."""
+        return tuple(dict.fromkeys((self.finetune_steps, self.fresh_steps)))
 
     def quick(self) -> "StudySettings":
         """One seed and a quarter of the steps (curves every quarter of the old interval)."""
@@ -176,7 +185,7 @@ def study_runs(out: Path, settings: StudySettings) -> list[Run]:
         for key in FRESH_ROWS:
             runs.append(Run(run_name(key, seed), key, seed, (*fine_tuning(seed, settings.finetune_learning_rate),
                                                              *layers[key]),
-                            (settings.finetune_steps, settings.fresh_steps), (run_name(ROW_1, seed),)))
+                            settings.fresh_reported_steps, (run_name(ROW_1, seed),)))
     for seed in settings.seeds:
         pretrained = ["--attention", "bigbird", "--train", "attention"]
         runs.append(Run(run_name("finetune", seed), "finetune", seed,

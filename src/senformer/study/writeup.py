@@ -93,8 +93,10 @@ def write_docs(record: Mapping[str, Any], path: Path, results: Path) -> Path:
         f"{model['num_random_blocks']} random.",
         f"- Steps: row 1 {settings['full_steps']} (lr {settings['full_learning_rate']}); row 4 {short}; rows 5-7 {long} "
         f"(lr {settings['finetune_learning_rate']}, constant after {settings['finetune_warmup_steps']} warm-up steps), "
-        f"reported at {short} and {long}; learning-rate runs x{', x'.join(f'{f:.3g}' for f in settings['lr_factors'])} "
-        f"for rows 5 and 6, seed {seeds[0]}, {short} steps. Batch {settings['batch_size']}.",
+        f"reported at {short}" + (f" and {long}" if long != short else "") + "; "
+        + (f"learning-rate runs x{', x'.join(f'{f:.3g}' for f in settings['lr_factors'])} for rows 5 and 6, seed "
+           f"{seeds[0]}, {short} steps" if settings["lr_factors"] else "no learning-rate runs")
+        + f". Batch {settings['batch_size']}.",
         "- A seed sets initialisation, data order, augmentation, dropout and `attention_seed`.",
         "- Metrics on the test split: pooled Pearson per track (mean over tracks), per-example Pearson; "
         "\"r with row 1\": pooled correlation of the predictions with row 1's; \"beats row 1\": share of test "
@@ -193,7 +195,8 @@ def answer(record: Mapping[str, Any]) -> str:
         f"relative positions and row 1's weights (row 3 - row 1): {describe(zero_shot)}. Fresh instead of trained "
         f"attention layers (row 5 - row 4, the same layer and {steps} steps): {describe(fresh)}. No relative "
         f"positions and the report's key size (row 6 - row 5, both fresh): {describe(positions)} after {steps} "
-        f"steps, {describe(positions_long)} after {record['settings']['fresh_multiple']}x as many."
+        + (f"steps, {describe(positions_long)} after {record['settings']['fresh_multiple']}x as many."
+           if record["settings"]["fresh_multiple"] > 1 else "steps (rows 5-7 trained no longer).")
     ]
     causes = {"fresh, untrained attention layers": fresh, "the missing relative positions": positions}
     losses = {name: value["difference"] for name, value in causes.items() if clear_loss(value)}
