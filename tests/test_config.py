@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -48,6 +49,17 @@ def test_invalid_values_raise_one_error_quoting_them(changes, quoted):
     with pytest.raises(ValueError, match="invalid EnformerConfig") as error:
         EnformerConfig(**changes)
     assert quoted in str(error.value)
+
+
+@pytest.mark.parametrize("dim,heads", [(64, 8), (96, 2), (192, 8)])
+def test_a_config_too_small_for_the_tower_divisor_names_the_divisor_that_fits(dim, heads):
+    with pytest.raises(ValueError) as error:
+        EnformerConfig(dim=dim, heads=heads, num_relative_position_features=6)
+    fix = re.search(r"--set conv_tower_divisible_by=(\d+) fits", str(error.value))
+    assert fix, str(error.value)
+    fitted = EnformerConfig(dim=dim, heads=heads, num_relative_position_features=6,
+                            conv_tower_divisible_by=int(fix.group(1)))
+    assert fitted.conv_tower_filters[-1] == dim and min(fitted.conv_tower_filters) > 0
 
 
 def test_unknown_json_fields_are_rejected():

@@ -252,8 +252,10 @@ def test_cache_is_used_without_network(server, home):
     assert hub.resolve_weights("enformer", progress=False) == first
     assert hub.download_weights("enformer", progress=False) == first
     _assert_official_weights(first)
-    with pytest.raises(UserError, match="cannot reach"):
+    with pytest.raises(UserError, match="cannot reach") as offline:
         hub.download_weights("enformer", force=True, progress=False)
+    # the fixes an offline machine has: a mirror, or local files through senformer convert
+    assert "$SENFORMER_WEIGHTS_URL" in str(offline.value) and "senformer convert" in str(offline.value)
     assert (first / "model.safetensors").is_file()  # a failed --force keeps the working copy
     # every weights option takes the name: the loader resolves it from the cache
     from senformer import Enformer, load_model

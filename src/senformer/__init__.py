@@ -2,7 +2,7 @@
 
 >>> from senformer import Enformer, EnformerConfig, load_model, save_model
 >>> model = Enformer(EnformerConfig(attention="bigbird"))
->>> sparse = load_model("enformer-native", overrides={"attention": "bigbird"})  # any weights format
+>>> sparse = load_model("enformer", overrides={"attention": "bigbird"})  # any weights format
 >>> save_model(sparse, "senformer-native")
 
 The public names are resolved on first use (PEP 562): importing any ``senformer.*`` module runs this file

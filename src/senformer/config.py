@@ -101,11 +101,12 @@ class EnformerConfig:
         elif self.dim > 0 and min(self.conv_tower_filters) <= 0:
             problems.append(
                 f"conv_tower_divisible_by={self.conv_tower_divisible_by} rounds a tower filter of dim={self.dim} to 0"
+                + self._tower_divisor_fix()
             )
         elif self.dim > 0 and self.conv_tower_filters[-1] != self.dim:
             problems.append(
                 f"conv_tower_divisible_by={self.conv_tower_divisible_by} rounds the last tower filter of dim={self.dim} "
-                f"to {self.conv_tower_filters[-1]}; the transformer needs {self.dim} (use a divisor of {self.dim})"
+                f"to {self.conv_tower_filters[-1]}; the transformer needs {self.dim}" + self._tower_divisor_fix()
             )
         if self.target_length is not None and self.target_length <= 0:
             problems.append(f"target_length={self.target_length} must be positive or None")
@@ -160,12 +161,20 @@ class EnformerConfig:
         DeepMind's ``exponential_linspace_int(dim // 2, dim, num_blocks, divisible_by=128)``, rounding half
         to even as numpy does.
         """
-        start, end, count = self.dim // 2, self.dim, self.num_conv_tower_blocks
-        divisor = self.conv_tower_divisible_by
-        if count == 1:
-            return [int(round(end / divisor) * divisor)]
-        base = (end / start) ** (1.0 / (count - 1))
-        return [int(round(start * base**i / divisor) * divisor) for i in range(count)]
+        return _tower_filters(self.dim, self.num_conv_tower_blocks, self.conv_tower_divisible_by)
+
+    def _tower_divisor_fix(self) -> str:
+        divisor = self._fitting_tower_divisor()
+        return f" (--set conv_tower_divisible_by={divisor} fits dim={self.dim})" if divisor else ""
+
+    def _fitting_tower_divisor(self) -> int | None:
+        """The largest power of two up to 128 whose rounding gives every tower filter a width and the last
+        one ``dim``: the fix a too-small or odd-sized config needs (None when none does)."""
+        for divisor in (128, 64, 32, 16, 8, 4, 2, 1):
+            filters = _tower_filters(self.dim, self.num_conv_tower_blocks, divisor)
+            if min(filters) > 0 and filters[-1] == self.dim:
+                return divisor
+        return None
 
     @property
     def relative_features(self) -> int:
@@ -304,3 +313,13 @@ def preset(name: str, **overrides: Any) -> EnformerConfig:
     if name not in PRESETS:
         raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
     return EnformerConfig(**{**PRESETS[name], **overrides})
+
+
+def _tower_filters(dim: int, count: int, divisor: int) -> list[int]:
+    """``exponential_linspace_int(dim // 2, dim, count, divisible_by=divisor)`` (see
+    :attr:`EnformerConfig.conv_tower_filters`)."""
+    start, end = dim // 2, dim
+    if count == 1:
+        return [int(round(end / divisor) * divisor)]
+    base = (end / start) ** (1.0 / (count - 1))
+    return [int(round(start * base**i / divisor) * divisor) for i in range(count)]

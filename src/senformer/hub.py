@@ -189,7 +189,8 @@ def _remote_size(url: str) -> int | None:
     try:
         response = requests.head(url, timeout=TIMEOUT_S, allow_redirects=True, headers={"Accept-Encoding": "identity"})
     except requests.RequestException as error:
-        raise UserError(f"cannot reach {url} ({_reason(error)})") from None
+        raise UserError(f"cannot reach {url} ({_reason(error)}); offline, set ${WEIGHTS_URL_ENV} or ${GENOME_URL_ENV} to "
+                        "a reachable copy, or pass local files (`senformer convert` reads a copied checkpoint)") from None
     if response.status_code >= 400:
         raise UserError(f"{url}: the server answered HTTP {response.status_code} {response.reason}")
     length = response.headers.get("Content-Length")

@@ -24,7 +24,8 @@ if TYPE_CHECKING:  # torch is imported by the run functions, so that --help answ
 # Shared options --------------------------------------------------------------------------------
 def _add_weights(parser: argparse.ArgumentParser, many: bool, required: bool = True) -> None:
     parser.add_argument("--weights", action="append", required=required, metavar="[NAME=]PATH",
-                        help="model weights (native folder, TF checkpoint, enformer-pytorch/HF)"
+                        help="model weights: enformer (the official model, downloaded on first use) or a native folder, TF "
+                        "checkpoint or enformer-pytorch/HF folder"
                         + ("; repeat for each model" if many else ""))
     parser.add_argument("--attention", action="append", default=None, choices=ATTENTION_KINDS,
                         help="run the weights with this attention kind instead of their own (repeatable: "
@@ -38,7 +39,8 @@ def _add_data(parser: argparse.ArgumentParser, required: bool = True, batch_size
     parser.add_argument("--data", required=required, help="Basenji2-layout folder (or `senformer data synthetic` output)")
     parser.add_argument("--split", default="test", help="split to read (default: test)")
     parser.add_argument("--head", default="human", help="output head (default: human)")
-    parser.add_argument("--genome", help="FASTA to extend the stored sequences to --length (Basenji2 recipe)")
+    parser.add_argument("--genome", help="hg38, mm10 or a FASTA path, to extend the stored sequences to --length "
+                        "(Basenji2 recipe)")
     parser.add_argument("--length", type=int, default=None, metavar="BP", help="input bp (default: as stored)")
     parser.add_argument("--max-examples", type=int, default=None, help="read at most this many examples")
     parser.add_argument("--batch-size", type=int, default=batch_size, help=f"examples per batch (default: {batch_size})")
@@ -213,7 +215,7 @@ def register(subparsers) -> None:
     source = attribution.add_mutually_exclusive_group(required=True)
     source.add_argument("--region", help="chr:start-end (0-based half-open, resized around its centre to --length)")
     source.add_argument("--example", type=int, help="example position in --data/--split")
-    attribution.add_argument("--fasta", help="genome FASTA for --region")
+    attribution.add_argument("--fasta", help="genome for --region: hg38, mm10 (downloaded on first use) or a FASTA path")
     attribution.add_argument("--data", help="Basenji2-layout folder for --example")
     attribution.add_argument("--split", default="test", help="split of --data (default: test)")
     attribution.add_argument("--head", default="human", help="output head (default: human)")
@@ -235,7 +237,8 @@ def register(subparsers) -> None:
         "OUT.partial, which a rerun with the same inputs resumes; OUT appears when complete.")
     _add_weights(variants, many=False)
     variants.add_argument("--vcf", required=True, help="VCF or BCF (plain, bgzip; indexed for fast --anchors); 1-based POS")
-    variants.add_argument("--fasta", required=True, help="genome FASTA (with or without .fai)")
+    variants.add_argument("--fasta", required=True, help="genome: hg38, mm10 (downloaded on first use) or a FASTA path "
+                          "(with or without .fai)")
     variants.add_argument("--head", default="human", help="output head (default: human)")
     add_tracks_argument(variants)
     variants.add_argument("--targets", help="targets.txt naming the head's tracks (default: the shipped table)")

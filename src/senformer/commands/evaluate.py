@@ -20,10 +20,11 @@ def register(subparsers) -> None:
     parser.add_argument("--data", required=True, help="Basenji2 directory (statistics.json, tfrecords/, ...)")
     parser.add_argument("--split", default="test", help="split to score (default: test)")
     parser.add_argument("--weights", action="append", required=True, metavar="[NAME=]PATH",
-                        help="model weights (any format senformer reads); repeat to compare models")
+                        help="model weights: enformer (downloaded on first use) or a path in any format senformer "
+                        "reads; repeat to compare models")
     parser.add_argument("--out", required=True, help="output directory")
     parser.add_argument("--head", default=None, help="output head (default: human, or the model's only head)")
-    parser.add_argument("--genome", help="genome FASTA to rebuild longer inputs (default: zero flanks)")
+    parser.add_argument("--genome", help="hg38, mm10 or a FASTA path, to rebuild longer inputs (default: zero flanks)")
     add_length_argument(parser).help = (
         "input length in bp: the records with flanks (--genome) or zeros on each side (default: 196,608 for "
         "the published 131,072 bp records, else the records' own length)")

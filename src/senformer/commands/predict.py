@@ -12,11 +12,11 @@ from .options import add_device_argument, add_length_argument, add_progress_argu
 
 _EPILOG = """\
 examples:
-  senformer predict --weights enformer-native --fasta hg38.fa --regions peaks.bed --out peaks.h5
-  senformer predict --weights enformer-native --fasta hg38.fa --region chr11:5,225,000-5,230,000 \\
+  senformer predict --weights enformer --fasta hg38 --regions peaks.bed --out peaks.h5
+  senformer predict --weights enformer --fasta hg38 --region chr11:5,225,000-5,230,000 \\
       --tracks 'CAGE.*K562' --rc --shifts=-1,0,1 --bigwig tracks/ --out hbb.h5
-  senformer predict --weights enformer-native --sequence-fasta inputs.fa --tfhub-input --out seqs.h5
-  senformer predict --weights enformer-native --attention bigbird --set target_length=null \\
+  senformer predict --weights enformer --sequence-fasta inputs.fa --tfhub-input --out seqs.h5
+  senformer predict --weights enformer --attention bigbird --set target_length=null \\
       --length 393216 --fasta hg38.fa --region chr1:1,000,000-1,300,000 --out long.h5
 
 Coordinates are 0-based half-open (BED). Each region is resized around its centre to the model's input
@@ -42,8 +42,10 @@ def register(subparsers) -> None:
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     inputs = parser.add_argument_group("inputs")
-    inputs.add_argument("--weights", required=True, help="weights in any format senformer reads (see `senformer convert`)")
-    inputs.add_argument("--fasta", help="genome FASTA (plain or bgzip; the .fai index is created when missing)")
+    inputs.add_argument("--weights", required=True, help="enformer (the official model, downloaded on first use) or "
+                        "weights in any format senformer reads (see `senformer convert`)")
+    inputs.add_argument("--fasta", help="genome: hg38, mm10 (downloaded on first use) or a FASTA path (plain or bgzip; "
+                        "the .fai index is created when missing)")
     inputs.add_argument("--regions", help="BED file of regions (plain or gzip; 4th column = name)")
     inputs.add_argument("--region", action="append", default=[], metavar="CHR:START-END",
                         help="a region (repeatable), e.g. chr11:5,225,000-5,230,000")

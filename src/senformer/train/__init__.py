@@ -2,8 +2,8 @@
 full-attention teacher; exact resume; DDP on gloo or NCCL with cross-rank BatchNorm.
 
 >>> from senformer.train import TrainSettings, run_training
->>> settings = TrainSettings(data={"human": "data/human"}, init_weights="enformer-native", attention="bigbird",
-...                          train="attention", teacher="enformer-native", steps=1000)
+>>> settings = TrainSettings(data={"human": "data/human"}, init_weights="enformer", attention="bigbird",
+...                          train="attention", teacher="enformer", steps=1000)
 >>> run_training(settings, "runs/bigbird-attention")  # -> runs/bigbird-attention/weights
 
 The public names are resolved on first use (PEP 562), so that ``senformer train --help`` reads
