@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install install-test test test-quick demo bench-attention clean
+.PHONY: install install-test test test-quick docs demo bench-attention clean
 
 # `make install`: what the library, the commands and the demo need (bigWig output, Hugging Face downloads).
 $(VENV)/.installed: pyproject.toml Makefile
@@ -31,6 +31,10 @@ test: install-test
 test-quick: install-test
 	$(PY) -m pytest -q -n 2 -m "not slow" tests
 
+# `make docs`: the documentation site into site/ (warnings are errors, as in the test suite).
+docs: install-test
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
 demo: install
 	$(VENV)/bin/senformer demo
 
@@ -38,4 +42,4 @@ bench-attention: install
 	$(VENV)/bin/senformer benchmark attention
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build dist site src/*.egg-info .pytest_cache

@@ -1,6 +1,6 @@
-"""The conventions every ``senformer`` command shares (README, "Conventions, the same in every command"): each
-option's default and choices in ``--help``, ``--device auto`` by default, ``--no-progress`` wherever a command
-shows progress (``--quiet`` a hidden alias)."""
+"""The conventions every ``senformer`` command shares (docs/getting-started.md, "Conventions, the same in
+every command"): each option's default and choices in ``--help``, ``--device auto`` by default,
+``--no-progress`` wherever a command shows progress (``--quiet`` a hidden alias)."""
 
 from __future__ import annotations
 

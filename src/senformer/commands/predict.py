@@ -23,8 +23,9 @@ Coordinates are 0-based half-open (BED). Each region is resized around its centr
 (196,608 bp by default; N beyond chromosome ends); regions longer than one output window (114,688 bp) are
 tiled with overlapping windows and stitched. Results stream into OUT.partial, which a rerun with the same
 inputs resumes (rows whose genome bases changed are computed again), and OUT appears only when complete; an
-existing OUT of the same inputs is up to date, one of other inputs needs --overwrite (see README, "Existing
-outputs"). Predictions are stored as float16: a value beyond 65,504 stops the run naming the region and track.
+existing OUT of the same inputs is up to date, one of other inputs needs --overwrite (see
+docs/developers/output-rule.md). Predictions are stored as float16: a value beyond 65,504 stops the run naming
+the region and track.
 """
 
 
