@@ -12,8 +12,9 @@ The public names are resolved on first use (PEP 562), so that ``senformer train 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from ..lazy import lazy_exports
 
 # Public name -> the submodule that defines it.
 _EXPORTS = {
@@ -37,14 +38,4 @@ if TYPE_CHECKING:
     from .schedule import build_scheduler, learning_rate_factor
     from .settings import TrainSettings
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'senformer.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
