@@ -66,3 +66,78 @@ def write_random_chromosome(path: Path, length: int, seed: int, name: str = "chr
     sequence = "".join(rng.choice(list("ACGT"), length))
     path.write_text(f">{name}\n" + "\n".join(sequence[i : i + 80] for i in range(0, length, 80)) + "\n")
     return sequence
+
+
+# Killing a command from outside at a chosen write -------------------------------------------------------------
+# The child runs the command with every durable write point (an HDF5 flush, a table append, a torch.save)
+# followed by a pause: it tells the parent through a pipe and waits. The parent answers each pause, and at the
+# chosen one sends SIGKILL instead, so a kill lands at the same point on every run of a seed.
+_KILL_DRIVER = r"""
+import os, sys
+import h5py
+import torch
+from senformer.analysis import variant_files
+from senformer.cli import main
+
+into, out_of = int(sys.argv[1]), int(sys.argv[2])
+
+def pause():
+    os.write(out_of, b"w")
+    if os.read(into, 1) != b"g":
+        os._exit(99)
+
+def after(owner, name):
+    real = getattr(owner, name)
+    def wrapped(*args, **kwargs):
+        result = real(*args, **kwargs)
+        pause()
+        return result
+    setattr(owner, name, wrapped)
+
+after(h5py.File, "flush")
+after(variant_files.TableWriter, "append")
+after(torch, "save")
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+def run_killed_at(argv: list[str], kill_at: int | None, env: dict | None = None):
+    """Run ``senformer argv`` in a child and SIGKILL it at its ``kill_at``-th write point (1-based; None: never).
+
+    Returns ``(returncode, write points seen, stderr)``; the return code is ``-9`` when the kill landed.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    to_child, child_in = os.pipe()
+    child_out, from_child = os.pipe()
+    process = subprocess.Popen([sys.executable, "-c", _KILL_DRIVER, str(to_child), str(from_child), *argv],
+                               pass_fds=(to_child, from_child), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, **(env or {})})
+    os.close(to_child)
+    os.close(from_child)
+    seen = 0
+    try:
+        while os.read(child_out, 1):
+            seen += 1
+            if seen == kill_at:
+                process.send_signal(signal.SIGKILL)
+                break
+            os.write(child_in, b"g")
+        _, stderr = process.communicate(timeout=300)
+    finally:
+        os.close(child_in)
+        os.close(child_out)
+    return process.returncode, seen, stderr.decode("utf-8", errors="replace")
+
+
+def seeded_kill_point(seed: int, argv: list[str], env: dict | None = None) -> int:
+    """A write point drawn with ``seed`` among those a full run of ``argv`` makes (counted by one such run,
+    into the same output: call it on a scratch copy of the arguments)."""
+    import random
+
+    code, points, stderr = run_killed_at(argv, None, env)
+    assert code == 0 and points > 1, stderr
+    return random.Random(seed).randint(1, points - 1)

@@ -105,7 +105,7 @@ def test_demo_rerun_resumes_an_unfinished_training_stage(demo_run, capsys):
 def test_a_demo_into_a_folder_held_by_another_run_is_refused(tmp_path, capsys):
     import os
 
-    from senformer.io import output_lock
+    from senformer.outputs import output_lock
 
     out = tmp_path / "demo"
     with output_lock(out):

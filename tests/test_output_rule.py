@@ -18,7 +18,7 @@ from helpers import tiny_model
 import senformer.weights
 from senformer import save_model
 from senformer.cli import main
-from senformer.io import DIRECTORY, FILE, output_lock, partial_path, record_path
+from senformer.outputs import DIRECTORY, FILE, output_lock, partial_path, record_path
 
 OTHER = "0" * 64  # a fingerprint no run computes
 

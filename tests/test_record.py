@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import senformer
-from senformer.record import git_commit, machine_info, run_record, write_run_record
+from senformer.outputs.rule import DIRECTORY, FILE, record_path, write_record
+from senformer.record import git_commit, machine_info, run_record
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
@@ -52,7 +53,7 @@ def test_run_record_is_written_as_strict_json(tmp_path, monkeypatch):
     assert record["inputs"] == {"genome": "sha256:abc"} and record["fingerprint"] == "f" * 64
     assert record["device"] == "cpu" and record["threads"] == torch.get_num_threads()
     assert record["format_version"] == 1 and record["torch"] == torch.__version__
-    written = write_run_record(tmp_path, record)
+    written = write_record(record_path(tmp_path, DIRECTORY), record)
     assert written == tmp_path / "run.json"
     assert json.loads(written.read_text()) == record
-    assert write_run_record(tmp_path / "x.h5.run.json", record).is_file()
+    assert write_record(record_path(tmp_path / "x.h5", FILE), record) == tmp_path / "x.h5.run.json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -14,11 +15,11 @@ import h5py
 import numpy as np
 import pytest
 
-from helpers import tiny_model, write_random_chromosome
+from helpers import run_killed_at, seeded_kill_point, tiny_model, write_random_chromosome
 from senformer import save_model
 from senformer.cli import main
 from senformer.errors import UserError
-from senformer.shards import EXIT_AFTER_ROWS, HOOK_EXIT_STATUS, Shard, resolve_shard, unit_starts
+from senformer.outputs import Shard, resolve_shard, unit_starts
 
 VARIANTS = Path(__file__).parent / "data" / "fixtures" / "variants"
 
@@ -46,11 +47,6 @@ def variants_args(workspace, out, *extra):
     return ["analyze", "variants", "--weights", str(workspace / "model"), "--fasta", str(workspace / "variants.fa"),
             "--vcf", str(VARIANTS / "variants.vcf.gz"), "--length", "1024", "--batch-size", "2",
             "--skip-ref-mismatch", "--threads", "1", "--no-progress", "--out", str(out), *extra]
-
-
-def subprocess_run(args, **environment):
-    env = {**os.environ, **environment}
-    return subprocess.run([sys.executable, "-m", "senformer", *args], env=env, capture_output=True, text=True)
 
 
 def datasets(path: Path) -> dict[str, np.ndarray]:
@@ -128,21 +124,19 @@ def test_two_shards_merge_into_the_one_process_output(workspace, single, tmp_pat
     assert capsys.readouterr().out.count(f"{out} is up to date") == 2
 
 
+@pytest.mark.parametrize("seed", [0, 1])
 @pytest.mark.parametrize("name", ["predict.h5", "variants.h5", "variants.tsv.gz"])
-def test_a_killed_shard_resumes_and_the_merge_equals_one_process(workspace, single, tmp_path, capsys, name):
+def test_a_shard_killed_at_a_seeded_write_resumes_and_the_merge_equals_one_process(workspace, single, tmp_path,
+                                                                                   capsys, name, seed):
     args = predict_args if name.startswith("predict") else variants_args
     out = tmp_path / name
     ext = name.split(".", 1)[1]
-    # predict: shard 1 holds the units [r4 r5 r6] and [r7 r8], in batches (r4 r5) (r5 r6) (r7 r8); killed
-    # after r4, it resumes at the unit's start, so its batches stay those of one process
-    killed = subprocess_run(args(workspace, out, "--shard", "1/2"), **{EXIT_AFTER_ROWS: "1"})
-    assert killed.returncode == HOOK_EXIT_STATUS, killed.stderr
-    partial = tmp_path / f"{name}.shards" / f"part-1-of-2.{ext}.partial"
-    assert partial.stat().st_size > 0 and not (tmp_path / f"{name}.shards" / f"part-1-of-2.{ext}").exists()
-    if ext == "h5":
-        with h5py.File(partial, "r") as handle:
-            completed = int(handle.attrs["completed"])  # rows on disk that the rerun keeps
-            assert completed == 1 if name.startswith("predict") else completed >= 1
+    # SIGKILL from outside at a write point drawn with the seed (the same point on every run of the seed); a
+    # resumed predict part starts again at a unit's start, so its batches stay those of one process
+    kill_at = seeded_kill_point(seed, args(workspace, tmp_path / "count" / name, "--shard", "1/2"))
+    killed, _, stderr = run_killed_at(args(workspace, out, "--shard", "1/2"), kill_at)
+    assert killed == -signal.SIGKILL, stderr
+    assert not (tmp_path / f"{name}.shards" / f"part-1-of-2.{ext}").exists()  # the part never looks done
     assert main(args(workspace, out, "--shard", "0/2")) == 0
     assert "wrote part 0/2" in capsys.readouterr().out and not out.exists()
     # another number of shards, or one process, is refused in one line while the split is unfinished
@@ -171,7 +165,7 @@ def test_more_shards_than_work_and_parts_of_other_inputs(workspace, single, tmp_
 
 
 def test_a_rank_never_removes_a_part_another_rank_is_writing(workspace, tmp_path, capsys):
-    from senformer.io import output_lock
+    from senformer.outputs import output_lock
 
     out = tmp_path / "predict.h5"
     assert main(predict_args(workspace, out, "--shard", "0/2")) == 0

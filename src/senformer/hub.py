@@ -163,23 +163,11 @@ class DownloadInterrupted(UserError):
 
 @contextlib.contextmanager
 def _locked() -> Iterator[None]:
-    """One process at a time fills the cache, so two first uses never append to the same ``.part`` file.
+    """One process at a time fills the cache, so two first uses never append to the same ``.part`` file."""
+    from .outputs import DIRECTORY, Output
 
-    The lock is taken on the cache folder itself, which leaves no lock file behind.
-    """
-    folder = home()
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock; the atomic renames still keep the cache consistent
+    with Output(home(), DIRECTORY, command="download", grown=True, wait=True):
         yield
-        return
-    descriptor = os.open(folder, os.O_RDONLY)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(descriptor)  # closing releases the lock
 
 
 def _remote_size(url: str) -> int | None:
@@ -279,8 +267,9 @@ def download_file(url: str, destination: str | os.PathLike, progress: bool = Tru
                 bar.close()
         size = partial.stat().st_size
         if expected is None or size == expected:
-            os.replace(partial, destination)
-            return destination
+            from .outputs import move_into_place
+
+            return move_into_place(partial, destination)
         last_error = OSError(f"received {size:,} bytes, expected {expected:,}")
         if size > expected:  # the server sent the whole file again instead of the requested range
             partial.unlink()
@@ -322,9 +311,9 @@ def _fresh_sibling(path: Path) -> Path:
 
 def _install_folder(built: Path, destination: Path) -> None:
     """Move a completed folder into place, replacing an older copy."""
-    if destination.exists():
-        shutil.rmtree(destination)
-    os.replace(built, destination)
+    from .outputs import move_into_place
+
+    move_into_place(built, destination)
 
 
 def _convert_into_cache(source: str | os.PathLike, name: str, format: str | None = None) -> Path:

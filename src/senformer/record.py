@@ -1,14 +1,14 @@
 """The run record written beside every result: what ran, on what, from which inputs.
 
-``run_record(command, settings, inputs, device)`` returns a plain dict; :func:`write_run_record` writes it
-as ``run.json`` (in a result directory) or to the path given. Fields::
+``run_record(command, settings, inputs, device)`` returns a plain dict; :class:`senformer.outputs.Output`
+writes it as ``run.json`` (in a result directory) or as ``OUT.run.json`` beside a file. Fields::
 
     format_version  the output format of the result this record describes (a command bumps its own)
     senformer       {"version", "commit"}: commit is None outside a git checkout
     command, argv   the subcommand and the exact command line (sys.argv)
     settings        the resolved settings (every default filled in)
     inputs          input name -> fingerprint (digests of files, weights, regions)
-    fingerprint     one digest of everything the result depends on (see senformer.io), or None
+    fingerprint     one digest of everything the result depends on (see senformer.outputs), or None
     torch, device, threads, machine (see :func:`machine_info`), created (UTC, ISO 8601)
 """
 
@@ -25,9 +25,8 @@ import numpy as np
 import torch
 
 from .version import __version__
-from .io import RUN_RECORD, jsonable, write_json
+from .io import jsonable
 
-RECORD_NAME = RUN_RECORD  # the existing-output rule (senformer.io) reads it there
 FORMAT_VERSION = 1
 
 
@@ -80,14 +79,6 @@ def run_record(
         "machine": machine_info(device),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def write_run_record(directory_or_path: str | os.PathLike, record: Mapping[str, Any]) -> Path:
-    """Write ``record`` atomically: to ``DIR/run.json`` when given an existing directory, else to the path."""
-    target = Path(directory_or_path)
-    if target.is_dir():
-        target = target / RECORD_NAME
-    return write_json(target, record)
 
 
 # The checkout ------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from senformer.analysis.variants import (
 )
 from senformer.data.genome import Genome
 from senformer.data.vcf import VariantFile
-from senformer.predict import Geometry
+from senformer.windows import Geometry
 from senformer.sequence import one_hot, reverse_complement
 
 FIXTURES = Path(__file__).parents[1] / "data" / "fixtures" / "variants"

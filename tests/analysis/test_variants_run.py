@@ -16,7 +16,7 @@ from senformer.analysis import variants as variants_module
 from senformer.analysis.variants import VariantOptions, write_variant_scores
 from senformer.data.genome import Genome
 from senformer.errors import UserError
-from senformer.io import output_lock
+from senformer.outputs import output_lock
 
 FIXTURES = Path(__file__).parents[1] / "data" / "fixtures" / "variants"
 LENGTH = 2048

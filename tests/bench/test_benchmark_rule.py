@@ -9,7 +9,7 @@ import os
 import pytest
 
 from senformer.cli import main
-from senformer.io import output_lock
+from senformer.outputs import output_lock
 
 SCALING = ["benchmark", "scaling", "--dim", "256", "--lengths", "4096", "--depths", "1", "--modes", "train",
            "--target-length", "16", "--no-peer", "--device", "cpu"]

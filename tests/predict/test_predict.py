@@ -12,7 +12,8 @@ from helpers import tiny_model
 from senformer.data.genome import Genome, Interval
 from senformer.errors import UserError
 from senformer.data.tracks import select_tracks
-from senformer.predict import Geometry, PredictOptions, plan_region, predict
+from senformer.predict import PredictOptions, predict
+from senformer.windows import Geometry, plan_region
 from senformer.sequence import one_hot, reverse_complement
 
 LENGTH = 1024  # tiny model: 8 positions of 128 bp, all kept (target_length 8)
@@ -300,7 +301,7 @@ def test_bigwig_tracks_average_overlapping_regions(model, fasta, tmp_path):
                   bigwig_dir=tmp_path / "tracks", progress=False)
     values = read(out)[:, :, 0]
     files = sorted(p.name for p in (tmp_path / "tracks").iterdir())
-    assert files == ["human_2_human-2.bw", "mouse_2_mouse-2.bw"]
+    assert files == ["human_2_human-2.bw", "mouse_2_mouse-2.bw", "run.json"]  # a folder under the output rule
     reader = pybigtools.open(str(tmp_path / "tracks" / "human_2_human-2.bw"))
     records = list(reader.records("chrA"))
     assert [(start, end) for start, end, _ in records] == [(1_024 + 128 * i, 1_152 + 128 * i) for i in range(12)]

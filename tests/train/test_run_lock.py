@@ -9,7 +9,7 @@ from train_support import head_data, tiny_settings
 
 from senformer.cli import main
 from senformer.errors import UserError
-from senformer.io import output_lock
+from senformer.outputs import output_lock
 from senformer.train import run_training
 
 STALE_SAVE = ".step-00000002.pt.k3j9x2.partial"  # the name atomic_path gives a checkpoint being written

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from senformer import EnformerConfig
 from senformer.cli import main
 from senformer.errors import UserError
-from senformer.io import lock_path, output_lock
+from senformer.outputs import lock_path, output_lock
 from senformer.weights import detect_format, infer_config, load_model, save_model
 
 

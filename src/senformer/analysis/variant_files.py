@@ -170,6 +170,24 @@ class TableWriter:
     def close(self) -> None:
         """Every append is complete on disk when it returns: nothing is held open."""
 
+    def abandon(self) -> None:
+        """After a fault: nothing is held open."""
+
+    def verify(self, path: Path) -> None:
+        """Every scored row's values are finite as written (NaN only in a skipped row, with its note)."""
+        opener = gzip.open if self.compressed else open
+        keys = len(KEY_COLUMNS)
+        with opener(path, "rt", encoding="utf-8") as handle:
+            handle.readline()
+            for number, line in enumerate(handle, start=1):
+                fields = line.rstrip("\n").split("\t")
+                if fields[keys - 1].startswith("skipped"):
+                    continue
+                values = np.array(fields[keys:], dtype=np.float64)
+                if len(fields) != len(self.columns) or not np.isfinite(values).all():
+                    raise UserError(f"{path}: row {number} (variant {fields[0]}:{fields[1]}) is incomplete or not "
+                                    "finite as written")
+
 
 class H5Writer:
     """``/variants``, ``/scores/<stat>`` and ``/tracks`` grown by each append; ``completed`` counts rows."""
@@ -267,8 +285,32 @@ class H5Writer:
 
     def close(self) -> None:
         if self.handle is not None:
-            self.handle.close()
-            self.handle = None
+            handle, self.handle = self.handle, None
+            handle.close()
+
+    def abandon(self) -> None:
+        """After a fault: close the file once, whatever state HDF5 is in (it must not see it again)."""
+        from ..outputs import close_quietly
+
+        if self.handle is not None:
+            handle, self.handle = self.handle, None
+            close_quietly(handle)
+
+    def verify(self, path: Path) -> None:
+        """Every scored row's values are finite as written (NaN only in a skipped row, with its note)."""
+        import h5py
+
+        with h5py.File(path, "r") as handle:
+            count = int(handle.attrs["completed"])
+            notes = handle["variants/note"][:count]
+            skipped = np.array([bytes(note).startswith(b"skipped") if isinstance(note, bytes) else
+                                str(note).startswith("skipped") for note in notes], dtype=bool)
+            for stat in handle["scores"]:
+                values = handle["scores"][stat][:count]
+                bad = np.flatnonzero(~np.isfinite(values).all(axis=1) & ~skipped) if len(values) else []
+                if len(values) != count or len(bad):
+                    raise UserError(f"{path}: {stat} of row {int(bad[0]) + 1 if len(bad) else count} is incomplete "
+                                    "or not finite as written")
 
 
 

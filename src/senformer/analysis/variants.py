@@ -32,7 +32,7 @@ a REF that differs from the genome, a chromosome the genome lacks. More than 10%
 first 1,000 variants stop the run before any model work ("wrong genome build?") unless
 ``allow_ref_mismatch``.
 
-Output by suffix (streamed into ``OUT.partial`` under the existing-output rule of :mod:`senformer.io`,
+Output by suffix (streamed into ``OUT.partial`` under the existing-output rule of :mod:`senformer.outputs`,
 resumed by a rerun with the same inputs, renamed when complete):
 
 - ``.tsv`` / ``.tsv.gz``: columns ``chrom pos id ref alt anchor distance note`` then ``STAT:TRACK``;
@@ -46,7 +46,8 @@ Every row records the SHA-256 of its window's exact input bases (flanks and N pa
 the finished output's record holds one digest of them all, re-checked when the output is up to date.
 
 Rows are written a whole window at a time, so a resumed run starts at a window and a ``.tsv.gz`` has the
-same members however the run was cut. Many processes (:mod:`senformer.shards`, ``sharded=``) split the
+same members however the run was cut. Many processes (:mod:`senformer.outputs.shards`, an ``Output`` with a
+``shard``) split the
 windows: each shard scores a contiguous run of them into its part, and the parts are concatenated.
 """
 
@@ -55,7 +56,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import itertools
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -68,10 +68,9 @@ import torch
 from ..data.genome import Genome, Interval, read_bed
 from ..data.vcf import SKIP_PAST_END, Variant, VariantFile
 from ..errors import UserError
-from ..fingerprint import bases_digest, file_digest, value_digest, weights_digest
-from ..io import FILE, OutputPlan, finish_output, output_lock, plan_output, start_partial
-from ..predict import Geometry, check_shifts
-from ..shards import rows_written
+from ..fingerprint import bases_digest, file_digest, value_digest
+from ..outputs import FILE, Output, opened, weights_identity, weights_record
+from ..windows import Geometry, check_shifts
 from .variant_files import KEY_COLUMNS, H5Writer, Row, ScoredRow, TableWriter, output_format
 
 STATS = ("SAD", "center", "logSAD", "D2", "REF", "ALT")
@@ -415,27 +414,33 @@ def windows_digest(genome: Genome, windows: Iterable[Window], geometry: Geometry
     return digest.hexdigest()
 
 
-def variants_fingerprint(weights: str, vcf: str, anchors: str | None, options: VariantOptions,
-                         model_settings: dict) -> str:
-    """The digest the existing-output rule compares for a library call (the command builds its own from
-    the files it is given). The genome is not in it: each row records the digest of its own input bases."""
-    return value_digest({"command": "analyze variants", "weights": weights, "vcf": vcf, "anchors": anchors,
-                         "options": dataclasses.asdict(options), "model": model_settings})
+def variants_inputs(vcf: str | os.PathLike, anchors: Sequence[Anchor] | None, options: VariantOptions) -> dict:
+    """The digests of a variant run's inputs: the VCF's bytes, the anchors as read, the targets' bytes."""
+    from ..inputs import input_digest
+
+    return {"vcf": file_digest(vcf),
+            "anchors": value_digest([dataclasses.asdict(a) for a in anchors]) if anchors is not None else None,
+            "targets": input_digest(options.targets)}
+
+
+def variants_fingerprint(weights: dict, options: VariantOptions, inputs: dict) -> str:
+    """The fingerprint of a variant scores file, the same from ``senformer analyze variants`` and from
+    :func:`write_variant_scores`: ``weights`` is :func:`senformer.outputs.weights_identity` of the model,
+    ``inputs`` :func:`variants_inputs`; every option counts except the path of ``targets`` (its bytes do).
+    The genome is not in it: each row records the digest of its own input bases."""
+    counted = {key: value for key, value in dataclasses.asdict(options).items() if key != "targets"}
+    return value_digest({"command": "analyze variants", "weights": weights, "options": counted, "inputs": inputs})
 
 
 def write_variant_scores(
     model,
     genome: Genome | str | os.PathLike,
     vcf: str | os.PathLike,
-    out: str | os.PathLike,
+    out: str | os.PathLike | Output,
     options: VariantOptions = VariantOptions(),
     *,
     anchors: str | os.PathLike | Sequence[Anchor] | None = None,
     progress: bool = True,
-    overwrite: bool = False,
-    plan: OutputPlan | None = None,
-    record: dict | None = None,
-    sharded=None,
 ) -> VariantRun | None:
     """``senformer analyze variants``: score every allele of ``vcf`` into ``out`` (``.tsv``, ``.tsv.gz``,
     ``.h5``; see the module docstring), streamed and resumable.
@@ -443,47 +448,34 @@ def write_variant_scores(
     Args:
         model: an Enformer in eval mode (float64 models give float64-exact scores before the float32 store).
         genome: a :class:`~senformer.data.genome.Genome` or a FASTA path.
+        out: a path or a :class:`senformer.outputs.Output` (``Output(path, overwrite=True)`` replaces an
+            output of other inputs; one with a ``shard`` scores that shard's windows into its part and merges
+            when every part is done; a command hands over the output it opened before loading the model).
+            The fingerprint is the command's (:func:`variants_fingerprint`), so either is up to date for both.
         anchors: a BED path or :class:`Anchor` list for anchored windows; None: variant-centred windows.
-        overwrite: replace an ``out`` written from other inputs (:mod:`senformer.io`).
-        plan, record: the command applied the existing-output rule (holding the lock) before loading the
-            model; a library call leaves them None and the rule is applied here.
-        sharded: a :class:`senformer.shards.ShardedOutput` (opened, not up to date): score its shard's
-            windows into its part, and merge when every part is done.
     Returns:
         a :class:`VariantRun` with the counts of scored and skipped rows; None when a shard's part is done
         and other parts are still missing.
     """
-    out = Path(out)
-    output_format(out)
+    output = out if isinstance(out, Output) else Output(out, FILE, command="analyze variants")
+    output_format(output.path)
     genome = genome if isinstance(genome, Genome) else Genome(genome)
     anchor_list = read_anchors(anchors) if isinstance(anchors, (str, os.PathLike)) else anchors
-    if sharded is not None:
-        return _run_shard(sharded, model, genome, Path(vcf), options, anchor_list, progress)
-    if plan is None:
-        settings = {"options": dataclasses.asdict(options), "weights": weights_digest(model),
-                    "config": model.config.to_dict()}
-        fingerprint = variants_fingerprint(settings["weights"], file_digest(vcf),
-                                           value_digest([dataclasses.asdict(a) for a in anchor_list])
-                                           if anchor_list is not None else None, options, settings["config"])
-        from ..record import run_record
-
-        with output_lock(out):
-            own_plan = plan_output(out, FILE, fingerprint, overwrite)
-            if own_plan.notice:
-                print(f"senformer analyze variants: {own_plan.notice}", file=sys.stderr)
-            own_record = run_record("analyze variants", settings, {"vcf": str(vcf)}, fingerprint=fingerprint)
-            return _run(own_plan, own_record, model, genome, Path(vcf), options, anchor_list, progress)
-    return _run(plan, record or {}, model, genome, Path(vcf), options, anchor_list, progress)
+    if not output.is_open:
+        identity = weights_identity(model)
+        inputs = variants_inputs(vcf, anchor_list, options)
+        output.describe(variants_fingerprint(identity, options, inputs), settings=dataclasses.asdict(options),
+                        inputs={**inputs, "weights": weights_record(identity)})
+    with opened(output):
+        if output.sharded is not None:
+            return _run_shard(output, model, genome, Path(vcf), options, anchor_list, progress)
+        return _run(output, model, genome, Path(vcf), options, anchor_list, progress)
 
 
 def check_up_to_date(out: str | os.PathLike, genome: Genome, vcf: str | os.PathLike,
                      anchors: Sequence[Anchor] | None) -> None:
     """An up-to-date output must still match the genome's bases of its windows; else one UserError line."""
-    import json
-
-    from ..io import record_path
-
-    settings = json.loads(record_path(out, FILE).read_text(encoding="utf-8")).get("settings", {})
+    settings = (Output(out, FILE, command="analyze variants").recorded() or {}).get("settings", {})
     try:
         geometry = Geometry(**settings["geometry"])
         options = VariantOptions(**{key: tuple(value) if isinstance(value, list) else value
@@ -499,16 +491,17 @@ def check_up_to_date(out: str | os.PathLike, genome: Genome, vcf: str | os.PathL
                         "changed; pass --overwrite to compute it again")
 
 
-def _run_shard(sharded, model, genome: Genome, vcf_path: Path, options: VariantOptions,
+def _run_shard(output: Output, model, genome: Genome, vcf_path: Path, options: VariantOptions,
                anchors: Sequence[Anchor] | None, progress: bool) -> VariantRun | None:
     """One shard's windows into its part, then the merge if its part is the last one done."""
+    sharded = output.sharded
     model = model.eval()
     geometry = Geometry.of(model.config, options.sequence_length)
     with VariantFile(vcf_path) as vcf:
         total = sum(1 for _ in plan_windows(vcf, genome, geometry, options, anchors))
-    with sharded.part(total) as part:
+    with output.part(total) as part:
         if not part.done:
-            _run(part.plan, part.record, model, genome, vcf_path, options, anchors, progress,
+            _run(part.output, model, genome, vcf_path, options, anchors, progress,
                  window_range=(part.first, part.stop))
 
     def merge(parts: list[Path], records: list[dict], partial: Path) -> dict:
@@ -540,9 +533,7 @@ def _run_shard(sharded, model, genome: Genome, vcf_path: Path, options: VariantO
     out = sharded.merge(merge)
     if out is None:
         return None
-    from ..io import record_path
-
-    settings = json.loads(record_path(out, FILE).read_text(encoding="utf-8"))["settings"]
+    settings = Output(out, FILE, command="analyze variants").recorded()["settings"]
     return VariantRun(out, settings.get("counts", {}), settings.get("bases_sha256", ""))
 
 
@@ -561,44 +552,46 @@ def _refuse_stale_parts(sharded, records: list[dict], genome: Genome, vcf_path: 
                 sharded.refuse_stale_part(index, f"one of windows {first + 1}-{stop}")
 
 
-def _run(plan: OutputPlan, record: dict, model, genome: Genome, vcf_path: Path, options: VariantOptions,
+def _run(output: Output, model, genome: Genome, vcf_path: Path, options: VariantOptions,
          anchors: Sequence[Anchor] | None, progress: bool, window_range: tuple[int, int] | None = None) -> VariantRun:
-    """Score the windows (those of ``window_range`` only: a shard's part) into ``plan``'s output."""
+    """Score the windows (those of ``window_range`` only: a shard's part) into ``output``."""
     from tqdm.auto import tqdm
 
     def windows_of(vcf: VariantFile) -> Iterator[Window]:
         windows = plan_windows(vcf, genome, geometry, options, anchors)
         return windows if window_range is None else itertools.islice(windows, *window_range)
 
-    if plan.up_to_date:
-        check_up_to_date(plan.out, genome, vcf_path, anchors)
-        return VariantRun(plan.out, {}, "", up_to_date=True)
+    if output.up_to_date:
+        check_up_to_date(output.path, genome, vcf_path, anchors)
+        return VariantRun(output.path, {}, "", up_to_date=True)
     model = model.eval()
     geometry = Geometry.of(model.config, options.sequence_length)
     margin = max(abs(shift) for shift in options.shifts)
     tracks, names, descriptions = track_selection(model, options)
-    kind = output_format(plan.out)
+    kind = output_format(output.path)
     if kind == "h5":
-        writer = H5Writer(plan.partial, options.stats, tracks, names, descriptions)
+        writer = H5Writer(output.partial, options.stats, tracks, names, descriptions)
     else:
         columns = list(KEY_COLUMNS) + [f"{stat}:{name}" for stat in options.stats for name in names]
-        writer = TableWriter(plan.partial, columns, compressed=kind == "tsv.gz")
+        writer = TableWriter(output.partial, columns, compressed=kind == "tsv.gz")
     with VariantFile(vcf_path) as vcf:
         if not options.allow_ref_mismatch:
             check_genome_build(vcf, genome)
-        settings = {**record.get("settings", {}), "options": dataclasses.asdict(options),
-                    "geometry": dataclasses.asdict(geometry), "tracks": tracks, "track_names": names}
-        record = {**record, "settings": settings}
-        if plan.resume:
-            done = writer.resume()
+        resolved = {"options": dataclasses.asdict(options), "geometry": dataclasses.asdict(geometry),
+                    "tracks": tracks, "track_names": names}
+        output.record = {**output.record, "settings": {**output.record.get("settings", {}), **resolved}}
+        if output.resume:
+            with output.writing("the variant scores"):
+                done = writer.resume()
             stale = _first_stale_row(genome, windows_of(vcf), geometry, margin, done)
             if stale is not None:
-                print(f"senformer analyze variants: {plan.partial}: the genome's bases changed under row "
-                      f"{stale + 1}: starting it again", file=sys.stderr)
-                done = writer.reset()
+                output.say(f"{output.partial}: the genome's bases changed under row {stale + 1}: starting it again")
+                with output.writing("the variant scores"):
+                    done = writer.reset()
         else:
-            start_partial(plan, record)
-            done = writer.reset()
+            output.start()
+            with output.writing("the variant scores"):
+                done = writer.reset()
         counts: dict[str, int] = {}
         digest = hashlib.sha256()  # of every row's window bases, the rows of an interrupted run included
         rows = 0
@@ -616,21 +609,23 @@ def _run(plan: OutputPlan, record: dict, model, genome: Genome, vcf_path: Path, 
                     # Whole windows only: a resumed run (or a shard) starts at a window, and a .tsv.gz holds
                     # one gzip member per window however the run was cut, so its bytes are always the same.
                     if scored.ends_window:
-                        writer.append(pending, options.stats, len(tracks))
+                        with output.writing(f"the scores of variant {scored.row.variant.chrom}:{scored.row.variant.pos}"):
+                            writer.append(pending, options.stats, len(tracks))
                         bar.update(len(pending))
-                        rows_written(len(pending))
                         pending = []
-        finally:
+        except BaseException:
+            writer.abandon()
+            raise
+        with output.writing("the last variant scores"):
             writer.close()
     if rows == 0:
         print(f"senformer analyze variants: no variants to score in {vcf_path}"
               + (" near the anchors" if anchors is not None else ""), file=sys.stderr)
     bases = digest.hexdigest()
-    record = {**record, "settings": {**record["settings"], "counts": counts, "bases_sha256": bases}}
-    finish_output(plan, record)
+    output.finish(verify=writer.verify, counts=counts, bases_sha256=bases)
     if isinstance(writer, TableWriter):
         writer.finish()
-    return VariantRun(plan.out, counts, bases)
+    return VariantRun(output.path, counts, bases)
 
 
 def _count(counts: dict[str, int], row: Row) -> None:

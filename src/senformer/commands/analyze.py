@@ -9,12 +9,13 @@ record (``run.json``: versions, commit, command line, resolved settings) beside 
 from __future__ import annotations
 
 import argparse
+import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..config import ATTENTION_KINDS
 from ..errors import UserError
-from .common import add_overwrite_argument, add_shard_arguments, command_output, parse_named_weights, parse_set_options
+from .common import add_overwrite_argument, add_shard_arguments, parse_named_weights, parse_set_options
 from .options import add_device_argument, add_length_argument, add_progress_argument, add_tracks_argument
 
 if TYPE_CHECKING:  # torch is imported by the run functions, so that --help answers without it
@@ -89,16 +90,6 @@ def open_dataset(args: argparse.Namespace):
                           max_examples=args.max_examples)
 
 
-def _record(out: Path, args: argparse.Namespace, **resolved: Any) -> None:
-    """The run record beside the results (``OUT/run.json`` for a folder, ``OUT.run.json`` beside a file): the
-    arguments as given, plus what they resolved to."""
-    from ..record import RECORD_NAME, run_record, write_run_record
-
-    arguments = {key: value for key, value in vars(args).items() if key != "run" and not callable(value)}
-    target = out / RECORD_NAME if out.is_dir() else out.with_name(f"{out.name}.{RECORD_NAME}")
-    write_run_record(target, run_record("analyze " + args.analysis, {**arguments, **resolved}, device=args.device))
-
-
 def _guarded(analysis):
     """``analysis(args, out) -> resolved settings`` run under the rule for ``--out``: up to date, refused,
     or computed into ``OUT.partial`` and moved onto ``OUT`` with its run record."""
@@ -108,10 +99,14 @@ def _guarded(analysis):
             if output.up_to_date:
                 print(f"{output.out} is up to date")
                 return 0
-            resolved = analysis(args, output.start())
+            folder = output.start()
+            with output.writing(f"the {args.analysis} results"):
+                resolved = analysis(args, folder)
+            verify = None
             if args.analysis in ("receptive-field", "attribution"):
-                _refuse_non_finite(output.partial, resolved.get("input", "the input"))
-            output.finish(**resolved)
+                def verify(folder: Path) -> None:
+                    _refuse_non_finite(folder, resolved.get("input", "the input"))
+            output.finish(verify=verify, **resolved)
         print(f"wrote {output.out}")
         return 0
 
@@ -124,12 +119,13 @@ def _refuse_non_finite(folder: Path, what: str) -> None:
     must be finite as stored; a NaN or infinity is a broken model, never a finished result."""
     import numpy as np
 
+    from ..outputs import first_non_finite
+
     for path in sorted(folder.glob("*.npz")):
         with np.load(path) as arrays:
             for name in arrays.files:
-                values = arrays[name]
-                if values.dtype.kind == "f" and not np.isfinite(values).all():
-                    first = tuple(int(i) for i in np.argwhere(~np.isfinite(values))[0])
+                first = first_non_finite(arrays[name])
+                if first is not None:
                     raise UserError(f"{what}: {name} in {path.name} is not finite at {first}: the model's outputs "
                                     "are broken (non-finite weights or an overflow)")
 
@@ -140,8 +136,8 @@ _INPUT_PATHS = ("weights", "data", "genome", "fasta", "evaluation", "device")
 def _analysis_output(args: argparse.Namespace):
     """The lock and existing-output rule for ``--out`` (a folder), taken before any model or data is read:
     weights, dataset split, FASTA and an earlier evaluation count by the digests of their files."""
-    from ..io import DIRECTORY
     from ..device import resolve_device
+    from ..outputs import DIRECTORY, Output
     from .common import dataset_digest, folder_digest, large_file_digest, weights_files_digest
 
     device = resolve_device(args.device) if getattr(args, "device", None) else None
@@ -152,8 +148,8 @@ def _analysis_output(args: argparse.Namespace):
         "fasta": large_file_digest(fasta) if fasta else None,
         "evaluation": folder_digest(args.evaluation) if getattr(args, "evaluation", None) else None,
     }
-    return command_output("analyze " + args.analysis, args.out, DIRECTORY, vars(args), inputs, args.overwrite,
-                          device, paths=_INPUT_PATHS)
+    return Output(args.out, DIRECTORY, command="analyze " + args.analysis, settings=vars(args), inputs=inputs,
+                  overwrite=args.overwrite, device=device, paths=_INPUT_PATHS)
 
 
 # Subcommands -----------------------------------------------------------------------------------
@@ -381,14 +377,13 @@ def run_variants(args: argparse.Namespace) -> int:
     """The existing-output rule runs first (holding the lock), on the digests of the weights, VCF, anchors
     and targets; the genome counts row by row through the bases of each window."""
     from ..analysis.variants import (
-        VariantOptions, check_up_to_date, output_format, read_anchors, summary_line, write_variant_scores,
+        VariantOptions, check_up_to_date, output_format, read_anchors, summary_line, variants_fingerprint,
+        variants_inputs, write_variant_scores,
     )
     from ..data.genome import Genome
-    from ..fingerprint import file_digest
-    from ..io import FILE
     from ..device import resolve_device
-    from ..shards import rank_device, refuse_split, resolve_shard
-    from .common import apply_threads, input_digest, sharded_output, weights_files_digest
+    from ..outputs import FILE, Output, rank_device, refuse_split, resolve_shard, weights_record
+    from .common import apply_threads, weights_of_output
 
     output_format(args.out)
     if args.max_distance is not None and not args.anchors:
@@ -408,43 +403,35 @@ def run_variants(args: argparse.Namespace) -> int:
     shard = resolve_shard(args.shard)
     apply_threads(args.threads)
     device = rank_device(resolve_device(args.device))
-    args.device = str(device)  # a torchrun rank's own GPU, for load_models
+    args.device = str(device)  # a torchrun rank's own GPU
     anchors = read_anchors(args.anchors) if args.anchors else None
-    inputs = {
-        "weights": weights_files_digest(parse_named_weights(args.weights).popitem()[1]),
-        "vcf": file_digest(args.vcf),
-        "anchors": input_digest(args.anchors),
-        "targets": input_digest(args.targets),
-    }
+    inputs = variants_inputs(args.vcf, anchors, options)
     settings = {**vars(args), "shifts": list(options.shifts), "stats": list(options.stats), "device": str(device)}
-    paths = ("weights", "fasta", "vcf", "anchors", "targets", "device")
-    if shard is not None:
-        sharded = sharded_output("analyze variants", args.out, settings, inputs, shard, args.overwrite, device, paths)
+    overrides = parse_set_options(args.set, args.attention[0] if args.attention else None)
+    path = parse_named_weights(args.weights).popitem()[1]
+    output = Output(args.out, FILE, command="analyze variants", overwrite=args.overwrite, device=device, shard=shard)
+    with contextlib.ExitStack() as stack:
+        if shard is None:
+            stack.enter_context(output)
+        weights = weights_of_output(output, path, overrides)
+        fingerprint = variants_fingerprint(weights.identity, options, inputs)
+        inputs["weights"] = weights_record(weights.identity, weights.files, overrides)
+        if shard is None:
+            output.decide(fingerprint, settings=settings, inputs=inputs)
+        else:
+            stack.enter_context(output.describe(fingerprint, settings=settings, inputs=inputs))
         genome = Genome(args.fasta)
-        if sharded.open():
-            check_up_to_date(sharded.out, genome, args.vcf, anchors)
-            print(f"{sharded.out} is up to date")
-            return 0
-        name, model = _single_model(args)
-        run = write_variant_scores(model, genome, args.vcf, args.out, options, anchors=anchors,
-                                   progress=args.progress, sharded=sharded)
-        if run is None:
-            print(f"wrote part {shard} of {args.out} into {sharded.folder}; the shard that ends last merges them")
-            return 0
-        print(summary_line(run))
-        print(f"wrote {run.out} from {shard.count} parts")
-        return 0
-    with command_output("analyze variants", args.out, FILE, settings, inputs, args.overwrite, device, paths) as output:
-        genome = Genome(args.fasta)
-        if not output.up_to_date:
-            refuse_split(output.out, output.plan.fingerprint)
+        if shard is None and not output.up_to_date:
+            refuse_split(output.out, output.fingerprint)
         if output.up_to_date:
             check_up_to_date(output.out, genome, args.vcf, anchors)
             print(f"{output.out} is up to date")
             return 0
-        name, model = _single_model(args)
-        run = write_variant_scores(model, genome, args.vcf, output.out, options, anchors=anchors,
-                                   progress=args.progress, plan=output.plan, record=output.record)
+        run = write_variant_scores(weights.model().to(device).eval(), genome, args.vcf, output, options,
+                                   anchors=anchors, progress=args.progress)
+    if run is None:
+        print(f"wrote part {shard} of {args.out} into {output.sharded.folder}; the shard that ends last merges them")
+        return 0
     print(summary_line(run))
-    print(f"wrote {run.out}")
+    print(f"wrote {run.out}" + (f" from {shard.count} parts" if shard is not None else ""))
     return 0

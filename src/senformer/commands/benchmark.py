@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterator, Sequence
 from ..config import ATTENTION_KINDS
 from ..constants import TARGET_LENGTH
 from ..errors import UserError
-from .common import add_overwrite_argument, command_output
+from .common import add_overwrite_argument
 from .options import add_device_argument, add_progress_argument
 
 # bp per attention position: the conv tower halves the 1-bp input seven times.
@@ -74,15 +74,15 @@ def attention_positions(lengths_bp: Sequence[int] | None) -> list[int]:
 def _run_attention(args: argparse.Namespace) -> int:
     from ..bench.attention import format_table, run_benchmark
     from ..device import resolve_device
-    from ..io import DIRECTORY
+    from ..outputs import DIRECTORY, Output
 
     positions = attention_positions(args.lengths)
     device = str(resolve_device(args.device))
     # The fingerprint counts positions (what the results record), so a folder measured before --lengths took bp
     # is still up to date for the same points.
     settings = {**vars(args), "lengths": positions, "device": device}
-    with command_output("benchmark attention", args.out, DIRECTORY, settings, {"machine": machine_identity(device)},
-                        args.overwrite, device) as output:
+    with Output(args.out, DIRECTORY, command="benchmark attention", settings=settings,
+                inputs={"machine": machine_identity(device)}, overwrite=args.overwrite, device=device) as output:
         if output.up_to_date:
             print(f"{output.out} is up to date")
             return 0
@@ -332,16 +332,16 @@ def _sweep_folder(command: str, out: Path, stem: str, settings: dict, args: argp
     already recorded here (up to date), else False after writing the run record (not for ``--plot-only``).
     """
     from ..fingerprint import value_digest
-    from ..io import DIRECTORY, output_lock, recorded_fingerprint
-    from ..record import run_record, write_run_record
+    from ..outputs import DIRECTORY, Output
 
     identity = machine_identity(settings["device"])
     fingerprint = value_digest({"command": command, "machine": identity})
-    with output_lock(out):
+    with Output(out, DIRECTORY, command=command, settings=settings, inputs={"machine": identity},
+                device=settings["device"], fingerprint=fingerprint, grown=True) as output:
         if out.exists() and not out.is_dir():
             raise UserError(f"{out} is a file, but a directory is due there; choose another --out")
         results = list(out.glob(f"{stem}.*")) if out.is_dir() else []
-        recorded = recorded_fingerprint(out, DIRECTORY) if out.is_dir() else None
+        recorded = (output.recorded() or {}).get("fingerprint") if out.is_dir() else None
         if results and recorded != fingerprint and not args.plot_only:
             if not args.overwrite:
                 raise UserError(f"{out} holds points measured on another machine or senformer/torch version (or "
@@ -352,9 +352,7 @@ def _sweep_folder(command: str, out: Path, stem: str, settings: dict, args: argp
             yield True
             return
         if not args.plot_only:
-            out.mkdir(parents=True, exist_ok=True)
-            write_run_record(out, run_record(command, settings, {"machine": identity}, settings["device"],
-                                             fingerprint=fingerprint))
+            output.write_record()
         yield False
 
 

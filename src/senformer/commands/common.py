@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import dataclasses
 import json
-import os
 import re
-import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..config import ATTENTION_KINDS, PRESETS, EnformerConfig, preset
 from ..errors import UserError
@@ -76,96 +72,8 @@ from ..inputs import (  # noqa: E402,F401  (re-exported for the commands)
 )
 
 
-# The existing-output rule, for every command -------------------------------------------------------------
-@dataclasses.dataclass
-class CommandOutput:
-    """One command's output while it holds the lock: ``plan`` (see :mod:`senformer.io`) and its run record."""
-
-    command: str
-    plan: Any
-    record: dict[str, Any]
-
-    @property
-    def up_to_date(self) -> bool:
-        return self.plan.up_to_date
-
-    @property
-    def out(self) -> Path:
-        return self.plan.out
-
-    @property
-    def partial(self) -> Path:
-        return self.plan.partial
-
-    def start(self) -> Path:
-        """Create ``OUT.partial`` (a directory output: the folder) with its record; returns its path."""
-        from ..io import start_partial
-
-        return start_partial(self.plan, self.record)
-
-    def finish(self, **resolved: Any) -> Path:
-        """Move ``OUT.partial`` onto ``OUT`` with the run record (``resolved`` added to its settings)."""
-        from ..io import finish_output
-
-        record = {**self.record, "settings": {**self.record["settings"], **resolved}}
-        return finish_output(self.plan, record)
-
-
-# Arguments that never change a result, and paths, whose files count through their digests instead.
-NOT_RESULTS = {"run", "out", "overwrite", "progress", "num_workers", "threads", "shard", "command", "analysis",
-               "data_command", "benchmark", "no_check_crc"}
-
-
-def command_fingerprint(command: str, settings: dict[str, Any], inputs: dict[str, Any],
-                        paths: tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
-    """(settings less callables, the fingerprint of ``command``'s output): see :func:`command_output`."""
-    from ..fingerprint import value_digest
-
-    settings = {key: value for key, value in settings.items() if not callable(value)}
-    counted = {key: value for key, value in settings.items() if key not in NOT_RESULTS and key not in paths}
-    return settings, value_digest({"command": command, "settings": counted, "inputs": inputs})
-
-
-@contextlib.contextmanager
-def command_output(command: str, out: str | os.PathLike, kind: str, settings: dict[str, Any],
-                   inputs: dict[str, Any], overwrite: bool = False, device: Any = None,
-                   paths: tuple[str, ...] = ()) -> Iterator[CommandOutput]:
-    """Hold ``OUT.lock`` and apply the existing-output rule to ``out`` (a FILE or DIRECTORY) for ``command``.
-
-    The fingerprint is the digest of ``command``, ``settings`` (less :data:`NOT_RESULTS` and the ``paths``
-    keys, whose files are in ``inputs`` by digest, so a moved input is still the same input) and ``inputs``.
-    A replaced partial output is said in one line on stderr.
-    """
-    from ..io import output_lock, plan_output
-    from ..record import run_record
-
-    settings, fingerprint = command_fingerprint(command, settings, inputs, paths)
-    with output_lock(out):
-        plan = plan_output(out, kind, fingerprint, overwrite)
-        if plan.notice:
-            print(f"senformer {command}: {plan.notice}", file=sys.stderr)
-        record = run_record(command, settings, inputs, device, fingerprint=fingerprint)
-        try:
-            yield CommandOutput(command, plan, record)
-        except BaseException:
-            _drop_empty_partial(plan)
-            raise
-
-
-def sharded_output(command: str, out: str | os.PathLike, settings: dict[str, Any], inputs: dict[str, Any],
-                   shard: Any, overwrite: bool = False, device: Any = None, paths: tuple[str, ...] = ()):
-    """:class:`senformer.shards.ShardedOutput` for shard ``shard`` of ``command``'s ``out``: the fingerprint and
-    run record of :func:`command_output`, so every shard, and a merged output, match a one-process run."""
-    from ..record import run_record
-    from ..shards import ShardedOutput
-
-    settings, fingerprint = command_fingerprint(command, settings, inputs, paths)
-    record = run_record(command, settings, inputs, device, fingerprint=fingerprint)
-    return ShardedOutput(command, out, fingerprint, record, shard, overwrite)
-
-
 def add_shard_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--shard K/N`` and ``--threads``: one part of the work for job arrays (see :mod:`senformer.shards`)."""
+    """``--shard K/N`` and ``--threads``: one part of the work for job arrays (see :mod:`senformer.outputs.shards`)."""
     parser.add_argument("--shard", metavar="K/N",
                         help="compute part K of N (K from 0; e.g. --shard $SLURM_ARRAY_TASK_ID/"
                         "$SLURM_ARRAY_TASK_COUNT) into OUT.shards/; the shard ending last merges them into OUT. "
@@ -184,21 +92,41 @@ def apply_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _drop_empty_partial(plan) -> None:
-    """A run that failed before writing any result leaves no ``OUT.partial`` (only its record would be there)."""
-    from ..io import DIRECTORY, FILE, RUN_RECORD, record_path
-
-    if plan.resume or plan.up_to_date:
-        return
-    if plan.kind == DIRECTORY and plan.partial.is_dir():
-        if [p.name for p in plan.partial.iterdir()] == [RUN_RECORD]:
-            (plan.partial / RUN_RECORD).unlink()
-            plan.partial.rmdir()
-    elif plan.kind == FILE and not plan.partial.exists():
-        record_path(plan.partial, FILE).unlink(missing_ok=True)
-
-
 def add_overwrite_argument(parser: argparse.ArgumentParser,
                            help: str = "replace an existing --out written from other inputs or settings") -> None:
-    """``--overwrite``: replace an existing output written from other inputs (the rule in senformer.io)."""
+    """``--overwrite``: replace an existing output written from other inputs (the rule in senformer.outputs)."""
     parser.add_argument("--overwrite", action="store_true", help=help)
+
+
+class OutputWeights:
+    """The weights ``path`` (loaded with ``overrides``) as an output's fingerprint names them: ``identity``
+    (:func:`senformer.outputs.weights_identity`), ``files`` (the digest of the weights files) and
+    :meth:`model`, loaded at most once."""
+
+    def __init__(self, path: str, overrides: dict[str, Any], files: str, identity: dict | None, model=None):
+        self.path, self.overrides, self.files, self.identity, self._model = path, overrides, files, identity, model
+
+    def model(self):
+        if self._model is None:
+            from ..weights import load_model
+
+            self._model = load_model(self.path, overrides=self.overrides)
+        return self._model
+
+
+def weights_of_output(output, path: str, overrides: dict[str, Any], also: list = ()) -> OutputWeights:
+    """The identity of the weights ``path`` for ``output``'s fingerprint, from the record of an earlier run of
+    the same weights files (``output`` and ``also``: OUT, OUT.partial, the parts of a split), so that the rule
+    runs before the model is loaded; else the model is loaded (after refusing, in one line, what no fingerprint
+    can make up to date)."""
+    from ..outputs import known_weights, weights_identity
+
+    files = weights_files_digest(path)
+    records = [record for each in (output, *also) for record in each.records()]
+    identity = known_weights(records, files, overrides)
+    weights = OutputWeights(path, overrides, files, identity)
+    if identity is None:
+        for each in (output, *also):
+            each.refuse_early()
+        weights.identity = weights_identity(weights.model())
+    return weights

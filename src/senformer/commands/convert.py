@@ -56,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..fingerprint import file_digest, value_digest
     from ..hub import WEIGHTS, resolve_weights
-    from ..io import DIRECTORY, finish_output, output_lock, plan_output, start_partial
-    from ..record import run_record
+    from ..outputs import DIRECTORY, Output
     from ..weights import detect_format, load_model, save_model
     from ..weights.loading import weights_files
 
@@ -70,25 +69,23 @@ def run(args: argparse.Namespace) -> int:
         detect_format(source)  # names what is missing in one line
     destination = Path(args.destination)
     settings = {"source": str(source), "format": args.format, "overrides": overrides, "partial": args.partial}
-    with output_lock(destination):
+    with Output(destination, DIRECTORY, command="convert", overwrite=args.overwrite) as output:
         # The source's bytes and the settings that change the result; not its path, so a moved copy of the
         # same files is the same conversion.
         inputs = {file.name: file_digest(file) for file in files}
         fingerprint = value_digest({"inputs": inputs, "format": args.format, "overrides": overrides,
                                     "partial": args.partial})
-        plan = plan_output(destination, DIRECTORY, fingerprint, args.overwrite)
-        if plan.up_to_date:
+        output.decide(fingerprint, settings=settings, inputs=inputs)
+        if output.up_to_date:
             print(f"{destination} is up to date")
             return 0
-        if plan.notice:
-            print(plan.notice, file=sys.stderr)
-        record = run_record("convert", settings, inputs, fingerprint=fingerprint)
-        start_partial(plan, record)
+        folder = output.start()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # the report's notes and problems are printed below instead
             model, report = load_model(source, overrides, strict=not args.partial, format=args.format, with_report=True)
-        save_model(model, plan.partial)
-        finish_output(plan, record)
+        with output.writing("the converted weights"):
+            save_model(model, folder)
+        output.finish()
     config = model.config
     counts = model.parameter_counts()["total"]
     print(f"read {args.source} ({report.source_format}): dim {config.dim}, depth {config.depth}, heads {config.heads}, "

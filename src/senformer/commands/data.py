@@ -8,7 +8,7 @@ import sys
 import time
 
 from ..data.synthetic import SIZES
-from .common import add_overwrite_argument, command_output
+from .common import add_overwrite_argument
 from .options import add_progress_argument
 
 
@@ -85,10 +85,11 @@ def run_synthetic(args: argparse.Namespace) -> int:
         "train": args.train, "valid": args.valid, "test": args.test, "records_per_file": args.records_per_file,
         "long_range_bp": tuple(args.long_range) if args.long_range else None,
     }
-    from ..io import DIRECTORY
+    from ..outputs import DIRECTORY, Output
 
     start = time.perf_counter()
-    with command_output("data synthetic", args.out, DIRECTORY, vars(args), {}, args.overwrite) as output:
+    with Output(args.out, DIRECTORY, command="data synthetic", settings=vars(args), inputs={},
+                overwrite=args.overwrite) as output:
         if output.up_to_date:
             print(f"{output.out} is up to date")
             return 0
@@ -109,7 +110,7 @@ def run_from_bigwig(args: argparse.Namespace) -> int:
     from ..data.bigwig import TrackSpec, make_from_bigwig, read_track_sheet, regions_from_bed, tile_regions
     from ..data.genome import Genome
     from ..errors import UserError
-    from ..io import DIRECTORY
+    from ..outputs import DIRECTORY, Output
     from .common import input_digest, large_file_digest
 
     tracks = read_track_sheet(args.tracks) if args.tracks else []
@@ -125,8 +126,8 @@ def run_from_bigwig(args: argparse.Namespace) -> int:
     inputs = {"genome": large_file_digest(args.genome), "bed": input_digest(args.bed),
               "tracks": [[t.identifier, t.description, t.sum_stat, t.clip, t.scale,
                           large_file_digest(t.file) if Path(t.file).is_file() else t.file] for t in tracks]}
-    with command_output("data from-bigwig", args.out, DIRECTORY, vars(args), inputs, args.overwrite,
-                        paths=("genome", "bigwig", "tracks", "bed")) as output:
+    with Output(args.out, DIRECTORY, command="data from-bigwig", settings=vars(args), inputs=inputs,
+                overwrite=args.overwrite, paths=("genome", "bigwig", "tracks", "bed")) as output:
         if output.up_to_date:
             print(f"{output.out} is up to date")
             return 0

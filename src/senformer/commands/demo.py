@@ -130,27 +130,27 @@ def run(args: argparse.Namespace) -> int:
 def run_demo(out: Path, settings: DemoSettings, fresh: bool = False, only: list[str] | None = None,
              log=print, command: str = "senformer demo") -> Path:
     """Run (or resume) every stage into ``out`` and write ``out/report.html``; returns its path."""
-    from ..io import output_lock
+    from ..outputs import DIRECTORY, Output
 
     if out.exists() and not out.is_dir():
         raise UserError(f"{out} is a file, but a directory is due there; choose another --out")
-    with output_lock(out):
+    with Output(out, DIRECTORY, command="demo", grown=True):
         return _run_demo(out, settings, fresh, only, log, command)
 
 
 def _run_demo(out: Path, settings: DemoSettings, fresh: bool, only: list[str] | None, log, command: str) -> Path:
     from ..fingerprint import value_digest
-    from ..io import DIRECTORY, RUN_RECORD, recorded_fingerprint
-    from ..record import run_record, write_run_record
+    from ..outputs import DIRECTORY, Output
     from ..report import build_study_report
 
     fingerprint = value_digest({"command": "demo", "settings": _comparable(settings.to_dict())})
+    output = Output(out, DIRECTORY, command="demo", fingerprint=fingerprint, grown=True)  # locked by run_demo
     recorded = out / "demo.json"
     if out.is_dir() and any(out.iterdir()) and not recorded.exists() and not fresh:
         raise UserError(f"{out} is a directory that senformer demo did not write (no demo.json); choose another "
                         "--out")
     if fresh:
-        (out / RUN_RECORD).unlink(missing_ok=True)
+        output.remove_record()
         for stage in STAGES:
             shutil.rmtree(out / stage, ignore_errors=True)
     elif recorded.exists():
@@ -159,14 +159,14 @@ def _run_demo(out: Path, settings: DemoSettings, fresh: bool, only: list[str] | 
             raise UserError(f"{out} holds a demo run with other settings ({recorded}); pass --overwrite to replace "
                             "it or choose another --out")
         finished = all((out / stage / ".done").is_file() for stage in STAGES) and (out / "report.html").is_file()
-        if not only and finished and recorded_fingerprint(out, DIRECTORY) == fingerprint:
+        if not only and finished and (output.recorded() or {}).get("fingerprint") == fingerprint:
             # The report also reads what lies outside the run (the recorded benchmarks, the accuracy study's
             # study.json), so it is written again; the stages are not run.
             report = build_study_report(out)
             log(f"{out} is up to date; {report.name} rewritten with the recorded results as they are now")
             return report
     out.mkdir(parents=True, exist_ok=True)
-    (out / RUN_RECORD).unlink(missing_ok=True)  # written again only once every stage is done
+    output.remove_record()  # written again only once every stage is done
     atomic_write_text(recorded, json.dumps({"settings": settings.to_dict(), "stages": list(STAGES),
                                             "command": command}, indent=2) + "\n")
     if settings.threads:
@@ -180,7 +180,8 @@ def _run_demo(out: Path, settings: DemoSettings, fresh: bool, only: list[str] | 
         _run_stage(out, stage, settings, log)
     report = build_study_report(out)
     if not only or set(only) >= set(STAGES):
-        write_run_record(out, run_record("demo", settings, {}, fingerprint=fingerprint))
+        Output(out, DIRECTORY, command="demo", settings=settings.to_dict(), fingerprint=fingerprint,
+               grown=True).write_record()
     log(f"[report] {report} ({time.perf_counter() - started:.0f} s this run)")
     return report
 

@@ -44,17 +44,17 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io import DIRECTORY
     from ..device import resolve_device
-    from .common import command_output, dataset_digest, large_file_digest, weights_files_digest
+    from ..outputs import DIRECTORY, Output
+    from .common import dataset_digest, large_file_digest, weights_files_digest
 
     device = resolve_device(args.device)
     named = parse_named_weights(args.weights)
     inputs = {"weights": {name: weights_files_digest(path) for name, path in named.items()},
               "data": dataset_digest(args.data, [args.split]),
               "genome": large_file_digest(args.genome) if args.genome else None}
-    with command_output("evaluate", args.out, DIRECTORY, vars(args), inputs, args.overwrite, device,
-                        paths=("data", "genome", "weights", "device")) as output:
+    with Output(args.out, DIRECTORY, command="evaluate", settings=vars(args), inputs=inputs,
+                overwrite=args.overwrite, device=device, paths=("data", "genome", "weights", "device")) as output:
         if output.up_to_date:
             print(f"{output.out} is up to date")
             return 0

@@ -83,14 +83,12 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.genome import Genome, parse_region, read_bed
-    from ..fingerprint import file_digest, value_digest
-    from ..io import DIRECTORY, FILE
-    from ..predict import PredictOptions, predict, write_bigwigs
-    from ..weights import load_model
     from ..device import resolve_device
-    from ..shards import rank_device, refuse_split, resolve_shard
-    from .common import apply_threads, command_output, input_digest, parse_set_options, sharded_output, \
-        weights_files_digest
+    from ..outputs import DIRECTORY, FILE, Output, rank_device, refuse_split, resolve_shard, weights_record
+    from ..predict import PredictOptions, predict
+    from ..predict.options import prediction_fingerprint, prediction_inputs, region_names
+    from ..predict.run import check_bases, write_bigwig_output
+    from .common import apply_threads, parse_set_options, weights_of_output
 
     has_regions = bool(args.regions or args.region)
     if args.sequence_fasta and (args.fasta or has_regions):
@@ -113,74 +111,62 @@ def run(args: argparse.Namespace) -> int:
         regions = [parse_region(text) for text in args.region]
         if args.regions:
             regions += list(read_bed(args.regions))
-    # The rule for an existing --out runs before the model is loaded: the weights count by their files' bytes.
-    inputs = {
-        "weights": weights_files_digest(args.weights),
-        "regions": value_digest([[str(r), r.name] for r in regions]) if regions is not None else None,
-        "sequences": file_digest(args.sequence_fasta) if args.sequence_fasta else None,
-        "targets": input_digest(args.targets),
-    }
+    # The rule for an existing --out runs before the model is loaded: the weights' identity comes from the
+    # record of an earlier run with the same weights files, else from the model (senformer.outputs.recipe).
+    inputs = prediction_inputs(regions, args.sequence_fasta, args.targets)
     settings = {**vars(args), "shifts": list(options.shifts), "device": str(device)}
-    paths = ("weights", "fasta", "regions", "region", "sequence_fasta", "targets", "bigwig", "device")
+    overrides = parse_set_options(args.set, args.attention)
+    names = region_names(regions) if regions is not None else []
     if shard is not None:
-        sharded = sharded_output("predict", args.out, settings, inputs, shard, args.overwrite, device, paths)
+        output = Output(args.out, FILE, command="predict", overwrite=args.overwrite, device=device, shard=shard)
+        weights = weights_of_output(output, args.weights, overrides)
+        fingerprint = prediction_fingerprint(weights.identity, options, inputs)
+        inputs["weights"] = weights_record(weights.identity, weights.files, overrides)
+        output.describe(fingerprint, settings=settings, inputs=inputs)
         genome = Genome(args.fasta) if args.fasta else None
-        if sharded.open():
-            predict_up_to_date(sharded.out, genome, regions)
-            path, verb = sharded.out, "is up to date"
-        else:
-            model = load_model(args.weights, overrides=parse_set_options(args.set, args.attention))
-            path = predict(model, args.out, genome=genome, regions=regions, sequences=args.sequence_fasta,
-                           options=options, progress=args.progress, sharded=sharded)
-            verb = "wrote"
+        with output:
+            if output.up_to_date:
+                check_bases(output.out, genome, names)
+                path, verb = output.out, "is up to date"
+            else:
+                path = predict(weights.model(), output, genome=genome, regions=regions, sequences=args.sequence_fasta,
+                               options=options, progress=args.progress)
+                verb = "wrote"
         if path is None:
-            print(f"wrote part {shard} of {args.out} into {sharded.folder}; the shard that ends last merges them")
+            print(f"wrote part {shard} of {args.out} into {output.sharded.folder}; the shard that ends last merges them")
             return 0
         if args.bigwig:  # the merging shard (or a rerun) writes them from the merged file
-            with command_output("predict", args.bigwig, DIRECTORY, settings, inputs, args.overwrite, device,
-                                paths) as bigwig:
-                if not bigwig.up_to_date:
-                    write_bigwigs(path, bigwig.start(), genome.sizes)
-                    bigwig.finish()
+            write_bigwig_output(Output(args.bigwig, DIRECTORY, command="predict", settings=settings, inputs=inputs,
+                                       fingerprint=output.fingerprint, overwrite=args.overwrite, device=device),
+                                path, genome)
         print(f"{path} is up to date" if verb != "wrote" else f"wrote {path} from {shard.count} parts"
               + (f" and {args.bigwig}" if args.bigwig else ""))
         return 0
     with contextlib.ExitStack() as stack:
-        output = stack.enter_context(command_output("predict", args.out, FILE, settings, inputs, args.overwrite,
-                                                    device, paths))
+        output = stack.enter_context(Output(args.out, FILE, command="predict", overwrite=args.overwrite,
+                                            device=device))
         bigwig = None
         if args.bigwig:
-            bigwig = stack.enter_context(command_output("predict", args.bigwig, DIRECTORY, settings, inputs,
-                                                        args.overwrite, device, paths))
+            bigwig = stack.enter_context(Output(args.bigwig, DIRECTORY, command="predict",
+                                                overwrite=args.overwrite, device=device))
+        weights = weights_of_output(output, args.weights, overrides, also=[bigwig] if bigwig else [])
+        fingerprint = prediction_fingerprint(weights.identity, options, inputs)
+        inputs["weights"] = weights_record(weights.identity, weights.files, overrides)
+        for each in [output] + ([bigwig] if bigwig else []):
+            each.decide(fingerprint, settings=settings, inputs=inputs)
         genome = Genome(args.fasta) if args.fasta else None
         if not output.up_to_date:
-            refuse_split(output.out, output.plan.fingerprint)
+            refuse_split(output.out, output.fingerprint)
         if output.up_to_date:
-            predict_up_to_date(output.out, genome, regions)
+            check_bases(output.out, genome, names)
             if bigwig is None or bigwig.up_to_date:
                 print(f"{output.out} is up to date" + (f" (and {bigwig.out})" if bigwig else ""))
                 return 0
             path = output.out  # only the bigWigs are due: they come from the file, not the model
         else:
-            model = load_model(args.weights, overrides=parse_set_options(args.set, args.attention))
-            path = predict(model, output.out, genome=genome, regions=regions, sequences=args.sequence_fasta,
-                           options=options, progress=args.progress, plan=output.plan, record=output.record)
+            path = predict(weights.model(), output, genome=genome, regions=regions, sequences=args.sequence_fasta,
+                           options=options, progress=args.progress)
         if bigwig is not None:
-            write_bigwigs(path, bigwig.start(), genome.sizes)
-            bigwig.finish()
+            write_bigwig_output(bigwig, path, genome)
     print(f"wrote {path}" + (f" and {args.bigwig}" if args.bigwig else ""))
     return 0
-
-
-def predict_up_to_date(out, genome, regions) -> None:
-    """An up-to-date prediction file must still match the genome's bases, row by row; else one line."""
-    from ..predict import stale_rows
-
-    if genome is None:
-        return  # sequences given directly count by their file's digest in the fingerprint
-    changed = stale_rows(out, genome)
-    if changed:
-        name = regions[changed[0]].name or str(regions[changed[0]])
-        raise UserError(f"{out} was computed from other bases than {genome.path.name} gives now (region {name}"
-                        f"{f' and {len(changed) - 1} more' if len(changed) > 1 else ''}): the genome changed; "
-                        "pass --overwrite to compute it again")

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import UserError
 from ..io import atomic_write_text
+from ..outputs import move_into_place
 
 HEAD = "human"
 ROW_1 = "full"
@@ -257,7 +258,7 @@ def execute_run(run: Run, out: Path, log: Callable[[str], None]) -> str:
             temporary = snapshot.with_name(snapshot.name + ".partial")
             shutil.rmtree(temporary, ignore_errors=True)
             shutil.copytree(directory / "weights", temporary)
-            temporary.rename(snapshot)
+            move_into_place(temporary, snapshot)
     atomic_write_text(directory / ".done", json.dumps({"phases": list(run.phases)}) + "\n")
     log(f"{run.name}: {', '.join(done)}")
     return ", ".join(done)

@@ -116,7 +116,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 def remove_stale_partials(directory: str | os.PathLike) -> list[Path]:
     """Delete the temporary files of checkpoint saves that were killed (each as large as a checkpoint).
 
-    Call only while holding the run folder's lock (:func:`senformer.io.output_lock`): a live run writing a
+    Call only while holding the run folder's lock (:class:`senformer.outputs.Output`): a live run writing a
     checkpoint holds that lock, so no file removed here belongs to a running process.
     """
     directory = Path(directory)

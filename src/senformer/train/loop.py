@@ -12,7 +12,7 @@ training mode span all ranks (:class:`CrossRankBatchNorm`). Output directory::
     checkpoints/step-XXXXXXXX.pt    the last ``keep_checkpoints`` (resume with ``resume=True``)
     weights/       config.json + model.safetensors (native format) of the final model
 
-While it runs, rank 0 holds ``OUT.lock`` beside the folder (:func:`senformer.io.output_lock`): a second
+While it runs, rank 0 holds ``OUT.lock`` beside the folder (:class:`senformer.outputs.Output`): a second
 run into the same folder is refused naming the holder.
 """
 
@@ -41,9 +41,9 @@ from ..config import EnformerConfig
 from ..device import use_bf16
 from ..errors import UserError
 from ..inference import predict_batch
-from ..io import atomic_write_text, json_text, output_lock, write_json
+from ..io import atomic_write_text, json_text, write_json
 from ..model.enformer import Enformer
-from ..record import run_record, write_run_record
+from ..outputs import DIRECTORY, Output
 from ..weights import load_model, save_model
 from . import checkpoint as ckpt
 from .data import BasenjiSource, BatchStream, ExampleSource, eval_batches
@@ -183,7 +183,7 @@ def _run_folder_lock(out_dir: Path, context: DistributedContext):
         refusal = None
         if context.is_main:
             try:
-                stack.enter_context(output_lock(out_dir))
+                stack.enter_context(Output(out_dir, DIRECTORY, command="train", grown=True))
             except UserError as error:
                 refusal = error
             else:
@@ -436,7 +436,8 @@ class Trainer:
             if not resume:
                 write_json(self.out_dir / ckpt.INPUTS_NAME, self.inputs)
             self.config.to_json(self.out_dir / "config.json")
-            write_run_record(self.out_dir, run_record("train", settings, self.inputs, device=context.device))
+            Output(self.out_dir, DIRECTORY, command="train", settings=settings, inputs=self.inputs,
+                   device=context.device, grown=True).write_record()
         trainable, total = count_parameters(self.model)
         self.print(
             f"training {trainable:,} of {total:,} parameters ({settings.train}); heads {', '.join(self.head_names)}; "

@@ -3,7 +3,7 @@
 The work of a command is a sequence of *units* in output order, each a whole number of the batches a
 single process would run (``predict``: consecutive regions whose windows fill whole batches;
 ``analyze variants``: windows). Shard ``K`` of ``N`` takes the units ``[K U / N, (K + 1) U / N)`` and writes
-them, under the existing-output rule of :mod:`senformer.io`, into its own part
+them, under the existing-output rule of :mod:`senformer.outputs.rule`, into its own part
 ``OUT.shards/part-K-of-N<suffix>``: the part has its own lock, its own ``OUT.partial``-style resume and its
 own run record, whose fingerprint (the output's fingerprint with ``K/N``) is the part's done marker. Ranks
 never wait on each other: each one, after its part, takes the short ``OUT.shards.lock`` and, when every part
@@ -27,24 +27,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import json
 import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from .errors import UserError
-from .fingerprint import value_digest
-from .io import FILE, OutputPlan, finish_output, output_lock, plan_output, recorded_fingerprint, record_path, \
-    write_json
+from ..errors import UserError
+from ..fingerprint import value_digest
+from ..io import write_json
+from .locks import hold, output_lock
+from .rule import FILE, finish_output, plan_output, record_path, recorded_fingerprint
 
 SHARDS_SUFFIX = ".shards"
 SPLIT_RECORD = "split.json"
-# Test hook: a part's process ends at once, as under kill -9, after this many of its rows are on disk.
-EXIT_AFTER_ROWS = "SENFORMER_SHARD_EXIT_AFTER_ROWS"
-HOOK_EXIT_STATUS = 86
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,60 +107,29 @@ def output_suffix(out: str | os.PathLike) -> str:
     return Path(out).suffix
 
 
-@contextlib.contextmanager
-def _held(path: Path) -> Iterator[None]:
-    """A blocking ``flock`` on ``path`` for a short critical section (checking and merging parts): the
-    holder may delete the file, so a waiter that wakes on a deleted file opens the path again."""
-    from .io import _same_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        if _same_file(descriptor, path):
-            break
-        os.close(descriptor)
-    try:
-        yield
-    finally:
-        os.close(descriptor)
-
-
-# Rows on disk, for the test hook ------------------------------------------------------------------------------
-_rows_in_part: list[int] = []  # one counter while a part is computed, none otherwise
-
-
-def rows_written(count: int) -> None:
-    """Writers call this after ``count`` rows of the current part are flushed to disk (see :data:`EXIT_AFTER_ROWS`)."""
-    if not _rows_in_part:
-        return
-    _rows_in_part[0] += count
-    limit = os.environ.get(EXIT_AFTER_ROWS)
-    if limit and _rows_in_part[0] >= int(limit):
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(HOOK_EXIT_STATUS)
-
-
 # The sharded output -------------------------------------------------------------------------------------------
 @dataclasses.dataclass
 class Part:
-    """Shard ``shard``'s part: ``plan`` (under the part's lock) and its units ``[first, stop)``; ``done``: the
-    part is complete (finished earlier, or a shard without units, whose part is an empty file)."""
+    """Shard ``shard``'s part of an output: its file ``path``, its ``fingerprint`` (the done marker) and run
+    ``record``, and its units ``[first, stop)``. While a shard computes it, ``output`` is the part's open
+    :class:`senformer.outputs.Output` and ``done`` says it is complete (finished earlier, or a shard without
+    units, whose part is an empty file)."""
 
     shard: Shard
-    plan: OutputPlan
+    path: Path
+    fingerprint: str
     record: dict[str, Any]
     first: int
     stop: int
-    done: bool
+    output: Any = None
+    done: bool = False
 
 
 class ShardedOutput:
     """``out`` written by shard ``shard`` with the others (module docstring).
 
     ``command`` names the command in messages; ``fingerprint`` and ``record`` are what a one-process run
-    would give ``out`` (:func:`senformer.commands.common.command_fingerprint`).
+    would give ``out`` (:class:`senformer.outputs.Output` builds it for ``--shard``).
     """
 
     def __init__(self, command: str, out: str | os.PathLike, fingerprint: str, record: Mapping[str, Any],
@@ -191,7 +157,7 @@ class ShardedOutput:
         Raises one :class:`UserError` line for an ``out`` of other inputs (without ``--overwrite``) and for
         parts of this output split another number of ways.
         """
-        with _held(self.lock):
+        with hold(self.lock, wait=True, remove=False):
             with output_lock(self.out):
                 plan = plan_output(self.out, FILE, self.fingerprint, self.overwrite)
             if plan.notice:
@@ -250,29 +216,14 @@ class ShardedOutput:
                         f"removed: run shard {index}/{self.shard.count} again")
 
     # This shard's part ------------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def part(self, units: int) -> Iterator[Part]:
-        """Hold this shard's part (its lock and the existing-output rule on it) for its units of ``units``."""
+    def part(self, units: int) -> Part:
+        """This shard's part of ``units`` units (held and written through ``Output.part``)."""
         first, stop = self.shard.bounds(units)
-        path = self.part_path(self.shard.index)
         fingerprint = self.part_fingerprint(self.shard.index)
         record = {**self.record, "fingerprint": fingerprint,
                   "shard": {"index": self.shard.index, "count": self.shard.count, "first_unit": first,
                             "stop_unit": stop, "units": units, "output_fingerprint": self.fingerprint}}
-        with output_lock(path):
-            plan = plan_output(path, FILE, fingerprint)
-            if plan.notice:
-                print(f"senformer {self.command}: {plan.notice}", file=sys.stderr)
-            done = plan.up_to_date
-            if not done and first == stop:  # more shards than units
-                plan.partial.write_bytes(b"")
-                finish_output(plan, record)
-                done = True
-            _rows_in_part[:] = [0]
-            try:
-                yield Part(self.shard, plan, record, first, stop, done)
-            finally:
-                _rows_in_part.clear()
+        return Part(self.shard, self.part_path(self.shard.index), fingerprint, record, first, stop)
 
     # Merging ----------------------------------------------------------------------------------------------
     def merge(self, merge_parts: Callable[[list[Path], list[dict], Path], Mapping[str, Any]]) -> Path | None:
@@ -282,7 +233,7 @@ class ShardedOutput:
         ``merge_parts(parts, records, partial)`` writes ``OUT.partial`` from the parts in order and returns
         the settings to add to ``out``'s run record.
         """
-        with _held(self.lock):
+        with hold(self.lock, wait=True, remove=False):
             missing = [index for index in range(self.shard.count) if not self.part_done(index)]
             if missing:
                 if recorded_fingerprint(self.out, FILE) == self.fingerprint and not self.folder.exists():
