@@ -28,11 +28,10 @@ Output (HDF5, written to ``OUT.partial`` and renamed when complete, under the ex
   complete file whose bases changed is not up to date), optional ``/embeddings``
   float16 ``(regions, bins, 2 dim)``; attributes ``settings`` (JSON), ``config`` (JSON), ``bin_size``.
 
-Many processes (:mod:`senformer.outputs.shards`, an ``Output`` with a ``shard``): the regions split into units of whole batches (a
-unit ends where a batch of the one-process run ends with a region), each shard predicts a contiguous run of
-units into its part (resuming at a unit's start, so its batches are the one-process run's), and the merge
-copies the parts' rows into one file.
-"""
+Many processes (:mod:`senformer.outputs.shards`, an ``Output`` with a ``shard``): the regions split into units
+of whole batches (a unit ends where a batch of the one-process run ends with a region), each shard predicts a
+contiguous run of units into its part (resuming at a unit's start, so its batches are the one-process run's),
+and the merge copies the parts' rows into one file. """
 
 from __future__ import annotations
 
