@@ -15,8 +15,8 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PIP) install -q -e ".[bigwig,hub]"
 	touch $@
 
-# `make test` adds the test tools and the peer (enformer-pytorch) for the parity tests; its transformers pin
-# keeps our CPU torch.
+# `make test` adds the test tools and the peers (enformer-pytorch, borzoi-pytorch) for the parity tests; their
+# one transformers pin keeps our CPU torch.
 $(VENV)/.installed-test: $(VENV)/.installed
 	$(PIP) install -q -e ".[test,peer]"
 	touch $@

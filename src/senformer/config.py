@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import numbers
 import os
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Mapping
 
 from .constants import CROP_MARGIN, NUM_TRACKS, TARGET_LENGTH
 from .errors import UserError
@@ -33,6 +35,11 @@ class EnformerConfig:
 
     Defaults are the published model (DeepMind ``enformer.py``, ``attention_module.py``).
     """
+
+    # Not fields (no JSON key): what the family fixes. The relative-position basis families
+    # (model/positional.py) and the LayerNorm epsilon (sonnet's 1e-5).
+    positional_functions: ClassVar[tuple[str, ...]] = ("exponential", "central_mask", "gamma")
+    layer_norm_eps: ClassVar[float] = 1e-5
 
     dim: int = 1536
     depth: int = 11
@@ -110,15 +117,7 @@ class EnformerConfig:
             )
         if self.target_length is not None and self.target_length <= 0:
             problems.append(f"target_length={self.target_length} must be positive or None")
-        if not self.output_heads:
-            problems.append("output_heads is empty")
-        for name, tracks in self.output_heads.items():
-            if not isinstance(name, str) or not name.isidentifier() or not _is_whole(tracks) or tracks <= 0:
-                problems.append(f"output head {name!r}: {tracks!r} tracks (need an identifier and a positive count)")
-        for rate_name in ("dropout_rate", "attention_dropout_rate", "positional_dropout_rate", "final_dropout_rate"):
-            rate = getattr(self, rate_name)
-            if not 0.0 <= rate < 1.0:
-                problems.append(f"{rate_name}={rate} is not in [0, 1)")
+        problems += _head_and_rate_problems(self)
         if self.attention not in ATTENTION_KINDS:
             problems.append(f"attention={self.attention!r} is not one of {', '.join(ATTENTION_KINDS)}")
         features = self.relative_features
@@ -127,18 +126,7 @@ class EnformerConfig:
                 f"num_relative_position_features={features} is not divisible by 6 "
                 "(3 families, symmetric and sign-multiplied copies)"
             )
-        if self.positional_basis_length is not None and self.positional_basis_length < 2:
-            problems.append(f"positional_basis_length={self.positional_basis_length} must be at least 2")
-        if self.chunk_size <= 0:
-            problems.append(f"chunk_size={self.chunk_size} must be positive")
-        if self.block_size <= 0:
-            problems.append(f"block_size={self.block_size} must be positive")
-        if self.num_window_blocks < 1 or self.num_window_blocks % 2 == 0:
-            problems.append(f"num_window_blocks={self.num_window_blocks} must be odd and positive")
-        if self.num_global_blocks not in (0, 2):
-            problems.append(f"num_global_blocks={self.num_global_blocks} must be 0 or 2 (first and last block)")
-        if self.num_random_blocks < 0:
-            problems.append(f"num_random_blocks={self.num_random_blocks} must be >= 0")
+        problems += _attention_setting_problems(self)
         if self.conv_tile_length is not None and (
             self.conv_tile_length <= 0 or self.conv_tile_length % (2**self.num_poolings)
         ):
@@ -204,19 +192,7 @@ class EnformerConfig:
 
     def validate_sequence_length(self, sequence_length: int) -> None:
         """Raise a :class:`UserError` (a ``ValueError``) naming the length and the nearest valid ones."""
-        bin_size = self.bin_size
-        minimum = self.min_sequence_length()
-        if sequence_length % bin_size == 0 and sequence_length >= minimum:
-            return
-        below = (sequence_length // bin_size) * bin_size
-        above = below + bin_size if below != sequence_length else below
-        above = max(above, minimum)
-        nearest = sorted({length for length in (below, above) if length >= minimum})
-        hint = " or ".join(f"{n:,}" for n in nearest)
-        raise UserError(
-            f"sequence length {sequence_length:,} bp is not valid: it must be a multiple of {bin_size} "
-            f"and at least {minimum:,} bp; nearest valid: {hint}"
-        )
+        _check_sequence_length(sequence_length, self.bin_size, self.min_sequence_length())
 
     # Serialisation --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -260,6 +236,55 @@ class EnformerConfig:
         return dataclasses.replace(self, **changes)
 
 
+def _head_and_rate_problems(config) -> list[str]:
+    """Either family's output heads (identifiers, positive track counts) and dropout rates (in [0, 1))."""
+    problems = []
+    if not config.output_heads:
+        problems.append("output_heads is empty")
+    for name, tracks in config.output_heads.items():
+        if not isinstance(name, str) or not name.isidentifier() or not _is_whole(tracks) or tracks <= 0:
+            problems.append(f"output head {name!r}: {tracks!r} tracks (need an identifier and a positive count)")
+    for rate_name in ("dropout_rate", "attention_dropout_rate", "positional_dropout_rate", "final_dropout_rate"):
+        rate = getattr(config, rate_name)
+        if not 0.0 <= rate < 1.0:
+            problems.append(f"{rate_name}={rate} is not in [0, 1)")
+    return problems
+
+
+def _attention_setting_problems(config) -> list[str]:
+    """Either family's position basis and the settings of the chunked and BigBird kinds."""
+    problems = []
+    if config.positional_basis_length is not None and config.positional_basis_length < 2:
+        problems.append(f"positional_basis_length={config.positional_basis_length} must be at least 2")
+    if config.chunk_size <= 0:
+        problems.append(f"chunk_size={config.chunk_size} must be positive")
+    if config.block_size <= 0:
+        problems.append(f"block_size={config.block_size} must be positive")
+    if config.num_window_blocks < 1 or config.num_window_blocks % 2 == 0:
+        problems.append(f"num_window_blocks={config.num_window_blocks} must be odd and positive")
+    if config.num_global_blocks not in (0, 2):
+        problems.append(f"num_global_blocks={config.num_global_blocks} must be 0 or 2 (first and last block)")
+    if config.num_random_blocks < 0:
+        problems.append(f"num_random_blocks={config.num_random_blocks} must be >= 0")
+    return problems
+
+
+def _check_sequence_length(sequence_length: int, multiple: int, minimum: int) -> None:
+    """UserError naming ``sequence_length`` and the nearest valid lengths unless it is a multiple of
+    ``multiple`` and at least ``minimum`` bp."""
+    if sequence_length % multiple == 0 and sequence_length >= minimum:
+        return
+    below = (sequence_length // multiple) * multiple
+    above = below + multiple if below != sequence_length else below
+    above = max(above, minimum)
+    nearest = sorted({length for length in (below, above) if length >= minimum})
+    hint = " or ".join(f"{n:,}" for n in nearest)
+    raise UserError(
+        f"sequence length {sequence_length:,} bp is not valid: it must be a multiple of {multiple} "
+        f"and at least {minimum:,} bp; nearest valid: {hint}"
+    )
+
+
 def _is_whole(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
@@ -296,6 +321,228 @@ def _type_problems(config: EnformerConfig) -> list[str]:
     return problems
 
 
+# Borzoi and Flashzoi ------------------------------------------------------------------------------
+BORZOI_ATTENTION_KINDS = (*ATTENTION_KINDS, "rotary")  # "rotary": Flashzoi's grouped-query rotary attention
+BORZOI_TRACKS = {"human": 7611, "mouse": 2608}
+"""Output tracks of the published Borzoi heads (calico's ``targets_human.txt`` / ``targets_mouse.txt``)."""
+BORZOI_TRAINING_POSITIONS = 4096
+"""Transformer positions of the published models (524,288 bp / 128): their relative-position basis."""
+
+
+def _borzoi_heads() -> dict[str, int]:
+    return dict(BORZOI_TRACKS)
+
+
+@dataclass(frozen=True)
+class BorzoiConfig:
+    """Hyper-parameters of Borzoi (Linder et al. 2025) and Flashzoi, and of the attention kind.
+
+    Defaults are the published model (calico's ``params_pred.json`` read by baskerville's ``seqnn``):
+
+        524,288 bp -> conv (15) + max pool -> 6 x [BatchNorm -> GELU -> conv (5) -> max pool]   (T, dim) at 128 bp
+          -> depth x transformer block -> U-Net: 2 x [upsample x2 + 1x1 conv of the tower's skip -> separable conv]
+          -> crop 16 bins per side -> BatchNorm -> GELU -> conv (1920) -> GELU -> heads (softplus)   (16,352 bins of 32 bp)
+
+    The tower's skips are its outputs before pooling at 64 and 32 bp. ``attention="rotary"`` is Flashzoi:
+    ``heads`` query heads sharing ``kv_heads`` key/value heads of size ``key_size``, rotary positions on the
+    first ``rotary_dims`` dimensions of each head and no relative-position term.
+    """
+
+    # Keras's epsilons (calico trained in Keras): BatchNormalization and LayerNormalization both 1e-3.
+    positional_functions: ClassVar[tuple[str, ...]] = ("borzoi_central_mask",)
+    layer_norm_eps: ClassVar[float] = 1e-3
+    batch_norm_eps: ClassVar[float] = 1e-3
+
+    family: str = "borzoi"  # the key a config.json is told apart by
+    dim: int = 1536
+    depth: int = 8
+    heads: int = 8
+    key_size: int = 64
+    value_size: int | None = None  # None: dim // heads (192)
+    stem_channels: int = 512
+    stem_width: int = 15
+    num_conv_tower_blocks: int = 6
+    conv_tower_start: int = 608  # first tower block's filters, growing exponentially to dim
+    conv_tower_width: int = 5
+    conv_tower_divisible_by: int = 32
+    unet_levels: int = 2  # U-Net steps back up: 128 -> 64 -> 32 bp
+    unet_upsample_conv: bool = True  # a 1x1 conv on the upsampled path (params_pred; not params_micro)
+    unet_width: int = 3  # the separable conv after each step
+    crop: int = 16  # bins trimmed from each end when target_length is None (Cropping1D)
+    target_length: int | None = None  # keep the central bins instead (borzoi-pytorch returns 6,144)
+    final_channels: int | None = 1920  # the conv before the heads; None: none (params_micro)
+    output_heads: Mapping[str, int] = field(default_factory=_borzoi_heads)
+
+    dropout_rate: float = 0.2  # after attention and in the MLP
+    attention_dropout_rate: float = 0.05
+    positional_dropout_rate: float = 0.01
+    final_dropout_rate: float = 0.1
+
+    attention: str = "full"
+    relative_positions: bool = True
+    num_relative_position_features: int | None = 32  # central mask only: 16 widths and their sign copies
+    positional_basis_length: int | None = None  # None: the actual positions (baskerville); published: 4,096
+    chunk_size: int = 256
+    block_size: int = 64
+    num_window_blocks: int = 3
+    num_global_blocks: int = 2
+    num_random_blocks: int = 3
+    attention_seed: int = 0
+    kv_heads: int | None = None  # rotary: key/value heads shared by heads // kv_heads queries; None: heads
+    rotary_dims: int = 128  # rotary: leading dimensions of each head that rotate
+    rotary_base: float = 20_000.0
+
+    checkpoint_transformer: bool = False
+
+    def __post_init__(self) -> None:
+        wrong_types = _type_problems(self)
+        if wrong_types:
+            raise UserError("invalid BorzoiConfig: " + "; ".join(wrong_types))
+        object.__setattr__(self, "output_heads", dict(self.output_heads))
+        problems: list[str] = []
+        if self.family != "borzoi":
+            problems.append(f"family={self.family!r} must be 'borzoi'")
+        positive = ("dim", "heads", "key_size", "stem_channels", "stem_width", "num_conv_tower_blocks",
+                    "conv_tower_start", "conv_tower_width", "conv_tower_divisible_by", "unet_width")
+        for name in positive:
+            if getattr(self, name) <= 0:
+                problems.append(f"{name}={getattr(self, name)} must be positive")
+        if self.depth < 0 or self.crop < 0:
+            problems.append(f"depth={self.depth} and crop={self.crop} must not be negative")
+        for name in ("value_size", "target_length", "final_channels", "num_relative_position_features", "kv_heads"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                problems.append(f"{name}={value} must be positive or null")
+        if self.heads > 0 and self.dim % self.heads:
+            problems.append(f"dim={self.dim} is not divisible by heads={self.heads}")
+        if self.stem_width % 2 == 0 or self.conv_tower_width % 2 == 0 or self.unet_width % 2 == 0:
+            problems.append(f"stem_width={self.stem_width}, conv_tower_width={self.conv_tower_width} and "
+                            f"unet_width={self.unet_width} must be odd (SAME padding on both sides)")
+        if not 0 <= self.unet_levels <= self.num_conv_tower_blocks:
+            problems.append(f"unet_levels={self.unet_levels} must be between 0 and num_conv_tower_blocks="
+                            f"{self.num_conv_tower_blocks} (each level adds a skip of one tower block)")
+        if not problems and self.conv_tower_filters[-1] != self.dim:
+            problems.append(f"the conv tower from {self.conv_tower_start} rounded to {self.conv_tower_divisible_by} "
+                            f"ends at {self.conv_tower_filters[-1]} channels; the transformer needs dim={self.dim}")
+        problems += _head_and_rate_problems(self)
+        if self.attention not in BORZOI_ATTENTION_KINDS:
+            problems.append(f"attention={self.attention!r} is not one of {', '.join(BORZOI_ATTENTION_KINDS)}")
+        features = self.relative_features
+        if self.relative_positions and features % (2 * len(self.positional_functions)):
+            problems.append(f"num_relative_position_features={features} is not even (widths and their sign copies)")
+        if self.attention == "rotary":
+            if self.relative_positions:
+                problems.append("attention='rotary' has no relative-position term: set relative_positions=false")
+            if self.key_size != self.head_value_size:
+                problems.append(f"attention='rotary' needs key_size={self.key_size} equal to the value size "
+                                f"{self.head_value_size} (one head size for queries, keys and values)")
+            if self.heads % self.key_value_heads:
+                problems.append(f"heads={self.heads} is not divisible by kv_heads={self.kv_heads}")
+            if self.rotary_dims <= 0 or self.rotary_dims % 2 or self.rotary_dims > self.key_size:
+                problems.append(f"rotary_dims={self.rotary_dims} must be even and between 2 and key_size={self.key_size}")
+            if self.rotary_base <= 1.0:
+                problems.append(f"rotary_base={self.rotary_base} must exceed 1")
+        problems += _attention_setting_problems(self)
+        if problems:
+            raise UserError("invalid BorzoiConfig: " + "; ".join(problems))
+
+    # Derived sizes -------------------------------------------------------------------------
+    @property
+    def head_value_size(self) -> int:
+        return self.value_size if self.value_size is not None else self.dim // self.heads
+
+    @property
+    def key_value_heads(self) -> int:
+        return self.kv_heads if self.kv_heads is not None else self.heads
+
+    @property
+    def relative_features(self) -> int:
+        return self.num_relative_position_features if self.num_relative_position_features is not None else 32
+
+    @property
+    def conv_tower_filters(self) -> list[int]:
+        """Filters of the tower blocks: [608, 736, 896, 1056, 1280, 1536] published.
+
+        baskerville's ``res_tower``: a running product of ``start`` and ``(dim / start)**(1 / (blocks - 1))``,
+        each rounded (half to even) to ``conv_tower_divisible_by``.
+        """
+        count, divisor = self.num_conv_tower_blocks, self.conv_tower_divisible_by
+        multiplier = math.exp(math.log(self.dim / self.conv_tower_start) / (count - 1)) if count > 1 else 1.0
+        filters, current = [], float(self.conv_tower_start)
+        for _ in range(count):
+            filters.append(int(round(current / divisor) * divisor))
+            current *= multiplier
+        return filters
+
+    @property
+    def num_poolings(self) -> int:
+        """Poolings by 2 before the transformer: the stem's and one per tower block (128 bp published)."""
+        return self.num_conv_tower_blocks + 1
+
+    @property
+    def bin_size(self) -> int:
+        """bp per output bin: the transformer's resolution refined by the U-Net (32 published)."""
+        return 2 ** (self.num_poolings - self.unet_levels)
+
+    def num_positions(self, sequence_length: int) -> int:
+        """Transformer positions for an input of ``sequence_length`` bp."""
+        return sequence_length // 2**self.num_poolings
+
+    def output_length(self, sequence_length: int) -> int:
+        """Output bins for an input of ``sequence_length`` bp."""
+        if self.target_length is not None:
+            return self.target_length
+        return sequence_length // self.bin_size - 2 * self.crop
+
+    def min_sequence_length(self) -> int:
+        """The shortest valid input in bp."""
+        unit = 2**self.num_poolings
+        bins = self.target_length if self.target_length is not None else 2 * self.crop + 1
+        return -(-bins * self.bin_size // unit) * unit
+
+    def validate_sequence_length(self, sequence_length: int) -> None:
+        """Raise a :class:`UserError` naming the length and the nearest valid ones."""
+        _check_sequence_length(sequence_length, 2**self.num_poolings, self.min_sequence_length())
+
+    # Serialisation: EnformerConfig's, on these fields -------------------------------------------
+    to_dict = EnformerConfig.to_dict
+    to_json = EnformerConfig.to_json
+    from_json = classmethod(EnformerConfig.from_json.__func__)
+    replace = EnformerConfig.replace
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "BorzoiConfig":
+        if not isinstance(values, Mapping):
+            raise UserError(f"a BorzoiConfig must be a mapping of field names to values, got {type(values).__name__}")
+        values = {key: value for key, value in values.items() if key != WEIGHTS_CHECKSUM_KEY}
+        unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise UserError(f"unknown BorzoiConfig fields: {', '.join(map(str, unknown))}")
+        return cls(**values)
+
+
+ModelConfig = EnformerConfig | BorzoiConfig
+
+
+def config_from_dict(values: Mapping[str, Any]) -> ModelConfig:
+    """The config of either family: a ``"family": "borzoi"`` key makes it a BorzoiConfig."""
+    if isinstance(values, Mapping) and values.get("family") == "borzoi":
+        return BorzoiConfig.from_dict(values)
+    return EnformerConfig.from_dict(values)
+
+
+def config_from_json(path: str | os.PathLike) -> ModelConfig:
+    """The config of either family from a JSON file; a problem is a UserError naming the file."""
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path}: not valid JSON ({error})") from None
+    try:
+        return config_from_dict(values)
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
+
+
 PRESETS: dict[str, dict[str, Any]] = {
     # The published model.
     "enformer": {},
@@ -308,10 +555,32 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def preset(name: str, **overrides: Any) -> EnformerConfig:
-    """A named configuration (``enformer``, ``senformer``, ``s-enformer-report``, ``senformer-long``)."""
+# Borzoi's family (BorzoiConfig): the published models and the two conversion fixtures of
+# ../shared/fixtures/borzoi_keras (calico's params_pred.json shrunk, and params_micro.json).
+BORZOI_PRESETS: dict[str, dict[str, Any]] = {
+    # The published model; its weights were trained at 4,096 positions (borzoi-pytorch's basis length).
+    "borzoi": {"positional_basis_length": BORZOI_TRAINING_POSITIONS},
+    # Borzoi's trunk with 8 query heads over 4 key/value heads of 192, rotary on 128 dims, base 20,000.
+    "flashzoi": {"attention": "rotary", "relative_positions": False, "key_size": 192, "kv_heads": 4},
+    # params_pred.json shrunk by pred_small_overrides.json: every block kind, small widths.
+    "borzoi-pred-small": {"dim": 96, "depth": 2, "heads": 4, "key_size": 16, "stem_channels": 32,
+                          "conv_tower_start": 40, "conv_tower_divisible_by": 8, "final_channels": 120,
+                          "output_heads": {"human": 12, "mouse": 6}},
+    # params_micro.json as published: no upsampling conv, no crop, no final conv, one head of 2 tracks.
+    "borzoi-micro": {"dim": 320, "depth": 4, "heads": 4, "key_size": 32, "stem_channels": 128, "stem_width": 11,
+                     "conv_tower_start": 160, "conv_tower_divisible_by": 8, "unet_upsample_conv": False,
+                     "crop": 0, "final_channels": None, "output_heads": {"human": 2}, "dropout_rate": 0.1,
+                     "attention_dropout_rate": 0.01},
+}
+
+
+def preset(name: str, **overrides: Any) -> ModelConfig:
+    """A named configuration: Enformer's (``enformer``, ``senformer``, ``s-enformer-report``,
+    ``senformer-long``) or Borzoi's (``borzoi``, ``flashzoi``, ``borzoi-pred-small``, ``borzoi-micro``)."""
+    if name in BORZOI_PRESETS:
+        return BorzoiConfig(**{**BORZOI_PRESETS[name], **overrides})
     if name not in PRESETS:
-        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        raise UserError(f"unknown preset {name!r}; choose one of {', '.join([*PRESETS, *BORZOI_PRESETS])}")
     return EnformerConfig(**{**PRESETS[name], **overrides})
 
 

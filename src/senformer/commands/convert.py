@@ -35,7 +35,8 @@ def register(subparsers) -> None:
                         "enformer-pytorch/HF folder or state-dict file, or a native folder")
     parser.add_argument("destination", metavar="DST", help="output folder (created; DST/run.json records the "
                         "source files' digests)")
-    parser.add_argument("--format", choices=["native", "tf-checkpoint", "tf-savedmodel", "enformer-pytorch"],
+    parser.add_argument("--format", choices=["native", "tf-checkpoint", "tf-savedmodel", "enformer-pytorch", "keras-h5",
+                                             "borzoi-pytorch"],
                         help="source format (default: detected)")
     parser.add_argument("--attention", choices=ATTENTION_KINDS, help="attention kind stored in the config")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",

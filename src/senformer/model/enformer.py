@@ -37,14 +37,14 @@ from .tiling import halo_bins, tiled_conv_trunk
 class TransformerBlock(nn.Module):
     """Pre-norm block; the attention module (any kind) is handed in."""
 
-    def __init__(self, config: EnformerConfig, attention: RelativeAttention):
+    def __init__(self, config: EnformerConfig, attention: nn.Module):
         super().__init__()
-        self.attention_norm = nn.LayerNorm(config.dim, eps=1e-5)
+        self.attention_norm = nn.LayerNorm(config.dim, eps=config.layer_norm_eps)
         self.attention = attention
         # Dropout of the attention branch before the residual add (DeepMind's `dropout_rate`); dropout of the
         # attention weights is the attention module's own (`attention_dropout_rate`).
         self.residual_dropout = nn.Dropout(config.dropout_rate)
-        self.feed_forward = FeedForward(config.dim, config.dropout_rate)
+        self.feed_forward = FeedForward(config.dim, config.dropout_rate, config.layer_norm_eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, T, dim) -> (batch, T, dim)."""

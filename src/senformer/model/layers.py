@@ -40,19 +40,24 @@ def gelu(x: torch.Tensor) -> torch.Tensor:
 
 
 class ConvBlock(nn.Module):
-    """BatchNorm -> GELU -> Conv1d with SAME padding (DeepMind ``conv_block``)."""
+    """BatchNorm -> GELU -> Conv1d with SAME padding (DeepMind ``conv_block``; baskerville's ``conv_nac``).
 
-    def __init__(self, in_channels: int, out_channels: int, width: int):
+    Enformer's GELU is ``sigmoid(1.702 x) x`` and sonnet's BatchNorm epsilon 1e-5 (the defaults); Borzoi,
+    trained in Keras, uses the tanh GELU (``tanh_gelu=True``) and epsilon 1e-3.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, width: int, eps: float = 1e-5, tanh_gelu: bool = False):
         super().__init__()
-        # Sonnet's BatchNorm: eps 1e-5, EMA decay 0.9 == torch momentum 0.1.
-        self.norm = nn.BatchNorm1d(in_channels, eps=1e-5, momentum=0.1)
+        # EMA decay 0.9 (sonnet and calico's bn_momentum) == torch momentum 0.1.
+        self.norm = nn.BatchNorm1d(in_channels, eps=eps, momentum=0.1)
         self.conv = nn.Conv1d(in_channels, out_channels, width, padding=width // 2)
+        self.tanh_gelu = tanh_gelu
         # Set by the model under ``checkpoint_conv_tower``: BatchNorm -> GELU keeps only its input for backward
         # and is recomputed there (two full-resolution tensors fewer per block).
         self.recompute_norm = False
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        return gelu(self.norm(x))
+        return F.gelu(self.norm(x), approximate="tanh") if self.tanh_gelu else gelu(self.norm(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, in_channels, length) -> (batch, out_channels, length)."""
@@ -73,6 +78,11 @@ class ConvBlock(nn.Module):
         recomputes short spans of the trunk and needs every position computed as in the whole window.
         """
         norm, conv = self.norm, self.conv
+        if self.tanh_gelu:
+            scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+            shift = norm.bias - norm.running_mean * scale
+            scaled = torch.addcmul(shift.to(x.dtype)[:, None], x, scale.to(x.dtype)[:, None])
+            return conv(F.gelu(scaled, approximate="tanh"))
         scale = norm.weight * GELU_SCALE * torch.rsqrt(norm.running_var + norm.eps)
         shift = norm.bias * GELU_SCALE - norm.running_mean * scale
         scaled = torch.addcmul(shift.to(x.dtype)[:, None], x, scale.to(x.dtype)[:, None])
@@ -178,11 +188,12 @@ class ConvTowerBlock(nn.Module):
 
 
 class FeedForward(nn.Module):
-    """Enformer's MLP: LayerNorm -> Linear(2 dim) -> Dropout -> ReLU -> Linear(dim) -> Dropout."""
+    """Enformer's MLP: LayerNorm -> Linear(2 dim) -> Dropout -> ReLU -> Linear(dim) -> Dropout (Borzoi's too,
+    with Keras's LayerNorm epsilon 1e-3)."""
 
-    def __init__(self, dim: int, dropout_rate: float):
+    def __init__(self, dim: int, dropout_rate: float, eps: float = 1e-5):
         super().__init__()
-        self.norm = nn.LayerNorm(dim, eps=1e-5)
+        self.norm = nn.LayerNorm(dim, eps=eps)
         self.linear_in = nn.Linear(dim, 2 * dim)
         self.linear_out = nn.Linear(2 * dim, dim)
         self.dropout = nn.Dropout(dropout_rate)

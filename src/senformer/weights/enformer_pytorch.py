@@ -62,9 +62,9 @@ def peer_name_to_senformer(name: str) -> tuple[str, Transform] | None:
     return None
 
 
-def _strip_prefix(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _strip_prefix(state: Mapping[str, torch.Tensor], prefixes=("module.", "enformer.", "model.")) -> dict[str, torch.Tensor]:
     """Drop a common ``module.`` (DataParallel) or ``enformer.`` (wrapper models) prefix."""
-    for prefix in ("module.", "enformer.", "model."):
+    for prefix in prefixes:
         if state and all(name.startswith(prefix) for name in state):
             return {name[len(prefix) :]: tensor for name, tensor in state.items()}
     return dict(state)

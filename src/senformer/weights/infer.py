@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any, Mapping
 
-from ..config import EnformerConfig
+from ..config import BorzoiConfig, EnformerConfig, ModelConfig
 from ..errors import UserError
 
 _TOWER = re.compile(r"^conv_tower\.(\d+)\.conv\.conv\.weight$")
@@ -112,20 +112,111 @@ def infer_config(
     state: Mapping[str, Any],
     overrides: Mapping[str, Any] | None = None,
     base: Mapping[str, Any] | None = None,
-) -> EnformerConfig:
-    """An EnformerConfig from ``state``'s shapes, on top of ``base`` values, with ``overrides`` last.
+) -> ModelConfig:
+    """An EnformerConfig (or a BorzoiConfig, for Borzoi's tensors) from ``state``'s shapes, on top of
+    ``base`` values, with ``overrides`` last.
 
-    A combination EnformerConfig rejects is refused with its own message (e.g. relative features not
+    A combination the config rejects is refused with its own message (e.g. relative features not
     divisible by 6), said to come from the shapes.
     """
     overrides = dict(overrides or {})
     heads_hint = overrides.get("heads", (base or {}).get("heads"))
-    values = {**(base or {}), **infer_config_values(state, heads_hint), **overrides}
+    borzoi = is_borzoi_state(state)
+    inferred = infer_borzoi_config_values(state, heads_hint) if borzoi else infer_config_values(state, heads_hint)
+    values = {**(base or {}), **inferred, **overrides}
     try:
-        return EnformerConfig.from_dict(values)
+        return BorzoiConfig.from_dict(values) if borzoi else EnformerConfig.from_dict(values)
     except UserError as error:
         given = " with the overrides" if overrides else ""
         raise UserError(f"the tensor shapes{given} imply a configuration senformer cannot build: {error}") from None
+
+
+def is_borzoi_state(state: Mapping[str, Any]) -> bool:
+    """Whether ``state`` (senformer names) is Borzoi's family: it has U-Net steps or a Borzoi tower block
+    (``conv_tower.0.conv.weight``; Enformer's is ``conv_tower.0.conv.conv.weight``)."""
+    return "conv_tower.0.conv.weight" in state or any(name.startswith("unet.") for name in state)
+
+
+_BORZOI_TOWER = re.compile(r"^conv_tower\.(\d+)\.conv\.weight$")
+_UNET = re.compile(r"^unet\.(\d+)\.pointwise\.weight$")
+
+
+def tower_divisor(filters: list[int]) -> int:
+    """The largest ``conv_tower_divisible_by`` that reproduces Borzoi's tower ``filters`` from their ends."""
+    common = 0
+    for value in filters:
+        common = math.gcd(common, value)
+    for divisor in sorted((d for d in range(1, common + 1) if common % d == 0), reverse=True):
+        try:
+            candidate = BorzoiConfig(dim=filters[-1], conv_tower_start=filters[0], num_conv_tower_blocks=len(filters),
+                                     conv_tower_divisible_by=divisor, depth=0, heads=1, unet_levels=0)
+        except UserError:
+            continue
+        if candidate.conv_tower_filters == filters:
+            return divisor
+    raise UserError(f"the conv tower's filters {filters} do not grow exponentially from {filters[0]} to {filters[-1]} "
+                    "for any rounding divisor; this model cannot be represented by BorzoiConfig")
+
+
+def infer_borzoi_config_values(state: Mapping[str, Any], heads_hint: int | None = None) -> dict[str, Any]:
+    """The BorzoiConfig fields readable from tensor shapes (senformer names).
+
+    Flashzoi's projections (``to_q`` with a bias, no relative keys) do not show the head count (every head
+    has ``dim / heads`` dimensions): ``heads_hint`` gives it, else the published 8.
+    """
+    stem = _shape(state, "stem.conv.weight")
+    tower = sorted(int(m.group(1)) for m in map(_BORZOI_TOWER.match, state) if m)
+    if not tower or tower != list(range(len(tower))):
+        raise UserError(f"cannot infer the conv tower: found blocks {tower or 'none'} (expected 0, 1, 2, ...)")
+    filters = [_shape(state, f"conv_tower.{i}.conv.weight")[0] for i in tower]
+    layers = sorted(int(m.group(1)) for m in map(_LAYER.match, state) if m)
+    if layers != list(range(len(layers))):
+        raise UserError(f"transformer layers are not numbered 0..n-1: found {layers}")
+    steps = sorted(int(m.group(1)) for m in map(_UNET.match, state) if m)
+    if steps != list(range(len(steps))):
+        raise UserError(f"U-Net steps are not numbered 0..n-1: found {steps}")
+    dim = filters[-1]
+    values: dict[str, Any] = {
+        "family": "borzoi",
+        "dim": dim,
+        "depth": len(layers),
+        "stem_channels": stem[0],
+        "stem_width": stem[2],
+        "num_conv_tower_blocks": len(filters),
+        "conv_tower_start": filters[0],
+        "conv_tower_width": _shape(state, "conv_tower.0.conv.weight")[2],
+        "conv_tower_divisible_by": tower_divisor(filters),
+        "unet_levels": len(steps),
+        "unet_upsample_conv": "unet.0.upsample.conv.weight" in state,
+        "final_channels": _shape(state, "final_pointwise.conv.weight")[0] if "final_pointwise.conv.weight" in state else None,
+    }
+    if steps:
+        values["unet_width"] = _shape(state, "unet.0.depthwise.weight")[2]
+    if layers:
+        prefix = "transformer.0.attention."
+        query_out = _shape(state, f"{prefix}to_q.weight")[0]
+        value_out = _shape(state, f"{prefix}to_v.weight")[0]
+        if f"{prefix}r_w_bias" in state:
+            heads, key_size = _shape(state, f"{prefix}r_w_bias")[-2:]
+            values.update(heads=heads, key_size=key_size, relative_positions=True,
+                          num_relative_position_features=_shape(state, f"{prefix}to_r_k.weight")[1],
+                          value_size=None if value_out == dim else value_out // heads)
+        elif f"{prefix}to_q.bias" in state:
+            heads = heads_hint or 8
+            if query_out % heads:
+                raise UserError(f"{prefix}to_q.weight has {query_out} outputs, not divisible by heads={heads}")
+            size = query_out // heads
+            values.update(attention="rotary", relative_positions=False, heads=heads, key_size=size,
+                          value_size=None if size == dim // heads else size, kv_heads=value_out // size)
+        else:
+            heads = heads_hint or 8
+            values.update(heads=heads, relative_positions=False, key_size=query_out // heads,
+                          value_size=None if value_out == dim else value_out // heads)
+    output_heads = {m.group(1): _shape(state, m.group(0))[0] for m in map(_HEAD.match, state) if m}
+    if not output_heads:
+        raise UserError("cannot infer the output heads: no 'heads.<name>.weight' tensor")
+    values["output_heads"] = output_heads
+    return values
 
 
 # What no tensor shape tells, for a note when no config file says it either.

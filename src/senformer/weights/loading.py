@@ -18,8 +18,9 @@ from typing import Any, Mapping
 
 import torch
 
-from ..config import EnformerConfig
+from ..config import ModelConfig, config_from_dict, config_from_json
 from ..errors import UserError
+from ..model.borzoi import build_model
 from ..model.enformer import Enformer
 from ..io import load_torch_file
 from .infer import infer_config, uninferred_defaults
@@ -27,7 +28,7 @@ from .native import (
     CONFIG_NAME, WEIGHTS_NAME, _read_safetensors, check_finite, is_native_config, read_native_file, tensor_names,
 )
 
-FORMATS = ("native", "tf-checkpoint", "tf-savedmodel", "enformer-pytorch")
+FORMATS = ("native", "tf-checkpoint", "tf-savedmodel", "enformer-pytorch", "keras-h5", "borzoi-pytorch")
 
 _PEER_WEIGHT_NAMES = ("model.safetensors", "pytorch_model.bin")
 _STATE_DICT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
@@ -97,13 +98,17 @@ def detect_format(path: str | os.PathLike) -> str:
         if (path / WEIGHTS_NAME).is_file() and _has_native_names(path / WEIGHTS_NAME):
             return "native"
         if any((path / name).is_file() for name in _PEER_WEIGHT_NAMES):
-            return "enformer-pytorch"
+            return _peer_format(next(path / name for name in _PEER_WEIGHT_NAMES if (path / name).is_file()))
+        if any(path.glob("*.h5")):
+            return "keras-h5"
         raise UserError(
             f"{path} holds no weights senformer knows: expected config.json + model.safetensors (native or "
             "Hugging Face), pytorch_model.bin, variables/ (TF-Hub SavedModel) or a TF checkpoint (*.index)"
         )
     if path.is_file() and path.name.endswith(_STATE_DICT_SUFFIXES):
-        return "native" if _has_native_names(path) else "enformer-pytorch"
+        return "native" if _has_native_names(path) else _peer_format(path)
+    if path.is_file() and path.suffix == ".h5":
+        return "keras-h5"
     if not path.exists():
         raise FileNotFoundError(f"no such weights file or directory: {path} (the official weights: "
                                 "`senformer download enformer`, then --weights enformer)")
@@ -119,7 +124,7 @@ def weights_files(path: str | os.PathLike) -> list[Path]:
         return [tf_index, *_tf_shards(tf_index)]
     if path.is_dir():
         variables = path / "variables" / "variables.index"
-        found = [path / name for name in (CONFIG_NAME, WEIGHTS_NAME, *_PEER_WEIGHT_NAMES)]
+        found = [path / name for name in (CONFIG_NAME, WEIGHTS_NAME, *_PEER_WEIGHT_NAMES)] + list(path.glob("*.h5"))
         if variables.is_file():
             found += [variables, *_tf_shards(variables)]
         return sorted({file for file in found if file.is_file()})
@@ -146,6 +151,14 @@ def _tf_index_path(path: Path) -> Path | None:
         if len(indexes) == 1:
             return indexes[0]
     return None
+
+
+def _peer_format(path: Path) -> str:
+    """``borzoi-pytorch`` or ``enformer-pytorch``, by the names in a peer's state-dict file."""
+    from .borzoi_pytorch import is_borzoi_pytorch
+
+    names = tensor_names(path) if path.suffix == ".safetensors" else _read_state_dict_file(path, check=False)
+    return "borzoi-pytorch" if is_borzoi_pytorch(names) else "enformer-pytorch"
 
 
 def _has_native_names(path: Path) -> bool:
@@ -181,7 +194,7 @@ class _Weights:
     complete_config: bool  # base is a whole native config: nothing to infer
 
 
-def _read_weights(path: str | os.PathLike, format: str | None = None) -> _Weights:
+def _read_weights(path: str | os.PathLike, format: str | None = None, overrides: Mapping[str, Any] | None = None) -> _Weights:
     """The weights at ``path`` in senformer names, with what a config file says about them.
 
     The base config values come from a native ``config.json`` (complete) or from what a foreign format
@@ -196,7 +209,7 @@ def _read_weights(path: str | os.PathLike, format: str | None = None) -> _Weight
         config_path = weights_file.parent / CONFIG_NAME
         state = _read_state_dict_file(weights_file)
         if is_native_config(config_path):
-            return _Weights(state, EnformerConfig.from_json(config_path).to_dict(), format, True)
+            return _Weights(state, config_from_json(config_path).to_dict(), format, True)
         return _Weights(state, {}, format, False)
     if format in ("tf-checkpoint", "tf-savedmodel"):
         from .tf_checkpoint import read_tf_checkpoint
@@ -204,6 +217,16 @@ def _read_weights(path: str | os.PathLike, format: str | None = None) -> _Weight
         # No finiteness check: the checkpoint's own CRCs (verified by the reader) prove its bytes.
         prefix = path / "variables" / "variables" if format == "tf-savedmodel" else _tf_index_path(path)
         return _Weights(read_tf_checkpoint(prefix), {}, format, False)
+    if format == "keras-h5":
+        from .keras_h5 import keras_files, read_keras_borzoi_files
+
+        # The model_config graph gives the whole architecture; h5py reads no pickled code.
+        files = keras_files(path)
+        if not files:
+            raise UserError(f"{path} holds no Keras .h5 files")
+        state, values = read_keras_borzoi_files(files)
+        check_finite(state, path)
+        return _Weights(state, values, format, True)
     from .enformer_pytorch import convert_enformer_pytorch, peer_config_values
 
     if path.is_dir():
@@ -213,6 +236,15 @@ def _read_weights(path: str | os.PathLike, format: str | None = None) -> _Weight
     else:
         weights_file = path
     config_path = weights_file.parent / CONFIG_NAME
+    if format == "borzoi-pytorch":
+        from . import borzoi_pytorch
+
+        base = (borzoi_pytorch.peer_config_values(config_path) if config_path.is_file()
+                else {"positional_basis_length": borzoi_pytorch.BORZOI_TRAINING_POSITIONS})
+        known = {**base, **(overrides or {})}  # Flashzoi's packed Wqkv splits by the head counts
+        state = borzoi_pytorch.convert_borzoi_pytorch(_read_state_dict_file(weights_file), known.get("heads", 8),
+                                                      known.get("kv_heads"))
+        return _Weights(state, base, format, False)
     base = peer_config_values(config_path) if config_path.is_file() else {}
     state = convert_enformer_pytorch(_read_state_dict_file(weights_file))
     return _Weights(state, base, format, False)
@@ -247,7 +279,7 @@ def load_local_model(
             shape from the weights or be absent from them; matched tensors of the weights are not loaded.
         with_report: return ``(model, LoadReport)`` instead of the model alone.
     """
-    weights = _read_weights(path, format)
+    weights = _read_weights(path, format, overrides)
     state, source_format = weights.state, weights.format
     config = _config(weights, overrides, path)
     if new_heads:
@@ -257,7 +289,7 @@ def load_local_model(
         config = config.replace(output_heads={**config.output_heads, **dict(new_heads)})
     kept_fresh = _skip_pattern(skip)
     with torch.device("meta"):
-        skeleton = Enformer(config)
+        skeleton = build_model(config)
     expected = skeleton.state_dict()
     requested = {f"heads.{head}." for head in (new_heads or {})}
     report = _compare(expected, state, lambda name: name.startswith(tuple(requested)), kept_fresh)
@@ -282,10 +314,10 @@ def load_local_model(
     return (model, report) if with_report else model
 
 
-def _config(weights: _Weights, overrides: Mapping[str, Any] | None, path) -> EnformerConfig:
-    """The stored config (native) or the one the tensor shapes imply, with ``overrides`` on top."""
+def _config(weights: _Weights, overrides: Mapping[str, Any] | None, path) -> ModelConfig:
+    """The stored config (native, Keras) or the one the tensor shapes imply, with ``overrides`` on top."""
     if weights.complete_config:
-        return EnformerConfig.from_dict({**weights.base, **(overrides or {})})
+        return config_from_dict({**weights.base, **(overrides or {})})
     try:
         return infer_config(weights.state, overrides, weights.base)
     except UserError as error:
@@ -355,9 +387,9 @@ def _assign(skeleton: Enformer, expected, state, report: LoadReport) -> Enformer
     return skeleton
 
 
-def _initialise_and_load(config: EnformerConfig, state, report: LoadReport) -> Enformer:
+def _initialise_and_load(config: ModelConfig, state, report: LoadReport) -> Enformer:
     """A freshly initialised model (the model's own initialisation) with the report's loaded tensors copied in."""
-    model = Enformer(config)
+    model = build_model(config)
     with torch.no_grad():
         model.load_state_dict({name: state[name] for name in report.loaded}, strict=False)
     return model

@@ -70,7 +70,8 @@ class RelativeAttention(nn.Module):
             with torch.inference_mode(False), torch.no_grad():
                 distances = relative_distances(length)
                 features = relative_position_features(
-                    distances, self.config.relative_features, basis_length, dtype=torch.float64
+                    distances, self.config.relative_features, basis_length, dtype=torch.float64,
+                    functions=self.config.positional_functions,
                 ).to(device)
             self._feature_cache = {cache_key: features}
         return features

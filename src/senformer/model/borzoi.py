@@ -1,0 +1,179 @@
+"""Borzoi (Linder et al. 2025) and Flashzoi, read top to bottom: Enformer's family with a U-Net.
+
+    sequence (batch, bp, 4)
+      -> stem: Conv(15) -> max pool                                              (batch, 512, bp/2)
+      -> conv tower: 6 x [BatchNorm -> GELU -> Conv(5) -> max pool]              (batch, dim, T = bp/128)
+         (the outputs of the last two blocks before pooling, at 64 and 32 bp, are the U-Net's skips)
+      -> transformer: depth x [x + Attention(LN x); x + MLP(LN x)]               (batch, T, dim)
+      -> U-Net: 2 x [BN -> GELU -> 1x1 conv -> upsample x2  +  BN -> GELU -> 1x1 conv (skip)
+                     -> depthwise-separable conv(3)]                              (batch, 4T, dim) at 32 bp
+      -> crop 16 bins per side (or the central target_length)                    (batch, bins, dim)
+      -> final: BN -> GELU -> Conv(1, 1920) -> Dropout -> GELU                    (batch, bins, 1920)
+      -> heads: Linear -> softplus                                               {head: (batch, bins, tracks)}
+
+The pieces whose maths is Enformer's are Enformer's (:class:`~senformer.model.layers.ConvBlock`, the
+transformer block and its relative attention, any kind); Borzoi differs in configuration (the tanh GELU and
+Keras's epsilons, central-mask-only position features) and in the modules here: the max-pooling stem and
+tower, the U-Net step and the optional final conv. ``attention="rotary"`` is Flashzoi
+(:class:`~senformer.model.attention.GroupedRotaryAttention`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..config import BorzoiConfig
+from .attention import RelativeAttention, build_attention
+from .attention.grouped import GroupedRotaryAttention
+from .enformer import Enformer, TransformerBlock
+from .init import truncated_normal_
+from .layers import ConvBlock, crop
+
+
+def tanh_gelu(x: torch.Tensor) -> torch.Tensor:
+    """Keras's ``gelu(approximate=True)``, the GELU of every Borzoi block."""
+    return F.gelu(x, approximate="tanh")
+
+
+class BorzoiStem(nn.Module):
+    """Conv1d(4 -> stem channels, width 15, bias) -> max pool by 2 (baskerville's ``conv_dna``)."""
+
+    def __init__(self, channels: int, width: int):
+        super().__init__()
+        self.conv = nn.Conv1d(4, channels, width, padding=width // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, 4, bp) -> (batch, channels, bp / 2)."""
+        return F.max_pool1d(self.conv(x), 2)
+
+
+class BatchNormGelu(nn.Module):
+    """BatchNorm -> GELU: the upsampled path of a U-Net step without its 1x1 conv (params_micro)."""
+
+    def __init__(self, channels: int, eps: float):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(channels, eps=eps, momentum=0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return tanh_gelu(self.norm(x))
+
+
+class UNetStep(nn.Module):
+    """One step up (baskerville's ``unet_conv``): the coarse path through BN -> GELU -> 1x1 conv, repeated
+    twice along the length, plus the tower's skip through BN -> GELU -> 1x1 conv, then a depthwise conv
+    (no bias) and a pointwise conv (Keras's ``SeparableConv1D``)."""
+
+    def __init__(self, dim: int, skip_channels: int, config: BorzoiConfig):
+        super().__init__()
+        eps, width = config.batch_norm_eps, config.unet_width
+        self.upsample = (ConvBlock(dim, dim, 1, eps, tanh_gelu=True) if config.unet_upsample_conv
+                         else BatchNormGelu(dim, eps))
+        self.skip = ConvBlock(skip_channels, dim, 1, eps, tanh_gelu=True)
+        self.depthwise = nn.Conv1d(dim, dim, width, padding=width // 2, groups=dim, bias=False)
+        self.pointwise = nn.Conv1d(dim, dim, 1)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        """x: (batch, dim, n), skip: (batch, skip channels, 2n) -> (batch, dim, 2n)."""
+        x = self.upsample(x).repeat_interleave(2, dim=-1) + self.skip(skip)
+        return self.pointwise(self.depthwise(x))
+
+
+class Borzoi(nn.Module):
+    """Borzoi (or Flashzoi, ``config.attention="rotary"``) with ``config.attention`` in every block.
+
+    Call with a one-hot float ``(batch, bp, 4)`` or integer tokens ``(batch, bp)`` (0-3 = ACGT, 4 = N);
+    ``bp`` is a multiple of 128. Returns ``{head: (batch, bins, tracks)}`` (softplus) at
+    ``config.bin_size`` bp per bin for every head or the chosen ``heads``.
+    """
+
+    def __init__(self, config: BorzoiConfig | None = None):
+        super().__init__()
+        self.config = config = config or BorzoiConfig()
+        eps = config.batch_norm_eps
+        filters = config.conv_tower_filters
+        self.stem = BorzoiStem(config.stem_channels, config.stem_width)
+        self.conv_tower = nn.ModuleList(
+            ConvBlock(in_channels, out_channels, config.conv_tower_width, eps, tanh_gelu=True)
+            for in_channels, out_channels in zip([config.stem_channels, *filters[:-1]], filters)
+        )
+        self.transformer = nn.ModuleList(
+            TransformerBlock(config, build_attention(config, layer)) for layer in range(config.depth)
+        )
+        # Step k joins the tower block k + 1 from the end: 64 bp first, then 32 bp.
+        self.unet = nn.ModuleList(
+            UNetStep(config.dim, filters[-1 - level], config) for level in range(config.unet_levels)
+        )
+        embedding = config.final_channels or config.dim
+        self.final_pointwise = (ConvBlock(config.dim, embedding, 1, eps, tanh_gelu=True)
+                                if config.final_channels else None)
+        self.final_dropout = nn.Dropout(config.final_dropout_rate)
+        self.heads = nn.ModuleDict(
+            {name: nn.Linear(embedding, tracks) for name, tracks in config.output_heads.items()}
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Truncated-normal convolutions and linears with zero biases (fan-in scaled, as Enformer's), the
+        attention modules' own initialisation, unit norms."""
+        attention_parts = {id(part) for attention in self.attention_modules() for part in attention.modules()}
+        for module in self.modules():
+            if isinstance(module, (nn.Conv1d, nn.Linear)) and id(module) not in attention_parts:
+                truncated_normal_(module.weight, 1.0 / math.sqrt(module.weight[0].numel()))
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, (RelativeAttention, GroupedRotaryAttention, nn.BatchNorm1d, nn.LayerNorm)):
+                module.reset_parameters()
+
+    # Forward ----------------------------------------------------------------------------------
+    def conv_trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(batch, 4, bp) one-hot -> tower output (batch, dim, bp / 128) and the U-Net's skips, coarsest first
+        (batch, filters, bp / 64), (batch, filters, bp / 32)."""
+        x = self.stem(x)
+        levels = self.config.unet_levels
+        skips = []
+        for index, block in enumerate(self.conv_tower):
+            x = block(x)
+            if index >= len(self.conv_tower) - levels:
+                skips.append(x)
+            x = F.max_pool1d(x, 2)
+        return x, skips[::-1]
+
+    # forward = head_outputs(conv_features(sequence)) as for Enformer; here the conv features carry the U-Net's
+    # skips with them (both local: issue 22's edit engine patches them like Enformer's trunk).
+    def conv_features(self, sequence: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Sequence (one-hot (batch, bp, 4) or tokens (batch, bp)) -> tower features (batch, T, dim) and the
+        U-Net's skips (:meth:`conv_trunk`)."""
+        x, skips = self.conv_trunk(self.prepare_input(sequence).transpose(1, 2))
+        return x.transpose(1, 2), skips
+
+    def embed(self, features: tuple[torch.Tensor, list[torch.Tensor]]) -> torch.Tensor:
+        """:meth:`conv_features` -> embeddings (batch, bins, channels): transformer, U-Net, crop, final conv."""
+        x, skips = features
+        x = self.transformer_trunk(x).transpose(1, 2)  # (batch, dim, T)
+        for step, skip in zip(self.unet, skips):
+            x = step(x, skip)
+        x = crop(x.transpose(1, 2), self.config.target_length, self.config.crop)  # (batch, bins, dim)
+        if self.final_pointwise is not None:
+            x = self.final_dropout(self.final_pointwise(x.transpose(1, 2)).transpose(1, 2))
+        return tanh_gelu(x)
+
+    # The same as Enformer's: the forward pass over conv_features and embed, heads, input checks, weights.
+    forward = Enformer.forward
+    head_outputs = Enformer.head_outputs
+    trunk = Enformer.trunk
+    transformer_trunk = Enformer.transformer_trunk
+    head_names = Enformer.head_names
+    prepare_input = Enformer.prepare_input
+    from_pretrained = classmethod(Enformer.from_pretrained.__func__)
+    save_pretrained = Enformer.save_pretrained
+    attention_modules = Enformer.attention_modules
+    parameter_counts = Enformer.parameter_counts
+
+
+def build_model(config) -> Enformer | Borzoi:
+    """The model of ``config``'s family: :class:`Borzoi` for a BorzoiConfig, else :class:`Enformer`."""
+    return Borzoi(config) if isinstance(config, BorzoiConfig) else Enformer(config)

@@ -1,0 +1,226 @@
+"""Borzoi's family: its config, its position features and rotary positions, and the model's geometry.
+
+Against calico's own outputs: tests/weights/test_keras_h5.py; against borzoi-pytorch and flash-attn's
+formulas: tests/weights/test_borzoi_pytorch.py.
+"""
+
+import math
+
+import pytest
+import torch
+
+from helpers import randomize_
+from senformer.config import (
+    BORZOI_PRESETS, BorzoiConfig, EnformerConfig, config_from_dict, config_from_json, preset,
+)
+from senformer.errors import UserError
+from senformer.model.borzoi import Borzoi, build_model
+from senformer.model.enformer import Enformer
+from senformer.model.positional import borzoi_central_mask_features, relative_position_features
+from senformer.model.rotary import apply_rotary, rotary_tables
+
+
+def tiny_borzoi(seed: int = 0, **overrides) -> Borzoi:
+    """Every block kind at a few thousand parameters: tower 8 -> 16 over 3 blocks, 2 U-Net steps, crop 2."""
+    values = dict(dim=16, depth=2, heads=2, key_size=4, stem_channels=8, stem_width=5, num_conv_tower_blocks=3,
+                  conv_tower_start=8, conv_tower_divisible_by=4, crop=2, final_channels=12,
+                  output_heads={"human": 3, "mouse": 2}, dropout_rate=0.0, attention_dropout_rate=0.0,
+                  positional_dropout_rate=0.0, final_dropout_rate=0.0, chunk_size=3)
+    values.update(overrides)
+    torch.manual_seed(seed)
+    return randomize_(Borzoi(BorzoiConfig(**values)), seed).eval()
+
+
+# Config ------------------------------------------------------------------------------------------
+def test_published_geometry():
+    config = preset("borzoi")
+    assert config.conv_tower_filters == [608, 736, 896, 1056, 1280, 1536]  # borzoi-pytorch's widths
+    assert (config.bin_size, config.num_positions(524_288), config.output_length(524_288)) == (32, 4096, 16_352)
+    assert config.positional_basis_length == 4096
+    assert config.output_heads == {"human": 7611, "mouse": 2608}
+    assert preset("borzoi", target_length=6144).output_length(524_288) == 6144
+    flashzoi = preset("flashzoi")
+    assert (flashzoi.attention, flashzoi.heads, flashzoi.key_value_heads, flashzoi.key_size) == ("rotary", 8, 4, 192)
+    assert (flashzoi.rotary_dims, flashzoi.rotary_base) == (128, 20_000.0)
+
+
+def test_fixture_presets_follow_calico_params():
+    # The widths baskerville's res_tower gives params_micro.json (160 -> 320, divisible by 8).
+    assert preset("borzoi-micro").conv_tower_filters == [160, 184, 208, 240, 280, 320]
+    assert preset("borzoi-pred-small").conv_tower_filters == [40, 48, 56, 64, 80, 96]
+    assert preset("borzoi-micro").output_length(131_072) == 4096
+    assert preset("borzoi-pred-small").output_length(65_536) == 2016
+
+
+@pytest.mark.parametrize("name", sorted(BORZOI_PRESETS))
+def test_json_round_trip(tmp_path, name):
+    config = preset(name)
+    path = tmp_path / "config.json"
+    config.to_json(path)
+    assert config_from_json(path) == config
+    assert BorzoiConfig.from_json(path) == config
+    assert config_from_dict(config.to_dict()) == config
+    assert config.to_dict()["family"] == "borzoi"
+    assert isinstance(config_from_dict(EnformerConfig().to_dict()), EnformerConfig)
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"dim": 1544}, "ends at"),
+        ({"heads": 7}, "not divisible by heads"),
+        ({"attention": "sparse"}, "attention='sparse'"),
+        ({"attention": "rotary"}, "relative_positions=false"),
+        ({"attention": "rotary", "relative_positions": False, "kv_heads": 3, "key_size": 192}, "kv_heads=3"),
+        ({"attention": "rotary", "relative_positions": False, "key_size": 192, "rotary_dims": 200}, "rotary_dims=200"),
+        ({"num_relative_position_features": 33}, "not even"),
+        ({"unet_levels": 7}, "unet_levels=7"),
+        ({"stem_width": 14}, "must be odd"),
+        ({"family": "enformer"}, "family="),
+        ({"depth": 1.5}, "depth=1.5"),
+    ],
+)
+def test_invalid_configs_name_the_field(changes, message):
+    with pytest.raises(UserError, match="invalid BorzoiConfig") as error:
+        BorzoiConfig(**changes)
+    assert message in str(error.value)
+
+
+def test_unknown_fields_and_files(tmp_path):
+    with pytest.raises(UserError, match="unknown BorzoiConfig fields: bogus"):
+        BorzoiConfig.from_dict({"family": "borzoi", "bogus": 1})
+    bad = tmp_path / "config.json"
+    bad.write_text('{"family": "borzoi", "dim": -1}')
+    with pytest.raises(UserError, match=str(bad)):
+        config_from_json(bad)
+    bad.write_text("{")
+    with pytest.raises(UserError, match="not valid JSON"):
+        config_from_json(bad)
+    with pytest.raises(UserError, match="unknown preset"):
+        preset("borzoi-xl")
+
+
+def test_sequence_length_rules():
+    config = preset("borzoi")
+    config.validate_sequence_length(524_288)
+    with pytest.raises(UserError, match="multiple of 128"):
+        config.validate_sequence_length(524_300)
+    with pytest.raises(UserError, match="at least"):
+        preset("borzoi", target_length=6144).validate_sequence_length(128 * 1024)
+    assert preset("borzoi", target_length=6144).min_sequence_length() == 6144 * 32
+
+
+# Position features -------------------------------------------------------------------------------
+def test_central_mask_widths_follow_baskerville():
+    # baskerville: widths (L + 1)**(k / F) - 1, k = 1..F, float32; a distance d is inside when width > |d|.
+    for length in (512, 1024, 4096):
+        distances = torch.arange(-(length - 1), length)
+        features = borzoi_central_mask_features(distances, 16, length)
+        rate = math.exp(math.log(length + 1) / 16)
+        widths = [rate**k - 1 for k in range(1, 17)]
+        expected = torch.tensor([[1.0 if w > abs(d) else 0.0 for w in widths] for d in distances.tolist()],
+                                dtype=torch.float64)
+        torch.testing.assert_close(features, expected, rtol=0, atol=0)
+        assert features[length - 1].sum() == 16 and features[0, -1] == 1  # the widest width spans every distance
+
+
+def test_borzoi_features_layout():
+    distances = torch.tensor([-7, 0, 7])
+    features = relative_position_features(distances, 32, 4096, torch.float64, functions=("borzoi_central_mask",))
+    assert features.shape == (3, 32)
+    torch.testing.assert_close(features[0, :16], features[2, :16])
+    torch.testing.assert_close(features[0, 16:], -features[2, 16:])
+    assert (features[1, 16:] == 0).all()
+    with pytest.raises(ValueError, match="unknown positional functions"):
+        relative_position_features(distances, 32, 64, functions=("cosine",))
+
+
+def test_rotary_rotates_pairs_of_halves():
+    # Position t turns (x_i, x_{i + r/2}) by t * base**(-2i/r); dimensions past r pass unchanged; dot
+    # products of rotated queries and keys depend only on the offset between their positions.
+    cos, sin = rotary_tables(6, 4, 100.0)
+    x = torch.randn(2, 6, 6)
+    rotated = apply_rotary(x, cos, sin)
+    for t in range(6):
+        for i in range(2):
+            angle = t * 100.0 ** (-2 * i / 4)
+            pair = torch.complex(x[:, t, i], x[:, t, i + 2]) * complex(math.cos(angle), math.sin(angle))
+            torch.testing.assert_close(rotated[:, t, i], pair.real, atol=1e-5, rtol=0)
+            torch.testing.assert_close(rotated[:, t, i + 2], pair.imag, atol=1e-5, rtol=0)
+    torch.testing.assert_close(rotated[..., 4:], x[..., 4:])
+    query, key = torch.randn(4), torch.randn(4)
+    cos, sin = rotary_tables(10, 4, 100.0)
+    scores = [apply_rotary(query.expand(10, 4), cos, sin)[t] @ apply_rotary(key.expand(10, 4), cos, sin)[t + 3]
+              for t in range(7)]
+    torch.testing.assert_close(torch.stack(scores), scores[0].expand(7), atol=1e-5, rtol=0)
+
+
+# The model ---------------------------------------------------------------------------------------
+def test_output_geometry_and_inputs():
+    model = tiny_borzoi()
+    tokens = torch.randint(0, 4, (2, 2048), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        out = model(tokens, return_embeddings=True)
+        one_hot = model(torch.nn.functional.one_hot(tokens, 4).float(), heads=["mouse"])
+    # 4 poolings to 16 bp and 2 U-Net steps back to 4 bp: 2,048 bp = 512 bins, 2 cropped per side.
+    assert model.config.bin_size == 4
+    assert out["human"].shape == (2, 508, 3) and out["mouse"].shape == (2, 508, 2)
+    assert out["embeddings"].shape == (2, 508, 12)
+    assert (out["human"] >= 0).all()
+    torch.testing.assert_close(one_hot["mouse"], out["mouse"])
+    with pytest.raises(UserError, match="unknown head"):
+        model(tokens, heads=["rat"])
+    with pytest.raises(UserError, match="multiple of 16"):
+        model(tokens[:, :2008])
+
+
+def test_target_length_keeps_the_central_bins():
+    model = tiny_borzoi()
+    central = tiny_borzoi(target_length=64)
+    tokens = torch.randint(0, 4, (1, 2048), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        full = tiny_borzoi(crop=0)(tokens)["human"]
+        kept = central(tokens)["human"]
+        cropped = model(tokens)["human"]
+    torch.testing.assert_close(kept, full[:, 224:288])
+    torch.testing.assert_close(cropped, full[:, 2:510])
+
+
+def test_unet_reads_the_tower_before_pooling():
+    # Each U-Net step adds the skip of the tower block at its resolution: zeroing that block's 1x1 skip conv
+    # must change the output, and the step's output length doubles its input's.
+    model = tiny_borzoi(crop=0)
+    tokens = torch.randint(0, 4, (1, 1024), generator=torch.Generator().manual_seed(3))
+    x, skips = model.conv_trunk(model.prepare_input(tokens).transpose(1, 2))
+    assert [tuple(s.shape) for s in skips] == [(1, 16, 128), (1, 12, 256)] and x.shape == (1, 16, 64)
+    with torch.no_grad():
+        before = model(tokens)["human"]
+        model.unet[1].skip.conv.weight.zero_()
+        model.unet[1].skip.conv.bias.zero_()
+        after = model(tokens)["human"]
+    assert not torch.allclose(before, after)
+
+
+def test_chunked_attention_equals_full():
+    tokens = torch.randint(0, 4, (1, 2048), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        full = tiny_borzoi(attention="full")(tokens)["human"]
+        chunked = tiny_borzoi(attention="chunked")(tokens)["human"]
+    torch.testing.assert_close(chunked, full, rtol=1e-5, atol=1e-6)
+
+
+def test_flashzoi_shape_and_gradients():
+    model = tiny_borzoi(attention="rotary", relative_positions=False, heads=4, key_size=4, kv_heads=2, rotary_dims=2)
+    names = [n for n in model.state_dict() if n.startswith("transformer.0.attention.")]
+    assert sorted(names) == sorted(f"transformer.0.attention.to_{part}.{leaf}"
+                                   for part in ("q", "k", "v", "out") for leaf in ("weight", "bias"))
+    assert model.transformer[0].attention.to_k.weight.shape == (8, 16)
+    model.train()
+    out = model(torch.randint(0, 4, (1, 1024)))["human"]
+    out.sum().backward()
+    assert model.transformer[0].attention.to_q.weight.grad.abs().sum() > 0
+
+
+def test_build_model_picks_the_family():
+    assert isinstance(build_model(preset("borzoi-micro")), Borzoi)
+    assert isinstance(build_model(EnformerConfig(dim=48, depth=0, heads=2, conv_tower_divisible_by=8)), Enformer)
