@@ -9,6 +9,9 @@ TFHUB_SEQUENCE_LENGTH = 393_216
 TARGET_LENGTH = 896
 """Output bins kept by the crop: the central 114,688 bp."""
 
+MAX_SHIFT = 64
+"""Largest input shift averaged over, in bp: half a 128-bp bin; a larger shift averages other positions."""
+
 CROP_MARGIN = 320
 """Bins trimmed from each end with ``target_length=None``: (1,536 - 896) / 2."""
 

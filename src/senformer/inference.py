@@ -25,13 +25,12 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from .constants import SEQUENCE_LENGTH
+from .constants import MAX_SHIFT, SEQUENCE_LENGTH
 from .device import use_bf16
 from .errors import UserError
 from .sequence import reverse_complement as _reverse_complement
 
 
-MAX_SHIFT = 64  # half a 128-bp bin: a larger shift averages the outputs of other positions
 
 
 # Input length ---------------------------------------------------------------------------------------------

@@ -39,11 +39,11 @@ class Target:
 
     def validate(self, model: Enformer, sequence_length: int) -> None:
         if self.head not in model.config.output_heads:
-            raise ValueError(f"unknown head {self.head!r}; the model has {', '.join(model.config.output_heads)}")
+            raise UserError(f"unknown head {self.head!r}; the model has {', '.join(model.config.output_heads)}")
         tracks, bins = model.config.output_heads[self.head], model.config.output_length(sequence_length)
         for name, values, limit in (("track", self.tracks, tracks), ("bin", self.bins, bins)):
             if values is not None and (not values or min(values) < 0 or max(values) >= limit):
-                raise ValueError(f"{name}s must lie in 0..{limit - 1}; got {list(values)}")
+                raise UserError(f"{name}s must lie in 0..{limit - 1} for this model and input; got {list(values)}")
 
 
 def _one_hot(sequence: torch.Tensor) -> torch.Tensor:
@@ -152,7 +152,8 @@ def example_input(data: str | os.PathLike, split: str, example: int,
     dataset = BasenjiDataset(data, split, sequence_length=sequence_length, max_examples=example + 1)
     examples = list(dataset)
     if len(examples) <= example:
-        raise UserError(f"{data} split {split!r} has only {len(examples)} examples")
+        raise UserError(f"example {example} is not in {data} split {split!r}: it has {len(examples)} examples "
+                        f"(0 to {len(examples) - 1})")
     chosen = examples[example]
     return chosen["sequence"].float(), f"{split} example {example} {chosen.get('interval', '')}"
 

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from ..constants import CROP_MARGIN
 from ..edits import Edit, EditEngine
+from ..errors import UserError
 from ..model.enformer import Enformer
 from ..model.tiling import conv_reach
 from ..sequence import N_TOKEN
@@ -148,12 +149,12 @@ def receptive_field(
     config.validate_sequence_length(sequence_length)
     head = head or next(iter(config.output_heads))
     if head not in config.output_heads:
-        raise ValueError(f"unknown head {head!r}; the model has {', '.join(config.output_heads)}")
+        raise UserError(f"unknown head {head!r}; the model has {', '.join(config.output_heads)}")
     if positions is None:
         positions = spread_positions(sequence_length, num_positions)
     positions = np.asarray(positions, dtype=np.int64)
     if positions.size == 0 or positions.min() < 0 or positions.max() >= sequence_length:
-        raise ValueError(f"positions must lie in 0..{sequence_length - 1}; got {positions.tolist()}")
+        raise UserError(f"positions must lie in 0..{sequence_length - 1} (the input); got {positions.tolist()}")
     model.eval()
     columns = None if tracks is None else {head: np.asarray(tracks, dtype=np.int64)}
     generator = torch.Generator().manual_seed(seed)
@@ -197,7 +198,6 @@ def receptive_field(
 def dataset_tokens(data: str | os.PathLike, split: str, count: int, sequence_length: int) -> torch.Tensor:
     """(count, bp) tokens of the first ``count`` examples of a Basenji2-layout folder's ``split``."""
     from ..data.basenji import BasenjiDataset
-    from ..errors import UserError
     from ..sequence import one_hot_to_tokens
 
     dataset = BasenjiDataset(data, split, sequence_length=sequence_length, max_examples=count)

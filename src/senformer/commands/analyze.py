@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from ..config import ATTENTION_KINDS
 from ..errors import UserError
 from .common import add_overwrite_argument, add_shard_arguments, parse_named_weights, parse_set_options
-from .options import add_device_argument, add_length_argument, add_progress_argument, add_tracks_argument
+from .options import SEED, SHIFTS, add_device_argument, add_length_argument, add_progress_argument, add_tracks_argument, real, whole
 
 if TYPE_CHECKING:  # torch is imported by the run functions, so that --help answers without it
     import torch
@@ -42,9 +42,9 @@ def _add_data(parser: argparse.ArgumentParser, required: bool = True, batch_size
     parser.add_argument("--head", default="human", help="output head (default: human)")
     parser.add_argument("--genome", help="hg38, mm10 or a FASTA path, to extend the stored sequences to --length "
                         "(Basenji2 recipe)")
-    parser.add_argument("--length", type=int, default=None, metavar="BP", help="input bp (default: as stored)")
-    parser.add_argument("--max-examples", type=int, default=None, help="read at most this many examples")
-    parser.add_argument("--batch-size", type=int, default=batch_size, help=f"examples per batch (default: {batch_size})")
+    parser.add_argument("--length", type=whole(1), default=None, metavar="BP", help="input bp (default: as stored)")
+    parser.add_argument("--max-examples", type=whole(1), default=None, help="read at most this many examples")
+    parser.add_argument("--batch-size", type=whole(1), default=batch_size, help=f"examples per batch (default: {batch_size})")
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -170,7 +170,7 @@ def register(subparsers) -> None:
                          "run the models)")
     compare.add_argument("--models", nargs=2, metavar=("A", "B"),
                          help="with --evaluation: the two model names (default: the two it holds)")
-    compare.add_argument("--tie-tolerance", type=float, default=None, help="scores this close are a tie (default: 1e-6)")
+    compare.add_argument("--tie-tolerance", type=real(0), default=None, help="scores this close are a tie (default: 1e-6)")
     _add_common(compare)
     compare.set_defaults(run=run_compare)
 
@@ -179,7 +179,7 @@ def register(subparsers) -> None:
                                  "experiment; summarise over-prediction per assay group over the whole split.")
     _add_weights(tracks, many=True)
     _add_data(tracks)
-    tracks.add_argument("--examples", type=int, nargs="+", default=[0], help="examples by position (default: 0)")
+    tracks.add_argument("--examples", type=whole(0), nargs="+", default=[0], help="examples by position (default: 0)")
     add_tracks_argument(tracks, default_help="the first track of each assay group")
     _add_common(tracks)
     tracks.set_defaults(run=run_tracks)
@@ -192,14 +192,14 @@ def register(subparsers) -> None:
     field.add_argument("--split", default="test", help="split of --data (default: test)")
     field.add_argument("--head", default=None, help="output head (default: the model's first)")
     add_length_argument(field)
-    field.add_argument("--sequences", type=int, default=2, help="number of sequences N (default: 2)")
-    field.add_argument("--positions", type=int, default=16, help="mutated positions K (default: 16)")
-    field.add_argument("--at", type=int, nargs="+", default=None, help="mutate these bp instead (0-based) (default: K spread positions)")
+    field.add_argument("--sequences", type=whole(1), default=2, help="number of sequences N (default: 2)")
+    field.add_argument("--positions", type=whole(1), default=16, help="mutated positions K (default: 16)")
+    field.add_argument("--at", type=whole(0), nargs="+", default=None, help="mutate these bp instead (0-based) (default: K spread positions)")
     field.add_argument("--alternatives", choices=["all", "random"], default="all",
                        help="every other base, or one seeded other base (default: all)")
     add_tracks_argument(field, default_help="every track, averaged")
-    field.add_argument("--batch-size", type=int, default=8, help="mutated sequences per forward pass (default: 8)")
-    field.add_argument("--seed", type=int, default=0, help="seed of the random sequences and positions (default: 0)")
+    field.add_argument("--batch-size", type=whole(1), default=8, help="mutated sequences per forward pass (default: 8)")
+    field.add_argument("--seed", type=SEED, default=0, help="seed of the random sequences and positions (default: 0)")
     _add_plain_argument(field)
     _add_common(field)
     field.set_defaults(run=run_receptive_field)
@@ -210,17 +210,17 @@ def register(subparsers) -> None:
     _add_weights(attribution, many=False)
     source = attribution.add_mutually_exclusive_group(required=True)
     source.add_argument("--region", help="chr:start-end (0-based half-open, resized around its centre to --length)")
-    source.add_argument("--example", type=int, help="example position in --data/--split")
+    source.add_argument("--example", type=whole(0), help="example position in --data/--split")
     attribution.add_argument("--fasta", help="genome for --region: hg38, mm10 (downloaded on first use) or a FASTA path")
     attribution.add_argument("--data", help="Basenji2-layout folder for --example")
     attribution.add_argument("--split", default="test", help="split of --data (default: test)")
     attribution.add_argument("--head", default="human", help="output head (default: human)")
     add_length_argument(attribution)
     add_tracks_argument(attribution, default_help="every track, averaged")
-    attribution.add_argument("--bins", type=int, nargs="+", default=None, help="output bins (default: the centre bin)")
-    attribution.add_argument("--ism-width", type=int, default=64,
+    attribution.add_argument("--bins", type=whole(0), nargs="+", default=None, help="output bins (default: the centre bin)")
+    attribution.add_argument("--ism-width", type=whole(0), default=64,
                              help="bp mutated by ISM around the input centre, 0 to skip (default: 64)")
-    attribution.add_argument("--batch-size", type=int, default=8, help="mutated sequences per forward pass (default: 8)")
+    attribution.add_argument("--batch-size", type=whole(1), default=8, help="mutated sequences per forward pass (default: 8)")
     _add_plain_argument(attribution)
     _add_common(attribution)
     attribution.set_defaults(run=run_attribution)
@@ -241,18 +241,18 @@ def register(subparsers) -> None:
     add_length_argument(variants)
     variants.add_argument("--stats", default=",".join(STATS_DEFAULT), metavar="S1,S2,...",
                           help=f"scores to write, comma-separated (default {','.join(STATS_DEFAULT)})")
-    variants.add_argument("--center-bins", type=int, default=3,
+    variants.add_argument("--center-bins", type=whole(1), default=3,
                           help="odd number of bins around the variant (or anchor) summed by `center` (default 3)")
-    variants.add_argument("--cluster-bp", type=int, default=0, metavar="N",
+    variants.add_argument("--cluster-bp", type=whole(0), default=0, metavar="N",
                           help="variants within N bp share one window and its reference (default 0: each "
                           "position centred exactly)")
     variants.add_argument("--anchors", metavar="BED",
                           help="one window per anchor (BED: name in column 4, strand in column 6), every variant "
                           "within --max-distance scored against it")
-    variants.add_argument("--max-distance", type=int, default=None, metavar="BP",
+    variants.add_argument("--max-distance", type=whole(0), default=None, metavar="BP",
                           help="with --anchors: bp between a variant and its anchor (default: the input's half width)")
     variants.add_argument("--no-rc", action="store_true", help="do not average with the reverse complement")
-    variants.add_argument("--shifts", type=_shift_list, default=(0,), metavar="S1,S2,...",
+    variants.add_argument("--shifts", type=SHIFTS, default=(0,), metavar="S1,S2,...",
                           help="also average over input shifts in bp, e.g. --shifts=-1,0,1 (default 0)")
     variants.add_argument("--allow-ref-mismatch", action="store_true",
                           help="score the other variants even when more than 10%% of the first 1,000 have a REF "
@@ -263,7 +263,7 @@ def register(subparsers) -> None:
     variants.add_argument("--bf16", action="store_true",
                           help="bfloat16 autocast where the device computes it natively (elsewhere: one warning, "
                           "float32); the engine's difference from whole bf16 windows is within bf16's own error")
-    variants.add_argument("--batch-size", type=int, default=4, help="edits per transformer batch (default: 4)")
+    variants.add_argument("--batch-size", type=whole(1), default=4, help="edits per transformer batch (default: 4)")
     variants.add_argument("--out", required=True, help="output: .tsv, .tsv.gz or .h5")
     add_overwrite_argument(variants)
     add_progress_argument(variants)
@@ -361,13 +361,6 @@ def run_attribution(args: argparse.Namespace, out: Path) -> dict:
                                   batch_size=args.batch_size, progress=args.progress, plain=args.plain)
     resolved = dict(model=name, sequence_length=summary["sequence_length"], tracks=summary["tracks"], input=label)
     return resolved
-
-
-def _shift_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"shifts must be comma-separated integers, got {text!r}") from None
 
 
 STATS_DEFAULT = ("SAD", "center", "logSAD", "D2", "REF", "ALT")  # senformer.analysis.variants.STATS

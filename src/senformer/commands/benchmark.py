@@ -11,7 +11,9 @@ from ..config import ATTENTION_KINDS
 from ..constants import TARGET_LENGTH
 from ..errors import UserError
 from .common import add_overwrite_argument
-from .options import add_device_argument, add_progress_argument
+from .options import (
+    MAX_MEMORY_GB, MAX_THREADS, MAX_TIMEOUT_S, SEED, WholeList, add_device_argument, add_progress_argument, real, whole,
+)
 
 # bp per attention position: the conv tower halves the 1-bp input seven times.
 POSITION_BP = 128
@@ -38,18 +40,18 @@ def _register_attention(subparsers) -> None:
         "point in its own subprocess under a resident-memory cap. Writes attention.json and attention.png "
         f"(lengths recorded as positions of {POSITION_BP} bp, the layer's input).",
     )
-    parser.add_argument("--lengths", type=_int_list, default=None, metavar="BP,BP,...",
+    parser.add_argument("--lengths", type=WholeList(whole(1)), default=None, metavar="BP,BP,...",
                         help=f"comma-separated input lengths in bp, multiples of {POSITION_BP} (default: {default_bp}; "
                         "add 1572864 for the long point)")
     parser.add_argument("--kinds", nargs="+", choices=ATTENTION_KINDS, default=list(ATTENTION_KINDS),
                         help="attention kinds (default: all)")
-    parser.add_argument("--repeats", type=int, default=3, help="timed repeats after one warm-up (default: 3)")
+    parser.add_argument("--repeats", type=whole(1), default=3, help="timed repeats after one warm-up (default: 3)")
     add_device_argument(parser)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (default: 0, torch's default)")
-    parser.add_argument("--memory-cap-gb", type=float, default=16.0, help="resident memory cap per point (default: 16)")
-    parser.add_argument("--timeout", type=float, default=900.0, help="seconds per point (default: 900)")
-    parser.add_argument("--dim", type=int, default=1536, help="model width (default: 1536)")
-    parser.add_argument("--heads", type=int, default=8, help="attention heads (default: 8)")
+    parser.add_argument("--threads", type=whole(0, MAX_THREADS), default=0, help="torch threads (default: 0, torch's default)")
+    parser.add_argument("--memory-cap-gb", type=real(above=0, at_most=MAX_MEMORY_GB), default=16.0, help="resident memory cap per point (default: 16)")
+    parser.add_argument("--timeout", type=real(above=0, at_most=MAX_TIMEOUT_S), default=900.0, help="seconds per point (default: 900)")
+    parser.add_argument("--dim", type=whole(1), default=1536, help="model width (default: 1536)")
+    parser.add_argument("--heads", type=whole(1), default=8, help="attention heads (default: 8)")
     parser.add_argument("--out", default="benchmark-attention",
                         help="folder for attention.json and attention.png (default: benchmark-attention)")
     add_overwrite_argument(parser)
@@ -119,13 +121,13 @@ def _register_scaling(subparsers) -> None:
     parser.add_argument("--quick", action="store_true",
                         help=f"a few-minute run: dim {QUICK['dim']}, lengths {', '.join(f'{n:,}' for n in QUICK['lengths'])}, "
                         f"depths 1 and 3, training step, {QUICK['target_length']} output bins, 1 warm-up + 1 timed step")
-    parser.add_argument("--dim", type=int, help="model width, a multiple of 128 (default: 1536; 256 with --quick)")
-    parser.add_argument("--lengths", type=_int_list, metavar="BP,BP,...",
+    parser.add_argument("--dim", type=whole(1), help="model width, a multiple of 128 (default: 1536; 256 with --quick)")
+    parser.add_argument("--lengths", type=WholeList(whole(1)), metavar="BP,BP,...",
                         help="comma-separated input lengths in bp (default: 131072 .. 786432 in steps of 65536; the "
                         "recorded sweep: --lengths 131072,262144,393216,524288,786432)")
     parser.add_argument("--attention", type=_choice_list(ATTENTION_KINDS), default=list(ATTENTION_KINDS),
                         help=f"comma-separated kinds from {', '.join(ATTENTION_KINDS)} (default: all)")
-    parser.add_argument("--depths", type=_int_list, help="comma-separated depths (default: 1,11)")
+    parser.add_argument("--depths", type=WholeList(whole(1)), help="comma-separated depths (default: 1,11)")
     parser.add_argument("--modes", type=_choice_list(MODES), help="comma-separated: inference, fwd_bwd (no optimizer), "
                         "train (forward, Poisson loss, backward, Adam step) (default: train)")
     parser.add_argument("--precision", type=_choice_list(PRECISIONS), default=["fp32"],
@@ -135,17 +137,17 @@ def _register_scaling(subparsers) -> None:
                         "transformer's memory shows); all (transformer too; 'on' is the same); both (off and all)")
     parser.add_argument("--conv-tile-length", default="131072",
                         help="inference: bp per conv-trunk tile, or 'none' (default: 131072)")
-    parser.add_argument("--target-length", type=int,
+    parser.add_argument("--target-length", type=whole(1),
                         help=f"output bins (default: {TARGET_LENGTH}; inputs must give at least this many positions)")
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
                         help=f"also measure {PEER} (full attention) at the same settings (default: on; skipped "
                         "with a recorded reason when not installed)")
-    parser.add_argument("--memory-cap-gb", type=float, default=20.0, help="resident-memory cap per point (default: 20)")
-    parser.add_argument("--timeout", type=float, default=None,
+    parser.add_argument("--memory-cap-gb", type=real(above=0, at_most=MAX_MEMORY_GB), default=20.0, help="resident-memory cap per point (default: 20)")
+    parser.add_argument("--timeout", type=real(above=0, at_most=MAX_TIMEOUT_S), default=None,
                         help="seconds per point before it is killed (default: no limit)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads per point (default: 0, torch's default)")
-    parser.add_argument("--warmup", type=int, help="untimed steps per point (default: 1)")
-    parser.add_argument("--repeats", type=int, help="timed steps per point; the median is reported (default: 3)")
+    parser.add_argument("--threads", type=whole(0, MAX_THREADS), default=0, help="torch threads per point (default: 0, torch's default)")
+    parser.add_argument("--warmup", type=whole(0), help="untimed steps per point (default: 1)")
+    parser.add_argument("--repeats", type=whole(1), help="timed steps per point; the median is reported (default: 3)")
     add_device_argument(parser)
     parser.add_argument("--plot-only", action="store_true", help="only redraw scaling.png, the tables and the summary")
     add_progress_argument(parser, help="no line per measured point (the results hold them all)")
@@ -163,9 +165,9 @@ def scaling_settings(args: argparse.Namespace) -> dict[str, Any]:
     tile = _conv_tile_length(args.conv_tile_length)
     settings = {
         "dim": args.dim or quick.get("dim", 1536),
-        "lengths": args.lengths or list(quick.get("lengths", DEFAULT_LENGTHS)),
+        "lengths": list(args.lengths or quick.get("lengths", DEFAULT_LENGTHS)),
         "attentions": args.attention,
-        "depths": args.depths or list(quick.get("depths", (1, 11))),
+        "depths": list(args.depths or quick.get("depths", (1, 11))),
         "modes": args.modes or list(quick.get("modes", ("train",))),
         "precisions": args.precision,
         "checkpoints": CHECKPOINT_CHOICES[args.checkpoint],
@@ -232,10 +234,10 @@ def _register_variants(subparsers) -> None:
         "only where the device computes bf16 natively; elsewhere they are recorded as skipped, with the reason.",
     )
     parser.add_argument("--out", required=True, help="output directory (an existing variants.json is resumed)")
-    parser.add_argument("--dim", type=int, default=defaults.dim, help=f"model width (default: {defaults.dim})")
-    parser.add_argument("--depth", type=int, default=defaults.depth, help=f"transformer layers (default: {defaults.depth})")
-    parser.add_argument("--length", type=int, default=defaults.length, help=f"input bp (default: {defaults.length:,})")
-    parser.add_argument("--target-length", type=int, default=defaults.target_length,
+    parser.add_argument("--dim", type=whole(1), default=defaults.dim, help=f"model width (default: {defaults.dim})")
+    parser.add_argument("--depth", type=whole(1), default=defaults.depth, help=f"transformer layers (default: {defaults.depth})")
+    parser.add_argument("--length", type=whole(1), default=defaults.length, help=f"input bp (default: {defaults.length:,})")
+    parser.add_argument("--target-length", type=whole(1), default=defaults.target_length,
                         help=f"output bins (default: {defaults.target_length})")
     parser.add_argument("--workloads", type=_choice_list(WORKLOADS), default=list(WORKLOADS),
                         help="comma-separated: anchored (SNVs across the window and ISM, one strand), centred "
@@ -245,21 +247,21 @@ def _register_variants(subparsers) -> None:
                         help=f"comma-separated kinds from {', '.join(ATTENTIONS)} (default: both)")
     parser.add_argument("--precision", type=_choice_list(PRECISIONS), default=list(PRECISIONS),
                         help="comma-separated fp32, bf16 (autocast; only where bf16 is native) (default: both)")
-    parser.add_argument("--edits", type=int, default=defaults.edits,
+    parser.add_argument("--edits", type=whole(1), default=defaults.edits,
                         help=f"edits the engine is timed on per workload (default: {defaults.edits}; at least 16 "
                         "for a reported result)")
-    parser.add_argument("--plain-edits", type=int, default=defaults.plain_edits,
+    parser.add_argument("--plain-edits", type=whole(1), default=defaults.plain_edits,
                         help=f"edits the plain path is timed on, also the equality check's (default: {defaults.plain_edits})")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size,
+    parser.add_argument("--batch-size", type=whole(1), default=defaults.batch_size,
                         help=f"edits per batch on both paths (default: {defaults.batch_size})")
-    parser.add_argument("--cluster-bp", type=int, default=defaults.cluster_bp,
+    parser.add_argument("--cluster-bp", type=whole(0), default=defaults.cluster_bp,
                         help=f"the cluster's SNVs lie within this many bp of the centre (default: {defaults.cluster_bp})")
     parser.add_argument("--conv-tile-length", default=str(defaults.conv_tile_length),
                         help=f"bp per conv-trunk tile, or 'none' (default: {defaults.conv_tile_length})")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the weights, sequences and edits (default: 0)")
-    parser.add_argument("--memory-cap-gb", type=float, default=16.0, help="resident-memory cap per point (default: 16)")
-    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per point before it is killed (default: 1800)")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads per point (default: 0: torch's default)")
+    parser.add_argument("--seed", type=SEED, default=0, help="seeds the weights, sequences and edits (default: 0)")
+    parser.add_argument("--memory-cap-gb", type=real(above=0, at_most=MAX_MEMORY_GB), default=16.0, help="resident-memory cap per point (default: 16)")
+    parser.add_argument("--timeout", type=real(above=0, at_most=MAX_TIMEOUT_S), default=1800.0, help="seconds per point before it is killed (default: 1800)")
+    parser.add_argument("--threads", type=whole(0, MAX_THREADS), default=0, help="torch threads per point (default: 0: torch's default)")
     add_device_argument(parser)
     parser.add_argument("--plot-only", action="store_true", help="only redraw variants.png, the tables and the summary")
     add_overwrite_argument(parser, "start again when --out holds points measured on another machine or version")
@@ -363,13 +365,6 @@ def _conv_tile_length(value) -> int | None:
         return None if text.lower() == "none" else int(text)
     except ValueError:
         raise UserError(f"--conv-tile-length must be a number of bp or 'none', got {text!r}") from None
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(item.replace("_", "")) for item in text.split(",") if item.strip()]
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from error
 
 
 def _choice_list(choices: Sequence[str]) -> Callable[[str], list[str]]:

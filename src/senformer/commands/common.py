@@ -10,6 +10,7 @@ from typing import Any
 
 from ..config import ATTENTION_KINDS, PRESETS, EnformerConfig, preset
 from ..errors import UserError
+from .options import MAX_THREADS, whole
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -78,7 +79,7 @@ def add_shard_arguments(parser: argparse.ArgumentParser) -> None:
                         help="compute part K of N (K from 0; e.g. --shard $SLURM_ARRAY_TASK_ID/"
                         "$SLURM_ARRAY_TASK_COUNT) into OUT.shards/; the shard ending last merges them into OUT. "
                         "Under torchrun it comes from RANK/WORLD_SIZE")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=whole(1, MAX_THREADS), default=None,
                         help="torch CPU threads (default: torch's choice; 1 gives the same bytes in any number of "
                         "processes)")
 

@@ -9,7 +9,7 @@ import time
 
 from ..data.synthetic import SIZES
 from .common import add_overwrite_argument
-from .options import add_progress_argument
+from .options import SEED, add_progress_argument, real, whole
 
 
 def register(subparsers) -> None:
@@ -26,16 +26,16 @@ def register(subparsers) -> None:
                            help="tiny: 4,096 bp records (tests); small: 8,192 bp, 16 tracks (training); study: 8,192 bp "
                            "with long-range partners tuned so attention matters (the demo and the accuracy study); "
                            "medium: 131,072 bp records as Basenji2's (default: tiny)")
-    synthetic.add_argument("--seed", type=int, default=0, help="random seed of genome and tracks (default: 0)")
+    synthetic.add_argument("--seed", type=SEED, default=0, help="random seed of genome and tracks (default: 0)")
     by_size = "(default: as --size sets it)"
-    synthetic.add_argument("--sequence-length", type=int, help=f"input bp per record {by_size}")
-    synthetic.add_argument("--crop-bp", type=int, help=f"bp cropped per side: targets cover the rest {by_size}")
-    synthetic.add_argument("--num-tracks", type=int, help=f"tracks, at least 4 {by_size}")
-    synthetic.add_argument("--train", type=int, help=f"training examples {by_size}")
-    synthetic.add_argument("--valid", type=int, help=f"validation examples {by_size}")
-    synthetic.add_argument("--test", type=int, help=f"test examples {by_size}")
-    synthetic.add_argument("--records-per-file", type=int, help=f"records per TFRecord file {by_size}")
-    synthetic.add_argument("--long-range", type=int, nargs=2, metavar=("NEAR", "FAR"),
+    synthetic.add_argument("--sequence-length", type=whole(1), help=f"input bp per record {by_size}")
+    synthetic.add_argument("--crop-bp", type=whole(0), help=f"bp cropped per side: targets cover the rest {by_size}")
+    synthetic.add_argument("--num-tracks", type=whole(4), help=f"tracks, at least 4 {by_size}")
+    synthetic.add_argument("--train", type=whole(0), help=f"training examples {by_size}")
+    synthetic.add_argument("--valid", type=whole(0), help=f"validation examples {by_size}")
+    synthetic.add_argument("--test", type=whole(0), help=f"test examples {by_size}")
+    synthetic.add_argument("--records-per-file", type=whole(1), help=f"records per TFRecord file {by_size}")
+    synthetic.add_argument("--long-range", type=whole(1), nargs=2, metavar=("NEAR", "FAR"),
                            help=f"bp between a promoter and the enhancers that drive it {by_size}")
     add_overwrite_argument(synthetic)
     synthetic.set_defaults(run=run_synthetic)
@@ -53,20 +53,20 @@ def register(subparsers) -> None:
                         help="description prefix for --bigwig tracks, e.g. DNASE or CHIP:H3K27ac (assay group) "
                         "(default: none, the NAME alone)")
     bigwig.add_argument("--sum-stat", default="mean", help="per-bin statistic for --bigwig tracks (default: mean)")
-    bigwig.add_argument("--clip", type=float, default=32.0, help="clip per-bin targets at this value (default: 32)")
-    bigwig.add_argument("--scale", type=float, default=1.0, help="multiply per-bin targets by this (default: 1)")
+    bigwig.add_argument("--clip", type=real(above=0), default=32.0, help="clip per-bin targets at this value (default: 32)")
+    bigwig.add_argument("--scale", type=real(above=0), default=1.0, help="multiply per-bin targets by this (default: 1)")
     regions = bigwig.add_mutually_exclusive_group(required=True)
     regions.add_argument("--bed", help="regions (resized to --seq-length around their centres)")
     regions.add_argument("--tile", action="store_true", help="tile the chromosomes (--chroms) with --stride")
     bigwig.add_argument("--chroms", nargs="+", help="chromosomes to tile (default: all)")
-    bigwig.add_argument("--stride", type=int, default=None, help="tiling step in bp (default: --seq-length)")
+    bigwig.add_argument("--stride", type=whole(1), default=None, help="tiling step in bp (default: --seq-length)")
     bigwig.add_argument("--valid-chroms", nargs="+", default=[], help="chromosomes of the valid split (default: none)")
     bigwig.add_argument("--test-chroms", nargs="+", default=[], help="chromosomes of the test split (default: none)")
-    bigwig.add_argument("--seq-length", type=int, default=131_072, help="bp per record (default: 131072)")
-    bigwig.add_argument("--crop-bp", type=int, default=8192,
+    bigwig.add_argument("--seq-length", type=whole(1), default=131_072, help="bp per record (default: 131072)")
+    bigwig.add_argument("--crop-bp", type=whole(0), default=8192,
                         help="bp per side without targets (default: 8192)")
-    bigwig.add_argument("--pool-width", type=int, default=128, help="bp per target bin (default: 128)")
-    bigwig.add_argument("--records-per-file", type=int, default=256, help="records per TFRecord file (default: 256)")
+    bigwig.add_argument("--pool-width", type=whole(1), default=128, help="bp per target bin (default: 128)")
+    bigwig.add_argument("--records-per-file", type=whole(1), default=256, help="records per TFRecord file (default: 256)")
     add_overwrite_argument(bigwig)
     add_progress_argument(bigwig)
     bigwig.set_defaults(run=run_from_bigwig)

@@ -35,6 +35,7 @@ from typing import Any
 from ..errors import UserError
 from .benchmark import POSITION_BP
 from ..io import atomic_write_text
+from .options import MAX_THREADS, SEED, whole
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,12 @@ def register(subparsers) -> None:
         "Finished stages are skipped on a rerun.",
     )
     parser.add_argument("--out", default="senformer-demo", help="output folder (default senformer-demo)")
-    parser.add_argument("--seed", type=int, default=0,
+    parser.add_argument("--seed", type=SEED, default=0,
                         help="seeds the data, the initialisation and the data order (default: 0)")
     parser.add_argument("--quick", action="store_true", help="tiny data and a few steps (a smoke run in seconds)")
     parser.add_argument("--overwrite", "--fresh", dest="fresh", action="store_true",
                         help="delete earlier results in --out (another demo's) and start again")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--threads", type=whole(1, MAX_THREADS), default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--only", nargs="+", choices=STAGES, help="run only these stages (and the report)")
     parser.set_defaults(run=run)
 

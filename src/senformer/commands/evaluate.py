@@ -8,7 +8,7 @@ import sys
 from ..config import ATTENTION_KINDS
 from ..errors import UserError
 from .common import add_overwrite_argument, parse_named_weights
-from .options import add_device_argument, add_length_argument, add_progress_argument
+from .options import MAX_THREADS, add_device_argument, add_length_argument, add_progress_argument, whole
 
 
 def register(subparsers) -> None:
@@ -28,15 +28,15 @@ def register(subparsers) -> None:
     add_length_argument(parser).help = (
         "input length in bp: the records with flanks (--genome) or zeros on each side (default: 196,608 for "
         "the published 131,072 bp records, else the records' own length)")
-    parser.add_argument("--sequence-length", dest="length", type=int, help=argparse.SUPPRESS)  # the old name
+    parser.add_argument("--sequence-length", dest="length", type=whole(1), help=argparse.SUPPRESS)  # the old name
     parser.add_argument("--attention", choices=ATTENTION_KINDS, help="override the attention kind")
-    parser.add_argument("--batch-size", type=int, default=1, help="examples per forward pass (default: 1)")
+    parser.add_argument("--batch-size", type=whole(1), default=1, help="examples per forward pass (default: 1)")
     add_device_argument(parser)
     parser.add_argument("--bf16", action="store_true",
                         help="bfloat16 autocast where the device computes it natively (elsewhere fp32, with a warning)")
     parser.add_argument("--rc-average", action="store_true", help="average with the reverse-complement prediction")
-    parser.add_argument("--max-examples", type=int, default=None, help="score at most this many examples (default: all)")
-    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers reading the records (default: 0)")
+    parser.add_argument("--max-examples", type=whole(1), default=None, help="score at most this many examples (default: all)")
+    parser.add_argument("--num-workers", type=whole(0, MAX_THREADS), default=0, help="DataLoader workers reading the records (default: 0)")
     parser.add_argument("--no-check-crc", action="store_true", help="skip the TFRecord CRC checks")
     add_overwrite_argument(parser)
     add_progress_argument(parser)

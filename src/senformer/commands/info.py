@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .common import add_model_options, config_from_args
+from .options import whole
 
 
 def register(subparsers) -> None:
@@ -13,7 +14,7 @@ def register(subparsers) -> None:
         description="Build the model on the meta device (no memory) and describe it.",
     )
     add_model_options(parser)
-    parser.add_argument("--length", type=int, default=None, help="input length in bp for the pattern summary "
+    parser.add_argument("--length", type=whole(1), default=None, help="input length in bp for the pattern summary "
                         "(default: 196,608)")
     parser.set_defaults(run=run)
 

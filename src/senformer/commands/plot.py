@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .options import add_tracks_argument
+from .options import MAX_FIGURE_INCHES, add_tracks_argument, real
 
 _EPILOG = """\
 examples:
@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     add_tracks_argument(parser, "every track in the file (keep it to a few)")
     parser.add_argument("--bigwig", action="append", default=[], metavar="[LABEL=]FILE",
                         help="an experiment bigWig to draw below the predictions (repeatable)")
-    parser.add_argument("--width", type=float, default=10.0, help="figure width in inches (default 10)")
+    parser.add_argument("--width", type=real(above=0, at_most=MAX_FIGURE_INCHES), default=10.0, help="figure width in inches (default 10)")
     parser.add_argument("--out", required=True, help="figure file: .png or .pdf")
     parser.set_defaults(run=run)
 

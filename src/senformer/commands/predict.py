@@ -8,7 +8,7 @@ import contextlib
 from ..config import ATTENTION_KINDS
 from ..errors import UserError
 from .common import add_overwrite_argument, add_shard_arguments
-from .options import add_device_argument, add_length_argument, add_progress_argument, add_tracks_argument
+from .options import SHIFTS, add_device_argument, add_length_argument, add_progress_argument, add_tracks_argument, whole
 
 _EPILOG = """\
 examples:
@@ -27,13 +27,6 @@ existing OUT of the same inputs is up to date, one of other inputs needs --overw
 docs/developers/output-rule.md). Predictions are stored as float16: a value beyond 65,504 stops the run naming
 the region and track.
 """
-
-
-def _shifts(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"shifts must be comma-separated integers, got {text!r}") from None
 
 
 def register(subparsers) -> None:
@@ -62,10 +55,10 @@ def register(subparsers) -> None:
     model.add_argument("--bf16", action="store_true",
                        help="bfloat16 autocast where the device computes it natively (faster, less precise; "
                        "elsewhere fp32, with a warning)")
-    model.add_argument("--batch-size", type=int, default=1, help="input windows per forward pass (default 1)")
+    model.add_argument("--batch-size", type=whole(1), default=1, help="input windows per forward pass (default 1)")
     averaging = parser.add_argument_group("averaging")
     averaging.add_argument("--rc", action="store_true", help="average with the reverse-complement prediction")
-    averaging.add_argument("--shifts", type=_shifts, default=(0,), metavar="S1,S2,...",
+    averaging.add_argument("--shifts", type=SHIFTS, default=(0,), metavar="S1,S2,...",
                            help="average over input shifts in bp, e.g. --shifts=-1,0,1 (write it with =; default 0)")
     outputs = parser.add_argument_group("outputs")
     outputs.add_argument("--out", required=True, help="HDF5 output file")

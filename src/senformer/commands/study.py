@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
+from .options import MAX_THREADS, whole
 
 
 def register(subparsers) -> None:
@@ -29,7 +30,7 @@ def register(subparsers) -> None:
     accuracy.add_argument("--results", help="folder for study.json, table.csv and the figures (default OUT/results)")
     accuracy.add_argument("--docs", help="write the markdown write-up here (e.g. docs/accuracy-study.md)")
     accuracy.add_argument("--quick", action="store_true", help="1 seed and a quarter of the steps")
-    accuracy.add_argument("--jobs", type=int, default=2, help="(row, seed) runs at a time, one thread each (default 2)")
+    accuracy.add_argument("--jobs", type=whole(1, MAX_THREADS), default=2, help="(row, seed) runs at a time, one thread each (default 2)")
     accuracy.add_argument("--settings", help="JSON file of StudySettings fields replacing the defaults")
     accuracy.add_argument("--estimate", action="store_true",
                           help="only time 20 steps of each kind of run and print the projected total")

@@ -12,7 +12,8 @@ from typing import Any
 from ..config import ATTENTION_KINDS, PRESETS
 from ..errors import UserError
 from .common import parse_set_options
-from .options import add_progress_argument
+from ..constants import MAX_SHIFT
+from .options import MAX_THREADS, SEED, add_progress_argument, real, whole
 
 
 def _default(name: str) -> str:
@@ -43,8 +44,8 @@ def register(subparsers) -> None:
                       help="dataset directory of a head (default head: human); repeat for mouse or new heads")
     data.add_argument("--genome", action="append", default=[], metavar="[HEAD=]FASTA",
                       help="genome to extend each record's sequence to --sequence-length")
-    data.add_argument("--sequence-length", type=int, help="input length in bp (default: the records' length)")
-    data.add_argument("--max-train-examples", type=int,
+    data.add_argument("--sequence-length", type=whole(1), help="input length in bp (default: the records' length)")
+    data.add_argument("--max-train-examples", type=whole(1),
                       help="train on the first N examples only (default: the whole split)")
     model = parser.add_argument_group("model")
     model.add_argument("--preset", choices=sorted(PRESETS),
@@ -67,20 +68,20 @@ def register(subparsers) -> None:
                        help="add a freshly initialised head for your own tracks (train it with --data NAME=DIR)")
     what = parser.add_argument_group("what trains and how")
     what.add_argument("--train", help=f"all | attention | heads | a regular expression on parameter names {_default('train')}")
-    what.add_argument("--steps", type=int, help=f"optimizer steps per head {_default('steps')}")
-    what.add_argument("--batch-size", type=int, help=f"examples per process and update {_default('batch_size')}")
-    what.add_argument("--grad-accumulation", type=int,
+    what.add_argument("--steps", type=whole(1), help=f"optimizer steps per head {_default('steps')}")
+    what.add_argument("--batch-size", type=whole(1), help=f"examples per process and update {_default('batch_size')}")
+    what.add_argument("--grad-accumulation", type=whole(1),
                       help=f"micro-batches per update {_default('grad_accumulation')}")
-    what.add_argument("--lr", dest="learning_rate", type=float, help=f"peak learning rate {_default('learning_rate')}")
-    what.add_argument("--warmup-steps", type=int,
+    what.add_argument("--lr", dest="learning_rate", type=real(above=0), help=f"peak learning rate {_default('learning_rate')}")
+    what.add_argument("--warmup-steps", type=whole(0),
                       help=f"steps of linear learning-rate warm-up {_default('warmup_steps')}")
     what.add_argument("--decay", choices=["none", "cosine"], help=f"learning-rate decay after warm-up {_default('decay')}")
-    what.add_argument("--clip-grad-norm", type=float, help=f"clip the gradient norm at this {_default('clip_grad_norm')}")
-    what.add_argument("--shift", type=int, help=f"random shift of up to +-N bp (0: off) {_default('shift')}")
+    what.add_argument("--clip-grad-norm", type=real(above=0), help=f"clip the gradient norm at this {_default('clip_grad_norm')}")
+    what.add_argument("--shift", type=whole(0, MAX_SHIFT), help=f"random shift of up to +-N bp (0: off) {_default('shift')}")
     what.add_argument("--no-reverse-complement", dest="reverse_complement", action="store_false", default=None,
                       help="no reverse-complement augmentation (default: augment)")
     what.add_argument("--teacher", help="full-attention teacher weights for distillation (default: none)")
-    what.add_argument("--distill-weight", type=float,
+    what.add_argument("--distill-weight", type=real(0, at_most=1),
                       help=f"0: data loss only, 1: teacher only {_default('distill_weight')}")
     what.add_argument("--batchnorm", choices=["cross-rank", "local"],
                       help=f"BatchNorm statistics across processes or per process {_default('batchnorm')}")
@@ -91,20 +92,20 @@ def register(subparsers) -> None:
     what.add_argument("--checkpoint-conv-tower", action="store_true", default=None,
                       help="activation checkpointing of the stem and conv tower (the full-resolution activations)")
     run = parser.add_argument_group("evaluation, checkpoints, hardware")
-    run.add_argument("--eval-every", type=int, help=f"steps between validations (0: never) {_default('eval_every')}")
-    run.add_argument("--eval-examples", type=int,
+    run.add_argument("--eval-every", type=whole(0), help=f"steps between validations (0: never) {_default('eval_every')}")
+    run.add_argument("--eval-examples", type=whole(1),
                      help=f"validation examples per evaluation {_default('eval_examples')}; none: the whole split")
     run.add_argument("--eval-split", help=f"split to validate on {_default('eval_split')}")
-    run.add_argument("--checkpoint-every", type=int, help=f"steps between checkpoints {_default('checkpoint_every')}")
-    run.add_argument("--keep-checkpoints", type=int, help=f"checkpoints kept {_default('keep_checkpoints')}")
-    run.add_argument("--log-every", type=int, help=f"steps between log lines {_default('log_every')}")
-    run.add_argument("--seed", type=int, help=f"random seed {_default('seed')}")
+    run.add_argument("--checkpoint-every", type=whole(0), help=f"steps between checkpoints {_default('checkpoint_every')}")
+    run.add_argument("--keep-checkpoints", type=whole(1), help=f"checkpoints kept {_default('keep_checkpoints')}")
+    run.add_argument("--log-every", type=whole(1), help=f"steps between log lines {_default('log_every')}")
+    run.add_argument("--seed", type=SEED, help=f"random seed {_default('seed')}")
     run.add_argument("--deterministic", action="store_true", default=None,
                      help="torch.use_deterministic_algorithms (slower)")
     run.add_argument("--device", choices=["auto", "cpu", "cuda"],
                      help=f"auto (CUDA when available, else CPU), cpu or cuda (under torchrun, each process "
                      f"its local rank's GPU) {_default('device')}")
-    run.add_argument("--threads", type=int, help="torch threads per process (default: torch's choice)")
+    run.add_argument("--threads", type=whole(1, MAX_THREADS), help="torch threads per process (default: torch's choice)")
     add_progress_argument(run, default=None)
     parser.set_defaults(run=run_command)
 
