@@ -1,0 +1,102 @@
+"""Borzoi's track tables and the squashed scale they define (calico/borzoi ``examples/targets_*.txt``).
+
+The shipped tables (``resources/borzoi_targets_{human,mouse}.txt.gz``; Apache-2.0, calico/borzoi at commit
+5c93582) are calico's 7,611 human and 2,608 mouse rows in head order without the ``file`` column (paths on
+calico's machines). Per track: ``clip`` and ``clip_soft`` (coverage above ``clip_soft`` was square-rooted),
+``scale``, ``sum_stat`` (``sum``, ``mean``; ``*_sqrt`` tracks were raised to the power 3/4 first) and
+``strand_pair`` (the row of the other strand of a stranded assay; itself when unstranded).
+
+:func:`undo_squashed_scale` inverts the published models' transform exactly as baskerville's
+``dataset.untransform_preds1`` does, so predictions come out in the experiment's units.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UserError
+from .tracks import _resource, read_targets
+
+BORZOI_TARGET_COLUMNS = ("index", "identifier", "clip", "clip_soft", "scale", "sum_stat", "strand_pair", "description")
+SHIPPED = {"human": "borzoi_targets_human.txt.gz", "mouse": "borzoi_targets_mouse.txt.gz"}
+_NUMERIC = ("clip", "clip_soft", "scale")
+
+
+def read_borzoi_targets(path: str | os.PathLike) -> pd.DataFrame:
+    """A Borzoi ``targets_*.txt`` (tab separated, calico's unnamed index column first): the columns of
+    :data:`BORZOI_TARGET_COLUMNS` (plus ``file`` and ``assay_group`` where present), one row per output
+    track in head order. A missing column or a non-numeric ``clip``/``clip_soft``/``scale`` is a UserError."""
+    table = read_targets(path)
+    missing = [column for column in BORZOI_TARGET_COLUMNS if column not in table.columns]
+    if missing:
+        raise UserError(f"{path}: a Borzoi targets table needs column(s) {', '.join(missing)}")
+    for column in _NUMERIC:
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = values.isna() | (values <= 0) if column == "scale" else values.isna()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise UserError(f"{path}: row {row} has {column}={table[column].iloc[row]!r}; expected a "
+                            f"{'positive ' if column == 'scale' else ''}number")
+        table[column] = values.astype(np.float64)
+    table["sum_stat"] = table["sum_stat"].astype(str)
+    pairs = pd.to_numeric(table["strand_pair"], errors="coerce")
+    if pairs.isna().any() or not pairs.between(0, len(table) - 1).all():
+        row = int(np.flatnonzero(pairs.isna() | ~pairs.between(0, len(table) - 1))[0])
+        raise UserError(f"{path}: row {row} has strand_pair={table['strand_pair'].iloc[row]!r}; expected a row number")
+    table["strand_pair"] = pairs.astype(np.int64)
+    return table
+
+
+@lru_cache(maxsize=None)
+def _shipped(head: str) -> pd.DataFrame:
+    return read_borzoi_targets(_resource(SHIPPED[head]))
+
+
+def borzoi_track_table(head: str = "human") -> pd.DataFrame:
+    """The shipped table of a published Borzoi head (``human``: 7,611 tracks, ``mouse``: 2,608)."""
+    if head not in SHIPPED:
+        raise UserError(f"no shipped Borzoi track table for head {head!r}; choose {' or '.join(SHIPPED)}")
+    return _shipped(head).copy()
+
+
+def undo_squashed_scale(values, table: pd.DataFrame, unscale: bool = False, unclip: bool = True) -> np.ndarray:
+    """Predictions in the squashed scale -> coverage, track by track (baskerville ``untransform_preds1``).
+
+    Per track: divide by ``scale``; above ``clip_soft`` (``c``) a value ``x`` becomes ``c + (x - c)**2``
+    (``unclip``); ``*_sqrt`` tracks are raised to the power 4/3; then multiplied by ``scale`` again unless
+    ``unscale`` (calico's default keeps the scale).
+
+    Args:
+        values: (..., tracks) predictions, float.
+        table: one row per track in output order with ``clip_soft``, ``scale`` and ``sum_stat``
+            (:func:`read_borzoi_targets`, :func:`borzoi_track_table`, or a selection of its rows).
+    Returns:
+        (..., tracks) float64 array.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 0 or values.shape[-1] != len(table):
+        raise UserError(f"predictions with {values.shape[-1] if values.ndim else 0} tracks cannot use a track "
+                        f"table of {len(table)} rows")
+    scale = table["scale"].to_numpy(dtype=np.float64)
+    coverage = values / scale
+    if unclip:
+        clip_soft = table["clip_soft"].to_numpy(dtype=np.float64)
+        coverage = np.where(coverage > clip_soft, clip_soft + (coverage - clip_soft) ** 2, coverage)
+    root = np.array(["_sqrt" in str(stat) for stat in table["sum_stat"]])
+    coverage[..., root] = coverage[..., root] ** (4.0 / 3.0)
+    return coverage if unscale else coverage * scale
+
+
+def write_borzoi_resource(targets_path: str | os.PathLike, out_path: str | os.PathLike) -> None:
+    """Rebuild a shipped table from calico's ``targets_*.txt`` (without its ``file`` column)."""
+    from ..io import atomic_write_bytes
+
+    table = read_borzoi_targets(targets_path)
+    text = table[list(BORZOI_TARGET_COLUMNS)].to_csv(sep="\t", index=False)
+    atomic_write_bytes(out_path, gzip.compress(text.encode("utf-8"), 9, mtime=0))
