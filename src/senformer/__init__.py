@@ -20,9 +20,12 @@ from .version import __version__
 _EXPORTS = {
     "ATTENTION_KINDS": ".config",
     "PRESETS": ".config",
+    "BORZOI_PRESETS": ".config",
+    "BorzoiConfig": ".config",
     "EnformerConfig": ".config",
     "preset": ".config",
     "Enformer": ".model.enformer",
+    "Borzoi": ".model.borzoi",
     "one_hot": ".sequence",
     "reverse_complement": ".sequence",
     "load_model": ".weights",
@@ -32,7 +35,8 @@ _EXPORTS = {
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 if TYPE_CHECKING:
-    from .config import ATTENTION_KINDS, PRESETS, EnformerConfig, preset
+    from .config import ATTENTION_KINDS, BORZOI_PRESETS, PRESETS, BorzoiConfig, EnformerConfig, preset
+    from .model.borzoi import Borzoi
     from .model.enformer import Enformer
     from .sequence import one_hot, reverse_complement
     from .weights import load_model, save_model

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from .constants import CROP_MARGIN, NUM_TRACKS, TARGET_LENGTH
+from .constants import CROP_MARGIN, NUM_TRACKS, SEQUENCE_LENGTH, TARGET_LENGTH
 from .errors import UserError
 
 ATTENTION_KINDS = ("full", "chunked", "bigbird")
@@ -40,6 +40,7 @@ class EnformerConfig:
     # (model/positional.py) and the LayerNorm epsilon (sonnet's 1e-5).
     positional_functions: ClassVar[tuple[str, ...]] = ("exponential", "central_mask", "gamma")
     layer_norm_eps: ClassVar[float] = 1e-5
+    published_sequence_length: ClassVar[int] = SEQUENCE_LENGTH  # the default input (inference.py)
 
     dim: int = 1536
     depth: int = 11
@@ -352,6 +353,7 @@ class BorzoiConfig:
     positional_functions: ClassVar[tuple[str, ...]] = ("borzoi_central_mask",)
     layer_norm_eps: ClassVar[float] = 1e-3
     batch_norm_eps: ClassVar[float] = 1e-3
+    published_sequence_length: ClassVar[int] = 524_288
 
     family: str = "borzoi"  # the key a config.json is told apart by
     dim: int = 1536

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from .constants import MAX_SHIFT, SEQUENCE_LENGTH
+from .constants import MAX_SHIFT
 from .device import use_bf16
 from .errors import UserError
 from .sequence import reverse_complement as _reverse_complement
@@ -35,12 +35,14 @@ from .sequence import reverse_complement as _reverse_complement
 
 # Input length ---------------------------------------------------------------------------------------------
 def default_sequence_length(config) -> int:
-    """196,608 bp (the published input) when valid for ``config``, else its shortest valid input."""
+    """The published input of ``config``'s family (196,608 bp; Borzoi's 524,288) when valid for it, else its
+    shortest valid input."""
+    published = config.published_sequence_length
     try:
-        config.validate_sequence_length(SEQUENCE_LENGTH)
+        config.validate_sequence_length(published)
     except ValueError:
         return config.min_sequence_length()
-    return SEQUENCE_LENGTH
+    return published
 
 
 def resolve_sequence_length(config, length: int | None) -> int:

@@ -14,6 +14,7 @@ from senformer.config import (
     BORZOI_PRESETS, BorzoiConfig, EnformerConfig, config_from_dict, config_from_json, preset,
 )
 from senformer.errors import UserError
+from senformer.inference import default_sequence_length
 from senformer.model.borzoi import Borzoi, build_model
 from senformer.model.enformer import Enformer
 from senformer.model.positional import borzoi_central_mask_features, relative_position_features
@@ -108,6 +109,8 @@ def test_sequence_length_rules():
     with pytest.raises(UserError, match="at least"):
         preset("borzoi", target_length=6144).validate_sequence_length(128 * 1024)
     assert preset("borzoi", target_length=6144).min_sequence_length() == 6144 * 32
+    assert default_sequence_length(preset("borzoi")) == 524_288
+    assert default_sequence_length(EnformerConfig()) == 196_608
 
 
 # Position features -------------------------------------------------------------------------------

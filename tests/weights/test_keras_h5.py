@@ -159,3 +159,24 @@ def test_not_a_keras_model(tmp_path):
     path.write_bytes(b"not hdf5")
     with pytest.raises(UserError, match="not a readable HDF5 file"):
         load_model(path)
+
+
+def test_sync_batch_normalization_layers_are_accepted(shared_dir, tmp_path):
+    # A multi-device save writes SyncBatchNormalization layers named sync_batch_normalization_<n>.
+    copy = copy_fixture(shared_dir, tmp_path)
+    with h5py.File(copy / "model0.h5", "r+") as handle:
+        text = handle.attrs["model_config"]
+        text = text.decode() if isinstance(text, bytes) else text
+        text = text.replace('"BatchNormalization"', '"SyncBatchNormalization"')
+        text = text.replace('"batch_normalization', '"sync_batch_normalization')
+        handle.attrs["model_config"] = text
+        weights = handle["model_weights"]
+        for name in [name for name in weights if name.startswith("batch_normalization")]:
+            relabel(weights, name, f"sync_{name}")
+        layer_names = [n.decode() if isinstance(n, bytes) else n for n in weights.attrs["layer_names"]]
+        weights.attrs["layer_names"] = [(f"sync_{n}" if n.startswith("batch_normalization") else n).encode()
+                                        for n in layer_names]
+        assert "SyncBatchNormalization" in handle.attrs["model_config"]
+    model = load_model(copy / "model0.h5")
+    outputs, expected = calico_outputs(model, fixture(shared_dir, "pred_small"))
+    assert np.abs(outputs["human"][0].numpy() - expected["human"]).max() <= 1e-4 * np.abs(expected["human"]).max()
