@@ -225,8 +225,9 @@ SHAPELESS_FIELDS = ("target_length", "attention", "dropout_rate")
 
 def uninferred_defaults(state: Mapping[str, Any], known: Mapping[str, Any], fields=SHAPELESS_FIELDS) -> list[str]:
     """``field=default`` for each of ``fields`` (and ``heads`` without relative positions) that ``known``
-    (a config file's values and the overrides) does not set: those keep EnformerConfig's defaults."""
-    defaults = EnformerConfig.__dataclass_fields__
+    (a config file's values and the overrides) does not set: those keep the config's defaults (Borzoi's for
+    Borzoi's tensors)."""
+    defaults = (BorzoiConfig if is_borzoi_state(state) else EnformerConfig).__dataclass_fields__
     wanted = list(fields)
     if "transformer.0.attention.to_q.weight" in state and "transformer.0.attention.r_w_bias" not in state:
         wanted.append("heads")
