@@ -17,6 +17,10 @@ examples:
   senformer convert enformer-official-rough/ enformer-native
   # start a BigBird model from the official weights
   senformer convert enformer-fine-tuned-human-1 senformer-bigbird --attention bigbird
+  # calico's Borzoi in Keras (a folder of model0.h5 human + model1.h5 mouse, or one .h5 per head)
+  senformer convert saved_models/f3c0/train/ borzoi-native
+  # borzoi-pytorch / Hugging Face Borzoi or Flashzoi (johahi/borzoi-replicate-0, johahi/flashzoi-replicate-0)
+  senformer convert borzoi-replicate-0/ borzoi-native --set target_length=null
 
 The configuration is inferred from the tensor shapes; every tensor is checked for presence and shape.
 DST follows the rule for existing outputs: converted from the same files with the same settings, it is
@@ -26,13 +30,15 @@ up to date (nothing is done); from anything else it is replaced only with --over
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "convert", help="convert Enformer weights (TF checkpoint, TF-Hub, enformer-pytorch/HF) to senformer's format",
-        description="Read Enformer weights in any supported format, check every tensor's presence and shape, and "
+        "convert", help="convert Enformer or Borzoi weights (TF checkpoint, TF-Hub, enformer-pytorch/HF, Keras .h5, "
+        "borzoi-pytorch/HF) to senformer's format",
+        description="Read Enformer or Borzoi weights in any supported format, check every tensor's presence and shape, and "
         "write DST/config.json + DST/model.safetensors.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("source", metavar="SRC", help="weights: TF checkpoint prefix, SavedModel folder, "
-                        "enformer-pytorch/HF folder or state-dict file, or a native folder")
+                        "enformer-pytorch or borzoi-pytorch/HF folder or state-dict file, Keras .h5 file or folder, "
+                        "or a native folder")
     parser.add_argument("destination", metavar="DST", help="output folder (created; DST/run.json records the "
                         "source files' digests)")
     parser.add_argument("--format", choices=["native", "tf-checkpoint", "tf-savedmodel", "enformer-pytorch", "keras-h5",
