@@ -1,15 +1,19 @@
 """``senformer demo --quick``: every stage, the control, the report with its summary (checked in a headless
 browser), resuming."""
 
+import contextlib
 import json
+import os
 import re
+import shutil
+import subprocess
 
 import pandas as pd
 import pytest
 import torch
 
 from senformer.cli import main
-from senformer.commands.demo import STAGES, DemoSettings
+from senformer.commands.demo import READS, STAGES, DemoSettings
 from senformer.weights import load_model
 from test_report import open_in_browser
 
@@ -23,9 +27,11 @@ def demo_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_demo_runs_every_stage_and_writes_the_report(demo_run, capsys):
-    for stage in STAGES:
-        marker = json.loads((demo_run / stage / ".done").read_text())
-        assert marker["stage"] == stage and marker["seconds"] >= 0
+    for stage in STAGES:  # each finished stage's run record, with the fingerprint of its settings and inputs
+        record = json.loads((demo_run / stage / "run.json").read_text())
+        assert record["command"] == f"demo {stage}" and record["settings"]["seconds"] >= 0
+        assert len(record["fingerprint"]) == 64 and set(record["inputs"]) == set(READS[stage])
+    assert not list(demo_run.rglob(".done"))
     recorded = json.loads((demo_run / "demo.json").read_text())
     assert recorded["settings"] == DemoSettings.quick(threads=2).to_dict()
     numbers = json.loads((demo_run / "report.json").read_text())
@@ -93,8 +99,9 @@ def test_demo_rerun_skips_finished_stages_and_guards_its_settings(demo_run, caps
 
 @pytest.mark.slow
 def test_demo_rerun_resumes_an_unfinished_training_stage(demo_run, capsys):
-    """A killed fine-tuning stage (checkpoints, no .done) resumes: train --resume proves the same inputs."""
-    (demo_run / "train_bigbird" / ".done").unlink()
+    """A killed fine-tuning stage (checkpoints, no run record of the demo's) resumes: train --resume proves the
+    same inputs, and the weights it ends with are those the later stages were computed from, so they stay."""
+    (demo_run / "train_bigbird" / "run.json").unlink()
     capsys.readouterr()
     assert main(["demo", "--quick", "--out", str(demo_run), "--threads", "2"]) == 0
     printed = capsys.readouterr().out
@@ -144,3 +151,72 @@ def test_default_stage_commands_parse_and_name_the_tuned_settings(tmp_path):
     bigbird = yaml.safe_load((out / "train_bigbird" / "train.yaml").read_text())
     assert (bigbird["attention"], bigbird["train"], bigbird["learning_rate"]) == (
         "bigbird", "attention", settings.finetune_learning_rate)
+
+
+@pytest.mark.slow
+def test_a_stage_made_anew_with_other_contents_makes_what_reads_it_stale(demo_run, tmp_path):
+    """Stages are up to date by the fingerprint in their run records: when what train_full produced changes,
+    every stage reading it loses its record (and the demo computes it again); the others keep theirs."""
+    from senformer.commands.demo import _invalidate_stale_stages
+    from senformer.report import stage_finished
+
+    run = tmp_path / "run"
+    shutil.copytree(demo_run, run)  # records hold digests, never paths: the copy is up to date as it is
+    settings = DemoSettings.quick(threads=2)
+    assert _invalidate_stale_stages(run, settings) == list(STAGES)
+    record_path = run / "train_full" / "run.json"
+    record = json.loads(record_path.read_text())
+    record["settings"]["produced"] = "0" * 64
+    record_path.write_text(json.dumps(record))
+    assert _invalidate_stale_stages(run, settings) == ["data", "train_full", "attention"]
+    stale = {"control", "train_bigbird", "evaluate", "compare", "tracks", "receptive_field"}
+    assert {stage for stage in STAGES if stage_finished(run / stage) is None} == stale
+    # attribution reads only train_bigbird, which is unfinished now: it waits to see what that makes.
+    assert stage_finished(run / "attribution") is not None
+
+
+@contextlib.contextmanager
+def small_disk(path):
+    """A tmpfs mounted at ``path`` (root, or a user allowed to mount), unmounted at the end."""
+    path.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        # Lazily: file handles the in-process stages left to the garbage collector may still be open.
+        subprocess.run(["umount", "--lazy", str(path)], check=True)
+
+
+@pytest.mark.slow
+def test_a_full_disk_ends_the_demo_in_one_line_and_a_rerun_finishes_it(demo_run, tmp_path, capsys):
+    """The disk fills during a stage: one line naming the file, exit 2, no stage or report claims to be
+    complete that is not; once there is room again the rerun resumes and finishes, finished stages kept."""
+    from senformer.report import stage_finished
+
+    with small_disk(tmp_path / "disk") as disk:
+        run = disk / "run"
+        run.mkdir()
+        done = ("data", "train_full", "control", "train_bigbird", "evaluate")
+        for stage in done:
+            shutil.copytree(demo_run / stage, run / stage)
+        shutil.copy(demo_run / "demo.json", run / "demo.json")
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        filler = disk / "filler"
+        filler.write_bytes(bytes(free - 48 * 1024))  # room for compare's run record, not for its results
+        capsys.readouterr()
+        assert main(["demo", "--quick", "--out", str(run), "--threads", "2"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.count("\n") == 0 and "no space left" in error and f"{run / 'compare'}" in error, error
+        assert [stage for stage in STAGES if stage_finished(run / stage)] == list(done)
+        assert not (run / "compare").exists() and not (run / "report.html").exists()
+        assert not (run / "run.json").exists()
+
+        filler.unlink()
+        assert main(["demo", "--quick", "--out", str(run), "--threads", "2"]) == 0
+        printed = capsys.readouterr().out
+        assert printed.count("finished earlier") == len(done)
+        assert [stage for stage in STAGES if stage_finished(run / stage)] == list(STAGES)
+        assert json.loads((run / "report.json").read_text())["missing"] == []
+        assert json.loads((run / "run.json").read_text())["command"] == "demo"

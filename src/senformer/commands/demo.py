@@ -1,11 +1,15 @@
 """``senformer demo``: the whole study end to end on built-in synthetic data, then ``report.html``.
 
-Stages run the other commands in-process (``senformer.cli.main``), each into its own folder under
-``--out``; a stage that finished left ``<stage>/.done`` (written atomically) and is skipped on a rerun, and
-an interrupted training stage resumes from its checkpoints (``train --resume`` checks its inputs' digests).
+Stages run the other commands in-process, each into its own folder under ``--out``. Each stage folder is
+one :class:`senformer.outputs.Output` whose fingerprint is the demo's settings and the digests of what the
+stages it reads produced (:data:`READS`); a finished stage's run record (``<stage>/run.json``, command
+``demo <stage>``) carries that fingerprint, so a stage is up to date exactly when its record says so, and
+stages downstream of one computed again are computed again too. An interrupted training stage resumes from
+its checkpoints (``train --resume`` checks its inputs' digests); any other unfinished stage starts again.
 The settings and seeds are saved in ``demo.json``; a rerun with other settings stops unless ``--overwrite``
 (or its older name ``--fresh``). The whole run holds ``OUT.lock``; a finished demo writes ``OUT/run.json``
-last, with the fingerprint of its settings, so a rerun of the same settings is "up to date" at once.
+last, with the fingerprint of its settings, so a rerun of the same settings is "up to date" at once. A
+fault while writing (a full disk) ends in one line naming the file, exit 2; finished stages stay finished.
 
     data            senformer data synthetic            (the Basenji2-layout dataset)
     train_full      senformer train --attention full    (a small model from scratch)
@@ -97,6 +101,14 @@ class DemoSettings:
 
 STAGES = ("data", "train_full", "control", "train_bigbird", "evaluate", "compare", "tracks", "receptive_field",
           "attribution", "attention")
+# The earlier stages whose outputs each stage reads: their digests count in its fingerprint.
+READS: dict[str, tuple[str, ...]] = {
+    "data": (), "train_full": ("data",), "control": ("train_full",), "train_bigbird": ("data", "train_full"),
+    "evaluate": ("data", "train_full", "control", "train_bigbird"),
+    "compare": ("data", "train_full", "train_bigbird"), "tracks": ("data", "train_full", "train_bigbird"),
+    "receptive_field": ("data", "train_full", "train_bigbird"), "attribution": ("data", "train_bigbird"),
+    "attention": (),
+}
 # The control: the trained full model with every attention output projection (to_out) at its value at
 # initialisation, zero, so each transformer block adds nothing from attention (as the accuracy study's row 2).
 ATTENTION_REMOVED = r"^transformer\.\d+\.attention\.to_out\."
@@ -159,7 +171,7 @@ def _run_demo(out: Path, settings: DemoSettings, fresh: bool, only: list[str] | 
         if _comparable(previous) != _comparable(settings.to_dict()):
             raise UserError(f"{out} holds a demo run with other settings ({recorded}); pass --overwrite to replace "
                             "it or choose another --out")
-        finished = all((out / stage / ".done").is_file() for stage in STAGES) and (out / "report.html").is_file()
+        finished = _invalidate_stale_stages(out, settings) == list(STAGES) and (out / "report.html").is_file()
         if not only and finished and (output.recorded() or {}).get("fingerprint") == fingerprint:
             # The report also reads what lies outside the run (the recorded benchmarks, the accuracy study's
             # study.json), so it is written again; the stages are not run.
@@ -168,8 +180,10 @@ def _run_demo(out: Path, settings: DemoSettings, fresh: bool, only: list[str] | 
             return report
     out.mkdir(parents=True, exist_ok=True)
     output.remove_record()  # written again only once every stage is done
-    atomic_write_text(recorded, json.dumps({"settings": settings.to_dict(), "stages": list(STAGES),
-                                            "command": command}, indent=2) + "\n")
+    with output.writing("the demo's settings", recorded):
+        atomic_write_text(recorded, json.dumps({"settings": settings.to_dict(), "stages": list(STAGES),
+                                                "command": command}, indent=2) + "\n")
+    _invalidate_stale_stages(out, settings)  # so the report never shows a stage of other inputs as finished
     if settings.threads:
         import torch
 
@@ -266,52 +280,128 @@ def _write_train_settings(path: Path, out: Path, stage: str, settings: DemoSetti
     atomic_write_text(path, yaml.safe_dump(values, sort_keys=False))
 
 
-def _write_control(out: Path) -> str:
-    """Save the control model (train_full's weights, attention removed) as ``control/weights``."""
+def _stage_output(out: Path, stage: str, settings: DemoSettings, **record: Any):
+    """The Output of ``out/<stage>``: its fingerprint is the demo's settings (the thread count apart) and the
+    digests of what the stages in :data:`READS` produced, read from their run records; ``record``: what this
+    stage's own record keeps besides (its command line, seconds, the digest of what it produced)."""
+    from ..outputs import DIRECTORY, Output, fingerprint
+
+    inputs = {name: (_stage_record(out, name) or {}).get("settings", {}).get("produced") for name in READS[stage]}
+    digest = fingerprint(f"demo {stage}", {"demo": _comparable(settings.to_dict())}, inputs)
+    return Output(out / stage, DIRECTORY, command=f"demo {stage}", settings=record, inputs=inputs,
+                  fingerprint=digest, grown=stage != "control")
+
+
+def _stage_record(out: Path, stage: str) -> dict | None:
+    """The run record in ``out/<stage>`` when the demo wrote it (a finished stage), else None."""
+    from ..report import stage_finished
+
+    return stage_finished(out / stage)
+
+
+def _up_to_date(out: Path, stage: str, settings: DemoSettings) -> bool:
+    recorded = _stage_record(out, stage)
+    return recorded is not None and recorded.get("fingerprint") == _stage_output(out, stage, settings).fingerprint
+
+
+def _invalidate_stale_stages(out: Path, settings: DemoSettings) -> list[str]:
+    """Remove the run record of every finished stage that is no longer up to date (in stage order, so what
+    follows a stale stage is stale too); returns the stages up to date. A stage whose only changed inputs are
+    unfinished keeps its record until they finish: a resumed training run may make them again unchanged."""
+    current = []
+    for stage in STAGES:
+        record = _stage_record(out, stage)
+        if record is None:
+            continue
+        output = _stage_output(out, stage, settings)
+        if record.get("fingerprint") == output.fingerprint:
+            current.append(stage)
+            continue
+        recorded = record.get("inputs") or {}
+        waiting = any(digest is None for digest in output.inputs.values())
+        changed = any(digest is not None and digest != recorded.get(name) for name, digest in output.inputs.items())
+        if changed or not waiting:
+            output.remove_record()
+    return current
+
+
+def _produced(out: Path, stage: str, folder: Path) -> str | None:
+    """The digest of what later stages read from ``stage`` (written into ``folder``): the dataset or the weights."""
+    from ..inputs import dataset_digest, weights_files_digest
+
+    if stage == "data":
+        return dataset_digest(folder)
+    if any(stage in reads for reads in READS.values()):
+        return weights_files_digest(str(folder / "weights"))
+    return None
+
+
+def _write_control(out: Path, settings: DemoSettings) -> str:
+    """Save the control model (train_full's weights, attention removed) as ``control/weights``, through the
+    stage's Output: into ``control.partial`` and moved into place with its run record once complete."""
     from ..weights import load_model, save_model
 
-    full = out / "train_full" / "weights"
-    model = load_model(full, skip=ATTENTION_REMOVED)
-    save_model(model, out / "control" / "weights")
-    return "train_full/weights with every attention output projection (to_out) at zero, saved as control/weights"
+    what = "train_full/weights with every attention output projection (to_out) at zero, saved as control/weights"
+    started = time.perf_counter()
+    with _stage_output(out, "control", settings, what=what) as output:
+        folder = output.start()
+        model = load_model(out / "train_full" / "weights", skip=ATTENTION_REMOVED)
+        with output.writing("the control's weights"):
+            save_model(model, folder / "weights")
+        output.finish(seconds=round(time.perf_counter() - started, 2), produced=_produced(out, "control", folder))
+    return what
+
+
+def _run_command(out: Path, stage: str, argv: list[str]) -> None:
+    """One senformer command in this process; its one-line error (a full disk, a bad input) ends the demo as it
+    is, prefixed with the stage, rather than after a second line saying that the stage failed. A write fault
+    the command left unnamed names the stage's folder."""
+    from ..cli import build_parser
+    from ..outputs import WRITE_FAULTS
+
+    args = build_parser().parse_args(argv)
+    try:
+        status = int(args.run(args) or 0)
+    except UserError as error:
+        raise UserError(f"stage {stage}: {error}") from None
+    except OSError as error:
+        if error.errno not in WRITE_FAULTS:
+            raise
+        raise UserError(f"stage {stage}: cannot write {error.filename or out / stage} ({WRITE_FAULTS[error.errno]}); "
+                        "a rerun resumes the demo once the fault is cleared") from None
+    if status:
+        raise UserError(f"stage {stage} failed (exit status {status}): senformer {' '.join(argv)}")
 
 
 def _run_stage(out: Path, stage: str, settings: DemoSettings, log) -> None:
-    from ..cli import main
-
     folder = out / stage
-    marker = folder / ".done"
-    if marker.exists():
-        log(f"[{stage}] finished earlier ({marker}), skipped")
+    if _up_to_date(out, stage, settings):
+        log(f"[{stage}] finished earlier ({folder / 'run.json'}), skipped")
         return
-    resume = stage.startswith("train") and any((folder / "checkpoints").glob("*"))
+    # A training stage stopped part-way (checkpoints, no record of the demo's) resumes; anything else unfinished,
+    # or finished from other inputs, starts again from nothing.
+    resume = (stage.startswith("train") and _stage_record(out, stage) is None
+              and any((folder / "checkpoints").glob("*")))
     if folder.exists() and not resume:
-        shutil.rmtree(folder)  # an unfinished stage starts again from nothing
+        shutil.rmtree(folder)
     if stage == "control":
         started = time.perf_counter()
-        what = _write_control(out)
-        seconds = time.perf_counter() - started
-        atomic_write_text(marker, json.dumps({"stage": stage, "what": what, "seconds": round(seconds, 2),
-                                              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
-        log(f"[{stage}] {what} ({seconds:.1f} s)")
+        what = _write_control(out, settings)
+        log(f"[{stage}] {what} ({time.perf_counter() - started:.1f} s)")
         return
     argv = _stage_argv(out, stage, settings)
     if resume:
         argv.append("--resume")
     log(f"[{stage}] senformer {' '.join(argv)}")
     started = time.perf_counter()
-    try:
-        status = main(argv)
-    except SystemExit as exit_:  # argparse rejects the arguments
-        status = exit_.code if isinstance(exit_.code, int) else 2
-    if status:
-        raise UserError(f"stage {stage} failed (exit status {status}): senformer {' '.join(argv)}")
+    _run_command(out, stage, argv)
     if stage == "attention":  # out of memory is a data point; an error is not
         records = json.loads((folder / "attention.json").read_text(encoding="utf-8"))["records"]
         failed = [f"{r['kind']} at {r['length']}: {r.get('error', r['status'])}" for r in records if r["status"] == "error"]
         if failed:
             raise UserError(f"stage attention: {len(failed)} point(s) failed ({folder / 'attention.json'}): {failed[0]}")
     seconds = time.perf_counter() - started
-    atomic_write_text(marker, json.dumps({"stage": stage, "argv": argv, "seconds": round(seconds, 2),
-                                          "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+    ran = _stage_output(out, stage, settings).recorded()  # the command's own run record, kept inside the stage's
+    _stage_output(out, stage, settings, argv=argv, seconds=round(seconds, 2), produced=_produced(out, stage, folder),
+                  ran=ran).write_record()
     log(f"[{stage}] done in {seconds:.1f} s")

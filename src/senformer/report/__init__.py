@@ -12,6 +12,6 @@ Figures are made with :func:`senformer.plots.new_figure`, below this package.
 from .accuracy_study import read_accuracy_study
 from .demo import build_study_report
 from .page import Report
-from .sources import RECORDED_RESULTS
+from .sources import RECORDED_RESULTS, stage_finished
 
-__all__ = ["RECORDED_RESULTS", "Report", "build_study_report", "read_accuracy_study"]
+__all__ = ["RECORDED_RESULTS", "Report", "build_study_report", "read_accuracy_study", "stage_finished"]

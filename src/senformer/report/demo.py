@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..io import write_json
+from ..outputs import writing
 from ..plots import grouped_bars, new_figure
 from .accuracy_study import STUDY_RESULT, accuracy_study_section
 from .page import Report
@@ -59,27 +60,29 @@ def build_study_report(run_dir: str | os.PathLike, recorded: str | os.PathLike |
                    note="Each number is read from the files named under the tables and figures below.")
     numbers["summary"] = findings
     html_path = run / "report.html"
-    report.write(html_path)
-    write_json(run / "report.json", {"run": str(run.resolve()), "settings": settings, "numbers": numbers,
-                                      "missing": missing, "summary": findings})
+    with writing(html_path, "the report"):
+        report.write(html_path)
+    with writing(run / "report.json", "the report's numbers"):
+        write_json(run / "report.json", {"run": str(run.resolve()), "settings": settings, "numbers": numbers,
+                                          "missing": missing, "summary": findings})
     return html_path
 
 
 def _runs_section(report: Report, run: Path, settings: dict, numbers: dict) -> list[dict]:
     report.section("Runs", "Each stage ran one senformer command into its own folder; every number below "
-                   "names the file it was read from, and each folder holds its run record (settings.json or "
-                   "run.json) or .done marker.")
+                   "names the file it was read from, and each finished stage's folder holds its run record "
+                   "(run.json: the command, its settings and the fingerprint of its inputs).")
     stage_names = settings.get("stages") or sorted(p.name for p in run.iterdir() if p.is_dir())
     rows = []
     for stage in stage_names:
-        marker = stage_finished(run / stage)
-        rows.append({"stage": stage, "status": "finished" if marker else "missing",
-                     "seconds": marker["seconds"] if marker else float("nan"),
-                     "command": ("senformer " + " ".join(marker["argv"])) if marker and marker.get("argv")
-                     else (marker or {}).get("what", "")})
+        ran = (stage_finished(run / stage) or {}).get("settings")
+        rows.append({"stage": stage, "status": "finished" if ran is not None else "missing",
+                     "seconds": ran.get("seconds", float("nan")) if ran is not None else float("nan"),
+                     "command": ("senformer " + " ".join(ran["argv"])) if ran and ran.get("argv")
+                     else (ran or {}).get("what", "")})
     runs = pd.DataFrame(rows)
-    report.table(runs, "Stages of this study", source=[str(Path(stage, ".done")) for stage in stage_names])
-    numbers["runs"] = {"table": runs.to_dict(orient="records"), "source": "<stage>/.done"}
+    report.table(runs, "Stages of this study", source=[str(Path(stage, "run.json")) for stage in stage_names])
+    numbers["runs"] = {"table": runs.to_dict(orient="records"), "source": "<stage>/run.json"}
     if settings.get("settings"):
         flat = pd.DataFrame([{"setting": key, "value": json.dumps(value) if isinstance(value, (dict, list)) else str(value)}
                              for key, value in settings["settings"].items()])

@@ -1,5 +1,5 @@
 """What the report reads from a run folder: JSON files (a malformed one is a user error naming it), which
-stages finished, and the machine a recorded result ran on, in words."""
+stages finished (their run records), and the machine a recorded result ran on, in words."""
 
 from __future__ import annotations
 
@@ -20,9 +20,13 @@ def read_json(path: Path) -> dict:
 
 
 def stage_finished(folder: Path) -> dict | None:
-    """The stage marker of a finished stage, else None."""
-    marker = folder / ".done"
-    return read_json(marker) if marker.is_file() else None
+    """The run record of a finished ``senformer demo`` stage (command ``demo <stage>``: written once the stage
+    is complete, removed when its inputs change), else None."""
+    from ..outputs import DIRECTORY, Output
+
+    command = f"demo {folder.name}"
+    record = Output(folder, DIRECTORY, command=command, grown=True).recorded()
+    return record if record is not None and record.get("command") == command else None
 
 
 def machine_text(machine: dict) -> str:
