@@ -21,7 +21,8 @@ from senformer.cli import main
 from senformer.data.synthetic import make_synthetic
 from senformer.errors import UserError
 from senformer.study import StudySettings, answer, bootstrap_difference, model_entries, spread, study_runs
-from senformer.study.evaluation import evaluation_up_to_date
+from senformer.study import evaluation_output, execute_run, prepare, run_output
+from senformer.study.runs import DATA, RUN, data_output, finished
 from senformer.train import TrainSettings
 from senformer.train.loop import build_model
 from senformer.weights import ATTENTION_TENSORS
@@ -118,6 +119,7 @@ def test_study_runs_end_to_end_and_resumes(tmp_path, capsys):
 
     # A rerun skips every finished run and the evaluation, and writes the same numbers.
     logs = {path: path.stat().st_mtime for path in (out / "runs").glob("*/log.jsonl")}
+    logs[out / "evaluation" / "seed-0" / "metrics.json"] = (out / "evaluation" / "seed-0" / "metrics.json").stat().st_mtime
     assert main(arguments) == 0
     assert {path: path.stat().st_mtime for path in logs} == logs
     assert json.loads((results / "study.json").read_text())["models"] == first["models"]
@@ -125,7 +127,7 @@ def test_study_runs_end_to_end_and_resumes(tmp_path, capsys):
     # A run killed after its first checkpoint of phase 2: the rerun resumes it with `train --resume`, exactly.
     run = out / "runs" / "report-all-seed0"
     final = load_file(str(run / "weights" / "model.safetensors"))
-    (run / ".done").unlink()
+    (run / "run.json").unlink()  # the study's record of the finished run
     shutil.rmtree(run / "weights")
     (run / "checkpoints" / "step-00000002.pt").unlink()
     assert main(arguments) == 0
@@ -161,36 +163,29 @@ def test_rows_5_to_7_at_row_4s_steps_are_one_model_each():
         micro_settings(lr_factors=(0.0,))
 
 
-def test_an_evaluation_of_other_models_is_not_up_to_date(tmp_path):
-    """An evaluation is kept only while it scores exactly the seed's models, one row of sums each, and is
-    newer than every run: one written with duplicated names (by the version that misfiled sums) is redone."""
-    import os
-
+def test_a_piece_of_the_study_is_done_exactly_when_its_run_record_says_so(tmp_path):
+    """The dataset, every run and every seed's evaluation is one Output: a run is done when its run record
+    carries its fingerprint (its settings, the dataset's and what the runs it starts from produced), and the
+    evaluation's fingerprint names the seed's models and what each run produced: new weights in row 1 make
+    every run built on it, and the evaluation, stale; row 1 itself stays done."""
     settings = micro_settings(fresh_multiple=1)
     out = tmp_path / "study"
-    for run in study_runs(out, settings):
-        (out / "runs" / run.name).mkdir(parents=True)
-        (out / "runs" / run.name / ".done").write_text("{}\n")
-    names = [entry.name for entry in model_entries(out, settings, 0)]
-    target = out / "evaluation" / "seed-0.json"
-    target.parent.mkdir()
+    prepare(out, settings)  # the tiny dataset, through its Output
+    assert finished(out / "data", DATA)["fingerprint"] == data_output(out, settings).fingerprint
+    runs = study_runs(out, settings)
+    for run in runs:  # dependencies first: row 1 leads
+        run_output(run, out, produced=f"weights of {run.name}").write_record()
+    assert {execute_run(run, out, print) for run in runs} == {"skipped (done)"}
+    evaluated = evaluation_output(out, settings, 0).fingerprint
 
-    def evaluation(recorded, stored, rows):
-        target.write_text(json.dumps({"models": [{"name": name} for name in recorded]}))
-        np.savez(target.with_suffix(".npz"), names=np.array(stored), model_sums=np.zeros((rows, 2, 3, 3)))
-        later = max(path.stat().st_mtime for path in (out / "runs").glob("*/.done")) + 10
-        os.utime(target, (later, later))
-
-    evaluation(names, names, len(names))
-    assert evaluation_up_to_date(out, settings, 0)
-    doubled = [*names[:6], names[5], *names[6:]]
-    evaluation(doubled, doubled, len(names))
-    assert not evaluation_up_to_date(out, settings, 0)
-    evaluation(names, names, len(names) - 1)
-    assert not evaluation_up_to_date(out, settings, 0)
-    evaluation(names, names, len(names))
-    os.utime(out / "runs" / "full-seed0" / ".done", (target.stat().st_mtime + 1,) * 2)
-    assert not evaluation_up_to_date(out, settings, 0)
+    row1 = next(run for run in runs if run.key == "full")
+    run_output(row1, out, produced="other weights of row 1").write_record()
+    stale = {run.name for run in runs if finished(out / "runs" / run.name, RUN)["fingerprint"]
+             != run_output(run, out).fingerprint}
+    assert stale == {run.name for run in runs if row1.name in run.depends} and row1.name not in stale
+    assert evaluation_output(out, settings, 0).fingerprint != evaluated
+    models = evaluation_output(out, settings, 0).settings["models"]
+    assert models == [entry.name for entry in model_entries(out, settings, 0)]
 
 
 @pytest.mark.slow

@@ -25,32 +25,38 @@ importing only the ones above it:
     writeup.py      the prose from study.json's record: summary.md, the write-up and its answer
     results.py      across seeds: summarise (study.json), bootstrap intervals, table, figures
     pipeline.py     run_study (the whole study, resumable) and estimate (timed before running)
-    __main__.py     ``python -m senformer.study evaluate OUT SEED``, the evaluation job's process
+    __main__.py     ``python -m senformer.study evaluate OUT SEED INTO``, the evaluation job's process
 
 Layout of ``OUT``::
 
     study-settings.json   the settings (a rerun with other settings stops unless fresh)
     data/                 the synthetic dataset          model.json   row 1's model
-    runs/<run>/           one `senformer train` output (+ train.out, .done; rows 5-7 weights-step-<N>/)
-    evaluation/seed-<S>.json, seed-<S>.npz   per seed: metrics and per-example sums for the bootstrap
+    runs/<run>/           one `senformer train` output (+ train.out; rows 5-7 weights-step-<N>/)
+    evaluation/seed-<S>/  per seed: metrics.json and sums.npz (per-example sums for the bootstrap)
     results/              study.json, table.csv, summary.md, curves.png, per_example.png, receptive_field.png
 
-A finished run (``.done``) is skipped on a rerun; a killed one continues with ``senformer train --resume``.
+The dataset, each run and each seed's evaluation is one :class:`senformer.outputs.Output`: finished exactly
+when its run record (``run.json``, command ``study data``, ``study run`` or ``study evaluate``) carries the
+fingerprint of its settings and of what it reads (the dataset, the weights the runs it starts from produced),
+so a finished piece is skipped on a rerun and one whose inputs were made anew is made again; a killed run
+continues with ``senformer train --resume``.
 """
 
-from .evaluation import ATTENTION_REMOVED_SKIP, ModelEntry, evaluate_seed, long_range_tracks, main, model_entries
+from .evaluation import (ATTENTION_REMOVED_SKIP, ModelEntry, evaluate_seed, evaluation_output, long_range_tracks, main,
+                         model_entries)
 from .pipeline import estimate, run_study
 from .results import (ATTENTION_MATTERS, TABLE_METRICS, bootstrap_difference, bootstrap_pooled, plot_curves,
                       plot_per_example, plot_receptive_field, read_curves, spread, summarise, table_frame,
                       write_results)
 from .runs import (FRESH_ROWS, HEAD, LR_ROWS, ROW_1, ROWS, Job, Run, StudySettings, execute_run, prepare, run_jobs,
-                   run_name, snapshot_path, study_runs)
+                   run_name, run_output, snapshot_path, study_runs)
 from .writeup import answer, summary_markdown, write_docs
 
 __all__ = [
     "ATTENTION_MATTERS", "ATTENTION_REMOVED_SKIP", "FRESH_ROWS", "HEAD", "LR_ROWS", "ROW_1", "ROWS", "TABLE_METRICS",
     "Job", "ModelEntry", "Run", "StudySettings", "answer", "bootstrap_difference", "bootstrap_pooled", "estimate",
-    "evaluate_seed", "execute_run", "long_range_tracks", "main", "model_entries", "plot_curves", "plot_per_example",
-    "plot_receptive_field", "prepare", "read_curves", "run_jobs", "run_name", "run_study", "snapshot_path", "spread",
-    "study_runs", "summarise", "summary_markdown", "table_frame", "write_docs", "write_results",
+    "evaluate_seed", "evaluation_output", "execute_run", "long_range_tracks", "main", "model_entries", "plot_curves",
+    "plot_per_example", "plot_receptive_field", "prepare", "read_curves", "run_jobs", "run_name", "run_output",
+    "run_study", "snapshot_path", "spread", "study_runs", "summarise", "summary_markdown", "table_frame", "write_docs",
+    "write_results",
 ]

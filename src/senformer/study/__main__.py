@@ -1,4 +1,4 @@
-"""``python -m senformer.study evaluate OUT SEED``: the study's evaluation job, run as a subprocess."""
+"""``python -m senformer.study evaluate OUT SEED INTO``: the study's evaluation job, run as a subprocess."""
 
 import sys
 

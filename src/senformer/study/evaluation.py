@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -20,8 +21,10 @@ import numpy as np
 
 from ..errors import UserError
 from ..io import atomic_write_text, write_npz
-from .runs import (FRESH_ROWS, HEAD, LR_ROWS, ROW_1, ROWS, StudySettings, _one_thread_environment, run_name,
-                   snapshot_path, study_runs)
+from .runs import (EVALUATION, FRESH_ROWS, HEAD, LR_ROWS, ROW_1, ROWS, RUN, StudySettings, _one_thread_environment,
+                   finished, produced, run_name, snapshot_path, study_runs)
+
+METRICS, SUMS = "metrics.json", "sums.npz"  # one seed's evaluation: the metrics, the per-example sums
 
 
 # Evaluation of one seed ----------------------------------------------------------------------------------
@@ -69,7 +72,7 @@ def model_entries(out: Path, settings: StudySettings, seed: int) -> list[ModelEn
             for key in LR_ROWS:
                 entries.append(ModelEntry(f"{key}@{short} lr x{factor:.3g}", key, short, factor,
                                           str(runs / run_name(key, seed, factor) / "weights")))
-    # Each model's per-example sums are stored under its name (evaluation/seed-<S>.npz): names are keys.
+    # Each model's per-example sums are stored under its name (evaluation/seed-<S>/sums.npz): names are keys.
     assert len({entry.name for entry in entries}) == len(entries), [entry.name for entry in entries]
     return entries
 
@@ -84,9 +87,9 @@ def long_range_tracks(data: Path) -> list[int]:
     return [int(i) for i in json.loads((data / "synthetic.json").read_text(encoding="utf-8"))["long_range_tracks"]]
 
 
-def evaluate_seed(out: str | os.PathLike, seed: int) -> Path:
-    """Score every model of ``seed`` on the test split; write ``evaluation/seed-<S>.json`` (metrics) and
-    ``.npz`` (per-example sums for the bootstrap)."""
+def evaluate_seed(out: str | os.PathLike, seed: int, into: str | os.PathLike) -> Path:
+    """Score every model of ``seed`` on the test split; write ``metrics.json`` and ``sums.npz`` (per-example
+    sums for the bootstrap) into ``into`` (``evaluation/seed-<S>.partial``: see :func:`evaluation_output`)."""
     import torch
 
     from ..analysis.compare import compare_scores, group_scores
@@ -178,9 +181,9 @@ def evaluate_seed(out: str | os.PathLike, seed: int) -> Path:
                    for entry in entries],
         "receptive_field": _receptive_fields(models, entries, dataset, settings),
     }
-    target = out / "evaluation" / f"seed-{seed}.json"
-    write_npz(target.with_suffix(".npz"), names=np.array([e.name for e in entries]), model_sums=model_sums,
-               target_sums=target_sums, bins=np.array(bins), example_index=result.models[reference].example_index)
+    target = Path(into) / METRICS
+    write_npz(target.with_name(SUMS), names=np.array([e.name for e in entries]), model_sums=model_sums,
+              target_sums=target_sums, bins=np.array(bins), example_index=result.models[reference].example_index)
     atomic_write_text(target, json.dumps(_jsonable(record), indent=1) + "\n")
     return target
 
@@ -243,47 +246,50 @@ def _jsonable(value: Any) -> Any:
 
 
 # The evaluation job, in its own one-thread process -------------------------------------------------------
-def evaluation_up_to_date(out: Path, settings: StudySettings, seed: int) -> bool:
-    """Whether ``evaluation/seed-<S>`` scores exactly the seed's models, each with one row of sums, and is
-    newer than every run of the seed."""
-    target = out / "evaluation" / f"seed-{seed}.json"
-    sums = target.with_suffix(".npz")
-    if not (target.is_file() and sums.is_file()):
-        return False
-    runs = [out / "runs" / run.name / ".done" for run in study_runs(out, settings) if run.seed == seed]
-    if not all(done.is_file() and target.stat().st_mtime >= done.stat().st_mtime for done in runs):
-        return False
-    names = [entry.name for entry in model_entries(out, settings, seed)]
-    try:
-        recorded = [model["name"] for model in json.loads(target.read_text(encoding="utf-8"))["models"]]
-        with np.load(sums) as arrays:
-            stored, rows = [str(name) for name in arrays["names"]], arrays["model_sums"].shape[0]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False  # unreadable or from another version: evaluated again
-    return recorded == stored == names and rows == len(names)
+def evaluation_output(out: Path, settings: StudySettings, seed: int):
+    """One seed's evaluation (``evaluation/seed-<S>/``: :data:`METRICS`, :data:`SUMS`) as one Output: its
+    fingerprint is the study's settings, the seed's models by name and what each of the seed's runs produced,
+    so an evaluation of other models or of other weights is never reused."""
+    from ..outputs import DIRECTORY, Output
+
+    inputs = {run.name: produced(out / "runs" / run.name, RUN) for run in study_runs(out, settings) if run.seed == seed}
+    return Output(evaluation_folder(out, seed), DIRECTORY, command=EVALUATION, inputs=inputs, settings={
+        "seed": seed, "models": [entry.name for entry in model_entries(out, settings, seed)],
+        "study": settings.to_dict()})
+
+
+def evaluation_folder(out: Path, seed: int) -> Path:
+    return out / "evaluation" / f"seed-{seed}"
 
 
 def _evaluate_in_subprocess(out: Path, seed: int, log: Callable[[str], None]) -> str:
-    """Evaluate one seed in its own one-thread process (skipped when :func:`evaluation_up_to_date`)."""
+    """Evaluate one seed in its own one-thread process into its Output's partial folder (skipped when up to
+    date; an evaluation of other runs is replaced)."""
     settings = StudySettings.from_dict(json.loads((out / "study-settings.json").read_text(encoding="utf-8")))
-    if evaluation_up_to_date(out, settings, seed):
-        return "skipped (done)"
-    target = out / "evaluation" / f"seed-{seed}.json"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "senformer.study", "evaluate", str(out), str(seed)]
-    with open(out / "evaluation" / f"seed-{seed}.out", "w", encoding="utf-8") as output:
-        status = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, env=_one_thread_environment()).returncode
-    if status != 0:
-        raise UserError(f"evaluation of seed {seed} failed (exit {status}); see {out / 'evaluation' / f'seed-{seed}.out'}")
+    output = evaluation_output(out, settings, seed)
+    if (finished(output.path, EVALUATION) or {}).get("fingerprint") not in (None, output.fingerprint):
+        shutil.rmtree(output.path)
+    with output:
+        if output.up_to_date:
+            return "skipped (done)"
+        folder = output.start()
+        transcript = output.path.with_name(f"seed-{seed}.out")
+        command = [sys.executable, "-m", "senformer.study", "evaluate", str(out), str(seed), str(folder)]
+        with open(transcript, "w", encoding="utf-8") as stream:
+            status = subprocess.run(command, stdout=stream, stderr=subprocess.STDOUT,
+                                    env=_one_thread_environment()).returncode
+        if status != 0:
+            raise UserError(f"evaluation of seed {seed} failed (exit {status}); see {transcript}")
+        output.finish()
     log(f"evaluate-seed{seed}: done")
     return "evaluated"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m senformer.study evaluate OUT SEED``: the study's own evaluation job (a subprocess)."""
+    """``python -m senformer.study evaluate OUT SEED INTO``: the study's own evaluation job (a subprocess)."""
     arguments = list(sys.argv[1:] if argv is None else argv)
-    if len(arguments) != 3 or arguments[0] != "evaluate":
-        print("usage: python -m senformer.study evaluate OUT SEED", file=sys.stderr)
+    if len(arguments) != 4 or arguments[0] != "evaluate":
+        print("usage: python -m senformer.study evaluate OUT SEED INTO", file=sys.stderr)
         return 2
-    print(evaluate_seed(arguments[1], int(arguments[2])))
+    print(evaluate_seed(arguments[1], int(arguments[2]), arguments[3]))
     return 0

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..io import atomic_write_text
-from .evaluation import _jsonable
+from .evaluation import METRICS, SUMS, _jsonable, evaluation_folder
 from .runs import LR_ROWS, ROWS, StudySettings, _machine, study_runs
 from .writeup import summary_markdown
 
@@ -106,11 +106,11 @@ def summarise(out: str | os.PathLike, settings: StudySettings) -> dict[str, Any]
     """``study.json``'s content from every seed's evaluation: per model the mean +- SD over seeds (with the
     values), bootstrap intervals of the differences, the attention-matters check, the contrasts and curves."""
     out = Path(out)
-    evaluations = {seed: json.loads((out / "evaluation" / f"seed-{seed}.json").read_text(encoding="utf-8"))
+    evaluations = {seed: json.loads((evaluation_folder(out, seed) / METRICS).read_text(encoding="utf-8"))
                    for seed in settings.seeds}
     sums = {}
     for seed in settings.seeds:
-        with np.load(out / "evaluation" / f"seed-{seed}.npz") as arrays:
+        with np.load(evaluation_folder(out, seed) / SUMS) as arrays:
             sums[seed] = {key: arrays[key] for key in arrays.files}
     first = evaluations[settings.seeds[0]]
     long_range = first["long_range_tracks"]

@@ -220,13 +220,60 @@ def snapshot_path(directory: Path, step: int) -> Path:
     return directory / f"weights-step-{step}"
 
 
+# A finished piece of the study is its folder's run record, written by the study under one of these commands.
+DATA, RUN, EVALUATION = "study data", "study run", "study evaluate"
+
+
+def finished(folder: Path, command: str) -> dict | None:
+    """The run record the study wrote into ``folder`` once it was complete (``command``: :data:`DATA`,
+    :data:`RUN` or :data:`EVALUATION`), else None."""
+    from ..outputs import DIRECTORY, Output
+
+    record = Output(folder, DIRECTORY, command=command, grown=True).recorded()
+    return record if record is not None and record.get("command") == command else None
+
+
+def produced(folder: Path, command: str) -> str | None:
+    """The digest of what a finished piece produced (a run: its final weights), None while unfinished."""
+    return ((finished(folder, command) or {}).get("settings") or {}).get("produced")
+
+
+def data_output(out: Path, settings: StudySettings):
+    """The study's dataset as one Output: made once from its size, seed and overrides, into ``data.partial``."""
+    from ..outputs import DIRECTORY, Output
+
+    return Output(out / "data", DIRECTORY, command=DATA, settings={
+        "size": settings.data_size, "seed": settings.data_seed, "overrides": dict(settings.data_overrides)})
+
+
+def run_output(run: Run, out: Path, **record: Any):
+    """A training run's folder as one Output, grown by ``senformer train`` phase by phase: its fingerprint is
+    the run's arguments (paths inside ``out`` apart) and phases, the dataset's fingerprint and what the runs it
+    starts from produced; ``record``: what its run record keeps besides."""
+    from ..outputs import DIRECTORY, Output, fingerprint
+
+    inputs = {"data": (finished(out / "data", DATA) or {}).get("fingerprint"),
+              **{name: produced(out / "runs" / name, RUN) for name in run.depends}}
+    inside = str(out)
+    settings = {"arguments": ["OUT" + argument[len(inside):] if argument.startswith(inside) else argument
+                              for argument in run.arguments], "phases": list(run.phases)}
+    return Output(out / "runs" / run.name, DIRECTORY, command=RUN, settings={**settings, **record}, inputs=inputs,
+                  fingerprint=fingerprint(RUN, settings, inputs), grown=True)
+
+
 def execute_run(run: Run, out: Path, log: Callable[[str], None]) -> str:
-    """Train ``run`` to its last phase, resuming whatever a killed attempt left; returns what was done."""
+    """Train ``run`` to its last phase, resuming whatever a killed attempt left; returns what was done. A run is
+    done exactly when its run record (:func:`run_output`) carries this run's fingerprint."""
+    from ..inputs import weights_files_digest
     from ..train.checkpoint import latest_checkpoint
 
     directory = out / "runs" / run.name
-    if (directory / ".done").is_file():
+    output = run_output(run, out)
+    recorded = finished(directory, RUN)
+    if recorded is not None and recorded.get("fingerprint") == output.fingerprint:
         return "skipped (done)"
+    if recorded is not None:
+        shutil.rmtree(directory)  # finished from other inputs: train it again
     # Phases whose weights were kept are finished; without a checkpoint to continue from, start over.
     first = 0
     while first < len(run.phases) - 1 and (snapshot_path(directory, run.phases[first]) / "model.safetensors").is_file():
@@ -246,10 +293,10 @@ def execute_run(run: Run, out: Path, log: Callable[[str], None]) -> str:
             done.append(f"trained to step {steps}")
         directory.mkdir(parents=True, exist_ok=True)
         command = _train_command([*arguments, "--out", str(directory)])
-        with open(directory / "train.out", "a", encoding="utf-8") as output:
-            output.write("$ " + " ".join(command) + "\n")
-            output.flush()
-            status = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT,
+        with open(directory / "train.out", "a", encoding="utf-8") as transcript:
+            transcript.write("$ " + " ".join(command) + "\n")
+            transcript.flush()
+            status = subprocess.run(command, stdout=transcript, stderr=subprocess.STDOUT,
                                     env=_one_thread_environment()).returncode
         if status != 0:
             raise UserError(f"run {run.name} failed (exit {status}); see {directory / 'train.out'}")
@@ -259,7 +306,8 @@ def execute_run(run: Run, out: Path, log: Callable[[str], None]) -> str:
             shutil.rmtree(temporary, ignore_errors=True)
             shutil.copytree(directory / "weights", temporary)
             move_into_place(temporary, snapshot)
-    atomic_write_text(directory / ".done", json.dumps({"phases": list(run.phases)}) + "\n")
+    ran = output.recorded()  # senformer train's own record, kept inside the run's
+    run_output(run, out, produced=weights_files_digest(str(directory / "weights")), ran=ran).write_record()
     log(f"{run.name}: {', '.join(done)}")
     return ", ".join(done)
 
@@ -329,11 +377,11 @@ def prepare(out: Path, settings: StudySettings, fresh: bool = False, record: boo
                             "pass --fresh to replace it or choose another --out")
     if record:
         atomic_write_text(recorded, json.dumps(settings.to_dict(), indent=2) + "\n")
-    data = out / "data"
-    if not (data / ".done").is_file():
-        make_synthetic(data, settings.data_size, seed=settings.data_seed, **settings.data_overrides)
-        atomic_write_text(data / ".done", "\n")
-    statistics = read_statistics(data)
+    with data_output(out, settings) as output:
+        if not output.up_to_date:
+            make_synthetic(output.start(), settings.data_size, seed=settings.data_seed, **settings.data_overrides)
+            output.finish()
+    statistics = read_statistics(out / "data")
     model = {**settings.model, "attention": "full", "output_heads": {HEAD: int(statistics["num_targets"])},
              "target_length": int(statistics["target_length"])}
     atomic_write_text(out / "model.json", json.dumps(model, indent=2) + "\n")
