@@ -23,7 +23,7 @@ def test_json_round_trip(tmp_path):
     config = EnformerConfig(attention="bigbird", target_length=None, output_heads={"human": 7}, positional_basis_length=1536)
     assert EnformerConfig.from_json(config.to_json()) == config
     path = tmp_path / "config.json"
-    config.to_json(path)
+    path.write_text(config.to_json())
     assert EnformerConfig.from_json(path) == config
     assert json.loads(path.read_text())["attention"] == "bigbird"
 

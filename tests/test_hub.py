@@ -257,13 +257,19 @@ def test_cache_is_used_without_network(server, home):
     # the fixes an offline machine has: a mirror, or local files through senformer convert
     assert "$SENFORMER_WEIGHTS_URL" in str(offline.value) and "senformer convert" in str(offline.value)
     assert (first / "model.safetensors").is_file()  # a failed --force keeps the working copy
-    # every weights option takes the name: the loader resolves it from the cache
+    # every weights option and senformer.load_model take the name, resolved from the cache at the edge;
+    # below it, weights/ (and Enformer.from_pretrained through it) open paths only
     from senformer import Enformer, load_model
+    from senformer.commands.common import weights_path
+    from senformer.weights import load_model as load_path
 
     by_name = load_model("enformer", overrides={"attention": "bigbird"})
     assert by_name.config.attention == "bigbird"
-    for name, tensor in Enformer.from_pretrained("enformer").state_dict().items():
+    assert weights_path("enformer") == str(first) and weights_path("my/weights") == "my/weights"
+    for name, tensor in Enformer.from_pretrained(first).state_dict().items():
         assert torch.equal(tensor, by_name.state_dict()[name]), name
+    with pytest.raises(FileNotFoundError, match="no such weights file or directory: enformer"):
+        load_path("enformer")
 
 
 def test_download_command_prints_the_cached_path(server, home, capsys):
@@ -333,8 +339,14 @@ def test_genome_is_recompressed_as_bgzip_and_indexed_once(server, home, chromoso
     server.stop()
     assert hub.resolve_genome("hg38", progress=False) == path
     assert server.gets(GENOME_URL_PATH) == [None]
-    with Genome("hg38") as genome:  # every FASTA option takes the name: Genome resolves it from the cache
+    # every FASTA option takes the name, resolved from the cache at the edge; data/ opens paths only
+    from senformer.commands.common import genome_path
+
+    assert genome_path("hg38") == str(path) and genome_path("my.fa") == "my.fa"
+    with Genome(genome_path("hg38")) as genome:
         assert genome.path == path and genome.fetch(Interval("chr1", 0, 50)) == chromosomes["chr1"][:50].upper()
+    with pytest.raises(FileNotFoundError, match="no such FASTA file: hg38"):
+        Genome("hg38")
 
 
 def test_damaged_genome_download_is_refused_and_removed(server, home, fasta_gz):

@@ -1,5 +1,7 @@
-"""Package-internal imports run one way: no cycles, and model/ reaches weights/ only through its two
-delegations (``Enformer.from_pretrained`` and ``save_pretrained``).
+"""Package-internal imports run one way: no cycles between modules nor between the package's parts (a
+subpackage such as ``data/`` or a top-level module such as ``hub.py``), model/ reaches weights/ only through
+its two delegations (``Enformer.from_pretrained`` and ``save_pretrained``), and names such as ``hg38`` and
+``enformer`` are resolved above ``data/``, ``weights/`` and ``model/`` (which open paths only).
 
 The graph is read from the source with ``ast`` (nothing is imported), so function-level imports count
 exactly like module-level ones.
@@ -160,3 +162,36 @@ def test_model_imports_weights_only_through_the_two_delegations():
     )
     assert {(importer, function, imported) for importer, function, imported, _ in crossing} == DELEGATIONS, crossing
     assert len(crossing) == len(DELEGATIONS), crossing
+
+
+def part(module: str) -> str:
+    """The package part a module belongs to: ``senformer.data.genome`` -> ``senformer.data``."""
+    return ".".join(module.split(".")[:2])
+
+
+def test_the_package_parts_have_no_cycle():
+    """Modules may form no cycle and still make their folders one (data/genome -> hub -> weights/loading ->
+    data/tfrecord): each part must sit wholly above or below each other part."""
+    files = module_files()
+    graph: dict[str, set[str]] = {}
+    for importer, imported, function, _ in import_edges(files):
+        if (importer, function, imported) not in DELEGATIONS and part(importer) != part(imported):
+            graph.setdefault(part(importer), set()).add(part(imported))
+    found = cycles(graph)
+    assert not found, "cycles between package parts: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_the_part_graph_sees_a_circle_through_folders():
+    graph = {"senformer.data": {"senformer.hub"}, "senformer.hub": {"senformer.weights"},
+             "senformer.weights": {"senformer.data"}, "senformer.io": set()}
+    assert cycles(graph) == [["senformer.data", "senformer.hub", "senformer.weights"]]
+    assert part("senformer.data.genome") == "senformer.data" and part("senformer.hub") == "senformer.hub"
+
+
+def test_names_are_resolved_above_data_weights_and_model():
+    """``hub`` (names, downloads, the cache) sits above ``weights/``; ``data/`` opens paths and never downloads."""
+    files = module_files()
+    upward = sorted((importer, imported, line) for importer, imported, _, line in import_edges(files)
+                    if any(_in(importer, below) for below in ("senformer.data", "senformer.weights", "senformer.model"))
+                    and _in(imported, "senformer.hub"))
+    assert upward == []

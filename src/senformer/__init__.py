@@ -28,7 +28,7 @@ _EXPORTS = {
     "Borzoi": ".model.borzoi",
     "one_hot": ".sequence",
     "reverse_complement": ".sequence",
-    "load_model": ".weights",
+    "load_model": ".hub",
     "save_model": ".weights",
 }
 
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .model.borzoi import Borzoi
     from .model.enformer import Enformer
     from .sequence import one_hot, reverse_complement
-    from .weights import load_model, save_model
+    from .hub import load_model
+    from .weights import save_model
 
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

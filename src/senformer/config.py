@@ -199,13 +199,9 @@ class EnformerConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def to_json(self, path: str | os.PathLike | None = None) -> str:
-        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
-        if path is not None:
-            from .io import atomic_write_text
-
-            atomic_write_text(path, text + "\n")
-        return text
+    def to_json(self) -> str:
+        """The config as JSON text (sorted keys); writing it is the caller's (``io.atomic_write_text``)."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> "EnformerConfig":

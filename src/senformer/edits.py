@@ -328,7 +328,7 @@ def edit_flops(
     heads: Sequence[str] = ("human",),
     reverse_complement: bool = False,
 ) -> dict[str, float]:
-    """Multiply-add FLOPs (:func:`senformer.bench.flops.forward_flops`) of one edit through the engine
+    """Multiply-add FLOPs (:func:`senformer.model.flops.forward_flops`) of one edit through the engine
     against a whole-window forward, at batch 1, per edit (the reference trunk not counted).
 
     The conv trunk's FLOPs are linear in its input, so a recomputed span of ``w`` of the ``T`` positions
@@ -340,8 +340,8 @@ def edit_flops(
         engine's), ``recomputed_positions`` (span positions, summed over passes) and ``bound``
         (``whole / edit``: the speed-up a FLOP-bound run could reach).
     """
-    from .bench.flops import forward_flops
     from .model.enformer import Enformer
+    from .model.flops import forward_flops
 
     edit = edit if edit is not None else Edit(length // 2, "A", "C")
     with torch.device("meta"):  # the reach is read from the modules; no weights are needed

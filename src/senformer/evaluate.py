@@ -28,7 +28,8 @@ from torch.utils.data import DataLoader
 
 from .data.tracks import ASSAY_GROUPS, OTHER, UNRESOLVED_CHIP, head_track_table
 from .errors import UserError
-from .inference import predict_batch, stack_examples
+from .data.batch import stack_examples
+from .inference import predict_batch
 from .io import jsonable, save_figure, write_csv, write_json, write_npz
 from .metrics import StreamingPearson, nan_summary, per_example_pearson, per_example_summary
 

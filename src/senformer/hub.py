@@ -3,6 +3,9 @@
     senformer download enformer      # DeepMind's Sonnet checkpoint -> $SENFORMER_HOME/weights/enformer
     resolve_weights("enformer")      # that native folder, fetched on first use
     resolve_genome("hg38")           # $SENFORMER_HOME/genomes/hg38/hg38.fa.gz (bgzip) with .fai and .gzi
+    load_model("enformer")           # senformer.load_model: a name or any weights path
+
+Names are resolved here and in the commands (the edge): ``weights/`` and ``data/`` below open paths only.
 
 The cache lives in ``$SENFORMER_HOME`` (default: the user's cache folder, e.g. ``~/.cache/senformer``). The
 download servers can be replaced with ``$SENFORMER_WEIGHTS_URL`` (the folder holding the checkpoint files)
@@ -136,6 +139,18 @@ def resolve_weights(name_or_path: str | os.PathLike, progress: bool = True) -> P
         f"({_known('weights', WEIGHTS)}); get the official weights with `senformer download enformer` "
         "and pass --weights enformer"
     )
+
+
+def load_model(name_or_path: str | os.PathLike, overrides=None, strict: bool = True, **options):
+    """:func:`senformer.weights.load_model` (every argument and the result are its) that also takes a known
+    name: ``"enformer"`` is DeepMind's model, converted once into the cache (:func:`resolve_weights`;
+    downloaded on first use). A local path of that name wins. This is ``senformer.load_model``: names are
+    resolved here and in the commands, never below (``weights/`` and ``data/`` open paths)."""
+    from .weights import load_model as load_path
+
+    if os.fspath(name_or_path) in WEIGHTS and not Path(name_or_path).exists():
+        name_or_path = resolve_weights(name_or_path)
+    return load_path(name_or_path, overrides, strict, **options)
 
 
 def resolve_genome(name_or_path: str | os.PathLike, progress: bool = True) -> Path:

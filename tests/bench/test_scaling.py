@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from senformer.bench import memory, sweep
-from senformer.bench.flops import forward_flops, step_flops
+from senformer.bench.flops import step_flops
+from senformer.model.flops import forward_flops
 from senformer.bench.measure import measure_point
 from senformer.bench.points import Point
 from senformer.bench.summary import fit_exponent, summarize

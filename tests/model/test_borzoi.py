@@ -57,7 +57,7 @@ def test_fixture_presets_follow_calico_params():
 def test_json_round_trip(tmp_path, name):
     config = preset(name)
     path = tmp_path / "config.json"
-    config.to_json(path)
+    path.write_text(config.to_json())
     assert config_from_json(path) == config
     assert BorzoiConfig.from_json(path) == config
     assert config_from_dict(config.to_dict()) == config

@@ -17,7 +17,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from ..inference import iterate_batches, predict_batch
+from ..data.batch import iterate_batches
+from ..inference import predict_batch
 from .common import default_tracks
 
 

@@ -1,7 +1,7 @@
 """``senformer analyze {compare,tracks,receptive-field,attribution,variants}``: model comparison, tracks
 against experiment, receptive field, attribution and variant effects.
 
-Each subcommand parses and checks its arguments, loads models with ``senformer.weights.load_model``, calls
+Each subcommand parses and checks its arguments, loads models with ``senformer.hub.load_model``, calls
 one ``senformer.analysis`` function that writes the tables and figures into ``--out``, and writes the run
 record (``run.json``: versions, commit, command line, resolved settings) beside them.
 """
@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 
 from ..config import ATTENTION_KINDS
 from ..errors import UserError
-from .common import add_overwrite_argument, add_shard_arguments, parse_named_weights, parse_set_options
+from .common import (
+    add_overwrite_argument, add_shard_arguments, parse_named_weights, parse_set_options, resolve_genome_options,
+)
 from .options import SEED, SHIFTS, add_device_argument, add_length_argument, add_progress_argument, add_tracks_argument, real, whole
 
 if TYPE_CHECKING:  # torch is imported by the run functions, so that --help answers without it
@@ -55,10 +57,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def load_models(args: argparse.Namespace) -> dict[str, torch.nn.Module]:
     """``{name: model}`` for every ``--weights`` (times every ``--attention`` kind when given)."""
-    from ..weights import load_model
-
     from ..device import resolve_device
-    from ..hub import WEIGHTS
+    from ..hub import WEIGHTS, load_model
 
     args.device = str(resolve_device(args.device))
     overrides = parse_set_options(args.set)
@@ -95,6 +95,7 @@ def _guarded(analysis):
     or computed into ``OUT.partial`` and moved onto ``OUT`` with its run record."""
 
     def run(args: argparse.Namespace) -> int:
+        resolve_genome_options(args)
         with _analysis_output(args) as output:
             if output.up_to_date:
                 print(f"{output.out} is up to date")
@@ -379,6 +380,7 @@ def run_variants(args: argparse.Namespace) -> int:
     from .common import apply_threads, weights_of_output
 
     output_format(args.out)
+    resolve_genome_options(args)
     if args.max_distance is not None and not args.anchors:
         raise UserError("--max-distance applies to --anchors windows")
     if args.anchors and args.cluster_bp:

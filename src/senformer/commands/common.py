@@ -56,6 +56,34 @@ def parse_named_weights(items: list[str]) -> dict[str, str]:
     return named
 
 
+# Names resolved here, at the edge: data/ and weights/ below open paths only ------------------------------
+def genome_path(value: str | None, progress: bool = True) -> str | None:
+    """A ``--fasta``/``--genome`` value as a path: ``hg38``/``mm10`` (when no file has that name) are the
+    cached bgzip copy, downloaded on first use (:func:`senformer.hub.resolve_genome`); paths stay as given."""
+    from ..hub import GENOMES, resolve_genome
+
+    if value is None or value not in GENOMES or Path(value).exists():
+        return value
+    return str(resolve_genome(value, progress=progress))
+
+
+def weights_path(value: str | None, progress: bool = True) -> str | None:
+    """A weights value as a path: ``enformer`` (when no file has that name) is the cached native copy,
+    downloaded and converted on first use (:func:`senformer.hub.resolve_weights`); paths stay as given."""
+    from ..hub import WEIGHTS, resolve_weights
+
+    if value is None or value not in WEIGHTS or Path(value).exists():
+        return value
+    return str(resolve_weights(value, progress=progress))
+
+
+def resolve_genome_options(args: argparse.Namespace) -> None:
+    """``args.fasta`` and ``args.genome`` (where the command has them) through :func:`genome_path`."""
+    for option in ("fasta", "genome"):
+        if isinstance(getattr(args, option, None), str):
+            setattr(args, option, genome_path(getattr(args, option), progress=getattr(args, "progress", True) is not False))
+
+
 def config_from_args(args: argparse.Namespace) -> EnformerConfig:
     config = EnformerConfig.from_json(args.config) if getattr(args, "config", None) else preset(args.preset)
     overrides = parse_set_options(getattr(args, "set", []))
@@ -109,7 +137,7 @@ class OutputWeights:
 
     def model(self):
         if self._model is None:
-            from ..weights import load_model
+            from ..hub import load_model
 
             self._model = load_model(self.path, overrides=self.overrides)
         return self._model

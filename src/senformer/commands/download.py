@@ -9,7 +9,7 @@ from .options import add_progress_argument
 
 _EPILOG = """\
 examples:
-  senformer download enformer   # then: --weights enformer, or Enformer.from_pretrained("enformer")
+  senformer download enformer   # then: --weights enformer, or senformer.load_model("enformer")
   senformer download hg38       # then: --genome hg38
 
 known names:

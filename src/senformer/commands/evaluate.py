@@ -46,8 +46,9 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..device import resolve_device
     from ..outputs import DIRECTORY, Output
-    from .common import dataset_digest, large_file_digest, weights_files_digest
+    from .common import dataset_digest, large_file_digest, resolve_genome_options, weights_files_digest
 
+    resolve_genome_options(args)
     device = resolve_device(args.device)
     named = parse_named_weights(args.weights)
     inputs = {"weights": {name: weights_files_digest(path) for name, path in named.items()},
@@ -66,8 +67,8 @@ def _evaluate(args: argparse.Namespace, named: dict[str, str], device, output) -
     from ..data.basenji import BasenjiDataset, read_statistics
     from ..evaluate import evaluate
     from ..inference import default_sequence_length, resolve_sequence_length
+    from ..hub import load_model
     from ..record import machine_info
-    from ..weights import load_model
 
     statistics = read_statistics(args.data)
     target_length = int(statistics["target_length"])

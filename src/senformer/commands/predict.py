@@ -81,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
     from ..predict import PredictOptions, predict
     from ..predict.options import prediction_fingerprint, prediction_inputs, region_names
     from ..predict.run import check_bases, write_bigwig_output
-    from .common import apply_threads, parse_set_options, weights_of_output
+    from .common import apply_threads, parse_set_options, resolve_genome_options, weights_of_output
 
+    resolve_genome_options(args)
     has_regions = bool(args.regions or args.region)
     if args.sequence_fasta and (args.fasta or has_regions):
         raise UserError("give either --sequence-fasta or --fasta with --regions/--region, not both")

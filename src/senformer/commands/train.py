@@ -152,6 +152,18 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
+def resolve_names(settings, progress: bool = True):
+    """``settings`` with genome and weights names (``hg38``, ``enformer``; from flags or a settings file)
+    resolved to their cached paths here, at the edge: training below opens paths only."""
+    import dataclasses
+
+    from .common import genome_path, weights_path
+
+    return dataclasses.replace(
+        settings, genome={head: genome_path(path, progress) for head, path in settings.genome.items()},
+        init_weights=weights_path(settings.init_weights, progress), teacher=weights_path(settings.teacher, progress))
+
+
 def run_command(args: argparse.Namespace) -> int:
     from ..train import TrainSettings, run_training
     from ..train.settings import merge_settings
@@ -161,6 +173,7 @@ def run_command(args: argparse.Namespace) -> int:
         settings = TrainSettings.from_file(args.config, overrides)
     else:
         settings = TrainSettings.from_dict(merge_settings({}, overrides), source="command line")
-    weights = run_training(settings, args.out, resume=args.resume)
+    weights = run_training(resolve_names(settings, progress=settings.progress is not False), args.out,
+                           resume=args.resume)
     print(weights)
     return 0

@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..errors import UserError
-from ..inference import stack_examples
+from .batch import stack_examples
 from ..io import atomic_write_text
 from .example import make_example, parse_example
 from .tfrecord import TFRecordError, TFRecordReader, TFRecordWriter, count_records

@@ -254,8 +254,8 @@ def _index_is_current(fasta: Path, index: Path) -> bool:
 
 
 class Genome:
-    """A FASTA genome (plain or bgzip, through pyfaidx; the ``.fai`` index is created when missing or stale),
-    or a genome by name (``hg38``, ``mm10``: :func:`senformer.hub.resolve_genome`).
+    """A FASTA genome (plain or bgzip, through pyfaidx; the ``.fai`` index is created when missing or stale).
+    A path only: names such as ``hg38`` are resolved above, by :func:`senformer.hub.resolve_genome`.
 
     >>> genome = Genome("hg38.fa")
     >>> genome.fetch(Interval("chr1", -5, 5))  # 'NNNNN' + the first 5 bp of chr1
@@ -264,13 +264,10 @@ class Genome:
     def __init__(self, fasta_path: str | os.PathLike):
         import pyfaidx
 
-        from ..hub import GENOMES, resolve_genome
-
-        if os.fspath(fasta_path) in GENOMES and not Path(fasta_path).exists():
-            fasta_path = resolve_genome(fasta_path)  # hg38, mm10: the cached bgzip copy, fetched on first use
         self.path = Path(fasta_path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"no such FASTA file: {self.path} (or name a genome: {', '.join(GENOMES)})")
+            raise FileNotFoundError(f"no such FASTA file: {self.path} (a genome by name, such as hg38, is "
+                                    "fetched by the commands' --fasta/--genome and senformer.hub.resolve_genome)")
         self._temporary = None
         index = Path(f"{self.path}.fai")
         options: dict = {}

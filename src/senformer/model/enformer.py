@@ -206,8 +206,9 @@ class Enformer(nn.Module):
     # Weights ----------------------------------------------------------------------------------
     @classmethod
     def from_pretrained(cls, path, strict: bool = True, **overrides) -> "Enformer":
-        """Load weights in any supported format (see :func:`senformer.load_model`); keyword arguments
-        override config fields, e.g. ``attention="bigbird"``."""
+        """Load weights in any supported format from ``path`` (see :func:`senformer.weights.load_model`;
+        names such as ``enformer`` are :func:`senformer.load_model`'s); keyword arguments override config
+        fields, e.g. ``attention="bigbird"``."""
         from ..weights import load_model
 
         return load_model(path, overrides=overrides, strict=strict)

@@ -17,7 +17,7 @@ import torch
 
 from ..data import augment as augmentations
 from ..errors import UserError
-from ..inference import iterate_batches, stack_examples
+from ..data.batch import iterate_batches, stack_examples
 
 
 class ExampleSource(Protocol):

@@ -435,7 +435,7 @@ class Trainer:
             atomic_write_text(self.out_dir / "settings.json", settings.to_json() + "\n")
             if not resume:
                 write_json(self.out_dir / ckpt.INPUTS_NAME, self.inputs)
-            self.config.to_json(self.out_dir / "config.json")
+            atomic_write_text(self.out_dir / "config.json", self.config.to_json() + "\n")
             Output(self.out_dir, DIRECTORY, command="train", settings=settings, inputs=self.inputs,
                    device=context.device, grown=True).write_record()
         trainable, total = count_parameters(self.model)

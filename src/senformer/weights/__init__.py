@@ -9,23 +9,9 @@ the native format (``config.json`` + ``model.safetensors``).
 >>> save_model(model, "enformer-native")
 """
 
-import os
-from pathlib import Path
-
 from .infer import infer_config
-from .loading import ATTENTION_TENSORS, FORMATS, LoadReport, detect_format, load_local_model
+from .loading import ATTENTION_TENSORS, FORMATS, LoadReport, detect_format
+from .loading import load_local_model as load_model
 from .native import save_model
-
-
-def load_model(path: str | os.PathLike, overrides=None, strict: bool = True, **options):
-    """:func:`senformer.weights.loading.load_local_model` (every argument and the result are its), which
-    also takes a known name for ``path``: ``"enformer"`` is DeepMind's model, converted once into the cache
-    (:func:`senformer.hub.resolve_weights`; downloaded on first use). A local path of that name wins."""
-    from ..hub import WEIGHTS, resolve_weights
-
-    if os.fspath(path) in WEIGHTS and not Path(path).exists():
-        path = resolve_weights(path)
-    return load_local_model(path, overrides, strict, **options)
-
 
 __all__ = ["ATTENTION_TENSORS", "FORMATS", "LoadReport", "detect_format", "infer_config", "load_model", "save_model"]
