@@ -24,7 +24,6 @@ from ..config import ATTENTION_KINDS
 from . import memory
 
 DEFAULT_LENGTHS = (1536, 3072, 6144)
-EXTENDED_LENGTHS = (1536, 3072, 6144, 12288)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -18,9 +18,8 @@ CHECKPOINT_LABELS = {"off": "", "conv": " ckpt-conv", "all": " ckpt"}
 PEER = "enformer-pytorch"
 PEER_VERSION = "0.8.10"
 IMPLEMENTATIONS = ("senformer", PEER)
-# Figure 1's x axis (131,072 .. 786,432 bp in 65,536 bp steps) and the lengths recorded at full width.
+# Figure 1's x axis: 131,072 .. 786,432 bp in 65,536 bp steps.
 DEFAULT_LENGTHS = tuple(range(131_072, 786_432 + 1, 65_536))
-RECORDED_LENGTHS = (131_072, 262_144, 393_216, 524_288, 786_432)
 # A run of a few minutes on an idle 2-core CPU: a quarter-width model (the smallest width enformer-pytorch
 # also builds; heads and key size as published, so the attention itself is full size), 256 to 1,024
 # positions, 1 and 3 layers, training step, 128 output bins so that 32,768 bp is a valid input.

@@ -326,15 +326,3 @@ def group_counts(table: pd.DataFrame) -> dict[str, int]:
     counts = table["assay_group"].value_counts()
     names = list(ASSAY_GROUPS) + [name for name in (UNRESOLVED_CHIP, OTHER) if name in counts]
     return {name: int(counts.get(name, 0)) for name in names}
-
-
-def write_human_resource(csv_path: str | os.PathLike, out_path: str | os.PathLike) -> None:
-    """Rebuild ``resources/human_targets.txt.gz`` from the shared ``human_tracks_assay_types.csv``."""
-    import gzip
-
-    from ..io import atomic_write_bytes
-
-    table = pd.read_csv(csv_path, keep_default_na=False)
-    columns = [c for c in TARGETS_COLUMNS if c != "file"]
-    text = table[columns].to_csv(sep="\t", index=False)
-    atomic_write_bytes(out_path, gzip.compress(text.encode("utf-8"), 9, mtime=0))
