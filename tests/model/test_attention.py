@@ -200,7 +200,8 @@ def test_modules_share_parameters_and_agree(length):
     mask = bigbird.attention_mask(length)
     masked_full = build_attention(config.replace(attention="full"), 1).double()
     masked_full.load_state_dict(full.state_dict())
-    masked_full.attend = lambda qc, k, v, qp, rk: full_attention(qc, k, v, qp, rk, mask=mask)
+    masked_full.attend = lambda qc, k, v, qp, rk, buckets=None: full_attention(qc, k, v, qp, rk, mask=mask,
+                                                                                buckets=buckets)
     torch.testing.assert_close(bigbird(x), masked_full(x), rtol=1e-10, atol=1e-10)
 
 

@@ -1,7 +1,9 @@
 """Parameters and projections shared by every attention kind.
 
 Every kind owns the same parameters (``to_q``, ``to_k``, ``to_v``, ``to_r_k``, ``to_out``, ``r_w_bias``,
-``r_r_bias``), so any weights load into any kind; a subclass only supplies :meth:`attend`.
+``r_r_bias``), so any weights load into any kind; a subclass only supplies :meth:`attend`. Where the config's
+position features are step functions (Borzoi's central masks), every kind takes the relative term from a
+per-query table of its few bucket values (:mod:`.buckets`) instead of one row per distance.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from torch import nn
 from ...config import EnformerConfig
 from ..init import truncated_normal_
 from ..positional import relative_distances, relative_position_features
+from .buckets import bucket_count, is_step_family, position_buckets
 
 
 class RelativeAttention(nn.Module):
@@ -42,7 +45,10 @@ class RelativeAttention(nn.Module):
             self.r_w_bias = nn.Parameter(torch.zeros(heads, key_size))
             self.r_r_bias = nn.Parameter(torch.zeros(heads, key_size))
         self.positional_dropout = nn.Dropout(config.positional_dropout_rate)
+        # Decided by the features' family: a step function of the distance has a few distinct vectors.
+        self.bucketed = is_step_family(config)
         self._feature_cache: dict[tuple[int, torch.device], torch.Tensor] = {}
+        self._bucket_cache: dict[tuple[int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
         self.reset_parameters()
 
     @property
@@ -76,6 +82,30 @@ class RelativeAttention(nn.Module):
             self._feature_cache = {cache_key: features}
         return features
 
+    def position_buckets(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(buckets, features) float64 distinct feature vectors and the (2T - 1,) bucket of each distance,
+        cached per length (:func:`.buckets.position_buckets`)."""
+        cache_key = (length, device)
+        cached = self._bucket_cache.get(cache_key)
+        if cached is None:
+            basis_length = self.config.positional_basis_length or length
+            with torch.inference_mode(False), torch.no_grad():
+                features, index = position_buckets(length, self.config.relative_features, basis_length,
+                                                   self.config.positional_functions)
+                cached = (features.to(device), index.to(device))
+            self._bucket_cache = {cache_key: cached}
+        return cached
+
+    def bucket_keys(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(heads, buckets, key) projected bucket features and the (2T - 1,) bucket of each distance.
+
+        Positional dropout in training drops features per bucket (one mask for all the distances of a
+        bucket), where the per-distance kinds draw one per distance: the same rate, coarser noise."""
+        features, index = self.position_buckets(length, device)
+        features = self.positional_dropout(features.to(self.to_r_k.weight.dtype))
+        projected = self.to_r_k(features)  # (buckets, heads * key)
+        return projected.view(-1, self.config.heads, self.config.key_size).transpose(0, 1), index
+
     def relative_keys(self, length: int, device: torch.device) -> torch.Tensor:
         """(heads, 2T - 1, key) projected relative positional features."""
         features = self.positional_features(length, device).to(self.to_r_k.weight.dtype)
@@ -91,13 +121,17 @@ class RelativeAttention(nn.Module):
         query = self.to_q(x).view(batch, length, heads, key_size).transpose(1, 2) * key_size**-0.5
         key = self.to_k(x).view(batch, length, heads, key_size).transpose(1, 2)
         value = self.to_v(x).view(batch, length, heads, -1).transpose(1, 2)
+        buckets = None
         if self.config.relative_positions:
             q_content = query + self.r_w_bias[:, None, :].to(query.dtype)
             q_position = query + self.r_r_bias[:, None, :].to(query.dtype)
-            relative_keys = self.relative_keys(length, x.device)
+            if self.bucketed:
+                relative_keys, buckets = self.bucket_keys(length, x.device)
+            else:
+                relative_keys = self.relative_keys(length, x.device)
         else:
             q_content, q_position, relative_keys = query, None, None
-        out = self.attend(q_content, key, value, q_position, relative_keys)  # (batch, heads, T, value)
+        out = self.attend(q_content, key, value, q_position, relative_keys, buckets)  # (batch, heads, T, value)
         out = out.transpose(1, 2).reshape(batch, length, -1)
         return self.to_out(out)
 
@@ -108,19 +142,28 @@ class RelativeAttention(nn.Module):
         value: torch.Tensor,
         q_position: torch.Tensor | None,
         relative_keys: torch.Tensor | None,
+        buckets: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """(batch, heads, T, key) queries and keys, (batch, heads, T, value) values -> (batch, heads, T, value)."""
+        """(batch, heads, T, key) queries and keys, (batch, heads, T, value) values -> (batch, heads, T, value).
+
+        ``relative_keys`` are (heads, 2T - 1, key), or (heads, buckets, key) with ``buckets`` (2T - 1,)."""
         raise NotImplementedError
 
     @classmethod
     def projection_flops(cls, config: EnformerConfig, positions: int) -> int:
         """Multiply-add FLOPs (2 per MAC) of one layer's projections at batch 1: q, k, v, the output and,
-        with relative positions, the ``2T - 1`` relative keys. The same for every kind."""
+        with relative positions, the relative keys (:meth:`relative_rows`). The same for every kind."""
         heads, key_size, value_size = config.heads, config.key_size, config.head_value_size
         flops = 2 * positions * config.dim * (2 * heads * key_size + 2 * heads * value_size)
         if config.relative_positions:
-            flops += 2 * (2 * positions - 1) * config.relative_features * heads * key_size
+            flops += 2 * cls.relative_rows(config, positions) * config.relative_features * heads * key_size
         return flops
+
+    @staticmethod
+    def relative_rows(config: EnformerConfig, positions: int) -> int:
+        """Relative keys one layer projects: one per distance (``2T - 1``), or one per bucket of step-function
+        features; a query's relative term over all its keys costs that many products with the bucket table."""
+        return bucket_count(config, positions) if is_step_family(config) else 2 * positions - 1
 
     @classmethod
     def score_flops(cls, config: EnformerConfig, positions: int) -> int:

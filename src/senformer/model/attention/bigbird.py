@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from .base import RelativeAttention
+from .buckets import bucket_table, gather_term, is_step_family
 from .full import FullAttention, full_attention
 from .pattern import BlockPattern, make_block_pattern
 from .relative import attend_query_range, relative_shift
@@ -31,8 +32,12 @@ def bigbird_attention(
     relative_keys: torch.Tensor | None = None,
     dropout_p: float = 0.0,
     chunk_blocks: int = 8,
+    buckets: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Block-sparse attention over ``pattern``; same arguments and result layout as :func:`full_attention`.
+
+    With ``buckets`` (step-function features, :mod:`.buckets`) ``relative_keys`` are (heads, buckets, key)
+    and each block pair reads its term from the query's table instead of ``2 * block - 1`` products.
 
     Equals ``full_attention(..., mask=pattern.mask())`` up to floating-point rounding. The sparse query
     blocks run ``chunk_blocks`` at a time; with autograd each chunk is recomputed in backward (activation
@@ -40,7 +45,7 @@ def bigbird_attention(
     those of one chunk: memory stays linear in ``T`` with a small constant.
     """
     if pattern.dense:
-        return full_attention(q_content, key, value, q_position, relative_keys, dropout_p=dropout_p)
+        return full_attention(q_content, key, value, q_position, relative_keys, dropout_p=dropout_p, buckets=buckets)
     batch, heads, length, key_size = q_content.shape
     value_size = value.shape[-1]
     block, blocks = pattern.block_size, pattern.num_blocks
@@ -63,8 +68,9 @@ def bigbird_attention(
     p_blocks = relative_keys_padded = None
     if relative_keys is not None:
         p_blocks = pad(q_position).view(batch, heads, blocks, block, key_size)[:, :, first_query : first_query + queries]
-        # Rows of the relative keys padded so that pairs touching padded keys or queries index zeros.
-        relative_keys_padded = F.pad(relative_keys, (0, 0, blocks * block, blocks * block))
+        # Rows of the relative keys padded so that pairs touching padded keys or queries index zeros (with
+        # buckets, their distances are clamped instead: those pairs are masked or dropped either way).
+        relative_keys_padded = relative_keys if buckets is not None else F.pad(relative_keys, (0, 0, blocks * block, blocks * block))
 
     # The pattern's index tensors, moved to the device once for every chunk.
     indices = tuple(t.to(q_content.device) for t in (pattern.query_blocks, pattern.key_blocks, pattern.valid))
@@ -73,7 +79,8 @@ def bigbird_attention(
     outputs = []
     for first in range(0, queries, chunk_blocks):
         rows = slice(first, min(first + chunk_blocks, queries))
-        chunk = functools.partial(_sparse_query_blocks, pattern=pattern, indices=indices, rows=rows, dropout_p=dropout_p)
+        chunk = functools.partial(_sparse_query_blocks, pattern=pattern, indices=indices, rows=rows, dropout_p=dropout_p,
+                                  buckets=buckets)
         arguments = (q_blocks[:, :, rows], None if p_blocks is None else p_blocks[:, :, rows], k_blocks, v_blocks,
                      k_blocks_padded, v_blocks_padded, relative_keys_padded)
         outputs.append(checkpoint(chunk, *arguments, use_reentrant=False) if recompute else chunk(*arguments))
@@ -87,7 +94,8 @@ def bigbird_attention(
         stop = min(start + block, length)
         position_rows = q_position[:, :, start:stop] if q_position is not None else None
         out[:, :, start:stop] = attend_query_range(
-            q_content[:, :, start:stop], key, value, start, position_rows, relative_keys, dropout_p=dropout_p
+            q_content[:, :, start:stop], key, value, start, position_rows, relative_keys, dropout_p=dropout_p,
+            buckets=buckets,
         )
     return out[:, :, :length]
 
@@ -105,6 +113,7 @@ def _sparse_query_blocks(
     indices: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
     rows: slice,
     dropout_p: float,
+    buckets: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention of the sparse query blocks ``rows`` (indices into ``pattern.query_blocks``).
 
@@ -112,7 +121,8 @@ def _sparse_query_blocks(
         q_blocks, p_blocks: (batch, heads, queries, block, key) content and position queries of these rows.
         k_blocks, v_blocks: (batch, heads, blocks, block, dim) all key and value blocks.
         k_blocks_padded, v_blocks_padded: the same with ``window // 2`` zero blocks before and after.
-        relative_keys_padded: (heads, 2T - 1 + 2 * blocks * block, key) relative keys with zero rows on both sides.
+        relative_keys_padded: (heads, 2T - 1 + 2 * blocks * block, key) relative keys with zero rows on both sides,
+            or with ``buckets`` (2T - 1,) the (heads, buckets, key) bucket keys.
         indices: ``pattern.query_blocks``, ``key_blocks`` and ``valid`` on the inputs' device.
     Returns:
         (batch, heads, queries, block, value).
@@ -141,7 +151,16 @@ def _sparse_query_blocks(
     content = [torch.einsum("bhqik,bhqjk->bhqij", q_blocks, k) for k in k_window]
     content += [torch.einsum("bhqik,bhjk->bhqij", q_blocks, k_blocks[:, :, g]) for g in pattern.global_blocks]
     logits = torch.cat([torch.stack(content, dim=3), torch.einsum("bhqik,bhqsjk->bhqsij", q_blocks, k_random)], dim=3)
-    if relative_keys_padded is not None:
+    if relative_keys_padded is not None and buckets is not None:
+        # Pair (query block Q, key block K) at (i, j) has distance (K - Q) * block + j - i: its bucket's value
+        # from the query's table. Distances of clipped window slots or padding are clamped (masked below).
+        table = bucket_table(p_blocks, relative_keys_padded[:, None])  # (batch, heads, queries, block, buckets)
+        within = torch.arange(block, device=device)
+        distance = ((key_blocks - query_blocks[None, :, None]) * block)[..., None, None] + (within - within[:, None])
+        index = buckets[(distance + (length - 1)).clamp(0, 2 * length - 2)]  # (heads, queries, slots, block, block)
+        table = table[:, :, :, None].expand(batch, heads, queries, slots, block, table.shape[-1])
+        logits = logits + gather_term(table, index)
+    elif relative_keys_padded is not None:
         # Pair (query block Q, key block K) spans distances (K - Q) * block + [-(block - 1), block - 1]:
         # rows (T - 1) + (K - Q) * block - (block - 1) + [0, 2 block - 2] of the relative keys (shifted by
         # the padding). Window slots share one set of rows for every query block; the others gather theirs.
@@ -209,7 +228,8 @@ class BigBirdAttention(RelativeAttention):
         """Every computed block pair, masked slots included: each sparse query block scores its window,
         global and random slots (``2 * block - 1`` distances per pair for the relative term), and each
         global query block scores every key (``T + block - 1`` distances). When the pattern covers every
-        block the kernel runs ``full``, and so does the count."""
+        block the kernel runs ``full``, and so does the count. Step-function features: one bucket table
+        per query instead of the per-pair products."""
         heads, key_size, value_size = config.heads, config.key_size, config.head_value_size
         block = config.block_size
         blocks = -(-positions // block)
@@ -219,18 +239,24 @@ class BigBirdAttention(RelativeAttention):
         if sparse == 0 or slots >= blocks:
             return FullAttention.score_flops(config, positions)
         flops = 2 * heads * sparse * slots * block * block * (key_size + value_size)
-        if config.relative_positions:
+        bucketed = is_step_family(config)
+        if bucketed:  # one table per query, read by every slot
+            flops += 2 * heads * sparse * block * cls.relative_rows(config, positions) * key_size
+        elif config.relative_positions:
             flops += 2 * heads * sparse * slots * block * (2 * block - 1) * key_size
         # The global query blocks, the first and the last (which may be partial), attend every key.
         for rows in (block, positions - (blocks - 1) * block)[:global_blocks]:
             flops += 2 * heads * rows * positions * (key_size + value_size)
-            if config.relative_positions:
+            if bucketed:
+                flops += 2 * heads * rows * cls.relative_rows(config, positions) * key_size
+            elif config.relative_positions:
                 flops += 2 * heads * rows * (positions + rows - 1) * key_size
         return flops
 
-    def attend(self, q_content, key, value, q_position, relative_keys):
+    def attend(self, q_content, key, value, q_position, relative_keys, buckets=None):
         pattern = self.block_pattern(q_content.shape[-2])
-        return bigbird_attention(q_content, key, value, pattern, q_position, relative_keys, self.dropout_p)
+        return bigbird_attention(q_content, key, value, pattern, q_position, relative_keys, self.dropout_p,
+                                 buckets=buckets)
 
     def attention_mask(self, length: int) -> torch.Tensor:
         return self.block_pattern(length).mask()

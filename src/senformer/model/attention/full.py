@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .base import RelativeAttention
+from .buckets import bucketed_range_term
 from .relative import attend, relative_shift
 
 
@@ -16,6 +17,7 @@ def full_attention(
     relative_keys: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
     dropout_p: float = 0.0,
+    buckets: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Dense attention with Enformer's relative term (DeepMind ``MultiheadAttention._build``).
 
@@ -27,11 +29,16 @@ def full_attention(
         q_position: (batch, heads, T, key) scaled queries plus ``r_r_bias``; None without relative positions.
         relative_keys: (heads, 2T - 1, key) projected positional features.
         mask: optional boolean (heads or 1, T, T) pattern; False drops the pair (the sparse kernels' oracle).
+        buckets: (2T - 1,) bucket of each distance for step-function features; ``relative_keys`` are then
+            (heads, buckets, key) and the term is read from a per-query table (:mod:`.buckets`): the same
+            values without the (T, 2T - 1) product.
     Returns:
         (batch, heads, T, value).
     """
     logits = torch.matmul(q_content, key.transpose(-1, -2))  # (batch, heads, T, T)
-    if relative_keys is not None:
+    if relative_keys is not None and buckets is not None:
+        logits = logits + bucketed_range_term(q_position, relative_keys, buckets, 0, logits.shape[-1])
+    elif relative_keys is not None:
         relative = torch.matmul(q_position, relative_keys.transpose(-1, -2))  # (batch, heads, T, 2T - 1)
         logits = logits + relative_shift(relative)
     return attend(logits, value, mask, dropout_p)
@@ -42,12 +49,14 @@ class FullAttention(RelativeAttention):
 
     @classmethod
     def score_flops(cls, config, positions):
-        """``T x T`` scores and weighted values; the relative term over all ``2T - 1`` distances."""
+        """``T x T`` scores and weighted values; the relative term over all ``2T - 1`` distances, or over the
+        buckets of step-function features (then read at each pair by a gather, no products)."""
         heads, key_size, value_size = config.heads, config.key_size, config.head_value_size
         flops = 2 * heads * positions * positions * (key_size + value_size)
         if config.relative_positions:
-            flops += 2 * heads * positions * (2 * positions - 1) * key_size
+            flops += 2 * heads * positions * cls.relative_rows(config, positions) * key_size
         return flops
 
-    def attend(self, q_content, key, value, q_position, relative_keys):
-        return full_attention(q_content, key, value, q_position, relative_keys, dropout_p=self.dropout_p)
+    def attend(self, q_content, key, value, q_position, relative_keys, buckets=None):
+        return full_attention(q_content, key, value, q_position, relative_keys, dropout_p=self.dropout_p,
+                              buckets=buckets)

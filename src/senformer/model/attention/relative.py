@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from .buckets import bucketed_range_term
+
 
 def relative_shift(logits: torch.Tensor) -> torch.Tensor:
     """Skew ``(..., c, W)`` relative logits into ``(..., c, W - c + 1)`` key logits.
@@ -51,6 +53,7 @@ def attend_query_range(
     relative_keys: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
     dropout_p: float = 0.0,
+    buckets: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Exact attention of a contiguous run of queries ``start .. start + c - 1`` over all ``T`` keys.
 
@@ -60,13 +63,17 @@ def attend_query_range(
         q_position: (batch, heads, c, key) queries plus ``r_r_bias``, or None without relative positions.
         relative_keys: (heads, 2T - 1, key), row ``m`` = distance ``m - (T - 1)``.
         mask: optional boolean (heads or 1, c, T); False drops the pair.
+        buckets: (2T - 1,) bucket of each distance when the features are step functions; ``relative_keys``
+            are then (heads, buckets, key), one row per bucket (:mod:`.buckets`).
     Returns:
         (batch, heads, c, value).
     """
     rows = q_content.shape[-2]
     length = key.shape[-2]
     logits = torch.matmul(q_content, key.transpose(-1, -2))  # (batch, heads, c, T)
-    if relative_keys is not None:
+    if relative_keys is not None and buckets is not None:
+        logits = logits + bucketed_range_term(q_position, relative_keys, buckets, start, length)
+    elif relative_keys is not None:
         # Distances j - i for i in [start, start + c), j in [0, T): from -(start + c - 1) to T - 1 - start,
         # rows (T - 1) - (start + c - 1) .. (T - 1) + (T - 1 - start) of relative_keys.
         first = length - start - rows
