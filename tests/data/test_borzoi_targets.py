@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from senformer.data.borzoi_targets import (
-    BORZOI_TARGET_COLUMNS, borzoi_track_table, read_borzoi_targets, undo_squashed_scale,
+    BORZOI_TARGET_COLUMNS, apply_squashed_scale, borzoi_track_table, read_borzoi_targets, undo_squashed_scale,
 )
 from senformer.errors import UserError
 
@@ -100,3 +100,60 @@ def test_bad_tables_and_sizes(tmp_path):
         read_borzoi_targets(path)
     with pytest.raises(UserError, match="5 tracks cannot use a track table of 6 rows"):
         undo_squashed_scale(np.ones((2, 5)), every_kind_table())
+
+
+def calico_read_old(seq_cov_nt: np.ndarray, pool_width: int, sum_stat: str, clip: float, clip_soft: float,
+                    scale: float) -> np.ndarray:
+    """baskerville ``hound_data_read.py --transform_old`` (calico/baskerville 544073b) for one track and
+    window, transcribed: sum pool, power 0.75 for *_sqrt, soft clip, clip, scale."""
+    target_length = len(seq_cov_nt) // pool_width
+    seq_cov = seq_cov_nt.reshape(target_length, pool_width)
+    if sum_stat == "sum":
+        seq_cov = seq_cov.sum(axis=1, dtype="float32")
+    elif sum_stat == "sum_sqrt":
+        seq_cov = seq_cov.sum(axis=1, dtype="float32")
+        seq_cov = seq_cov**0.75
+    elif sum_stat in ["mean", "avg"]:
+        seq_cov = seq_cov.mean(axis=1, dtype="float32")
+    elif sum_stat in ["mean_sqrt", "avg_sqrt"]:
+        seq_cov = seq_cov.mean(axis=1, dtype="float32")
+        seq_cov = seq_cov**0.75
+    clip_mask = seq_cov > clip_soft
+    seq_cov[clip_mask] = clip_soft + np.sqrt(seq_cov[clip_mask] - clip_soft)
+    seq_cov = np.clip(seq_cov, -clip, clip)
+    return scale * seq_cov
+
+
+def test_squashing_is_calicos_old_transform_and_undone_exactly():
+    table = every_kind_table()
+    table.loc[4, "clip"] = 6.0  # a hard clip reached after the soft one (5 + sqrt(excess) > 6)
+    rng = np.random.default_rng(3)
+    coverage = rng.gamma(0.5, 40.0, size=(2, 64, 6)) * (rng.random((2, 64, 6)) > 0.2)
+    squashed = apply_squashed_scale(coverage, table, pool_width=8)
+    assert squashed.shape == (2, 8, 6)
+    for window in range(2):
+        for track, row in enumerate(table.itertuples()):
+            expected = calico_read_old(coverage[window, :, track].astype(np.float32), 8, row.sum_stat, row.clip,
+                                       row.clip_soft, row.scale)
+            np.testing.assert_allclose(squashed[window, :, track], expected, rtol=1e-5)
+    assert squashed[..., 4].max() == pytest.approx(6.0 * 0.5)  # clipped, then scaled
+    # Below the hard clip the training transform and calico's undo are inverses.
+    pooled = apply_squashed_scale(coverage, table.assign(clip_soft=1e9, scale=1.0, sum_stat="sum"), pool_width=8)
+    untouched = table.drop(index=4).index
+    undone = undo_squashed_scale(squashed, table, unscale=True)
+    means = np.where(table["sum_stat"].str.startswith("mean").to_numpy(), 1 / 8, 1.0)
+    np.testing.assert_allclose(undone[..., untouched], (pooled * means)[..., untouched], rtol=1e-9)
+
+
+def test_squashing_refuses_what_calico_cannot_squash():
+    table = every_kind_table()
+    with pytest.raises(UserError, match="6 rows"):
+        apply_squashed_scale(np.ones((10, 5)), table)
+    with pytest.raises(UserError, match="bins of 3 bp"):
+        apply_squashed_scale(np.ones((10, 6)), table, pool_width=3)
+    with pytest.raises(UserError, match="NaN"):
+        apply_squashed_scale(np.full((10, 6), np.nan), table)
+    with pytest.raises(UserError, match="negative"):
+        apply_squashed_scale(-np.ones((10, 6)), table)
+    with pytest.raises(UserError, match="sum_stat peak"):
+        apply_squashed_scale(np.ones((10, 6)), table.assign(sum_stat="peak"))

@@ -1,10 +1,11 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
 
-from senformer.train import distillation_loss, learning_rate_factor, poisson_loss
+from senformer.train import distillation_loss, learning_rate_factor, poisson_loss, poisson_multinomial_loss
 from senformer.train.schedule import build_scheduler
 
 
@@ -62,3 +63,65 @@ def test_scheduler_sets_the_optimizer_learning_rate():
         optimizer.step()
         scheduler.step()
     assert optimizer.param_groups[0]["lr"] == pytest.approx(5e-4)
+
+
+def calico_poisson_multinomial(y_true, y_pred, total_weight=1, weight_range=1, weight_exp=4, epsilon=1e-7,
+                               rescale=False):
+    """baskerville ``metrics.poisson_multinomial`` (calico/baskerville 544073b) transcribed in numpy, with
+    Keras's default reduction (the mean over batch and tracks)."""
+    seq_len = y_true.shape[1]
+    if weight_range == 1:
+        position_weights = np.ones((1, seq_len, 1))
+    else:
+        pos_start = -(seq_len / 2 - 0.5)
+        pos_end = seq_len / 2 + 0.5
+        positions = np.arange(pos_start, pos_end, dtype=np.float32)
+        sigma = -pos_start / (np.log(weight_range)) ** (1 / weight_exp)
+        position_weights = np.exp(-((positions / sigma) ** weight_exp))
+        position_weights /= np.max(position_weights)
+        position_weights = position_weights[None, :, None]
+    y_true = y_true * position_weights
+    y_pred = y_pred * position_weights
+    s_true = y_true.sum(axis=-2)
+    s_pred = y_pred.sum(axis=-2)
+    poisson_term = s_pred - s_true * np.log(s_pred + 1e-7)
+    poisson_term /= position_weights.sum()
+    y_true = y_true + epsilon
+    y_pred = y_pred + epsilon
+    p_pred = y_pred / s_pred[:, None, :]
+    multinomial_term = (-(y_true * np.log(p_pred))).sum(axis=-2)
+    multinomial_term /= position_weights.sum()
+    loss = multinomial_term + total_weight * poisson_term
+    if rescale:
+        loss = loss * 2 / (1 + total_weight)
+    return loss.mean()
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"total_weight": 1.0}, {"weight_range": 8, "weight_exp": 6}, {"total_weight": 0.5, "rescale": True},
+    {"weight_range": 2, "weight_exp": 4, "epsilon": 1e-3},
+])
+def test_poisson_multinomial_is_calicos_formula(options):
+    generator = np.random.default_rng(0)
+    prediction = generator.gamma(2.0, 1.5, size=(3, 17, 5))
+    target = generator.gamma(1.0, 2.0, size=(3, 17, 5)) * (generator.random((3, 17, 5)) > 0.3)  # zeros too
+    expected = calico_poisson_multinomial(target, prediction, **{"total_weight": 0.2, **options})
+    got = poisson_multinomial_loss(torch.tensor(prediction), torch.tensor(target), **options)
+    assert got.dtype == torch.float32
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_poisson_multinomial_shape_term_ignores_the_total():
+    # Without the total term the loss only sees each track's shape over the bins: scaling a prediction by a
+    # constant leaves it unchanged (up to epsilon), and it is smallest where the shape matches the target's.
+    generator = torch.Generator().manual_seed(1)
+    target = torch.rand(2, 20, 3, generator=generator) + 0.5
+    prediction = torch.rand(2, 20, 3, generator=generator) + 0.5
+    shape_only = poisson_multinomial_loss(prediction, target, total_weight=0.0)
+    assert poisson_multinomial_loss(4.0 * prediction, target, total_weight=0.0).item() == pytest.approx(
+        shape_only.item(), rel=1e-5)
+    assert poisson_multinomial_loss(3.0 * target, target, total_weight=0.0) < shape_only
+    with pytest.raises(ValueError, match="weight_range=0.5"):
+        poisson_multinomial_loss(prediction, target, weight_range=0.5)
+    with pytest.raises(ValueError, match="differ in shape"):
+        poisson_multinomial_loss(prediction, target[:, :10])

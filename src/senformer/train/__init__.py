@@ -22,7 +22,7 @@ _EXPORTS = {
     "CrossRankBatchNorm": ".distributed", "convert_batchnorm": ".distributed", "setup_distributed": ".distributed",
     "freeze": ".freeze", "set_training_mode": ".freeze", "trainable_names": ".freeze",
     "HeadData": ".loop", "TrainingInterrupted": ".loop", "run_training": ".loop",
-    "distillation_loss": ".losses", "poisson_loss": ".losses",
+    "distillation_loss": ".losses", "poisson_loss": ".losses", "poisson_multinomial_loss": ".losses",
     "build_scheduler": ".schedule", "learning_rate_factor": ".schedule",
     "TrainSettings": ".settings",
 }
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from .distributed import CrossRankBatchNorm, convert_batchnorm, setup_distributed
     from .freeze import freeze, set_training_mode, trainable_names
     from .loop import HeadData, TrainingInterrupted, run_training
-    from .losses import distillation_loss, poisson_loss
+    from .losses import distillation_loss, poisson_loss, poisson_multinomial_loss
     from .schedule import build_scheduler, learning_rate_factor
     from .settings import TrainSettings
 
