@@ -216,3 +216,25 @@ def test_study_report_shows_recorded_results_with_provenance_and_the_study(tmp_p
     # Without the study, the report says how to run it.
     build_study_report(run, study=tmp_path / "absent.json")
     assert "benchmarks/study/run.sh" in (run / "report.html").read_text(encoding="utf-8")
+
+
+def test_the_report_reads_finished_stages_from_their_run_records(tmp_path):
+    """A stage is finished when its folder holds the demo's run record for it (command ``demo <stage>``):
+    neither an old ``.done`` marker nor the record of the command the stage ran says so."""
+    from senformer.outputs import DIRECTORY, Output
+    from senformer.report import build_study_report
+
+    run = tmp_path / "run"
+    (run / "attention").mkdir(parents=True)
+    (run / "attention" / ".done").write_text("{}\n")
+    Output(run / "compare", DIRECTORY, command="analyze compare", grown=True).write_record()
+    Output(run / "data", DIRECTORY, command="demo data", settings={"argv": ["data", "synthetic"], "seconds": 1.5},
+           fingerprint="0" * 64, grown=True).write_record()
+    (run / "demo.json").write_text(json.dumps({"stages": ["data", "compare", "attention"], "settings": {}}))
+    build_study_report(run, recorded=None, study=tmp_path / "absent.json")
+    numbers = json.loads((run / "report.json").read_text())
+    rows = {row["stage"]: row for row in numbers["numbers"]["runs"]["table"]}
+    assert (rows["data"]["status"], rows["data"]["seconds"], rows["data"]["command"]) == (
+        "finished", 1.5, "senformer data synthetic")
+    assert numbers["missing"] == ["compare", "attention"]
+    assert "source: data/run.json" in (run / "report.html").read_text(encoding="utf-8")

@@ -365,7 +365,8 @@ def prepare(out: Path, settings: StudySettings, fresh: bool = False, record: boo
     out.mkdir(parents=True, exist_ok=True)
     recorded = out / "study-settings.json"
     if fresh:
-        for name in ("data", "runs", "evaluation", "model.json", "study-settings.json", "sessions.json"):
+        for name in ("data", "data.partial", "runs", "evaluation", "model.json", "study-settings.json",
+                     "sessions.json"):
             path = out / name
             shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
     elif record and recorded.is_file():
