@@ -17,6 +17,7 @@ from ...config import EnformerConfig
 from ..init import truncated_normal_
 from ..positional import relative_distances, relative_position_features
 from .buckets import bucket_count, is_step_family, position_buckets
+from .flex import flex_applies, flex_bucketed_attention
 
 
 class RelativeAttention(nn.Module):
@@ -131,7 +132,12 @@ class RelativeAttention(nn.Module):
                 relative_keys = self.relative_keys(length, x.device)
         else:
             q_content, q_position, relative_keys = query, None, None
-        out = self.attend(q_content, key, value, q_position, relative_keys, buckets)  # (batch, heads, T, value)
+        out = None
+        if buckets is not None and flex_applies(q_content, (x, *self.parameters()), self.dropout_p):
+            out = flex_bucketed_attention(q_content, key, value, q_position, relative_keys, buckets,
+                                          self.flex_pattern(length))
+        if out is None:
+            out = self.attend(q_content, key, value, q_position, relative_keys, buckets)  # (batch, heads, T, value)
         out = out.transpose(1, 2).reshape(batch, length, -1)
         return self.to_out(out)
 
@@ -148,6 +154,10 @@ class RelativeAttention(nn.Module):
 
         ``relative_keys`` are (heads, 2T - 1, key), or (heads, buckets, key) with ``buckets`` (2T - 1,)."""
         raise NotImplementedError
+
+    def flex_pattern(self, length: int):
+        """The block pattern FlexAttention should skip by (:mod:`.flex`); None: every pair (exact kinds)."""
+        return None
 
     @classmethod
     def projection_flops(cls, config: EnformerConfig, positions: int) -> int:

@@ -260,3 +260,6 @@ class BigBirdAttention(RelativeAttention):
 
     def attention_mask(self, length: int) -> torch.Tensor:
         return self.block_pattern(length).mask()
+
+    def flex_pattern(self, length: int) -> BlockPattern:
+        return self.block_pattern(length)
