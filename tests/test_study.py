@@ -266,3 +266,19 @@ def test_the_answer_says_when_the_gap_depends_on_the_learning_rate():
     # Attention that does not matter: no prediction for the real model.
     changed["attention_matters"]["met"] = False
     assert "What it predicts" not in answer(changed)
+
+
+def test_a_study_into_a_folder_held_by_another_run_is_refused(tmp_path, capsys):
+    """The whole study (and its estimate) holds OUT.lock: a second one into the same folder is one line."""
+    import os
+
+    from senformer.outputs import output_lock
+
+    settings_file = tmp_path / "micro.json"
+    settings_file.write_text(json.dumps(micro_settings().to_dict()))
+    out = tmp_path / "study"
+    for extra in ([], ["--estimate"]):
+        with output_lock(out):
+            assert main(["study", "accuracy", "--out", str(out), "--settings", str(settings_file), *extra]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.count("\n") == 0 and f"pid {os.getpid()}" in error and not out.exists()

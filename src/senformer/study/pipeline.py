@@ -18,6 +18,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ..errors import UserError
 from ..io import atomic_write_text
 from .evaluation import _evaluate_in_subprocess, _jsonable, model_entries
 from .results import summarise, write_results
@@ -30,9 +31,26 @@ def run_study(out: str | os.PathLike, settings: StudySettings, parallel: int = 2
               results: str | os.PathLike | None = None, docs: str | os.PathLike | None = None,
               command: str = "senformer study accuracy", extra: Mapping[str, Any] | None = None,
               log: Callable[[str], None] = print) -> Path:
-    """Run (or resume) the whole study into ``out``; write ``study.json``, ``table.csv`` and the figures into
-    ``results`` (default ``out/results``) and, with ``docs``, the write-up. Returns the ``study.json`` path."""
-    out = Path(out)
+    """Run (or resume) the whole study into ``out``, holding ``OUT.lock``; write ``study.json``, ``table.csv``
+    and the figures into ``results`` (default ``out/results``) and, with ``docs``, the write-up. Returns the
+    ``study.json`` path."""
+    with _holding(Path(out)):
+        return _run_study(Path(out), settings, parallel, fresh, results, docs, command, extra, log)
+
+
+def _holding(out: Path):
+    """The lock of a whole study folder (``OUT.lock``): a second study or estimate into it is refused in one
+    line, and a rerun resumes under it."""
+    from ..outputs import DIRECTORY, Output
+
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} is a file, but a directory is due there; choose another --out")
+    return Output(out, DIRECTORY, command="study accuracy", grown=True)
+
+
+def _run_study(out: Path, settings: StudySettings, parallel: int, fresh: bool, results: str | os.PathLike | None,
+               docs: str | os.PathLike | None, command: str, extra: Mapping[str, Any] | None,
+               log: Callable[[str], None]) -> Path:
     started = time.perf_counter()
     prepare(out, settings, fresh)
     lock = threading.Lock()
@@ -76,14 +94,19 @@ def _commit() -> str | None:
 def estimate(out: str | os.PathLike, settings: StudySettings, steps: int = 20, parallel: int = 2,
              label: str = "the study", log: Callable[[str], None] = print) -> dict[str, Any]:
     """Time ``steps`` training steps of each kind of run (one at a time, one thread each) and project the
-    study's total time with ``parallel`` jobs; written to ``OUT/estimate.json``."""
+    study's total time with ``parallel`` jobs; written to ``OUT/estimate.json`` (holding ``OUT.lock``)."""
+    with _holding(Path(out)):
+        return _estimate(Path(out), settings, steps, parallel, label, log)
+
+
+def _estimate(out: Path, settings: StudySettings, steps: int, parallel: int, label: str,
+              log: Callable[[str], None]) -> dict[str, Any]:
     import torch
 
     from ..data.basenji import BasenjiDataset
     from ..evaluate import evaluate
     from ..weights import load_model
 
-    out = Path(out)
     prepare(out, settings, record=False)
     work = out / "estimate"
     shutil.rmtree(work, ignore_errors=True)
