@@ -157,3 +157,23 @@ def test_pickled_state_dicts_load_with_weights_only(tmp_path):
     with pytest.raises(UserError, match="evil.pt holds pickled Python objects, which are never loaded") as error:
         load_model(tmp_path / "evil.pt")
     assert "\n" not in str(error.value)
+
+
+def test_a_full_disk_while_saving_is_an_os_error_naming_the_file(tmp_path):
+    """safetensors reports its writer's I/O errors as its own error with the errno in the text: save_model
+    raises the OSError (ENOSPC, the file's name) that the output rule turns into one line; nothing is left."""
+    import errno
+    import subprocess
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        with pytest.raises(OSError) as raised:
+            save_model(tiny_model(), disk / "weights")
+        assert raised.value.errno == errno.ENOSPC and raised.value.filename == str(disk / "weights" / "model.safetensors")
+        assert list((disk / "weights").iterdir()) == []
+    finally:
+        subprocess.run(["umount", "--lazy", str(disk)], check=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -70,7 +71,14 @@ def save_model(model: Enformer, directory: str | os.PathLike) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
     with atomic_path(directory / WEIGHTS_NAME) as temporary:
-        save_file(state, str(temporary), metadata={"format": FORMAT_TAG, "senformer_version": __version__})
+        try:
+            save_file(state, str(temporary), metadata={"format": FORMAT_TAG, "senformer_version": __version__})
+        except SafetensorError as error:  # its writer's I/O errors (a full disk) carry the errno only in the text
+            found = re.search(r"os error (\d+)", str(error))
+            if found is None:
+                raise
+            number = int(found.group(1))
+            raise OSError(number, os.strerror(number), str(directory / WEIGHTS_NAME)) from None
         checksum = file_digest(temporary)
     values = {**model.config.to_dict(), WEIGHTS_CHECKSUM_KEY: checksum}
     atomic_write_text(directory / CONFIG_NAME, json.dumps(values, indent=2, sort_keys=True) + "\n")
