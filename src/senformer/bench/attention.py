@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -45,7 +44,6 @@ def measure_point(kind: str, length: int, repeats: int, device: str, threads: in
     attention = build_attention(config, 0).to(device)
     torch.nn.init.normal_(attention.to_out.weight, std=0.02)
     x = torch.randn(1, length, dim, device=device, requires_grad=True)
-    cuda = device.startswith("cuda")
 
     def step() -> None:
         out = attention(x)
@@ -53,34 +51,8 @@ def measure_point(kind: str, length: int, repeats: int, device: str, threads: in
         attention.zero_grad(set_to_none=True)
         x.grad = None
 
-    def sync() -> None:
-        if cuda:
-            torch.cuda.synchronize()
-
     attention.positional_features(length, x.device)  # cached constants, not part of the step
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-        baseline = torch.cuda.memory_allocated()
-    else:
-        baseline = memory.own_rss_bytes()
-    times = []
-    for index in range(repeats + 1):
-        sync()
-        start = time.perf_counter()
-        step()
-        sync()
-        if index:  # the first pass warms up allocators and kernels
-            times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() if cuda else memory.own_peak_rss_bytes()
-    return {
-        "kind": kind,
-        "length": length,
-        "status": "ok",
-        "median_s": statistics.median(times),
-        "times_s": times,
-        "peak_memory_mb": max(peak - baseline, 0) / 2**20,
-        "memory_measure": "cuda_max_allocated" if cuda else "peak_rss_delta",
-    }
+    return {"kind": kind, "length": length, "status": "ok", **memory.time_steps(step, device, 1, repeats)}
 
 
 # --------------------------------------------------------------------------------------------------

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -65,7 +63,6 @@ def measure(payload: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(0)
     model, run = _build(payload["kind"], payload.get("settings", {}), device)
     x = _one_hot(payload["length"], device)
-    cuda = device.startswith("cuda")
 
     def step() -> None:
         if mode == "inference":
@@ -78,24 +75,7 @@ def measure(payload: dict[str, Any]) -> dict[str, Any]:
         model.zero_grad(set_to_none=True)
 
     model.train(mode == "train")
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-        baseline = torch.cuda.memory_allocated()
-    else:
-        baseline = memory.own_rss_bytes()
-    times = []
-    for index in range(payload.get("warmup", 1) + payload.get("repeats", 1)):
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        step()
-        if cuda:
-            torch.cuda.synchronize()
-        if index >= payload.get("warmup", 1):
-            times.append(time.perf_counter() - start)
-    peak = torch.cuda.max_memory_allocated() if cuda else memory.own_peak_rss_bytes()
-    return {"median_s": statistics.median(times), "times_s": times, "peak_memory_mb": max(peak - baseline, 0) / 2**20,
-            "memory_measure": "cuda_max_allocated" if cuda else "peak_rss_delta"}
+    return memory.time_steps(step, device, payload.get("warmup", 1), payload.get("repeats", 1))
 
 
 def point_key(point: dict[str, Any]) -> str:

@@ -19,6 +19,7 @@ import json
 import os
 import resource
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -193,6 +194,32 @@ def child_main(measure: Callable[[dict[str, Any]], dict[str, Any]], argv: Sequen
     result.setdefault("peak_rss_bytes", own_peak_rss_bytes())
     atomic_write_text(result_path, json.dumps(result))
     return 0
+
+
+def time_steps(step: Callable[[], None], device: str, warmup: int = 1, repeats: int = 1) -> dict[str, Any]:
+    """Run ``step`` ``warmup`` times untimed, then ``repeats`` times timed: the median and each time, and the
+    peak memory above the level before the first step (CPU: resident high-water mark; CUDA: allocated)."""
+    import torch
+
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        baseline = torch.cuda.memory_allocated()
+    else:
+        baseline = own_rss_bytes()
+    times = []
+    for index in range(warmup + repeats):
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        step()
+        if cuda:
+            torch.cuda.synchronize()
+        if index >= warmup:  # the first passes warm up allocators and kernels
+            times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated() if cuda else own_peak_rss_bytes()
+    return {"median_s": statistics.median(times), "times_s": times, "peak_memory_mb": max(peak - baseline, 0) / 2**20,
+            "memory_measure": "cuda_max_allocated" if cuda else "peak_rss_delta"}
 
 
 def own_peak_rss_bytes() -> int:
