@@ -391,6 +391,9 @@ class BorzoiConfig:
     rotary_base: float = 20_000.0
 
     checkpoint_transformer: bool = False
+    # Inference runs the stem and tower (and the U-Net's skips) over overlapping windows of this many bp,
+    # halo included, when the input is longer: exact, memory set by the window (model/tiling.py). None: never.
+    conv_tile_length: int | None = 131_072
 
     def __post_init__(self) -> None:
         wrong_types = _type_problems(self)
@@ -441,6 +444,9 @@ class BorzoiConfig:
             if self.rotary_base <= 1.0:
                 problems.append(f"rotary_base={self.rotary_base} must exceed 1")
         problems += _attention_setting_problems(self)
+        unit = 2 ** (self.num_conv_tower_blocks + 1)
+        if self.conv_tile_length is not None and (self.conv_tile_length <= 0 or self.conv_tile_length % unit):
+            problems.append(f"conv_tile_length={self.conv_tile_length} must be None or a positive multiple of {unit} bp")
         if problems:
             raise UserError("invalid BorzoiConfig: " + "; ".join(problems))
 

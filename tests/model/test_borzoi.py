@@ -227,3 +227,21 @@ def test_flashzoi_shape_and_gradients():
 def test_build_model_picks_the_family():
     assert isinstance(build_model(preset("borzoi-micro")), Borzoi)
     assert isinstance(build_model(EnformerConfig(dim=48, depth=0, heads=2, conv_tower_divisible_by=8)), Enformer)
+
+
+def test_tiled_conv_trunk_equals_untiled():
+    # The tower and its U-Net skips are local: tiles of 512 bp (a halo of whole 16-bp positions each side,
+    # model/tiling.py) give the untiled trunk and outputs.
+    tokens = torch.randint(0, 4, (2, 2048), generator=torch.Generator().manual_seed(8))
+    tiled = tiny_borzoi(conv_tile_length=512).double()
+    whole = tiny_borzoi(conv_tile_length=None).double()
+    x = torch.nn.functional.one_hot(tokens, 4).double().transpose(1, 2)
+    with torch.no_grad():
+        (tower, skips), (tower_whole, skips_whole) = tiled.conv_trunk(x), whole.conv_trunk(x)
+        torch.testing.assert_close(tower, tower_whole, rtol=1e-10, atol=1e-10)
+        for skip, skip_whole in zip(skips, skips_whole, strict=True):
+            torch.testing.assert_close(skip, skip_whole, rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(tiled(tokens)["human"], whole(tokens)["human"], rtol=1e-10, atol=1e-10)
+    assert [tuple(s.shape) for s in skips] == [(2, 16, 256), (2, 12, 512)]
+    with pytest.raises(UserError, match="conv_tile_length=500"):
+        BorzoiConfig(conv_tile_length=500)

@@ -53,6 +53,8 @@ def test_pred_small_both_heads(shared_dir):
     # The graph gives the architecture: params_pred.json shrunk by pred_small_overrides.json.
     assert model.config == preset("borzoi-pred-small")
     assert_reproduces(model, folder)
+    # The conv trunk in tiles of 16,384 bp (exact) gives calico's outputs too.
+    assert_reproduces(load_model(folder, overrides={"conv_tile_length": 16_384}), folder)
 
 
 def test_micro(shared_dir):

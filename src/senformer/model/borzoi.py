@@ -32,11 +32,24 @@ from .attention.grouped import GroupedRotaryAttention
 from .enformer import Enformer, TransformerBlock
 from .init import truncated_normal_
 from .layers import ConvBlock, crop
+from .tiling import halo_bins, tiled_conv_trunk
 
 
 def tanh_gelu(x: torch.Tensor) -> torch.Tensor:
     """Keras's ``gelu(approximate=True)``, the GELU of every Borzoi block."""
     return F.gelu(x, approximate="tanh")
+
+
+class MaxPooling(nn.Module):
+    """Max over each window of ``pool_size`` positions (Keras's MaxPool1D; ``pool_size`` is what
+    :func:`~senformer.model.tiling.conv_reach` reads, as for Enformer's softmax pooling)."""
+
+    def __init__(self, pool_size: int = 2):
+        super().__init__()
+        self.pool_size = pool_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool1d(x, self.pool_size)
 
 
 class BorzoiStem(nn.Module):
@@ -45,10 +58,20 @@ class BorzoiStem(nn.Module):
     def __init__(self, channels: int, width: int):
         super().__init__()
         self.conv = nn.Conv1d(4, channels, width, padding=width // 2)
+        self.pool = MaxPooling(2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, 4, bp) -> (batch, channels, bp / 2)."""
-        return F.max_pool1d(self.conv(x), 2)
+        return self.pool(self.conv(x))
+
+
+class TowerBlock(ConvBlock):
+    """BatchNorm -> GELU -> Conv (Enformer's :class:`ConvBlock`, tanh GELU), followed by ``pool``: the
+    model pools after keeping the block's output as a U-Net skip."""
+
+    def __init__(self, in_channels: int, out_channels: int, width: int, eps: float):
+        super().__init__(in_channels, out_channels, width, eps, tanh_gelu=True)
+        self.pool = MaxPooling(2)
 
 
 class BatchNormGelu(nn.Module):
@@ -97,7 +120,7 @@ class Borzoi(nn.Module):
         filters = config.conv_tower_filters
         self.stem = BorzoiStem(config.stem_channels, config.stem_width)
         self.conv_tower = nn.ModuleList(
-            ConvBlock(in_channels, out_channels, config.conv_tower_width, eps, tanh_gelu=True)
+            TowerBlock(in_channels, out_channels, config.conv_tower_width, eps)
             for in_channels, out_channels in zip([config.stem_channels, *filters[:-1]], filters)
         )
         self.transformer = nn.ModuleList(
@@ -131,7 +154,16 @@ class Borzoi(nn.Module):
     # Forward ----------------------------------------------------------------------------------
     def conv_trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(batch, 4, bp) one-hot -> tower output (batch, dim, bp / 128) and the U-Net's skips, coarsest first
-        (batch, filters, bp / 64), (batch, filters, bp / 32)."""
+        (batch, filters, bp / 64), (batch, filters, bp / 32).
+
+        In evaluation mode an input longer than ``config.conv_tile_length`` runs tile by tile (exact: the
+        tower and its skips are local, as Enformer's trunk is; model/tiling.py).
+        """
+        tile_length = self.config.conv_tile_length
+        if not self.training and tile_length is not None and x.shape[-1] > tile_length:
+            unit = 2**self.config.num_poolings
+            packed = tiled_conv_trunk(self._packed_conv_trunk, x, tile_length, unit, halo_bins(self))
+            return self._unpack(packed)
         x = self.stem(x)
         levels = self.config.unet_levels
         skips = []
@@ -139,8 +171,34 @@ class Borzoi(nn.Module):
             x = block(x)
             if index >= len(self.conv_tower) - levels:
                 skips.append(x)
-            x = F.max_pool1d(x, 2)
+            x = block.pool(x)
         return x, skips[::-1]
+
+    # The tiler cuts one tensor on the tower's 128-bp grid: each skip at 128 / 2**k bp folds its 2**k positions
+    # per 128 bp into channels, (batch, C, 2**k n) -> (batch, 2**k C, n), beside the tower's output.
+    def _packed_conv_trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, 4, bp) -> (batch, dim + sum 2**k C_k, bp / 128), a window no longer than the tile."""
+        tower, skips = self.conv_trunk(x)
+        folded = []
+        for level, skip in enumerate(skips, start=1):
+            batch, channels, length = skip.shape
+            factor = 2**level
+            folded.append(skip.reshape(batch, channels, length // factor, factor).transpose(2, 3)
+                          .reshape(batch, channels * factor, length // factor))
+        return torch.cat([tower, *folded], dim=1)
+
+    def _unpack(self, packed: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The inverse of :meth:`_packed_conv_trunk`'s folding."""
+        filters = self.config.conv_tower_filters
+        batch, _, length = packed.shape
+        tower, start, skips = packed[:, : self.config.dim], self.config.dim, []
+        for level in range(1, self.config.unet_levels + 1):
+            channels, factor = filters[-level], 2**level
+            part = packed[:, start : start + channels * factor]
+            skips.append(part.reshape(batch, channels, factor, length).transpose(2, 3)
+                         .reshape(batch, channels, length * factor))
+            start += channels * factor
+        return tower.contiguous(), skips
 
     # forward = head_outputs(conv_features(sequence)) as for Enformer; here the conv features carry the U-Net's
     # skips with them (both local: issue 22's edit engine patches them like Enformer's trunk).

@@ -59,9 +59,11 @@ def _is_pooling_logit(stage: nn.Module, module: nn.Module) -> bool:
 
 def halo_bins(model: nn.Module) -> int:
     """Whole bins of context each window needs on each side of the bins it keeps: enough that the window
-    holds ``[t * bin_size - left, t * bin_size + right]`` (:func:`conv_reach`) for every kept bin ``t``."""
+    holds ``[t * bin_size - left, t * bin_size + right]`` (:func:`conv_reach`) for every kept bin ``t``.
+    Bins of the trunk's output (``2**num_poolings`` bp: Enformer's output bins; Borzoi's transformer positions,
+    which its U-Net refines to 32 bp)."""
     left, right = conv_reach(model)
-    bin_size = model.config.bin_size
+    bin_size = 2**model.config.num_poolings
     return max(math.ceil(left / bin_size), math.ceil((right - (bin_size - 1)) / bin_size), 0)
 
 
