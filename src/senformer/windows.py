@@ -46,9 +46,10 @@ class Geometry:
     def of(cls, config, sequence_length: int | None) -> "Geometry":
         """``sequence_length`` checked against ``config`` (None: the default input length)."""
         sequence_length = resolve_sequence_length(config, sequence_length)
-        positions = config.num_positions(sequence_length)
+        input_bins = sequence_length // config.bin_size  # Borzoi: 32-bp bins, 4 per transformer position
         bins = config.output_length(sequence_length)
-        offset = CROP_MARGIN if config.target_length is None else (positions - bins) // 2
+        margin = getattr(config, "crop", CROP_MARGIN)  # Borzoi's crop; Enformer trims 320 positions
+        offset = margin if config.target_length is None else (input_bins - bins) // 2
         return cls(sequence_length, bins, config.bin_size, offset)
 
     @property
