@@ -204,3 +204,36 @@ def test_borzoi_runs_every_kind_at_longer_inputs_than_its_basis(bp):
     torch.testing.assert_close(outputs["chunked"], outputs["full"], rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(outputs["bigbird"], masked_out, rtol=1e-10, atol=1e-12)
     assert not torch.allclose(outputs["bigbird"], outputs["full"])  # sparse at 8+ blocks: a different model
+
+
+@pytest.mark.parametrize("attention", ["bigbird", "chunked"])
+def test_borzoi_training_step_creates_no_quadratic_tensor(attention):
+    # test_memory_linear's probe on a tiny Borzoi: no tensor of the step (forward, poisson_mn, backward) has
+    # two dimensions of T positions or more: not the (T, T) scores, not the (T, 2T - 1) relative term.
+    from senformer.train.losses import poisson_multinomial_loss
+    from test_memory_linear import TensorShapes, quadratic
+
+    config = tiny_borzoi_config(attention=attention, block_size=16, chunk_size=32, positional_basis_length=64)
+    model = randomize_(Borzoi(config), 0).train()
+    largest = []
+    for positions in (256, 384):
+        tokens = torch.randint(0, 4, (1, positions * 16), generator=torch.Generator().manual_seed(positions))
+        with TensorShapes() as probe:
+            prediction = model(tokens)["human"]
+            poisson_multinomial_loss(prediction, torch.ones_like(prediction)).backward()
+        assert len(probe.shapes) > 100
+        assert quadratic(probe.shapes, positions) == [], f"{attention} at T={positions}"
+        largest.append(max(torch.Size(shape).numel() for _, shape in probe.shapes if len(shape) >= 4))
+    assert largest[1] / largest[0] < 1.5 * 1.1
+
+
+def test_borzoi_full_attention_holds_its_scores_but_no_relative_term_per_distance():
+    from test_memory_linear import TensorShapes
+
+    positions = 256
+    model = randomize_(Borzoi(tiny_borzoi_config(attention="full", positional_basis_length=64)), 0).train()
+    tokens = torch.randint(0, 4, (1, positions * 16), generator=torch.Generator().manual_seed(0))
+    with TensorShapes() as probe:
+        model(tokens)["human"].sum().backward()
+    assert any(shape[-2:] == (positions, positions) for _, shape in probe.shapes)  # the probe sees the scores
+    assert not any(len(shape) >= 2 and shape[-1] == 2 * positions - 1 for _, shape in probe.shapes)
