@@ -24,9 +24,18 @@ def test_points_are_measured_once_and_resumed(tmp_path, capsys):
     assert {(r["kind"], r["mode"], r["length"]) for r in records} == {
         (k, m, n) for k in ("full", "bigbird") for m in ("inference", "train") for n in (2048, 4096)}
     assert "bigbird" in capsys.readouterr().out
+    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     before = out.read_text()
     assert borzoi.main(argv) == 0  # every point is there: nothing runs again
     assert out.read_text() == before
+
+
+def test_figure_marks_points_that_do_not_fit(tmp_path):
+    records = [{"kind": kind, "mode": "train", "length": length, "status": status, "median_s": 2.0,
+                "peak_memory_mb": 2048.0, "memory_cap_gb": 20.0}
+               for kind, status in (("bigbird", "ok"), (borzoi.PEER, "oom")) for length in (262_144, 524_288)]
+    path = borzoi.draw_figure(records, tmp_path / "f.png")
+    assert path.stat().st_size > 1000
 
 
 def test_bad_options_are_one_line(tmp_path):

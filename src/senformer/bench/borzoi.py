@@ -95,7 +95,8 @@ def run_points(points: Sequence[dict[str, Any]], out: Path, memory_cap_gb: float
         if point_key(point) in done:
             continue
         run = memory.run_isolated(__name__, point, cap, timeout_s)
-        record = {**point, "status": run.status, "load_average": memory.load_average(), "measured_at": memory.now()}
+        record = {**point, "status": run.status, "load_average": memory.load_average(), "measured_at": memory.now(),
+                  "memory_cap_gb": memory_cap_gb}
         if run.status == "ok" and run.result:
             record.update(run.result)
         else:
@@ -106,6 +107,41 @@ def run_points(points: Sequence[dict[str, Any]], out: Path, memory_cap_gb: float
         document["records"].append(record)
         atomic_write_text(out, json.dumps(document, indent=1))
     return document["records"]
+
+
+def draw_figure(records: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Time (left) and peak memory (right) against input length: one colour per kind, solid for training
+    and dashed for inference; a point that did not fit is an ``x`` at its memory cap."""
+    from ..io import save_figure
+    from ..plots import new_figure
+    from .figures import COLOURS
+
+    colours = {**COLOURS, PEER: COLOURS.get("enformer-pytorch", "tab:gray")}
+    figure = new_figure(11.0, 4.0)
+    time_ax, memory_ax = figure.subplots(1, 2)
+    for kind in KINDS:
+        for mode, style in (("train", "-"), ("inference", "--")):
+            rows = sorted((r for r in records if r["kind"] == kind and r["mode"] == mode), key=lambda r: r["length"])
+            fits = [r for r in rows if r["status"] == "ok"]
+            if fits:
+                lengths = [r["length"] / 1e3 for r in fits]
+                label = f"{kind}, {mode}"
+                time_ax.plot(lengths, [r["median_s"] for r in fits], style, marker="o", color=colours[kind], label=label)
+                memory_ax.plot(lengths, [r["peak_memory_mb"] / 1024 for r in fits], style, marker="o",
+                               color=colours[kind], label=label)
+            for r in rows:
+                if r["status"] == "oom":
+                    memory_ax.plot(r["length"] / 1e3, r["memory_cap_gb"], "x", color=colours[kind], markersize=8)
+    for ax, ylabel in ((time_ax, "time per pass (s)"), (memory_ax, "peak memory (GB)")):
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("input length (kbp)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    if records:
+        time_ax.legend(fontsize=7)
+    time_ax.set_title("Borzoi, batch 1", fontsize=10)
+    return save_figure(path, figure)
 
 
 def format_table(records: Sequence[dict[str, Any]]) -> str:
@@ -130,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--memory-cap-gb", type=float, default=20.0)
     parser.add_argument("--timeout-s", type=float, default=3600.0)
+    parser.add_argument("--figure", type=Path, help="time and memory against length (default: --out as .png)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                         help="a BorzoiConfig override for our kinds (the peer takes depth only), e.g. depth=2")
     args = parser.parse_args(argv)
@@ -147,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                "settings": settings, "warmup": 1, "repeats": args.repeats}
               for mode in modes for kind in kinds for length in lengths]
     records = run_points(points, args.out, args.memory_cap_gb, args.timeout_s)
+    draw_figure(records, args.figure or args.out.with_suffix(".png"))
     print(format_table(records))
     return 0
 
