@@ -18,6 +18,7 @@ import numpy as np
 
 from ..data.vcf import Variant
 from ..errors import UserError
+from ..outputs import hdf5
 
 KEY_COLUMNS = ("chrom", "pos", "id", "ref", "alt", "anchor", "distance", "note")
 SUFFIXES = (".tsv.gz", ".tsv", ".h5")  # the output formats, longest suffix first
@@ -202,7 +203,7 @@ class H5Writer:
 
         self.close()
         self.path.unlink(missing_ok=True)
-        self.handle = h5py.File(self.path, "w")
+        self.handle = hdf5.open_hdf5(self.path, "w")
         strings = h5py.string_dtype("utf-8")
         group = self.handle.create_group("variants")
         for name in ("chrom", "id", "ref", "alt", "anchor", "note"):
@@ -221,14 +222,12 @@ class H5Writer:
         tracks.create_dataset("description", data=np.array(self.descriptions, dtype=object), dtype=strings)
         self.handle.attrs["stats"] = list(self.stats)
         self.handle.attrs["completed"] = 0
-        self.handle.flush()
+        hdf5.check(self.handle)
         return []
 
     def resume(self) -> list[str]:
-        import h5py
-
         try:
-            self.handle = h5py.File(self.path, "a")
+            self.handle = hdf5.open_hdf5(self.path, "a")
             completed = int(self.handle.attrs["completed"])
             if list(self.handle.attrs["stats"]) != list(self.stats):
                 raise KeyError("stats")
@@ -267,8 +266,9 @@ class H5Writer:
                 if scored.scores is not None:
                     block[index] = scored.scores[stat]
             self.handle["scores"][stat][start:stop] = block
+        hdf5.check(self.handle)  # the rows are on the device before ``completed`` counts them
         self.handle.attrs["completed"] = stop
-        self.handle.flush()
+        hdf5.check(self.handle)
 
     def extend(self, part: Path) -> None:
         """Append every row of a finished part (an HDF5 output of the same stats and tracks)."""
@@ -281,20 +281,21 @@ class H5Writer:
             for dataset in self._datasets():
                 dataset[start : start + count] = source[dataset.name][:count]
         self.handle.attrs["completed"] = start + count
-        self.handle.flush()
+        hdf5.check(self.handle)
 
     def close(self) -> None:
+        """Close the file; raises the write failure its file met, if any."""
         if self.handle is not None:
             handle, self.handle = self.handle, None
-            handle.close()
+            fault = hdf5.close(handle)
+            if fault is not None:
+                raise fault
 
     def abandon(self) -> None:
-        """After a fault: close the file once, whatever state HDF5 is in (it must not see it again)."""
-        from ..outputs import close_quietly
-
+        """After an error: close the file once (the first error is the one reported)."""
         if self.handle is not None:
             handle, self.handle = self.handle, None
-            close_quietly(handle)
+            hdf5.close(handle)
 
     def verify(self, path: Path) -> None:
         """Every scored row's values are finite as written (NaN only in a skipped row, with its note)."""

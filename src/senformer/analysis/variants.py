@@ -580,22 +580,23 @@ def _run(output: Output, model, genome: Genome, vcf_path: Path, options: Variant
         resolved = {"options": dataclasses.asdict(options), "geometry": dataclasses.asdict(geometry),
                     "tracks": tracks, "track_names": names}
         output.record = {**output.record, "settings": {**output.record.get("settings", {}), **resolved}}
-        if output.resume:
-            with output.writing("the variant scores"):
-                done = writer.resume()
-            stale = _first_stale_row(genome, windows_of(vcf), geometry, margin, done)
-            if stale is not None:
-                output.say(f"{output.partial}: the genome's bases changed under row {stale + 1}: starting it again")
-                with output.writing("the variant scores"):
-                    done = writer.reset()
-        else:
-            output.start()
-            with output.writing("the variant scores"):
-                done = writer.reset()
         counts: dict[str, int] = {}
         digest = hashlib.sha256()  # of every row's window bases, the rows of an interrupted run included
         rows = 0
         try:
+            if output.resume:
+                with output.writing("the variant scores"):
+                    done = writer.resume()
+                stale = _first_stale_row(genome, windows_of(vcf), geometry, margin, done)
+                if stale is not None:
+                    output.say(f"{output.partial}: the genome's bases changed under row {stale + 1}: starting it "
+                               "again")
+                    with output.writing("the variant scores"):
+                        done = writer.reset()
+            else:
+                output.start()
+                with output.writing("the variant scores"):
+                    done = writer.reset()
             windows = windows_of(vcf)
             with tqdm(desc="variants", unit="allele", disable=not progress, initial=len(done)) as bar:
                 pending: list[ScoredRow] = []
@@ -609,12 +610,13 @@ def _run(output: Output, model, genome: Genome, vcf_path: Path, options: Variant
                     # Whole windows only: a resumed run (or a shard) starts at a window, and a .tsv.gz holds
                     # one gzip member per window however the run was cut, so its bytes are always the same.
                     if scored.ends_window:
-                        with output.writing(f"the scores of variant {scored.row.variant.chrom}:{scored.row.variant.pos}"):
+                        variant = scored.row.variant
+                        with output.writing(f"the scores of variant {variant.chrom}:{variant.pos}"):
                             writer.append(pending, options.stats, len(tracks))
                         bar.update(len(pending))
                         pending = []
         except BaseException:
-            writer.abandon()
+            writer.abandon()  # closed once; the first error is the one reported
             raise
         with output.writing("the last variant scores"):
             writer.close()

@@ -113,7 +113,9 @@ def _evaluate(args: argparse.Namespace, named: dict[str, str], device, output) -
         settings={"data": str(args.data), "genome": args.genome, "model_settings": model_settings,
                   "machine": machine_info(), "arguments": {k: v for k, v in vars(args).items() if k != "run"}},
     )
-    result.write(output.start())
+    folder = output.start()
+    with output.writing("the evaluation results"):
+        result.write(folder)
     out = output.finish(head=head, sequence_length=sequence_length)
     summary = result.per_assay()
     columns = ["assay_group", "tracks"] + [c for c in summary.columns if c.startswith(("pooled_", "per_example_"))]

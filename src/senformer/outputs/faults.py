@@ -6,15 +6,15 @@ own write errors too) becomes one :class:`~senformer.errors.UserError` naming th
 written, so the command exits 2. The output rule keeps the rest safe: the result stays in ``OUT.partial``
 (resumed by a rerun once there is room), nothing appears at ``OUT``, and an existing ``OUT`` is untouched.
 
-HDF5 buffers writes and reports some failures only at ``flush``/``close``, after which the file object must
-not be used again (closing it twice is where the C library crashed): :func:`close_quietly` closes a handle
-once, whatever state a fault left it in.
+HDF5 files are written through :mod:`senformer.outputs.hdf5`, so that HDF5 itself never sees a failed write
+(it crashed on one); :func:`close_quietly` closes any other handle once, whatever state a fault left it in.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 from pathlib import Path
 from typing import Iterator
@@ -29,9 +29,9 @@ WRITE_FAULTS = {errno.ENOSPC: "no space left on the device", errno.EIO: "input/o
                 errno.EFBIG: "file too large", errno.ENOMEM: "out of memory"}
 
 
-def describe(error: OSError) -> str:
+def describe(error: BaseException) -> str:
     """A write fault in a few words: the errno's meaning, else the first line of HDF5's message."""
-    if error.errno in WRITE_FAULTS:
+    if getattr(error, "errno", None) in WRITE_FAULTS:
         return WRITE_FAULTS[error.errno]
     text = " ".join(str(error).split())
     lowered = text.lower()
@@ -44,9 +44,9 @@ def describe(error: OSError) -> str:
     return text[:200] or type(error).__name__
 
 
-def fault(path: str | os.PathLike, what: str, error: OSError) -> UserError:
-    return UserError(f"{path}: cannot write {what} ({describe(error)}); the partial output is kept and a rerun "
-                     "resumes it once the fault is cleared")
+def fault(path: str | os.PathLike, what: str, error: BaseException) -> UserError:
+    return UserError(f"{path}: cannot write {what} ({describe(error)}); what is done is kept: run the command "
+                     "again once the fault is cleared")
 
 
 @contextlib.contextmanager
@@ -58,6 +58,131 @@ def writing(path: str | os.PathLike, what: str) -> Iterator[None]:
         raise
     except OSError as error:
         raise fault(path, what, error) from None
+    except RuntimeError as error:  # torch.save (and h5py outside a guard) report write failures so
+        if not is_io_error(error):
+            raise
+        raise fault(path, what, error) from None
+
+
+def is_io_error(error: BaseException) -> bool:
+    """Whether a library's ``RuntimeError`` is a failed write of the file (a full disk, a dying device)."""
+    text = str(error)
+    return "errno =" in text or "write failed" in text
+
+
+class GuardedFile(io.RawIOBase):
+    """A binary file whose first write failure is recorded (``fault``) instead of raised. From then on the
+    bytes that could not be written are kept in memory, page by page, and read back from there, so a writer
+    in C that re-reads what it wrote (HDF5's metadata) sees a consistent file and ends without crashing; the
+    file on disk stays as it was before the failure. Then :meth:`raise_fault` reports it (HDF5, ``torch.save``:
+    writers that lose the failure's errno, or crash on it)."""
+
+    PAGE = 1 << 16
+
+    def __init__(self, path: str | os.PathLike, mode: str):
+        super().__init__()
+        self.path = os.fspath(path)
+        self.file = open(path, mode, buffering=0)
+        self.fault: OSError | None = None
+        self.position = 0
+        self.size = os.fstat(self.file.fileno()).st_size
+        self.pages: dict[int, bytearray] = {}  # after a fault: what could not be written, by page
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.position = {0: 0, 1: self.position, 2: self.size}[whence] + offset
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def _page(self, index: int) -> bytearray:
+        if index not in self.pages:
+            self.file.seek(index * self.PAGE)
+            stored = self.file.read(self.PAGE) or b""
+            self.pages[index] = bytearray(stored) + bytearray(self.PAGE - len(stored))
+        return self.pages[index]
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        count = max(0, min(len(view), self.size - self.position))
+        done = 0
+        while done < count:
+            offset = self.position + done
+            index, start = divmod(offset, self.PAGE)
+            take = min(count - done, self.PAGE - start)
+            if index in self.pages:
+                view[done : done + take] = self.pages[index][start : start + take]
+            else:
+                self.file.seek(offset)
+                stored = self.file.read(take)
+                view[done : done + len(stored)] = stored
+                view[done + len(stored) : done + take] = bytes(take - len(stored))
+            done += take
+        self.position += count
+        return count
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        if self.fault is None:
+            try:
+                self.file.seek(self.position)
+                done = 0
+                while done < len(view):
+                    done += self.file.write(view[done:])
+            except OSError as error:
+                self.fault = error
+                self.pages.clear()
+        if self.fault is not None:
+            done = 0
+            while done < len(view):
+                index, start = divmod(self.position + done, self.PAGE)
+                take = min(len(view) - done, self.PAGE - start)
+                self._page(index)[start : start + take] = view[done : done + take]
+                done += take
+        self.position += len(view)
+        self.size = max(self.size, self.position)
+        return len(view)
+
+    def truncate(self, size: int | None = None) -> int:
+        size = self.position if size is None else size
+        if self.fault is None:
+            try:
+                self.file.truncate(size)
+            except OSError as error:
+                self.fault = error
+        self.size = size
+        return size
+
+    def flush(self) -> None:
+        """Nothing is buffered here; :meth:`raise_fault` syncs the bytes to the device."""
+
+    def sync(self) -> None:
+        if self.fault is None:
+            try:
+                os.fsync(self.file.fileno())
+            except OSError as error:
+                self.fault = error
+
+    def raise_fault(self) -> None:
+        """Sync the bytes to the device; raise the first write failure (an ``OSError``) if there was one."""
+        self.sync()
+        if self.fault is not None:
+            raise self.fault
+
+    def close(self) -> None:
+        if not self.closed:
+            self.file.close()
+            self.pages.clear()
+        super().close()
 
 
 def close_quietly(handle) -> BaseException | None:

@@ -59,7 +59,8 @@ class Output:
         self._stack = contextlib.ExitStack()
         try:
             if self.shard is None:
-                self._stack.enter_context(hold(lock_path(self.path), owner=self.path, wait=self.wait))
+                with faults.writing(lock_path(self.path), "the lock"):
+                    self._stack.enter_context(hold(lock_path(self.path), owner=self.path, wait=self.wait))
                 if not self.grown and (self._fingerprint is not None or self.settings or self.inputs):
                     self.decide()
             else:
@@ -77,6 +78,11 @@ class Output:
         finally:
             self._stack.close()
             self._stack = None
+        # A write fault no writer named (a log line, a figure) still ends in one line naming the file.
+        if isinstance(error, OSError) and error.errno in faults.WRITE_FAULTS or \
+                isinstance(error, RuntimeError) and faults.is_io_error(error):
+            raise faults.fault(getattr(error, "filename", None) or self.path, f"the {self.command} output",
+                               error) from None
 
     @property
     def is_open(self) -> bool:

@@ -18,6 +18,7 @@ import numpy as np
 from ..data.genome import Genome, Interval
 from ..errors import UserError
 from ..fingerprint import bases_digest
+from ..outputs import hdf5
 from ..predictions import hdf5_strings
 from ..windows import Geometry, plan_region
 from .compute import Job, input_text, row_digest
@@ -71,23 +72,23 @@ def create_layout(handle, work: Work, config, options: PredictOptions, fingerpri
 
 
 def open_partial(path: Path, fingerprint: str, resume: bool):
-    """The partial file to (re)write and how many rows it already holds (-1: a new file)."""
-    import h5py
-
+    """The partial file to (re)write (through :func:`senformer.outputs.hdf5.open_hdf5`) and how many rows it
+    already holds (-1: a new file). A resumed file counts only its rows up to the first one not complete."""
     if resume:
         try:
-            handle = h5py.File(path, "a")
+            handle = hdf5.open_hdf5(path, "a")
         except OSError:
             handle = None  # killed before the file was complete enough to open, or damaged by a fault: start again
         if handle is not None:
             try:
                 if handle.attrs.get("fingerprint") == fingerprint and "completed" in handle.attrs:
-                    return handle, int(handle.attrs["completed"])
+                    missing = first_missing_row(handle)
+                    return handle, int(handle.attrs["completed"]) if missing is None else missing[0]
             except (OSError, KeyError):
                 pass
-            handle.close()
+            hdf5.close(handle)
     path.unlink(missing_ok=True)
-    return h5py.File(path, "w"), -1
+    return hdf5.open_hdf5(path, "w"), -1
 
 
 def write_region(handle, job: Job, outputs: dict[str, np.ndarray], name: str,
@@ -192,7 +193,8 @@ def merge_parts(parts: list[Path], partial: Path, work: Work, config, options: P
     """Copy the rows of finished parts, in order, into one new file ``partial``; returns each part's first row."""
     import h5py
 
-    with h5py.File(partial, "w") as handle:
+    handle = hdf5.open_hdf5(partial, "w")
+    try:
         create_layout(handle, work, config, options, fingerprint)
         names = row_datasets(handle)
         row, firsts = 0, []
@@ -209,4 +211,9 @@ def merge_parts(parts: list[Path], partial: Path, work: Work, config, options: P
             row += count
         assert row == len(work.regions), "the parts of a finished split cover every region"
         handle.attrs["completed"] = row
+        hdf5.check(handle)
+    finally:
+        fault = hdf5.close(handle)
+    if fault is not None:
+        raise fault
     return firsts

@@ -11,7 +11,8 @@ from typing import Iterable
 
 from ..data.genome import Genome, Interval
 from ..errors import UserError
-from ..outputs import DIRECTORY, FILE, Output, close_quietly, opened, weights_identity, weights_record
+from ..outputs import DIRECTORY, FILE, Output, opened, weights_identity, weights_record
+from ..outputs import hdf5
 from ..outputs.faults import fault
 from ..windows import plan_region, tile_offsets
 from .compute import Job, completed_regions, jobs
@@ -95,8 +96,6 @@ def check_bases(path: Path, genome: Genome | None, names: list[str]) -> None:
 def _write(output: Output, model, work: Work, options: PredictOptions, progress: bool,
            unit_starts: list[int] | None = None) -> Path:
     """The rows of ``work`` into ``output``'s partial file (resumed when it holds some), then the finish."""
-    import h5py
-
     if output.up_to_date:
         check_bases(output.path, work.genome, work.names)
         return output.path
@@ -108,12 +107,12 @@ def _write(output: Output, model, work: Work, options: PredictOptions, progress:
         if completed < 0:
             with output.writing("the layout of the prediction file"):
                 create_layout(handle, work, model.config, options, output.fingerprint)
-                handle.flush()
+                hdf5.check(handle)
             completed = 0
         elif completed and work.genome is not None:
-            handle.close()
+            hdf5.close(handle)
             changed = stale_rows(partial, work.genome, completed)
-            handle = h5py.File(partial, "a")
+            handle = hdf5.open_hdf5(partial, "a")
             if changed:
                 output.say(f"{partial}: region {work.names[changed[0]]} was computed from other bases than "
                            f"{Path(work.genome.path).name} gives now: computing from there again")
@@ -125,11 +124,11 @@ def _write(output: Output, model, work: Work, options: PredictOptions, progress:
             handle.attrs["completed"] = completed
         _run_rows(output, model, handle, work, options, progress, completed)
     except BaseException:
-        close_quietly(handle)  # once: HDF5 must not see a faulted file again, nor close it twice
+        hdf5.close(handle)  # the first fault is the one reported
         raise
-    error = close_quietly(handle)
+    error = hdf5.close(handle)
     if error is not None:
-        raise fault(partial, "the last rows of the prediction file", error) if isinstance(error, OSError) else error
+        raise fault(partial, "the last rows of the prediction file", error)
     return output.finish(verify=check_complete)
 
 
@@ -149,9 +148,9 @@ def _run_rows(output: Output, model, handle, work: Work, options: PredictOptions
         with output.writing(f"the predictions of region {name}"):
             handle["regions/bases_sha256"][job.row] = digest
             write_region(handle, job, outputs, name, identifiers)
-            handle.flush()  # the row's values reach the file before ``completed`` counts them
+            hdf5.check(handle)  # the row's values are on the device before ``completed`` counts them
             handle.attrs["completed"] = job.row + 1
-            handle.flush()
+            hdf5.check(handle)
     bar.close()
 
 

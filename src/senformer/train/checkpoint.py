@@ -23,6 +23,8 @@ import torch
 
 from ..errors import UserError
 from ..io import atomic_path, load_torch_file
+from ..outputs import writing
+from ..outputs.faults import GuardedFile
 
 FORMAT = "senformer-train-checkpoint"
 VERSION = 2  # 2: RNG states as tensors, loadable with weights_only=True
@@ -89,8 +91,10 @@ def save_checkpoint(directory: str | os.PathLike, step: int, payload: Mapping[st
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     target = directory / checkpoint_name(step)
-    with atomic_path(target) as temporary:
-        torch.save({"format": FORMAT, "version": VERSION, "step": step, **payload}, temporary)
+    with writing(target, f"the checkpoint of step {step}"), atomic_path(target) as temporary:
+        with GuardedFile(temporary, "w+b") as handle:  # torch.save's own writer loses the failure's errno
+            torch.save({"format": FORMAT, "version": VERSION, "step": step, **payload}, handle)
+            handle.raise_fault()
     for old in list_checkpoints(directory)[:-keep]:
         old.unlink(missing_ok=True)
     return target
