@@ -20,6 +20,7 @@ import pandas as pd
 from .data.genome import Interval, parse_region
 from .data.tracks import select_tracks_per_head
 from .errors import UserError
+from .outputs import first_non_finite
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ def _region_row(regions: pd.DataFrame, region: str | int | None, path: Path) -> 
 
 
 def read_prediction(path: str | os.PathLike, region: str | int | None = None, heads=None, tracks=None) -> RegionPrediction:
-    """One region of a ``senformer predict`` output in memory.
+    """One region of a ``senformer predict`` output in memory; a row that was never computed (past the
+    file's ``completed`` rows, or holding its NaN fill) is refused in one :class:`UserError` line.
 
     Args:
         region: a row number, a region name or ``chr:start-end`` (the stored region overlapping it most);
@@ -125,8 +127,19 @@ def read_prediction(path: str | os.PathLike, region: str | int | None = None, he
                 column: hdf5_strings(group[f"tracks/{column}"][:]) for column in ("identifier", "description", "assay_group")}})
         selections = select_tracks_per_head(tracks, tables)  # a value must select something in some head
         count = int(regions.loc[row, "num_bins"])
+        completed = int(handle.attrs.get("completed", len(regions)))
+        if row >= completed:
+            raise UserError(f"{path}: region {regions.loc[row, 'name']} (row {row}) was never computed: the file "
+                            f"holds {completed} of its {len(regions)} rows (an unfinished or damaged run)")
         values = {head: handle[head]["predictions"][row, :count][:, columns].astype(np.float32)
                   for head, columns in selections.items()}
+        for head, value in values.items():
+            missing = first_non_finite(value)
+            if missing is not None:  # a row never written holds the file's NaN fill, never a prediction
+                identifier = tables[head].iloc[selections[head][missing[1]]]["identifier"]
+                raise UserError(f"{path}: region {regions.loc[row, 'name']} has no finite prediction for head "
+                                f"{head} track {identifier} at bin {missing[0]}: the row was never computed (an "
+                                "unfinished or damaged file)")
         tables = {head: tables[head].iloc[columns].reset_index(drop=True) for head, columns in selections.items()}
         bin_size = int(handle.attrs["bin_size"])
     stored_region = regions.loc[row]

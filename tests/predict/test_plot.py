@@ -93,3 +93,24 @@ def test_predict_regions_in_memory_equals_the_file(predicted):
     assert first.values["human"].shape == (8, 2) and set(first.values) == {"human", "mouse"}
     with pytest.raises(UserError, match="runs off chr1"):
         predict_regions(model, predicted / "genome.fa", ["chr1:5,990-6,100"], options)
+
+
+def test_rows_that_were_never_computed_are_refused_not_drawn(predicted, tmp_path, capsys):
+    """A partial or damaged file's unwritten rows hold the NaN fill: plot and read_prediction say so in one line."""
+    import shutil
+
+    partial = tmp_path / "p.h5.partial"
+    shutil.copy(predicted / "p.h5", partial)
+    with h5py.File(partial, "a") as handle:
+        handle.attrs["completed"] = 1  # a run stopped after its first row
+    assert read_prediction(partial, region="peak1").values["human"].shape[0] > 0
+    with pytest.raises(UserError, match="peak2 .row 1. was never computed: the file holds 1 of its 2 rows"):
+        read_prediction(partial, region="peak2")
+    damaged = tmp_path / "damaged.h5"
+    shutil.copy(predicted / "p.h5", damaged)
+    with h5py.File(damaged, "a") as handle:
+        handle["human/predictions"][0, 3, 2] = np.nan  # a row whose write was lost
+    assert main(["plot", str(damaged), "--region", "peak1", "--out", str(tmp_path / "peak1.png")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0 and "no finite prediction for head human track human-2 at bin 3" in error
+    assert not (tmp_path / "peak1.png").exists()

@@ -140,3 +140,49 @@ def test_a_bigwig_folder_follows_the_rule(genome, tmp_path, capsys, monkeypatch)
     monkeypatch.setattr("senformer.weights.load_model", no_model)
     assert main(argv) == 0, capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in (tmp_path / "bw").glob("*.bw")} == written
+
+
+def test_a_prediction_made_from_python_is_up_to_date_for_the_command_and_the_other_way_round(
+        genome, tmp_path, capsys, monkeypatch):
+    """One fingerprint recipe: the weights count by their tensors and resolved configuration, the regions by
+    their text and names, the options but the device, whichever way the file is made."""
+    import senformer.predict.run
+    from senformer.data.genome import read_bed
+    from senformer.weights import load_model
+
+    fasta, _ = genome
+    save_model(tiny_model(seed=4), tmp_path / "weights")
+    bed = tmp_path / "regions.bed"
+    bed.write_text("chrA\t1000\t1100\ta\nchrA\t3000\t3400\tb\n")
+    options = PredictOptions(sequence_length=LENGTH, reverse_complement=True, shifts=(0, 1), tracks=("0-2",))
+    model = load_model(tmp_path / "weights")
+
+    def argv(out):
+        return ["predict", "--weights", str(tmp_path / "weights"), "--fasta", str(fasta), "--regions", str(bed),
+                "--length", str(LENGTH), "--rc", "--shifts=0,1", "--tracks", "0-2", "--no-progress", "--out", str(out)]
+
+    def unchanged(out):
+        return out.stat().st_mtime_ns, out.stat().st_ino, out.with_name(f"{out.name}.run.json").read_bytes()
+
+    # Python first: the command finds it up to date (it loads the model once to learn the weights' identity).
+    from_python = predict(model, tmp_path / "python.h5", genome=fasta, regions=list(read_bed(bed)), options=options,
+                          progress=False)
+    before = unchanged(from_python)
+    assert main(argv(from_python)) == 0 and f"{from_python} is up to date" in capsys.readouterr().out
+    assert unchanged(from_python) == before
+    # The command first: Python finds it up to date and computes nothing.
+    from_command = tmp_path / "command.h5"
+    assert main(argv(from_command)) == 0
+    before = unchanged(from_command)
+
+    def computing(*args, **kwargs):
+        raise AssertionError("an up-to-date file was computed again")
+
+    monkeypatch.setattr(senformer.predict.run, "completed_regions", computing)
+    assert predict(model, from_command, genome=fasta, regions=list(read_bed(bed)), options=options,
+                   progress=False) == from_command
+    assert unchanged(from_command) == before
+    # and another option is other inputs either way
+    with pytest.raises(UserError, match="pass --overwrite"):
+        predict(model, from_command, genome=fasta, regions=list(read_bed(bed)),
+                options=PredictOptions(sequence_length=LENGTH, tracks=("0-2",)), progress=False)
