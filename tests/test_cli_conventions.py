@@ -1,6 +1,6 @@
 """The conventions every ``senformer`` command shares (docs/getting-started.md, "Conventions, the same in
 every command"): each option's default and choices in ``--help``, ``--device auto`` by default,
-``--no-progress`` wherever a command shows progress (``--quiet`` a hidden alias)."""
+``--no-progress`` wherever a command shows progress."""
 
 from __future__ import annotations
 
@@ -88,12 +88,11 @@ def _train_default(name: str):
 
 
 @pytest.mark.parametrize("command", PROGRESS_COMMANDS)
-def test_no_progress_is_accepted_and_quiet_is_its_hidden_alias(command):
+def test_no_progress_is_accepted_and_quiet_is_gone(command):
     parser = COMMANDS[command]
     actions = {option: action for action in parser._actions for option in action.option_strings}
-    for option in ("--no-progress", "--quiet"):
-        assert actions[option].dest == "progress" and isinstance(actions[option], argparse._StoreFalseAction), option
-    assert actions["--quiet"].help == argparse.SUPPRESS and "--no-progress" in parser.format_help()
+    assert actions["--no-progress"].dest == "progress" and isinstance(actions["--no-progress"], argparse._StoreFalseAction)
+    assert "--quiet" not in actions and "--no-progress" in parser.format_help()
 
 
 def test_no_progress_parses_to_progress_off():
@@ -101,7 +100,6 @@ def test_no_progress_parses_to_progress_off():
     base = ["predict", "--weights", "w", "--fasta", "g.fa", "--region", "chr1:1-2", "--out", "p.h5"]
     assert parser.parse_args(base).progress is True
     assert parser.parse_args([*base, "--no-progress"]).progress is False
-    assert parser.parse_args([*base, "--quiet"]).progress is False
     assert parser.parse_args(["data", "from-bigwig", "o", "--genome", "g.fa", "--tile", "--no-progress"]).progress is False
     assert parser.parse_args(["download", "hg38", "--no-progress"]).progress is False
     train = ["train", "--out", "o", "--data", "d"]

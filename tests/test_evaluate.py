@@ -156,7 +156,7 @@ def test_cli_compares_two_models_and_writes_every_output(data, weights, tmp_path
 def test_cli_labels_zero_flanks(data, weights, tmp_path, capsys):
     out = tmp_path / "flanks"
     assert main(["evaluate", "--data", str(data), "--weights", str(weights["alpha"]), "--out", str(out),
-                 "--sequence-length", "6144", "--max-examples", "2", "--no-progress"]) == 0
+                 "--length", "6144", "--max-examples", "2", "--no-progress"]) == 0
     assert "ZERO flanks" in capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["flanks"] == "zeros" and "ZERO flanks" in metrics["input"] and metrics["examples"] == 2
@@ -189,3 +189,16 @@ def test_a_non_finite_prediction_is_an_error_naming_the_example(data):
         model.heads["human"].bias[2] = float("nan")
     with pytest.raises(UserError, match=r"model 'broken' predicts a non-finite value for example 0 of the split"):
         evaluate({"broken": model}, BasenjiDataset(data, "test", max_examples=2), "human", progress=False)
+
+
+@pytest.mark.slow
+def test_basenji_length_records_are_evaluated_at_their_own_length_by_default(weights, tmp_path, capsys):
+    """evaluate, analyze and train agree: without --length the records are read as stored (131,072 bp for
+    Basenji2's); evaluate used to extend them to 196,608 bp with zero flanks."""
+    data = make_synthetic(tmp_path / "basenji", "tiny", seed=0, sequence_length=131_072, crop_bp=8192,
+                          train=1, valid=1, test=1)
+    out = tmp_path / "own"
+    assert main(["evaluate", "--data", str(data), "--weights", str(weights["alpha"]), "--out", str(out),
+                 "--max-examples", "1", "--no-progress"]) == 0, capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["flanks"] == "none" and metrics["sequence_length"] == 131_072

@@ -46,7 +46,7 @@ def predict_args(workspace, out, *extra):
 def variants_args(workspace, out, *extra):
     return ["analyze", "variants", "--weights", str(workspace / "model"), "--fasta", str(workspace / "variants.fa"),
             "--vcf", str(VARIANTS / "variants.vcf.gz"), "--length", "1024", "--batch-size", "2",
-            "--skip-ref-mismatch", "--threads", "1", "--no-progress", "--out", str(out), *extra]
+            "--allow-ref-mismatch", "--threads", "1", "--no-progress", "--out", str(out), *extra]
 
 
 def datasets(path: Path) -> dict[str, np.ndarray]:

@@ -46,7 +46,7 @@ from torch import nn
 from .inference import autocast_for, predict_batch
 from .model.tiling import affected_bins, conv_reach, halo_bins, span_bounds
 from .sequence import one_hot as encode_bases
-from .sequence import one_hot_to_tokens, reverse_complement, tokens, tokens_to_one_hot
+from .sequence import as_one_hot, one_hot_to_tokens, reverse_complement, tokens, tokens_to_bases
 
 REFILL_SIDES = ("right", "left")
 
@@ -139,24 +139,16 @@ class EditEngine:
         self.device = parameter.device if device is None else torch.device(device)
         dtype = parameter.dtype
 
-        def as_one_hot(sequence: torch.Tensor | None, name: str) -> torch.Tensor:
-            if sequence is None:
-                return torch.zeros(0, 4, dtype=dtype)
-            if sequence.dtype.is_floating_point:
-                if sequence.dim() != 2 or sequence.shape[1] != 4:
-                    raise ValueError(f"{name} one-hot must be (bp, 4), got {tuple(sequence.shape)}")
-                return sequence.to(dtype)
-            if sequence.dim() != 1:
-                raise ValueError(f"{name} tokens must be (bp,), got {tuple(sequence.shape)}")
-            return tokens_to_one_hot(sequence, dtype)
+        def flank(sequence: torch.Tensor | None, name: str) -> torch.Tensor:
+            return torch.zeros(0, 4, dtype=dtype) if sequence is None else as_one_hot(sequence, dtype, name)
 
-        window = as_one_hot(reference, "reference")
+        window = as_one_hot(reference, dtype, "reference")
         self.input_length = window.shape[0]
         self.length = self.input_length - 2 * margin
         model.config.validate_sequence_length(self.length)
-        left = as_one_hot(left_flank, "left_flank")
+        left = flank(left_flank, "left_flank")
         self._offset = left.shape[0]  # where the input starts in the extended sequence
-        self._extended = torch.cat([left, window, as_one_hot(right_flank, "right_flank")]).to(self.device)
+        self._extended = torch.cat([left, window, flank(right_flank, "right_flank")]).to(self.device)
         self._extended_tokens = one_hot_to_tokens(self._extended.cpu())
         self._columns = {name: torch.as_tensor(np.asarray(index, dtype=np.int64), device=self.device)
                          for name, index in self.tracks.items()}
@@ -207,7 +199,7 @@ class EditEngine:
         expected = torch.from_numpy(tokens(edit.ref).astype(np.int64))
         observed = self._extended_tokens[start:stop]
         if not torch.equal(observed, expected):
-            found = "".join("ACGTN"[int(token)] for token in observed)
+            found = tokens_to_bases(observed)
             raise ValueError(f"edit {edit}: the reference has {found!r} there, not {edit.ref!r}")
         shortfall = len(edit.ref) - len(edit.alt)  # bp the refilled side pulls in from its flank
         available = (self._offset if edit.refill == "left"

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import json
 import os
 import shutil
 import sys
@@ -425,11 +424,11 @@ def _download_huggingface(name: str, entry: WeightsSource, progress: bool) -> Pa
 
 def _write_provenance(name: str, values: dict) -> None:
     from .version import __version__
-    from .io import atomic_write_text
+    from .io import write_json
 
     record = {"name": name, **values, "converted_by": f"senformer {__version__}",
               "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    atomic_write_text(home() / "weights" / f"{name}.json", json.dumps(record, indent=2) + "\n")
+    write_json(home() / "weights" / f"{name}.json", record)
 
 
 # Genomes ----------------------------------------------------------------------------------------------

@@ -146,14 +146,14 @@ def _json_key(key: Any) -> str:
     return converted if isinstance(converted, str) else json.dumps(converted)
 
 
-def json_text(value: Any, indent: int | None = 2) -> str:
+def json_text(value: Any, indent: int | None = 2, sort_keys: bool = False) -> str:
     """``value`` as strict JSON text (see :func:`jsonable`); one line when ``indent`` is None."""
-    return json.dumps(jsonable(value), indent=indent, allow_nan=False)
+    return json.dumps(jsonable(value), indent=indent, allow_nan=False, sort_keys=sort_keys)
 
 
-def write_json(path: str | os.PathLike, value: Any, indent: int | None = 2) -> Path:
+def write_json(path: str | os.PathLike, value: Any, indent: int | None = 2, sort_keys: bool = False) -> Path:
     """Write ``value`` as strict JSON (see :func:`jsonable`) atomically, with a final newline."""
-    atomic_write_text(path, json_text(value, indent) + "\n")
+    atomic_write_text(path, json_text(value, indent, sort_keys) + "\n")
     return Path(path)
 
 

@@ -7,6 +7,8 @@ import numpy as np
 import torch
 
 N_TOKEN = 4
+BASES = "ACGTN"  # token i is BASES[i]
+_BASE_BYTES = np.frombuffer(BASES.encode("ascii"), dtype=np.uint8)
 
 _TOKEN_TABLE = np.full(256, N_TOKEN, dtype=np.int8)
 for _index, _base in enumerate("ACGT"):
@@ -37,6 +39,30 @@ def tokens_to_one_hot(token_ids: torch.Tensor, dtype: torch.dtype = torch.float3
         )
     eye = torch.cat([torch.eye(4, dtype=dtype, device=token_ids.device), torch.zeros(1, 4, dtype=dtype, device=token_ids.device)])
     return eye[token_ids.long()]
+
+
+def one_hot_array(sequence: str | bytes) -> np.ndarray:
+    """One-hot ``(length, 4)`` bool array of a DNA string (the Basenji2 record layout); N and other
+    characters are all False."""
+    return tokens(sequence)[:, None] == np.arange(4, dtype=np.int8)
+
+
+def as_one_hot(sequence: torch.Tensor, dtype: torch.dtype = torch.float32, name: str = "a sequence") -> torch.Tensor:
+    """``(bp,)`` integer tokens or a ``(bp, 4)`` float one-hot -> ``(bp, 4)`` one-hot of ``dtype``; any other
+    shape is a ValueError naming ``name``."""
+    if sequence.dtype.is_floating_point:
+        if sequence.dim() != 2 or sequence.shape[1] != 4:
+            raise ValueError(f"{name}: a one-hot sequence must be (bp, 4), got {tuple(sequence.shape)}")
+        return sequence.to(dtype)
+    if sequence.dim() != 1:
+        raise ValueError(f"{name}: a token sequence must be (bp,), got {tuple(sequence.shape)}")
+    return tokens_to_one_hot(sequence, dtype)
+
+
+def tokens_to_bases(token_ids: torch.Tensor | np.ndarray) -> str:
+    """``(length,)`` tokens (0-3 ACGT, 4 N) -> the DNA string."""
+    array = token_ids.cpu().numpy() if isinstance(token_ids, torch.Tensor) else np.asarray(token_ids)
+    return _BASE_BYTES[array.astype(np.int64)].tobytes().decode("ascii")
 
 
 def one_hot_to_tokens(one_hot: torch.Tensor) -> torch.Tensor:

@@ -30,7 +30,7 @@ def workspace(tmp_path_factory):
 def test_compare_a_model_with_itself(workspace, tmp_path):
     out = tmp_path / "compare"
     assert main(["analyze", "compare", "--data", str(workspace / "data"), "--weights", f"x={workspace / 'a'}",
-                 "--weights", f"y={workspace / 'a'}", "--out", str(out), "--quiet"]) == 0  # the old spelling
+                 "--weights", f"y={workspace / 'a'}", "--out", str(out), "--no-progress"]) == 0
     table = pd.read_csv(out / "compare.csv")
     assert list(table["group"]) == ["DNase/ATAC", "ChIP-Histone", "ChIP-TF", "CAGE", "all"]
     np.testing.assert_allclose(table["correlation"], 1.0, atol=1e-9)

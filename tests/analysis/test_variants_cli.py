@@ -58,7 +58,7 @@ def test_engine_and_plain_commands_agree_and_the_old_flag_is_kept(workspace, tmp
     vcf = str(FIXTURES / "variants.vcf.gz")
     assert main(command(workspace, tmp_path / "engine.tsv.gz", "--vcf", vcf, "--stats", "SAD,D2")) == 0
     assert main(command(workspace, tmp_path / "plain.tsv.gz", "--vcf", vcf, "--stats", "SAD,D2", "--plain",
-                        "--skip-ref-mismatch")) == 0
+                        "--allow-ref-mismatch")) == 0
     engine = pd.read_csv(tmp_path / "engine.tsv.gz", sep="\t", keep_default_na=False)
     plain = pd.read_csv(tmp_path / "plain.tsv.gz", sep="\t", keep_default_na=False)
     assert list(engine.columns[8:]) == [f"{s}:human-{t}" for s in ("SAD", "D2") for t in range(5)]

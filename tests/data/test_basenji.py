@@ -14,11 +14,11 @@ from senformer.data.basenji import (
     BasenjiDataset,
     BasenjiWriter,
     check_split,
-    collate,
     encode_example,
     read_statistics,
     split_files,
 )
+from senformer.data.batch import stack_examples
 from senformer.data.tfrecord import TFRecordError, write_records
 from senformer.errors import UserError
 
@@ -78,7 +78,7 @@ def test_sharding_across_ranks_and_workers(tmp_path, world_size, workers):
     per_rank, batches = [], []
     for rank in range(world_size):
         dataset = BasenjiDataset(directory, "train", rank=rank, world_size=world_size)
-        loader = DataLoader(dataset, batch_size=2, num_workers=workers, collate_fn=collate)
+        loader = DataLoader(dataset, batch_size=2, num_workers=workers, collate_fn=stack_examples)
         rank_batches = list(loader)
         batches.append(len(rank_batches))
         per_rank.append([int(i) for batch in rank_batches for i in batch["index"]])
@@ -213,7 +213,7 @@ def test_genome_flanks_are_fetched_and_checked(tmp_path):
     assert first["sequence"][:512].sum() == 0 and first["sequence"][512:1024].sum() == 512
     # DataLoader workers each open their own FASTA handle and give the same inputs.
     loader = DataLoader(BasenjiDataset(directory, "train", genome=directory / "genome.fa", sequence_length=6144),
-                        batch_size=1, num_workers=2, collate_fn=collate)
+                        batch_size=1, num_workers=2, collate_fn=stack_examples)
     by_index = {int(b["index"][0]): b["sequence"][0] for b in loader}
     serial = {e["index"]: e["sequence"] for e in BasenjiDataset(directory, "train", genome=directory / "genome.fa", sequence_length=6144)}
     assert by_index.keys() == serial.keys() and all(torch.equal(by_index[i], serial[i]) for i in serial)

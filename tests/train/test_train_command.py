@@ -88,7 +88,7 @@ def test_flags_override_the_file_and_absent_flags_do_not(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("data: {human: /h}\nsteps: 50\nbf16: true\nshift: 2\n")
     args = build_parser().parse_args([
-        "train", "--config", str(path), "--out", "o", "--data", "mouse=/m", "--steps", "7", "--new-head", "atac:3",
+        "train", "--config", str(path), "--out", "o", "--data", "mouse=/m", "--steps", "7", "--new-head", "atac=3",
         "--data", "atac=/a", "--set", "depth=2", "--set", "attention=bigbird", "--no-reverse-complement",
         "--train", "^transformer", "--distill-weight", "1",
     ])

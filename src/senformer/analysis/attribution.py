@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError
 from ..model.enformer import Enformer
-from ..sequence import tokens_to_one_hot
+from ..sequence import BASES, as_one_hot
 
 
 @dataclass
@@ -46,17 +46,6 @@ class Target:
                 raise UserError(f"{name}s must lie in 0..{limit - 1} for this model and input; got {list(values)}")
 
 
-def _one_hot(sequence: torch.Tensor) -> torch.Tensor:
-    """(bp,) tokens or (bp, 4) one-hot -> (bp, 4) float one-hot."""
-    if sequence.dtype.is_floating_point:
-        if sequence.dim() != 2 or sequence.shape[1] != 4:
-            raise ValueError(f"a one-hot sequence must be (bp, 4), got {tuple(sequence.shape)}")
-        return sequence.float()
-    if sequence.dim() != 1:
-        raise ValueError(f"a token sequence must be (bp,), got {tuple(sequence.shape)}")
-    return tokens_to_one_hot(sequence)
-
-
 def gradient_times_input(model: Enformer, sequence: torch.Tensor, target: Target) -> np.ndarray:
     """Gradient of the target scalar with respect to the one-hot input, times the input.
 
@@ -65,7 +54,7 @@ def gradient_times_input(model: Enformer, sequence: torch.Tensor, target: Target
     Returns:
         (bp, 4) float32: non-zero only at each position's base (all zero at N).
     """
-    one_hot = _one_hot(sequence)
+    one_hot = as_one_hot(sequence)
     target.validate(model, one_hot.shape[0])
     model.eval()
     parameter = next(model.parameters())
@@ -101,7 +90,7 @@ def in_silico_mutagenesis(
     from ..edits import Edit, EditEngine
     from ..sequence import one_hot_to_tokens
 
-    one_hot = _one_hot(sequence)
+    one_hot = as_one_hot(sequence)
     length = one_hot.shape[0]
     target.validate(model, length)
     end = length if end is None else end
@@ -121,7 +110,7 @@ def in_silico_mutagenesis(
     reference = float(score({name: value[None] for name, value in engine.reference_output().items()})[0])
     bases = one_hot_to_tokens(one_hot)
     # every base but the one present: all four at an N (or any position that is not one base)
-    edits = [Edit(position, "ACGTN"[int(bases[position])], "ACGT"[base]) for position in range(start, end)
+    edits = [Edit(position, BASES[int(bases[position])], BASES[base]) for position in range(start, end)
              for base in range(4) if one_hot[position, base] != 1]
     effects = np.zeros((end - start, 4), dtype=np.float64)
     with tqdm(total=len(edits), desc="mutagenesis", unit="mutation", disable=not progress) as bar:
@@ -194,7 +183,7 @@ def run_attribution(
     from .common import chosen_tracks
 
     out = Path(out)
-    sequence = _one_hot(sequence)
+    sequence = as_one_hot(sequence)
     length = sequence.shape[0]
     if not 0 <= ism_width <= length:
         raise UserError(f"ISM width {ism_width:,} bp does not fit the {length:,} bp input (0 to {length:,})")

@@ -23,7 +23,7 @@ from ..edits import Edit, EditEngine
 from ..errors import UserError
 from ..model.enformer import Enformer
 from ..model.tiling import conv_reach
-from ..sequence import N_TOKEN
+from ..sequence import BASES, N_TOKEN
 
 ALTERNATIVES = ("all", "random")
 
@@ -170,7 +170,7 @@ def receptive_field(
         engine = EditEngine(model, sequences[s], heads=[head], tracks=columns, batch_size=batch_size,
                             accumulate=torch.float64, plain=plain)
         reference = engine.reference_output()[head]  # (bins, tracks)
-        edits = [Edit(position, "ACGTN"[int(sequences[s, position])], "ACGT"[token])
+        edits = [Edit(position, BASES[int(sequences[s, position])], BASES[token])
                  for _, position, token in mutations]
         done = 0
         for chunk, outputs in engine.score(edits):

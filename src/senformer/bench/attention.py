@@ -11,7 +11,6 @@ Ratios are against ``full`` measured in the same run.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -155,10 +154,10 @@ def write_results(result: dict[str, Any], out_dir: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io import atomic_write_text, save_figure
+    from ..io import save_figure, write_json
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "attention.json", json.dumps(result, indent=2) + "\n")
+    write_json(out_dir / "attention.json", result)
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     plot(result["records"], axes)
     figure.suptitle(f"one attention layer, fwd+bwd, {result['machine'].get('gpu') or result['machine'].get('cpu')}")

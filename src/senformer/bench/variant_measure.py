@@ -64,11 +64,15 @@ def _random_bases(generator, length: int):
 
 
 def _base(tokens, position: int) -> str:
-    return "ACGT"[int(tokens[position])]
+    from ..sequence import BASES
+
+    return BASES[int(tokens[position])]
 
 
 def _other(base: str, step: int = 1) -> str:
-    return "ACGT"[("ACGT".index(base) + step) % 4]
+    from ..sequence import BASES
+
+    return BASES[(BASES.index(base) + step) % 4]
 
 
 def anchored_edits(tokens, count: int, generator) -> dict[str, list]:

@@ -13,12 +13,11 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import ATTENTION_KINDS
 from ..errors import UserError
 from .common import (
     add_overwrite_argument, add_shard_arguments, parse_named_weights, parse_set_options, resolve_genome_options,
 )
-from .options import SEED, SHIFTS, add_device_argument, add_length_argument, add_progress_argument, add_tracks_argument, real, whole
+from .options import SEED, SHIFTS, add_attention_argument, add_device_argument, add_length_argument, add_progress_argument, add_set_argument, add_tracks_argument, real, whole
 
 if TYPE_CHECKING:  # torch is imported by the run functions, so that --help answers without it
     import torch
@@ -30,11 +29,9 @@ def _add_weights(parser: argparse.ArgumentParser, many: bool, required: bool = T
                         help="model weights: enformer (the official model, downloaded on first use) or a native folder, TF "
                         "checkpoint or enformer-pytorch/HF folder"
                         + ("; repeat for each model" if many else ""))
-    parser.add_argument("--attention", action="append", default=None, choices=ATTENTION_KINDS,
-                        help="run the weights with this attention kind instead of their own (repeatable: "
-                        "one model per kind)" if many else "run the weights with this attention kind")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override one config field of the loaded model (JSON value)")
+    add_attention_argument(parser, many=True, help="run the weights with this attention kind instead of their own "
+                           "(repeatable: one model per kind)" if many else "run the weights with this attention kind")
+    add_set_argument(parser, help="override one config field of the loaded model (JSON value)")
     add_device_argument(parser)
 
 
@@ -139,7 +136,7 @@ def _analysis_output(args: argparse.Namespace):
     weights, dataset split, FASTA and an earlier evaluation count by the digests of their files."""
     from ..device import resolve_device
     from ..outputs import DIRECTORY, Output
-    from .common import dataset_digest, folder_digest, large_file_digest, weights_files_digest
+    from ..inputs import dataset_digest, folder_digest, large_file_digest, weights_files_digest
 
     device = resolve_device(args.device) if getattr(args, "device", None) else None
     fasta = getattr(args, "fasta", None) or getattr(args, "genome", None)
@@ -258,8 +255,6 @@ def register(subparsers) -> None:
     variants.add_argument("--allow-ref-mismatch", action="store_true",
                           help="score the other variants even when more than 10%% of the first 1,000 have a REF "
                           "that differs from the genome (mismatches are always skipped and noted)")
-    variants.add_argument("--skip-ref-mismatch", dest="allow_ref_mismatch", action="store_true",
-                          help=argparse.SUPPRESS)  # the old name
     _add_plain_argument(variants)
     variants.add_argument("--bf16", action="store_true",
                           help="bfloat16 autocast where the device computes it natively (elsewhere: one warning, "

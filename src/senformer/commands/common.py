@@ -8,9 +8,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..config import ATTENTION_KINDS, PRESETS, EnformerConfig, preset
+from ..config import PRESETS, EnformerConfig, preset
 from ..errors import UserError
-from .options import MAX_THREADS, whole
+from .options import MAX_THREADS, add_attention_argument, add_set_argument, whole
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -18,9 +18,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
     group.add_argument("--preset", choices=sorted(PRESETS), default="enformer", help="named configuration (default: enformer)")
     group.add_argument("--config", help="EnformerConfig JSON file (overrides the preset)")
-    group.add_argument("--attention", choices=ATTENTION_KINDS, help="attention kind (default: the configuration's)")
-    group.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                       help="override one config field (JSON value), e.g. --set depth=1 --set dim=768")
+    add_attention_argument(group, help="attention kind (default: the configuration's)")
+    add_set_argument(group)
 
 
 def parse_set_options(items: list[str], attention: str | None = None) -> dict[str, Any]:
@@ -93,12 +92,6 @@ def config_from_args(args: argparse.Namespace) -> EnformerConfig:
         merged = {**config.to_dict(), **overrides}
         config = EnformerConfig.from_dict(merged)
     return config
-
-
-# Inputs, fingerprinted before anything is loaded: senformer.inputs (train uses them too) ----------------
-from ..inputs import (  # noqa: E402,F401  (re-exported for the commands)
-    dataset_digest, folder_digest, input_digest, large_file_digest, weights_files_digest,
-)
 
 
 def add_shard_arguments(parser: argparse.ArgumentParser) -> None:

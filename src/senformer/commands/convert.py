@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..config import ATTENTION_KINDS
+from .options import add_attention_argument, add_set_argument
 from .common import parse_set_options
 
 _EPILOG = """\
@@ -44,10 +44,9 @@ def register(subparsers) -> None:
     parser.add_argument("--format", choices=["native", "tf-checkpoint", "tf-savedmodel", "enformer-pytorch", "keras-h5",
                                              "borzoi-pytorch"],
                         help="source format (default: detected)")
-    parser.add_argument("--attention", choices=ATTENTION_KINDS, help="attention kind stored in the config")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a config field (JSON value), e.g. --set positional_basis_length=1536 "
-                        "--set target_length=null")
+    add_attention_argument(parser, help="attention kind stored in the config")
+    add_set_argument(parser, help="override a config field (JSON value), e.g. --set positional_basis_length=1536 "
+                     "--set target_length=null")
     parser.add_argument("--partial", action="store_true",
                         help="load the tensors that match the (overridden) config and list the rest, instead of failing")
     parser.add_argument("--overwrite", action="store_true",

@@ -111,7 +111,8 @@ def run_from_bigwig(args: argparse.Namespace) -> int:
     from ..data.genome import Genome
     from ..errors import UserError
     from ..outputs import DIRECTORY, Output
-    from .common import input_digest, large_file_digest, resolve_genome_options
+    from ..inputs import input_digest, large_file_digest
+    from .common import resolve_genome_options
 
     resolve_genome_options(args)
     tracks = read_track_sheet(args.tracks) if args.tracks else []

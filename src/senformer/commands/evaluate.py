@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..config import ATTENTION_KINDS
 from ..errors import UserError
 from .common import add_overwrite_argument, parse_named_weights
-from .options import MAX_THREADS, add_device_argument, add_length_argument, add_progress_argument, whole
+from .options import MAX_THREADS, add_attention_argument, add_device_argument, add_length_argument, add_progress_argument, whole
 
 
 def register(subparsers) -> None:
@@ -26,10 +25,9 @@ def register(subparsers) -> None:
     parser.add_argument("--head", default=None, help="output head (default: human, or the model's only head)")
     parser.add_argument("--genome", help="hg38, mm10 or a FASTA path, to rebuild longer inputs (default: zero flanks)")
     add_length_argument(parser).help = (
-        "input length in bp: the records with flanks (--genome) or zeros on each side (default: 196,608 for "
-        "the published 131,072 bp records, else the records' own length)")
-    parser.add_argument("--sequence-length", dest="length", type=whole(1), help=argparse.SUPPRESS)  # the old name
-    parser.add_argument("--attention", choices=ATTENTION_KINDS, help="override the attention kind")
+        "input length in bp: the records with flanks (--genome) or zeros on each side (default: the records' "
+        "own length, e.g. 131,072 bp for Basenji2's; the published model's input is 196,608)")
+    add_attention_argument(parser, help="override the attention kind")
     parser.add_argument("--batch-size", type=whole(1), default=1, help="examples per forward pass (default: 1)")
     add_device_argument(parser)
     parser.add_argument("--bf16", action="store_true",
@@ -46,7 +44,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..device import resolve_device
     from ..outputs import DIRECTORY, Output
-    from .common import dataset_digest, large_file_digest, resolve_genome_options, weights_files_digest
+    from ..inputs import dataset_digest, large_file_digest, weights_files_digest
+    from .common import resolve_genome_options
 
     resolve_genome_options(args)
     device = resolve_device(args.device)
@@ -63,10 +62,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace, named: dict[str, str], device, output) -> int:
-    from ..constants import BASENJI_SEQUENCE_LENGTH
     from ..data.basenji import BasenjiDataset, read_statistics
     from ..evaluate import evaluate
-    from ..inference import default_sequence_length, resolve_sequence_length
+    from ..inference import resolve_sequence_length
     from ..hub import load_model
     from ..record import machine_info
 
@@ -82,11 +80,8 @@ def _evaluate(args: argparse.Namespace, named: dict[str, str], device, output) -
         model_settings[name] = {"weights": str(path), "attention": model.config.attention}
     if args.length is not None:
         sequence_length = resolve_sequence_length(model.config, args.length)
-    elif statistics["seq_length"] == BASENJI_SEQUENCE_LENGTH:
-        # The published geometry: 131,072 bp records in 196,608 bp inputs (32,768 bp of flank per side).
-        sequence_length = default_sequence_length(model.config)
-    else:
-        sequence_length = statistics["seq_length"]  # other data (e.g. synthetic): its records as they are
+    else:  # the records as they are, as analyze and train read them (the published 196,608: --length 196608)
+        sequence_length = statistics["seq_length"]
     heads = [set(model.heads) for model in models.values()]
     head = args.head or ("human" if all("human" in h for h in heads) else None)
     if head is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from ..config import ATTENTION_KINDS
 from ..data.tracks import TRACKS_GRAMMAR
 
 
@@ -126,10 +127,22 @@ def add_length_argument(parser: argparse.ArgumentParser) -> argparse.Action:
 
 
 def add_progress_argument(parser, default: bool | None = True, help: str = "no progress bars") -> None:
-    """``--no-progress`` (``args.progress``: bool, or ``default`` when not given); ``--quiet`` stays
-    accepted, unlisted, for old scripts."""
+    """``--no-progress`` (``args.progress``: bool, or ``default`` when not given)."""
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=default, help=help)
-    parser.add_argument("--quiet", dest="progress", action="store_false", help=argparse.SUPPRESS)
+
+
+def add_attention_argument(parser, help: str, many: bool = False) -> argparse.Action:
+    """``--attention KIND`` (``args.attention``: one of :data:`ATTENTION_KINDS` or None; with ``many``, a
+    list of them, one model per kind)."""
+    return parser.add_argument("--attention", action="append" if many else "store", default=None,
+                               choices=ATTENTION_KINDS, help=help)
+
+
+def add_set_argument(parser, help: str = "override one config field (JSON value), e.g. --set depth=1 --set dim=768"
+                     ) -> argparse.Action:
+    """``--set FIELD=VALUE`` (``args.set``: a list of strings; parse with
+    :func:`senformer.commands.common.parse_set_options`)."""
+    return parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help=help)
 
 
 DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default: auto)"

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-from ..config import ATTENTION_KINDS
 from ..errors import UserError
 from .common import add_overwrite_argument, add_shard_arguments
-from .options import SHIFTS, add_device_argument, add_length_argument, add_progress_argument, add_tracks_argument, whole
+from .options import SHIFTS, add_attention_argument, add_device_argument, add_length_argument, add_progress_argument, add_set_argument, add_tracks_argument, whole
 
 _EPILOG = """\
 examples:
@@ -47,9 +46,8 @@ def register(subparsers) -> None:
     inputs.add_argument("--tfhub-input", action="store_true",
                         help="the sequences are 393,216 bp (TF-Hub's input); use their central 196,608 bp as TF-Hub does")
     model = parser.add_argument_group("model")
-    model.add_argument("--attention", choices=ATTENTION_KINDS, help="attention kind (same weights)")
-    model.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                       help="override a config field, e.g. --set target_length=null for outputs that grow with --length")
+    add_attention_argument(model, help="attention kind (same weights)")
+    add_set_argument(model, help="override a config field, e.g. --set target_length=null for outputs that grow with --length")
     add_length_argument(model)
     add_device_argument(model)
     model.add_argument("--bf16", action="store_true",

@@ -9,11 +9,11 @@ import argparse
 import dataclasses
 from typing import Any
 
-from ..config import ATTENTION_KINDS, PRESETS
+from ..config import PRESETS
 from ..errors import UserError
 from .common import parse_set_options
 from ..constants import MAX_SHIFT
-from .options import MAX_THREADS, SEED, add_progress_argument, real, whole
+from .options import MAX_THREADS, SEED, add_attention_argument, add_progress_argument, add_set_argument, real, whole
 
 
 def _default(name: str) -> str:
@@ -53,11 +53,9 @@ def register(subparsers) -> None:
                        "(e.g. s-enformer-report: bigbird, no relative positions, key size 192) go on top of the "
                        f"weights' config {_default('preset')}")
     model.add_argument("--model-config", help="EnformerConfig JSON when training from scratch (replaces --preset)")
-    model.add_argument("--attention", choices=ATTENTION_KINDS,
-                       help="attention kind (default: the preset's, or the --init weights')")
-    model.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                       help="override one EnformerConfig field (JSON value), e.g. --set depth=2 or "
-                       "--set output_heads='{\"human\": 8}'")
+    add_attention_argument(model, help="attention kind (default: the preset's, or the --init weights')")
+    add_set_argument(model, help="override one EnformerConfig field (JSON value), e.g. --set depth=2 or "
+                     "--set output_heads='{\"human\": 8}'")
     model.add_argument("--init", dest="init_weights",
                        help="initial weights (any format senformer loads) (default: none, train from scratch)")
     model.add_argument("--init-skip", dest="init_skip", metavar="attention|REGEX",
@@ -143,8 +141,7 @@ def flag_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.new_head:
         heads = {}
         for item in args.new_head:
-            # NAME=TRACKS, as --data HEAD=DIR; NAME:TRACKS is the older spelling.
-            name, sep, tracks = item.partition("=") if "=" in item else item.partition(":")
+            name, sep, tracks = item.partition("=")  # NAME=TRACKS, as --data HEAD=DIR
             if not sep or not tracks.isdigit():
                 raise UserError(f"--new-head expects NAME=TRACKS, got {item!r}")
             heads[name] = int(tracks)

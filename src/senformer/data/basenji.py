@@ -33,7 +33,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ..errors import UserError
 from .batch import stack_examples
-from ..io import atomic_write_text
+from ..io import atomic_write_text, write_json
 from .example import make_example, parse_example
 from .tfrecord import TFRecordError, TFRecordReader, TFRecordWriter, count_records
 from .tracks import TARGETS_COLUMNS
@@ -472,7 +472,6 @@ def _open_genome(genome: Any):
     return genome
 
 
-collate = stack_examples
 """The DataLoader ``collate_fn`` for :class:`BasenjiDataset` (the one batch stacker under its documented name):
 tensors along a new batch axis, ``index`` as a LongTensor, ``interval`` as a list."""
 
@@ -569,7 +568,7 @@ class BasenjiWriter:
             **{f"{split}_seqs": len(rows) for split, rows in self._rows.items() if split not in SPLITS},
             **self.extra_statistics,
         }
-        atomic_write_text(self.directory / "statistics.json", json.dumps(statistics, indent=2) + "\n")
+        write_json(self.directory / "statistics.json", statistics)
         return self.directory
 
     def abort(self) -> None:

@@ -38,7 +38,6 @@ by chromosome into train / valid / test. Targets cover the central ``sequence_le
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -48,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
-from ..io import atomic_path, atomic_write_text
+from ..io import atomic_path, atomic_write_text, write_json
 from .tracks import ASSAY_GROUPS
 
 # ``sequence`` and ``basenji`` (torch) are imported where used: ``senformer data synthetic --help`` reads SIZES
@@ -281,6 +280,7 @@ def make_synthetic(out_dir: str | os.PathLike, size: str = "tiny", seed: int = 0
         **lengths: override any :class:`SyntheticSettings` field, e.g. ``sequence_length=16384, crop_bp=4096,
             num_tracks=8, train=100, long_range_bp=(2048, 4096)``.
     """
+    from ..sequence import one_hot_array
     from .basenji import BasenjiWriter
 
     if size not in SIZES:
@@ -320,11 +320,10 @@ def make_synthetic(out_dir: str | os.PathLike, size: str = "tiny", seed: int = 0
                 sequence = _chromosome(length, motifs, settings, rng, n_runs=1 + windows // 16)
                 chromosomes.append((name, sequence))
                 values = _observe(tracks, _motif_counts(sequence, motifs), kernels, settings, rng)
-                codes = np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)
                 for window in range(windows):
                     start = margin + window * settings.sequence_length
                     end = start + settings.sequence_length
-                    one_hot = np.stack([codes[start:end] == ord(base) for base in "ACGT"], axis=1)
+                    one_hot = one_hot_array(sequence[start:end])
                     first = start // BIN + crop_bins
                     writer.add(split, (name, start, end), one_hot, values[first : first + settings.target_length])
                 remaining -= windows
@@ -336,7 +335,7 @@ def make_synthetic(out_dir: str | os.PathLike, size: str = "tiny", seed: int = 0
         "long_range_tracks": [i for i, t in enumerate(tracks) if t.long_range],
         "chromosomes": {name: len(sequence) for name, sequence in chromosomes},
     }
-    atomic_write_text(out / "synthetic.json", json.dumps(metadata, indent=2) + "\n")
+    write_json(out / "synthetic.json", metadata)
     return out
 
 

@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save_file
 from ..config import WEIGHTS_CHECKSUM_KEY
 from ..errors import UserError
 from ..fingerprint import file_digest
-from ..io import atomic_path, atomic_write_text
+from ..io import atomic_path, write_json
 from ..model.enformer import Enformer
 from ..version import __version__
 
@@ -81,7 +81,7 @@ def save_model(model: Enformer, directory: str | os.PathLike) -> Path:
             raise OSError(number, os.strerror(number), str(directory / WEIGHTS_NAME)) from None
         checksum = file_digest(temporary)
     values = {**model.config.to_dict(), WEIGHTS_CHECKSUM_KEY: checksum}
-    atomic_write_text(directory / CONFIG_NAME, json.dumps(values, indent=2, sort_keys=True) + "\n")
+    write_json(directory / CONFIG_NAME, values, sort_keys=True)
     return directory
 
 
