@@ -141,6 +141,7 @@ def weights_of_output(output, path: str, overrides: dict[str, Any], also: list =
     the same weights files (``output`` and ``also``: OUT, OUT.partial, the parts of a split), so that the rule
     runs before the model is loaded; else the model is loaded (after refusing, in one line, what no fingerprint
     can make up to date)."""
+    from ..inputs import weights_files_digest
     from ..outputs import known_weights, weights_identity
 
     files = weights_files_digest(path)
