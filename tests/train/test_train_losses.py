@@ -125,3 +125,18 @@ def test_poisson_multinomial_shape_term_ignores_the_total():
         poisson_multinomial_loss(prediction, target, weight_range=0.5)
     with pytest.raises(ValueError, match="differ in shape"):
         poisson_multinomial_loss(prediction, target[:, :10])
+
+
+def test_training_loss_names_each_objective_and_distillation_mixes_it():
+    from senformer.train.losses import training_loss
+
+    generator = torch.Generator().manual_seed(2)
+    prediction, target, teacher = (torch.rand(2, 6, 3, generator=generator) + 0.1 for _ in range(3))
+    assert training_loss("poisson") is poisson_loss
+    objective = training_loss("poisson_mn", total_weight=0.5)
+    assert objective(prediction, target) == poisson_multinomial_loss(prediction, target, total_weight=0.5)
+    mixed = distillation_loss(prediction, target, teacher, 0.25, objective)
+    expected = 0.75 * objective(prediction, target) + 0.25 * objective(prediction, teacher)
+    assert mixed.item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="poisson, poisson_mn"):
+        training_loss("mse")

@@ -81,6 +81,11 @@ def register(subparsers) -> None:
     what.add_argument("--teacher", help="full-attention teacher weights for distillation (default: none)")
     what.add_argument("--distill-weight", type=real(0, at_most=1),
                       help=f"0: data loss only, 1: teacher only {_default('distill_weight')}")
+    from ..train.settings import LOSSES  # no torch: --help stays fast
+
+    what.add_argument("--loss", choices=LOSSES,
+                      help=f"poisson (Enformer's) or poisson_mn (Borzoi's: total + shape) {_default('loss')}")
+    what.add_argument("--total-weight", type=real(0), help=f"poisson_mn's weight of the total term {_default('total_weight')}")
     what.add_argument("--batchnorm", choices=["cross-rank", "local"],
                       help=f"BatchNorm statistics across processes or per process {_default('batchnorm')}")
     what.add_argument("--bf16", action="store_true", default=None,
@@ -111,7 +116,7 @@ def register(subparsers) -> None:
 _SCALAR_FLAGS = (
     "sequence_length", "max_train_examples", "preset", "model_config", "attention", "init_weights", "init_skip", "train",
     "steps", "batch_size", "grad_accumulation", "learning_rate", "warmup_steps", "decay", "clip_grad_norm", "shift",
-    "reverse_complement", "teacher", "distill_weight", "batchnorm", "bf16", "checkpoint_activations",
+    "reverse_complement", "teacher", "distill_weight", "loss", "total_weight", "batchnorm", "bf16", "checkpoint_activations",
     "checkpoint_conv_tower", "eval_every", "eval_examples", "eval_split", "checkpoint_every", "keep_checkpoints",
     "log_every", "seed", "deterministic", "device", "threads", "progress",
 )

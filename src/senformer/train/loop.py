@@ -57,7 +57,7 @@ from .distributed import (
     teardown_distributed,
 )
 from .freeze import count_parameters, freeze, set_training_mode
-from .losses import distillation_loss, poisson_loss
+from .losses import distillation_loss, training_loss
 from .schedule import build_scheduler
 from .settings import TrainSettings
 from ..metrics import StreamingPearson
@@ -215,6 +215,7 @@ class Trainer:
             raise UserError("no training data")
         model, fresh = build_model(settings)
         self.head_names = list(self.data)
+        self.objective = training_loss(settings.loss, settings.total_weight)
         missing = [head for head in self.head_names if head not in model.heads]
         if missing:
             raise UserError(
@@ -368,7 +369,8 @@ class Trainer:
                         teacher_prediction = self.teacher(sequence, heads=[head])[head].float()
                 with self._autocast():
                     prediction = self.network(sequence, heads=[head])[head]
-                loss = distillation_loss(prediction, target, teacher_prediction, settings.distill_weight)
+                loss = distillation_loss(prediction, target, teacher_prediction, settings.distill_weight,
+                                         self.objective)
                 (loss / settings.grad_accumulation).backward()
             total += float(loss.detach())
         # The other heads took no part; drop any gradient DDP may have filled in so Adam leaves them alone.
@@ -403,7 +405,7 @@ class Trainer:
                     sequence, target = batch["sequence"], batch["target"]  # predictions come back on the CPU
                     prediction = predict_batch(self.model, sequence, heads=[head], bf16=self.bf16, device=device)[head]
                     sums.update(prediction, target)
-                    loss_sum += torch.tensor([float(poisson_loss(prediction, target)) * len(target), len(target)], dtype=torch.float64)
+                    loss_sum += torch.tensor([float(self.objective(prediction, target)) * len(target), len(target)], dtype=torch.float64)
                     if teacher_sums is not None:
                         teacher_prediction = predict_batch(self.teacher, sequence, heads=[head], bf16=self.bf16,
                                                            device=device)[head]

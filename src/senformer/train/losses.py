@@ -3,9 +3,13 @@ Pure functions."""
 
 from __future__ import annotations
 
+import functools
 import math
+from typing import Callable
 
 import torch
+
+from .settings import LOSSES
 
 POISSON_EPSILON = 1e-7  # keras.losses.poisson adds this inside the log
 BORZOI_TOTAL_WEIGHT = 0.2  # "total_weight" of calico's params_pred.json (the published Borzoi models)
@@ -35,19 +39,21 @@ def distillation_loss(
     target: torch.Tensor,
     teacher_prediction: torch.Tensor | None,
     distill_weight: float,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = poisson_loss,
 ) -> torch.Tensor:
-    """``(1 - w) * poisson(pred, y) + w * poisson(pred, teacher)``: the teacher's rates are Poisson targets.
+    """``(1 - w) * loss(pred, y) + w * loss(pred, teacher)``: the teacher's rates are targets like the data's.
 
-    ``distill_weight`` 0 is the data loss alone, 1 the teacher alone. Shapes as :func:`poisson_loss`.
+    ``distill_weight`` 0 is the data loss alone, 1 the teacher alone. ``loss``: :func:`poisson_loss` (Enformer)
+    or any objective of :func:`training_loss`. Shapes as :func:`poisson_loss`.
     """
     if not 0.0 <= distill_weight <= 1.0:
         raise ValueError(f"distill_weight={distill_weight} is not in [0, 1]")
     if teacher_prediction is None or distill_weight == 0.0:
-        return poisson_loss(prediction, target)
-    teacher_term = poisson_loss(prediction, teacher_prediction.detach())
+        return loss(prediction, target)
+    teacher_term = loss(prediction, teacher_prediction.detach())
     if distill_weight == 1.0:
         return teacher_term
-    return (1.0 - distill_weight) * poisson_loss(prediction, target) + distill_weight * teacher_term
+    return (1.0 - distill_weight) * loss(prediction, target) + distill_weight * teacher_term
 
 
 def _position_weights(bins: int, weight_range: float, weight_exp: float, device: torch.device) -> torch.Tensor:
@@ -106,3 +112,14 @@ def poisson_multinomial_loss(
     if rescale:
         loss = loss * 2 / (1 + total_weight)
     return loss.mean()
+
+
+
+def training_loss(name: str, total_weight: float = BORZOI_TOTAL_WEIGHT) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The objective ``(prediction, target) -> scalar`` called ``name`` (one of :data:`LOSSES`);
+    ``total_weight`` weighs ``poisson_mn``'s total term."""
+    if name == "poisson":
+        return poisson_loss
+    if name == "poisson_mn":
+        return functools.partial(poisson_multinomial_loss, total_weight=total_weight)
+    raise ValueError(f"loss {name!r} is not one of {', '.join(LOSSES)}")

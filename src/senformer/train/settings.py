@@ -23,6 +23,7 @@ import yaml
 from ..config import PRESETS, EnformerConfig, preset
 from ..errors import UserError
 
+LOSSES = ("poisson", "poisson_mn")  # Enformer's Poisson; Borzoi's Poisson-multinomial (train/losses.py)
 TRAINABLE_CHOICES = ("all", "attention", "heads")  # besides a parameter-name pattern (train/freeze.py)
 
 
@@ -68,6 +69,8 @@ class TrainSettings:
     reverse_complement: bool = True
     teacher: str | None = None  # full-attention teacher weights for distillation
     distill_weight: float = 0.5  # 0: data only, 1: teacher only
+    loss: str = "poisson"  # one of LOSSES: poisson (Enformer's) or poisson_mn (Borzoi's)
+    total_weight: float = 0.2  # poisson_mn: weight of the total term (0.2 published)
     batchnorm: str = "cross-rank"  # cross-rank | local: BatchNorm statistics in training mode
     bf16: bool = False
     checkpoint_activations: bool = False  # transformer blocks
@@ -123,6 +126,10 @@ class TrainSettings:
             problems.append(f"decay={self.decay!r} is not one of none, cosine")
         if not 0.0 <= self.distill_weight <= 1.0:
             problems.append(f"distill_weight={self.distill_weight} is not in [0, 1]")
+        if self.loss not in LOSSES:
+            problems.append(f"loss={self.loss!r} is not one of {', '.join(LOSSES)}")
+        if not 0.0 <= self.total_weight < float("inf"):
+            problems.append(f"total_weight={self.total_weight} must be a finite number >= 0")
         if self.clip_grad_norm is not None and self.clip_grad_norm <= 0:
             problems.append(f"clip_grad_norm={self.clip_grad_norm} must be positive or null")
         if self.batchnorm not in ("cross-rank", "local"):
