@@ -21,9 +21,27 @@ MODES = {
     "local": dict(train="all", batchnorm="local"),
 }
 
+
+def train_borzoi(out: str, batch: int) -> None:
+    """A tiny Borzoi from ``borzoi-init`` (written by the test beside the runs): bigbird on its bucketed
+    positions, poisson_mn, BatchNorm statistics over the ranks."""
+    from senformer.train import HeadData, TrainSettings
+    from test_train_borzoi import gc_examples
+
+    settings = TrainSettings(
+        data={"human": "in-memory"}, init_weights="borzoi-init", attention="bigbird", loss="poisson_mn", steps=3,
+        batch_size=batch, warmup_steps=0, learning_rate=1e-3, eval_every=3, eval_examples=8, shift=3,
+        reverse_complement=True, device="cpu", batchnorm="cross-rank", adam_eps=1e-4, seed=1, progress=False,
+    )
+    run_training(settings, out, data={"human": HeadData(gc_examples(24, 0), gc_examples(8, 1))})
+
+
 if __name__ == "__main__":
     out, mode, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
     torch.set_num_threads(1)
+    if mode == "borzoi":
+        train_borzoi(out, batch)
+        sys.exit(0)
     settings = tiny_settings(
         heads=("human", "mouse"), steps=3, batch_size=batch, warmup_steps=0, learning_rate=1e-3,
         eval_every=3, eval_examples=8, shift=3, reverse_complement=True, device="cpu", **MODES[mode],

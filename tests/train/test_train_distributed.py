@@ -28,6 +28,10 @@ def train(tmp_path_factory):
 
     def run(mode, processes):
         if (mode, processes) not in done:
+            if mode == "borzoi" and not (root / "borzoi-init").exists():
+                from test_train_borzoi import tiny_borzoi
+
+                tiny_borzoi().save_pretrained(root / "borzoi-init")
             out = root / f"{mode}-{processes}"
             worker = [str(HERE / "ddp_worker.py"), str(out), mode, str(4 // processes)]
             if processes == 1:
@@ -75,3 +79,14 @@ def test_per_rank_batchnorm_statistics_differ_from_the_global_batch(train):
     expected = read_weights(train("cross-rank", 1) / "weights")
     local = read_weights(train("local", 2) / "weights")
     assert _max_difference(expected, local) > 1e-4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not TORCHRUN.is_file(), reason="torchrun not installed beside this Python")
+def test_borzoi_on_two_gloo_processes_equals_one_process_with_twice_the_batch(train):
+    single, double = train("borzoi", 1), train("borzoi", 2)
+    expected, got = read_weights(single / "weights"), read_weights(double / "weights")
+    assert expected.keys() == got.keys()
+    assert _max_difference(expected, got) < 2e-5
+    for one, two in zip(_eval_records(single), _eval_records(double), strict=True):
+        assert one["pearson"] == pytest.approx(two["pearson"], abs=1e-5)
