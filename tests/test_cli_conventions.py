@@ -100,7 +100,7 @@ def test_no_progress_parses_to_progress_off():
     base = ["predict", "--weights", "w", "--fasta", "g.fa", "--region", "chr1:1-2", "--out", "p.h5"]
     assert parser.parse_args(base).progress is True
     assert parser.parse_args([*base, "--no-progress"]).progress is False
-    assert parser.parse_args(["data", "from-bigwig", "o", "--genome", "g.fa", "--tile", "--no-progress"]).progress is False
+    assert parser.parse_args(["data", "from-bigwig", "o", "--genome", "g.fa", "--no-progress"]).progress is False
     assert parser.parse_args(["download", "hg38", "--no-progress"]).progress is False
     train = ["train", "--out", "o", "--data", "d"]
     assert parser.parse_args(train).progress is None  # absent: the settings file decides (default on)

@@ -62,7 +62,7 @@ def _commands(w) -> dict[str, tuple[str, list[str]]]:
         "data synthetic": (DIRECTORY, ["data", "synthetic", "--size", "tiny", "--train", "1", "--valid", "1",
                                        "--test", "1"]),
         "data from-bigwig": (DIRECTORY, ["data", "from-bigwig", "--genome", str(data / "genome.fa"), "--bigwig",
-                                         f"sig={root / 'signal.bw'}", "--tile", "--chroms", w["chrom"],
+                                         f"sig={root / 'signal.bw'}", "--chroms", w["chrom"],
                                          "--seq-length", "1024", "--crop-bp", "256"]),
     }
 

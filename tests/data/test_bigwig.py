@@ -61,7 +61,7 @@ def test_from_bigwig_end_to_end(tmp_path, capsys):
     writer.write(sizes, [("chr1", 300, 400, 2.0), ("chr2", 640, 641, 5.0)])
     out = tmp_path / "dataset"
     code = main(["data", "from-bigwig", str(out), "--genome", str(fasta), "--bigwig", f"sig={path}",
-                 "--description", "DNASE", "--sum-stat", "sum", "--scale", "0.5", "--clip", "1000", "--tile", "--test-chroms", "chr2",
+                 "--description", "DNASE", "--sum-stat", "sum", "--scale", "0.5", "--clip", "1000", "--test-chroms", "chr2",
                  "--seq-length", "1024", "--crop-bp", "256", "--records-per-file", "2"])
     assert code == 0, capsys.readouterr().err
     statistics = read_statistics(out)
@@ -78,12 +78,16 @@ def test_from_bigwig_end_to_end(tmp_path, capsys):
     (test,) = BasenjiDataset(out, "test")
     np.testing.assert_allclose(test["target"][:, 0].numpy(), [0.0, 0.0, 0.0, 2.5])  # bp 640: bin 3 of [256, 768)
     assert json.loads((out / "statistics.json").read_text())["valid_seqs"] == 0
+    # Without --bed the chromosomes are tiled; the run record holds what is read, no --tile switch.
+    assert "tile" not in json.loads((out / "run.json").read_text())["settings"]
+    with pytest.raises(SystemExit):
+        main(["data", "from-bigwig", str(tmp_path / "again"), "--genome", str(fasta), "--tile"])
 
 
 def test_from_bigwig_errors(tmp_path, capsys):
     fasta = tmp_path / "g.fa"
     fasta.write_text(">chr1\nACGT\n")
-    assert main(["data", "from-bigwig", str(tmp_path / "o"), "--genome", str(fasta), "--tile"]) == 2
+    assert main(["data", "from-bigwig", str(tmp_path / "o"), "--genome", str(fasta)]) == 2
     assert "give tracks with --bigwig" in capsys.readouterr().err
 
 
@@ -99,7 +103,7 @@ def test_from_bigwig_chromosome_names_and_overlap(tmp_path, capsys):
     fasta = tmp_path / "genome.fa"
     sizes = {"chr1": 2048, "chr2": 1024}
     fasta.write_text("".join(f">{name}\n{''.join(rng.choice(list('ACGT'), size))}\n" for name, size in sizes.items()))
-    common = ["--genome", str(fasta), "--tile", "--seq-length", "1024", "--crop-bp", "256", "--sum-stat", "sum", "--scale", "0.5", "--clip", "1000"]
+    common = ["--genome", str(fasta), "--seq-length", "1024", "--crop-bp", "256", "--sum-stat", "sum", "--scale", "0.5", "--clip", "1000"]
     # Ensembl names, one chromosome, another size: mapped (one line), partial overlap and size warned, values kept
     ensembl = _bigwig(tmp_path / "ensembl.bw", {"1": 3000}, [("1", 300, 400, 2.0)])
     out = tmp_path / "mapped"
@@ -134,6 +138,6 @@ def test_a_file_that_is_not_a_bigwig_is_one_line_without_the_library_text(tmp_pa
     fasta.write_text(">chr1\n" + "ACGT" * 512 + "\n")
     (tmp_path / "bad.bw").write_text("not a bigWig\n")
     assert main(["data", "from-bigwig", str(tmp_path / "out"), "--genome", str(fasta), "--bigwig",
-                 str(tmp_path / "bad.bw"), "--tile", "--seq-length", "1024", "--crop-bp", "256"]) == 2
+                 str(tmp_path / "bad.bw"), "--seq-length", "1024", "--crop-bp", "256"]) == 2
     error = capfd.readouterr().err  # file-descriptor level: the library writes there, not to sys.stderr
     assert error.count("\n") == 1 and "bad.bw: not a readable bigWig" in error and "Error when opening" not in error

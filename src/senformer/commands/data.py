@@ -55,10 +55,9 @@ def register(subparsers) -> None:
     bigwig.add_argument("--sum-stat", default="mean", help="per-bin statistic for --bigwig tracks (default: mean)")
     bigwig.add_argument("--clip", type=real(above=0), default=32.0, help="clip per-bin targets at this value (default: 32)")
     bigwig.add_argument("--scale", type=real(above=0), default=1.0, help="multiply per-bin targets by this (default: 1)")
-    regions = bigwig.add_mutually_exclusive_group(required=True)
-    regions.add_argument("--bed", help="regions (resized to --seq-length around their centres)")
-    regions.add_argument("--tile", action="store_true", help="tile the chromosomes (--chroms) with --stride")
-    bigwig.add_argument("--chroms", nargs="+", help="chromosomes to tile (default: all)")
+    bigwig.add_argument("--bed", help="regions, resized to --seq-length around their centres (default: tile the "
+                        "chromosomes, --chroms, with --stride)")
+    bigwig.add_argument("--chroms", nargs="+", help="without --bed: the chromosomes to tile (default: all)")
     bigwig.add_argument("--stride", type=whole(1), default=None, help="tiling step in bp (default: --seq-length)")
     bigwig.add_argument("--valid-chroms", nargs="+", default=[], help="chromosomes of the valid split (default: none)")
     bigwig.add_argument("--test-chroms", nargs="+", default=[], help="chromosomes of the test split (default: none)")
