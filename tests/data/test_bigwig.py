@@ -141,3 +141,35 @@ def test_a_file_that_is_not_a_bigwig_is_one_line_without_the_library_text(tmp_pa
                  str(tmp_path / "bad.bw"), "--seq-length", "1024", "--crop-bp", "256"]) == 2
     error = capfd.readouterr().err  # file-descriptor level: the library writes there, not to sys.stderr
     assert error.count("\n") == 1 and "bad.bw: not a readable bigWig" in error and "Error when opening" not in error
+
+
+def test_bin_coverage_squashes_sqrt_tracks_as_basenji_or_borzoi():
+    coverage = np.array([[1.0, 2.0, 3.0, 10.0], [0.0, 0.0, 4.0, 12.0]])  # two windows, pooled by 2
+    np.testing.assert_allclose(bin_coverage(coverage, 2, "sum_sqrt"), np.sqrt(1 + np.array([[3, 13], [0, 16]])) - 1,
+                               rtol=1e-6)
+    np.testing.assert_allclose(bin_coverage(coverage, 2, "sum_sqrt", root="borzoi"),
+                               np.array([[3, 13], [0, 16]]) ** 0.75, rtol=1e-6)
+    np.testing.assert_allclose(bin_coverage(coverage, 2, "mean_sqrt", clip_soft=2.0, scale=0.5, root="borzoi"),
+                               0.5 * np.array([[1.5**0.75, 2 + np.sqrt(6.5**0.75 - 2)], [0, 2 + np.sqrt(8**0.75 - 2)]]),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="root 'log'"):
+        bin_coverage(coverage, 2, "sum_sqrt", root="log")
+
+
+def test_from_bigwig_writes_borzoi_targets_at_32_bp(tmp_path, capsys):
+    # --sqrt borzoi: sum_sqrt tracks to the power 3/4, as the published Borzoi models' targets.
+    pybigtools = pytest.importorskip("pybigtools")
+    sizes = {"chr1": 2048}
+    fasta = tmp_path / "genome.fa"
+    fasta.write_text(">chr1\n" + "ACGT" * 512 + "\n")
+    path = tmp_path / "signal.bw"
+    writer = pybigtools.open(str(path), "w")
+    writer.write(sizes, [("chr1", 300, 400, 2.0)])
+    out = tmp_path / "dataset"
+    code = main(["data", "from-bigwig", str(out), "--genome", str(fasta), "--bigwig", f"rna={path}",
+                 "--description", "RNA", "--sum-stat", "sum_sqrt", "--scale", "0.5", "--clip", "1000", "--tile",
+                 "--seq-length", "1024", "--crop-bp", "256", "--pool-width", "32", "--sqrt", "borzoi"])
+    assert code == 0, capsys.readouterr().err
+    first = list(BasenjiDataset(out, "train"))[0]["target"][:, 0].numpy()
+    assert first.shape == (16,)  # [256, 768) in 32-bp bins: [288, 320) holds 20 bp of 2.0, then 32, 32, 16
+    np.testing.assert_allclose(first[:6], 0.5 * np.array([0.0, 40.0, 64.0, 64.0, 32.0, 0.0]) ** 0.75, rtol=1e-3)

@@ -142,7 +142,7 @@ def test_squashing_is_calicos_old_transform_and_undone_exactly():
     untouched = table.drop(index=4).index
     undone = undo_squashed_scale(squashed, table, unscale=True)
     means = np.where(table["sum_stat"].str.startswith("mean").to_numpy(), 1 / 8, 1.0)
-    np.testing.assert_allclose(undone[..., untouched], (pooled * means)[..., untouched], rtol=1e-9)
+    np.testing.assert_allclose(undone[..., untouched], (pooled * means)[..., untouched], rtol=1e-5)
 
 
 def test_squashing_refuses_what_calico_cannot_squash():

@@ -65,6 +65,10 @@ def register(subparsers) -> None:
     bigwig.add_argument("--crop-bp", type=whole(0), default=8192,
                         help="bp per side without targets (default: 8192)")
     bigwig.add_argument("--pool-width", type=whole(1), default=128, help="bp per target bin (default: 128)")
+    bigwig.add_argument("--sqrt", dest="root", choices=["basenji", "borzoi"], default="basenji",
+                        help="how *_sqrt tracks are squashed: basenji sqrt(1 + x) - 1, or borzoi x^(3/4) as the "
+                        "published Borzoi models' targets (with --seq-length 524288 --crop-bp 512 --pool-width 32) "
+                        "(default: basenji)")
     bigwig.add_argument("--records-per-file", type=whole(1), default=256, help="records per TFRecord file (default: 256)")
     add_overwrite_argument(bigwig)
     add_progress_argument(bigwig)
@@ -139,7 +143,7 @@ def run_from_bigwig(args: argparse.Namespace) -> int:
             regions = tile_regions(genome.sizes, args.seq_length, args.stride, args.chroms, args.valid_chroms,
                                    args.test_chroms)
         make_from_bigwig(output.start(), genome, tracks, regions, args.seq_length, args.crop_bp, args.pool_width,
-                         args.records_per_file, progress=args.progress)
+                         args.records_per_file, progress=args.progress, root=args.root)
         out = output.finish()
     counts = {split: sum(1 for row in regions if row[3] == split) for split in ("train", "valid", "test")}
     empty = [split for split, count in counts.items() if not count]

@@ -80,28 +80,38 @@ def _sheet_number(row: pd.Series, column: str, default: float | None, where: str
         raise UserError(f"{where}: {column} {text!r} is not a number") from None
 
 
+# How ``*_sqrt`` statistics squash a bin's value: Basenji's ``sqrt(1 + x) - 1``, or the power 3/4 the published
+# Borzoi models were trained on (baskerville ``hound_data_read --transform_old``; undone by
+# :func:`senformer.data.borzoi_targets.undo_squashed_scale`).
+ROOTS = {"basenji": lambda x: np.sqrt(1.0 + x) - 1.0, "borzoi": lambda x: x**0.75}
+
+
 def bin_coverage(
     coverage: np.ndarray, pool_width: int, sum_stat: str = "mean", clip: float | None = None,
-    scale: float = 1.0, clip_soft: float | None = None,
+    scale: float = 1.0, clip_soft: float | None = None, root: str = "basenji",
 ) -> np.ndarray:
-    """Per-bp coverage ``(length,)`` (NaN = uncovered = 0) -> bin values ``(length / pool_width,)`` float32,
-    as Basenji computes its targets (pool, soft clip, clip, scale)."""
+    """Per-bp coverage ``(..., length)`` (NaN = uncovered = 0) -> bin values ``(..., length / pool_width)``
+    float32, as Basenji computes its targets (pool, soft clip, clip, scale); ``root`` names the squash of
+    ``*_sqrt`` statistics (:data:`ROOTS`)."""
+    if root not in ROOTS:
+        raise ValueError(f"root {root!r} is not one of {', '.join(ROOTS)}")
     coverage = np.nan_to_num(np.asarray(coverage, dtype=np.float32), nan=0.0)
-    if coverage.ndim != 1 or len(coverage) % pool_width:
-        raise ValueError(f"coverage of shape {coverage.shape} is not a 1-D multiple of pool_width {pool_width}")
-    bins = coverage.reshape(-1, pool_width)
+    if coverage.ndim < 1 or coverage.shape[-1] % pool_width:
+        raise ValueError(f"coverage of shape {coverage.shape} is not a 1-D multiple of pool_width {pool_width} "
+                         "along its last axis")
+    bins = coverage.reshape(*coverage.shape[:-1], -1, pool_width)
     if sum_stat == "sum":
-        values = bins.sum(axis=1, dtype=np.float32)
+        values = bins.sum(axis=-1, dtype=np.float32)
     elif sum_stat == "sum_sqrt":
-        values = np.sqrt(1.0 + bins.sum(axis=1, dtype=np.float32)) - 1.0
+        values = ROOTS[root](bins.sum(axis=-1, dtype=np.float32))
     elif sum_stat == "mean":
-        values = bins.mean(axis=1, dtype=np.float32)
+        values = bins.mean(axis=-1, dtype=np.float32)
     elif sum_stat == "mean_sqrt":
-        values = np.sqrt(1.0 + bins.mean(axis=1, dtype=np.float32)) - 1.0
+        values = ROOTS[root](bins.mean(axis=-1, dtype=np.float32))
     elif sum_stat == "median":
-        values = np.median(bins, axis=1).astype(np.float32)
+        values = np.median(bins, axis=-1).astype(np.float32)
     elif sum_stat == "max":
-        values = bins.max(axis=1)
+        values = bins.max(axis=-1)
     else:
         raise ValueError(f"sum_stat {sum_stat!r} is not one of {', '.join(SUM_STATS)}")
     if clip_soft is not None:
@@ -253,6 +263,7 @@ def make_from_bigwig(
     pool_width: int = 128,
     records_per_file: int = 256,
     progress: bool = False,
+    root: str = "basenji",
 ) -> Path:
     """Write a Basenji2 directory from bigWig tracks.
 
@@ -261,7 +272,10 @@ def make_from_bigwig(
         genome: :class:`senformer.data.genome.Genome` (or a FASTA path) for the sequences.
         tracks: one :class:`TrackSpec` per target column.
         regions: ``(chrom, start, end, split)`` of ``seq_length`` bp each, e.g. from :func:`tile_regions`.
-        seq_length, crop_bp, pool_width: the geometry (Basenji2: 131,072, 8,192, 128).
+        seq_length, crop_bp, pool_width: the geometry (Basenji2: 131,072, 8,192, 128; Borzoi: 524,288,
+            512 (its 16 cropped bins), 32).
+        root: the squash of ``*_sqrt`` tracks (:data:`ROOTS`): ``borzoi`` for the published Borzoi models'
+            targets (their track tables' ``sum_sqrt`` rows).
     """
     import torch
 
@@ -293,7 +307,7 @@ def make_from_bigwig(
             chrom = genome.resolve(chrom)
             target = np.stack([
                 bin_coverage(_coverage(handle, mapping.get(chrom, chrom), start + crop_bp, end - crop_bp, size),
-                             pool_width, track.sum_stat, track.clip, track.scale, track.clip_soft)
+                             pool_width, track.sum_stat, track.clip, track.scale, track.clip_soft, root)
                 for handle, size, mapping, track in zip(handles, sizes, names, tracks)
             ], axis=1)
             writer.add(split, (chrom, start, end), one_hot(sequence, torch.bool).numpy(), target)

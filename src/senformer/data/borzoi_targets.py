@@ -93,26 +93,25 @@ def undo_squashed_scale(values, table: pd.DataFrame, unscale: bool = False, uncl
     return coverage if unscale else coverage * scale
 
 
-# Bin summaries of calico's old (published-model) transform: sum or mean over the bin's bp.
-_POOLS = {"sum": np.sum, "sum_sqrt": np.sum, "mean": np.mean, "mean_sqrt": np.mean}
-
-
 def apply_squashed_scale(coverage, table: pd.DataFrame, pool_width: int = 1) -> np.ndarray:
     """Per-bp coverage -> training targets in the squashed scale the published models learned (baskerville
     ``hound_data_read --transform_old``, the inverse of :func:`undo_squashed_scale`).
 
-    Per track, in calico's order: sum or average ``pool_width`` bp per bin (``sum_stat``); ``*_sqrt``
-    tracks to the power 3/4; above ``clip_soft`` (``c``) a value ``x`` becomes ``c + sqrt(x - c)``; clip to
-    ``[-clip, clip]``; multiply by ``scale``. calico then stores float16 and clips the whole data set at its
-    99.99999th percentile; neither is per window, so neither is done here.
+    Per track, in calico's order (:func:`senformer.data.bigwig.bin_coverage` with ``root="borzoi"``): sum or
+    average ``pool_width`` bp per bin (``sum_stat``); ``*_sqrt`` tracks to the power 3/4; above ``clip_soft``
+    (``c``) a value ``x`` becomes ``c + sqrt(x - c)``; clip to ``[-clip, clip]``; multiply by ``scale``.
+    calico then stores float16 and clips the whole data set at its 99.99999th percentile; neither is per
+    window, so neither is done here.
 
     Args:
         coverage: (..., bp, tracks) finite per-bp coverage, ``bp`` a multiple of ``pool_width``.
         table: one row per track with ``clip``, ``clip_soft``, ``scale`` and ``sum_stat`` (sum, mean,
             sum_sqrt or mean_sqrt), as :func:`read_borzoi_targets` returns.
     Returns:
-        (..., bp / pool_width, tracks) float64 array.
+        (..., bp / pool_width, tracks) float32 array.
     """
+    from .bigwig import bin_coverage
+
     coverage = np.asarray(coverage, dtype=np.float64)
     if coverage.ndim < 2 or coverage.shape[-1] != len(table):
         raise UserError(f"coverage with {coverage.shape[-1] if coverage.ndim else 0} tracks cannot use a track "
@@ -123,20 +122,16 @@ def apply_squashed_scale(coverage, table: pd.DataFrame, pool_width: int = 1) -> 
         raise UserError("coverage has NaN or infinite values; fill them before squashing (calico sets them to "
                         "a baseline)")
     stats = [str(stat) for stat in table["sum_stat"]]
-    unknown = sorted(set(stats) - set(_POOLS))
+    unknown = sorted(set(stats) - {"sum", "mean", "sum_sqrt", "mean_sqrt"})
     if unknown:
-        raise UserError(f"sum_stat {', '.join(unknown)} is not one of {', '.join(_POOLS)}")
-    bins = coverage.reshape(*coverage.shape[:-2], coverage.shape[-2] // pool_width, pool_width, len(table))
-    pooled = np.stack([_POOLS[stat](bins[..., track], axis=-1) for track, stat in enumerate(stats)], axis=-1)
+        raise UserError(f"sum_stat {', '.join(unknown)} is not one of sum, mean, sum_sqrt, mean_sqrt")
     root = np.array(["_sqrt" in stat for stat in stats])
-    if (pooled[..., root] < 0).any():
+    if (coverage[..., root] < 0).any():
         raise UserError("coverage of a *_sqrt track is negative; its power 3/4 is undefined")
-    pooled[..., root] = pooled[..., root] ** 0.75
-    clip_soft = table["clip_soft"].to_numpy(dtype=np.float64)
-    excess = np.maximum(pooled - clip_soft, 0.0)
-    pooled = np.where(pooled > clip_soft, clip_soft + np.sqrt(excess), pooled)
-    clip = table["clip"].to_numpy(dtype=np.float64)
-    return np.clip(pooled, -clip, clip) * table["scale"].to_numpy(dtype=np.float64)
+    return np.stack([
+        bin_coverage(coverage[..., track], pool_width, row.sum_stat, row.clip, row.scale, row.clip_soft, "borzoi")
+        for track, row in enumerate(table.itertuples())
+    ], axis=-1)
 
 
 def write_borzoi_resource(targets_path: str | os.PathLike, out_path: str | os.PathLike) -> None:
