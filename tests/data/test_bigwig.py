@@ -167,7 +167,7 @@ def test_from_bigwig_writes_borzoi_targets_at_32_bp(tmp_path, capsys):
     writer.write(sizes, [("chr1", 300, 400, 2.0)])
     out = tmp_path / "dataset"
     code = main(["data", "from-bigwig", str(out), "--genome", str(fasta), "--bigwig", f"rna={path}",
-                 "--description", "RNA", "--sum-stat", "sum_sqrt", "--scale", "0.5", "--clip", "1000", "--tile",
+                 "--description", "RNA", "--sum-stat", "sum_sqrt", "--scale", "0.5", "--clip", "1000",
                  "--seq-length", "1024", "--crop-bp", "256", "--pool-width", "32", "--sqrt", "borzoi"])
     assert code == 0, capsys.readouterr().err
     first = list(BasenjiDataset(out, "train"))[0]["target"][:, 0].numpy()
