@@ -38,7 +38,7 @@ from typing import Any
 
 from ..errors import UserError
 from .benchmark import POSITION_BP
-from ..io import atomic_write_text
+from ..io import atomic_write_text, write_json
 from .options import MAX_THREADS, SEED, whole
 
 
@@ -181,8 +181,7 @@ def _run_demo(out: Path, settings: DemoSettings, fresh: bool, only: list[str] | 
     out.mkdir(parents=True, exist_ok=True)
     output.remove_record()  # written again only once every stage is done
     with output.writing("the demo's settings", recorded):
-        atomic_write_text(recorded, json.dumps({"settings": settings.to_dict(), "stages": list(STAGES),
-                                                "command": command}, indent=2) + "\n")
+        write_json(recorded, {"settings": settings.to_dict(), "stages": list(STAGES), "command": command})
     _invalidate_stale_stages(out, settings)  # so the report never shows a stage of other inputs as finished
     if settings.threads:
         import torch

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..errors import UserError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, write_json
 from .evaluation import _evaluate_in_subprocess, _jsonable, model_entries
 from .results import summarise, write_results
 from .runs import HEAD, ROW_1, Job, StudySettings, _machine, execute_run, prepare, run_jobs, run_name, study_runs
@@ -70,7 +70,7 @@ def _run_study(out: Path, settings: StudySettings, parallel: int, fresh: bool, r
     sessions = json.loads(sessions_path.read_text(encoding="utf-8")) if sessions_path.is_file() else []
     sessions.append({"command": command, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                      "seconds": time.perf_counter() - started, "job_seconds": seconds})
-    atomic_write_text(sessions_path, json.dumps(sessions, indent=1) + "\n")
+    write_json(sessions_path, sessions, indent=1)
     record = summarise(out, settings)
     record["run"] = {"command": command, "parallel": parallel, "seconds": sum(s["seconds"] for s in sessions),
                      "sessions": len(sessions), "commit": _commit(), **(extra or {})}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import UserError
-from ..io import atomic_write_text
+from ..io import write_json
 from ..outputs import move_into_place
 
 HEAD = "human"
@@ -377,7 +377,7 @@ def prepare(out: Path, settings: StudySettings, fresh: bool = False, record: boo
             raise UserError(f"{out} holds a study with other settings ({', '.join(changed)} differ, {recorded}); "
                             "pass --fresh to replace it or choose another --out")
     if record:
-        atomic_write_text(recorded, json.dumps(settings.to_dict(), indent=2) + "\n")
+        write_json(recorded, settings.to_dict())
     with data_output(out, settings) as output:
         if not output.up_to_date:
             make_synthetic(output.start(), settings.data_size, seed=settings.data_seed, **settings.data_overrides)
@@ -385,7 +385,7 @@ def prepare(out: Path, settings: StudySettings, fresh: bool = False, record: boo
     statistics = read_statistics(out / "data")
     model = {**settings.model, "attention": "full", "output_heads": {HEAD: int(statistics["num_targets"])},
              "target_length": int(statistics["target_length"])}
-    atomic_write_text(out / "model.json", json.dumps(model, indent=2) + "\n")
+    write_json(out / "model.json", model)
 
 
 
