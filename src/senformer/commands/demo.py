@@ -325,13 +325,18 @@ def _invalidate_stale_stages(out: Path, settings: DemoSettings) -> list[str]:
 
 
 def _produced(out: Path, stage: str, folder: Path) -> str | None:
-    """The digest of what later stages read from ``stage`` (written into ``folder``): the dataset or the weights."""
-    from ..inputs import dataset_digest, weights_files_digest
+    """The digest of what later stages read from ``stage`` (written into ``folder``): the dataset, or the
+    weights by their tensors and configuration (the same weights saved twice differ in their files' bytes:
+    safetensors writes its metadata in no fixed order)."""
+    from ..fingerprint import value_digest
+    from ..inputs import dataset_digest
+    from ..outputs import weights_identity
+    from ..weights import load_model
 
     if stage == "data":
         return dataset_digest(folder)
     if any(stage in reads for reads in READS.values()):
-        return weights_files_digest(str(folder / "weights"))
+        return value_digest(weights_identity(load_model(folder / "weights")))
     return None
 
 

@@ -264,8 +264,10 @@ def run_output(run: Run, out: Path, **record: Any):
 def execute_run(run: Run, out: Path, log: Callable[[str], None]) -> str:
     """Train ``run`` to its last phase, resuming whatever a killed attempt left; returns what was done. A run is
     done exactly when its run record (:func:`run_output`) carries this run's fingerprint."""
-    from ..inputs import weights_files_digest
+    from ..fingerprint import value_digest
+    from ..outputs import weights_identity
     from ..train.checkpoint import latest_checkpoint
+    from ..weights import load_model
 
     directory = out / "runs" / run.name
     output = run_output(run, out)
@@ -307,7 +309,10 @@ def execute_run(run: Run, out: Path, log: Callable[[str], None]) -> str:
             shutil.copytree(directory / "weights", temporary)
             move_into_place(temporary, snapshot)
     ran = output.recorded()  # senformer train's own record, kept inside the run's
-    run_output(run, out, produced=weights_files_digest(str(directory / "weights")), ran=ran).write_record()
+    # The weights by their tensors and configuration: a resumed run that saves the same weights again writes
+    # other bytes (safetensors' metadata has no fixed order), and what reads them stays up to date.
+    weights = value_digest(weights_identity(load_model(directory / "weights")))
+    run_output(run, out, produced=weights, ran=ran).write_record()
     log(f"{run.name}: {', '.join(done)}")
     return ", ".join(done)
 
