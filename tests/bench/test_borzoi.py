@@ -44,3 +44,12 @@ def test_bad_options_are_one_line(tmp_path):
     assert exit_info.value.code == 2
     with pytest.raises(SystemExit):
         borzoi.main(["--out", str(tmp_path / "x.json"), "--set", "depth"])
+
+
+@pytest.mark.slow
+def test_peer_points_run_at_lengths_other_than_its_own():
+    # borzoi-pytorch crops to 16,352 bins (524,288 bp) unless told; the benchmark keeps all but 16 per side.
+    pytest.importorskip("borzoi_pytorch")
+    result = borzoi.measure({"length": 16_384, "kind": borzoi.PEER, "mode": "inference", "device": "cpu",
+                             "settings": {"depth": 1}, "warmup": 0, "repeats": 1})
+    assert result["median_s"] > 0 and result["memory_measure"] == "peak_rss_delta"

@@ -35,13 +35,14 @@ def _one_hot(length: int, device: str):
     return torch.nn.functional.one_hot(tokens, 4).float().to(device)
 
 
-def _build(kind: str, settings: dict[str, Any], device: str):
+def _build(kind: str, settings: dict[str, Any], device: str, length: int):
     """The model of a point and a function from the one-hot input to the human head (batch, bins, tracks)."""
     if kind == PEER:
         import borzoi_pytorch
         from borzoi_pytorch.config_borzoi import BorzoiConfig as PeerConfig
 
         peer = borzoi_pytorch.Borzoi(PeerConfig(depth=settings.get("depth", 8), return_center_bins_only=False))
+        peer.crop.target_length = length // 32 - 32  # every bin but the 16 cropped per side, as ours
         return peer.to(device), lambda x: peer(x.transpose(1, 2)).transpose(1, 2)
     from ..config import preset
     from ..model.borzoi import Borzoi
@@ -61,7 +62,7 @@ def measure(payload: dict[str, Any]) -> dict[str, Any]:
         torch.set_num_threads(payload["threads"])
     device, mode = payload["device"], payload["mode"]
     torch.manual_seed(0)
-    model, run = _build(payload["kind"], payload.get("settings", {}), device)
+    model, run = _build(payload["kind"], payload.get("settings", {}), device, payload["length"])
     x = _one_hot(payload["length"], device)
 
     def step() -> None:
