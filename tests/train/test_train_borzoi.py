@@ -77,3 +77,17 @@ def test_borzoi_resumes_exactly(tmp_path, monkeypatch):
     expected, got = read_weights(straight), read_weights(resumed)
     assert expected.keys() == got.keys()
     assert all(torch.equal(expected[name], got[name]) for name in expected)
+
+
+def test_a_new_head_for_new_tracks_trains_alone(tmp_path):
+    from train_support import read_weights
+
+    tiny_borzoi().save_pretrained(tmp_path / "init")
+    settings = TrainSettings(data={"mine": "in-memory"}, init_weights=str(tmp_path / "init"), new_heads={"mine": 3},
+                             train="heads", loss="poisson_mn", steps=3, batch_size=2, warmup_steps=1, eval_every=0,
+                             checkpoint_every=3, progress=False, shift=0, reverse_complement=False)
+    out = run_training(settings, tmp_path / "run", data={"mine": HeadData(gc_examples(8, 0), None)})
+    before, after = read_weights(tmp_path / "init"), read_weights(out)
+    assert after["heads.mine.weight"].shape == (3, 12)
+    assert set(after) - set(before) == {"heads.mine.weight", "heads.mine.bias"}
+    assert all(torch.equal(before[name], after[name]) for name in before)  # the trunk and the old head stay
