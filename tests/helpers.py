@@ -69,8 +69,8 @@ def write_random_chromosome(path: Path, length: int, seed: int, name: str = "chr
 
 
 # Killing a command from outside at a chosen write -------------------------------------------------------------
-# The child runs the command with every durable write point (an HDF5 flush, a table append, a torch.save)
-# followed by a pause: it tells the parent through a pipe and waits. The parent answers each pause, and at the
+# The child runs the command with every durable write point (an HDF5 flush, a table append, a torch.save, a
+# rename) followed by a pause: it tells the parent through a pipe and waits. The parent answers each pause, and at the
 # chosen one sends SIGKILL instead, so a kill lands at the same point on every run of a seed.
 _KILL_DRIVER = r"""
 import os, sys
@@ -97,6 +97,7 @@ def after(owner, name):
 after(h5py.File, "flush")
 after(variant_files.TableWriter, "append")
 after(torch, "save")
+after(os, "replace")  # every atomic write, and each step of an output's finish
 sys.exit(main(sys.argv[3:]))
 """
 

@@ -74,6 +74,8 @@ def workspace(tmp_path_factory):
     write_random_chromosome(root / "genome.fa", 40_000, seed=2)
     (root / "regions.bed").write_text("".join(f"chr1\t{1000 + 300 * i}\t{1100 + 300 * i}\tr{i}\n"
                                               for i in range(24)))
+    (root / "few.bed").write_text("".join(f"chr1\t{1000 + 3000 * i}\t{1100 + 3000 * i + 900 * (i == 2)}\tr{i}\n"
+                                          for i in range(5)))
     save_model(tiny_model(seed=3), root / "model")
     shutil.copy(VARIANTS / "genome.fa", root / "variants.fa")
     return root
@@ -229,13 +231,18 @@ def test_a_dying_hdf5_file_is_one_line_and_nothing_reaches_the_output(workspace,
 
 
 @pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)])
-def test_predict_killed_at_a_seeded_write_resumes_to_the_same_bytes(workspace, reference, tmp_path, seed):
-    kill_at = seeded_kill_point(seed, predict_args(workspace, tmp_path / "count.h5"))
+def test_predict_killed_at_a_seeded_write_resumes_to_the_same_bytes(workspace, tmp_path, seed):
+    def few(out):  # five regions, one of them two windows long, in batches of two
+        return [a if a != str(workspace / "regions.bed") else str(workspace / "few.bed")
+                for a in predict_args(workspace, out, "--batch-size", "2")]
+
+    reference = tmp_path / "reference.h5"
+    kill_at = seeded_kill_point(seed, few(reference))
     out = tmp_path / "p.h5"
-    code, _, stderr = run_killed_at(predict_args(workspace, out), kill_at)
+    code, _, stderr = run_killed_at(few(out), kill_at)
     assert code == -signal.SIGKILL, stderr
-    assert not out.exists()
-    assert main(predict_args(workspace, out)) == 0
+    assert not out.exists() or Path(f"{out}.run.json").exists()  # OUT appears only with its record
+    assert main(few(out)) == 0
     assert datasets(out) == datasets(reference)
 
 
@@ -249,3 +256,60 @@ def test_variants_killed_at_a_seeded_write_finish_on_rerun(workspace, tmp_path):
     assert subprocess.run([sys.executable, "-m", "senformer", *variants_args(workspace, out)],
                           capture_output=True).returncode == 0
     assert np.isfinite(h5py.File(out, "r")["scores/SAD"][:][:9]).any()
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    from senformer.data.synthetic import make_synthetic
+
+    root = tmp_path_factory.mktemp("evaluate")
+    data = make_synthetic(root / "data", size="tiny", seed=0, train=2, valid=1, test=2)
+    statistics = json.loads((data / "statistics.json").read_text())
+    save_model(tiny_model(seed=1, target_length=statistics["target_length"],
+                          output_heads={"human": statistics["num_targets"]}), root / "model")
+    return root
+
+
+def evaluate_args(root, out):
+    return ["evaluate", "--data", str(root / "data"), "--weights", str(root / "model"), "--max-examples", "2",
+            "--no-progress", "--out", str(out)]
+
+
+@pytest.mark.parametrize("seed", [3, pytest.param(4, marks=pytest.mark.slow)])
+def test_evaluate_killed_at_a_seeded_write_leaves_nothing_half_done(dataset, tmp_path, seed):
+    reference = tmp_path / "reference"
+    kill_at = seeded_kill_point(seed, evaluate_args(dataset, reference))
+    out = tmp_path / "evaluation"
+    code, _, stderr = run_killed_at(evaluate_args(dataset, out), kill_at)
+    assert code == -signal.SIGKILL, stderr
+    # killed before the final rename nothing is at OUT; after it OUT is complete with its record
+    assert not out.exists() or (out / "run.json").is_file()
+    assert main(evaluate_args(dataset, out)) == 0
+    for name in ("per_track.csv", "per_assay.csv"):
+        assert (out / name).read_bytes() == (reference / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_training_killed_at_a_seeded_write_resumes_from_whole_checkpoints(dataset, tmp_path):
+    statistics = json.loads((dataset / "data" / "statistics.json").read_text())
+    tiny = ["--set", "dim=48", "--set", "depth=1", "--set", "heads=2", "--set", "key_size=8", "--set",
+            "conv_tower_divisible_by=8", "--set", "block_size=4", "--set",
+            f"target_length={statistics['target_length']}", "--set",
+            f'output_heads={{"human": {statistics["num_targets"]}}}', "--steps", "4",
+            "--batch-size", "2", "--checkpoint-every", "1", "--eval-every", "0", "--warmup-steps", "1",
+            "--no-progress", "--data", str(dataset / "data")]
+    reference = tmp_path / "reference"
+    kill_at = seeded_kill_point(5, ["train", *tiny, "--out", str(reference)])
+    out = tmp_path / "run"
+    code, _, stderr = run_killed_at(["train", *tiny, "--out", str(out)], kill_at)
+    assert code == -signal.SIGKILL, stderr
+    resume = ["--resume"] if list((out / "checkpoints").glob("step-*.pt")) else []
+    if not resume:
+        shutil.rmtree(out)
+    assert main(["train", *tiny, "--out", str(out), *resume]) == 0
+    from senformer.train.checkpoint import list_checkpoints, load_checkpoint
+
+    # every checkpoint left is whole (a killed save leaves only a temporary file, removed under the lock)
+    assert [load_checkpoint(path)["step"] for path in list_checkpoints(out / "checkpoints")][-1] == 4
+    assert not [p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".")]
+    assert (out / "weights" / "model.safetensors").is_file() and (out / "run.json").is_file()

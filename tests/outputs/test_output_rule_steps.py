@@ -121,3 +121,30 @@ def test_an_interrupted_replacement_never_looks_up_to_date(tmp_path, monkeypatch
 
     with pytest.raises(UserError, match="exists without a run record"):
         plan_output(out, FILE, "old")
+
+
+def test_a_finish_killed_between_its_two_renames_is_completed_by_the_next_run(tmp_path, monkeypatch):
+    """The file moved into place, its staged record not yet: the next run under the lock moves the record (the
+    output is complete: OUT.partial is gone), so the output is up to date rather than 'without a run record'."""
+    from senformer.outputs.rule import FILE, finish_output, plan_output, record_path, start_partial
+
+    out = tmp_path / "scores.tsv"
+    plan = plan_output(out, FILE, "new")
+    start_partial(plan, {})
+    plan.partial.write_text("rows of new\n")
+    real_replace = os.replace
+    calls = []
+
+    def killed_at_the_second(source, target):
+        calls.append(target)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # after OUT.partial -> OUT, before the record
+        return real_replace(source, target)
+
+    monkeypatch.setattr(os, "replace", killed_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        finish_output(plan, {})
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert out.read_text() == "rows of new\n" and not record_path(out, FILE).exists()
+    assert plan_output(out, FILE, "new").up_to_date
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -39,8 +39,9 @@ Python or from the command line is up to date for both::
 Stage bookkeeping (a demo or study folder) is one ``Output`` per stage folder with the stage's own
 fingerprint: ``up_to_date`` replaces ``.done`` markers and file dates.
 
-Readers check what they read with the same records: :func:`check_complete` refuses a file whose rows were
-never all written.
+Readers refuse what was never finished: a prediction file's rows past its ``completed`` count or holding its
+NaN fill are refused by ``senformer.predictions.read_prediction`` (and so ``senformer plot``), and a finish
+checks the same before the rename (``senformer.predict.layout.check_complete``).
 """
 
 from __future__ import annotations

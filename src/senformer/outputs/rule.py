@@ -105,6 +105,7 @@ def plan_output(out: str | os.PathLike, kind: str, fingerprint: str, overwrite: 
     check_kind(kind)
     for leftover in out.parent.glob(f".{out.name}.replaced-*"):
         remove(leftover)
+    _complete_interrupted_finish(out, kind)
     found = kind_of(out)
     if found is not None and not (found == DIRECTORY == kind and not any(out.iterdir())):
         recorded = recorded_fingerprint(out, found)
@@ -135,6 +136,18 @@ def plan_output(out: str | os.PathLike, kind: str, fingerprint: str, overwrite: 
     with contextlib.suppress(FileNotFoundError):
         record_path(partial, FILE).unlink()
     return OutputPlan(out, kind, fingerprint, WRITE, partial, notice)
+
+
+def _complete_interrupted_finish(out: Path, kind: str) -> None:
+    """A file's finish stages its record, then renames ``OUT.partial`` onto ``OUT``, then the record into
+    place: a run killed between the two renames left ``OUT`` new and complete (no ``OUT.partial`` any more)
+    with its staged record beside it, which is moved into place now; any other staged record is stale."""
+    record = record_path(out, FILE)
+    for staged in sorted(out.parent.glob(f".{record.name}.*{PARTIAL_SUFFIX}")):
+        if kind == FILE and kind_of(out) == FILE and not record.exists() and kind_of(partial_path(out)) is None:
+            os.replace(staged, record)
+        else:
+            staged.unlink(missing_ok=True)
 
 
 def start_partial(plan: OutputPlan, record: Mapping[str, Any]) -> Path:
@@ -183,9 +196,11 @@ def finish_output(plan: OutputPlan, record: Mapping[str, Any]) -> Path:
             os.replace(out, aside)
             remove(aside)
         os.replace(partial, out)
-        os.replace(staged, record_path(out, FILE))
-    finally:
+    except BaseException:
         staged.unlink(missing_ok=True)
+        raise
+    # Stopped here, the staged record stays beside the new OUT, and the next run moves it into place.
+    os.replace(staged, record_path(out, FILE))
     with contextlib.suppress(FileNotFoundError):
         record_path(partial, FILE).unlink()
     fsync_path(out.parent)
