@@ -134,11 +134,11 @@ def run_killed_at(argv: list[str], kill_at: int | None, env: dict | None = None)
     return process.returncode, seen, stderr.decode("utf-8", errors="replace")
 
 
-def seeded_kill_point(seed: int, argv: list[str], env: dict | None = None) -> int:
-    """A write point drawn with ``seed`` among those a full run of ``argv`` makes (counted by one such run,
-    into the same output: call it on a scratch copy of the arguments)."""
+def seeded_kill_point(seed: int, argv: list[str], env: dict | None = None, spare: int = 0) -> int:
+    """A write point drawn with ``seed`` among those a full run of ``argv`` makes (counted by one such run:
+    give it a scratch output), leaving out the last ``spare`` (e.g. the renames of the finish)."""
     import random
 
     code, points, stderr = run_killed_at(argv, None, env)
-    assert code == 0 and points > 1, stderr
-    return random.Random(seed).randint(1, points - 1)
+    assert code == 0 and points > 1 + spare, stderr
+    return random.Random(seed).randint(1, points - 1 - spare)
