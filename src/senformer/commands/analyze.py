@@ -417,7 +417,7 @@ def run_variants(args: argparse.Namespace) -> int:
             check_up_to_date(output.out, genome, args.vcf, anchors)
             print(f"{output.out} is up to date")
             return 0
-        run = write_variant_scores(weights.model().to(device).eval(), genome, args.vcf, output, options,
+        run = write_variant_scores(weights.load().to(device).eval(), genome, args.vcf, output, options,
                                    anchors=anchors, progress=args.progress)
     if run is None:
         print(f"wrote part {shard} of {args.out} into {output.sharded.folder}; the shard that ends last merges them")

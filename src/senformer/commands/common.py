@@ -128,7 +128,7 @@ class OutputWeights:
     def __init__(self, path: str, overrides: dict[str, Any], files: str, identity: dict | None, model=None):
         self.path, self.overrides, self.files, self.identity, self._model = path, overrides, files, identity, model
 
-    def model(self):
+    def load(self):
         if self._model is None:
             from ..hub import load_model
 
@@ -151,5 +151,5 @@ def weights_of_output(output, path: str, overrides: dict[str, Any], also: list =
     if identity is None:
         for each in (output, *also):
             each.refuse_early()
-        weights.identity = weights_identity(weights.model())
+        weights.identity = weights_identity(weights.load())
     return weights

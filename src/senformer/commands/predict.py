@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
                 check_bases(output.out, genome, names)
                 path, verb = output.out, "is up to date"
             else:
-                path = predict(weights.model(), output, genome=genome, regions=regions, sequences=args.sequence_fasta,
+                path = predict(weights.load(), output, genome=genome, regions=regions, sequences=args.sequence_fasta,
                                options=options, progress=args.progress)
                 verb = "wrote"
         if path is None:
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             path = output.out  # only the bigWigs are due: they come from the file, not the model
         else:
-            path = predict(weights.model(), output, genome=genome, regions=regions, sequences=args.sequence_fasta,
+            path = predict(weights.load(), output, genome=genome, regions=regions, sequences=args.sequence_fasta,
                            options=options, progress=args.progress)
         if bigwig is not None:
             write_bigwig_output(bigwig, path, genome)
