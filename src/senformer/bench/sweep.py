@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Sequence
 from ..config import ATTENTION_KINDS
 from ..constants import TARGET_LENGTH
 from ..device import bf16_supported, no_native_bf16_reason
-from ..io import atomic_write_text
+from ..io import atomic_write_text, write_json
 from . import memory
 from .figures import draw_scaling_figure
 from .flops import step_flops
@@ -210,7 +210,7 @@ def run_sweep(settings: dict[str, Any], out_dir: str | os.PathLike, plot_only: b
         sweep.save()
     else:
         sweep.out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(sweep.out_dir / "settings.json", json.dumps(settings, indent=2) + "\n")
+        write_json(sweep.out_dir / "settings.json", settings)
         points = sweep_points(
             settings["lengths"], settings["attentions"], settings["depths"], settings["modes"], settings["dim"],
             settings["precisions"], settings["checkpoints"], settings["conv_tile_length"], settings["peer"],

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from ..device import bf16_supported, no_native_bf16_reason
-from ..io import atomic_write_text
+from ..io import atomic_write_text, write_json
 from . import memory
 from .machine import machine_info
 from .summary import GB
@@ -149,7 +149,7 @@ def run_benchmark(settings: dict[str, Any], out_dir: str | os.PathLike, plot_onl
         benchmark.save()
     else:
         benchmark.out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(benchmark.out_dir / "settings.json", json.dumps(settings, indent=2) + "\n")
+        write_json(benchmark.out_dir / "settings.json", settings)
         benchmark.run(points, settings)
         failures = benchmark.failures(points)
     figure = benchmark.plot()

@@ -20,7 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..errors import UserError
-from ..io import atomic_write_text, write_npz
+from ..io import write_json, write_npz
 from .runs import (EVALUATION, FRESH_ROWS, HEAD, LR_ROWS, ROW_1, ROWS, RUN, StudySettings, _one_thread_environment,
                    finished, produced, run_name, snapshot_path, study_runs)
 
@@ -184,7 +184,7 @@ def evaluate_seed(out: str | os.PathLike, seed: int, into: str | os.PathLike) ->
     target = Path(into) / METRICS
     write_npz(target.with_name(SUMS), names=np.array([e.name for e in entries]), model_sums=model_sums,
               target_sums=target_sums, bins=np.array(bins), example_index=result.models[reference].example_index)
-    atomic_write_text(target, json.dumps(_jsonable(record), indent=1) + "\n")
+    write_json(target, record, indent=1)
     return target
 
 
@@ -231,18 +231,6 @@ def _nanmean(values) -> float | None:
 def _finite(value) -> float | None:
     value = float(value)
     return value if np.isfinite(value) else None
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return float(value) if np.isfinite(value) else None
-    return value
 
 
 # The evaluation job, in its own one-thread process -------------------------------------------------------

@@ -19,8 +19,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ..errors import UserError
-from ..io import atomic_write_text, write_json
-from .evaluation import _evaluate_in_subprocess, _jsonable, model_entries
+from ..io import write_json
+from .evaluation import _evaluate_in_subprocess, model_entries
 from .results import summarise, write_results
 from .runs import HEAD, ROW_1, Job, StudySettings, _machine, execute_run, prepare, run_jobs, run_name, study_runs
 from .writeup import write_docs
@@ -152,6 +152,6 @@ def _estimate(out: Path, settings: StudySettings, steps: int, parallel: int, lab
                   "job_seconds": seconds, "total_job_minutes": sum(seconds.values()) / 60,
                   "projected_minutes": max(slots) / 60, "parallel": parallel, "machine": _machine(),
                   "note": "measured one job at a time; two jobs at once on 2 free cores run at about the same rate each"}
-    atomic_write_text(out / "estimate.json", json.dumps(_jsonable(projection), indent=1) + "\n")
+    write_json(out / "estimate.json", projection, indent=1)
     shutil.rmtree(work, ignore_errors=True)
     return projection

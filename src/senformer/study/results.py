@@ -13,8 +13,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..io import atomic_write_text
-from .evaluation import METRICS, SUMS, _jsonable, evaluation_folder
+from ..io import atomic_write_text, write_json
+from .evaluation import METRICS, SUMS, evaluation_folder
 from .runs import LR_ROWS, ROWS, StudySettings, _machine, study_runs
 from .writeup import summary_markdown
 
@@ -198,7 +198,7 @@ def write_results(record: Mapping[str, Any], directory: str | os.PathLike) -> Pa
     plot_receptive_field(record, directory / "receptive_field.png")
     atomic_write_text(directory / "summary.md", summary_markdown(record))
     path = directory / "study.json"
-    atomic_write_text(path, json.dumps(_jsonable(dict(record)), indent=1) + "\n")
+    write_json(path, dict(record), indent=1)
     return path
 
 
