@@ -11,7 +11,7 @@ import torch
 
 from helpers import SHARED, randomize_, write_random_chromosome
 from senformer.analysis.gene_scores import (
-    NOTE_NO_EXON, NOTE_NO_GENE, exon_bins, gene_tracks, score_variant_genes, sed_scores, track_strands,
+    NOTE_NO_EXON, NOTE_NO_GENE, calico_alleles, exon_bins, gene_tracks, score_variant_genes, sed_scores, track_strands,
 )
 from senformer.config import BorzoiConfig
 from senformer.data.genome import Genome
@@ -72,15 +72,21 @@ def calico_exons(path) -> dict[str, tuple[str, list[tuple[int, int]]]]:
 
 
 def calico_sed(models, sequence: str, pos: int, ref: str, alt: str, gtf, table: pd.DataFrame,
-               start: int | None = None) -> dict:
+               start: int | None = None, indels: str = "refill") -> dict:
     """{gene_id: {stat: (tracks,)}}, replicate-averaged, from whole windows starting at ``start`` (0-based;
-    default calico's variant-centred start)."""
+    default calico's variant-centred start); indels refilled from the right, or cut as ``bvcf.snp_seq1``."""
     if start is None:
         start = pos - LENGTH // 2  # bvcf.snp_seq1: 1-based pos - (L // 2 - 1), as a 0-based start
     index = pos - 1 - start
-    reference = sequence[start : start + LENGTH]
-    alternative = (sequence[start : pos - 1] + alt + sequence[pos - 1 + len(ref) : start + LENGTH + len(ref)])[:LENGTH]
-    assert sequence[pos - 1 : pos - 1 + len(ref)] == ref and reference[index : index + len(ref)] == ref
+    if indels == "refill":
+        reference = sequence[start : start + LENGTH]
+        alternative = (sequence[start : pos - 1] + alt + sequence[pos - 1 + len(ref) : start + LENGTH + len(ref)])[:LENGTH]
+    else:  # snp_seq1 fetches to pos + L // 2 + max(0, len(ref) - len(alt)); dna_length_1hot keeps the centre
+        fetched = sequence[start : start + LENGTH + max(0, len(ref) - len(alt))]
+        swapped = fetched[:index] + alt + fetched[index + len(ref):]
+        reference, alternative = (s[(len(s) - LENGTH) // 2 :][:LENGTH] for s in (fetched, swapped))
+        assert len(alternative) == LENGTH  # a deletion's alternative is exactly L, an insertion's is cut
+    assert sequence[pos - 1 : pos - 1 + len(ref)] == ref
     one_hot = torch.from_numpy(np.stack([[np.eye(4)["ACGT".index(base)] for base in s] for s in [reference, alternative]]))
     pairs = table["strand_pair"].to_numpy()
     crop, bins = 2, LENGTH // 32 - 4
@@ -165,6 +171,25 @@ def test_sed_equals_calico_whole_windows(world, kind, strand):
         assert score.gene.strand == ("+" if strand == "plus" else "-")
 
 
+@pytest.mark.parametrize("kind", ["insertion", "deletion"])
+def test_calico_indel_windows(world, kind):
+    table = track_table()
+    variant = variant_at(world["sequence"], kind)
+    scores, notes = score_variant_genes(world["models"], world["genome"], variant, read_gtf(world["plus"]), table,
+                                        sequence_length=LENGTH, indels="calico")
+    expected = calico_sed(world["models"], world["sequence"], variant.pos, variant.ref, variant.alt, world["plus"],
+                          table, indels="calico")
+    refill, _ = score_variant_genes(world["models"], world["genome"], variant, read_gtf(world["plus"]), table,
+                                    sequence_length=LENGTH)
+    assert notes == [] and len(scores) == 1
+    for stat in ("SED", "logSED"):
+        np.testing.assert_allclose(scores[0].scores[stat], expected[scores[0].gene.gene_id][stat], rtol=1e-10, atol=0)
+        assert not np.allclose(scores[0].scores[stat], refill[0].scores[stat])  # the two rules differ
+    with pytest.raises(UserError, match="indels='calico'"):
+        score_variant_genes(world["models"], world["genome"], variant, read_gtf(world["plus"]), table,
+                            sequence_length=LENGTH, indels="calico", centre=scores[0].gene)
+
+
 def test_gene_centred_window(world):
     table = track_table()
     variant = variant_at(world["sequence"], "deletion")
@@ -237,3 +262,11 @@ def test_strands_of_tracks_and_sed_formula():
     odd = table.assign(identifier=["RNA1", "RNA1-", "DNASE1"])
     with pytest.raises(UserError, match="RNA1"):
         track_strands(odd)
+
+
+def test_calico_alleles_keep_the_centre():
+    # 8 bp windows; the variant at index 3 (L // 2 - 1).
+    assert calico_alleles("AACCGGTT", 3, "C", "T", 8) == ("AACCGGTT", "AACTGGTT")
+    assert calico_alleles("AACCGGTT", 3, "C", "CAAA", 8) == ("AACCGGTT", "ACCAAAGG")  # 3 extra: 1 left, 2 right
+    assert calico_alleles("AACCGGTTAAA", 3, "CGGT", "C", 8) == ("ACCGGTTA", "AACCTAAA")  # reference moves by 1
+    assert calico_alleles("AACCGGTT", 3, "C", "", 8)[1] == "AACGGTTN"  # shorter: padded with N on both sides

@@ -5,8 +5,9 @@ The definitions follow calico's ``borzoi_sed.py`` (calico/borzoi ``src/scripts``
 
 - **Windows.** Variant-centred: the input starts at ``POS - L // 2`` (0-based), so the variant's first base
   sits at input index ``L // 2 - 1`` (``bvcf.snp_seq1``). Gene-centred: the input is centred on the gene's
-  midpoint (:attr:`senformer.data.gtf.Gene.midpoint`). The output window is the input less the model's crop
-  (:class:`senformer.windows.Geometry`).
+  midpoint (:attr:`senformer.data.gtf.Gene.midpoint`, ``GeneSNPCluster.delimit``). The output window is the
+  input less the model's crop (:class:`senformer.windows.Geometry`). Indels follow the project's edit (the
+  right end refilled, as for Enformer), or calico's centred trim on request (:func:`calico_alleles`).
 - **Exon bins.** Per merged exon, relative to the output window's start and clipped at 0: bins
   ``round(start / bin_size)`` to ``round(end / bin_size)`` (NumPy's round, half to even: a bin counts when
   more than half of it is exonic), clipped to the output; the union over exons (``map_snpseq_genes``).
@@ -42,6 +43,7 @@ from ..windows import Geometry
 SED_STATS = ("SED", "logSED")
 NOTE_NO_EXON = "no exon bin in the output window"
 NOTE_NO_GENE = "no gene in the output window"
+INDEL_RULES = ("refill", "calico")
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,24 @@ def gene_window_start(gene: Gene, sequence_length: int) -> int:
     return gene.midpoint - sequence_length // 2
 
 
+def calico_alleles(bases: str, position: int, ref: str, alt: str, length: int) -> tuple[str, str]:
+    """(reference, alternative) inputs of ``length`` bp as calico's ``bvcf.snp_seq1`` makes them from
+    ``bases`` (the window and, for a deletion, ``len(ref) - len(alt)`` bp beyond it): the allele is replaced
+    in place, then each sequence is cut to ``length`` keeping its centre (``dna_length_1hot``: the extra
+    ``(n - length) // 2`` bp leave on the left, the rest on the right) or padded with N on both sides. So an
+    insertion pushes bases out of both ends, and a deletion's reference window moves right by half the
+    deletion while its alternative does not."""
+
+    def fit(sequence: str) -> str:
+        if len(sequence) > length:
+            trim = (len(sequence) - length) // 2
+            return sequence[trim : trim + length]
+        front = (length - len(sequence)) // 2
+        return "N" * front + sequence + "N" * (length - len(sequence) - front)
+
+    return fit(bases), fit(bases[:position] + alt + bases[position + len(ref):])
+
+
 # The whole-window scorer ------------------------------------------------------------------------------------
 def _strand_averaged(model, inputs: torch.Tensor, head: str, strand_pair: np.ndarray,
                      reverse_complement: bool) -> np.ndarray:
@@ -138,7 +158,7 @@ def _strand_averaged(model, inputs: torch.Tensor, head: str, strand_pair: np.nda
 
 def score_variant_genes(models: Sequence[torch.nn.Module], genome: Genome, variant: Variant, genes: Sequence[Gene],
                         table: pd.DataFrame, *, head: str = "human", sequence_length: int | None = None,
-                        centre: Gene | None = None, reverse_complement: bool = True
+                        centre: Gene | None = None, reverse_complement: bool = True, indels: str = "refill"
                         ) -> tuple[list[GeneScore], list[GeneNote]]:
     """SED and logSED of ``variant`` for every gene of ``genes`` that meets its output window, by running the
     whole reference and alternative windows through each model of ``models`` (replicates, averaged).
@@ -147,15 +167,21 @@ def score_variant_genes(models: Sequence[torch.nn.Module], genome: Genome, varia
         models: Borzoi models in eval mode with the same geometry; ``table``: the track table of ``head``.
         centre: None for calico's variant-centred window, else the gene whose midpoint centres it.
         sequence_length: input bp (None: the model's default).
+        indels: ``refill`` (the project's :class:`senformer.edits.Edit`: the reference window stays, an indel
+            moves the bases to its right and refills the right end) or ``calico`` (``bvcf.snp_seq1``, variant-
+            centred windows only: :func:`calico_alleles`).
     Returns:
         (scores, notes): a :class:`GeneScore` per scored gene in ``genes`` order; a :class:`GeneNote` per gene
         without exon bins in the window, or one for the variant when no gene meets the window.
     """
     from ..edits import Edit, EditEngine
-    from ..sequence import tokens
+    from ..sequence import tokens, tokens_to_one_hot
 
     if not models:
         raise ValueError("score_variant_genes needs at least one model")
+    if indels not in INDEL_RULES or (indels == "calico" and centre is not None):
+        raise UserError(f"indels={indels!r}: choose {' or '.join(INDEL_RULES)} (calico's only for variant-centred "
+                        "windows)")
     if variant.skip is not None:
         raise UserError(f"{variant.chrom}:{variant.pos} {variant.ref}>{variant.alt}: {variant.skip}")
     geometry = Geometry.of(models[0].config, sequence_length)
@@ -194,8 +220,14 @@ def score_variant_genes(models: Sequence[torch.nn.Module], genome: Genome, varia
     edit = Edit(position, variant.ref, variant.alt, "right")
     totals: dict[tuple[str, str], np.ndarray] = {}
     for model in models:
-        engine = EditEngine(model, reference, heads=[head], right_flank=right, plain=True)
-        inputs = torch.stack([engine.input(), engine.edited_input(edit)])
+        if indels == "calico":
+            alleles = calico_alleles(bases, position, variant.ref, variant.alt, length)
+            dtype = next(model.parameters()).dtype
+            inputs = torch.stack([tokens_to_one_hot(torch.from_numpy(tokens(allele).astype(np.int64)), dtype)
+                                  for allele in alleles]).to(next(model.parameters()).device)
+        else:
+            engine = EditEngine(model, reference, heads=[head], right_flank=right, plain=True)
+            inputs = torch.stack([engine.input(), engine.edited_input(edit)])
         coverage = undo_squashed_scale(_strand_averaged(model, inputs, head, strand_pair, reverse_complement), table)
         if not np.isfinite(coverage).all():
             raise UserError(f"{variant.chrom}:{variant.pos}: the model's predictions are not finite")
