@@ -270,3 +270,16 @@ def test_calico_alleles_keep_the_centre():
     assert calico_alleles("AACCGGTT", 3, "C", "CAAA", 8) == ("AACCGGTT", "ACCAAAGG")  # 3 extra: 1 left, 2 right
     assert calico_alleles("AACCGGTTAAA", 3, "CGGT", "C", 8) == ("ACCGGTTA", "AACCTAAA")  # reference moves by 1
     assert calico_alleles("AACCGGTT", 3, "C", "", 8)[1] == "AACGGTTN"  # shorter: padded with N on both sides
+
+
+@pytest.mark.parametrize("head, stranded", [("human", 1226), ("mouse", 522)])
+def test_shipped_tables_pair_plus_and_minus_gene_tracks(head, stranded):
+    from senformer.data.borzoi_targets import borzoi_track_table
+
+    table = borzoi_track_table(head)
+    strands = track_strands(table)
+    assert (strands == "+").sum() == (strands == "-").sum() == stranded
+    plus, minus = gene_tracks(table, "+"), gene_tracks(table, "-")
+    # Scores of + and - genes share one track axis: the i-th column is one experiment on the gene's strand.
+    pairs = table["strand_pair"].to_numpy()
+    np.testing.assert_array_equal(np.where(strands[plus] == "+", pairs[plus], plus), minus)
