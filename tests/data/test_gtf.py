@@ -1,5 +1,7 @@
 """The GTF reader: genes with merged exons (calico's isoform-agnostic genes), malformed rows named by line."""
 
+import gzip
+
 import numpy as np
 import pytest
 
@@ -29,10 +31,13 @@ def test_read_gtf_merges_exons_per_gene(tmp_path):
     assert genes[0].midpoint == int(np.mean(positions))
 
 
-def test_read_gtf_cd99():
+def test_read_gtf_cd99(tmp_path):
     if not CD99.exists():
         pytest.skip(f"{CD99} is not here")
     (gene,) = read_gtf(CD99)
+    packed = tmp_path / "cd99"  # gzip is recognised by its bytes, not its name
+    packed.write_bytes(gzip.compress(CD99.read_bytes()))
+    assert read_gtf(packed) == [gene]
     assert (gene.gene_id, gene.name, gene.chrom, gene.strand) == ("ENSG00000002586.20", "CD99", "chrX", "+")
     assert gene.start == 2_691_186 and gene.exons == tuple(sorted(gene.exons))
     assert all(end <= start for (_, end), (start, _) in zip(gene.exons, gene.exons[1:]))
