@@ -202,3 +202,20 @@ def test_basenji_length_records_are_evaluated_at_their_own_length_by_default(wei
                  "--max-examples", "1", "--no-progress"]) == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["flanks"] == "none" and metrics["sequence_length"] == 131_072
+
+
+def test_an_unfinished_dataset_is_refused_in_one_line(data, weights, tmp_path, capsys):
+    """A dataset still at ``OUT.partial`` (a killed `data synthetic`/`from-bigwig`) may lack records: it is
+    never scored, and a missing dataset whose partial lies beside it says how to finish it."""
+    import shutil
+
+    partial = tmp_path / "tiny.partial"
+    shutil.copytree(data, partial)
+    for given in (partial, tmp_path / "tiny"):
+        out = tmp_path / f"eval-{given.name}"
+        code = main(["evaluate", "--data", str(given), "--weights", str(weights["alpha"]), "--out", str(out),
+                     "--no-progress"])
+        error = capsys.readouterr().err.strip()
+        assert code == 2 and len(error.splitlines()) == 1, error
+        assert str(given) in error and "unfinished" in error and "again to finish it" in error
+        assert not out.exists() and not (tmp_path / f"eval-{given.name}.partial").exists()

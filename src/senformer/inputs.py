@@ -73,8 +73,10 @@ def dataset_digest(folder: str | os.PathLike, splits: list[str] | None = None, s
     """A Basenji2-layout dataset: statistics.json, targets.txt and each TFRecord of ``splits`` (all when
     None). ``sampled``: TFRecords by size and first/last MiB only (training data can be hundreds of GB)."""
     from .fingerprint import combine, file_digest
+    from .outputs import refuse_unfinished
 
     folder = Path(folder)
+    refuse_unfinished(folder, "the dataset")  # a partial dataset lacks records: never scored or trained on
     parts: dict[str, str] = {}
     for name in ("statistics.json", "targets.txt"):
         if (folder / name).is_file():

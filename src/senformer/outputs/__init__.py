@@ -50,12 +50,13 @@ from .faults import WRITE_FAULTS, close_quietly, first_non_finite, writing
 from .locks import hold, lock_path, output_lock
 from .output import Output, opened
 from .recipe import NOT_RESULTS, fingerprint, known_weights, weights_identity, weights_record
-from .rule import DIRECTORY, FILE, RUN_RECORD, move_into_place, partial_path, read_record, record_path, recorded_fingerprint
+from .rule import (DIRECTORY, FILE, RUN_RECORD, move_into_place, partial_path, read_record, record_path, recorded_fingerprint,
+                   refuse_unfinished)
 from .shards import Shard, rank_device, refuse_split, resolve_shard, unit_starts
 
 __all__ = [
     "DIRECTORY", "FILE", "NOT_RESULTS", "Output", "RUN_RECORD", "Shard", "WRITE_FAULTS", "close_quietly",
     "fingerprint", "first_non_finite", "hold", "known_weights", "lock_path", "move_into_place", "opened", "output_lock",
-    "partial_path", "rank_device", "read_record", "record_path", "recorded_fingerprint", "refuse_split",
+    "partial_path", "rank_device", "read_record", "record_path", "recorded_fingerprint", "refuse_split", "refuse_unfinished",
     "resolve_shard", "unit_starts", "weights_identity", "weights_record", "writing",
 ]

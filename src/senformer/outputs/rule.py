@@ -65,6 +65,21 @@ def recorded_fingerprint(out: str | os.PathLike, kind: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def refuse_unfinished(path: str | os.PathLike, what: str) -> None:
+    """Refuse to read ``path`` as an input when it is a senformer output that was never finished: an
+    ``OUT.partial`` (its rows or records may be missing), or a missing ``OUT`` whose ``OUT.partial`` exists.
+    One :class:`UserError` line naming ``what`` and the fix (rerun the command that writes it)."""
+    path = Path(path)
+    if path.name.endswith(PARTIAL_SUFFIX) and kind_of(path) is not None:
+        finished = path.with_name(path.name[: -len(PARTIAL_SUFFIX)])
+        raise UserError(f"{what} {path} is an unfinished senformer output; run the command that writes {finished} "
+                        "again to finish it, then read that")
+    partial = partial_path(path)
+    if kind_of(path) is None and kind_of(partial) is not None:
+        raise UserError(f"{what} {path} does not exist: only its unfinished {partial} does; run the command that "
+                        f"writes {path} again to finish it")
+
+
 def write_record(path: str | os.PathLike, record: Mapping[str, Any]) -> Path:
     """Write a run record atomically and durably (the record is the proof that its output is complete)."""
     path = Path(path)
