@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: install install-test test test-quick docs demo bench-attention clean
+.PHONY: install install-test test test-quick test-full-length docs demo bench-attention clean
 
 # `make install`: what the library, the commands and the demo need (bigWig output, Hugging Face downloads).
 $(VENV)/.installed: pyproject.toml Makefile
@@ -26,10 +26,14 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 test: install-test
-	$(PY) -m pytest -q -n 2 tests
+	$(PY) -m pytest -q -n 2 -m "not full_length" tests
 
 test-quick: install-test
-	$(PY) -m pytest -q -n 2 -m "not slow" tests
+	$(PY) -m pytest -q -n 2 -m "not slow and not full_length" tests
+
+# Published-size models at full length against their peers (Borzoi at 524,288 bp: minutes, about 5 GB).
+test-full-length: install-test
+	$(PY) -m pytest -q -m full_length tests
 
 # `make docs`: the documentation site into site/ (warnings are errors, as in the test suite).
 docs: install-test

@@ -104,6 +104,7 @@ def test_missing_or_unknown_tensors_are_refused(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.full_length
 def test_published_size_at_full_length_equals_peer(tmp_path):
     # The acceptance: 524,288 bp, every layer, both heads, the peer's default 6,144 central bins and
     # all 16,352.
