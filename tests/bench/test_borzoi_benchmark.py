@@ -1,10 +1,12 @@
-"""The Borzoi scaling benchmark on a tiny model: each point in its own capped process, resumable."""
+"""The Borzoi benchmark (``senformer benchmark borzoi``) on a tiny model: each point in its own capped process,
+resumable, compared with borzoi-pytorch at the same points."""
 
 import json
 
 import pytest
 
 from senformer.bench import borzoi
+from senformer.cli import main
 
 TINY = {"dim": 16, "depth": 1, "heads": 2, "key_size": 4, "stem_channels": 8, "stem_width": 5,
         "num_conv_tower_blocks": 3, "conv_tower_start": 8, "conv_tower_divisible_by": 4, "crop": 2,
@@ -13,21 +15,48 @@ TINY = {"dim": 16, "depth": 1, "heads": 2, "key_size": 4, "stem_channels": 8, "s
 
 
 def test_points_are_measured_once_and_resumed(tmp_path, capsys):
-    out = tmp_path / "borzoi.json"
-    argv = ["--out", str(out), "--lengths", "2048,4096", "--kinds", "full,bigbird", "--modes", "inference,train",
-            "--threads", "1", "--memory-cap-gb", "4", "--timeout-s", "300"]
+    out = tmp_path / "bench"
+    argv = ["benchmark", "borzoi", "--out", str(out), "--lengths", "2048", "--kinds", "full,bigbird",
+            "--modes", "inference,train", "--threads", "1", "--memory-cap-gb", "4", "--timeout", "300",
+            "--repeats", "1", "--no-progress"]
     argv += [f"--set={key}={json.dumps(value)}" for key, value in TINY.items()]
-    assert borzoi.main(argv) == 0
-    records = json.loads(out.read_text())["records"]
-    assert len(records) == 8 and all(r["status"] == "ok" for r in records), records
-    assert all(r["median_s"] > 0 and r["peak_memory_mb"] >= 0 for r in records)
-    assert {(r["kind"], r["mode"], r["length"]) for r in records} == {
-        (k, m, n) for k in ("full", "bigbird") for m in ("inference", "train") for n in (2048, 4096)}
+    assert main(argv) == 0
+    records = json.loads((out / "borzoi.json").read_text())["records"]
+    assert len(records) == 4 and all(r["status"] == "ok" for r in records), records
+    assert all(r["median_s"] > 0 and r["peak_memory_mb"] >= 0 and r["process_peak_mb"] > 0 for r in records)
+    assert {(r["kind"], r["mode"], r["length"], r["precision"]) for r in records} == {
+        (k, m, 2048, "fp32") for k in ("full", "bigbird") for m in ("inference", "train")}
     assert "bigbird" in capsys.readouterr().out
-    assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    before = out.read_text()
-    assert borzoi.main(argv) == 0  # every point is there: nothing runs again
-    assert out.read_text() == before
+    assert (out / "borzoi.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "bigbird" in (out / "borzoi.md").read_text() and (out / "run.json").is_file()
+    before = (out / "borzoi.json").read_text()
+    assert main(argv) == 0  # every point is there: nothing runs again
+    assert (out / "borzoi.json").read_text() == before
+    assert "up to date" in capsys.readouterr().out
+
+
+def test_comparison_is_against_the_peer_at_the_same_point():
+    def record(kind, seconds, mb, precision="fp32", length=524_288):
+        return {"kind": kind, "mode": "inference", "precision": precision, "length": length, "status": "ok",
+                "median_s": seconds, "peak_memory_mb": mb, "process_peak_mb": mb + 500}
+
+    records = [record(borzoi.PEER, 46.0, 4000.0), record("full", 23.0, 2000.0), record("bigbird", 46.0, 1000.0),
+               record("full", 10.0, 1500.0, precision="bf16"),  # no bf16 peer point: not compared
+               record("full", 1.0, 1.0, length=262_144)]
+    rows = {(r["kind"], r["precision"], r["length"]): r for r in borzoi.comparison(records)}
+    assert set(rows) == {("full", "fp32", 524_288), ("bigbird", "fp32", 524_288)}
+    assert rows["full", "fp32", 524_288]["speedup"] == pytest.approx(2.0)
+    assert rows["full", "fp32", 524_288]["memory_ratio"] == pytest.approx(0.5)
+    assert rows["bigbird", "fp32", 524_288]["process_memory_ratio"] == pytest.approx(1500 / 4500)
+    table = borzoi.format_table(records)
+    assert "2.00x" in table and "0.50x" in table
+
+
+def test_bf16_is_skipped_with_the_reason_where_not_native(tmp_path, monkeypatch):
+    monkeypatch.setattr("senformer.device.bf16_supported", lambda device="cpu", cpuinfo=None: False)
+    out = tmp_path / "b.json"
+    records = borzoi.run_points(borzoi.plan([2048], ["full"], ["inference"], ["bf16"], "cpu", 1, TINY, 1), out, 4, 60)
+    assert [r["status"] for r in records] == ["skipped"] and "bf16" in records[0]["reason"]
 
 
 def test_figure_marks_points_that_do_not_fit(tmp_path):
@@ -38,12 +67,14 @@ def test_figure_marks_points_that_do_not_fit(tmp_path):
     assert path.stat().st_size > 1000
 
 
-def test_bad_options_are_one_line(tmp_path):
+def test_bad_options_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        borzoi.main(["--out", str(tmp_path / "x.json"), "--kinds", "sparse"])
+        main(["benchmark", "borzoi", "--out", str(tmp_path / "x"), "--kinds", "sparse"])
     assert exit_info.value.code == 2
-    with pytest.raises(SystemExit):
-        borzoi.main(["--out", str(tmp_path / "x.json"), "--set", "depth"])
+    assert main(["benchmark", "borzoi", "--out", str(tmp_path / "x"), "--lengths", "3000"]) == 2
+    assert "multiples of 2,048" in capsys.readouterr().err
+    assert main(["benchmark", "borzoi", "--out", str(tmp_path / "x"), "--set", "depth"]) == 2
+    assert not (tmp_path / "x").exists()
 
 
 @pytest.mark.slow

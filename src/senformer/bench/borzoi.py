@@ -1,19 +1,20 @@
-"""Borzoi's time and memory against input length, per attention kind, beside borzoi-pytorch where it runs.
+"""Borzoi's time and memory against input length, per attention kind and precision, beside borzoi-pytorch.
 
-Each point (length, kind, mode) runs in a fresh process under a resident-memory cap
+Each point (length, kind, mode, precision) runs in a fresh process under a resident-memory cap
 (:func:`.memory.run_isolated`): random weights, batch 1, the human head; ``inference`` is a forward pass
 under ``inference_mode``, ``train`` a forward pass, Borzoi's ``poisson_mn`` loss against random targets and
-the backward pass. Time is the median of the timed repeats after a warm-up; memory is the peak RSS above the
-level after set-up (CUDA: peak allocated). A point that does not fit, fails or times out is recorded as such
-(borzoi-pytorch builds its position basis for 4,096 positions and may refuse other lengths). The results
-file is rewritten atomically after every point and a rerun skips the points it holds.
-
-    python benchmarks/borzoi_scaling.py --out benchmarks/results/borzoi_scaling.json
+the backward pass; ``bf16`` runs under autocast, only where the device multiplies bf16 natively. Time is the
+median of the timed repeats after a warm-up; memory is the peak RSS above the level after set-up (CUDA: peak
+allocated), and the process's whole peak (weights included) is kept beside it. A point that does not fit,
+fails or times out is recorded as such. The results file is rewritten atomically after every point and a
+rerun skips the points it holds. Run through ``senformer benchmark borzoi`` (the output folder's run record,
+lock and machine rule) or ``benchmarks/borzoi_scaling.py``.
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -25,6 +26,7 @@ from . import memory
 PEER = "borzoi-pytorch"
 KINDS = (*ATTENTION_KINDS, PEER)
 MODES = ("inference", "train")
+PRECISIONS = ("fp32", "bf16")
 DEFAULT_LENGTHS = (262_144, 524_288, 1_048_576, 2_097_152)
 
 
@@ -61,16 +63,19 @@ def measure(payload: dict[str, Any]) -> dict[str, Any]:
     if payload.get("threads"):
         torch.set_num_threads(payload["threads"])
     device, mode = payload["device"], payload["mode"]
+    autocast = (torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+                if payload.get("precision") == "bf16" else contextlib.nullcontext())
     torch.manual_seed(0)
     model, run = _build(payload["kind"], payload.get("settings", {}), device, payload["length"])
     x = _one_hot(payload["length"], device)
 
     def step() -> None:
         if mode == "inference":
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast:
                 run(x)
             return
-        prediction = run(x)
+        with autocast:
+            prediction = run(x).float()
         target = torch.rand(prediction.shape, generator=torch.Generator().manual_seed(1)).to(device)
         poisson_multinomial_loss(prediction, target).backward()
         model.zero_grad(set_to_none=True)
@@ -80,11 +85,24 @@ def measure(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def point_key(point: dict[str, Any]) -> str:
-    return json.dumps({name: point[name] for name in ("length", "kind", "mode", "device", "settings")}, sort_keys=True)
+    key = {name: point[name] for name in ("length", "kind", "mode", "device", "settings")}
+    key["precision"] = point.get("precision", "fp32")
+    return json.dumps(key, sort_keys=True)
 
 
-def run_points(points: Sequence[dict[str, Any]], out: Path, memory_cap_gb: float, timeout_s: float) -> list[dict]:
+def plan(lengths: Sequence[int], kinds: Sequence[str], modes: Sequence[str], precisions: Sequence[str],
+         device: str, threads: int, settings: dict[str, Any], repeats: int) -> list[dict[str, Any]]:
+    """The points of one run, ordered so that the kinds compared at one length, mode and precision are
+    measured one after the other (drift of the machine touches them alike)."""
+    return [{"length": length, "kind": kind, "mode": mode, "precision": precision, "device": device,
+             "threads": threads, "settings": settings, "warmup": 1, "repeats": repeats}
+            for mode in modes for precision in precisions for length in lengths for kind in kinds]
+
+
+def run_points(points: Sequence[dict[str, Any]], out: Path, memory_cap_gb: float, timeout_s: float,
+               log=lambda line: None) -> list[dict]:
     """Measure ``points`` (each a :func:`measure` payload) into ``out`` (JSON), skipping those it holds."""
+    from ..device import bf16_supported, no_native_bf16_reason
     from ..io import atomic_write_text
 
     document = {"benchmark": "borzoi-scaling", "records": []}
@@ -92,14 +110,23 @@ def run_points(points: Sequence[dict[str, Any]], out: Path, memory_cap_gb: float
         document = json.loads(out.read_text(encoding="utf-8"))
     done = {point_key(record) for record in document["records"]}
     cap = int(memory_cap_gb * 2**30)
-    for point in points:
+    for number, point in enumerate(points, 1):
         if point_key(point) in done:
             continue
+        label = f"[{number}/{len(points)}] {point['kind']} {point['mode']} {point.get('precision', 'fp32')} {point['length']:,} bp"
+        if point.get("precision") == "bf16" and not bf16_supported(point["device"]):
+            record = {**point, "status": "skipped", "reason": no_native_bf16_reason(point["device"])}
+            document["records"].append(record)
+            atomic_write_text(out, json.dumps(document, indent=1))
+            log(f"{label}: skipped ({record['reason']})")
+            continue
+        log(f"{label} ...")
         run = memory.run_isolated(__name__, point, cap, timeout_s)
         record = {**point, "status": run.status, "load_average": memory.load_average(), "measured_at": memory.now(),
                   "memory_cap_gb": memory_cap_gb}
         if run.status == "ok" and run.result:
             record.update(run.result)
+            record["process_peak_mb"] = record.pop("peak_rss_bytes", 0) / 2**20
         else:
             record["peak_seen_mb"] = run.peak_rss_bytes / 2**20
             if run.status == "error":
@@ -107,7 +134,27 @@ def run_points(points: Sequence[dict[str, Any]], out: Path, memory_cap_gb: float
                 record["error"] = lines[-1] if lines else f"exit {run.returncode}"
         document["records"].append(record)
         atomic_write_text(out, json.dumps(document, indent=1))
+        log(f"{label}: {record['status']}" + (f", {record['median_s']:.2f} s, {record['peak_memory_mb']:.0f} MB"
+                                                if record["status"] == "ok" else ""))
     return document["records"]
+
+
+def comparison(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each of our points against borzoi-pytorch's at the same length, mode and precision: speed-up (the
+    peer's median time over ours) and memory ratio (our peak over the peer's, above set-up and whole process)."""
+    ok = [r for r in records if r["status"] == "ok"]
+    peers = {(r["length"], r["mode"], r.get("precision", "fp32")): r for r in ok if r["kind"] == PEER}
+    rows = []
+    for r in ok:
+        peer = peers.get((r["length"], r["mode"], r.get("precision", "fp32")))
+        if r["kind"] == PEER or peer is None:
+            continue
+        rows.append({"kind": r["kind"], "mode": r["mode"], "precision": r.get("precision", "fp32"),
+                     "length": r["length"], "speedup": peer["median_s"] / r["median_s"],
+                     "memory_ratio": r["peak_memory_mb"] / max(peer["peak_memory_mb"], 1e-9),
+                     "process_memory_ratio": (r.get("process_peak_mb", 0) / peer["process_peak_mb"]
+                                              if peer.get("process_peak_mb") else None)})
+    return rows
 
 
 def draw_figure(records: Sequence[dict[str, Any]], path: Path) -> Path:
@@ -121,19 +168,22 @@ def draw_figure(records: Sequence[dict[str, Any]], path: Path) -> Path:
     figure = new_figure(11.0, 4.0)
     time_ax, memory_ax = figure.subplots(1, 2)
     for kind in KINDS:
-        for mode, style in (("train", "-"), ("inference", "--")):
-            rows = sorted((r for r in records if r["kind"] == kind and r["mode"] == mode), key=lambda r: r["length"])
+        for (mode, style), (precision, marker) in itertools.product((("train", "-"), ("inference", "--")),
+                                                                     (("fp32", "o"), ("bf16", "s"))):
+            rows = sorted((r for r in records if r["kind"] == kind and r["mode"] == mode
+                           and r.get("precision", "fp32") == precision), key=lambda r: r["length"])
             fits = [r for r in rows if r["status"] == "ok"]
             if fits:
                 lengths = [r["length"] / 1e3 for r in fits]
-                label = f"{kind}, {mode}"
-                time_ax.plot(lengths, [r["median_s"] for r in fits], style, marker="o", color=colours[kind], label=label)
-                memory_ax.plot(lengths, [r["peak_memory_mb"] / 1024 for r in fits], style, marker="o",
+                label = f"{kind}, {mode}" + (", bf16" if precision == "bf16" else "")
+                time_ax.plot(lengths, [r["median_s"] for r in fits], style, marker=marker, color=colours[kind],
+                             label=label)
+                memory_ax.plot(lengths, [r["peak_memory_mb"] / 1024 for r in fits], style, marker=marker,
                                color=colours[kind], label=label)
             for r in rows:
                 if r["status"] == "oom":
                     memory_ax.plot(r["length"] / 1e3, r["memory_cap_gb"], "x", color=colours[kind], markersize=8)
-    for ax, ylabel in ((time_ax, "time per pass (s)"), (memory_ax, "peak memory (GB)")):
+    for ax, ylabel in ((time_ax, "time per pass (s)"), (memory_ax, "peak memory above set-up (GB)")):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("input length (kbp)")
@@ -146,48 +196,23 @@ def draw_figure(records: Sequence[dict[str, Any]], path: Path) -> Path:
 
 
 def format_table(records: Sequence[dict[str, Any]]) -> str:
-    lines = [f"{'kind':<15} {'mode':<9} {'bp':>10} {'s':>9} {'peak MB':>9}"]
+    """The points, then each of ours against borzoi-pytorch (plain text, also the body of ``borzoi.md``)."""
+    lines = [f"{'kind':<15} {'mode':<9} {'prec':<5} {'bp':>10} {'s':>9} {'peak MB':>9} {'process MB':>10}"]
     for r in records:
+        head = f"{r['kind']:<15} {r['mode']:<9} {r.get('precision', 'fp32'):<5} {r['length']:>10,}"
         if r["status"] == "ok":
-            lines.append(f"{r['kind']:<15} {r['mode']:<9} {r['length']:>10,} {r['median_s']:>9.2f} {r['peak_memory_mb']:>9.0f}")
+            lines.append(f"{head} {r['median_s']:>9.2f} {r['peak_memory_mb']:>9.0f} {r.get('process_peak_mb', 0):>10.0f}")
         else:
-            lines.append(f"{r['kind']:<15} {r['mode']:<9} {r['length']:>10,} {r['status'].upper():>9}")
+            lines.append(f"{head} {r['status'].upper():>9}")
+    rows = comparison(records)
+    if rows:
+        lines += ["", f"against {PEER} (same length, mode, precision):",
+                  f"{'kind':<15} {'mode':<9} {'prec':<5} {'bp':>10} {'speed-up':>9} {'memory':>7} {'process':>8}"]
+        for row in rows:
+            process = f"{row['process_memory_ratio']:.2f}x" if row["process_memory_ratio"] else "-"
+            lines.append(f"{row['kind']:<15} {row['mode']:<9} {row['precision']:<5} {row['length']:>10,} "
+                         f"{row['speedup']:>8.2f}x {row['memory_ratio']:>6.2f}x {process:>8}")
     return "\n".join(lines)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, required=True, help="results JSON (resumed when it exists)")
-    parser.add_argument("--lengths", default=",".join(map(str, DEFAULT_LENGTHS)), help="input lengths in bp")
-    parser.add_argument("--kinds", default=",".join(KINDS), help=f"from {', '.join(KINDS)}")
-    parser.add_argument("--modes", default=",".join(MODES), help=f"from {', '.join(MODES)}")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--memory-cap-gb", type=float, default=20.0)
-    parser.add_argument("--timeout-s", type=float, default=3600.0)
-    parser.add_argument("--figure", type=Path, help="time and memory against length (default: --out as .png)")
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
-                        help="a BorzoiConfig override for our kinds (the peer takes depth only), e.g. depth=2")
-    args = parser.parse_args(argv)
-    kinds, modes = args.kinds.split(","), args.modes.split(",")
-    for name, values, choices in (("kind", kinds, KINDS), ("mode", modes, MODES)):
-        unknown = [value for value in values if value not in choices]
-        if unknown:
-            parser.error(f"unknown {name} {', '.join(unknown)}; choose from {', '.join(choices)}")
-    try:
-        lengths = [int(value) for value in args.lengths.split(",")]
-        settings = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
-    except ValueError as error:
-        parser.error(f"--lengths takes whole numbers and --set FIELD=JSON: {error}")
-    points = [{"length": length, "kind": kind, "mode": mode, "device": args.device, "threads": args.threads,
-               "settings": settings, "warmup": 1, "repeats": args.repeats}
-              for mode in modes for kind in kinds for length in lengths]
-    records = run_points(points, args.out, args.memory_cap_gb, args.timeout_s)
-    draw_figure(records, args.figure or args.out.with_suffix(".png"))
-    print(format_table(records))
-    return 0
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ from typing import Any, Callable, Iterator, Sequence
 from ..config import ATTENTION_KINDS
 from ..constants import TARGET_LENGTH
 from ..errors import UserError
-from .common import add_overwrite_argument
+from .common import add_overwrite_argument, parse_set_options
 from .options import (
-    MAX_MEMORY_GB, MAX_THREADS, MAX_TIMEOUT_S, SEED, WholeList, add_device_argument, add_progress_argument, real, whole,
+    MAX_MEMORY_GB, MAX_THREADS, MAX_TIMEOUT_S, SEED, WholeList, add_device_argument, add_progress_argument,
+    add_set_argument, real, whole,
 )
 
 # bp per attention position: the conv tower halves the 1-bp input seven times.
@@ -28,6 +29,7 @@ def register(subparsers) -> None:
     _register_attention(benchmarks)
     _register_scaling(benchmarks)
     _register_variants(benchmarks)
+    _register_borzoi(benchmarks)
 
 
 def _register_attention(subparsers) -> None:
@@ -321,6 +323,89 @@ def _run_variants(args: argparse.Namespace) -> int:
               + "; ".join(f"{r['workload']} {r['attention']} {r['precision']}: {r['reason']}" for r in failures),
               file=sys.stderr)
         return 1
+    return 0
+
+
+def _register_borzoi(subparsers) -> None:
+    from ..bench.borzoi import DEFAULT_LENGTHS, KINDS, MODES, PEER, PRECISIONS
+
+    parser = subparsers.add_parser(
+        "borzoi", help="Borzoi's time and memory against input length, beside borzoi-pytorch; resumable",
+        description="Borzoi (published width, random weights, batch 1, the human head) per input length x "
+        f"attention kind x mode x precision, and {PEER} at the same points, each in its own subprocess under a "
+        "resident-memory cap. Writes borzoi.json (resumable), borzoi.md (the table and each of our kinds against "
+        f"{PEER}: speed-up and memory ratio) and borzoi.png into --out. bf16 runs under autocast only where the "
+        "device multiplies bf16 natively; elsewhere it is recorded as skipped. Time it on an idle machine.",
+    )
+    parser.add_argument("--out", required=True, help="output directory (an existing borzoi.json is resumed)")
+    parser.add_argument("--lengths", type=WholeList(whole(1)), default=None, metavar="BP,BP,...",
+                        help=f"input lengths in bp, multiples of 2,048 (default: {','.join(map(str, DEFAULT_LENGTHS))})")
+    parser.add_argument("--kinds", type=_choice_list(KINDS), default=list(KINDS),
+                        help=f"comma-separated from {', '.join(KINDS)} (default: all)")
+    parser.add_argument("--modes", type=_choice_list(MODES), default=list(MODES),
+                        help="comma-separated: inference (forward), train (forward, poisson_mn loss, backward) "
+                        "(default: both)")
+    parser.add_argument("--precision", type=_choice_list(PRECISIONS), default=["fp32"],
+                        help="comma-separated fp32, bf16 (autocast, only where native) (default: fp32)")
+    parser.add_argument("--repeats", type=whole(1), default=2, help="timed passes after one warm-up; the median is "
+                        "reported (default: 2)")
+    add_set_argument(parser, help="override one BorzoiConfig field of our kinds (JSON value), e.g. --set depth=2; "
+                     f"{PEER} takes depth only")
+    add_device_argument(parser)
+    parser.add_argument("--threads", type=whole(0, MAX_THREADS), default=0, help="torch threads (default: 0, torch's default)")
+    parser.add_argument("--memory-cap-gb", type=real(above=0, at_most=MAX_MEMORY_GB), default=20.0,
+                        help="resident-memory cap per point (default: 20)")
+    parser.add_argument("--timeout", type=real(above=0, at_most=MAX_TIMEOUT_S), default=3600.0,
+                        help="seconds per point before it is killed (default: 3600)")
+    parser.add_argument("--plot-only", action="store_true", help="only redraw borzoi.png and borzoi.md")
+    add_overwrite_argument(parser)
+    add_progress_argument(parser)
+    parser.set_defaults(run=_run_borzoi)
+
+
+def _run_borzoi(args: argparse.Namespace) -> int:
+    import json
+
+    from ..bench.borzoi import DEFAULT_LENGTHS, draw_figure, format_table, plan, point_key, run_points
+    from ..device import resolve_device
+    from ..io import atomic_write_text
+
+    lengths = list(args.lengths or DEFAULT_LENGTHS)
+    bad = [length for length in lengths if length % 2048]
+    if bad:
+        raise UserError(f"--lengths must be multiples of 2,048 bp (Borzoi's 32-bp bins pooled to 128 bp and "
+                        f"halved by the U-Net), got {', '.join(map(str, bad))}")
+    device = str(resolve_device(args.device))
+    settings = parse_set_options(args.set)
+    points = plan(lengths, args.kinds, args.modes, args.precision, device, args.threads, settings, args.repeats)
+    out = Path(args.out)
+    results = out / "borzoi.json"
+    run_settings = {"device": device, "lengths": lengths, "kinds": args.kinds, "modes": args.modes,
+                    "precision": args.precision, "repeats": args.repeats, "settings": settings}
+
+    def complete() -> bool:
+        done = {point_key(record) for record in json.loads(results.read_text(encoding="utf-8"))["records"]}
+        return all(point_key(point) in done for point in points)
+
+    if args.plot_only and not results.is_file():
+        raise UserError(f"--plot-only: {results} does not exist; run the benchmark first")
+    with _sweep_folder("benchmark borzoi", out, "borzoi", run_settings, args, complete) as up_to_date:
+        if up_to_date:
+            print(f"{out} is up to date")
+            return 0
+        log = (lambda line: print(line, flush=True)) if args.progress else (lambda line: None)
+        if args.plot_only:
+            records = json.loads(results.read_text(encoding="utf-8"))["records"]
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            records = run_points(points, results, args.memory_cap_gb, args.timeout, log=log)
+        table = format_table(records)
+        draw_figure(records, out / "borzoi.png")
+        machine = machine_identity(device)
+        atomic_write_text(out / "borzoi.md", f"# Borzoi at batch 1, beside borzoi-pytorch\n\nMachine: {machine['cpu']}, "
+                          f"{machine['cpu_count']} cores, torch {machine['torch']}, senformer {machine['senformer']} "
+                          f"(load average and time of each point in borzoi.json).\n\n```\n{table}\n```\n")
+    print(table)
     return 0
 
 
