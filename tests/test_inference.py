@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from helpers import random_tokens, tiny_config, tiny_model
+from helpers import random_tokens, randomize_, tiny_config, tiny_model
 
 from senformer.constants import SEQUENCE_LENGTH
 from senformer.data.batch import iterate_batches
@@ -149,6 +149,59 @@ def test_misuse_is_refused(model):
     with pytest.raises(ValueError, match="eval mode"):
         predict_batch(training, x[:, 1:-1])
     assert training.training  # the mode is the caller's decision
+
+
+def tiny_borzoi(tracks: int, seed: int = 0):
+    """Borzoi's geometry (32-bp bins, a 2-bin crop) at tiny widths: 1,024 bp give 28 bins."""
+    from senformer.config import BorzoiConfig
+    from senformer.model.borzoi import Borzoi
+
+    config = BorzoiConfig(dim=16, depth=1, heads=2, key_size=4, stem_channels=8, stem_width=5, conv_tower_start=8,
+                          conv_tower_divisible_by=4, crop=2, final_channels=12, output_heads={"human": tracks})
+    torch.manual_seed(seed)
+    return randomize_(Borzoi(config), seed, scale=0.3).eval()
+
+
+def test_the_reverse_strand_swaps_stranded_tracks_with_their_pair():
+    borzoi = tiny_borzoi(tracks=5)
+    pairs = np.array([1, 0, 2, 4, 3])  # two + / - pairs and an unstranded track
+    chosen = np.array([0, 2, 3])  # one of each pair's strands: the swap reads the partner's column
+    margin, shifts = 2, (-2, 1)
+    x = one_hot_batch(2, LENGTH + 2 * margin, seed=7)
+    result = predict_batch(borzoi, x, tracks={"human": chosen}, reverse_complement=True, shifts=shifts,
+                           margin=margin, strand_pairs={"human": pairs})["human"]
+    expected = 0
+    with torch.no_grad():
+        for shift in shifts:
+            window = x[:, margin + shift : margin + shift + LENGTH]
+            forward = borzoi(window)["human"]
+            backward = borzoi(reverse_complement(window))["human"].flip(1)[..., pairs]  # + and - change places
+            expected = expected + forward[..., chosen] + backward[..., chosen]
+    assert result.shape == (2, 28, 3)
+    torch.testing.assert_close(result, expected / 4, rtol=1e-6, atol=0)
+    # Without pairs the tracks keep their columns: a different, wrong average for stranded tracks.
+    unpaired = predict_batch(borzoi, x, tracks={"human": chosen}, reverse_complement=True, shifts=shifts,
+                             margin=margin)["human"]
+    torch.testing.assert_close(unpaired[..., 1], result[..., 1], rtol=1e-6, atol=0)  # the unstranded track
+    assert not torch.allclose(unpaired[..., 0], result[..., 0], rtol=1e-3)
+    with pytest.raises(ValueError, match="must reorder its 5 tracks"):
+        predict_batch(borzoi, x[:, :LENGTH], reverse_complement=True, strand_pairs={"human": [1, 1, 2, 4, 3]})
+
+
+def test_a_published_borzoi_head_swaps_by_the_shipped_table():
+    from senformer.data.borzoi_targets import borzoi_track_table
+    from senformer.inference import model_strand_pairs
+
+    borzoi = tiny_borzoi(tracks=7611)
+    shipped = borzoi_track_table("human")["strand_pair"].to_numpy()
+    assert np.array_equal(model_strand_pairs(borzoi)["human"], shipped)
+    assert model_strand_pairs(tiny_model(seed=3)) == {}  # Enformer: every track unstranded
+    x = one_hot_batch(1, LENGTH, seed=8)
+    columns = np.flatnonzero(shipped != np.arange(len(shipped)))[:4]  # stranded tracks
+    by_default = predict_batch(borzoi, x, tracks={"human": columns}, reverse_complement=True)["human"]
+    given = predict_batch(borzoi, x, tracks={"human": columns}, reverse_complement=True,
+                          strand_pairs={"human": shipped})["human"]
+    assert torch.equal(by_default, given)
 
 
 def test_predict_batches_streams_each_batch(model):

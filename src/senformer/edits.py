@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .inference import autocast_for, predict_batch
+from .inference import add_pass, autocast_for, pass_columns, predict_batch
 from .model.tiling import affected_bins, conv_reach, halo_bins, span_bounds
 from .sequence import one_hot as encode_bases
 from .sequence import as_one_hot, one_hot_to_tokens, reverse_complement, tokens, tokens_to_bases
@@ -96,7 +96,7 @@ class EditEngine:
             statistics).
         reference: one-hot float ``(L + 2 margin, 4)`` or integer tokens ``(L + 2 margin,)``: the window
             with ``margin`` extra bp on each side, as one row of ``predict_batch``'s ``sequences``.
-        heads, tracks, reverse_complement, shifts, margin, bf16, device, accumulate: as in
+        heads, tracks, reverse_complement, shifts, margin, bf16, device, accumulate, strand_pairs: as in
             :func:`senformer.inference.predict_batch`.
         batch_size: edits per transformer batch.
         left_flank, right_flank: bases beyond the input on each side (one-hot or tokens, like ``reference``),
@@ -121,6 +121,7 @@ class EditEngine:
         left_flank: torch.Tensor | None = None,
         right_flank: torch.Tensor | None = None,
         plain: bool = False,
+        strand_pairs: Mapping[str, Any] | None = None,
     ):
         check_evaluation_mode(model)
         if batch_size <= 0:
@@ -150,8 +151,8 @@ class EditEngine:
         self._offset = left.shape[0]  # where the input starts in the extended sequence
         self._extended = torch.cat([left, window, flank(right_flank, "right_flank")]).to(self.device)
         self._extended_tokens = one_hot_to_tokens(self._extended.cpu())
-        self._columns = {name: torch.as_tensor(np.asarray(index, dtype=np.int64), device=self.device)
-                         for name, index in self.tracks.items()}
+        self.strand_pairs = strand_pairs
+        self._columns, self._reverse_columns = pass_columns(model, self.tracks, strand_pairs, self.device)
         self._bin_size = model.config.bin_size
         self._reach, self._halo = conv_reach(model), halo_bins(model)
         self._num_bins = self.length // self._bin_size
@@ -176,11 +177,7 @@ class EditEngine:
         return self._reference_features[key]
 
     def _collect(self, outputs: dict[str, torch.Tensor], flip: bool, sums: dict[str, torch.Tensor]) -> None:
-        for name, value in outputs.items():
-            if name in self._columns:
-                value = value[..., self._columns[name]]
-            value = value.to(self.accumulate).flip(1) if flip else value.to(self.accumulate)
-            sums[name] = sums[name] + value if name in sums else value
+        add_pass(sums, outputs, self._reverse_columns if flip else self._columns, flip, self.accumulate)
 
     # Sequences ------------------------------------------------------------------------------------------
     def input(self) -> torch.Tensor:
@@ -254,7 +251,8 @@ class EditEngine:
     def _predict_plain(self, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         return predict_batch(self.model, inputs, heads=self.heads, tracks=self.tracks,
                              reverse_complement=self.reverse_complement, shifts=self.shifts, margin=self.margin,
-                             bf16=self.bf16, device=self.device, accumulate=self.accumulate)
+                             bf16=self.bf16, device=self.device, accumulate=self.accumulate,
+                             strand_pairs=self.strand_pairs)
 
     def _score_batch(self, edits: list[Edit]) -> dict[str, torch.Tensor]:
         check_evaluation_mode(self.model)

@@ -5,8 +5,9 @@
 everywhere:
 
 - heads and a track subset per head (columns kept per pass, before accumulating);
-- reverse-complement averaging (the reverse strand's output flipped back along bins) and shift averaging
-  (windows cut from an input carrying ``margin`` extra bp on each side);
+- reverse-complement averaging (the reverse strand's output flipped back along bins, and each stranded track
+  taken from its other strand's output: Borzoi's + and - RNA tracks exchange places on the reverse strand)
+  and shift averaging (windows cut from an input carrying ``margin`` extra bp on each side);
 - bfloat16 autocast where the device has it natively (float32 and one warning elsewhere), the device (the
   model's own by default);
 - ``accumulate``: the dtype every pass's output is converted to before the passes are summed and divided
@@ -71,6 +72,7 @@ def predict_batch(
     device: str | torch.device | None = None,
     embeddings: bool = False,
     accumulate: torch.dtype = torch.float32,
+    strand_pairs: Mapping[str, Any] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Mean prediction of ``model`` over shifts and strands.
 
@@ -86,6 +88,11 @@ def predict_batch(
             float32). ``device``: default the device of the model's parameters.
         embeddings: also return ``"embeddings"`` ``(batch, bins, 2 dim)``, averaged the same way.
         accumulate: dtype each pass's output is converted to before the passes are summed.
+        strand_pairs: ``{head: (head tracks,) int array}``, the track of the other strand of each track (a
+            track table's ``strand_pair``; itself when unstranded): a reverse-complement pass takes track
+            ``i`` from its output's track ``strand_pairs[i]``, as calico does before averaging. Default
+            :func:`model_strand_pairs` (the shipped Borzoi tables' pairs for published heads; none for
+            Enformer, whose tracks are unstranded).
     Returns:
         ``{head: (batch, bins, tracks)}`` (plus ``"embeddings"``), CPU tensors of dtype ``accumulate``.
     """
@@ -105,8 +112,7 @@ def predict_batch(
     length = sequences.shape[1] - 2 * margin
     names = list(heads) if heads is not None else None
     extra = {"return_embeddings": True} if embeddings else {}
-    columns = {name: torch.as_tensor(np.asarray(index, dtype=np.int64), device=device)
-               for name, index in (tracks or {}).items()}
+    columns, reverse_columns = pass_columns(model, tracks, strand_pairs, device)
     sums: dict[str, torch.Tensor] = {}
     passes = 0
     with torch.inference_mode(), autocast_for(device, bf16):
@@ -114,13 +120,50 @@ def predict_batch(
             window = sequences[:, margin + shift : margin + shift + length].to(device)
             for flip in (False, True) if reverse_complement else (False,):
                 outputs = model(_reverse_complement(window) if flip else window, heads=names, **extra)
-                for name, value in outputs.items():
-                    if name in columns:
-                        value = value[..., columns[name]]
-                    value = value.to(accumulate).flip(1) if flip else value.to(accumulate)
-                    sums[name] = sums[name] + value if name in sums else value
+                add_pass(sums, outputs, reverse_columns if flip else columns, flip, accumulate)
                 passes += 1
     return {name: (value / passes).cpu() for name, value in sums.items()}
+
+
+def pass_columns(model, tracks: Mapping[str, Any] | None, strand_pairs: Mapping[str, Any] | None,
+                 device: torch.device) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(forward, reverse): ``{head: column index}`` to take from a forward and from a reverse-complement pass.
+
+    Forward: the chosen ``tracks`` (a head not named keeps every column). Reverse: the same tracks read from
+    their strand pair's column, ``pairs[chosen]``; a head without stranded tracks reads the forward columns.
+    """
+    pairs = model_strand_pairs(model) if strand_pairs is None else dict(strand_pairs)
+    forward = {name: np.asarray(index, dtype=np.int64) for name, index in (tracks or {}).items()}
+    reverse = dict(forward)
+    for name, pair in pairs.items():
+        pair = np.asarray(pair, dtype=np.int64)
+        if pair.ndim != 1 or (np.sort(pair) != np.arange(len(pair))).any():
+            raise ValueError(f"strand pairs of head {name} must reorder its {len(pair)} tracks, got {pair}")
+        if (pair != np.arange(len(pair))).any():
+            reverse[name] = pair[forward[name]] if name in forward else pair
+    return ({name: torch.as_tensor(index, device=device) for name, index in forward.items()},
+            {name: torch.as_tensor(index, device=device) for name, index in reverse.items()})
+
+
+def add_pass(sums: dict[str, torch.Tensor], outputs: Mapping[str, torch.Tensor], columns: Mapping[str, torch.Tensor],
+             flip: bool, accumulate: torch.dtype) -> None:
+    """Add one pass's ``outputs`` (``{name: (batch, bins, channels)}``) to ``sums``: its ``columns`` taken,
+    converted to ``accumulate``, flipped back along bins when the pass ran the reverse complement."""
+    for name, value in outputs.items():
+        if name in columns:
+            value = value[..., columns[name]]
+        value = value.to(accumulate).flip(1) if flip else value.to(accumulate)
+        sums[name] = sums[name] + value if name in sums else value
+
+
+def model_strand_pairs(model) -> dict[str, np.ndarray]:
+    """``{head: (tracks,) strand pairs}`` of the heads of ``model`` whose shipped track table
+    (:func:`senformer.data.tracks.head_track_table`) has stranded tracks: a published Borzoi head's."""
+    from .data.tracks import shipped_strand_pairs
+
+    heads = model.config.output_heads
+    pairs = {head: shipped_strand_pairs(head, count) for head, count in heads.items()}
+    return {head: pair for head, pair in pairs.items() if pair is not None}
 
 
 def predict_batches(

@@ -146,16 +146,9 @@ def _strand_averaged(model, inputs: torch.Tensor, head: str, strand_pair: np.nda
     """(batch, bins, tracks) float64: the model's squashed-scale output, averaged with its reverse
     complement (flipped back along bins, stranded tracks swapped with their pair) when asked."""
     from ..inference import predict_batch
-    from ..sequence import reverse_complement as flip_strand
 
-    # Two single passes rather than predict_batch's own reverse_complement, which flips bins but does not yet
-    # swap a stranded track with its pair (calico swaps them before averaging).
-    forward = predict_batch(model, inputs, heads=[head], accumulate=torch.float64)[head]
-    if not reverse_complement:
-        return forward.numpy()
-    backward = predict_batch(model, flip_strand(inputs), heads=[head], accumulate=torch.float64)[head].flip(1)
-    backward = backward[..., torch.as_tensor(strand_pair, dtype=torch.long)]
-    return ((forward + backward) / 2).numpy()
+    return predict_batch(model, inputs, heads=[head], reverse_complement=reverse_complement,
+                         accumulate=torch.float64, strand_pairs={head: strand_pair})[head].numpy()
 
 
 def score_variant_genes(models: Sequence[torch.nn.Module], genome: Genome, variant: Variant, genes: Sequence[Gene],

@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UserError
+from .tracks import BORZOI_RESOURCES as SHIPPED
 from .tracks import _resource, read_targets
 
 BORZOI_TARGET_COLUMNS = ("index", "identifier", "clip", "clip_soft", "scale", "sum_stat", "strand_pair", "description")
-SHIPPED = {"human": "borzoi_targets_human.txt.gz", "mouse": "borzoi_targets_mouse.txt.gz"}
 _NUMERIC = ("clip", "clip_soft", "scale")
 
 

@@ -96,6 +96,15 @@ def _human_table() -> pd.DataFrame:
     return read_targets(_resource("human_targets.txt.gz"))
 
 
+BORZOI_RESOURCES = {"human": "borzoi_targets_human.txt.gz", "mouse": "borzoi_targets_mouse.txt.gz"}
+"""The shipped Borzoi track tables (:mod:`senformer.data.borzoi_targets`): 7,611 human and 2,608 mouse rows."""
+
+
+@lru_cache(maxsize=None)
+def _borzoi_table(head: str) -> pd.DataFrame:
+    return read_targets(_resource(BORZOI_RESOURCES[head]))
+
+
 def _mouse_table() -> pd.DataFrame:
     rows = []
     for kind, start, end in _MOUSE_RANGES:
@@ -147,7 +156,8 @@ def head_track_table(
     1. ``targets`` (a ``targets.txt`` path, a dataset directory holding ``targets.txt``, or a table) when
        it has ``num_tracks`` rows; a barnyard file (a ``genome`` column with both genomes) is first
        filtered to the head (human = genome 0, mouse = genome 1);
-    2. the shipped human / mouse table when it has ``num_tracks`` rows;
+    2. the shipped human / mouse table when it has ``num_tracks`` rows: Enformer's, or Borzoi's (7,611 /
+       2,608 rows, with their ``strand_pair``, ``scale``, ``clip_soft`` and ``sum_stat`` columns);
     3. a generated table: identifier ``<head>-<index>``, description ``""``, assay group ``all``.
 
     ``table.attrs["source"]`` says which: ``"targets"``, ``"shipped"`` or ``"generated"`` (commands that
@@ -167,9 +177,10 @@ def head_track_table(
     if table is None or len(table) != num_tracks:
         table, source = None, "generated"
         if head in _HEAD_GENOMES:
-            shipped = track_table(head)
-            if len(shipped) == num_tracks:
-                table, source = shipped, "shipped"
+            for shipped in (track_table(head), _borzoi_table(head)):
+                if len(shipped) == num_tracks:
+                    table, source = shipped.copy(), "shipped"
+                    break
     if table is None:
         table = pd.DataFrame({
             "index": np.arange(num_tracks, dtype=np.int64),
@@ -182,6 +193,34 @@ def head_track_table(
     table["description"] = table["description"].astype(str)
     table.attrs["source"] = source
     return table
+
+
+def strand_pairs(table: pd.DataFrame) -> np.ndarray | None:
+    """(tracks,) the row of each track's other strand (``strand_pair``; itself when unstranded), or None when
+    ``table`` has no such column or no stranded track (then a reverse-complement pass reads the same tracks)."""
+    if "strand_pair" not in table.columns:
+        return None
+    pairs = pd.to_numeric(table["strand_pair"], errors="coerce")
+    if pairs.isna().any() or not pairs.between(0, len(table) - 1).all():
+        row = int(np.flatnonzero(pairs.isna() | ~pairs.between(0, len(table) - 1))[0])
+        raise UserError(f"track {table['identifier'].iloc[row]!r} has strand_pair={table['strand_pair'].iloc[row]!r}; "
+                        f"expected a row number below {len(table)}")
+    pairs = pairs.to_numpy(dtype=np.int64)
+    if (pairs[pairs] != np.arange(len(pairs))).any():
+        row = int(np.flatnonzero(pairs[pairs] != np.arange(len(pairs)))[0])
+        raise UserError(f"track {table['identifier'].iloc[row]!r} pairs with row {pairs[row]}, which does not pair "
+                        "back with it (strand_pair must swap + and - tracks two by two)")
+    return None if (pairs == np.arange(len(pairs))).all() else pairs
+
+
+@lru_cache(maxsize=None)
+def shipped_strand_pairs(head: str, num_tracks: int) -> np.ndarray | None:
+    """:func:`strand_pairs` of the shipped table :func:`head_track_table` gives a head of ``num_tracks``
+    tracks without a targets file (cached: every batch of a prediction asks)."""
+    pairs = strand_pairs(head_track_table(head, num_tracks))
+    if pairs is not None:
+        pairs.flags.writeable = False
+    return pairs
 
 
 def _targets_for_head(head: str, targets: str | os.PathLike | pd.DataFrame) -> pd.DataFrame | None:
