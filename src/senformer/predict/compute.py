@@ -69,7 +69,8 @@ def completed_regions(model, jobs: Iterable[Job], work: Work, options: PredictOp
         one_hot = tokens_to_one_hot(torch.from_numpy(np.stack([tokens(t) for t in texts]).astype(np.int64)))
         outputs = predict_batch(model, one_hot, heads=work.heads, tracks=work.selections, margin=margin,
                                 reverse_complement=options.reverse_complement, shifts=options.shifts,
-                                bf16=options.bf16, device=options.device, embeddings=options.embeddings)
+                                bf16=options.bf16, device=options.device, embeddings=options.embeddings,
+                                strand_pairs=work.strand_pairs)
         completed = []
         for index, (job, tile) in enumerate(batch):
             store = pending.setdefault(job.row, {})

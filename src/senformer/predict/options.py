@@ -4,7 +4,7 @@ regions or sequences) it computes over."""
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from ..constants import TFHUB_SEQUENCE_LENGTH
 from ..data.genome import Genome, Interval
-from ..data.tracks import head_track_table, select_tracks_per_head
+from ..data.tracks import head_track_table, select_tracks_per_head, strand_pairs
 from ..errors import UserError
 from ..fingerprint import value_digest
 from ..windows import Geometry, check_shifts, region_span
@@ -96,11 +96,13 @@ class Work:
     names: list[str]
     spans: list[tuple[int, int]]
     sequences: list[tuple[str, str]] | None
+    strand_pairs: dict[str, np.ndarray] = field(default_factory=dict)  # the reverse strand's track of each track
 
     def rows(self, rows: slice) -> "Work":
         """The same work for ``rows`` only (a shard's part)."""
         return Work(self.geometry, self.heads, self.tables, self.selections, self.genome, self.regions[rows],
-                    self.names[rows], self.spans[rows], None if self.sequences is None else self.sequences[rows])
+                    self.names[rows], self.spans[rows], None if self.sequences is None else self.sequences[rows],
+                    self.strand_pairs)
 
     def identifiers(self) -> dict[str, list[str]]:
         return {head: list(self.tables[head].iloc[self.selections[head]]["identifier"]) for head in self.heads}
@@ -119,6 +121,7 @@ def prepare(model, options: PredictOptions, *, genome=None, regions=None, sequen
         raise UserError(f"{options.targets} has as many rows as none of the heads' tracks ({counts})")
     selections = select_tracks_per_head(options.tracks, tables)
     heads = [h for h in heads if h in selections]  # a pattern keeps the heads where it matches
+    pairs = head_strand_pairs(model, tables)
 
     if genome is not None:
         genome = genome if isinstance(genome, Genome) else Genome(genome)
@@ -128,11 +131,28 @@ def prepare(model, options: PredictOptions, *, genome=None, regions=None, sequen
         for region in region_list:
             genome.check(region)
         return Work(geometry, heads, tables, selections, genome, region_list, region_names(region_list),
-                    [region_span(region, geometry) for region in region_list], None)
+                    [region_span(region, geometry) for region in region_list], None, pairs)
     records = read_sequences(sequences, geometry, options.tfhub_input)
     region_list = [Interval(name, 0, geometry.sequence_length) for name, _ in records]
     spans = [(geometry.offset_bins * geometry.bin_size, geometry.bins)] * len(records)
-    return Work(geometry, heads, tables, selections, None, region_list, [name for name, _ in records], spans, records)
+    return Work(geometry, heads, tables, selections, None, region_list, [name for name, _ in records], spans, records,
+                pairs)
+
+
+def head_strand_pairs(model, tables: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """``{head: strand pairs}`` for the reverse-complement passes: a table's own ``strand_pair`` column where
+    it has one (a --targets file), else the model's shipped table's (:func:`senformer.inference.model_strand_pairs`)."""
+    from ..inference import model_strand_pairs
+
+    pairs = model_strand_pairs(model)
+    for head, table in tables.items():
+        if "strand_pair" in table.columns:
+            own = strand_pairs(table)
+            if own is None:
+                pairs.pop(head, None)
+            else:
+                pairs[head] = own
+    return pairs
 
 
 def read_sequences(path: str | os.PathLike, geometry: Geometry, tfhub_input: bool) -> list[tuple[str, str]]:
