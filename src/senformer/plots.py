@@ -170,9 +170,10 @@ def mutagenesis_heatmap(ax: Axes, effects: np.ndarray, start: int = 0, title: st
 
 
 def genome_track(ax: Axes, positions: np.ndarray, values: np.ndarray, bin_size: int, label: str,
-                 color: str = "#255C99", experiment: bool = False) -> Axes:
+                 color: str = "#255C99", experiment: bool = False, ylabel: str | None = None) -> Axes:
     """One genome-browser track: ``values`` (bins,) as filled steps over the bins starting at ``positions``
-    (genome bp); predicted tracks in colour, experiments in grey. The label sits inside the panel."""
+    (genome bp); predicted tracks in colour, experiments in grey. The label sits inside the panel;
+    ``ylabel`` names the values' units."""
     positions = np.asarray(positions, dtype=float)
     values = np.asarray(values, dtype=float)
     edges = np.append(positions, positions[-1] + bin_size) if len(positions) else positions
@@ -183,6 +184,38 @@ def genome_track(ax: Axes, positions: np.ndarray, values: np.ndarray, bin_size: 
     ax.set_ylim(min(0.0, float(finite.min(initial=0.0))), top * 1.15 if top > 0 else 1.0)
     ax.text(0.005, 0.95, label, transform=ax.transAxes, fontsize=7, va="top", ha="left")
     ax.tick_params(labelsize=7)
+    if ylabel:
+        ax.set_ylabel(ylabel, fontsize=7)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return ax
+
+
+STRAND_COLORS = {"+": "#255C99", "-": "#D62839"}
+
+
+def stranded_track(ax: Axes, positions: np.ndarray, plus: np.ndarray, minus: np.ndarray, bin_size: int,
+                   label: str, ylabel: str | None = None) -> Axes:
+    """A stranded pair of tracks in one panel: the ``+`` strand's ``plus`` (bins,) above zero and the ``-``
+    strand's ``minus`` (bins,) mirrored below it, each in its colour and named in the panel."""
+    positions = np.asarray(positions, dtype=float)
+    edges = np.append(positions, positions[-1] + bin_size) if len(positions) else positions
+    plus = np.where(np.isfinite(plus), np.asarray(plus, dtype=float), 0.0)
+    minus = np.where(np.isfinite(minus), np.asarray(minus, dtype=float), 0.0)
+    ax.stairs(plus, edges, fill=True, color=STRAND_COLORS["+"], linewidth=0)
+    ax.stairs(-minus, edges, fill=True, color=STRAND_COLORS["-"], linewidth=0)
+    ax.axhline(0, color="0.3", linewidth=0.5)
+    ax.set_xlim(edges[0], edges[-1]) if len(edges) else None
+    reach = max(float(np.abs(plus).max(initial=0.0)), float(np.abs(minus).max(initial=0.0))) * 1.15 or 1.0
+    ax.set_ylim(-reach, reach)
+    ax.text(0.005, 0.95, label, transform=ax.transAxes, fontsize=7, va="top", ha="left")
+    ax.text(0.995, 0.95, "+ strand", transform=ax.transAxes, fontsize=6, va="top", ha="right",
+            color=STRAND_COLORS["+"])
+    ax.text(0.995, 0.05, "- strand (mirrored)", transform=ax.transAxes, fontsize=6, va="bottom", ha="right",
+            color=STRAND_COLORS["-"])
+    ax.tick_params(labelsize=7)
+    if ylabel:
+        ax.set_ylabel(ylabel, fontsize=7)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     return ax

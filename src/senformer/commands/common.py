@@ -123,28 +123,37 @@ def add_overwrite_argument(parser: argparse.ArgumentParser,
 class OutputWeights:
     """The weights ``path`` (loaded with ``overrides``) as an output's fingerprint names them: ``identity``
     (:func:`senformer.outputs.weights_identity`), ``files`` (the digest of the weights files) and
-    :meth:`model`, loaded at most once."""
+    :meth:`model`, loaded at most once. A list of paths is a replicate ensemble
+    (:class:`senformer.model.ensemble.Ensemble`: the mean of the models)."""
 
-    def __init__(self, path: str, overrides: dict[str, Any], files: str, identity: dict | None, model=None):
+    def __init__(self, path: str | list[str], overrides: dict[str, Any], files: str, identity: dict | None,
+                 model=None):
         self.path, self.overrides, self.files, self.identity, self._model = path, overrides, files, identity, model
 
     def load(self):
         if self._model is None:
             from ..hub import load_model
 
-            self._model = load_model(self.path, overrides=self.overrides)
+            if isinstance(self.path, str):
+                self._model = load_model(self.path, overrides=self.overrides)
+            else:
+                from ..model.ensemble import Ensemble
+
+                self._model = Ensemble([load_model(path, overrides=self.overrides) for path in self.path])
         return self._model
 
 
-def weights_of_output(output, path: str, overrides: dict[str, Any], also: list = ()) -> OutputWeights:
-    """The identity of the weights ``path`` for ``output``'s fingerprint, from the record of an earlier run of
-    the same weights files (``output`` and ``also``: OUT, OUT.partial, the parts of a split), so that the rule
-    runs before the model is loaded; else the model is loaded (after refusing, in one line, what no fingerprint
-    can make up to date)."""
+def weights_of_output(output, path: str | list[str], overrides: dict[str, Any], also: list = ()) -> OutputWeights:
+    """The identity of the weights ``path`` (a list: an ensemble's members) for ``output``'s fingerprint, from the
+    record of an earlier run of the same weights files (``output`` and ``also``: OUT, OUT.partial, the parts of a
+    split), so that the rule runs before the model is loaded; else the model is loaded (after refusing, in one
+    line, what no fingerprint can make up to date)."""
+    from ..fingerprint import value_digest
     from ..inputs import weights_files_digest
     from ..outputs import known_weights, weights_identity
 
-    files = weights_files_digest(path)
+    files = weights_files_digest(path) if isinstance(path, str) else \
+        value_digest({"ensemble": [weights_files_digest(member) for member in path]})
     records = [record for each in (output, *also) for record in each.records()]
     identity = known_weights(records, files, overrides)
     weights = OutputWeights(path, overrides, files, identity)

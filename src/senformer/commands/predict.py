@@ -17,10 +17,13 @@ examples:
   senformer predict --weights enformer --sequence-fasta inputs.fa --tfhub-input --out seqs.h5
   senformer predict --weights enformer --attention bigbird --set target_length=null \\
       --length 393216 --fasta hg38.fa --region chr1:1,000,000-1,300,000 --out long.h5
+  senformer predict --weights borzoi --ensemble --fasta hg38 --region chr11:5,225,000-5,230,000 \\
+      --tracks 'RNA:.*K562' --rc --coverage --bigwig borzoi_tracks/ --out hbb_borzoi.h5
 
 Coordinates are 0-based half-open (BED). Each region is resized around its centre to the model's input
-(196,608 bp by default; N beyond chromosome ends); regions longer than one output window (114,688 bp) are
-tiled with overlapping windows and stitched. Results stream into OUT.partial, which a rerun with the same
+(196,608 bp by default, Borzoi's 524,288; N beyond chromosome ends); regions longer than one output window
+(114,688 bp in 128-bp bins; Borzoi's 523,264 bp in 32-bp bins) are tiled with overlapping windows and
+stitched. The bin size, crop and track table come from the weights (docs/outputs.md). Results stream into OUT.partial, which a rerun with the same
 inputs resumes (rows whose genome bases changed are computed again), and OUT appears only when complete; an
 existing OUT of the same inputs is up to date, one of other inputs needs --overwrite (see
 docs/developers/output-rule.md). Predictions are stored as float16: a value beyond 65,504 stops the run naming
@@ -58,6 +61,9 @@ def register(subparsers) -> None:
     averaging.add_argument("--rc", action="store_true", help="average with the reverse-complement prediction")
     averaging.add_argument("--shifts", type=SHIFTS, default=(0,), metavar="S1,S2,...",
                            help="average over input shifts in bp, e.g. --shifts=-1,0,1 (write it with =; default 0)")
+    averaging.add_argument("--ensemble", action="store_true",
+                           help="average several models' predictions: the replicates --weights names (borzoi: its "
+                           "four), or a comma-separated list of weights files, e.g. --weights a.safetensors,b.safetensors")
     outputs = parser.add_argument_group("outputs")
     outputs.add_argument("--out", required=True, help="HDF5 output file")
     outputs.add_argument("--head", action="append", dest="heads", metavar="HEAD", help="head to keep (repeatable; default all)")
@@ -65,6 +71,11 @@ def register(subparsers) -> None:
                         "heads where nothing matches are left out")
     outputs.add_argument("--targets", help="targets.txt with track descriptions (e.g. to split mouse ChIP)")
     outputs.add_argument("--embeddings", action="store_true", help="also store the trunk embeddings (2 x dim per bin)")
+    outputs.add_argument("--coverage", action="store_true",
+                         help="Borzoi: undo the squashed scale its tracks were trained in (calico's rule, from the "
+                         "track table's scale, clip_soft and sum_stat), so values are the experiment's coverage times "
+                         "the track's scale; stored as float32")
+    outputs.add_argument("--unscale", action="store_true", help="with --coverage: divide out each track's scale too")
     outputs.add_argument("--bigwig", metavar="DIR", help="also write one bigWig per chosen track into DIR (needs pybigtools)")
     add_overwrite_argument(outputs)
     add_progress_argument(outputs, help="no progress bar (it counts input windows: a long region tiles into several)")
@@ -97,7 +108,11 @@ def run(args: argparse.Namespace) -> int:
         tracks=tuple(args.tracks) if args.tracks else None,
         targets=args.targets, reverse_complement=args.rc, shifts=args.shifts, batch_size=args.batch_size,
         device=str(device), bf16=args.bf16, embeddings=args.embeddings, tfhub_input=args.tfhub_input,
+        coverage=args.coverage, unscale=args.unscale,
     )
+    weights_paths = ensemble_members(args.weights) if args.ensemble else args.weights
+    if not args.ensemble and "," in args.weights:
+        raise UserError(f"--weights {args.weights}: several weights are averaged with --ensemble")
     regions = None
     if has_regions:
         regions = [parse_region(text) for text in args.region]
@@ -111,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     names = region_names(regions) if regions is not None else []
     if shard is not None:
         output = Output(args.out, FILE, command="predict", overwrite=args.overwrite, device=device, shard=shard)
-        weights = weights_of_output(output, args.weights, overrides)
+        weights = weights_of_output(output, weights_paths, overrides)
         fingerprint = prediction_fingerprint(weights.identity, options, inputs)
         inputs["weights"] = weights_record(weights.identity, weights.files, overrides)
         output.describe(fingerprint, settings=settings, inputs=inputs)
@@ -141,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         if args.bigwig:
             bigwig = stack.enter_context(Output(args.bigwig, DIRECTORY, command="predict",
                                                 overwrite=args.overwrite, device=device))
-        weights = weights_of_output(output, args.weights, overrides, also=[bigwig] if bigwig else [])
+        weights = weights_of_output(output, weights_paths, overrides, also=[bigwig] if bigwig else [])
         fingerprint = prediction_fingerprint(weights.identity, options, inputs)
         inputs["weights"] = weights_record(weights.identity, weights.files, overrides)
         for each in [output] + ([bigwig] if bigwig else []):
@@ -162,3 +177,12 @@ def run(args: argparse.Namespace) -> int:
             write_bigwig_output(bigwig, path, genome)
     print(f"wrote {path}" + (f" and {args.bigwig}" if args.bigwig else ""))
     return 0
+
+
+def ensemble_members(weights: str) -> list[str]:
+    """``--ensemble``'s models: the comma-separated weights of ``--weights``, or the replicates its one name
+    stands for (:func:`senformer.hub.replicates`)."""
+    from ..hub import replicates
+
+    members = [part.strip() for part in weights.split(",") if part.strip()]
+    return replicates(members[0]) if len(members) == 1 else members

@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..errors import UserError
 from .tracks import BORZOI_RESOURCES as SHIPPED
-from .tracks import _resource, read_targets
+from .tracks import _resource, read_targets, strand_pairs
 
 BORZOI_TARGET_COLUMNS = ("index", "identifier", "clip", "clip_soft", "scale", "sum_stat", "strand_pair", "description")
 _NUMERIC = ("clip", "clip_soft", "scale")
@@ -36,20 +36,34 @@ def read_borzoi_targets(path: str | os.PathLike) -> pd.DataFrame:
     missing = [column for column in BORZOI_TARGET_COLUMNS if column not in table.columns]
     if missing:
         raise UserError(f"{path}: a Borzoi targets table needs column(s) {', '.join(missing)}")
+    table = check_scale_columns(table, str(path))
+    try:
+        pairs = strand_pairs(table)
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
+    table["strand_pair"] = np.arange(len(table), dtype=np.int64) if pairs is None else pairs
+    return table
+
+
+def check_scale_columns(table: pd.DataFrame, where: str) -> pd.DataFrame:
+    """``table`` with ``clip``/``clip_soft``/``scale`` as float64 and ``sum_stat`` as str, checked: a missing
+    column (``clip`` may be absent) or a non-numeric value (``scale`` must be positive) is a UserError naming
+    ``where`` and the row."""
+    table = table.copy()
+    missing = [column for column in ("clip_soft", "scale", "sum_stat") if column not in table.columns]
+    if missing:
+        raise UserError(f"{where}: the squashed scale needs column(s) {', '.join(missing)} of a Borzoi targets table")
     for column in _NUMERIC:
+        if column not in table.columns:
+            continue
         values = pd.to_numeric(table[column], errors="coerce")
         bad = values.isna() | (values <= 0) if column == "scale" else values.isna()
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            raise UserError(f"{path}: row {row} has {column}={table[column].iloc[row]!r}; expected a "
+            raise UserError(f"{where}: row {row} has {column}={table[column].iloc[row]!r}; expected a "
                             f"{'positive ' if column == 'scale' else ''}number")
         table[column] = values.astype(np.float64)
     table["sum_stat"] = table["sum_stat"].astype(str)
-    pairs = pd.to_numeric(table["strand_pair"], errors="coerce")
-    if pairs.isna().any() or not pairs.between(0, len(table) - 1).all():
-        row = int(np.flatnonzero(pairs.isna() | ~pairs.between(0, len(table) - 1))[0])
-        raise UserError(f"{path}: row {row} has strand_pair={table['strand_pair'].iloc[row]!r}; expected a row number")
-    table["strand_pair"] = pairs.astype(np.int64)
     return table
 
 

@@ -14,9 +14,10 @@ from ..predictions import hdf5_strings
 
 
 def write_bigwigs(h5_path: str | os.PathLike, out_dir: str | os.PathLike, chrom_sizes: dict[str, int]) -> list[Path]:
-    """One bigWig per head and chosen track of a finished prediction file, 128-bp bins at genome
-    coordinates; where regions overlap their predictions are averaged (a bin not on the 128-bp grid is
-    split over the two grid bins it covers, weighted by overlap).
+    """One bigWig per head and chosen track of a finished prediction file, at genome coordinates in the file's
+    bins (its ``bin_size``: 128 bp for Enformer, 32 for Borzoi) and in its units; where regions overlap their
+    predictions are averaged (a bin not on the ``bin_size`` grid is split over the two grid bins it covers,
+    weighted by overlap).
 
     ``out_dir`` is the partial folder of an :class:`senformer.outputs.Output` (renamed whole when every
     bigWig is written), so the files are written in place."""

@@ -9,6 +9,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
+from ..data.borzoi_targets import undo_squashed_scale
 from ..data.genome import Genome, Interval
 from ..fingerprint import bases_digest
 from ..inference import predict_batch
@@ -59,7 +60,8 @@ def completed_regions(model, jobs: Iterable[Job], work: Work, options: PredictOp
                       on_batch=None) -> Iterator[tuple[Job, dict, bytes]]:
     """Run the windows of ``jobs`` in batches of ``options.batch_size`` through the inference module and yield
     ``(job, {output: (num_bins, channels) float32, stitched}, digest of its windows' bases)`` for each region
-    as its last window is done, in region order. ``on_batch(windows)`` is called after each batch."""
+    as its last window is done, in region order (with ``--coverage`` the heads' stitched means are undone
+    from the squashed scale). ``on_batch(windows)`` is called after each batch."""
     geometry, margin = work.geometry, options.margin
     pending: dict[int, dict[str, list]] = {}
     batch: list[tuple[Job, int]] = []
@@ -81,7 +83,10 @@ def completed_regions(model, jobs: Iterable[Job], work: Work, options: PredictOp
             if all(tile is not None for tiles in store.values() for tile in tiles):
                 row = pending.pop(job.row)
                 digest = row_digest(row.pop(_BASES))
-                completed.append((job, {name: stitch(tiles, job.plan) for name, tiles in row.items()}, digest))
+                stitched = {name: stitch(tiles, job.plan) for name, tiles in row.items()}
+                for head, table in work.coverage.items():  # after averaging, as calico: the mean is untransformed
+                    stitched[head] = undo_squashed_scale(stitched[head], table, unscale=options.unscale).astype(np.float32)
+                completed.append((job, stitched, digest))
         if on_batch is not None:
             on_batch(len(batch))
         batch.clear()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.borzoi_targets import check_scale_columns
 from ..data.genome import Genome, Interval
 from ..errors import UserError
 from ..fingerprint import bases_digest
@@ -44,31 +45,51 @@ def create_layout(handle, work: Work, config, options: PredictOptions, fingerpri
     group.create_dataset("bins_start", data=np.array([start for start, _ in work.spans], dtype=np.int64))
     group.create_dataset("num_bins", data=np.array([num_bins for _, num_bins in work.spans], dtype=np.int64))
     group.create_dataset("bases_sha256", shape=(count,), dtype="S64")
+    # Coverage is stored as float32: undone from the squashed scale, a track's values can pass float16's 65,504.
+    dtype = np.float32 if options.coverage else np.float16
     for head in work.heads:
         head_group = handle.create_group(head)
         chosen = work.selections[head]
         head_group.create_dataset(
-            "predictions", shape=(count, max_bins, len(chosen)), dtype=np.float16,
-            chunks=(1, max_bins, len(chosen)), fillvalue=np.float16(np.nan),
+            "predictions", shape=(count, max_bins, len(chosen)), dtype=dtype,
+            chunks=(1, max_bins, len(chosen)), fillvalue=dtype(np.nan),
         )
         table = work.tables[head].iloc[chosen]
         tracks = head_group.create_group("tracks")
         tracks.create_dataset("index", data=np.asarray(chosen, dtype=np.int64))
         for column in ("identifier", "description", "assay_group"):
             tracks.create_dataset(column, data=_string_array(table[column]), dtype=strings)
+        if head in work.strand_pairs:  # the head index of each track's other strand (plot draws pairs)
+            tracks.create_dataset("strand_pair", data=work.strand_pairs[head][chosen])
+        if head in work.coverage or {"clip_soft", "scale", "sum_stat"} <= set(table.columns):
+            scales = work.coverage.get(head)
+            if scales is None:
+                scales = check_scale_columns(table, f"head {head}'s track table")
+            for column in ("clip_soft", "scale"):  # read_prediction's --coverage undoes a stored model output
+                tracks.create_dataset(column, data=scales[column].to_numpy(dtype=np.float64))
+            tracks.create_dataset("sum_stat", data=_string_array(scales["sum_stat"]), dtype=strings)
     if options.embeddings:
-        handle.create_dataset("embeddings", shape=(count, max_bins, 2 * config.dim), dtype=np.float16,
-                              chunks=(1, max_bins, 2 * config.dim), fillvalue=np.float16(np.nan))
+        width = embedding_width(config)
+        handle.create_dataset("embeddings", shape=(count, max_bins, width), dtype=np.float16,
+                              chunks=(1, max_bins, width), fillvalue=np.float16(np.nan))
     geometry = work.geometry
     handle.attrs["settings"] = json.dumps(asdict(options), sort_keys=True)
     handle.attrs["config"] = config.to_json()
     handle.attrs["bin_size"] = geometry.bin_size
+    handle.attrs["units"] = options.units
     handle.attrs["sequence_length"] = geometry.sequence_length
     handle.attrs["bins"] = geometry.bins
     handle.attrs["offset_bins"] = geometry.offset_bins
     handle.attrs["margin"] = options.margin
     handle.attrs["fingerprint"] = fingerprint
     handle.attrs["completed"] = 0
+
+
+def embedding_width(config) -> int:
+    """Channels per bin of a model's embeddings: Enformer's 2 x dim, Borzoi's final conv (dim without one)."""
+    if getattr(config, "family", None) == "borzoi":
+        return config.final_channels or config.dim
+    return 2 * config.dim
 
 
 def open_partial(path: Path, fingerprint: str, resume: bool):
@@ -93,19 +114,21 @@ def open_partial(path: Path, fingerprint: str, resume: bool):
 
 def write_region(handle, job: Job, outputs: dict[str, np.ndarray], name: str,
                  identifiers: dict[str, list[str]]) -> None:
-    """Store one row after checking every value finite as float16 (a refused row leaves nothing of itself)."""
+    """Store one row after checking every value finite in the stored dtype (float16; float32 for coverage): a
+    refused row leaves nothing of itself."""
     stored = {}
     for output, stitched in outputs.items():
+        target = handle["embeddings"] if output == "embeddings" else handle[output]["predictions"]
         with np.errstate(over="ignore"):  # an overflow is reported below, naming the region and track
-            values = stitched.astype(np.float16)
+            values = stitched.astype(target.dtype)
         bad = np.argwhere(~np.isfinite(values))
         if len(bad):
             bin_, column = (int(v) for v in bad[0])
             what = "embedding feature" if output == "embeddings" else f"head {output} track"
             label = column if output == "embeddings" else identifiers[output][column]
-            kind = "NaN" if np.isnan(values[bin_, column]) else "beyond float16's 65,504"
-            raise UserError(f"region {name}: {what} {label} is {kind} at bin {bin_} once stored as float16: the "
-                            "model's outputs are broken or too large for the float16 prediction file")
+            kind = "NaN" if np.isnan(values[bin_, column]) else f"beyond {target.dtype}'s {np.finfo(target.dtype).max:,.0f}"
+            raise UserError(f"region {name}: {what} {label} is {kind} at bin {bin_} once stored as {target.dtype}: "
+                            f"the model's outputs are broken or too large for the {target.dtype} prediction file")
         stored[output] = values
     for output, values in stored.items():
         target = handle["embeddings"] if output == "embeddings" else handle[output]["predictions"]

@@ -15,6 +15,7 @@ from ..data.genome import Genome, Interval
 from ..data.tracks import head_track_table, select_tracks_per_head, strand_pairs
 from ..errors import UserError
 from ..fingerprint import value_digest
+from ..predictions import units_of
 from ..windows import Geometry, check_shifts, region_span
 
 
@@ -33,15 +34,23 @@ class PredictOptions:
     bf16: bool = False
     embeddings: bool = False
     tfhub_input: bool = False  # given sequences are 393,216 bp; use the centre, as TF-Hub's model does
+    coverage: bool = False  # undo Borzoi's squashed scale: each track in its experiment's units (x scale)
+    unscale: bool = False  # with coverage: divide out each track's scale too (calico's unscale=True)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise UserError(f"batch size must be at least 1, got {self.batch_size}")
+        units_of(self.coverage, self.unscale)
         object.__setattr__(self, "shifts", check_shifts(self.shifts))
         if self.heads is not None:
             object.__setattr__(self, "heads", tuple(self.heads))
         if self.tracks is not None and not isinstance(self.tracks, str):
             object.__setattr__(self, "tracks", tuple(str(value) for value in self.tracks))
+
+    @property
+    def units(self) -> str:
+        """What the stored values are (the file's ``units`` attribute; plot's y-axis label)."""
+        return units_of(self.coverage, self.unscale)
 
     @property
     def margin(self) -> int:
@@ -74,7 +83,9 @@ def prediction_fingerprint(weights: Mapping[str, Any], options: PredictOptions, 
     path of ``targets`` (its bytes count instead). The genome is not in it: each row records the digest of
     its own input bases (``/regions/bases_sha256``), checked on resume and rerun.
     """
-    counted = {key: value for key, value in asdict(options).items() if key not in ("device", "targets")}
+    # --coverage counts only when asked, so files written before it existed stay up to date.
+    left_out = ("device", "targets") + (() if options.coverage else ("coverage", "unscale"))
+    counted = {key: value for key, value in asdict(options).items() if key not in left_out}
     return value_digest({"command": "predict", "weights": dict(weights), "options": counted, "inputs": dict(inputs)})
 
 
@@ -97,12 +108,13 @@ class Work:
     spans: list[tuple[int, int]]
     sequences: list[tuple[str, str]] | None
     strand_pairs: dict[str, np.ndarray] = field(default_factory=dict)  # the reverse strand's track of each track
+    coverage: dict[str, Any] = field(default_factory=dict)  # --coverage: the chosen rows of each head's table
 
     def rows(self, rows: slice) -> "Work":
         """The same work for ``rows`` only (a shard's part)."""
         return Work(self.geometry, self.heads, self.tables, self.selections, self.genome, self.regions[rows],
                     self.names[rows], self.spans[rows], None if self.sequences is None else self.sequences[rows],
-                    self.strand_pairs)
+                    self.strand_pairs, self.coverage)
 
     def identifiers(self) -> dict[str, list[str]]:
         return {head: list(self.tables[head].iloc[self.selections[head]]["identifier"]) for head in self.heads}
@@ -122,6 +134,13 @@ def prepare(model, options: PredictOptions, *, genome=None, regions=None, sequen
     selections = select_tracks_per_head(options.tracks, tables)
     heads = [h for h in heads if h in selections]  # a pattern keeps the heads where it matches
     pairs = head_strand_pairs(model, tables)
+    coverage = {}
+    if options.coverage:
+        from ..data.borzoi_targets import check_scale_columns
+
+        for head in heads:
+            where = f"head {head}'s track table ({options.targets or 'shipped'})"
+            coverage[head] = check_scale_columns(tables[head].iloc[selections[head]].reset_index(drop=True), where)
 
     if genome is not None:
         genome = genome if isinstance(genome, Genome) else Genome(genome)
@@ -131,12 +150,12 @@ def prepare(model, options: PredictOptions, *, genome=None, regions=None, sequen
         for region in region_list:
             genome.check(region)
         return Work(geometry, heads, tables, selections, genome, region_list, region_names(region_list),
-                    [region_span(region, geometry) for region in region_list], None, pairs)
+                    [region_span(region, geometry) for region in region_list], None, pairs, coverage)
     records = read_sequences(sequences, geometry, options.tfhub_input)
     region_list = [Interval(name, 0, geometry.sequence_length) for name, _ in records]
     spans = [(geometry.offset_bins * geometry.bin_size, geometry.bins)] * len(records)
     return Work(geometry, heads, tables, selections, None, region_list, [name for name, _ in records], spans, records,
-                pairs)
+                pairs, coverage)
 
 
 def head_strand_pairs(model, tables: Mapping[str, Any]) -> dict[str, np.ndarray]:

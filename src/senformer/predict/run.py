@@ -191,8 +191,8 @@ def predict_regions(model, genome: Genome | str | os.PathLike, regions: Iterable
         options: as for :func:`predict` (``tracks`` takes the ``--tracks`` grammar).
     Returns:
         One :class:`senformer.predictions.RegionPrediction` per region, in order: ``values[head]`` is
-        ``(bins, tracks)`` float32, ``tracks[head]`` the chosen rows of the head's track table, and
-        ``bins_start`` the genome coordinate of the first bin.
+        ``(bins, tracks)`` float32 (coverage with ``options.coverage``: ``units`` says which), ``tracks[head]``
+        the chosen rows of the head's track table, and ``bins_start`` the genome coordinate of the first bin.
 
     >>> hbb, = predict_regions(model, "hg38", ["chr11:5,225,000-5,230,000"], PredictOptions(tracks=("CAGE:.*K562",)))
     """
@@ -217,6 +217,6 @@ def predict_regions(model, genome: Genome | str | os.PathLike, regions: Iterable
         tables = {head: work.tables[head].iloc[work.selections[head]].reset_index(drop=True) for head in work.heads}
         region = work.regions[job.row]
         results.append(RegionPrediction(Interval(region.chrom, region.start, region.end, work.names[job.row]),
-                                        job.plan.span_start, work.geometry.bin_size, values, tables))
+                                        job.plan.span_start, work.geometry.bin_size, values, tables, options.units))
     bar.close()
     return results
