@@ -157,3 +157,20 @@ def test_squashing_refuses_what_calico_cannot_squash():
         apply_squashed_scale(-np.ones((10, 6)), table)
     with pytest.raises(UserError, match="sum_stat peak"):
         apply_squashed_scale(np.ones((10, 6)), table.assign(sum_stat="peak"))
+
+
+def test_a_published_borzoi_head_gets_the_shipped_table_and_its_strand_pairs():
+    from senformer.data.tracks import head_track_table, select_tracks, shipped_strand_pairs, strand_pairs
+
+    for head, count in (("human", 7611), ("mouse", 2608)):
+        table = head_track_table(head, count)
+        shipped = borzoi_track_table(head)
+        assert table.attrs["source"] == "shipped" and list(table["identifier"]) == list(shipped["identifier"])
+        assert np.array_equal(shipped_strand_pairs(head, count), shipped["strand_pair"].to_numpy())
+    table = head_track_table("human", 7611)
+    plus = select_tracks(r"\+$", table)
+    assert len(plus) and (table["identifier"].iloc[strand_pairs(table)[plus]].str[-1] == "-").all()
+    assert shipped_strand_pairs("human", 5313) is None  # Enformer's tracks are unstranded
+    broken = every_kind_table().assign(strand_pair=[1, 2, 0, 3, 4, 5])
+    with pytest.raises(UserError, match="pairs with row 1, which does not pair back"):
+        strand_pairs(broken)
