@@ -157,6 +157,17 @@ def test_an_ensemble_is_the_mean_of_its_members(borzoi_run, tmp_path, capsys):
     members = [read_prediction(tmp_path / f"m{number}.h5").values["human"] for number in range(2)]
     assert mean.shape == (BINS + 10, 6)  # 1,200 bp: 38 bins
     np.testing.assert_allclose(mean, (members[0] + members[1]) / 2, rtol=2e-3, atol=1e-3)  # float16 files
+    # In memory (float32, no file): the ensemble's passes average to the members' mean.
+    from senformer.model.ensemble import Ensemble
+    from senformer.predict import PredictOptions, predict_regions
+
+    options = PredictOptions(sequence_length=LENGTH, reverse_complement=True, targets=str(root / "targets.txt"))
+    together, = predict_regions(Ensemble(models), root / "genome.fa", ["chr1:3,000-4,200"], options)
+    alone = [predict_regions(model, root / "genome.fa", ["chr1:3,000-4,200"], options)[0] for model in models]
+    np.testing.assert_allclose(together.values["human"], (alone[0].values["human"] + alone[1].values["human"]) / 2,
+                               rtol=1e-5, atol=1e-7)
+    with pytest.raises(UserError, match="member 2 differs from the first in output_heads"):
+        Ensemble([models[0], Borzoi(models[0].config.replace(output_heads={"human": 5}))])
     # The fingerprint covers every member: another second member is another result.
     swapped = f"{root / 'w0'},{root / 'w0'}"
     assert main([str(a) for a in ["predict", "--weights", swapped, "--ensemble", *region, "--rc", "--out",
