@@ -6,8 +6,8 @@ everywhere:
 
 - heads and a track subset per head (columns kept per pass, before accumulating);
 - reverse-complement averaging (the reverse strand's output flipped back along bins, and each stranded track
-  taken from its other strand's output: Borzoi's + and - RNA tracks exchange places on the reverse strand)
-  and shift averaging (windows cut from an input carrying ``margin`` extra bp on each side);
+  taken from its other strand's output: Borzoi's + and - RNA and CAGE tracks exchange places on the reverse
+  strand) and shift averaging (windows cut from an input carrying ``margin`` extra bp on each side);
 - bfloat16 autocast where the device has it natively (float32 and one warning elsewhere), the device (the
   model's own by default);
 - ``accumulate``: the dtype every pass's output is converted to before the passes are summed and divided

@@ -13,7 +13,7 @@ examples:
 
 The figure shows one panel per chosen track along the region's predicted bins (the file's bin size: 128 bp
 for Enformer, 32 bp for Borzoi; at genome coordinates), then one panel per --bigwig, averaged over the same
-bins. A stranded pair (Borzoi's + and - RNA tracks) with both strands chosen shares one panel, + above and -
+bins. A stranded pair (Borzoi's + and - RNA and CAGE tracks) with both strands chosen shares one panel, + above and -
 mirrored below. The y-axis names the units: model output, or coverage (--coverage, or a file predicted with
 it). PNG or PDF by the --out suffix.
 """

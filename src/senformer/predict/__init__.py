@@ -15,7 +15,7 @@ stitched, each bin taken from the window in which it is most central (bins near 
 context).
 
 Averaging. ``reverse_complement=True`` also predicts the reverse complement and flips its output back
-(a stranded track, Borzoi's + and - RNA-seq, is read from its strand pair's output);
+(a stranded track, Borzoi's + and - RNA-seq and CAGE, is read from its strand pair's output);
 ``shifts=(-1, 0, 1)`` moves the input window by those bp (genome sequence, or N for given sequences). The
 result is the mean over all passes (and over the models of an ensemble). ``coverage=True`` then undoes Borzoi's
 squashed scale (:func:`senformer.data.borzoi_targets.undo_squashed_scale`).
