@@ -7,6 +7,7 @@ short, like a dropped connection. Nothing leaves the machine.
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import json
@@ -51,11 +52,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._respond(send_body=True)
 
+    def _send_headers(self, headers: dict[str, str | list[str]]) -> None:
+        """A list sends one header line per value (Cloud Storage sends x-goog-hash twice: crc32c, md5)."""
+        for header, values in headers.items():
+            for value in values if isinstance(values, list) else [values]:
+                self.send_header(header, value)
+
     def _respond(self, send_body: bool) -> None:
         state: LoopbackServer = self.server.state
         requested_range = self.headers.get("Range")
         path = self.path.split("?", 1)[0]
         state.requests.append((self.command, path, requested_range))
+        redirect = state.redirects.get(path)
+        if redirect is not None:  # the Hugging Face hub: a 302 to its CDN, naming the LFS file's hash
+            target, headers = redirect
+            self.send_response(302)
+            self.send_header("Location", target)
+            self._send_headers(headers)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         data = state.files.get(path)
         if data is None:
             self.send_error(404)
@@ -75,9 +91,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(200)
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Content-Length", str(len(data) - start))
-        # What a Hugging Face hub answers with: the file's hash and the commit it was resolved at.
-        self.send_header("ETag", f'"{hashlib.sha256(data).hexdigest()}"')
-        self.send_header("X-Repo-Commit", HF_COMMIT)
+        # What a Hugging Face hub answers with (the file's hash and the commit it was resolved at), unless
+        # headers[path] says what this server answers for the file instead (Cloud Storage's x-goog-hash).
+        self._send_headers(state.headers.get(path, {"ETag": f'"{hashlib.sha256(data).hexdigest()}"',
+                                                    "X-Repo-Commit": HF_COMMIT}))
         self.end_headers()
         if not send_body:
             return
@@ -92,10 +109,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 class LoopbackServer:
     """An HTTP server on 127.0.0.1 in a daemon thread; ``cuts[path]`` lists the absolute byte positions at
-    which successive GETs of ``path`` stop; ``requests`` logs (method, path, Range header)."""
+    which successive GETs of ``path`` stop; ``headers[path]`` the headers sent with the file, ``redirects[path]``
+    a ``(location, headers)`` a request for path is answered with (302); ``requests`` logs (method, path,
+    Range header)."""
 
     def __init__(self, files: dict[str, bytes]):
         self.files = dict(files)
+        self.headers: dict[str, dict[str, str]] = {}
+        self.redirects: dict[str, tuple[str, dict[str, str]]] = {}
         self.cuts: dict[str, list[int]] = {}
         self.honour_range = True
         self.requests: list[tuple[str, str, str | None]] = []
@@ -323,6 +344,209 @@ def test_hugging_face_copy_is_a_second_source(home, tmp_path, monkeypatch):
         assert torch.equal(tensor, expected[name]), name
     assert '"source": "huggingface"' in (home / "weights" / "enformer.json").read_text()
     assert not (home / "huggingface").exists()
+
+
+# Borzoi and Flashzoi -----------------------------------------------------------------------------------
+BORZOI_KERAS = SHARED / "fixtures" / "borzoi_keras" / "pred_small"  # calico's own .h5 files, 1.5 MB a head
+CALICO_PATH = "/seqnn-share/borzoi/f{replicate}/model{head}_best.h5"
+FLASHZOI_REPO = "johahi/flashzoi-replicate-0"
+
+
+def _goog_hash(data: bytes) -> dict[str, list[str]]:
+    """Cloud Storage's headers for an object: x-goog-hash twice, CRC32C and MD5 of its bytes, base64."""
+    import google_crc32c
+
+    crc32c = base64.b64encode(google_crc32c.Checksum(data).digest()).decode()
+    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+    return {"x-goog-hash": [f"crc32c={crc32c}", f"md5={md5}"]}
+
+
+@pytest.fixture(scope="module")
+def calico_files() -> dict[str, bytes]:
+    if not BORZOI_KERAS.is_dir():
+        pytest.skip(f"{BORZOI_KERAS} is absent (the shared reference folder sits beside the clone in CI)")
+    return {CALICO_PATH.format(replicate=replicate, head=head): (BORZOI_KERAS / f"model{head}.h5").read_bytes()
+            for replicate in (0, 1) for head in (0, 1)}
+
+
+@pytest.fixture
+def calico(home, calico_files, monkeypatch):
+    """calico's bucket on the loopback as the default server (so each file must come with its hash)."""
+    running = LoopbackServer(calico_files)
+    running.headers = {path: _goog_hash(data) for path, data in calico_files.items()}
+    monkeypatch.setattr(hub, "DEFAULT_BORZOI_URL", f"{running.url}/seqnn-share/borzoi")
+    monkeypatch.delenv(hub.BORZOI_URL_ENV, raising=False)
+    yield running
+    running.stop()
+
+
+def test_borzoi_by_name_is_verified_resumed_and_converted_once(calico, home, monkeypatch):
+    from senformer import load_model as load_by_name
+
+    path = CALICO_PATH.format(replicate=0, head=0)
+    half = len(calico.files[path]) // 2
+    calico.cuts[path] = [half]
+    conversions = []
+    convert = hub._convert_into_cache
+    monkeypatch.setattr(hub, "_convert_into_cache", lambda *args, **kw: conversions.append(args[1]) or convert(*args, **kw))
+    model = load_by_name("borzoi")
+    expected = load_model(BORZOI_KERAS / "model0.h5")
+    assert model.config.output_heads == {"human": 12} and model.config.target_length is None  # all 16,352-style bins
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, expected.state_dict()[name]), name
+    first, resumed = calico.gets(path)
+    assert first is None and half - IN_FLIGHT_BYTES <= _range_start(resumed) <= half
+    # Every name of replicate 0 is one cache folder; from then on it is read without the network or converting.
+    calico.stop()
+    cached = home / "weights" / "borzoi-replicate-0"
+    assert hub.resolve_weights("borzoi-replicate-0") == hub.resolve_weights("borzoi:0") == cached
+    load_by_name("borzoi")
+    assert conversions == ["borzoi-replicate-0"]
+    provenance = json.loads((home / "weights" / "borzoi-replicate-0.json").read_text())
+    assert provenance["source"] == "calico" and provenance["hashes"]["model0_best.h5"].startswith("md5 ")
+    assert {p.relative_to(home).as_posix() for p in _files_under(home)} == {
+        "weights/borzoi-replicate-0/config.json", "weights/borzoi-replicate-0/model.safetensors",
+        "weights/borzoi-replicate-0.json"}
+
+
+def test_a_wrong_published_hash_is_refused_and_nothing_is_cached(calico, home, capsys):
+    path = CALICO_PATH.format(replicate=1, head=1)
+    calico.headers[path] = _goog_hash(b"another object")
+    with pytest.raises(UserError, match=r"refused the download, removed it: its md5 is \S+, the server's x-goog-hash"):
+        hub.download_weights("borzoi-mouse:1", progress=False)
+    assert _files_under(home) == []
+    assert main(["download", "borzoi-replicate-1-mouse", "--no-progress"]) == 2
+    error_lines = capsys.readouterr().err.strip().splitlines()
+    assert len(error_lines) == 1 and "x-goog-hash" in error_lines[0]
+    assert _files_under(home) == []
+
+
+def test_no_published_hash_is_refused_from_the_publisher_and_warned_from_a_mirror(calico, home, monkeypatch, capsys):
+    path = CALICO_PATH.format(replicate=1, head=1)
+    calico.headers[path] = {}
+    with pytest.raises(UserError, match="publishes no hash of the file"):
+        hub.download_weights("borzoi-mouse:1", progress=False)
+    assert _files_under(home) == []
+    monkeypatch.setenv(hub.BORZOI_URL_ENV, f"{calico.url}/seqnn-share/borzoi")  # a mirror the user chose
+    with pytest.warns(UserWarning, match="publishes no hash of the file, so it was not verified"):
+        assert main(["download", "borzoi-mouse:1", "--no-progress"]) == 0
+    cached = home / "weights" / "borzoi-replicate-1-mouse"
+    assert capsys.readouterr().out.strip() == str(cached)
+    assert load_model(cached).config.output_heads == {"mouse": 6}  # calico's model1: the mouse head
+    calico.stop()
+    with pytest.raises(UserError, match="cannot reach") as offline:
+        hub.download_weights("borzoi:1", progress=False)
+    assert f"${hub.BORZOI_URL_ENV}" in str(offline.value) and "senformer convert" in str(offline.value)
+
+
+def _borzoi_pytorch_names(state: dict[str, torch.Tensor], flash: bool) -> dict[str, torch.Tensor]:
+    """senformer names -> borzoi-pytorch's (the inverse of weights/borzoi_pytorch.py's table), Flashzoi's
+    q, k and v packed into flash-attn's Wqkv, for a tiny model written as the Hugging Face copies are."""
+    last = max(int(name.split(".")[1]) for name in state if name.startswith("conv_tower."))
+    block = lambda peer: lambda leaf: f"{peer}.{leaf.replace('conv.', 'conv_layer.')}"
+    rules = [
+        (r"stem\.(.+)", block("conv_dna")),
+        (rf"conv_tower\.{last}\.(.+)", block("unet1.1")),
+        (r"conv_tower\.(\d+)\.(.+)", lambda i, leaf: block(f"res_tower.{2 * int(i)}")(leaf)),
+        (r"transformer\.(\d+)\.attention_norm\.(.+)", "transformer.{0}.0.fn.0.{1}".format),
+        (r"transformer\.(\d+)\.attention\.to_out\.(.+)",
+         ("transformer.{0}.0.fn.1.mha.out_proj.{1}" if flash else "transformer.{0}.0.fn.1.to_out.{1}").format),
+        (r"transformer\.(\d+)\.attention\.to_r_k\.(.+)", "transformer.{0}.0.fn.1.to_rel_k.{1}".format),
+        (r"transformer\.(\d+)\.attention\.r_w_bias", "transformer.{0}.0.fn.1.rel_content_bias".format),
+        (r"transformer\.(\d+)\.attention\.r_r_bias", "transformer.{0}.0.fn.1.rel_pos_bias".format),
+        (r"transformer\.(\d+)\.attention\.(.+)", "transformer.{0}.0.fn.1.{1}".format),
+        (r"transformer\.(\d+)\.feed_forward\.norm\.(.+)", "transformer.{0}.1.fn.0.{1}".format),
+        (r"transformer\.(\d+)\.feed_forward\.linear_in\.(.+)", "transformer.{0}.1.fn.1.{1}".format),
+        (r"transformer\.(\d+)\.feed_forward\.linear_out\.(.+)", "transformer.{0}.1.fn.4.{1}".format),
+        (r"unet\.0\.skip\.(.+)", block("horizontal_conv1")), (r"unet\.1\.skip\.(.+)", block("horizontal_conv0")),
+        (r"unet\.0\.upsample\.(.+)", block("upsampling_unet1.0")), (r"unet\.1\.upsample\.(.+)", block("upsampling_unet0.0")),
+        (r"unet\.(\d)\.depthwise\.weight", lambda i: f"separable{1 - int(i)}.conv_layer.0.weight"),
+        (r"unet\.(\d)\.pointwise\.(.+)", lambda i, leaf: f"separable{1 - int(i)}.conv_layer.1.{leaf}"),
+        (r"final_pointwise\.(.+)", block("final_joined_convs.0")),
+        (r"heads\.(\w+)\.(.+)", "{0}_head.{1}".format),
+    ]
+    peer: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        new = next(rename(*match.groups()) for pattern, rename in rules if (match := re.fullmatch(pattern, name)))
+        if new.endswith("_head.weight"):
+            tensor = tensor[:, :, None]  # the peer's heads are width-1 Conv1d
+        elif new.endswith(("rel_content_bias", "rel_pos_bias")):
+            tensor = tensor[None, :, None, :]
+        peer[new] = tensor.contiguous()
+    for prefix in sorted({name.rsplit(".to_q.", 1)[0] for name in peer if ".to_q." in name} if flash else []):
+        for leaf in ("weight", "bias"):
+            parts = [peer.pop(f"{prefix}.to_{part}.{leaf}") for part in "qkv"]
+            peer[f"{prefix}.mha.Wqkv.{leaf}"] = torch.cat(parts)
+    return peer
+
+
+@pytest.fixture(scope="module")
+def flashzoi_files() -> tuple[torch.nn.Module, dict[str, bytes]]:
+    """A tiny Flashzoi (2 query heads sharing 1 key/value head of 128, rotary on 128) as its Hugging Face
+    repository holds it: borzoi-pytorch's config.json and model.safetensors."""
+    from safetensors.torch import save
+    from helpers import randomize_
+    from senformer.config import BorzoiConfig
+    from senformer.model.borzoi import Borzoi
+
+    torch.manual_seed(0)
+    model = randomize_(Borzoi(BorzoiConfig(
+        dim=256, depth=1, heads=2, key_size=128, kv_heads=1, attention="rotary", relative_positions=False,
+        stem_channels=8, stem_width=5, num_conv_tower_blocks=3, conv_tower_start=8, conv_tower_divisible_by=4,
+        final_channels=12, output_heads={"human": 3, "mouse": 2})), 0).eval()
+    config = {"architectures": ["Borzoi"], "flashed": True, "heads": 2, "enable_mouse_head": True,
+              "return_center_bins_only": True, "model_type": "borzoi"}
+    return model, {"config.json": json.dumps(config).encode(),
+                   "model.safetensors": save(_borzoi_pytorch_names(model.state_dict(), flash=True))}
+
+
+def test_flashzoi_from_the_hugging_face_hub_is_checked_against_its_lfs_sha256(home, flashzoi_files, monkeypatch):
+    model, stored = flashzoi_files
+    resolve = f"/{FLASHZOI_REPO}/resolve/main"
+    weights = stored["model.safetensors"]
+    server = LoopbackServer({f"{resolve}/config.json": stored["config.json"], "/cdn/flashzoi-0": weights})
+    blob = hashlib.sha1(b"blob %d\0" % len(stored["config.json"]) + stored["config.json"]).hexdigest()
+    server.headers = {f"{resolve}/config.json": {"ETag": f'"{blob}"', "X-Repo-Commit": HF_COMMIT},
+                      "/cdn/flashzoi-0": {"ETag": '"cdn-etag"'}}
+
+    def lfs(sha256: str) -> tuple[str, dict[str, str]]:  # the hub's 302 to its CDN
+        return f"{server.url}/cdn/flashzoi-0", {"X-Linked-Etag": f'"{sha256}"', "X-Repo-Commit": HF_COMMIT}
+
+    server.redirects[f"{resolve}/model.safetensors"] = lfs(hashlib.sha256(b"other").hexdigest())
+    monkeypatch.setattr(hub, "DEFAULT_HUGGINGFACE_URL", server.url)
+    for variable in (hub.HUGGINGFACE_URL_ENV, "HF_ENDPOINT"):
+        monkeypatch.delenv(variable, raising=False)
+    try:
+        with pytest.raises(UserError, match="its sha256 is .*, the server's X-Linked-Etag says"):
+            hub.download_weights("flashzoi", progress=False)
+        assert _files_under(home) == []
+        server.redirects[f"{resolve}/model.safetensors"] = lfs(hashlib.sha256(weights).hexdigest())
+        path = hub.resolve_weights("flashzoi:0", progress=False)
+    finally:
+        server.stop()
+    assert path == home / "weights" / "flashzoi-replicate-0"
+    loaded = load_model(path)
+    assert (loaded.config.attention, loaded.config.kv_heads, loaded.config.target_length) == ("rotary", 1, None)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+    hashes = json.loads((home / "weights" / "flashzoi-replicate-0.json").read_text())["hashes"]
+    assert hashes == {"config.json": f"git-sha1 {blob}", "model.safetensors": f"sha256 {hashlib.sha256(weights).hexdigest()}"}
+
+
+def test_replicates_and_short_names_share_the_cache_folders(home):
+    assert hub.replicates("borzoi") == hub.replicates("borzoi:3") == [f"borzoi-replicate-{r}" for r in range(4)]
+    assert hub.replicates("borzoi-mouse") == [f"borzoi-replicate-{r}-mouse" for r in range(4)]
+    assert hub.replicates("flashzoi-replicate-2") == [f"flashzoi-replicate-{r}" for r in range(4)]
+    with pytest.raises(UserError, match="'enformer' is one model"):
+        hub.replicates("enformer")
+    for short, canonical in [("borzoi", "borzoi-replicate-0"), ("borzoi:2", "borzoi-replicate-2"),
+                             ("borzoi-mouse:3", "borzoi-replicate-3-mouse"), ("flashzoi:1", "flashzoi-replicate-1")]:
+        assert hub.weights_path(short) == hub.weights_path(canonical) == home / "weights" / canonical
+    with pytest.raises(UserError, match="flashzoi is not published by calico: --source huggingface"):
+        hub.download_weights("flashzoi", source="calico")
+    with pytest.raises(UserError, match=r"known weights: enformer, borzoi, borzoi-mouse, flashzoi \(.*:N"):
+        hub.resolve_weights("borzoi:7")
+    assert not home.exists()
 
 
 # Genomes -----------------------------------------------------------------------------------------------

@@ -1,30 +1,43 @@
 """Official weights and reference genomes by name: downloaded once (resumable, verified), converted once, cached.
 
     senformer download enformer      # DeepMind's Sonnet checkpoint -> $SENFORMER_HOME/weights/enformer
-    resolve_weights("enformer")      # that native folder, fetched on first use
+    senformer download borzoi:1      # calico's replicate 1 (human head) -> .../weights/borzoi-replicate-1
+    resolve_weights("flashzoi")      # that native folder, fetched on first use
+    replicates("borzoi")             # the four replicates' names, for an ensemble
     resolve_genome("hg38")           # $SENFORMER_HOME/genomes/hg38/hg38.fa.gz (bgzip) with .fai and .gzi
-    load_model("enformer")           # senformer.load_model: a name or any weights path
+    load_model("borzoi-mouse")       # senformer.load_model: a name or any weights path
 
 Names are resolved here and in the commands (the edge): ``weights/`` and ``data/`` below open paths only.
+A name is the Hugging Face repository's (``borzoi-replicate-2-mouse``, ``flashzoi-replicate-0``: what a
+borzoi-pytorch user types) or its short form (``borzoi:2``/``borzoi-mouse:2``, ``flashzoi``: replicate 0);
+both name one cache folder, the repository's name.
 
 The cache lives in ``$SENFORMER_HOME`` (default: the user's cache folder, e.g. ``~/.cache/senformer``). The
-download servers can be replaced with ``$SENFORMER_WEIGHTS_URL`` (the folder holding the checkpoint files)
-and ``$SENFORMER_GENOME_URL`` (the folder holding ``<genome>/bigZips/<genome>.fa.gz``), for a mirror or a
-local copy. ``requests`` moves the bytes; this module adds resuming from a kept ``.part`` file, a per-read
-timeout and a minimum rate (a stalled or trickling server ends the attempt), verification and the one-time
-conversion. Every result appears by an atomic rename, so an
-interrupted run never leaves a half-written file where a complete one is expected.
+download servers can be replaced (a mirror or a local copy) with ``$SENFORMER_WEIGHTS_URL`` (the folder
+holding DeepMind's checkpoint files), ``$SENFORMER_BORZOI_URL`` (the folder holding calico's
+``f<replicate>/model<head>_best.h5``), ``$SENFORMER_HUGGINGFACE_URL`` (a Hugging Face hub: ``<repository>/
+resolve/main/<file>``; default ``$HF_ENDPOINT``, else huggingface.co) and ``$SENFORMER_GENOME_URL`` (the folder
+holding ``<genome>/bigZips/<genome>.fa.gz``). ``requests`` moves the bytes; this module adds resuming from a
+kept ``.part`` file, a per-read timeout and a minimum rate (a stalled or trickling server ends the attempt),
+verification (the hash the server publishes for the file: Google Cloud Storage's ``x-goog-hash`` MD5 or
+CRC32C, the Hugging Face hub's LFS SHA-256 or git blob SHA-1; a TF checkpoint's own CRC32Cs) and the one-time
+conversion. Every result appears by an atomic rename, so an interrupted run never leaves a half-written file
+where a complete one is expected.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import gzip
+import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
 import time
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +47,14 @@ from .errors import UserError
 
 HOME_ENV = "SENFORMER_HOME"
 WEIGHTS_URL_ENV = "SENFORMER_WEIGHTS_URL"
+BORZOI_URL_ENV = "SENFORMER_BORZOI_URL"
+HUGGINGFACE_URL_ENV = "SENFORMER_HUGGINGFACE_URL"
 GENOME_URL_ENV = "SENFORMER_GENOME_URL"
 DEFAULT_WEIGHTS_URL = "https://storage.googleapis.com/dm-enformer/models/enformer/sonnet_weights"
+# calico/borzoi's README ("Model Availability"): replicate r's heads at f<r>/model0_best.h5 (human) and
+# f<r>/model1_best.h5 (mouse).
+DEFAULT_BORZOI_URL = "https://storage.googleapis.com/seqnn-share/borzoi"
+DEFAULT_HUGGINGFACE_URL = "https://huggingface.co"
 DEFAULT_GENOME_URL = "https://hgdownload.soe.ucsc.edu/goldenPath"
 DOWNLOAD_ATTEMPTS = 3  # a cut connection is resumed this many times within one call before giving up
 TIMEOUT_S = 60  # connect and per-read timeout: a stalled server ends the attempt instead of hanging
@@ -44,27 +63,88 @@ TIMEOUT_S = 60  # connect and per-read timeout: a stalled server ends the attemp
 MIN_RATE_BPS = 1024
 RATE_WINDOW_S = 60.0
 CHUNK_BYTES = 1 << 16
+BORZOI_REPLICATES = 4  # calico trained four replicates on one split (test fold 3); borzoi-pytorch ports each
+# A Hugging Face copy's weights file, in order of preference: safetensors holds no pickled code.
+HUGGINGFACE_WEIGHTS_FILES = ("model.safetensors", "pytorch_model.bin")
+
+CALICO_LICENCE = "calico/borzoi is Apache-2.0; its README states no other terms for the weights"
+BORZOI_PYTORCH_LICENCE = "CC-BY-4.0 (the Hugging Face model card); borzoi-pytorch's code is Apache-2.0"
+FLASHZOI_LICENCE = "MIT (the Hugging Face model card); borzoi-pytorch's code is Apache-2.0"
 
 
 @dataclass(frozen=True)
 class WeightsSource:
-    """Weights known by name: a TensorFlow checkpoint under the weights URL, and a Hugging Face copy."""
+    """Weights known by name and where their publishers keep them; ``sources[0]`` is the default source.
 
-    checkpoint: str  # file prefix: <checkpoint>.index and <checkpoint>.data-00000-of-00001
+    ``name`` is the canonical name (the cache folder's); the short names in :data:`WEIGHTS` point at the
+    same entry. ``replicates`` names every replicate of the model (this one included), for an ensemble.
+    """
+
     description: str
+    sources: tuple[str, ...] = ("dm-enformer", "huggingface")
+    checkpoint: str | None = None  # dm-enformer: <checkpoint>.index and <checkpoint>.data-00000-of-00001
     huggingface_repo: str | None = None
+    calico_file: str | None = None  # calico: the .h5 under $SENFORMER_BORZOI_URL
+    huggingface_format: str = "enformer-pytorch"  # the weights format of the Hugging Face copy
+    name: str = ""
+    replicates: tuple[str, ...] = ()
+    licence: str = ""
+    megabytes: int = 0  # the published weights file as its server lists it (0: not listed here)
 
     @property
     def files(self) -> tuple[str, ...]:
         return (f"{self.checkpoint}.index", f"{self.checkpoint}.data-00000-of-00001")
 
 
+def _borzoi_registry() -> dict[str, WeightsSource]:
+    """Borzoi's replicates (human and mouse heads) and Flashzoi's, by canonical and short names."""
+    entries: dict[str, WeightsSource] = {}
+    families = {  # short name: (canonical name of replicate r, calico's head file, format, licence, MB)
+        "borzoi": ("borzoi-replicate-{r}", "model0_best.h5", BORZOI_PYTORCH_LICENCE, 744),
+        "borzoi-mouse": ("borzoi-replicate-{r}-mouse", "model1_best.h5", BORZOI_PYTORCH_LICENCE, 705),
+        "flashzoi": ("flashzoi-replicate-{r}", None, FLASHZOI_LICENCE, 0),
+    }
+    for short, (pattern, head_file, licence, size) in families.items():
+        names = tuple(pattern.format(r=r) for r in range(BORZOI_REPLICATES))
+        for replicate, name in enumerate(names):
+            if short == "flashzoi":
+                description = (f"Flashzoi replicate {replicate} (Hayes et al. 2024), human and mouse heads, "
+                               "Hugging Face johahi/" + name)
+                sources, licences = ("huggingface",), licence
+            else:
+                head = "mouse" if short.endswith("mouse") else "human"
+                description = (f"Borzoi replicate {replicate} (Linder et al. 2025), {head} head, calico's "
+                               f"f{replicate}/{head_file}")
+                sources, licences = ("calico", "huggingface"), f"calico: {CALICO_LICENCE}; Hugging Face copy: {licence}"
+            entry = WeightsSource(
+                description=description, sources=sources, huggingface_repo=f"johahi/{name}",
+                calico_file=f"f{replicate}/{head_file}" if head_file else None, huggingface_format="borzoi-pytorch",
+                name=name, replicates=names, licence=licences, megabytes=size,
+            )
+            entries[name] = entry
+            entries[f"{short}:{replicate}"] = entry
+            if replicate == 0:
+                entries[short] = entry
+    return entries
+
+
 WEIGHTS: dict[str, WeightsSource] = {
     "enformer": WeightsSource(
         checkpoint="enformer-fine-tuned-human-1",
         description="DeepMind's published Enformer (Avsec et al. 2021), Sonnet checkpoint, 959 MB",
-        huggingface_repo="EleutherAI/enformer-official-rough",
+        huggingface_repo="EleutherAI/enformer-official-rough", name="enformer",
+        licence="Apache-2.0 (deepmind-research)",
     ),
+    **_borzoi_registry(),
+}
+"""Every known weights name (canonical and short) -> its entry; ``WEIGHTS[name].name`` is the canonical one."""
+
+# The names `senformer download --help` and the errors list (each also takes :N for replicate N = 0-3).
+SHORT_NAMES = {
+    "enformer": "DeepMind's Enformer (196,608 bp, 896 bins of 128 bp), 959 MB",
+    "borzoi": "Borzoi human head (524,288 bp, 16,352 bins of 32 bp), replicate 0; borzoi:N for N = 0-3",
+    "borzoi-mouse": "Borzoi mouse head, replicate 0; borzoi-mouse:N for N = 0-3",
+    "flashzoi": "Flashzoi (Borzoi with rotary attention), human and mouse heads; flashzoi:N for N = 0-3",
 }
 
 REPLICATES: dict[str, tuple[str, ...]] = {}
@@ -85,7 +165,20 @@ GENOMES: dict[str, str] = {
     "mm10": "UCSC mm10 (GRCm38) mouse genome",
 }
 
-WEIGHTS_SOURCES = ("dm-enformer", "huggingface")
+WEIGHTS_SOURCES = ("dm-enformer", "calico", "huggingface")
+
+
+def replicates(name: str) -> list[str]:
+    """The canonical names of every replicate of the model ``name`` names, in replicate order: ``borzoi``
+    (or ``borzoi:2``, ``borzoi-replicate-2``) gives ``borzoi-replicate-0`` ... ``borzoi-replicate-3``. Each
+    resolves like any name (:func:`resolve_weights`, :func:`load_model`); ``predict --ensemble`` averages them.
+    A name with one model only (``enformer``), or no known name, is a :class:`UserError`."""
+    entry = WEIGHTS.get(os.fspath(name))
+    if entry is not None and len(entry.replicates) > 1:
+        return list(entry.replicates)
+    with_replicates = ", ".join(short for short in SHORT_NAMES if len(WEIGHTS[short].replicates) > 1)
+    raise UserError(f"--ensemble averages several weights: {name!r} is one model; give --weights a comma-separated "
+                    f"list of weights files or names, or a name with replicates ({with_replicates})")
 
 
 # Locations ------------------------------------------------------------------------------------------
@@ -100,8 +193,10 @@ def home() -> Path:
 
 
 def weights_path(name: str) -> Path:
-    """Where the native copy of the named weights lives (``config.json`` + ``model.safetensors``)."""
-    return home() / "weights" / name
+    """Where the native copy of the named weights lives (``config.json`` + ``model.safetensors``); a short
+    name's folder is its canonical name's (``borzoi`` -> ``weights/borzoi-replicate-0``)."""
+    entry = WEIGHTS.get(name)
+    return home() / "weights" / (entry.name if entry is not None else name)
 
 
 def genome_path(name: str) -> Path:
@@ -114,10 +209,26 @@ def weights_url(name: str) -> str:
     return (os.environ.get(WEIGHTS_URL_ENV) or DEFAULT_WEIGHTS_URL).rstrip("/")
 
 
+def borzoi_url() -> str:
+    """The folder URL of calico's Borzoi ``.h5`` files (``f<replicate>/model<head>_best.h5``)."""
+    return (os.environ.get(BORZOI_URL_ENV) or DEFAULT_BORZOI_URL).rstrip("/")
+
+
+def huggingface_url() -> str:
+    """The Hugging Face hub that serves ``<repository>/resolve/main/<file>``."""
+    return (os.environ.get(HUGGINGFACE_URL_ENV) or os.environ.get("HF_ENDPOINT") or DEFAULT_HUGGINGFACE_URL).rstrip("/")
+
+
 def genome_url(name: str) -> str:
     """The URL of UCSC's gzip FASTA of the named genome."""
     base = (os.environ.get(GENOME_URL_ENV) or DEFAULT_GENOME_URL).rstrip("/")
     return f"{base}/{name}/bigZips/{name}.fa.gz"
+
+
+def known_weights() -> str:
+    """The weights names, in one line for an error."""
+    return (f"known weights: {', '.join(SHORT_NAMES)} (borzoi, borzoi-mouse and flashzoi take :N for replicate "
+            "N = 0-3; or their Hugging Face names: borzoi-replicate-N[-mouse], flashzoi-replicate-N)")
 
 
 def _known(kind: str, names) -> str:
@@ -148,8 +259,8 @@ def resolve_weights(name_or_path: str | os.PathLike, progress: bool = True) -> P
         return download_weights(text, progress=progress)
     raise UserError(
         f"no weights at {text!r}: not a file, folder or checkpoint prefix, and not a known name "
-        f"({_known('weights', WEIGHTS)}); get the official weights with `senformer download enformer` "
-        "and pass --weights enformer"
+        f"({known_weights()}); get published weights with `senformer download enformer` "
+        "(or borzoi, flashzoi) and pass --weights enformer"
     )
 
 
@@ -197,19 +308,78 @@ def _locked() -> Iterator[None]:
         yield
 
 
-def _remote_size(url: str) -> int | None:
-    """The file's size from a HEAD request (None when the server does not say)."""
+OFFLINE_HINT = (f"offline, set ${WEIGHTS_URL_ENV} or ${GENOME_URL_ENV} to a reachable copy, or pass local files "
+                "(`senformer convert` reads a copied checkpoint)")
+
+
+@dataclass(frozen=True)
+class PublishedHash:
+    """The hash a server publishes for a file: ``kind`` is ``md5``/``crc32c`` (Google Cloud Storage's
+    ``x-goog-hash``, base64 of the digest), ``sha256`` (a Hugging Face LFS file: ``X-Linked-Etag``, hex) or
+    ``git-sha1`` (a Hugging Face file kept in git: its ETag is the git blob hash, hex)."""
+
+    kind: str
+    value: str
+    header: str
+
+    def of_file(self, path: Path) -> str:
+        """The same hash of ``path``'s bytes, written as the server writes it."""
+        if self.kind == "crc32c":
+            import google_crc32c
+
+            checksum = google_crc32c.Checksum()
+            update = checksum.update
+        else:
+            checksum = hashlib.new("sha1" if self.kind == "git-sha1" else self.kind)
+            update = checksum.update
+            if self.kind == "git-sha1":
+                update(b"blob %d\0" % path.stat().st_size)
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                update(chunk)
+        if self.kind in ("md5", "crc32c"):
+            return base64.b64encode(checksum.digest()).decode("ascii")
+        return checksum.hexdigest()
+
+
+def published_hash(responses) -> PublishedHash | None:
+    """The file's hash from the headers of a HEAD request and the redirects before it (the Hugging Face hub
+    names an LFS file's SHA-256 on its redirect to the CDN). MD5 is preferred over CRC32C (composite objects
+    have only the latter); a Cloud Storage object stored gzip-encoded has hashes of its stored bytes, not of
+    the ones sent, so it has none here."""
+    for response in reversed(list(responses)):
+        headers = response.headers
+        goog = headers.get("x-goog-hash")
+        if goog and headers.get("x-goog-stored-content-encoding", "identity") == "identity":
+            found = dict(re.findall(r"(md5|crc32c)=([A-Za-z0-9+/=]+)", goog))
+            for kind in ("md5", "crc32c"):
+                if kind in found:
+                    return PublishedHash(kind, found[kind], "x-goog-hash")
+    for response in responses:
+        headers = response.headers
+        if "X-Repo-Commit" not in headers:
+            continue
+        linked = headers.get("X-Linked-Etag")
+        etag = (linked or headers.get("ETag") or "").removeprefix("W/").strip('"')
+        if re.fullmatch(r"[0-9a-f]{64}", etag):
+            return PublishedHash("sha256", etag, "X-Linked-Etag" if linked else "ETag")
+        if re.fullmatch(r"[0-9a-f]{40}", etag) and not linked:
+            return PublishedHash("git-sha1", etag, "ETag")
+    return None
+
+
+def _remote_file(url: str, offline_hint: str = OFFLINE_HINT) -> tuple[int | None, PublishedHash | None]:
+    """The file's size (None when the server does not say) and published hash, from a HEAD request."""
     import requests
 
     try:
         response = requests.head(url, timeout=TIMEOUT_S, allow_redirects=True, headers={"Accept-Encoding": "identity"})
     except requests.RequestException as error:
-        raise UserError(f"cannot reach {url} ({_reason(error)}); offline, set ${WEIGHTS_URL_ENV} or ${GENOME_URL_ENV} to "
-                        "a reachable copy, or pass local files (`senformer convert` reads a copied checkpoint)") from None
+        raise UserError(f"cannot reach {url} ({_reason(error)}); {offline_hint}") from None
     if response.status_code >= 400:
         raise UserError(f"{url}: the server answered HTTP {response.status_code} {response.reason}")
     length = response.headers.get("Content-Length")
-    return int(length) if length and length.isdigit() else None
+    return (int(length) if length and length.isdigit() else None), published_hash([*response.history, response])
 
 
 def _reason(error: Exception) -> str:
@@ -243,15 +413,24 @@ def _transfer(response, handle, bar, min_rate: float, window: float) -> None:
 
 def download_file(url: str, destination: str | os.PathLike, progress: bool = True,
                   attempts: int = DOWNLOAD_ATTEMPTS, *, min_rate: float | None = None,
-                  window: float | None = None) -> Path:
+                  window: float | None = None, require_hash: bool = False,
+                  offline_hint: str = OFFLINE_HINT) -> Path:
     """Download ``url`` to ``destination``, resuming from ``destination.part`` after a cut connection.
 
     The bytes accumulate in ``destination.part``; an HTTP Range request continues it, both within this
     call (up to ``attempts`` tries) and in a later call. The file is renamed into place only when its size
-    equals the server's ``Content-Length``. A server that ignores the Range header is caught by that size
-    check and the download restarts from zero. An attempt ends when a read waits :data:`TIMEOUT_S` or the
-    rate stays below ``min_rate`` bytes/s (:data:`MIN_RATE_BPS`) for ``window`` s (:data:`RATE_WINDOW_S`).
+    equals the server's ``Content-Length`` and its bytes have the hash the server publishes for it
+    (:func:`published_hash`; a mismatch removes them and is refused). ``require_hash``: a server that
+    publishes none is refused too. A server that ignores the Range header is caught by the size check and
+    the download restarts from zero. An attempt ends when a read waits :data:`TIMEOUT_S` or the rate stays
+    below ``min_rate`` bytes/s (:data:`MIN_RATE_BPS`) for ``window`` s (:data:`RATE_WINDOW_S`).
     """
+    return _download(url, destination, progress, attempts, min_rate, window, require_hash, offline_hint)[0]
+
+
+def _download(url: str, destination: str | os.PathLike, progress: bool, attempts: int, min_rate: float | None,
+              window: float | None, require_hash: bool, offline_hint: str) -> tuple[Path, PublishedHash | None]:
+    """:func:`download_file`, also returning the hash the file was verified against."""
     import requests
     import urllib3
     from tqdm.auto import tqdm
@@ -262,7 +441,10 @@ def download_file(url: str, destination: str | os.PathLike, progress: bool = Tru
     destination = Path(destination)
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(destination.name + ".part")
-    expected = _remote_size(url)
+    expected, published = _remote_file(url, offline_hint)
+    if published is None and require_hash:
+        raise UserError(f"{url}: the server publishes no hash of the file (x-goog-hash or a Hugging Face ETag), "
+                        "so the download cannot be verified; refused")
     last_error: Exception | None = None
     for _ in range(attempts):
         done = partial.stat().st_size if partial.exists() else 0
@@ -296,7 +478,16 @@ def download_file(url: str, destination: str | os.PathLike, progress: bool = Tru
         if expected is None or size == expected:
             from .outputs import move_into_place
 
-            return move_into_place(partial, destination)
+            if published is not None:
+                if progress:
+                    print(f"verifying {destination.name} ({published.kind} from the server's {published.header})",
+                          file=sys.stderr)
+                found = published.of_file(partial)
+                if found != published.value:
+                    partial.unlink()
+                    raise UserError(f"{url}: refused the download, removed it: its {published.kind} is {found}, the "
+                                    f"server's {published.header} says {published.value}; run the command again")
+            return move_into_place(partial, destination), published
         last_error = OSError(f"received {size:,} bytes, expected {expected:,}")
         if size > expected:  # the server sent the whole file again instead of the requested range
             partial.unlink()
@@ -343,7 +534,7 @@ def _install_folder(built: Path, destination: Path) -> None:
     move_into_place(built, destination)
 
 
-def _convert_into_cache(source: str | os.PathLike, name: str, format: str | None = None) -> Path:
+def _convert_into_cache(source: str | os.PathLike, name: str, format: str | None = None, overrides=None) -> Path:
     from .weights.loading import load_local_model
     from .weights.native import save_model
 
@@ -351,56 +542,134 @@ def _convert_into_cache(source: str | os.PathLike, name: str, format: str | None
     built = _fresh_sibling(destination)
     try:
         # What `senformer convert SOURCE DESTINATION` does; strict, so every tensor is present with its shape.
-        save_model(load_local_model(source, format=format), built)
+        save_model(load_local_model(source, overrides, format=format), built)
         _install_folder(built, destination)
     finally:
         shutil.rmtree(built, ignore_errors=True)
     return destination
 
 
-def download_weights(name: str, force: bool = False, progress: bool = True, source: str = "dm-enformer") -> Path:
+def download_weights(name: str, force: bool = False, progress: bool = True, source: str | None = None) -> Path:
     """Download, verify and convert the named weights into the cache; returns the native folder.
 
-    ``source`` is ``dm-enformer`` (DeepMind's checkpoint, at ``$SENFORMER_WEIGHTS_URL`` when set) or
-    ``huggingface`` (the converted copy on the Hugging Face hub; needs ``pip install huggingface_hub``).
-    Without ``force`` an existing cached copy is returned as it is.
+    ``source`` (default: the name's first, its original publisher) is ``dm-enformer`` (DeepMind's
+    checkpoint, at ``$SENFORMER_WEIGHTS_URL`` when set), ``calico`` (calico's Keras ``.h5``, at
+    ``$SENFORMER_BORZOI_URL``) or ``huggingface`` (the borzoi-pytorch / Flashzoi copies at
+    ``$SENFORMER_HUGGINGFACE_URL``; Enformer's through ``huggingface_hub``). Without ``force`` an existing
+    cached copy is returned as it is.
     """
     if name not in WEIGHTS:
-        raise UserError(f"unknown weights {name!r} ({_known('weights', WEIGHTS)})")
+        raise UserError(f"unknown weights {name!r} ({known_weights()})")
+    entry = WEIGHTS[name]
+    source = source or entry.sources[0]
     if source not in WEIGHTS_SOURCES:
         raise UserError(f"unknown weights source {source!r} (choose from {', '.join(WEIGHTS_SOURCES)})")
-    entry = WEIGHTS[name]
+    if source not in entry.sources:
+        raise UserError(f"{name} is not published by {source}: --source {' or '.join(entry.sources)}")
     destination = weights_path(name)
     with _locked():
         if destination.is_dir() and not force:
             return destination
-        if source == "huggingface":
-            return _download_huggingface(name, entry, progress)
-        folder = home() / "downloads" / name
-        if force:
-            shutil.rmtree(folder, ignore_errors=True)
-        base = weights_url(name)
-        # A network failure keeps what arrived (the next run resumes); only a failed verification discards it.
-        for file_name in entry.files:
-            target = folder / file_name
-            if not target.is_file():
-                download_file(f"{base}/{file_name}", target, progress=progress)
-        if progress:
-            print(f"verifying {folder / entry.checkpoint} (every tensor's CRC32C)", file=sys.stderr)
-        try:
-            verify_checkpoint(folder / entry.checkpoint)
-        except (UserError, FileNotFoundError) as error:
-            # A damaged download is useless: leave nothing of it in the cache.
-            shutil.rmtree(folder, ignore_errors=True)
-            raise UserError(f"{base}/{entry.checkpoint}: refused the download, removed it: {error}") from None
-        if progress:
-            print(f"converting to {destination}", file=sys.stderr)
-        _convert_into_cache(folder / entry.checkpoint, name, format="tf-checkpoint")
-        _write_provenance(name, {"source": "dm-enformer", "urls": [f"{base}/{f}" for f in entry.files],
-                                 "bytes": {f: (folder / f).stat().st_size for f in entry.files}})
-        # The native copy holds every tensor; the 959 MB checkpoint is not needed again.
+        if source == "dm-enformer":
+            return _download_checkpoint(entry, force, progress)
+        if source == "huggingface" and entry.huggingface_format == "enformer-pytorch":
+            return _download_huggingface(entry.name, entry, progress)
+        return _download_published(entry, source, force, progress)
+
+
+def _download_checkpoint(entry: WeightsSource, force: bool, progress: bool) -> Path:
+    name, destination = entry.name, weights_path(entry.name)
+    folder = home() / "downloads" / name
+    if force:
         shutil.rmtree(folder, ignore_errors=True)
+    base = weights_url(name)
+    # A network failure keeps what arrived (the next run resumes); only a failed verification discards it.
+    for file_name in entry.files:
+        target = folder / file_name
+        if not target.is_file():
+            download_file(f"{base}/{file_name}", target, progress=progress)
+    if progress:
+        print(f"verifying {folder / entry.checkpoint} (every tensor's CRC32C)", file=sys.stderr)
+    try:
+        verify_checkpoint(folder / entry.checkpoint)
+    except (UserError, FileNotFoundError) as error:
+        # A damaged download is useless: leave nothing of it in the cache.
+        shutil.rmtree(folder, ignore_errors=True)
+        raise UserError(f"{base}/{entry.checkpoint}: refused the download, removed it: {error}") from None
+    if progress:
+        print(f"converting to {destination}", file=sys.stderr)
+    _convert_into_cache(folder / entry.checkpoint, name, format="tf-checkpoint")
+    _write_provenance(name, {"source": "dm-enformer", "urls": [f"{base}/{f}" for f in entry.files],
+                             "bytes": {f: (folder / f).stat().st_size for f in entry.files}})
+    # The native copy holds every tensor; the 959 MB checkpoint is not needed again.
+    shutil.rmtree(folder, ignore_errors=True)
     return destination
+
+
+def _published_files(entry: WeightsSource, source: str) -> tuple[list[tuple[str, str]], str]:
+    """``([(url, file name)], mirror variable)`` of the files a Borzoi-family source publishes: calico's one
+    ``.h5`` (its name says the head: ``model0`` human, ``model1`` mouse), or a Hugging Face repository's
+    ``config.json`` and weights file (the first of :data:`HUGGINGFACE_WEIGHTS_FILES` it holds)."""
+    if source == "calico":
+        return [(f"{borzoi_url()}/{entry.calico_file}", Path(entry.calico_file).name)], BORZOI_URL_ENV
+    import requests
+
+    base = f"{huggingface_url()}/{entry.huggingface_repo}/resolve/main"
+    for file_name in HUGGINGFACE_WEIGHTS_FILES:
+        url = f"{base}/{file_name}"
+        try:
+            status = requests.head(url, timeout=TIMEOUT_S, allow_redirects=True).status_code
+        except requests.RequestException as error:
+            raise UserError(f"cannot reach {url} ({_reason(error)}); {_offline_hint(entry, HUGGINGFACE_URL_ENV)}") from None
+        if status < 400:
+            return [(f"{base}/config.json", "config.json"), (url, file_name)], HUGGINGFACE_URL_ENV
+        if status != 404:
+            raise UserError(f"{url}: the server answered HTTP {status}")
+    raise UserError(f"{base}: the repository holds none of {', '.join(HUGGINGFACE_WEIGHTS_FILES)}")
+
+
+def _offline_hint(entry: WeightsSource, variable: str) -> str:
+    return (f"offline, set ${variable} to a reachable copy, or copy the files here and run `senformer convert "
+            f"FILE_OR_FOLDER DESTINATION`, then pass --weights DESTINATION (the --weights {entry.name} of this machine)")
+
+
+def _download_published(entry: WeightsSource, source: str, force: bool, progress: bool) -> Path:
+    """calico's or the Hugging Face hub's files, each verified against the hash its server publishes, then
+    converted once. A mirror (its variable set) that publishes no hash is used with a warning."""
+    name = entry.name
+    folder = home() / "downloads" / name
+    if force:
+        shutil.rmtree(folder, ignore_errors=True)
+    files, variable = _published_files(entry, source)
+    mirrored = bool(os.environ.get(variable) or (variable == HUGGINGFACE_URL_ENV and os.environ.get("HF_ENDPOINT")))
+    verified: dict[str, str | None] = {}
+    for url, file_name in files:
+        target = folder / file_name
+        if target.is_file():
+            verified[file_name] = "verified in an earlier run"
+            continue
+        try:
+            _, published = _download(url, target, progress, DOWNLOAD_ATTEMPTS, None, None, not mirrored,
+                                     _offline_hint(entry, variable))
+        except DownloadInterrupted:
+            raise  # the bytes received are kept for the next run
+        except UserError:
+            shutil.rmtree(folder, ignore_errors=True)  # a refused file leaves nothing of this download behind
+            raise
+        if published is None:
+            warnings.warn(f"{url}: the mirror publishes no hash of the file, so it was not verified", stacklevel=2)
+        verified[file_name] = None if published is None else f"{published.kind} {published.value}"
+    if progress:
+        print(f"converting to {weights_path(name)}", file=sys.stderr)
+    converted_from = folder / files[0][1] if source == "calico" else folder
+    # calico's model outputs all 16,352 bins (16 cropped from each end); the Hugging Face copies convert to the
+    # same, so a name gives one model whatever its source (--set target_length=6144 keeps the trained centre).
+    _convert_into_cache(converted_from, name, format="keras-h5" if source == "calico" else entry.huggingface_format,
+                        overrides={"target_length": None})
+    _write_provenance(name, {"source": source, "urls": [url for url, _ in files],
+                             "bytes": {f: (folder / f).stat().st_size for _, f in files}, "hashes": verified})
+    shutil.rmtree(folder, ignore_errors=True)  # the native copy holds every tensor
+    return weights_path(name)
 
 
 def _download_huggingface(name: str, entry: WeightsSource, progress: bool) -> Path:
