@@ -147,19 +147,6 @@ SHORT_NAMES = {
     "flashzoi": "Flashzoi (Borzoi with rotary attention), human and mouse heads; flashzoi:N for N = 0-3",
 }
 
-REPLICATES: dict[str, tuple[str, ...]] = {}
-"""Names that stand for a published model's replicates, in order (``predict --ensemble`` averages them)."""
-
-
-def replicates(name: str) -> list[str]:
-    """The weights names of the replicates ``name`` stands for (``predict --weights NAME --ensemble``)."""
-    if name in REPLICATES:
-        return list(REPLICATES[name])
-    known = f"; names with replicates: {', '.join(sorted(REPLICATES))}" if REPLICATES else ""
-    raise UserError(f"--ensemble averages several weights: {name!r} is one model; give --weights a comma-separated "
-                    f"list of weights files or names{known}")
-
-
 GENOMES: dict[str, str] = {
     "hg38": "UCSC hg38 (GRCh38) human genome",
     "mm10": "UCSC mm10 (GRCm38) mouse genome",
