@@ -144,7 +144,7 @@ def test_coverage_needs_a_squashed_scale(borzoi_run, tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
-def test_an_ensemble_is_the_mean_of_its_members(borzoi_run, tmp_path, capsys):
+def test_an_ensemble_is_the_mean_of_its_members(borzoi_run, tmp_path, capsys, monkeypatch):
     root, models, common = borzoi_run
     region = ["--region", "chr1:3,000-4,200"]  # longer than one output window: tiled and stitched
     weights = f"{root / 'w0'},{root / 'w1'}"
@@ -157,6 +157,14 @@ def test_an_ensemble_is_the_mean_of_its_members(borzoi_run, tmp_path, capsys):
     members = [read_prediction(tmp_path / f"m{number}.h5").values["human"] for number in range(2)]
     assert mean.shape == (BINS + 10, 6)  # 1,200 bp: 38 bins
     np.testing.assert_allclose(mean, (members[0] + members[1]) / 2, rtol=2e-3, atol=1e-3)  # float16 files
+    # A name stands for its replicates (hub.replicates: borzoi's four; here the two files twice).
+    import senformer.hub
+
+    monkeypatch.setattr(senformer.hub, "replicates", lambda name: [str(root / f"w{k % 2}") for k in range(4)])
+    assert main([str(a) for a in ["predict", "--weights", "tiny-borzoi", "--ensemble", *region, "--rc", "--out",
+                                  tmp_path / "named.h5", *common]]) == 0
+    np.testing.assert_allclose(read_prediction(tmp_path / "named.h5").values["human"], mean, rtol=2e-3, atol=1e-4)
+    monkeypatch.undo()
     # In memory (float32, no file): the ensemble's passes average to the members' mean.
     from senformer.model.ensemble import Ensemble
     from senformer.predict import PredictOptions, predict_regions
