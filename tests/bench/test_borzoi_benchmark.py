@@ -52,6 +52,17 @@ def test_comparison_is_against_the_peer_at_the_same_point():
     assert "2.00x" in table and "0.50x" in table
 
 
+def test_flex_kinds_switch_the_position_term_in_the_child(monkeypatch):
+    # The payload's kind decides the child's FlexAttention switch: measured both ways, never by inheritance.
+    seen = []
+    monkeypatch.setenv("SENFORMER_FLEX_ATTENTION", "1")  # restored afterwards: measure() sets it for its process
+    monkeypatch.setattr(borzoi.memory, "time_steps", lambda step, *a, **k: seen.append(
+        borzoi.os.environ["SENFORMER_FLEX_ATTENTION"]) or {"median_s": 1.0})
+    for kind in ("bigbird+flex", "bigbird"):
+        borzoi.measure({"length": 2048, "kind": kind, "mode": "inference", "device": "cpu", "settings": TINY})
+    assert seen == ["1", "0"]
+
+
 def test_bf16_is_skipped_with_the_reason_where_not_native(tmp_path, monkeypatch):
     monkeypatch.setattr("senformer.device.bf16_supported", lambda device="cpu", cpuinfo=None: False)
     out = tmp_path / "b.json"

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,7 +25,10 @@ from ..config import ATTENTION_KINDS
 from . import memory
 
 PEER = "borzoi-pytorch"
-KINDS = (*ATTENTION_KINDS, PEER)
+FLEX = "+flex"
+"""Suffix of a kind whose bucketed position term runs inside compiled FlexAttention (:mod:`senformer.model.attention.flex`);
+a kind without it runs the gathered term (``SENFORMER_FLEX_ATTENTION=0``), so both are measured explicitly."""
+KINDS = (*ATTENTION_KINDS, *(kind + FLEX for kind in ATTENTION_KINDS), PEER)
 MODES = ("inference", "train")
 PRECISIONS = ("fp32", "bf16")
 DEFAULT_LENGTHS = (262_144, 524_288, 1_048_576, 2_097_152)
@@ -49,7 +53,7 @@ def _build(kind: str, settings: dict[str, Any], device: str, length: int):
     from ..config import preset
     from ..model.borzoi import Borzoi
 
-    config = preset("borzoi", attention=kind, **settings)
+    config = preset("borzoi", attention=kind.removesuffix(FLEX), **settings)
     model = Borzoi(config).to(device)
     return model, lambda x: model(x, heads=["human"])["human"]
 
@@ -62,6 +66,7 @@ def measure(payload: dict[str, Any]) -> dict[str, Any]:
 
     if payload.get("threads"):
         torch.set_num_threads(payload["threads"])
+    os.environ["SENFORMER_FLEX_ATTENTION"] = "1" if payload["kind"].endswith(FLEX) else "0"
     device, mode = payload["device"], payload["mode"]
     autocast = (torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
                 if payload.get("precision") == "bf16" else contextlib.nullcontext())
@@ -165,6 +170,7 @@ def draw_figure(records: Sequence[dict[str, Any]], path: Path) -> Path:
     from .figures import COLOURS
 
     colours = {**COLOURS, PEER: COLOURS.get("enformer-pytorch", "tab:gray")}
+    colours.update({kind + FLEX: colours[kind] for kind in ATTENTION_KINDS})
     figure = new_figure(11.0, 4.0)
     time_ax, memory_ax = figure.subplots(1, 2)
     for kind in KINDS:
@@ -176,10 +182,10 @@ def draw_figure(records: Sequence[dict[str, Any]], path: Path) -> Path:
             if fits:
                 lengths = [r["length"] / 1e3 for r in fits]
                 label = f"{kind}, {mode}" + (", bf16" if precision == "bf16" else "")
-                time_ax.plot(lengths, [r["median_s"] for r in fits], style, marker=marker, color=colours[kind],
-                             label=label)
+                shade = {"color": colours[kind], "alpha": 0.55 if kind.endswith(FLEX) else 1.0}
+                time_ax.plot(lengths, [r["median_s"] for r in fits], style, marker=marker, label=label, **shade)
                 memory_ax.plot(lengths, [r["peak_memory_mb"] / 1024 for r in fits], style, marker=marker,
-                               color=colours[kind], label=label)
+                               label=label, **shade)
             for r in rows:
                 if r["status"] == "oom":
                     memory_ax.plot(r["length"] / 1e3, r["memory_cap_gb"], "x", color=colours[kind], markersize=8)

@@ -327,7 +327,7 @@ def _run_variants(args: argparse.Namespace) -> int:
 
 
 def _register_borzoi(subparsers) -> None:
-    from ..bench.borzoi import DEFAULT_LENGTHS, KINDS, MODES, PEER, PRECISIONS
+    from ..bench.borzoi import DEFAULT_LENGTHS, FLEX, KINDS, MODES, PEER, PRECISIONS
 
     parser = subparsers.add_parser(
         "borzoi", help="Borzoi's time and memory against input length, beside borzoi-pytorch; resumable",
@@ -340,8 +340,10 @@ def _register_borzoi(subparsers) -> None:
     parser.add_argument("--out", required=True, help="output directory (an existing borzoi.json is resumed)")
     parser.add_argument("--lengths", type=WholeList(whole(1)), default=None, metavar="BP,BP,...",
                         help=f"input lengths in bp, multiples of 2,048 (default: {','.join(map(str, DEFAULT_LENGTHS))})")
-    parser.add_argument("--kinds", type=_choice_list(KINDS), default=list(KINDS),
-                        help=f"comma-separated from {', '.join(KINDS)} (default: all)")
+    parser.add_argument("--kinds", type=_choice_list(KINDS), default=[*ATTENTION_KINDS, PEER],
+                        help=f"comma-separated from {', '.join(KINDS)}; a kind with {FLEX} runs its position term "
+                        f"inside compiled FlexAttention, one without it the gathered term (default: "
+                        f"{','.join([*ATTENTION_KINDS, PEER])})")
     parser.add_argument("--modes", type=_choice_list(MODES), default=list(MODES),
                         help="comma-separated: inference (forward), train (forward, poisson_mn loss, backward) "
                         "(default: both)")
