@@ -533,6 +533,37 @@ def test_flashzoi_from_the_hugging_face_hub_is_checked_against_its_lfs_sha256(ho
     assert hashes == {"config.json": f"git-sha1 {blob}", "model.safetensors": f"sha256 {hashlib.sha256(weights).hexdigest()}"}
 
 
+def test_borzoi_from_its_hugging_face_copy_is_the_model_calico_publishes(home, monkeypatch):
+    """borzoi-pytorch's copy: a pickled pytorch_model.bin (the repository has no model.safetensors), read with
+    weights_only; the name keeps calico's conventions (every bin, the basis from the input's length)."""
+    import io
+    from helpers import randomize_
+    from senformer.config import BorzoiConfig
+    from senformer.model.borzoi import Borzoi
+
+    torch.manual_seed(1)
+    model = randomize_(Borzoi(BorzoiConfig(
+        dim=16, depth=1, heads=2, key_size=4, stem_channels=8, stem_width=5, num_conv_tower_blocks=3,
+        conv_tower_start=8, conv_tower_divisible_by=4, final_channels=12, output_heads={"mouse": 2})), 1).eval()
+    pickled = io.BytesIO()
+    torch.save(_borzoi_pytorch_names(model.state_dict(), flash=False), pickled)
+    config = json.dumps({"enable_mouse_head": True, "enable_human_head": False, "bins_to_return": 6, "heads": 2}).encode()
+    resolve = "/johahi/borzoi-replicate-3-mouse/resolve/main"
+    server = LoopbackServer({f"{resolve}/config.json": config, "/cdn/bin": pickled.getvalue()})
+    server.redirects[f"{resolve}/pytorch_model.bin"] = (f"{server.url}/cdn/bin", {
+        "X-Linked-Etag": f'"{hashlib.sha256(pickled.getvalue()).hexdigest()}"', "X-Repo-Commit": HF_COMMIT})
+    monkeypatch.setenv(hub.HUGGINGFACE_URL_ENV, server.url)
+    try:
+        path = hub.download_weights("borzoi-mouse:3", source="huggingface", progress=False)
+    finally:
+        server.stop()
+    assert [request[1] for request in server.requests[:2]] == [f"{resolve}/model.safetensors", f"{resolve}/pytorch_model.bin"]
+    loaded = load_model(path)
+    assert (loaded.config.target_length, loaded.config.positional_basis_length) == (None, None)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], tensor), name
+
+
 def test_replicates_and_short_names_share_the_cache_folders(home):
     assert hub.replicates("borzoi") == hub.replicates("borzoi:3") == [f"borzoi-replicate-{r}" for r in range(4)]
     assert hub.replicates("borzoi-mouse") == [f"borzoi-replicate-{r}-mouse" for r in range(4)]

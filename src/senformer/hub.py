@@ -99,16 +99,18 @@ class WeightsSource:
 def _borzoi_registry() -> dict[str, WeightsSource]:
     """Borzoi's replicates (human and mouse heads) and Flashzoi's, by canonical and short names."""
     entries: dict[str, WeightsSource] = {}
-    families = {  # short name: (canonical name of replicate r, calico's head file, format, licence, MB)
+    # short name: (canonical name of replicate r, calico's head file, licence, MB: the Hub lists 744 and 705;
+    # Flashzoi's is its float32 parameters, 197,079,435 x 4 bytes)
+    families = {
         "borzoi": ("borzoi-replicate-{r}", "model0_best.h5", BORZOI_PYTORCH_LICENCE, 744),
         "borzoi-mouse": ("borzoi-replicate-{r}-mouse", "model1_best.h5", BORZOI_PYTORCH_LICENCE, 705),
-        "flashzoi": ("flashzoi-replicate-{r}", None, FLASHZOI_LICENCE, 0),
+        "flashzoi": ("flashzoi-replicate-{r}", None, FLASHZOI_LICENCE, 788),
     }
     for short, (pattern, head_file, licence, size) in families.items():
         names = tuple(pattern.format(r=r) for r in range(BORZOI_REPLICATES))
         for replicate, name in enumerate(names):
             if short == "flashzoi":
-                description = (f"Flashzoi replicate {replicate} (Hayes et al. 2024), human and mouse heads, "
+                description = (f"Flashzoi replicate {replicate} (Hingerl et al. 2024), human and mouse heads, "
                                "Hugging Face johahi/" + name)
                 sources, licences = ("huggingface",), licence
             else:
@@ -253,8 +255,9 @@ def resolve_weights(name_or_path: str | os.PathLike, progress: bool = True) -> P
 
 def load_model(name_or_path: str | os.PathLike, overrides=None, strict: bool = True, **options):
     """:func:`senformer.weights.load_model` (every argument and the result are its) that also takes a known
-    name: ``"enformer"`` is DeepMind's model, converted once into the cache (:func:`resolve_weights`;
-    downloaded on first use). A local path of that name wins. This is ``senformer.load_model``: names are
+    name (:data:`WEIGHTS`): ``"enformer"`` is DeepMind's model, ``"borzoi"``/``"borzoi:2"``/``"borzoi-mouse"``/
+    ``"flashzoi"`` calico's and borzoi-pytorch's replicates, converted once into the cache
+    (:func:`resolve_weights`; downloaded on first use). A local path of that name wins. This is ``senformer.load_model``: names are
     resolved here and in the commands, never below (``weights/`` and ``data/`` open paths)."""
     from .weights import load_model as load_path
 
@@ -649,10 +652,13 @@ def _download_published(entry: WeightsSource, source: str, force: bool, progress
     if progress:
         print(f"converting to {weights_path(name)}", file=sys.stderr)
     converted_from = folder / files[0][1] if source == "calico" else folder
-    # calico's model outputs all 16,352 bins (16 cropped from each end); the Hugging Face copies convert to the
-    # same, so a name gives one model whatever its source (--set target_length=6144 keeps the trained centre).
+    # A name gives one model whatever its source: calico's outputs all 16,352 bins (16 cropped from each end;
+    # --set target_length=6144 keeps the trained centre) and Borzoi builds its position basis from the input's
+    # length, as baskerville does (borzoi-pytorch's copies say 4,096; the same at 524,288 bp). Flashzoi,
+    # trained in borzoi-pytorch, keeps its 4,096.
+    overrides = {"target_length": None, **({"positional_basis_length": None} if entry.calico_file else {})}
     _convert_into_cache(converted_from, name, format="keras-h5" if source == "calico" else entry.huggingface_format,
-                        overrides={"target_length": None})
+                        overrides=overrides)
     _write_provenance(name, {"source": source, "urls": [url for url, _ in files],
                              "bytes": {f: (folder / f).stat().st_size for _, f in files}, "hashes": verified})
     shutil.rmtree(folder, ignore_errors=True)  # the native copy holds every tensor
