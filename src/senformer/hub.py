@@ -625,7 +625,8 @@ def _offline_hint(entry: WeightsSource, variable: str) -> str:
 
 def _download_published(entry: WeightsSource, source: str, force: bool, progress: bool) -> Path:
     """calico's or the Hugging Face hub's files, each verified against the hash its server publishes, then
-    converted once. A mirror (its variable set) that publishes no hash is used with a warning."""
+    converted once. The weights file must come with one from its publisher; a mirror (its variable set) that
+    publishes none, or a config.json without one (JSON, parsed strictly), is used with a warning."""
     name = entry.name
     folder = home() / "downloads" / name
     if force:
@@ -639,15 +640,15 @@ def _download_published(entry: WeightsSource, source: str, force: bool, progress
             verified[file_name] = "verified in an earlier run"
             continue
         try:
-            _, published = _download(url, target, progress, DOWNLOAD_ATTEMPTS, None, None, not mirrored,
-                                     _offline_hint(entry, variable))
+            _, published = _download(url, target, progress, DOWNLOAD_ATTEMPTS, None, None,
+                                     not mirrored and file_name != "config.json", _offline_hint(entry, variable))
         except DownloadInterrupted:
             raise  # the bytes received are kept for the next run
         except UserError:
             shutil.rmtree(folder, ignore_errors=True)  # a refused file leaves nothing of this download behind
             raise
         if published is None:
-            warnings.warn(f"{url}: the mirror publishes no hash of the file, so it was not verified", stacklevel=2)
+            warnings.warn(f"{url}: the server publishes no hash of the file, so it was not verified", stacklevel=2)
         verified[file_name] = None if published is None else f"{published.kind} {published.value}"
     if progress:
         print(f"converting to {weights_path(name)}", file=sys.stderr)

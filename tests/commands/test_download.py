@@ -48,3 +48,15 @@ def test_info_on_a_name_says_where_it_comes_from_without_downloading(home, capsy
     text = capsys.readouterr().out
     assert "MIT" in text and "attention: rotary" in text and "flashzoi-replicate-3" in text
     assert not home.exists()
+
+
+def test_info_on_a_weights_path_describes_its_model(capsys):
+    from helpers import SHARED
+
+    keras = SHARED / "fixtures" / "borzoi_keras" / "pred_small" / "model1.h5"
+    if not keras.is_file():
+        pytest.skip(f"{keras} is absent (the shared reference folder sits beside the clone in CI)")
+    assert main(["info", "--weights", str(keras), "--length", "65536"]) == 0
+    text = capsys.readouterr().out
+    assert "output_heads                     {'mouse': 6}" in text
+    assert "input 65,536 bp -> 512 positions -> 2,016 output bins" in text
