@@ -157,6 +157,14 @@ def _files_under(folder: Path) -> list[Path]:
     return sorted(path for path in folder.rglob("*") if path.is_file())
 
 
+def _refused_in_one_line(argv: list[str], fragment: str, home: Path, capsys) -> None:
+    """The command exits 2 with one line on stderr naming ``fragment``, and leaves nothing in the cache."""
+    assert main(argv) == 2
+    error_lines = capsys.readouterr().err.strip().splitlines()
+    assert len(error_lines) == 1 and fragment in error_lines[0]
+    assert _files_under(home) == []
+
+
 @pytest.fixture(scope="module")
 def official_files() -> dict[str, bytes]:
     fixture = SHARED / "fixtures" / "official_tf_tiny"
@@ -261,10 +269,7 @@ def test_corrupted_byte_is_refused_in_one_line_and_nothing_is_cached(server, hom
     with pytest.raises(UserError, match=f"damaged: checksum mismatch for {re.escape(largest.key)}"):
         hub.resolve_weights("enformer", progress=False)
     assert _files_under(home) == []
-    assert main(["download", "enformer", "--no-progress"]) == 2
-    error_lines = capsys.readouterr().err.strip().splitlines()
-    assert len(error_lines) == 1 and "checksum mismatch" in error_lines[0]
-    assert _files_under(home) == []
+    _refused_in_one_line(["download", "enformer", "--no-progress"], "checksum mismatch", home, capsys)
 
 
 def test_cache_is_used_without_network(server, home):
@@ -415,10 +420,7 @@ def test_a_wrong_published_hash_is_refused_and_nothing_is_cached(calico, home, c
     with pytest.raises(UserError, match=r"refused the download, removed it: its md5 is \S+, the server's x-goog-hash"):
         hub.download_weights("borzoi-mouse:1", progress=False)
     assert _files_under(home) == []
-    assert main(["download", "borzoi-replicate-1-mouse", "--no-progress"]) == 2
-    error_lines = capsys.readouterr().err.strip().splitlines()
-    assert len(error_lines) == 1 and "x-goog-hash" in error_lines[0]
-    assert _files_under(home) == []
+    _refused_in_one_line(["download", "borzoi-replicate-1-mouse", "--no-progress"], "x-goog-hash", home, capsys)
 
 
 def test_no_published_hash_is_refused_from_the_publisher_and_warned_from_a_mirror(calico, home, monkeypatch, capsys):
@@ -437,6 +439,21 @@ def test_no_published_hash_is_refused_from_the_publisher_and_warned_from_a_mirro
     with pytest.raises(UserError, match="cannot reach") as offline:
         hub.download_weights("borzoi:1", progress=False)
     assert f"${hub.BORZOI_URL_ENV}" in str(offline.value) and "senformer convert" in str(offline.value)
+
+
+def test_which_headers_are_a_published_hash(tmp_path):
+    """A composite Cloud Storage object has only a CRC32C; one stored gzip-encoded has hashes of other bytes
+    than those sent; a plain server's ETag (no Hugging Face commit beside it) promises nothing."""
+    from requests.structures import CaseInsensitiveDict
+
+    answer = lambda **headers: type("Answer", (), {"headers": CaseInsensitiveDict(headers)})()
+    path = tmp_path / "object"
+    path.write_bytes(b"ACGT" * 5000)
+    crc32c = _goog_hash(path.read_bytes())["x-goog-hash"][0].removeprefix("crc32c=")
+    composite = hub.published_hash([answer(**{"x-goog-hash": f"crc32c={crc32c}"})])
+    assert (composite.kind, composite.of_file(path)) == ("crc32c", crc32c)
+    assert hub.published_hash([answer(**{"x-goog-hash": f"crc32c={crc32c}", "x-goog-stored-content-encoding": "gzip"})]) is None
+    assert hub.published_hash([answer(ETag=f'"{hashlib.sha256(path.read_bytes()).hexdigest()}"')]) is None
 
 
 def _borzoi_pytorch_names(state: dict[str, torch.Tensor], flash: bool) -> dict[str, torch.Tensor]:
