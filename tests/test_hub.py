@@ -407,6 +407,9 @@ def test_borzoi_by_name_is_verified_resumed_and_converted_once(calico, home, mon
     assert hub.resolve_weights("borzoi-replicate-0") == hub.resolve_weights("borzoi:0") == cached
     load_by_name("borzoi")
     assert conversions == ["borzoi-replicate-0"]
+    from senformer.commands.common import weights_path  # every --weights option, as for enformer
+
+    assert weights_path("borzoi") == weights_path("borzoi-replicate-0") == str(cached)
     provenance = json.loads((home / "weights" / "borzoi-replicate-0.json").read_text())
     assert provenance["source"] == "calico" and provenance["hashes"]["model0_best.h5"].startswith("md5 ")
     assert {p.relative_to(home).as_posix() for p in _files_under(home)} == {

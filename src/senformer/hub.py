@@ -144,9 +144,9 @@ WEIGHTS: dict[str, WeightsSource] = {
 # The names `senformer download --help` and the errors list (each also takes :N for replicate N = 0-3).
 SHORT_NAMES = {
     "enformer": "DeepMind's Enformer (196,608 bp, 896 bins of 128 bp), 959 MB",
-    "borzoi": "Borzoi human head (524,288 bp, 16,352 bins of 32 bp), replicate 0; borzoi:N for N = 0-3",
-    "borzoi-mouse": "Borzoi mouse head, replicate 0; borzoi-mouse:N for N = 0-3",
-    "flashzoi": "Flashzoi (Borzoi with rotary attention), human and mouse heads; flashzoi:N for N = 0-3",
+    "borzoi": "Borzoi human head (524,288 bp, 16,352 bins of 32 bp), replicate 0, 744 MB; borzoi:N for N = 0-3",
+    "borzoi-mouse": "Borzoi mouse head, replicate 0, 705 MB; borzoi-mouse:N for N = 0-3",
+    "flashzoi": "Flashzoi (Borzoi, rotary attention), human and mouse heads, 788 MB; flashzoi:N for N = 0-3",
 }
 
 GENOMES: dict[str, str] = {
