@@ -14,6 +14,7 @@ import sys
 import traceback
 
 from .errors import UserError
+from .threads import quiet_openmp
 from .version import __version__
 
 COMMAND_MODULES = ["info", "convert", "download", "predict", "plot", "data", "evaluate", "train", "benchmark", "analyze",
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_openmp()  # before any command imports torch (and with it OpenMP)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

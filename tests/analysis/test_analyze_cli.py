@@ -92,7 +92,7 @@ def test_attribution_and_variants_on_a_genome(workspace, tmp_path):
                    f"{chrom}\t3000\tdel\t{bases}\t{bases[0]}\t.\t.\t.\n")
     table_path = tmp_path / "sad.tsv"
     assert main(["analyze", "variants", "--weights", str(workspace / "a"), "--fasta", str(fasta), "--vcf", str(vcf),
-                 "--length", "4096", "--out", str(table_path), "--no-progress"]) == 0
+                 "--length", "4096", "--stats", "SAD,center", "--out", str(table_path), "--no-progress"]) == 0
     table = pd.read_csv(table_path, sep="\t", comment="#")
     sad = table.filter(regex="^SAD:").to_numpy()
     assert sad.shape == (3, 8)

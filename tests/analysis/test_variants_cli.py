@@ -81,10 +81,12 @@ def test_anchored_command(workspace, tmp_path):
     assert set(table["anchor"]) == {"geneA"} and list(table["distance"]) == [600, 600, 200, -200, -500, -700]
 
 
-def test_the_default_stats_are_every_score():
-    from senformer.analysis.variants import STATS
+def test_the_command_lists_the_analysis_scores_and_its_default():
+    from senformer.analysis.variants import DEFAULT_STATS, STATS
+    from senformer.commands import analyze
 
-    assert STATS_DEFAULT == STATS  # the command lists them without importing the analysis at start-up
+    assert analyze.STATS == STATS  # the command lists them without importing the analysis at start-up
+    assert STATS_DEFAULT == DEFAULT_STATS == ("SAD",)
 
 
 def test_user_mistakes_end_in_one_line(workspace, tmp_path, capsys):

@@ -36,6 +36,23 @@ def model():
 OPTIONS = VariantOptions(sequence_length=LENGTH, tracks=("0", "2"), batch_size=2, reverse_complement=False)
 
 
+@pytest.fixture(autouse=True)
+def write_every_window(monkeypatch):
+    """Rows are written every window, as a run whose windows each take longer than the write interval does
+    (a tiny model's windows take milliseconds, so rows would be written a few seconds' worth at a time)."""
+    monkeypatch.setattr(variants_module, "WRITE_EVERY_SECONDS", 0.0)
+
+
+def test_rows_written_many_windows_at_a_time_are_the_same_bytes(model, fasta, tmp_path, monkeypatch):
+    every = write_variant_scores(model, fasta, FIXTURES / "variants.vcf.gz", tmp_path / "every.tsv.gz", OPTIONS,
+                                 progress=False)
+    monkeypatch.setattr(variants_module, "WRITE_EVERY_SECONDS", 3600.0)
+    grouped = write_variant_scores(model, fasta, FIXTURES / "variants.vcf.gz", tmp_path / "grouped.tsv.gz",
+                                   OPTIONS, progress=False)
+    assert grouped.out.read_bytes() == every.out.read_bytes()  # one gzip member per window either way
+    assert every.out.read_bytes().count(b"\x1f\x8b\x08") >= 9  # the header and 8 windows
+
+
 class Killed(BaseException):
     """Stands for the process being killed: not an Exception, so nothing on the way catches it."""
 

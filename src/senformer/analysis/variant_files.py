@@ -22,6 +22,10 @@ from ..outputs import hdf5
 
 KEY_COLUMNS = ("chrom", "pos", "id", "ref", "alt", "anchor", "distance", "note")
 SUFFIXES = (".tsv.gz", ".tsv", ".h5")  # the output formats, longest suffix first
+DEFAULT_SUFFIX = ".h5"  # compact: 4 bytes a value against about 13 in a table
+# Bytes one score of one track takes in each format: float32 in HDF5; "%.9g" and a tab in a table (typical
+# scores have 8-10 significant digits, a sign and an exponent or leading zeros); gzip roughly halves that.
+BYTES_PER_VALUE = {"h5": 4, "tsv": 13, "tsv.gz": 6}
 _CHUNK = 1 << 20
 
 
@@ -47,6 +51,19 @@ class ScoredRow:
     scores: dict[str, np.ndarray] | None  # None: skipped
     bases: str  # SHA-256 of the window's input bases
     ends_window: bool = False  # the last row of its window
+
+
+def default_suffix(out: str) -> str:
+    """``out`` itself when its name has a suffix, else ``out`` + :data:`DEFAULT_SUFFIX` (``calls`` -> ``calls.h5``)."""
+    return out if Path(out).suffix else out + DEFAULT_SUFFIX
+
+
+def size_estimate(rows: int, tracks: int, stats: int, kind: str) -> str:
+    """One line: ``rows x tracks x stats x bytes = about N MB`` for an output of ``kind`` (``h5``, ``tsv``, ...)."""
+    size = rows * tracks * stats * BYTES_PER_VALUE[kind]
+    shown = f"{size / 1e9:,.1f} GB" if size >= 1e9 else f"{size / 1e6:,.1f} MB" if size >= 1e5 else f"{size / 1e3:,.0f} kB"
+    return (f"{rows:,} allele{'s' if rows != 1 else ''} x {tracks:,} track{'s' if tracks != 1 else ''} x {stats} "
+            f"score{'s' if stats != 1 else ''} x {BYTES_PER_VALUE[kind]} bytes ({kind}): about {shown}")
 
 
 def output_format(out: str | os.PathLike) -> str:
@@ -137,7 +154,7 @@ class TableWriter:
     def append(self, rows: list[ScoredRow], stats: Sequence[str], num_tracks: int) -> None:
         with open(self.digest_path, "a", encoding="ascii") as handle:
             handle.write("".join(row.bases + "\n" for row in rows))
-        lines = []
+        lines, members = [], []
         for scored in rows:
             row, variant = scored.row, scored.row.variant
             keys = [variant.chrom, str(variant.pos), variant.id, variant.ref, variant.alt, row.anchor,
@@ -147,8 +164,13 @@ class TableWriter:
             else:
                 values = [f"{value:.9g}" for stat in stats for value in scored.scores[stat]]
             lines.append("\t".join(keys + values) + "\n")
+            if scored.ends_window or scored is rows[-1]:
+                members.append(self._encode("".join(lines)))
+                lines = []
+        # One gzip member per window, however many windows an append holds: the bytes never depend on when
+        # the run was cut or how its appends were grouped.
         with open(self.path, "ab") as handle:
-            handle.write(self._encode("".join(lines)))
+            handle.write(b"".join(members))
 
     def finish(self) -> None:
         self.digest_path.unlink(missing_ok=True)

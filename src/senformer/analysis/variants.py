@@ -58,6 +58,7 @@ import hashlib
 import itertools
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -71,9 +72,16 @@ from ..errors import UserError
 from ..fingerprint import bases_digest, file_digest, value_digest
 from ..outputs import FILE, Output, opened, weights_identity, weights_record
 from ..windows import Geometry, check_shifts
-from .variant_files import KEY_COLUMNS, H5Writer, Row, ScoredRow, TableWriter, output_format
+from .variant_files import (
+    KEY_COLUMNS, H5Writer, Row, ScoredRow, TableWriter, default_suffix, output_format, size_estimate,
+)
 
 STATS = ("SAD", "center", "logSAD", "D2", "REF", "ALT")
+DEFAULT_STATS = ("SAD",)  # the command's default: one score per track keeps a cohort's output small
+# Rows are written a few windows at a time: a write costs two fsyncs and a resize of every dataset, which per
+# window was a third of a tiny model's run. A kill loses at most this much work (the rerun resumes before it).
+WRITE_EVERY_SECONDS = 10.0
+WRITE_EVERY_VALUES = 1 << 23  # or this many pending scores (float64: 64 MB)
 REF_CHECK_VARIANTS = 1000  # the genome-build rule looks at this many variants ...
 REF_MISMATCH_SHARE = 0.10  # ... and stops when more than this share of them disagree with the genome
 SKIP_REF_MISMATCH = "skipped: REF differs from the genome"
@@ -597,9 +605,13 @@ def _run(output: Output, model, genome: Genome, vcf_path: Path, options: Variant
                 output.start()
                 with output.writing("the variant scores"):
                     done = writer.reset()
+            total = sum(len(window.rows) for window in windows_of(vcf))
+            print(f"senformer analyze variants: {output.path.name}: "
+                  f"{size_estimate(total, len(tracks), len(options.stats), kind)}", flush=True)
             windows = windows_of(vcf)
-            with tqdm(desc="variants", unit="allele", disable=not progress, initial=len(done)) as bar:
+            with tqdm(desc="variants", unit="allele", disable=not progress, initial=len(done), total=total) as bar:
                 pending: list[ScoredRow] = []
+                written = time.monotonic()
                 for scored in score_windows(model, genome, windows, options, tracks, geometry, first_row=len(done)):
                     _count(counts, scored.row)
                     digest.update(f"{scored.bases}\n".encode("ascii"))
@@ -607,14 +619,20 @@ def _run(output: Output, model, genome: Genome, vcf_path: Path, options: Variant
                     if rows <= len(done):
                         continue
                     pending.append(scored)
+                    if not scored.ends_window:
+                        continue
+                    bar.update(_window_rows(pending))
                     # Whole windows only: a resumed run (or a shard) starts at a window, and a .tsv.gz holds
                     # one gzip member per window however the run was cut, so its bytes are always the same.
-                    if scored.ends_window:
+                    if (time.monotonic() - written >= WRITE_EVERY_SECONDS
+                            or len(pending) * len(tracks) * len(options.stats) >= WRITE_EVERY_VALUES):
                         variant = scored.row.variant
                         with output.writing(f"the scores of variant {variant.chrom}:{variant.pos}"):
                             writer.append(pending, options.stats, len(tracks))
-                        bar.update(len(pending))
-                        pending = []
+                        pending, written = [], time.monotonic()
+                if pending:
+                    with output.writing("the last variant scores"):
+                        writer.append(pending, options.stats, len(tracks))
         except BaseException:
             writer.abandon()  # closed once; the first error is the one reported
             raise
@@ -628,6 +646,14 @@ def _run(output: Output, model, genome: Genome, vcf_path: Path, options: Variant
     if isinstance(writer, TableWriter):
         writer.finish()
     return VariantRun(output.path, counts, bases)
+
+
+def _window_rows(pending: list[ScoredRow]) -> int:
+    """Rows of the last window in ``pending`` (which ends with it)."""
+    count = 1
+    while count < len(pending) and not pending[-count - 1].ends_window:
+        count += 1
+    return count
 
 
 def _count(counts: dict[str, int], row: Row) -> None:

@@ -17,7 +17,7 @@ from ..errors import UserError
 from .common import (
     add_overwrite_argument, add_shard_arguments, parse_named_weights, parse_set_options, resolve_genome_options,
 )
-from .options import SEED, SHIFTS, add_attention_argument, add_device_argument, add_length_argument, add_progress_argument, add_set_argument, add_tracks_argument, real, whole
+from .options import SEED, SHIFTS, add_attention_argument, add_rc_argument, add_device_argument, add_length_argument, add_progress_argument, add_set_argument, add_tracks_argument, real, whole
 
 if TYPE_CHECKING:  # torch is imported by the run functions, so that --help answers without it
     import torch
@@ -225,10 +225,12 @@ def register(subparsers) -> None:
 
     variants = analyses.add_parser(
         "variants", help="variant effect scores (SAD, center, logSAD, D2, REF, ALT) from a VCF/BCF",
-        description="Score each VCF/BCF allele: alt minus ref predictions, averaged with the reverse complement, in "
-        "variant-centred windows (--cluster-bp shares one window among nearby variants) or against anchors "
-        "(--anchors, e.g. TSSs). Runs through the edit engine (--plain: whole windows). Streams rows into "
-        "OUT.partial, which a rerun with the same inputs resumes; OUT appears when complete.")
+        description="Score each VCF/BCF allele: alt minus ref predictions in variant-centred windows "
+        "(--cluster-bp shares one window among nearby variants) or against anchors (--anchors, e.g. TSSs). Runs "
+        "through the edit engine (--plain: whole windows). Defaults fit a cohort: an --out without a format "
+        "suffix is written as compact HDF5 (OUT.h5, float32), only SAD is written unless --stats asks for more, "
+        "and the expected size is said before the first window. Streams rows into OUT.partial, which a rerun "
+        "with the same inputs resumes; OUT appears when complete.")
     _add_weights(variants, many=False)
     variants.add_argument("--vcf", required=True, help="VCF or BCF (plain, bgzip; indexed for fast --anchors); 1-based POS")
     variants.add_argument("--fasta", required=True, help="genome: hg38, mm10 (downloaded on first use) or a FASTA path "
@@ -238,7 +240,9 @@ def register(subparsers) -> None:
     variants.add_argument("--targets", help="targets.txt naming the head's tracks (default: the shipped table)")
     add_length_argument(variants)
     variants.add_argument("--stats", default=",".join(STATS_DEFAULT), metavar="S1,S2,...",
-                          help=f"scores to write, comma-separated (default {','.join(STATS_DEFAULT)})")
+                          help=f"scores to write, comma-separated, of {','.join(STATS)} (default "
+                          f"{','.join(STATS_DEFAULT)}: each score adds 4 bytes per track and allele in .h5, about "
+                          "13 in .tsv)")
     variants.add_argument("--center-bins", type=whole(1), default=3,
                           help="odd number of bins around the variant (or anchor) summed by `center` (default 3)")
     variants.add_argument("--cluster-bp", type=whole(0), default=0, metavar="N",
@@ -249,7 +253,7 @@ def register(subparsers) -> None:
                           "within --max-distance scored against it")
     variants.add_argument("--max-distance", type=whole(0), default=None, metavar="BP",
                           help="with --anchors: bp between a variant and its anchor (default: the input's half width)")
-    variants.add_argument("--no-rc", action="store_true", help="do not average with the reverse complement")
+    add_rc_argument(variants)
     variants.add_argument("--shifts", type=SHIFTS, default=(0,), metavar="S1,S2,...",
                           help="also average over input shifts in bp, e.g. --shifts=-1,0,1 (default 0)")
     variants.add_argument("--allow-ref-mismatch", action="store_true",
@@ -260,7 +264,8 @@ def register(subparsers) -> None:
                           help="bfloat16 autocast where the device computes it natively (elsewhere: one warning, "
                           "float32); the engine's difference from whole bf16 windows is within bf16's own error")
     variants.add_argument("--batch-size", type=whole(1), default=4, help="edits per transformer batch (default: 4)")
-    variants.add_argument("--out", required=True, help="output: .tsv, .tsv.gz or .h5")
+    variants.add_argument("--out", required=True, help="output: .h5 (compact float32), .tsv or .tsv.gz; a name "
+                          "without a suffix gets .h5")
     add_overwrite_argument(variants)
     add_progress_argument(variants)
     add_shard_arguments(variants.add_argument_group("many processes (torchrun, job arrays)"))
@@ -359,21 +364,24 @@ def run_attribution(args: argparse.Namespace, out: Path) -> dict:
     return resolved
 
 
-STATS_DEFAULT = ("SAD", "center", "logSAD", "D2", "REF", "ALT")  # senformer.analysis.variants.STATS
+# senformer.analysis.variants.STATS and DEFAULT_STATS, here so that --help answers without importing torch
+STATS = ("SAD", "center", "logSAD", "D2", "REF", "ALT")
+STATS_DEFAULT = ("SAD",)
 
 
 def run_variants(args: argparse.Namespace) -> int:
     """The existing-output rule runs first (holding the lock), on the digests of the weights, VCF, anchors
     and targets; the genome counts row by row through the bases of each window."""
     from ..analysis.variants import (
-        VariantOptions, check_up_to_date, output_format, read_anchors, summary_line, variants_fingerprint,
-        variants_inputs, write_variant_scores,
+        VariantOptions, check_up_to_date, default_suffix, output_format, read_anchors, summary_line,
+        variants_fingerprint, variants_inputs, write_variant_scores,
     )
     from ..data.genome import Genome
     from ..device import resolve_device
     from ..outputs import FILE, Output, rank_device, refuse_split, resolve_shard, weights_record
     from .common import apply_threads, weights_of_output
 
+    args.out = default_suffix(args.out)
     output_format(args.out)
     resolve_genome_options(args)
     if args.max_distance is not None and not args.anchors:
@@ -382,7 +390,7 @@ def run_variants(args: argparse.Namespace) -> int:
         raise UserError("--cluster-bp applies to variant-centred windows, not --anchors (one window per anchor)")
     options = VariantOptions(
         head=args.head, tracks=tuple(args.tracks) if args.tracks else None, targets=args.targets,
-        sequence_length=args.length, center_bins=args.center_bins, reverse_complement=not args.no_rc,
+        sequence_length=args.length, center_bins=args.center_bins, reverse_complement=args.rc,
         shifts=args.shifts, cluster_bp=args.cluster_bp, max_distance=args.max_distance,
         stats=tuple(stat.strip() for stat in args.stats.split(",") if stat.strip()), batch_size=args.batch_size,
         allow_ref_mismatch=args.allow_ref_mismatch, plain=args.plain, bf16=args.bf16)

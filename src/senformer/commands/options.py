@@ -131,6 +131,23 @@ def add_progress_argument(parser, default: bool | None = True, help: str = "no p
     parser.add_argument("--no-progress", dest="progress", action="store_false", default=default, help=help)
 
 
+RC_DEFAULT = False
+"""The one reverse-complement default of ``predict`` and ``analyze variants``: off. One pass per window is
+half the time of two, which at cohort scale is what decides whether a run fits; it is the model's own output,
+as ``evaluate`` and calico's scripts (basenji_sad.py, borzoi_sed.py: ``--rc`` to average) give it; ``--rc``
+averages the strands, as the published variant scores do, where the doubled time is worth a smaller
+strand noise."""
+
+
+def add_rc_argument(parser) -> argparse.Action:
+    """``--rc`` / ``--no-rc`` (``args.rc``), default :data:`RC_DEFAULT`, the same words in every command."""
+    return parser.add_argument(
+        "--rc", action=argparse.BooleanOptionalAction, default=RC_DEFAULT,
+        help="average with the reverse-complement prediction (default: off, in predict and analyze variants "
+        "alike: one pass per window, half the time, the model's own output; --rc doubles the time and averages "
+        "out strand noise, as published variant scores do)")
+
+
 def add_attention_argument(parser, help: str, many: bool = False) -> argparse.Action:
     """``--attention KIND`` (``args.attention``: one of :data:`ATTENTION_KINDS` or None; with ``many``, a
     list of them, one model per kind)."""

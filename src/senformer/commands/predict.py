@@ -7,7 +7,7 @@ import contextlib
 
 from ..errors import UserError
 from .common import add_overwrite_argument, add_shard_arguments
-from .options import SHIFTS, add_attention_argument, add_device_argument, add_length_argument, add_progress_argument, add_set_argument, add_tracks_argument, whole
+from .options import SHIFTS, add_attention_argument, add_rc_argument, add_device_argument, add_length_argument, add_progress_argument, add_set_argument, add_tracks_argument, whole
 
 _EPILOG = """\
 examples:
@@ -58,7 +58,7 @@ def register(subparsers) -> None:
                        "elsewhere fp32, with a warning)")
     model.add_argument("--batch-size", type=whole(1), default=1, help="input windows per forward pass (default 1)")
     averaging = parser.add_argument_group("averaging")
-    averaging.add_argument("--rc", action="store_true", help="average with the reverse-complement prediction")
+    add_rc_argument(averaging)
     averaging.add_argument("--shifts", type=SHIFTS, default=(0,), metavar="S1,S2,...",
                            help="average over input shifts in bp, e.g. --shifts=-1,0,1 (write it with =; default 0)")
     averaging.add_argument("--ensemble", action="store_true",
