@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties
-from matplotlib.patches import PathPatch
+from matplotlib.patches import PathPatch, Rectangle
 from matplotlib.textpath import TextPath
 from matplotlib.transforms import Affine2D
 
@@ -53,9 +53,22 @@ def compare_scatter(ax: Axes, scores_a: np.ndarray, scores_b: np.ndarray, name_a
     return ax
 
 
+TRACK_UNITS = "model output and target (per 128-bp bin, the data's scale)"
+"""What a Figure 7 panel's y-axis shows: the model's output beside the dataset's target values, one number per
+bin on the scale the data was stored in (no transform)."""
+
+
+def legend_outside(ax: Axes, **options) -> None:
+    """The legend to the right of the axes, never over the data."""
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+              **options)
+
+
 def track_panel(ax: Axes, target: np.ndarray, predictions: Mapping[str, np.ndarray],
-                positions: np.ndarray | None = None, title: str = "") -> Axes:
-    """Figure 7 panel: the experiment (filled) and each model's prediction (lines) along the bins."""
+                positions: np.ndarray | None = None, title: str = "", ylabel: str = TRACK_UNITS,
+                xlabel: str | None = None) -> Axes:
+    """Figure 7 panel: the experiment (filled) and each model's prediction (lines) along the bins; the y-axis
+    names the units (``ylabel``), the legend sits beside the axes."""
     target = np.asarray(target, dtype=float)
     x = np.arange(len(target)) if positions is None else np.asarray(positions)
     ax.fill_between(x, target, step="mid", color="0.75", label="experiment")
@@ -63,7 +76,43 @@ def track_panel(ax: Axes, target: np.ndarray, predictions: Mapping[str, np.ndarr
         ax.plot(x, np.asarray(prediction, dtype=float), drawstyle="steps-mid", linewidth=1.0, label=name)
     ax.set_xlim(x[0], x[-1]) if len(x) > 1 else None
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, loc="upper right", frameon=False)
+    ax.set_ylabel(ylabel, fontsize=7)
+    if xlabel:
+        ax.set_xlabel(xlabel, fontsize=7)
+    legend_outside(ax)
+    return ax
+
+
+def mark_region(ax: Axes, start: int, end: int, label: str | None = "queried region") -> Axes:
+    """Shade the queried region ``[start, end)`` (genome bp) behind the data: the output window is wider than
+    what was asked (Enformer's 896 bins cover 114,688 bp whatever the region)."""
+    ax.axvspan(start, end, color="#F2C14E", alpha=0.25, linewidth=0, zorder=0, label=label)
+    return ax
+
+
+def gene_annotation(ax: Axes, genes, start: int, end: int) -> Axes:
+    """Gene models (:class:`senformer.data.gtf.Gene`) overlapping ``[start, end)``: a line from first to last
+    exon, a box per exon, the name and an arrow for the strand; genes on separate rows when they overlap."""
+    shown = sorted((g for g in genes if g.end > start and g.start < end), key=lambda g: g.start)
+    rows: list[int] = []  # the end of the last gene on each row
+    for gene in shown:
+        row = next((i for i, last in enumerate(rows) if last < gene.start), len(rows))
+        rows[row:row + 1] = [gene.end]
+        y = -row
+        ax.plot([max(gene.start, start), min(gene.end, end)], [y, y], color="0.2", linewidth=0.8)
+        for exon_start, exon_end in gene.exons:
+            ax.add_patch(Rectangle((exon_start, y - 0.2), exon_end - exon_start, 0.4, color="0.2", linewidth=0))
+        arrow = "\u2192" if gene.strand == "+" else "\u2190" if gene.strand == "-" else ""
+        ax.text(max(gene.start, start), y + 0.25, f"{gene.name or gene.gene_id} {arrow}".strip(), fontsize=6,
+                va="bottom", ha="left")
+    ax.set_ylim(-max(len(rows), 1) + 0.4, 0.9)
+    ax.set_xlim(start, end)
+    ax.set_yticks([])
+    ax.set_ylabel("genes (GTF)", fontsize=7)
+    if not shown:
+        ax.text(0.5, 0.5, "no gene in this window", transform=ax.transAxes, fontsize=7, ha="center", va="center")
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
     return ax
 
 
@@ -82,7 +131,7 @@ def grouped_bars(ax: Axes, table, value: str, group_column: str = "group", serie
     ax.set_xticks(np.arange(len(groups)), groups, rotation=20, fontsize=8)
     ax.set_ylabel(ylabel or value)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, frameon=False)
+    legend_outside(ax)
     return ax
 
 
@@ -120,7 +169,7 @@ def receptive_field_profile(ax: Axes, change: np.ndarray, positions: np.ndarray,
     ax.set_xlabel("output bin centre (bp in the input)")
     ax.set_ylabel("mean |change|")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=6, frameon=False, title="mutation at", title_fontsize=6)
+    legend_outside(ax, title="mutation at", title_fontsize=6)
     return ax
 
 
@@ -257,5 +306,5 @@ def length_curves(ax: Axes, curves, xlabel: str, ylabel: str, title: str = "", l
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     if curves:
-        ax.legend(fontsize=7, frameon=False)
+        legend_outside(ax)
     return ax

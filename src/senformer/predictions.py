@@ -188,21 +188,27 @@ def read_prediction(path: str | os.PathLike, region: str | int | None = None, he
 
 def plot_region(path: str | os.PathLike, out: str | os.PathLike, region: str | int | None = None, heads=None,
                 tracks=None, experiments: dict[str, str] | None = None, width: float = 10.0, coverage: bool = False,
-                unscale: bool = False) -> Path:
+                unscale: bool = False, gtf: str | os.PathLike | None = None) -> Path:
     """Draw one region of a prediction file into ``out`` (PNG or PDF by suffix, written atomically): one
     panel per chosen track (a stranded pair whose two strands are both chosen shares one panel, ``+`` above
     and ``-`` mirrored below), then one per experiment bigWig (``{label: file}``) averaged over the same
-    bins. The y-axes name the values' units (``coverage``, ``unscale``: as :func:`read_prediction`)."""
+    bins. The y-axes name the values' units (``coverage``, ``unscale``: as :func:`read_prediction`); the region
+    asked for is shaded where the output window is wider, and ``gtf`` adds a panel of its genes."""
     from matplotlib.figure import Figure
 
     from .data.bigwig import binned_signal
     from .io import save_figure
-    from .plots import genome_track, stranded_track
+    from .plots import gene_annotation, genome_track, mark_region, stranded_track
 
     prediction = read_prediction(path, region, heads, tracks, coverage=coverage, unscale=unscale)
     panels = [(head, rows) for head, table in prediction.tracks.items() for rows in track_panels(table)]
     experiments = experiments or {}
-    count = len(panels) + len(experiments)
+    genes = None
+    if gtf is not None:
+        from .data.gtf import read_gtf
+
+        genes = read_gtf(gtf)
+    count = len(panels) + len(experiments) + (genes is not None)
     if len(panels) > 40:
         raise UserError(f"{len(panels)} track panels chosen: draw at most 40 at a time (choose them with --tracks)")
     figure = Figure(figsize=(width, 0.9 + 0.75 * count), layout="constrained")
@@ -223,6 +229,14 @@ def plot_region(path: str | os.PathLike, out: str | os.PathLike, region: str | i
     for ax, (label, file) in zip(axes[len(panels):], experiments.items()):
         signal = binned_signal(file, region_.chrom, prediction.bins_start, len(positions), size)
         genome_track(ax, positions, signal, size, f"experiment {label}", experiment=True, ylabel="signal (bigWig)")
+    window = (int(positions[0]), int(positions[-1]) + size) if len(positions) else (region_.start, region_.end)
+    if genes is not None:
+        gene_annotation(axes[-1], [g for g in genes if g.chrom == region_.chrom], *window)
+    if region_.start > window[0] or region_.end < window[1]:
+        for ax in axes[: len(panels) + len(experiments)]:
+            mark_region(ax, max(region_.start, window[0]), min(region_.end, window[1]), label=None)
+        axes[0].text(0.995, 1.02, f"shaded: {region_}, the region asked for", transform=axes[0].transAxes,
+                     fontsize=6, ha="right", va="bottom")
     axes[-1].set_xlabel(f"{region_.chrom} position (bp), {size}-bp bins", fontsize=8)
     title = f"{region_.name + ': ' if region_.name else ''}{region_} ({Path(path).name})"
     figure.suptitle(title, fontsize=9)

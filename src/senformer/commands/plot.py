@@ -15,7 +15,8 @@ The figure shows one panel per chosen track along the region's predicted bins (t
 for Enformer, 32 bp for Borzoi; at genome coordinates), then one panel per --bigwig, averaged over the same
 bins. A stranded pair (Borzoi's + and - RNA and CAGE tracks) with both strands chosen shares one panel, + above and -
 mirrored below. The y-axis names the units: model output, or coverage (--coverage, or a file predicted with
-it). PNG or PDF by the --out suffix.
+it). The region asked for is shaded where the output window is wider; --gtf adds the genes below. PNG or PDF by
+the --out suffix.
 """
 
 
@@ -38,6 +39,7 @@ def register(subparsers) -> None:
                         help="Borzoi: draw coverage, the squashed scale of a file of model outputs undone (as "
                         "predict --coverage)")
     parser.add_argument("--unscale", action="store_true", help="with --coverage: divide out each track's scale too")
+    parser.add_argument("--gtf", metavar="GTF", help="gene models (GTF, plain or gzip) drawn in a panel below the tracks")
     parser.add_argument("--width", type=real(above=0, at_most=MAX_FIGURE_INCHES), default=10.0, help="figure width in inches (default 10)")
     parser.add_argument("--out", required=True, help="figure file: .png or .pdf")
     parser.set_defaults(run=run)
@@ -57,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         label, sep, file = item.partition("=")
         experiments[label if sep else Path(item).stem] = file if sep else item
     path = plot_region(args.predictions, out, region=args.region, heads=args.heads, tracks=args.tracks,
-                       experiments=experiments, width=args.width, coverage=args.coverage, unscale=args.unscale)
+                       experiments=experiments, width=args.width, coverage=args.coverage, unscale=args.unscale,
+                       gtf=args.gtf)
     print(f"wrote {path}")
     return 0
