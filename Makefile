@@ -39,8 +39,9 @@ test-full-length: install-test
 docs: install-test
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
+# make demo THREADS=1: torch threads (default: the cores free when it starts); it says up front how long it takes
 demo: install
-	$(VENV)/bin/senformer demo
+	$(VENV)/bin/senformer demo $(if $(THREADS),--threads $(THREADS))
 
 bench-attention: install
 	$(VENV)/bin/senformer benchmark attention

@@ -238,3 +238,36 @@ def test_the_report_reads_finished_stages_from_their_run_records(tmp_path):
         "finished", 1.5, "senformer data synthetic")
     assert numbers["missing"] == ["compare", "attention"]
     assert "source: data/run.json" in (run / "report.html").read_text(encoding="utf-8")
+
+
+def test_the_demo_report_opens_with_the_question_the_answer_and_how_sure_then_results_then_provenance(tmp_path):
+    """In document order: the opening block (question, what was done, the answer with the recorded study's
+    intervals over seeds, this run's one seed read against the seed spread) before any table or figure; the
+    results; the runs (provenance) last."""
+    from senformer.outputs import DIRECTORY, Output
+    from senformer.report import RECORDED_RESULTS, build_study_report
+
+    study = RECORDED_RESULTS / "accuracy_study" / "study.json"
+    if not study.is_file():
+        pytest.skip("the recorded accuracy study (benchmarks/results/) is not beside this installation")
+    run = tmp_path / "run"
+    (run / "data").mkdir(parents=True)
+    (run / "evaluate").mkdir()
+    (run / "data" / "synthetic.json").write_text(json.dumps({"long_range_tracks": [1]}))
+    pd.DataFrame({"assay_group": ["CAGE"], "tracks": [2], "pooled_full": [0.6], "pooled_bigbird": [0.61],
+                  "pooled_control": [0.5]}).to_csv(run / "evaluate" / "per_assay.csv", index=False)
+    pd.DataFrame({"index": [0, 1], "pooled_full": [0.7, 0.55], "pooled_bigbird": [0.7, 0.56],
+                  "pooled_control": [0.69, 0.39]}).to_csv(run / "evaluate" / "per_track.csv", index=False)
+    Output(run / "evaluate", DIRECTORY, command="demo evaluate", settings={"seconds": 1.0}, fingerprint="0" * 64,
+           grown=True).write_record()
+    (run / "demo.json").write_text(json.dumps({"stages": ["data", "evaluate"], "settings": {
+        "seed": 0, "data_examples": [1024, 64, 128], "full_steps": 1200, "finetune_steps": 60}}))
+    build_study_report(run, recorded=None, study=study)
+    html = (run / "report.html").read_text(encoding="utf-8")
+    opening = [html.index(label) for label in ("Question.", "What was done.", "Answer.", "How sure.")]
+    assert opening == sorted(opening) and opening[-1] < html.index("<table") and opening[-1] < html.index("<figure")
+    answer = json.loads((run / "report.json").read_text())["numbers"]["story"]["Answer."]
+    assert "-0.011 [-0.017, -0.004] (3 seeds)" in answer and "-0.153 [-0.167, -0.138] (3 seeds)" in answer
+    assert "0.550 and BigBird 0.560 (+0.010)" in answer and "one seed" in answer and "within seed noise" in answer
+    assert html.index("Summary of findings") < html.index("<h2>Accuracy per assay group")
+    assert html.index("<h2>Why the S-Enformer report") < html.index("<h2>Runs</h2>")  # provenance at the end

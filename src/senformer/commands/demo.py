@@ -44,7 +44,8 @@ from .options import MAX_THREADS, SEED, whole
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Everything the demo does; saved as ``demo.json``. The defaults take about 10 minutes on 2 CPU cores."""
+    """Everything the demo does; saved as ``demo.json``. How long the defaults took is recorded in
+    ``resources/demo_times.json`` (the demo says it before it starts)."""
 
     seed: int = 0
     # 8,192-bp records, 32 bins x 16 tracks; rare enhancers 0.5-2.8 kb from promoters (beyond the conv tower's
@@ -127,7 +128,9 @@ def register(subparsers) -> None:
     parser.add_argument("--quick", action="store_true", help="tiny data and a few steps (a smoke run in seconds)")
     parser.add_argument("--overwrite", "--fresh", dest="fresh", action="store_true",
                         help="delete earlier results in --out (another demo's) and start again")
-    parser.add_argument("--threads", type=whole(1, MAX_THREADS), default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--threads", type=whole(1, MAX_THREADS), default=None,
+                        help="torch threads (default: the cores free when it starts, the usable cores less the load "
+                        "average; `make demo THREADS=N` passes it)")
     parser.add_argument("--only", nargs="+", choices=STAGES, help="run only these stages (and the report)")
     parser.set_defaults(run=run)
 
@@ -183,10 +186,14 @@ def _run_demo(out: Path, settings: DemoSettings, fresh: bool, only: list[str] | 
     with output.writing("the demo's settings", recorded):
         write_json(recorded, {"settings": settings.to_dict(), "stages": list(STAGES), "command": command})
     _invalidate_stale_stages(out, settings)  # so the report never shows a stage of other inputs as finished
-    if settings.threads:
-        import torch
+    from ..threads import choose_threads, usable_cores
 
-        torch.set_num_threads(settings.threads)
+    # Chosen once, before the demo loads the machine itself: its own threads would count as load later.
+    threads = choose_threads(settings.threads)
+    log(f"[threads] {threads} torch thread{'s' if threads != 1 else ''} of {usable_cores()} usable core"
+        f"{'s' if usable_cores() != 1 else ''} ({'as asked' if settings.threads else 'the cores free now'}; "
+        "THREADS=N with make demo, --threads N here)")
+    log(expected_time(out, settings, only))
     started = time.perf_counter()
     for stage in STAGES:
         if only and stage not in only:
@@ -200,6 +207,34 @@ def _run_demo(out: Path, settings: DemoSettings, fresh: bool, only: list[str] | 
     return report
 
 
+def recorded_times() -> dict[str, Any]:
+    """The measured stage times of the default demo (``resources/demo_times.json``, written by
+    ``benchmarks/demo_times.py`` from a finished demo's run records)."""
+    from importlib import resources
+
+    return json.loads((resources.files("senformer") / "resources" / "demo_times.json").read_text(encoding="utf-8"))
+
+
+def expected_time(out: Path, settings: DemoSettings, only: list[str] | None = None) -> str:
+    """One line saying how long the stages still to run took when measured, or that they were not measured
+    with these settings. Stages already finished in ``out`` (and those ``only`` leaves out) do not count; a
+    stage measured only inside the recorded total counts as the total's unassigned share, spread evenly."""
+    if _comparable(settings.to_dict()) != _comparable(DemoSettings(seed=settings.seed).to_dict()):
+        return "[time] no recorded time for these settings (the recorded one is of the default demo)"
+    times = recorded_times()
+    stages = times.get("stages") or {}
+    unassigned = [stage for stage in STAGES if stage not in stages]
+    rest = max(float(times.get("total_seconds") or 0) - sum(stages.values()), 0) / max(len(unassigned), 1)
+    due = [stage for stage in STAGES if (not only or stage in only) and not _up_to_date(out, stage, settings)]
+    seconds = sum(float(stages.get(stage, rest)) for stage in due)
+    if not due:
+        return "[time] every stage is finished: only the report is written"
+    minutes = max(round(seconds / 60), 1)
+    return (f"[time] about {minutes} min on a 2-core machine like the one measured ({len(due)} "
+            f"stage{'s' if len(due) != 1 else ''}; senformer/resources/demo_times.json, {times.get('measured')}); "
+            "slower under load")
+
+
 def _comparable(settings: dict[str, Any]) -> dict[str, Any]:
     """Settings that change results: the thread count does not."""
     return {key: value for key, value in settings.items() if key != "threads"}
@@ -210,7 +245,7 @@ def _stage_argv(out: Path, stage: str, settings: DemoSettings) -> list[str]:
     full, bigbird = out / "train_full" / "weights", out / "train_bigbird" / "weights"
     models = ["--weights", f"full={full}", "--weights", f"bigbird={bigbird}"]
     control = ["--weights", f"control={out / 'control' / 'weights'}"]
-    quiet = ["--no-progress"]
+    quiet: list[str] = []  # every stage shows its progress bar, with its total and the time left
     if stage == "data":
         examples = settings.data_examples
         counts = ["--train", str(examples[0]), "--valid", str(examples[1]), "--test", str(examples[2])] if examples else []
@@ -218,11 +253,11 @@ def _stage_argv(out: Path, stage: str, settings: DemoSettings) -> list[str]:
     if stage in ("train_full", "train_bigbird"):
         config = out / stage / "train.yaml"
         _write_train_settings(config, out, stage, settings)
-        return ["train", "--config", str(config), "--out", str(out / stage), "--no-progress"]
+        return ["train", "--config", str(config), "--out", str(out / stage)]
     if stage == "evaluate":
         limit = ["--max-examples", str(settings.eval_examples)] if settings.eval_examples else []
         return ["evaluate", "--data", str(data), "--split", "test", *models, *control, "--out", str(out / stage),
-                "--no-progress", *limit]
+                *limit]
     if stage == "compare":
         limit = ["--max-examples", str(settings.eval_examples)] if settings.eval_examples else []
         return ["analyze", "compare", "--data", str(data), *models, "--out", str(out / stage), *limit, *quiet]
@@ -243,7 +278,7 @@ def _stage_argv(out: Path, stage: str, settings: DemoSettings) -> list[str]:
         return ["benchmark", "attention", "--out", str(out / stage), "--dim", str(settings.attention_dim),
                 "--heads", str(settings.attention_heads),
                 "--lengths", ",".join(str(n * POSITION_BP) for n in settings.attention_positions),
-                "--kinds", *settings.attention_kinds, "--repeats", "2", "--device", "cpu", "--timeout", "300",
+                "--kinds", *settings.attention_kinds, "--repeats", "3", "--device", "cpu", "--timeout", "300",
                 "--no-progress"]
     raise ValueError(f"unknown stage {stage!r}")
 
@@ -265,7 +300,7 @@ def _write_train_settings(path: Path, out: Path, stage: str, settings: DemoSetti
         "data": {"human": str(out / "data")}, "model_overrides": model, "batch_size": settings.batch_size,
         "learning_rate": settings.learning_rate, "warmup_steps": settings.warmup_steps, "seed": settings.seed,
         "eval_examples": 64, "checkpoint_every": 100, "keep_checkpoints": 1, "log_every": 10,
-        "batchnorm": "local", "progress": False, "shuffle_buffer": 64,
+        "batchnorm": "local", "progress": True, "shuffle_buffer": 64,
     }
     if settings.threads:
         values["threads"] = settings.threads

@@ -66,6 +66,13 @@ class Report:
         self.summary_blocks.append(_Block("summary", f'<div class="summary"><h2>{html.escape(title)}</h2>'
                                                      f"<ul>{bullets}</ul>{extra}</div>"))
 
+    def opening(self, title: str, parts: Sequence[tuple[str, str]]) -> None:
+        """The first block of the page, above the summary and every section: labelled paragraphs (the
+        question, what was done, the verdict and how sure it is), before any table or figure."""
+        paragraphs = "".join(f"<p><strong>{html.escape(label)}</strong> {html.escape(text)}</p>" for label, text in parts)
+        self.summary_blocks.insert(0, _Block("opening", f'<div class="summary" id="opening"><h2>{html.escape(title)}'
+                                                        f"</h2>{paragraphs}</div>"))
+
     def bullets(self, items: Sequence[str]) -> None:
         self.blocks.append(_Block("bullets", "<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>"))
 

@@ -256,9 +256,32 @@ def live_attention_section(report: Report, run: Path, recorded: Path | None, num
     def growth(kind: str, key: str) -> float:
         return records[(kind, last)][key] / records[(kind, first)][key]
 
-    return [f"One attention layer measured here (dim {live['settings']['dim']}, attention/attention.json): from "
-            f"{first:,} to {last:,} positions ({last // first}x) full attention's time grows {growth('full', 'median_s'):.1f}x "
-            f"and its memory {growth('full', 'peak_memory_mb'):.1f}x, bigbird's {growth('bigbird', 'median_s'):.1f}x and "
-            f"{growth('bigbird', 'peak_memory_mb'):.1f}x; at {last:,} positions bigbird takes "
-            f"{records[('bigbird', last)]['median_s'] / records[('full', last)]['median_s']:.2f} of full's time and "
-            f"{records[('bigbird', last)]['peak_memory_mb'] / records[('full', last)]['peak_memory_mb']:.2f} of its memory."]
+    def spread(kind: str, length: int) -> float:
+        """max / min of a point's repeated timings (1.0 when only one was kept)."""
+        times = [t for t in records[(kind, length)].get("times_s") or [] if t > 0]
+        return max(times) / min(times) if len(times) > 1 else 1.0
+
+    def time_growth(kind: str) -> str:
+        # A change no larger than the repeats' own spread is noise, not a finding (one noisy timing once made
+        # bigbird's time seem to fall with length).
+        noise = max(spread(kind, first), spread(kind, last))
+        value = growth(kind, "median_s")
+        if max(value, 1 / value) <= noise:
+            return f"within timing noise (repeats differ by up to {noise:.2f}x)"
+        return f"{value:.1f}x"
+
+    def time_share() -> str:
+        share = records[("bigbird", last)]["median_s"] / records[("full", last)]["median_s"]
+        noise = max(spread("bigbird", last), spread("full", last))
+        if max(share, 1 / share) <= noise:
+            return "the same time as full within timing noise"
+        return f"{share:.2f} of full's time"
+
+    repeats = live["settings"].get("repeats")
+    return [f"One attention layer measured here (dim {live['settings']['dim']}, median of "
+            f"{repeats} repeats, attention/attention.json): from "
+            f"{first:,} to {last:,} positions ({last // first}x) full attention's time grows {time_growth('full')} "
+            f"and its memory {growth('full', 'peak_memory_mb'):.1f}x, bigbird's time {time_growth('bigbird')} and its "
+            f"memory {growth('bigbird', 'peak_memory_mb'):.1f}x; at {last:,} positions bigbird takes {time_share()} "
+            f"and {records[('bigbird', last)]['peak_memory_mb'] / records[('full', last)]['peak_memory_mb']:.2f} of "
+            "its memory."]
