@@ -271,3 +271,30 @@ def test_the_demo_report_opens_with_the_question_the_answer_and_how_sure_then_re
     assert "0.550 and BigBird 0.560 (+0.010)" in answer and "one seed" in answer and "within seed noise" in answer
     assert html.index("Summary of findings") < html.index("<h2>Accuracy per assay group")
     assert html.index("<h2>Why the S-Enformer report") < html.index("<h2>Runs</h2>")  # provenance at the end
+
+
+def test_a_timing_change_within_its_repeats_spread_is_called_noise(tmp_path):
+    """One noisy timing once made bigbird's time seem to fall with length: a growth no larger than the spread
+    of its repeats is reported as noise, a larger one as a number."""
+    from senformer.outputs import DIRECTORY, Output
+    from senformer.report import Report
+    from senformer.report.recorded import live_attention_section
+
+    run = tmp_path / "run"
+    (run / "attention").mkdir(parents=True)
+    Output(run / "attention", DIRECTORY, command="demo attention", settings={"seconds": 1.0}, fingerprint="0" * 64,
+           grown=True).write_record()
+
+    def point(kind, length, times):
+        return {"kind": kind, "length": length, "status": "ok", "median_s": float(np.median(times)),
+                "times_s": times, "peak_memory_mb": length / 100}
+
+    records = [point("full", 256, [1.0, 1.1, 1.2]), point("full", 512, [4.0, 4.1, 4.2]),
+               point("bigbird", 256, [1.0, 0.6, 1.4]), point("bigbird", 512, [0.9, 0.8, 1.3])]
+    (run / "attention" / "attention.json").write_text(json.dumps({
+        "settings": {"dim": 96, "heads": 4, "lengths": [256, 512], "kinds": ["full", "bigbird"], "repeats": 3},
+        "machine": {"cpu": "test CPU", "cpu_count": 2, "torch": "2"}, "created": "today", "records": records}))
+    (finding,) = live_attention_section(Report("t"), run, None, {})
+    assert "full attention's time grows 3.7x" in finding
+    assert "bigbird's time changes only within timing noise (its repeats differ by up to 2.33x)" in finding
+    assert "median of 3 repeats" in finding

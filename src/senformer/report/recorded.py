@@ -267,8 +267,8 @@ def live_attention_section(report: Report, run: Path, recorded: Path | None, num
         noise = max(spread(kind, first), spread(kind, last))
         value = growth(kind, "median_s")
         if max(value, 1 / value) <= noise:
-            return f"within timing noise (repeats differ by up to {noise:.2f}x)"
-        return f"{value:.1f}x"
+            return f"changes only within timing noise (its repeats differ by up to {noise:.2f}x)"
+        return f"grows {value:.1f}x"
 
     def time_share() -> str:
         share = records[("bigbird", last)]["median_s"] / records[("full", last)]["median_s"]
@@ -280,7 +280,7 @@ def live_attention_section(report: Report, run: Path, recorded: Path | None, num
     repeats = live["settings"].get("repeats")
     return [f"One attention layer measured here (dim {live['settings']['dim']}, median of "
             f"{repeats} repeats, attention/attention.json): from "
-            f"{first:,} to {last:,} positions ({last // first}x) full attention's time grows {time_growth('full')} "
+            f"{first:,} to {last:,} positions ({last // first}x) full attention's time {time_growth('full')} "
             f"and its memory {growth('full', 'peak_memory_mb'):.1f}x, bigbird's time {time_growth('bigbird')} and its "
             f"memory {growth('bigbird', 'peak_memory_mb'):.1f}x; at {last:,} positions bigbird takes {time_share()} "
             f"and {records[('bigbird', last)]['peak_memory_mb'] / records[('full', last)]['peak_memory_mb']:.2f} of "
