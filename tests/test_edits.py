@@ -203,3 +203,66 @@ def test_edit_flops_at_the_published_geometry():
     assert 4.2 < snv["bound"] < 4.4  # the issue's bound for SNVs and ISM
     centred = edit_flops(config, 196_608, Edit(98_304, "A", "AT"), reverse_complement=True)
     assert 1.55 < centred["bound"] < 1.7  # variant-centred indel with RC averaging
+
+
+# Borzoi: the tower and both U-Net skips patched as one packed tensor -------------------------------------------
+def tiny_borzoi(seed: int):
+    """Borzoi's geometry (6 pooling tower blocks, 2 U-Net levels: 32-bp bins) at tiny widths, float64, with a
+    conv tile shorter than the input so the reference trunk is tiled too."""
+    from helpers import randomize_
+    from senformer.config import BorzoiConfig
+    from senformer.model.borzoi import Borzoi
+
+    config = BorzoiConfig(dim=16, depth=1, heads=2, key_size=4, stem_channels=8, stem_width=5,
+                          conv_tower_start=8, conv_tower_divisible_by=4, crop=2, final_channels=12,
+                          output_heads={"human": 4}, dropout_rate=0.0, attention_dropout_rate=0.0,
+                          positional_dropout_rate=0.0, final_dropout_rate=0.0, conv_tile_length=TILE)
+    torch.manual_seed(seed)
+    return randomize_(Borzoi(config), seed).double().eval()
+
+
+@pytest.fixture(scope="module")
+def borzoi():
+    return tiny_borzoi(3)
+
+
+def test_borzoi_engine_equals_plain_for_every_kind_of_edit(borzoi):
+    tokens = random_tokens(1, LENGTH, seed=12)[0]
+    edits = [mixed_edits(tokens)[index] for index in (0, 4, 6, 7, 8, 9, 11)]  # SNVs, an MNV, indels both sides
+    pairs = {"human": [1, 0, 2, 3]}  # a stranded pair swapped under the reverse complement
+    (engine, engine_reference), (plain, plain_reference) = both_paths(
+        borzoi, tokens, edits, reverse_complement=True, strand_pairs=pairs, accumulate=torch.float64, batch_size=5)
+    assert engine["human"].shape == (len(edits), LENGTH // 32 - 4, 4)
+    assert relative_error(engine, plain) <= BOUND
+    assert relative_error(engine_reference, plain_reference) <= BOUND
+    changes = (plain["human"] - plain_reference["human"]).abs().amax(dim=(1, 2))
+    assert (changes > 1e-6 * plain["human"].abs().max()).all()
+    # float32: within the plain float32 path's own distance from float64
+    model32 = tiny_borzoi(3).float()
+    (engine32, _), (plain32, _) = both_paths(model32, tokens, edits[:4], accumulate=torch.float64)
+    (_, _), (exact, _) = both_paths(borzoi, tokens, edits[:4], accumulate=torch.float64)
+    own, engine_own = relative_error(plain32, exact), relative_error(engine32, exact)
+    assert 0 < relative_error(engine32, plain32) < 1e-4 and own < 1e-4
+    assert engine_own <= 5 * own, (engine_own, own)
+
+
+def test_borzoi_engine_recomputes_only_what_an_snv_reaches(borzoi):
+    tokens = random_tokens(1, LENGTH, seed=13)[0]
+    engine = EditEngine(borzoi, tokens, accumulate=torch.float64)
+    engine.reference_output()
+    lengths = []
+    hook = borzoi.stem.register_forward_hook(lambda module, args, out: lengths.append(args[0].shape[-1]))
+    engine.score_all([Edit(2000, "ACGTN"[int(tokens[2000])], "A")])
+    hook.remove()
+    # Reach 254 bp left, 381 bp right (width-5 convs at 1, 2, ..., 64 bp), halo 2: bp 2000 reaches positions
+    # 13..17, run in a window of positions 11..20; the skips come with them, no more input.
+    assert halo_bins(borzoi) == 2
+    assert lengths == [9 * BIN]
+
+
+def test_edit_flops_of_borzoi_at_the_published_geometry():
+    from senformer.config import BorzoiConfig
+
+    snv = edit_flops(BorzoiConfig(), 524_288)
+    assert 4.9e12 < snv["whole"] < 5.1e12 and 2.5e12 < snv["conv_trunk"] < 2.6e12  # half of it the tower
+    assert snv["recomputed_positions"] <= 12 and 2.0 < snv["bound"] < 2.1  # the transformer and U-Net stay

@@ -22,6 +22,12 @@ Exactness (tests/test_edits.py: max |engine - plain| <= 1e-10 max |plain| in flo
 - the crop to ``target_length`` comes after the transformer, and bigbird's random blocks depend only on
   (seed, layer, heads, blocks), so neither cares how the trunk was computed.
 
+Borzoi (:class:`senformer.model.borzoi.Borzoi`) runs the same way: its conv features are the tower's output
+and the U-Net's two skips (64 and 32 bp), both local within the tower's reach, so the engine keeps them packed on
+the tower's 128-bp grid (:meth:`~senformer.model.borzoi.Borzoi.packed_conv_trunk`: each skip's positions per
+128 bp folded into channels), patches that one tensor like Enformer's trunk, and unpacks it for the
+transformer, the U-Net decoder and the heads, which run per edit.
+
 Edits (:class:`Edit`) are spelled in bases at a 0-based position of the unshifted window. The window keeps
 its length: for a length change the bases on the ``refill`` side of the edit move, and that end of the window
 is refilled from ``right_flank`` (``refill="right"``, the variant-centred convention) or ``left_flank``
@@ -44,6 +50,7 @@ import torch
 from torch import nn
 
 from .inference import add_pass, autocast_for, pass_columns, predict_batch
+from .model.borzoi import Borzoi
 from .model.tiling import affected_bins, conv_reach, halo_bins, span_bounds
 from .sequence import one_hot as encode_bases
 from .sequence import as_one_hot, one_hot_to_tokens, reverse_complement, tokens, tokens_to_bases
@@ -92,8 +99,8 @@ class EditEngine:
     """Predictions of ``model`` for edits of one reference window, sharing its conv trunk.
 
     Args:
-        model: an Enformer in eval mode (refused otherwise: the shared trunk needs BatchNorm's moving
-            statistics).
+        model: an Enformer or Borzoi in eval mode (refused otherwise: the shared trunk needs BatchNorm's
+            moving statistics).
         reference: one-hot float ``(L + 2 margin, 4)`` or integer tokens ``(L + 2 margin,)``: the window
             with ``margin`` extra bp on each side, as one row of ``predict_batch``'s ``sequences``.
         heads, tracks, reverse_complement, shifts, margin, bf16, device, accumulate, strand_pairs: as in
@@ -153,7 +160,7 @@ class EditEngine:
         self._extended_tokens = one_hot_to_tokens(self._extended.cpu())
         self.strand_pairs = strand_pairs
         self._columns, self._reverse_columns = pass_columns(model, self.tracks, strand_pairs, self.device)
-        self._bin_size = model.config.bin_size
+        self._bin_size = 2**model.config.num_poolings  # bp per trunk position (Borzoi's bins are finer)
         self._reach, self._halo = conv_reach(model), halo_bins(model)
         self._num_bins = self.length // self._bin_size
         self._reference_features: dict[tuple[int, bool], torch.Tensor] = {}
@@ -169,12 +176,27 @@ class EditEngine:
         return reverse_complement(window) if flip else window
 
     def _features(self, shift: int, flip: bool) -> torch.Tensor:
-        """(1, T, dim) reference conv-trunk features of one pass, computed once."""
+        """(1, T, channels) reference conv-trunk features of one pass, computed once."""
         key = (shift, flip)
         if key not in self._reference_features:
             with torch.inference_mode(), autocast_for(self.device, self.bf16):
-                self._reference_features[key] = self.model.conv_features(self._pass_window(self.input(), shift, flip)[None])
+                window = self.model.prepare_input(self._pass_window(self.input(), shift, flip)[None])
+                self._reference_features[key] = self._conv_trunk(window.transpose(1, 2)).transpose(1, 2)
         return self._reference_features[key]
+
+    def _conv_trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """(batch, 4, bp) -> (batch, channels, bp / 128): Enformer's trunk, or Borzoi's tower with its skips
+        packed beside it."""
+        if isinstance(self.model, Borzoi):
+            return self.model.packed_conv_trunk(x)
+        return self.model.conv_trunk(x)
+
+    def _head_outputs(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(batch, T, channels) features of :meth:`_conv_trunk` -> ``{head: (batch, bins, tracks)}``."""
+        if isinstance(self.model, Borzoi):
+            tower, skips = self.model.unpack(features.transpose(1, 2))
+            return self.model.head_outputs((tower.transpose(1, 2), skips), self.heads)
+        return self.model.head_outputs(features, self.heads)
 
     def _collect(self, outputs: dict[str, torch.Tensor], flip: bool, sums: dict[str, torch.Tensor]) -> None:
         add_pass(sums, outputs, self._reverse_columns if flip else self._columns, flip, self.accumulate)
@@ -225,7 +247,7 @@ class EditEngine:
         sums: dict[str, torch.Tensor] = {}
         with torch.inference_mode(), autocast_for(self.device, self.bf16):
             for shift, flip in self._passes():
-                self._collect(self.model.head_outputs(self._features(shift, flip), self.heads), flip, sums)
+                self._collect(self._head_outputs(self._features(shift, flip)), flip, sums)
         passes = len(self._passes())
         return {name: (value / passes)[0].cpu() for name, value in sums.items()}
 
@@ -262,10 +284,10 @@ class EditEngine:
         sums: dict[str, torch.Tensor] = {}
         with torch.inference_mode(), autocast_for(self.device, self.bf16):
             for shift, flip in self._passes():
-                features = self._features(shift, flip).expand(len(edits), -1, -1).clone()  # (batch, T, dim)
+                features = self._features(shift, flip).expand(len(edits), -1, -1).clone()  # (batch, T, C)
                 windows = self._pass_window(inputs, shift, flip)  # (batch, L, 4)
                 self._patch(features, windows, [self._stale_bins(edit, shift, flip) for edit in edits])
-                self._collect(self.model.head_outputs(features, self.heads), flip, sums)
+                self._collect(self._head_outputs(features), flip, sums)
         passes = len(self._passes())
         return {name: (value / passes).cpu() for name, value in sums.items()}
 
@@ -281,7 +303,7 @@ class EditEngine:
         return affected_bins(self._reach, start, stop, self._num_bins, self._bin_size)
 
     def _patch(self, features: torch.Tensor, windows: torch.Tensor, stale: list[tuple[int, int]]) -> None:
-        """Overwrite each row's stale positions of ``features`` (batch, T, dim) with the conv trunk of
+        """Overwrite each row's stale positions of ``features`` (batch, T, C) with the conv trunk of
         ``windows`` (batch, L, 4) over them; rows whose spans have the same length run as one batch."""
         groups: dict[int, list[tuple[int, int, int, int, int]]] = {}
         for row, (first, last) in enumerate(stale):
@@ -293,7 +315,7 @@ class EditEngine:
         for spans in groups.values():
             pieces = torch.stack([windows[row, start * bin_size : stop * bin_size]
                                   for row, _, _, start, stop in spans])  # (group, span bp, 4)
-            trunk = self.model.conv_trunk(pieces.transpose(1, 2)).transpose(1, 2)  # (group, span bins, dim)
+            trunk = self._conv_trunk(pieces.transpose(1, 2)).transpose(1, 2)  # (group, span bins, C)
             for index, (row, first, last, start, _) in enumerate(spans):
                 features[row, first:last] = trunk[index, first - start : last - start]
 
@@ -319,7 +341,8 @@ def edit_flops(
     reverse_complement: bool = False,
 ) -> dict[str, float]:
     """Multiply-add FLOPs (:func:`senformer.model.flops.forward_flops`) of one edit through the engine
-    against a whole-window forward, at batch 1, per edit (the reference trunk not counted).
+    against a whole-window forward, at batch 1, per edit (the reference trunk not counted); ``config`` of
+    either family.
 
     The conv trunk's FLOPs are linear in its input, so a recomputed span of ``w`` of the ``T`` positions
     (stale positions plus the halo, as :class:`EditEngine` runs it) costs ``w / T`` of the whole trunk's.
@@ -330,21 +353,22 @@ def edit_flops(
         engine's), ``recomputed_positions`` (span positions, summed over passes) and ``bound``
         (``whole / edit``: the speed-up a FLOP-bound run could reach).
     """
-    from .model.enformer import Enformer
+    from .model.borzoi import build_model
     from .model.flops import forward_flops
 
     edit = edit if edit is not None else Edit(length // 2, "A", "C")
     with torch.device("meta"):  # the reach is read from the modules; no weights are needed
-        convolutions = Enformer(config.replace(depth=0))
+        convolutions = build_model(config.replace(depth=0))
     reach, halo = conv_reach(convolutions), halo_bins(convolutions)
     parts = forward_flops(config, length, heads)
-    conv = parts["stem"] + parts["conv_tower"]
-    num_bins = length // config.bin_size
+    conv = parts["stem"] + parts["conv_tower"]  # Borzoi's skips are the tower's own outputs
+    unit = 2**config.num_poolings  # bp per trunk position
+    num_bins = length // unit
     start, stop = changed_span(edit, 0, length)
     spans = [(start, stop)] + ([(length - stop, length - start)] if reverse_complement else [])
     recomputed = 0
     for span_start, span_stop in spans:
-        first, last = affected_bins(reach, span_start, span_stop, num_bins, config.bin_size)
+        first, last = affected_bins(reach, span_start, span_stop, num_bins, unit)
         if first < last:
             window_start, window_stop = span_bounds(num_bins, first, last, halo)
             recomputed += window_stop - window_start

@@ -162,8 +162,8 @@ class Borzoi(nn.Module):
         tile_length = self.config.conv_tile_length
         if not self.training and tile_length is not None and x.shape[-1] > tile_length:
             unit = 2**self.config.num_poolings
-            packed = tiled_conv_trunk(self._packed_conv_trunk, x, tile_length, unit, halo_bins(self))
-            return self._unpack(packed)
+            packed = tiled_conv_trunk(self.packed_conv_trunk, x, tile_length, unit, halo_bins(self))
+            return self.unpack(packed)
         x = self.stem(x)
         levels = self.config.unet_levels
         skips = []
@@ -174,9 +174,10 @@ class Borzoi(nn.Module):
             x = block.pool(x)
         return x, skips[::-1]
 
-    # The tiler cuts one tensor on the tower's 128-bp grid: each skip at 128 / 2**k bp folds its 2**k positions
-    # per 128 bp into channels, (batch, C, 2**k n) -> (batch, 2**k C, n), beside the tower's output.
-    def _packed_conv_trunk(self, x: torch.Tensor) -> torch.Tensor:
+    # The tiler and the edit engine (senformer.edits) cut one tensor on the tower's 128-bp grid: each skip at
+    # 128 / 2**k bp folds its 2**k positions per 128 bp into channels, (batch, C, 2**k n) -> (batch, 2**k C, n),
+    # beside the tower's output. A packed position depends on the input within the tower's reach of it.
+    def packed_conv_trunk(self, x: torch.Tensor) -> torch.Tensor:
         """(batch, 4, bp) -> (batch, dim + sum 2**k C_k, bp / 128), a window no longer than the tile."""
         tower, skips = self.conv_trunk(x)
         folded = []
@@ -187,8 +188,8 @@ class Borzoi(nn.Module):
                           .reshape(batch, channels * factor, length // factor))
         return torch.cat([tower, *folded], dim=1)
 
-    def _unpack(self, packed: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The inverse of :meth:`_packed_conv_trunk`'s folding."""
+    def unpack(self, packed: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The inverse of :meth:`packed_conv_trunk`'s folding."""
         filters = self.config.conv_tower_filters
         batch, _, length = packed.shape
         tower, start, skips = packed[:, : self.config.dim], self.config.dim, []
