@@ -135,8 +135,10 @@ def world(tmp_path_factory):
     minus.write_text("".join(
         "\t".join(columns[:6] + ["-"] + columns[7:]) if len(columns) == 9 else line
         for line in plus.read_text().splitlines(keepends=True) for columns in [line.split("\t")]))
+    both = folder / "both.gtf"  # the gene on both strands (the - copy renamed): one prediction scores both
+    both.write_text(plus.read_text() + minus.read_text().replace('gene_id "', 'gene_id "minus-'))
     return {"sequence": sequence, "genome": Genome(folder / "genome.fa"), "plus": plus, "minus": minus,
-            "models": [tiny_borzoi(1), tiny_borzoi(2)]}
+            "both": both, "models": [tiny_borzoi(1), tiny_borzoi(2)]}
 
 
 def variant_at(sequence: str, kind: str) -> Variant:
@@ -152,23 +154,24 @@ def variant_at(sequence: str, kind: str) -> Variant:
 
 
 # Tests -------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("strand", ["plus", "minus"])
 @pytest.mark.parametrize("kind", ["snv", "insertion", "deletion"])
-def test_sed_equals_calico_whole_windows(world, kind, strand):
+def test_sed_equals_calico_whole_windows(world, kind):
+    """Through the edit engine (the default) and whole windows (plain), both strands of gene."""
     table = track_table()
     variant = variant_at(world["sequence"], kind)
-    genes = read_gtf(world[strand])
-    scores, notes = score_variant_genes(world["models"], world["genome"], variant, genes, table,
-                                        sequence_length=LENGTH)
-    expected = calico_sed(world["models"], world["sequence"], variant.pos, variant.ref, variant.alt, world[strand],
+    genes = read_gtf(world["both"])
+    expected = calico_sed(world["models"], world["sequence"], variant.pos, variant.ref, variant.alt, world["both"],
                           table)
-    assert notes == [] and [score.gene.gene_id for score in scores] == list(expected)
-    for score in scores:
-        for stat in ("SED", "logSED"):
-            want = expected[score.gene.gene_id][stat]
-            np.testing.assert_allclose(score.scores[stat], want, rtol=1e-10, atol=0)
-            assert np.all(np.abs(want) > 0)  # the variant moves the coverage: the comparison is not of zeros
-        assert score.gene.strand == ("+" if strand == "plus" else "-")
+    for plain in (False, True) if kind == "deletion" else (False,):
+        scores, notes = score_variant_genes(world["models"], world["genome"], variant, genes, table,
+                                            sequence_length=LENGTH, plain=plain)
+        assert notes == [] and [score.gene.gene_id for score in scores] == list(expected)
+        assert [score.gene.strand for score in scores] == ["+", "-"]
+        for score in scores:
+            for stat in ("SED", "logSED"):
+                want = expected[score.gene.gene_id][stat]
+                np.testing.assert_allclose(score.scores[stat], want, rtol=1e-10, atol=0)
+                assert np.all(np.abs(want) > 0)  # the variant moves the coverage: the comparison is not of zeros
 
 
 @pytest.mark.parametrize("kind", ["insertion", "deletion"])

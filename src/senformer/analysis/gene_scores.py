@@ -20,8 +20,24 @@ The definitions follow calico's ``borzoi_sed.py`` (calico/borzoi ``src/scripts``
   ``SED = sum(alt) - sum(ref)`` and ``logSED = log2(1 + sum(alt)) - log2(1 + sum(ref))`` over the exon bins;
   replicates are averaged last, score by score (``borzoi_sed_folds.py``'s ``ensemble_h5``).
 
-Genes that overlap the output window without an exon bin in it, and variants whose output window meets no
-gene, are returned as :class:`GeneNote`, never scored.
+Genes that overlap the output window without an exon bin in it, variants whose output window meets no gene
+(or, with gene-centred windows, that lie in no gene's window), REF alleles that differ from the genome and
+alleles that cannot be scored are returned as :class:`GeneNote`, never scored.
+
+**Through the edit engine.** A window's variants run through :class:`senformer.edits.EditEngine` (its
+reference tower and U-Net skips once per strand and replicate, per variant only what the variant reaches; the
+transformer, U-Net and heads in batches), or whole (``plain=True``, the comparison path): the same numbers
+(tests/test_edits.py). Gene-centred windows share one reference among every variant in them, which is where
+the engine pays most; a variant-centred window still saves the alternative's trunk.
+
+**Indels.** The project's rule (default, ``indels="refill"``, as for Enformer): the window stays where it is,
+the bases right of the variant move and the right end is refilled from the genome, so reference and
+alternative are aligned left of the variant and the exon bins are the same for both. calico's rule
+(``indels="calico"``, variant-centred windows only, whole windows only): both alleles are cut to the length
+around their own centre, so an insertion pushes bases out of both ends and a deletion's reference moves by
+half the deletion; then the exon bins no longer sit on the same bases in the two predictions. The formula
+over the exon bins is calico's in both; tests/analysis/test_gene_scores.py checks each rule against a direct
+computation.
 """
 
 from __future__ import annotations
@@ -43,7 +59,9 @@ from ..windows import Geometry
 SED_STATS = ("SED", "logSED")
 NOTE_NO_EXON = "no exon bin in the output window"
 NOTE_NO_GENE = "no gene in the output window"
+NOTE_OUTSIDE = "outside every gene's window"
 INDEL_RULES = ("refill", "calico")
+CENTRES = ("variant", "gene")
 
 
 @dataclass(frozen=True)
@@ -140,97 +158,182 @@ def calico_alleles(bases: str, position: int, ref: str, alt: str, length: int) -
     return fit(bases), fit(bases[:position] + alt + bases[position + len(ref):])
 
 
-# The whole-window scorer ------------------------------------------------------------------------------------
-def _strand_averaged(model, inputs: torch.Tensor, head: str, strand_pair: np.ndarray,
-                     reverse_complement: bool) -> np.ndarray:
-    """(batch, bins, tracks) float64: the model's squashed-scale output, averaged with its reverse
-    complement (flipped back along bins, stranded tracks swapped with their pair) when asked."""
-    from ..inference import predict_batch
+# Windows ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GeneWindow:
+    """One input window: ``start`` (0-based) on ``chrom``, the ``variants`` scored in it and the ``genes`` it
+    scores them for (every gene given for variant-centred windows, the centring gene for gene-centred ones)."""
 
-    return predict_batch(model, inputs, heads=[head], reverse_complement=reverse_complement,
-                         accumulate=torch.float64, strand_pairs={head: strand_pair})[head].numpy()
+    chrom: str
+    start: int
+    variants: tuple[Variant, ...]
+    genes: tuple[Gene, ...]
 
 
-def score_variant_genes(models: Sequence[torch.nn.Module], genome: Genome, variant: Variant, genes: Sequence[Gene],
-                        table: pd.DataFrame, *, head: str = "human", sequence_length: int | None = None,
-                        centre: Gene | None = None, reverse_complement: bool = True, indels: str = "refill"
-                        ) -> tuple[list[GeneScore], list[GeneNote]]:
-    """SED and logSED of ``variant`` for every gene of ``genes`` that meets its output window, by running the
-    whole reference and alternative windows through each model of ``models`` (replicates, averaged).
+def plan_windows(variants: Sequence[Variant], genes: Sequence[Gene], sequence_length: int, centre: str = "variant"
+                 ) -> tuple[list[GeneWindow], list[GeneNote]]:
+    """The windows that score ``variants`` (in order: one per variant, or one per gene in ``genes`` order with
+    the variants whose REF lies inside it), and a note for each variant outside every gene's window."""
+    if centre not in CENTRES:
+        raise UserError(f"centre={centre!r}: choose {' or '.join(CENTRES)}")
+    if centre == "variant":
+        by_chrom: dict[str, list[Gene]] = {}
+        for gene in genes:
+            by_chrom.setdefault(gene.chrom, []).append(gene)
+        windows = [GeneWindow(variant.chrom, variant_window_start(variant, sequence_length), (variant,),
+                              tuple(by_chrom.get(variant.chrom, ()))) for variant in variants]
+        return windows, []
+    windows, placed = [], set()
+    for gene in genes:
+        start = gene_window_start(gene, sequence_length)
+        inside = tuple(variant for variant in variants if variant.chrom == gene.chrom
+                       and variant.start >= start and variant.start + len(variant.ref) <= start + sequence_length)
+        if inside:
+            windows.append(GeneWindow(gene.chrom, start, inside, (gene,)))
+            placed.update(id(variant) for variant in inside)
+    notes = [GeneNote(variant, None, NOTE_OUTSIDE) for variant in variants if id(variant) not in placed]
+    return windows, notes
+
+
+# Scoring ----------------------------------------------------------------------------------------------------
+def score_window(models: Sequence[torch.nn.Module], genome: Genome, window: GeneWindow, table: pd.DataFrame, *,
+                 head: str = "human", sequence_length: int | None = None, reverse_complement: bool = True,
+                 indels: str = "refill", plain: bool = False, batch_size: int = 4
+                 ) -> tuple[list[GeneScore], list[GeneNote]]:
+    """SED and logSED of every variant of ``window`` for every gene of ``window.genes`` with exon bins in its
+    output, averaged over ``models`` (replicates, score by score).
 
     Args:
         models: Borzoi models in eval mode with the same geometry; ``table``: the track table of ``head``.
-        centre: None for calico's variant-centred window, else the gene whose midpoint centres it.
         sequence_length: input bp (None: the model's default).
-        indels: ``refill`` (the project's :class:`senformer.edits.Edit`: the reference window stays, an indel
-            moves the bases to its right and refills the right end) or ``calico`` (``bvcf.snp_seq1``, variant-
-            centred windows only: :func:`calico_alleles`).
+        indels: ``refill`` or ``calico`` (module docstring; calico's only for a one-variant window).
+        plain: run whole windows instead of the edit engine (the same numbers).
     Returns:
-        (scores, notes): a :class:`GeneScore` per scored gene in ``genes`` order; a :class:`GeneNote` per gene
-        without exon bins in the window, or one for the variant when no gene meets the window.
+        (scores, notes): a :class:`GeneScore` per scored (variant, gene) in variant then gene order; a
+        :class:`GeneNote` for each variant not scored (its allele, its REF, no gene) and each gene without
+        exon bins in the output.
     """
     from ..edits import Edit, EditEngine
-    from ..sequence import tokens, tokens_to_one_hot
+    from ..sequence import tokens
 
     if not models:
-        raise ValueError("score_variant_genes needs at least one model")
-    if indels not in INDEL_RULES or (indels == "calico" and centre is not None):
-        raise UserError(f"indels={indels!r}: choose {' or '.join(INDEL_RULES)} (calico's only for variant-centred "
-                        "windows)")
-    if variant.skip is not None:
-        raise UserError(f"{variant.chrom}:{variant.pos} {variant.ref}>{variant.alt}: {variant.skip}")
+        raise ValueError("score_window needs at least one model")
+    if indels not in INDEL_RULES:
+        raise UserError(f"indels={indels!r}: choose {' or '.join(INDEL_RULES)}")
     geometry = Geometry.of(models[0].config, sequence_length)
     length = geometry.sequence_length
-    start = variant_window_start(variant, length) if centre is None else gene_window_start(centre, length)
-    output_start = start + geometry.offset_bins * geometry.bin_size
+    output_start = window.start + geometry.offset_bins * geometry.bin_size
     output_end = output_start + geometry.output_bp
-    position = variant.start - start
-    if position < 0 or position + len(variant.ref) > length:
-        raise UserError(f"{variant.chrom}:{variant.pos}: the variant lies outside the window centred on "
-                        f"{centre.gene_id if centre is not None else 'it'}")
-    flank = max(0, len(variant.ref) - len(variant.alt))  # a deletion pulls bases in from the right
-    bases = genome.fetch(Interval(variant.chrom, start, start + length + flank))
-    observed = bases[position : position + len(variant.ref)]
-    if observed != variant.ref:
-        raise UserError(f"{variant.chrom}:{variant.pos}: REF {variant.ref} differs from the genome ({observed})")
-
     notes: list[GeneNote] = []
     chosen: list[tuple[Gene, np.ndarray]] = []
-    for gene in genes:
-        if gene.chrom != variant.chrom or gene.end <= output_start or gene.start >= output_end:
+    no_exon: list[Gene] = []
+    for gene in window.genes:
+        if gene.chrom != window.chrom or gene.end <= output_start or gene.start >= output_end:
             continue
         bins = exon_bins(gene.exons, output_start, geometry.bins, geometry.bin_size)
         if bins.size:
             chosen.append((gene, bins))
         else:
-            notes.append(GeneNote(variant, gene, NOTE_NO_EXON))
-    if not chosen:
-        if not notes:
-            notes.append(GeneNote(variant, None, NOTE_NO_GENE))
-        return [], notes
-
-    reference = torch.from_numpy(tokens(bases[:length]).astype(np.int64))
-    right = torch.from_numpy(tokens(bases[length:]).astype(np.int64))
-    strand_pair = table["strand_pair"].to_numpy(dtype=np.int64)
-    edit = Edit(position, variant.ref, variant.alt, "right")
-    totals: dict[tuple[str, str], np.ndarray] = {}
-    for model in models:
-        if indels == "calico":
-            alleles = calico_alleles(bases, position, variant.ref, variant.alt, length)
-            dtype = next(model.parameters()).dtype
-            inputs = torch.stack([tokens_to_one_hot(torch.from_numpy(tokens(allele).astype(np.int64)), dtype)
-                                  for allele in alleles]).to(next(model.parameters()).device)
+            no_exon.append(gene)
+    flank = max([0] + [len(variant.ref) - len(variant.alt) for variant in window.variants])
+    bases = genome.fetch(Interval(window.chrom, window.start, window.start + length + flank))
+    edits: list[tuple[Variant, Edit]] = []
+    for variant in window.variants:
+        position = variant.start - window.start
+        observed = bases[position : position + len(variant.ref)]
+        if variant.skip is not None:
+            notes.append(GeneNote(variant, None, variant.skip))
+        elif observed != variant.ref:
+            notes.append(GeneNote(variant, None, f"REF {variant.ref} differs from the genome ({observed})"))
         else:
-            engine = EditEngine(model, reference, heads=[head], right_flank=right, plain=True)
-            inputs = torch.stack([engine.input(), engine.edited_input(edit)])
-        coverage = undo_squashed_scale(_strand_averaged(model, inputs, head, strand_pair, reverse_complement), table)
-        if not np.isfinite(coverage).all():
-            raise UserError(f"{variant.chrom}:{variant.pos}: the model's predictions are not finite")
+            notes.extend(GeneNote(variant, gene, NOTE_NO_EXON) for gene in no_exon)
+            if chosen:
+                edits.append((variant, Edit(position, variant.ref, variant.alt, "right")))
+            elif not no_exon:
+                notes.append(GeneNote(variant, None, NOTE_NO_GENE))
+    if not edits:
+        return [], notes
+    if indels == "calico" and len(window.variants) > 1:
+        raise UserError("indels='calico' cuts each allele around its own variant: variant-centred windows only")
+
+    strand_pair = np.array(table["strand_pair"], dtype=np.int64)
+    totals: dict[tuple[int, str, str], np.ndarray] = {}
+
+    def add(index: int, reference: np.ndarray, alternative: np.ndarray) -> None:
         for gene, bins in chosen:
-            tracks = gene_tracks(table, gene.strand)
-            for stat, value in sed_scores(coverage[0], coverage[1], bins, tracks).items():
-                key = (gene.gene_id, stat)
+            for stat, value in sed_scores(reference, alternative, bins, gene_tracks(table, gene.strand)).items():
+                key = (index, gene.gene_id, stat)
                 totals[key] = totals[key] + value if key in totals else value
-    scores = [GeneScore(variant, gene, bins, {stat: totals[(gene.gene_id, stat)] / len(models) for stat in SED_STATS})
-              for gene, bins in chosen]
+
+    for model in models:
+        if indels == "calico" and edits[0][1].changes_length:
+            add(0, *_calico_coverage(model, bases, edits[0][1], length, head, table, reverse_complement))
+            continue
+        engine = EditEngine(model, torch.from_numpy(tokens(bases[:length]).astype(np.int64)), heads=[head],
+                            right_flank=torch.from_numpy(tokens(bases[length:]).astype(np.int64)),
+                            reverse_complement=reverse_complement, strand_pairs={head: strand_pair},
+                            accumulate=torch.float64, plain=plain, batch_size=batch_size)
+        reference = _coverage(engine.reference_output()[head].numpy()[None], table, window)[0]
+        done = 0
+        for batch, outputs in engine.score(edit for _, edit in edits):
+            for offset, alternative in enumerate(_coverage(outputs[head].numpy(), table, window)):
+                add(done + offset, reference, alternative)
+            done += len(batch)
+    scores = [GeneScore(variant, gene, bins, {stat: totals[(index, gene.gene_id, stat)] / len(models)
+                                              for stat in SED_STATS})
+              for index, (variant, _) in enumerate(edits) for gene, bins in chosen]
+    return scores, notes
+
+
+def _coverage(predictions: np.ndarray, table: pd.DataFrame, window: GeneWindow) -> np.ndarray:
+    """(batch, bins, tracks) squashed-scale predictions -> coverage; non-finite ones are one UserError line."""
+    coverage = undo_squashed_scale(predictions, table)
+    if not np.isfinite(coverage).all():
+        raise UserError(f"{window.chrom}:{window.start + 1}: the model's predictions are not finite")
+    return coverage
+
+
+def _calico_coverage(model, bases: str, edit, length: int, head: str, table: pd.DataFrame,
+                     reverse_complement: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(reference, alternative) coverage of calico's whole indel windows (:func:`calico_alleles`)."""
+    from ..inference import predict_batch
+    from ..sequence import tokens, tokens_to_one_hot
+
+    parameter = next(model.parameters())
+    alleles = calico_alleles(bases, edit.position, edit.ref, edit.alt, length)
+    inputs = torch.stack([tokens_to_one_hot(torch.from_numpy(tokens(allele).astype(np.int64)), parameter.dtype)
+                          for allele in alleles]).to(parameter.device)
+    predictions = predict_batch(model, inputs, heads=[head], reverse_complement=reverse_complement,
+                                accumulate=torch.float64,
+                                strand_pairs={head: np.array(table["strand_pair"], dtype=np.int64)})[head].numpy()
+    coverage = undo_squashed_scale(predictions, table)
+    return coverage[0], coverage[1]
+
+
+def score_variant_genes(models: Sequence[torch.nn.Module], genome: Genome, variant: Variant, genes: Sequence[Gene],
+                        table: pd.DataFrame, *, head: str = "human", sequence_length: int | None = None,
+                        centre: Gene | None = None, reverse_complement: bool = True, indels: str = "refill",
+                        plain: bool = False) -> tuple[list[GeneScore], list[GeneNote]]:
+    """SED and logSED of one ``variant`` for every gene of ``genes`` that meets its output window
+    (:func:`score_window`); ``centre``: None for calico's variant-centred window, else the gene whose midpoint
+    centres it. A variant outside the window, an allele that cannot be scored and a REF that differs from the
+    genome are one UserError line here (a cohort run notes them instead)."""
+    if not models:
+        raise ValueError("score_variant_genes needs at least one model")
+    if indels == "calico" and centre is not None:
+        raise UserError(f"indels={indels!r}: calico's indel windows are variant-centred only")
+    if variant.skip is not None:
+        raise UserError(f"{variant.chrom}:{variant.pos} {variant.ref}>{variant.alt}: {variant.skip}")
+    length = Geometry.of(models[0].config, sequence_length).sequence_length
+    start = variant_window_start(variant, length) if centre is None else gene_window_start(centre, length)
+    position = variant.start - start
+    if position < 0 or position + len(variant.ref) > length:
+        raise UserError(f"{variant.chrom}:{variant.pos}: the variant lies outside the window centred on "
+                        f"{centre.gene_id if centre is not None else 'it'}")
+    window = GeneWindow(variant.chrom, start, (variant,), tuple(genes))
+    scores, notes = score_window(models, genome, window, table, head=head, sequence_length=length,
+                                 reverse_complement=reverse_complement, indels=indels, plain=plain)
+    mismatch = [note for note in notes if note.note.startswith("REF ")]
+    if mismatch:
+        raise UserError(f"{variant.chrom}:{variant.pos}: {mismatch[0].note}")
     return scores, notes
