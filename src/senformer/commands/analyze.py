@@ -1,5 +1,5 @@
-"""``senformer analyze {compare,tracks,receptive-field,attribution,variants}``: model comparison, tracks
-against experiment, receptive field, attribution and variant effects.
+"""``senformer analyze {compare,tracks,receptive-field,attribution,variants,genes}``: model comparison, tracks
+against experiment, receptive field, attribution, variant effects and Borzoi's gene-level variant effects.
 
 Each subcommand parses and checks its arguments, loads models with ``senformer.hub.load_model``, calls
 one ``senformer.analysis`` function that writes the tables and figures into ``--out``, and writes the run
@@ -17,7 +17,7 @@ from ..errors import UserError
 from .common import (
     add_overwrite_argument, add_shard_arguments, parse_named_weights, parse_set_options, resolve_genome_options,
 )
-from .options import SEED, SHIFTS, add_attention_argument, add_rc_argument, add_device_argument, add_length_argument, add_progress_argument, add_set_argument, add_tracks_argument, real, whole
+from .options import SEED, SHIFTS, add_attention_argument, add_rc_argument, add_rc_argument, add_device_argument, add_length_argument, add_progress_argument, add_set_argument, add_tracks_argument, real, whole
 
 if TYPE_CHECKING:  # torch is imported by the run functions, so that --help answers without it
     import torch
@@ -271,6 +271,44 @@ def register(subparsers) -> None:
     add_shard_arguments(variants.add_argument_group("many processes (torchrun, job arrays)"))
     variants.set_defaults(run=run_variants)
 
+    genes = analyses.add_parser(
+        "genes", help="gene-level variant effects of Borzoi (SED, logSED over each gene's exons) from a VCF and a GTF",
+        description="Per variant and gene, calico's SED and logSED: predicted coverage summed over the gene's exon "
+        "bins (strand-matched tracks), alt minus ref and log2(1 + alt) - log2(1 + ref); replicates averaged score "
+        "by score. Windows centred on each variant or on each gene; through the edit engine (--plain: whole "
+        "windows). Variants outside every gene's window, genes without an exon bin in the window and REF "
+        "mismatches are written as notes, never scored.")
+    genes.add_argument("--weights", action="append", required=True, metavar="PATH",
+                       help="Borzoi weights (a name such as borzoi:0, or a file); repeat (or separate by commas) "
+                       "for a replicate ensemble")
+    genes.add_argument("--ensemble", action="store_true",
+                       help="one --weights name stands for its replicates (borzoi: its four)")
+    add_set_argument(genes, help="override one config field of the loaded model (JSON value)")
+    add_device_argument(genes)
+    genes.add_argument("--vcf", required=True, help="VCF or BCF (plain, bgzip); 1-based POS")
+    genes.add_argument("--gtf", required=True, help="gene models (GTF, plain or gzip): each gene's exon rows")
+    genes.add_argument("--fasta", required=True, help="genome: hg38, mm10 (downloaded on first use) or a FASTA path")
+    genes.add_argument("--head", default="human", help="output head (default: human)")
+    genes.add_argument("--targets", help="Borzoi targets table of the head's tracks (default: the shipped table)")
+    add_length_argument(genes)
+    genes.add_argument("--centre", choices=["variant", "gene"], default="variant",
+                       help="centre each window on the variant (calico's borzoi_sed) or on the gene's exonic "
+                       "midpoint, one window for every variant near it (default: variant)")
+    add_rc_argument(genes)
+    genes.add_argument("--indels", choices=["refill", "calico"], default="refill",
+                       help="refill: the window stays, the bases right of an indel move and the right end is "
+                       "refilled (as for Enformer); calico: each allele cut around its own centre (bvcf.snp_seq1; "
+                       "--centre variant, whole windows) (default: refill)")
+    genes.add_argument("--stats", default="SED,logSED", metavar="S1,S2",
+                       help="scores to write: SED, logSED or both (default: SED,logSED)")
+    _add_plain_argument(genes)
+    genes.add_argument("--batch-size", type=whole(1), default=4, help="edits per transformer batch (default: 4)")
+    genes.add_argument("--out", required=True, help="output: .h5 (rows x tracks per stat) or .tsv")
+    add_overwrite_argument(genes)
+    add_progress_argument(genes)
+    add_shard_arguments(genes.add_argument_group("many processes (torchrun, job arrays)"))
+    genes.set_defaults(run=run_genes)
+
 
 def _add_plain_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--plain", action="store_true",
@@ -432,4 +470,77 @@ def run_variants(args: argparse.Namespace) -> int:
         return 0
     print(summary_line(run))
     print(f"wrote {run.out}" + (f" from {shard.count} parts" if shard is not None else ""))
+    return 0
+
+
+def run_genes(args: argparse.Namespace) -> int:
+    """The existing-output rule runs first (holding the lock) on the digests of the weights, VCF, GTF, FASTA
+    and targets; then the models load and the windows are scored (this shard's, when sharded)."""
+    import dataclasses
+
+    from ..analysis.gene_outputs import GeneOptions, output_format, write_gene_scores
+    from ..data.borzoi_targets import borzoi_track_table, read_borzoi_targets
+    from ..data.genome import Genome
+    from ..data.gtf import read_gtf
+    from ..data.vcf import VariantFile
+    from ..device import resolve_device
+    from ..fingerprint import value_digest
+    from ..inputs import input_digest, large_file_digest
+    from ..model.ensemble import Ensemble
+    from ..outputs import FILE, Output, rank_device, refuse_split, resolve_shard, weights_record
+    from ..fingerprint import file_digest
+    from .common import apply_threads, weights_of_output
+    from .predict import ensemble_members
+
+    output_format(args.out)
+    resolve_genome_options(args)
+    options = GeneOptions(head=args.head, sequence_length=args.length, centre=args.centre, reverse_complement=args.rc,
+                          indels=args.indels, plain=args.plain, batch_size=args.batch_size,
+                          stats=tuple(stat.strip() for stat in args.stats.split(",") if stat.strip()))
+    for name, path in (("VCF/BCF", args.vcf), ("GTF", args.gtf), ("targets", args.targets)):
+        if path is not None and not Path(path).is_file():
+            raise UserError(f"no such {name} file: {path}")
+    genes = read_gtf(args.gtf)  # the inputs are read before any model: a user error costs no load
+    table = read_borzoi_targets(args.targets) if args.targets else borzoi_track_table(args.head)
+    with VariantFile(args.vcf) as vcf:
+        variants = list(vcf)
+    members = [part.strip() for item in args.weights for part in item.split(",") if part.strip()]
+    if args.ensemble:
+        members = ensemble_members(",".join(members))
+    shard = resolve_shard(args.shard)
+    apply_threads(args.threads)
+    device = rank_device(resolve_device(args.device))
+    args.device = str(device)
+    inputs = {"vcf": file_digest(args.vcf), "gtf": file_digest(args.gtf), "fasta": large_file_digest(args.fasta),
+              "targets": input_digest(args.targets)}
+    settings = {**vars(args), "device": str(device)}
+    overrides = parse_set_options(args.set)
+    output = Output(args.out, FILE, command="analyze genes", overwrite=args.overwrite, device=device, shard=shard)
+    with contextlib.ExitStack() as stack:
+        if shard is None:
+            stack.enter_context(output)
+        weights = weights_of_output(output, members[0] if len(members) == 1 else members, overrides)
+        fingerprint = value_digest({"weights": weights.identity, "options": dataclasses.asdict(options),
+                                    "inputs": inputs})
+        inputs["weights"] = weights_record(weights.identity, weights.files, overrides)
+        if shard is None:
+            output.decide(fingerprint, settings=settings, inputs=inputs)
+        else:
+            stack.enter_context(output.describe(fingerprint, settings=settings, inputs=inputs))
+        if shard is None and not output.up_to_date:
+            refuse_split(output.out, output.fingerprint)
+        if output.up_to_date:
+            print(f"{output.out} is up to date")
+            return 0
+        model = weights.load().to(device).eval()
+        models = list(model.members) if isinstance(model, Ensemble) else [model]
+        if not hasattr(models[0], "unet"):
+            raise UserError("analyze genes scores Borzoi's RNA coverage at 32 bp: give Borzoi weights (e.g. "
+                            "--weights borzoi --ensemble)")
+        out = write_gene_scores(models, Genome(args.fasta), variants, genes, table, output, options,
+                                progress=args.progress)
+    if out is None:
+        print(f"wrote part {shard} of {args.out}; the shard that ends last merges them")
+        return 0
+    print(f"wrote {out}" + (f" from {shard.count} parts" if shard is not None else ""))
     return 0
