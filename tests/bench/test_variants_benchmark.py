@@ -162,3 +162,21 @@ def test_bad_settings_are_one_line(tmp_path, capsys):
     assert main([*TINY, "--plot-only", "--out", str(tmp_path / "b")]) == 2
     assert "run the benchmark first" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_borzoi_points_time_the_engine_against_whole_windows_beside_the_flop_bound():
+    from senformer.bench.variant_report import markdown_report
+    from senformer.cli import build_parser
+    from senformer.commands.benchmark import variants_settings
+
+    point = VariantPoint(workload="anchored", family="borzoi", **{**TINY_POINT, "target_length": 16})
+    record = {**asdict(point), **measure_point(point), "status": "ok", "key": point.key}
+    assert record["check"]["passed"] and "family=borzoi" in point.key
+    assert "family" not in VariantPoint(workload="anchored", **TINY_POINT).key  # Enformer records keep their keys
+    rows = {(row["scenario"], row["timing"]): row for row in summarize([record])}
+    snv = rows[("anchored-snv", "steady state")]
+    assert snv["model"] == "borzoi" and snv["flop_bound"] > 1 and snv["speedup"] > 0 and "goal" not in snv
+    assert "borzoi full" in markdown_report({"points": [record]}, list(rows.values()))
+    settings = variants_settings(build_parser().parse_args(["benchmark", "variants", "--model", "borzoi", "--out", "x"]))
+    assert (settings["family"], settings["dim"], settings["depth"], settings["length"], settings["target_length"]) == (
+        "borzoi", 1536, 8, 524_288, None)  # Borzoi's published geometry by default

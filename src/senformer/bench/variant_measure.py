@@ -41,10 +41,10 @@ def build_model(point: VariantPoint, device):
     import torch
     from torch import nn
 
-    from ..model.enformer import Enformer
+    from ..model.borzoi import build_model as build_family
 
     torch.manual_seed(point.seed)
-    model = Enformer(point.config())
+    model = build_family(point.config())
     generator = torch.Generator().manual_seed(point.seed)
     with torch.no_grad():
         for module in model.modules():
@@ -215,11 +215,16 @@ def transformer_seconds(model, point: VariantPoint, device) -> float:
 
     from ..inference import autocast_for
 
-    positions = point.length // model.config.bin_size
-    features = torch.randn(point.batch_size, positions, model.config.dim, device=device,
-                           generator=torch.Generator(device=device).manual_seed(point.seed))
+    sequence = torch.randint(0, 4, (1, point.length), generator=torch.Generator().manual_seed(point.seed))
     passes = 2 if point.reverse_complement else 1
     with torch.inference_mode(), autocast_for(device, point.precision == "bf16"):
+        # Real conv features (Borzoi's carry the U-Net's skips), one row repeated to the batch: untimed.
+        features = model.conv_features(sequence.to(device))
+        if isinstance(features, tuple):
+            features = (features[0].expand(point.batch_size, -1, -1),
+                        [skip.expand(point.batch_size, -1, -1) for skip in features[1]])
+        else:
+            features = features.expand(point.batch_size, -1, -1)
         model.head_outputs(features, (HEAD,))
         if device.type == "cuda":
             torch.cuda.synchronize()

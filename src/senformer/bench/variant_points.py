@@ -11,6 +11,9 @@ Two workloads per attention kind and precision:
   fresh window), and ``--cluster-bp`` sharing: SNVs within ``cluster_bp`` of the centre scored against one
   shared reference.
 
+``family="borzoi"`` measures Borzoi (:class:`senformer.model.borzoi.Borzoi`: the tower and both U-Net skips
+shared, the transformer, U-Net and heads per edit) at its published geometry by default.
+
 Nothing here imports torch: the command's parser reads the choices from this module.
 """
 
@@ -23,6 +26,7 @@ from ..constants import SEQUENCE_LENGTH, TARGET_LENGTH
 from ..errors import UserError
 
 WORKLOADS = ("anchored", "centred")
+FAMILIES = ("enformer", "borzoi")
 PRECISIONS = ("fp32", "bf16")
 ATTENTIONS = ("full", "bigbird")
 HEAD = "human"
@@ -39,7 +43,7 @@ class VariantPoint:
     dim: int = 1536
     depth: int = 11
     length: int = SEQUENCE_LENGTH
-    target_length: int = TARGET_LENGTH
+    target_length: int | None = TARGET_LENGTH  # None: Borzoi's crop (16 bins per side)
     edits: int = 16  # engine-timed edits per workload (ISM, anchored SNVs, the cluster)
     plain_edits: int = 2  # edits the plain path is timed on (and the equality check compares)
     batch_size: int = 2  # edits per batch, both paths
@@ -48,10 +52,12 @@ class VariantPoint:
     device: str = "cpu"
     threads: int = 0  # 0: torch's default
     seed: int = 0
+    family: str = "enformer"  # or "borzoi"; left out of an Enformer point's key (records before Borzoi match)
 
     def __post_init__(self) -> None:
         problems = []
-        for name, choices in (("workload", WORKLOADS), ("attention", ATTENTIONS), ("precision", PRECISIONS)):
+        for name, choices in (("workload", WORKLOADS), ("attention", ATTENTIONS), ("precision", PRECISIONS),
+                              ("family", FAMILIES)):
             if getattr(self, name) not in choices:
                 problems.append(f"{name} {getattr(self, name)!r} is not one of {', '.join(choices)}")
         if self.edits < 1 or self.plain_edits < 1 or self.batch_size < 1:
@@ -66,16 +72,20 @@ class VariantPoint:
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> VariantPoint:
-        return cls(**{f.name: record[f.name] for f in fields(cls)})
+        return cls(**{f.name: record[f.name] if f.name != "family" else record.get("family", "enformer")
+                      for f in fields(cls)})
 
     @property
     def key(self) -> str:
         """The point's identity in ``variants.json`` (resuming matches on it)."""
-        return "|".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self))
+        return "|".join(f"{f.name}={getattr(self, f.name)}" for f in fields(self)
+                        if f.name != "family" or self.family != "enformer")
 
     @property
     def label(self) -> str:
-        return f"{self.workload} {self.attention} {self.precision} dim {self.dim} depth {self.depth} {self.length:,} bp"
+        model = "Borzoi " if self.family == "borzoi" else ""
+        return (f"{model}{self.workload} {self.attention} {self.precision} dim {self.dim} depth {self.depth} "
+                f"{self.length:,} bp")
 
     @property
     def reverse_complement(self) -> bool:
@@ -87,8 +97,17 @@ class VariantPoint:
         A width that is not a multiple of 128 (tiny test models) rounds its conv tower to 16 instead of 128,
         which EnformerConfig would refuse.
         """
-        from ..config import EnformerConfig
+        from ..config import BorzoiConfig, EnformerConfig
 
+        if self.family == "borzoi":
+            # The published widths scaled to ``dim`` (608 of 1,536 for the tower's first block, 512 for the stem,
+            # 1,920 for the final conv), rounded to 32 (published) or 8 (tiny test models).
+            step = 32 if self.dim % 32 == 0 and self.dim >= 512 else 8
+            scaled = lambda value: max(step, round(self.dim * value / 1536 / step) * step)  # noqa: E731
+            return BorzoiConfig(dim=self.dim, depth=self.depth, attention=self.attention,
+                                stem_channels=scaled(512), conv_tower_start=scaled(608), conv_tower_divisible_by=step,
+                                final_channels=scaled(1920), target_length=self.target_length,
+                                conv_tile_length=self.conv_tile_length, output_heads={HEAD: 7611})
         features = (self.dim // 8) // 6 * 6
         return EnformerConfig(
             num_relative_position_features=None if features == self.dim // 8 else features,
@@ -107,11 +126,13 @@ def grid(workloads: Iterable[str] = WORKLOADS, attentions: Iterable[str] = ATTEN
 
 POINT_SETTINGS = ("dim", "depth", "length", "target_length", "edits", "plain_edits", "batch_size", "cluster_bp",
                   "conv_tile_length", "device", "threads", "seed")
+# The published geometry of each family: (dim, depth, length, target_length).
+FAMILY_DEFAULTS = {"enformer": (1536, 11, SEQUENCE_LENGTH, TARGET_LENGTH), "borzoi": (1536, 8, 524_288, None)}
 
 
 def grid_from_settings(settings: Mapping[str, Any]) -> list[VariantPoint]:
     return grid(settings["workloads"], settings["attentions"], settings["precisions"],
-                **{name: settings[name] for name in POINT_SETTINGS})
+                family=settings.get("family", "enformer"), **{name: settings[name] for name in POINT_SETTINGS})
 
 
 # FLOPs ---------------------------------------------------------------------------------------------------

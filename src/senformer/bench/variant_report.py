@@ -36,7 +36,7 @@ def summarize(records: Sequence[dict]) -> list[dict]:
     for record in records:
         if record.get("status") != "ok":
             continue
-        base = {name: record[name] for name in POINT_FIELDS}
+        base = {**{name: record[name] for name in POINT_FIELDS}, "model": record.get("family", "enformer")}
         engine_reference, plain_reference = record["engine_reference_seconds"], record["plain_reference_seconds"]
         plain_per_edit = record["plain_per_edit_seconds"]
         floor = record.get("transformer_per_edit_seconds")  # older records lack it
@@ -67,7 +67,7 @@ def summarize(records: Sequence[dict]) -> list[dict]:
                              "flop_bound": (count + 1) * whole / (whole + count * edit)})
     for row in rows:
         goal = GOALS.get(row["scenario"]) if row["timing"] in ("steady state", "per variant") else None
-        if goal is not None and (row["attention"], row["precision"]) == ("full", "fp32"):
+        if goal is not None and (row["model"], row["attention"], row["precision"]) == ("enformer", "full", "fp32"):
             row["goal"] = goal
             row["goal_met"] = row["speedup"] >= goal
         row["of_bound"] = row["speedup"] / row["flop_bound"]
@@ -76,7 +76,7 @@ def summarize(records: Sequence[dict]) -> list[dict]:
     return rows
 
 
-CSV_FIELDS = ["scenario", "timing", "edits", *POINT_FIELDS[1:], "engine_seconds", "plain_seconds", "speedup",
+CSV_FIELDS = ["scenario", "timing", "edits", "model", *POINT_FIELDS[1:], "engine_seconds", "plain_seconds", "speedup",
               "flop_bound", "of_bound", "time_bound", "of_time_bound", "goal", "goal_met"]
 
 
@@ -116,7 +116,7 @@ def markdown_report(document: dict, rows: Sequence[dict]) -> str:
         statistic = (f"{check['relative']:.1e} rel." if "relative" in check else "") + (
             f" (bf16 vs fp32 {check['plain_bf16_vs_fp32'] / check['max_plain']:.1e})" if "plain_bf16_vs_fp32" in check else "")
         memory_gb = (r.get("cuda_peak_allocated_bytes") or r.get("peak_rss_bytes") or 0) / GB
-        lines.append(f"| {r['workload']} | {r['attention']} | {r['precision']} | {r['dim']} | {r['depth']} | "
+        lines.append(f"| {r['workload']} | {_kind(r)} | {r['precision']} | {r['dim']} | {r['depth']} | "
                      f"{r['length']:,} | {r['batch_size']} | {r['status']} | {statistic} | "
                      f"{f'{memory_gb:.2f}' if memory_gb else ''} |")
     reasons = sorted({f"{r['workload']} {r['attention']} {r['precision']}: {r['reason']}" for r in document["points"]
@@ -129,10 +129,16 @@ def markdown_report(document: dict, rows: Sequence[dict]) -> str:
         for r in rows:
             goal = (f">= {r['goal']}x: {'met' if r['goal_met'] else 'not met'}" if "goal" in r else "")
             time_bound = (f"{r['time_bound']:.2f}x | {r['of_time_bound']:.0%}" if "time_bound" in r else " | ")
-            lines.append(f"| {r['scenario']} | {r['timing']} | {r['edits']} | {r['attention']} | {r['precision']} | "
+            lines.append(f"| {r['scenario']} | {r['timing']} | {r['edits']} | {_kind(r)} | {r['precision']} | "
                          f"{r['engine_seconds']:.3g} | {r['plain_seconds']:.3g} | {r['speedup']:.2f}x | "
                          f"{r['flop_bound']:.2f}x | {r['of_bound']:.0%} | {time_bound} | {goal} |")
     return "\n".join(lines) + "\n"
+
+
+def _kind(record: dict) -> str:
+    """The attention kind, after the model's name for Borzoi (an Enformer row reads as before)."""
+    model = record.get("model", record.get("family", "enformer"))
+    return record["attention"] if model == "enformer" else f"{model} {record['attention']}"
 
 
 # The figure ----------------------------------------------------------------------------------------------
@@ -140,7 +146,7 @@ def plot_speedups(rows: Sequence[dict], ax):
     """Speed-up over the plain path (bars) and its FLOP bound (black ticks) per scenario, kind and precision;
     steady state for anchored and cluster, per variant for variant-centred windows."""
     chosen = [r for r in rows if r["timing"] in ("steady state", "per variant")]
-    labels = [f"{r['scenario']}\n{r['attention']} {r['precision']}" for r in chosen]
+    labels = [f"{r['scenario']}\n{_kind(r)} {r['precision']}" for r in chosen]
     colours = {"fp32": "tab:blue", "bf16": "tab:orange"}
     positions = range(len(chosen))
     ax.bar(positions, [r["speedup"] for r in chosen], color=[colours[r["precision"]] for r in chosen])

@@ -221,7 +221,7 @@ def _run_scaling(args: argparse.Namespace) -> int:
 
 
 def _register_variants(subparsers) -> None:
-    from ..bench.variant_points import ATTENTIONS, PRECISIONS, VariantPoint, WORKLOADS
+    from ..bench.variant_points import ATTENTIONS, FAMILIES, PRECISIONS, VariantPoint, WORKLOADS
 
     defaults = VariantPoint(workload="anchored")
     parser = subparsers.add_parser(
@@ -236,11 +236,16 @@ def _register_variants(subparsers) -> None:
         "only where the device computes bf16 natively; elsewhere they are recorded as skipped, with the reason.",
     )
     parser.add_argument("--out", required=True, help="output directory (an existing variants.json is resumed)")
-    parser.add_argument("--dim", type=whole(1), default=defaults.dim, help=f"model width (default: {defaults.dim})")
-    parser.add_argument("--depth", type=whole(1), default=defaults.depth, help=f"transformer layers (default: {defaults.depth})")
-    parser.add_argument("--length", type=whole(1), default=defaults.length, help=f"input bp (default: {defaults.length:,})")
-    parser.add_argument("--target-length", type=whole(1), default=defaults.target_length,
-                        help=f"output bins (default: {defaults.target_length})")
+    parser.add_argument("--model", choices=FAMILIES, default="enformer",
+                        help="the model family: enformer, or borzoi (the tower and both U-Net skips shared; the "
+                        "transformer, U-Net and heads per edit) (default: enformer)")
+    parser.add_argument("--dim", type=whole(1), default=None, help=f"model width (default: {defaults.dim})")
+    parser.add_argument("--depth", type=whole(1), default=None,
+                        help=f"transformer layers (default: {defaults.depth}; borzoi 8)")
+    parser.add_argument("--length", type=whole(1), default=None,
+                        help=f"input bp (default: {defaults.length:,}; borzoi 524,288)")
+    parser.add_argument("--target-length", type=whole(1), default=None,
+                        help=f"output bins (default: {defaults.target_length}; borzoi every bin but its crop)")
     parser.add_argument("--workloads", type=_choice_list(WORKLOADS), default=list(WORKLOADS),
                         help="comma-separated: anchored (SNVs across the window and ISM, one strand), centred "
                         "(variant-centred SNV and insertion, and a cluster sharing one reference; RC averaging) "
@@ -276,17 +281,23 @@ def variants_settings(args: argparse.Namespace) -> dict[str, Any]:
     from ..bench.variant_points import grid_from_settings
     from ..device import resolve_device
 
+    from ..bench.variant_points import FAMILY_DEFAULTS
+
     tile = _conv_tile_length(args.conv_tile_length)
+    family = getattr(args, "model", "enformer")
+    dim, depth, length, target_length = (given if given is not None else default for given, default in zip(
+        (args.dim, args.depth, args.length, args.target_length), FAMILY_DEFAULTS[family]))
     settings = {
         "workloads": args.workloads, "attentions": args.attention, "precisions": args.precision,
-        "dim": args.dim, "depth": args.depth, "length": args.length, "target_length": args.target_length,
+        **({"family": family} if family != "enformer" else {}),  # an Enformer run's settings read as before
+        "dim": dim, "depth": depth, "length": length, "target_length": target_length,
         "edits": args.edits, "plain_edits": args.plain_edits, "batch_size": args.batch_size,
         "cluster_bp": args.cluster_bp, "conv_tile_length": tile, "device": str(resolve_device(args.device)),
         "threads": args.threads, "seed": args.seed, "memory_cap_bytes": int(args.memory_cap_gb * GB),
         "timeout_s": args.timeout,
     }
-    if args.depth < 1 or args.memory_cap_gb <= 0 or args.timeout <= 0:
-        raise UserError(f"--depth, --memory-cap-gb and --timeout must be positive (got {args.depth}, "
+    if depth < 1 or args.memory_cap_gb <= 0 or args.timeout <= 0:
+        raise UserError(f"--depth, --memory-cap-gb and --timeout must be positive (got {depth}, "
                         f"{args.memory_cap_gb}, {args.timeout})")
     for point in grid_from_settings(settings):
         point.config().validate_sequence_length(point.length)
