@@ -76,7 +76,8 @@ def test_scores_notes_and_the_existing_output_rule(workspace, tmp_path, capsys):
     assert "is up to date" in capsys.readouterr().out
 
 
-def test_two_shards_write_the_bytes_of_one_process(workspace, tmp_path):
+def test_two_shards_write_the_bytes_of_one_process(workspace, tmp_path, monkeypatch):
+    monkeypatch.setattr("senformer.analysis.gene_outputs.BLOCK_ROWS", 2)  # rows reach the file in several blocks
     for suffix, extra in ((".h5", ["--centre", "gene"]), (".tsv", ["--stats", "logSED"])):
         whole = tmp_path / f"whole{suffix}"
         split = tmp_path / f"split{suffix}"

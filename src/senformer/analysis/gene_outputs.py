@@ -22,7 +22,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -114,68 +114,147 @@ def track_axis(table: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 # Files ------------------------------------------------------------------------------------------------------
-def write_table(path: Path, kind: str, result: GeneTable, axis: dict[str, np.ndarray], stats: Sequence[str]) -> None:
-    """``result`` into ``path`` as ``kind`` (``h5`` or ``tsv``)."""
-    if kind == "tsv":
-        header, rows, notes = _tsv_lines(result, axis, stats)
-        path.write_text("\n".join([header, *rows, *notes]) + "\n", encoding="utf-8")
+BLOCK_ROWS = 256
+"""Rows reach the file in blocks of this many (the last one shorter), and the notes at the end: the file's bytes
+then depend only on the sequence of rows and notes, not on how a run was split into shards."""
+
+
+class GeneWriter:
+    """Rows of a gene-score file streamed in blocks of :data:`BLOCK_ROWS`, the notes (few) written at
+    :meth:`close`, as ``h5`` (resizable datasets) or ``tsv``. Memory holds one block, not the output."""
+
+    def __init__(self, path: Path, kind: str, axis: dict[str, np.ndarray], stats: Sequence[str]):
+        self.path, self.kind, self.axis, self.stats = path, kind, axis, tuple(stats)
+        self.pending = GeneTable.empty(self.stats)
+        self.notes: list[dict] = []
+        self.written = 0
+        if kind == "tsv":
+            self.handle = open(path, "w", encoding="utf-8")
+            self.handle.write(_tsv_header(axis, self.stats) + "\n")
+            return
+        import h5py
+
+        strings = h5py.string_dtype("utf-8")
+        self.handle = hdf5.open_hdf5(path, "w")
+        tracks = len(axis["plus"])
+        for group, fields in (("rows", ROW_FIELDS), ("notes", NOTE_FIELDS)):
+            for field in fields:
+                self.handle.create_dataset(f"{group}/{field}", shape=(0,), maxshape=(None,), chunks=(BLOCK_ROWS,),
+                                           dtype=np.int64 if field == "pos" else strings)
+        for stat in self.stats:
+            self.handle.create_dataset(f"scores/{stat}", shape=(0, tracks), maxshape=(None, tracks),
+                                       chunks=(min(BLOCK_ROWS, 64), tracks), dtype=np.float32)
+        for name in ("identifier", "description"):
+            self.handle.create_dataset(f"tracks/{name}", data=axis[name], dtype=strings)
+        for name in ("plus", "minus"):
+            self.handle.create_dataset(f"tracks/{name}", data=axis[name].astype(np.int64))
+
+    def add(self, table: "GeneTable") -> None:
+        """Append ``table``'s rows (written block by block) and notes (kept for :meth:`close`)."""
+        self.pending.extend(GeneTable(table.rows, table.scores, []))
+        self.notes += table.notes
+        while len(self.pending.rows) >= BLOCK_ROWS:
+            self._write(BLOCK_ROWS)
+
+    def _write(self, count: int) -> None:
+        rows = self.pending.rows[:count]
+        scores = {stat: self.pending.scores[stat][:count] for stat in self.stats}
+        self.pending = GeneTable(self.pending.rows[count:],
+                                 {stat: self.pending.scores[stat][count:] for stat in self.stats}, [])
+        if self.kind == "tsv":
+            self.handle.writelines(line + "\n" for line in _tsv_rows(rows, scores, self.stats))
+        else:
+            self._append("rows", ROW_FIELDS, rows)
+            for stat in self.stats:
+                dataset = self.handle[f"scores/{stat}"]
+                dataset.resize(self.written + count, axis=0)
+                dataset[self.written :] = np.stack(scores[stat]).astype(np.float32)
+            hdf5.check(self.handle)
+        self.written += count
+
+    def _append(self, group: str, fields: Sequence[str], records: list[dict]) -> None:
+        for field in fields:
+            dataset = self.handle[f"{group}/{field}"]
+            start = dataset.shape[0]
+            dataset.resize(start + len(records), axis=0)
+            values = [record[field] for record in records]
+            dataset[start:] = np.array(values, dtype=np.int64 if field == "pos" else object)
+
+    def close(self) -> None:
+        """Write the last block and the notes; close the file (a write fault raised here)."""
+        if self.pending.rows:
+            self._write(len(self.pending.rows))
+        if self.kind == "tsv":
+            self.handle.writelines(line + "\n" for line in _tsv_notes(self.notes, self.axis, self.stats))
+            self.handle.close()
+            return
+        if self.notes:
+            self._append("notes", NOTE_FIELDS, self.notes)
+        error = hdf5.close(self.handle)
+        if error is not None:
+            raise error
+
+
+def read_blocks(path: Path, kind: str, stats: Sequence[str]) -> Iterator[GeneTable]:
+    """A part's rows block by block, then its notes (as a last table without rows)."""
+    if kind == "tsv":  # "%.7g" read back and written again gives the same text
+        block, notes = GeneTable.empty(stats), []
+        with open(path, encoding="utf-8") as handle:
+            handle.readline()
+            for line in handle:
+                fields = line.rstrip("\n").split("\t")
+                if fields[len(ROW_FIELDS)]:
+                    notes.append({**{field: _value(field, value) for field, value in zip(NOTE_FIELDS, fields)},
+                                  "note": fields[len(ROW_FIELDS)]})
+                    continue
+                block.rows.append({field: _value(field, value) for field, value in zip(ROW_FIELDS, fields)})
+                values = np.array(fields[len(ROW_FIELDS) + 1 :], dtype=np.float64).reshape(len(stats), -1)
+                for stat, row in zip(stats, values):
+                    block.scores[stat].append(row)
+                if len(block.rows) == BLOCK_ROWS:
+                    yield block
+                    block = GeneTable.empty(stats)
+        yield GeneTable(block.rows, block.scores, notes)
         return
     import h5py
 
-    strings = h5py.string_dtype("utf-8")
-    handle = hdf5.open_hdf5(path, "w")
-    try:
-        for group, fields, records in (("rows", ROW_FIELDS, result.rows), ("notes", NOTE_FIELDS, result.notes)):
-            for field in fields:
-                values = [record[field] for record in records]
-                if field == "pos":
-                    handle.create_dataset(f"{group}/{field}", data=np.array(values, dtype=np.int64))
-                else:
-                    handle.create_dataset(f"{group}/{field}", data=np.array(values, dtype=object), dtype=strings)
-        for stat in stats:
-            values = np.stack(result.scores[stat]) if result.rows else np.zeros((0, len(axis["plus"])))
-            handle.create_dataset(f"scores/{stat}", data=values.astype(np.float32))
-        for name in ("identifier", "description"):
-            handle.create_dataset(f"tracks/{name}", data=axis[name], dtype=strings)
-        for name in ("plus", "minus"):
-            handle.create_dataset(f"tracks/{name}", data=axis[name].astype(np.int64))
-    finally:
-        error = hdf5.close(handle)
-    if error is not None:
-        raise error
-
-
-def read_table(path: Path, kind: str, stats: Sequence[str]) -> GeneTable | tuple[list[str], list[str]]:
-    """A part's contents: a :class:`GeneTable` (``h5``), or its (row lines, note lines) (``tsv``)."""
-    if kind == "tsv":
-        _, *lines = path.read_text(encoding="utf-8").splitlines()
-        is_note = [bool(line.split("\t")[len(ROW_FIELDS)]) for line in lines]
-        return ([line for line, note in zip(lines, is_note) if not note],
-                [line for line, note in zip(lines, is_note) if note])
-    import h5py
-
-    result = GeneTable.empty(stats)
     with h5py.File(path, "r") as handle:
-        for group, fields, records in (("rows", ROW_FIELDS, result.rows), ("notes", NOTE_FIELDS, result.notes)):
-            columns = {field: handle[f"{group}/{field}"][()] for field in fields}
-            for index in range(len(columns[fields[0]])):
-                records.append({field: int(columns[field][index]) if field == "pos" else
-                                columns[field][index].decode() for field in fields})
-        for stat in stats:
-            result.scores[stat] = list(handle[f"scores/{stat}"][()])
-    return result
+        total = handle["rows/pos"].shape[0]
+        for start in range(0, total, BLOCK_ROWS):
+            columns = {field: handle[f"rows/{field}"][start : start + BLOCK_ROWS] for field in ROW_FIELDS}
+            rows = [{field: _value(field, columns[field][index]) for field in ROW_FIELDS}
+                    for index in range(len(columns["pos"]))]
+            yield GeneTable(rows, {stat: list(handle[f"scores/{stat}"][start : start + BLOCK_ROWS]) for stat in stats},
+                            [])
+        columns = {field: handle[f"notes/{field}"][()] for field in NOTE_FIELDS}
+        notes = [{field: _value(field, columns[field][index]) for field in NOTE_FIELDS}
+                 for index in range(len(columns["pos"]))]
+        yield GeneTable([], {stat: [] for stat in stats}, notes)
 
 
-def _tsv_lines(result: GeneTable, axis: dict[str, np.ndarray], stats: Sequence[str]) -> tuple[str, list[str], list[str]]:
-    """(header, row lines, note lines): a row's ``note`` is empty, a note's scores are."""
-    columns = [*ROW_FIELDS, "note", *(f"{stat}:{name}" for stat in stats for name in axis["identifier"])]
-    rows = ["\t".join([*(str(row[field]) for field in ROW_FIELDS), "",
-                       *(f"{value:.7g}" for stat in stats for value in result.scores[stat][index])])
-            for index, row in enumerate(result.rows)]
-    blank = [""] * (len(columns) - len(ROW_FIELDS) - 1)
-    notes = ["\t".join([*(str(note[field]) for field in NOTE_FIELDS[:6]), "", "", note["note"], *blank])
-             for note in result.notes]
-    return "\t".join(columns), rows, notes
+def _value(field: str, value):
+    """A field as written: ``pos`` an int, the rest text (HDF5 gives bytes)."""
+    if field == "pos":
+        return int(value)
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _tsv_header(axis: dict[str, np.ndarray], stats: Sequence[str]) -> str:
+    return "\t".join([*ROW_FIELDS, "note", *(f"{stat}:{name}" for stat in stats for name in axis["identifier"])])
+
+
+def _tsv_rows(rows: list[dict], scores: dict[str, list[np.ndarray]], stats: Sequence[str]) -> list[str]:
+    """A scored row's line: its ``note`` empty."""
+    return ["\t".join([*(str(row[field]) for field in ROW_FIELDS), "",
+                       *(f"{value:.7g}" for stat in stats for value in scores[stat][index])])
+            for index, row in enumerate(rows)]
+
+
+def _tsv_notes(notes: list[dict], axis: dict[str, np.ndarray], stats: Sequence[str]) -> list[str]:
+    """A note's line: its scores empty."""
+    blank = [""] * (len(stats) * len(axis["identifier"]))
+    return ["\t".join([*(str(note[field]) for field in NOTE_FIELDS[:6]), "", "", note["note"], *blank])
+            for note in notes]
 
 
 # A run ------------------------------------------------------------------------------------------------------
@@ -198,14 +277,18 @@ def write_gene_scores(models: Sequence, genome: Genome, variants: Sequence[Varia
     last.add([], outside)
 
     def compute(path: Path, first: int, stop: int, with_last: bool) -> None:
-        result = GeneTable.empty(options.stats)
-        for window in tqdm(windows[first:stop], desc="gene windows", disable=not progress):
-            result.add(*score_window(models, genome, window, table, head=options.head, sequence_length=length,
-                                     reverse_complement=options.reverse_complement, indels=options.indels,
-                                     plain=options.plain, batch_size=options.batch_size))
-        if with_last:
-            result.extend(last)
-        write_table(path, kind, result, axis, options.stats)
+        writer = GeneWriter(path, kind, axis, options.stats)
+        try:
+            for window in tqdm(windows[first:stop], desc="gene windows", disable=not progress):
+                scored = GeneTable.empty(options.stats)
+                scored.add(*score_window(models, genome, window, table, head=options.head, sequence_length=length,
+                                         reverse_complement=options.reverse_complement, indels=options.indels,
+                                         plain=options.plain, batch_size=options.batch_size))
+                writer.add(scored)
+            if with_last:
+                writer.add(last)
+        finally:
+            writer.close()
 
     if output.sharded is None:
         partial = output.start()
@@ -220,18 +303,15 @@ def write_gene_scores(models: Sequence, genome: Genome, variants: Sequence[Varia
             part.output.finish()
 
     def merge(parts: list[Path], records: list[dict], partial: Path) -> dict:
-        contents = [read_table(path, kind, options.stats) for path in parts if path.stat().st_size]
-        if kind == "tsv":
-            header, _, last_notes = _tsv_lines(last, axis, options.stats)
-            rows = [line for part_rows, _ in contents for line in part_rows]
-            notes = [line for _, part_notes in contents for line in part_notes]
-            partial.write_text("\n".join([header, *rows, *notes, *last_notes]) + "\n", encoding="utf-8")
-        else:
-            merged = GeneTable.empty(options.stats)
-            for content in contents:
-                merged.extend(content)
-            merged.extend(last)
-            write_table(partial, kind, merged, axis, options.stats)
+        writer = GeneWriter(partial, kind, axis, options.stats)
+        try:
+            for path in parts:
+                if path.stat().st_size:
+                    for block in read_blocks(path, kind, options.stats):
+                        writer.add(block)
+            writer.add(last)
+        finally:
+            writer.close()
         return resolved
 
     return output.sharded.merge(merge)

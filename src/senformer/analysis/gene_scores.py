@@ -42,6 +42,7 @@ computation.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -177,21 +178,32 @@ def plan_windows(variants: Sequence[Variant], genes: Sequence[Gene], sequence_le
     if centre not in CENTRES:
         raise UserError(f"centre={centre!r}: choose {' or '.join(CENTRES)}")
     if centre == "variant":
-        by_chrom: dict[str, list[Gene]] = {}
+        listed: dict[str, list[Gene]] = {}
         for gene in genes:
-            by_chrom.setdefault(gene.chrom, []).append(gene)
+            listed.setdefault(gene.chrom, []).append(gene)
+        by_chrom = {chrom: tuple(members) for chrom, members in listed.items()}  # one tuple shared by its windows
         windows = [GeneWindow(variant.chrom, variant_window_start(variant, sequence_length), (variant,),
-                              tuple(by_chrom.get(variant.chrom, ()))) for variant in variants]
+                              by_chrom.get(variant.chrom, ())) for variant in variants]
         return windows, []
+    # Each gene's variants by bisection over its chromosome's variants sorted by start (file order kept inside).
+    order: dict[str, list[int]] = {}
+    for index, variant in enumerate(variants):
+        order.setdefault(variant.chrom, []).append(index)
+    for indices in order.values():
+        indices.sort(key=lambda index: variants[index].start)
+    starts = {chrom: [variants[index].start for index in indices] for chrom, indices in order.items()}
     windows, placed = [], set()
     for gene in genes:
         start = gene_window_start(gene, sequence_length)
-        inside = tuple(variant for variant in variants if variant.chrom == gene.chrom
-                       and variant.start >= start and variant.start + len(variant.ref) <= start + sequence_length)
+        indices, chrom_starts = order.get(gene.chrom, []), starts.get(gene.chrom, [])
+        first = bisect.bisect_left(chrom_starts, start)
+        candidates = indices[first : bisect.bisect_left(chrom_starts, start + sequence_length)]
+        inside = [index for index in sorted(candidates)
+                  if variants[index].start + len(variants[index].ref) <= start + sequence_length]
         if inside:
-            windows.append(GeneWindow(gene.chrom, start, inside, (gene,)))
-            placed.update(id(variant) for variant in inside)
-    notes = [GeneNote(variant, None, NOTE_OUTSIDE) for variant in variants if id(variant) not in placed]
+            windows.append(GeneWindow(gene.chrom, start, tuple(variants[index] for index in inside), (gene,)))
+            placed.update(inside)
+    notes = [GeneNote(variant, None, NOTE_OUTSIDE) for index, variant in enumerate(variants) if index not in placed]
     return windows, notes
 
 

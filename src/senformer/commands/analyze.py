@@ -17,7 +17,7 @@ from ..errors import UserError
 from .common import (
     add_overwrite_argument, add_shard_arguments, parse_named_weights, parse_set_options, resolve_genome_options,
 )
-from .options import SEED, SHIFTS, add_attention_argument, add_rc_argument, add_rc_argument, add_device_argument, add_length_argument, add_progress_argument, add_set_argument, add_tracks_argument, real, whole
+from .options import SEED, SHIFTS, add_attention_argument, add_rc_argument, add_device_argument, add_length_argument, add_progress_argument, add_set_argument, add_tracks_argument, real, whole
 
 if TYPE_CHECKING:  # torch is imported by the run functions, so that --help answers without it
     import torch
