@@ -21,7 +21,7 @@ from senformer.errors import UserError
 from senformer.model.borzoi import Borzoi
 
 CD99 = SHARED / "data" / "borzoi" / "CD99_example.gtf"
-LENGTH = 65_536  # 512 positions of 128 bp; 2,044 output bins of 32 bp (crop 2): CD99's 50 kb fit, partly
+LENGTH = 16_384  # 128 positions of 128 bp; 508 output bins of 32 bp (crop 2): 4 to 8 of CD99's 13 exons per window
 CHROM_LENGTH = 2_800_000
 
 
