@@ -17,6 +17,14 @@ Generative model
    0 elsewhere). The conv tower of Enformer sees about +-0.4 kb around a bin (stem width 15, width-5 convs
    at 2..64 bp resolution, poolings), so with ``near`` >= 1 kb only attention can link a promoter to
    its enhancers.
+   ``long_range_signals`` (default ``("band",)``) grades how distance-specific the distal term is; the
+   long-range tracks of each kind take the signals in turn (each signal its own set of tracks), and every
+   signal's kernel has the ring's total weight:
+   - ``band``: the ring (a hard band near..far; a layer without positions cannot represent it);
+   - ``decay``: a contact-frequency-like power law ``(|d| / near) ** -decay_exponent`` from ``near`` to half
+     a record (soft distance-specificity);
+   - ``count``: a flat weight from ``near`` to half a record (distance-agnostic beyond the conv tower's
+     reach: any attention layer, with or without positions, can count).
 3. Expected signal per track (``r`` = replicate number, tracks cycle through the four assay groups):
    - DNase/ATAC: ``sharp(sum_m w_rm count_m)`` over all motifs (local accessibility).
    - ChIP-TF: ``sharp(count_tf) * (1 + 0.5 sharp(count_partner))`` for TF motif ``4 + r mod 4`` (local,
@@ -57,6 +65,7 @@ BIN = 128
 MOTIF_LENGTH = 10
 NUM_MOTIFS = 8
 PROMOTERS, ENHANCERS, TF_SITES = (0, 1), (2, 3), (4, 5, 6, 7)
+LONG_RANGE_SIGNALS = ("band", "decay", "count")  # graded distance-specificity, most specific first
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,9 @@ class SyntheticSettings:
     # Kernel spreading a promoter's CAGE signal along the bins: "sharp" (3 bins) or "broad" (sigma 4 bins,
     # the same total). A broad peak gives the distal-enhancer dependence many bins of signal instead of one.
     cage_kernel: str = "sharp"
+    # The distal terms of the long-range tracks (see the module's generative model): "band", "decay", "count".
+    long_range_signals: tuple[str, ...] = ("band",)
+    decay_exponent: float = 1.0  # "decay": weight (|d| / near) ** -exponent
 
     @property
     def target_length(self) -> int:
@@ -104,6 +116,12 @@ class SyntheticSettings:
             problems.append(f"enhancer_rate {self.enhancer_rate} must be >= 0 or None (motif_rate)")
         if self.cage_kernel not in ("sharp", "broad"):
             problems.append(f"cage_kernel {self.cage_kernel!r} must be sharp or broad")
+        if not self.long_range_signals or len(set(self.long_range_signals)) != len(self.long_range_signals) or \
+                any(signal not in LONG_RANGE_SIGNALS for signal in self.long_range_signals):
+            problems.append(f"long_range_signals {list(self.long_range_signals)} must be distinct names from "
+                            f"{', '.join(LONG_RANGE_SIGNALS)}")
+        if self.decay_exponent <= 0:
+            problems.append(f"decay_exponent {self.decay_exponent} must be positive")
         if self.long_range_baseline < 0:
             problems.append(f"long_range_baseline {self.long_range_baseline} must be >= 0")
         if self.windows_per_chromosome < 1 or self.records_per_file < 1:
@@ -153,6 +171,7 @@ class _Track:
     background: float
     amplitude: float
     weights: list[float] = field(default_factory=list)
+    signal: str = "band"  # long-range tracks: which distal kernel (LONG_RANGE_SIGNALS)
 
 
 def _motifs(rng: np.random.Generator) -> list[str]:
@@ -168,6 +187,18 @@ def _motifs(rng: np.random.Generator) -> list[str]:
 
 def _tracks(settings: SyntheticSettings, rng: np.random.Generator) -> list[_Track]:
     tracks = []
+    signals = settings.long_range_signals
+    turn = {"histone-long": 0, "cage": 0}  # each long-range kind takes the signals in turn
+
+    def next_signal(kind: str) -> str:
+        signal = signals[turn[kind] % len(signals)]
+        turn[kind] += 1
+        return signal
+
+    def named(description: str, signal: str) -> str:
+        # The band's tracks keep their old description: a default dataset is byte-identical to before.
+        return description if signal == "band" else f"{description} ({signal})"
+
     for number in range(settings.num_tracks):
         group, replicate = ASSAY_GROUPS[number % 4], number // 4
         identifier = f"SYN{number:04d}"
@@ -185,13 +216,16 @@ def _tracks(settings: SyntheticSettings, rng: np.random.Generator) -> list[_Trac
             long_range = replicate % 2 == 1
             mark = "H3K4me1" if long_range else "H3K27ac"
             detail = "promoters with distal enhancers" if long_range else "promoters and enhancers"
-            tracks.append(_Track(identifier, f"CHIP:{mark}:synthetic {detail} {replicate}", group,
+            signal = next_signal("histone-long") if long_range else "band"
+            tracks.append(_Track(identifier, named(f"CHIP:{mark}:synthetic {detail} {replicate}", signal), group,
                                  "histone-long" if long_range else "histone", [*PROMOTERS, *ENHANCERS], long_range,
-                                 "mean", 32, 2, 0.1, 3.0))
+                                 "mean", 32, 2, 0.1, 3.0, signal=signal))
         else:
             promoter = PROMOTERS[replicate % 2]
-            tracks.append(_Track(identifier, f"CAGE:synthetic promoter {promoter} with distal enhancers {replicate}",
-                                 group, "cage", [promoter, *ENHANCERS], True, "sum", 384, 1, 0.2, 20.0))
+            signal = next_signal("cage")
+            tracks.append(_Track(identifier, named(f"CAGE:synthetic promoter {promoter} with distal enhancers {replicate}",
+                                                   signal), group, "cage", [promoter, *ENHANCERS], True, "sum", 384, 1,
+                                 0.2, 20.0, signal=signal))
     return tracks
 
 
@@ -240,16 +274,30 @@ def _kernels(settings: SyntheticSettings) -> dict[str, np.ndarray]:
     distances = np.arange(-24, 25)
     near, far = (value // BIN for value in settings.long_range_bp)
     ring_distances = np.arange(-far, far + 1)
-    return {
+    ring = ((np.abs(ring_distances) >= near) & (np.abs(ring_distances) <= far)).astype(np.float64)
+    kernels = {
         "sharp": np.array([0.25, 1.0, 0.25]),
         "broad": np.exp(-0.5 * (distances / 4.0) ** 2),
-        "ring": ((np.abs(ring_distances) >= near) & (np.abs(ring_distances) <= far)).astype(np.float64),
+        "ring": ring,
     }
+    # The graded signals reach half a record (all the input that the record's centre sees on each side);
+    # each has the ring's total weight, so the distal term's scale (and the tracks' signal-to-noise) stays
+    # the band's and only its shape over distance changes.
+    span = max(far, settings.sequence_length // (2 * BIN))
+    whole = np.abs(np.arange(-span, span + 1))
+    beyond = whole >= near
+    shapes = {"decay": np.where(beyond, (np.maximum(whole, 1) / near) ** -settings.decay_exponent, 0.0),
+              "count": beyond.astype(np.float64)}
+    for signal in settings.long_range_signals:
+        if signal != "band":
+            kernels[f"ring/{signal}"] = shapes[signal] * (ring.sum() / shapes[signal].sum())
+    return kernels
 
 
 def _expected_signal(track: _Track, counts: np.ndarray, kernels: dict[str, np.ndarray], long_range_baseline: float = 0.2,
                      cage_kernel: str = "sharp") -> np.ndarray:
-    sharp, broad, ring = kernels["sharp"], kernels["broad"], kernels["ring"]
+    sharp, broad = kernels["sharp"], kernels["broad"]
+    ring = kernels["ring"] if track.signal == "band" else kernels[f"ring/{track.signal}"]
     promoters = counts[list(PROMOTERS)].sum(axis=0)
     enhancers = counts[list(ENHANCERS)].sum(axis=0)
     if track.kind == "accessibility":
@@ -291,6 +339,8 @@ def make_synthetic(out_dir: str | os.PathLike, size: str = "tiny", seed: int = 0
         raise UserError(f"unknown synthetic setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
     if "long_range_bp" in lengths:
         lengths["long_range_bp"] = tuple(int(v) for v in lengths["long_range_bp"])
+    if "long_range_signals" in lengths:
+        lengths["long_range_signals"] = tuple(str(v) for v in lengths["long_range_signals"])
     settings = replace(SIZES[size], **lengths)
     settings.validate()
 
@@ -328,15 +378,40 @@ def make_synthetic(out_dir: str | os.PathLike, size: str = "tiny", seed: int = 0
                     writer.add(split, (name, start, end), one_hot, values[first : first + settings.target_length])
                 remaining -= windows
     _write_fasta(out / "genome.fa", chromosomes)
+    graded = settings.long_range_signals != ("band",)
     metadata = {
-        "size": size, "seed": seed, "settings": asdict(settings), "target_length": settings.target_length,
+        "size": size, "seed": seed, "settings": _settings_record(settings), "target_length": settings.target_length,
         "motifs": motifs, "motif_roles": {"promoter": list(PROMOTERS), "enhancer": list(ENHANCERS), "tf": list(TF_SITES)},
-        "tracks": [asdict(t) for t in tracks],
+        "tracks": [asdict(t) if graded else {k: v for k, v in asdict(t).items() if k != "signal"} for t in tracks],
         "long_range_tracks": [i for i, t in enumerate(tracks) if t.long_range],
+        **({"long_range_signals": long_range_signal_tracks(tracks)} if graded else {}),
         "chromosomes": {name: len(sequence) for name, sequence in chromosomes},
     }
     write_json(out / "synthetic.json", metadata)
     return out
+
+
+def long_range_signal_tracks(tracks) -> dict[str, list[int]]:
+    """Signal name -> the indices of its long-range tracks (``tracks``: _Track objects or synthetic.json's
+    track records), in LONG_RANGE_SIGNALS order."""
+    def value(track, name):
+        return track[name] if isinstance(track, dict) else getattr(track, name)
+
+    found = {signal: [i for i, t in enumerate(tracks) if value(t, "long_range") and
+                      (value(t, "signal") if not isinstance(t, dict) else t.get("signal", "band")) == signal]
+             for signal in LONG_RANGE_SIGNALS}
+    return {signal: indices for signal, indices in found.items() if indices}
+
+
+def _settings_record(settings: SyntheticSettings) -> dict[str, Any]:
+    """The settings as synthetic.json keeps them: the graded-signal fields only where they differ from the
+    defaults, so a default dataset's synthetic.json is byte-identical to one written before they existed."""
+    record = asdict(settings)
+    defaults = SyntheticSettings()
+    for name in ("long_range_signals", "decay_exponent"):
+        if getattr(settings, name) == getattr(defaults, name):
+            del record[name]
+    return record
 
 
 def _observe(tracks: list[_Track], counts: np.ndarray, kernels, settings: SyntheticSettings, rng) -> np.ndarray:
