@@ -70,6 +70,16 @@ class EnformerConfig:
     num_global_blocks: int = 2  # first and last block (0 or 2)
     num_random_blocks: int = 3
     attention_seed: int = 0  # seeds the random blocks; the same pattern in training and evaluation
+    # Attention variants of the accuracy study (issue 23); the defaults are the published layer, and a config
+    # writes them only when set (STUDY_DEFAULTS), so every other model's config.json is as before.
+    # Random blocks drawn only from blocks 1 .. round(fraction x blocks): Google BigBird's plan at 1,536
+    # positions in blocks of 64 (the S-Enformer report's) draws from blocks 1-9 of 24, 0.375.
+    random_block_fraction: float = 1.0
+    attention_bias: bool = False  # q/k/v projections with biases (the report's layer)
+    attention_output_init: str = "zero"  # the output projection's start: zero, or normal (std 0.02, the report's)
+    # Positions besides (or instead of) the relative term: none, rotary (q and k, the whole key size) or
+    # absolute (a fixed sinusoidal table added to the input of q and k).
+    added_positions: str = "none"
 
     # Memory switches (used by training and long-sequence inference).
     checkpoint_transformer: bool = False
@@ -128,6 +138,7 @@ class EnformerConfig:
                 "(3 families, symmetric and sign-multiplied copies)"
             )
         problems += _attention_setting_problems(self)
+        problems += _study_variant_problems(self)
         if self.conv_tile_length is not None and (
             self.conv_tile_length <= 0 or self.conv_tile_length % (2**self.num_poolings)
         ):
@@ -197,7 +208,11 @@ class EnformerConfig:
 
     # Serialisation --------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        for name, default in STUDY_DEFAULTS.items():
+            if name in values and values[name] == default:  # BorzoiConfig shares this method
+                del values[name]
+        return values
 
     def to_json(self) -> str:
         """The config as JSON text (sorted keys); writing it is the caller's (``io.atomic_write_text``)."""
@@ -263,6 +278,26 @@ def _attention_setting_problems(config) -> list[str]:
         problems.append(f"num_global_blocks={config.num_global_blocks} must be 0 or 2 (first and last block)")
     if config.num_random_blocks < 0:
         problems.append(f"num_random_blocks={config.num_random_blocks} must be >= 0")
+    return problems
+
+
+# The study's attention variants at their defaults: left out of to_dict (a config without them is unchanged).
+STUDY_DEFAULTS = {"random_block_fraction": 1.0, "attention_bias": False, "attention_output_init": "zero",
+                  "added_positions": "none"}
+
+
+def _study_variant_problems(config: EnformerConfig) -> list[str]:
+    problems = []
+    if not 0.0 < config.random_block_fraction <= 1.0:
+        problems.append(f"random_block_fraction={config.random_block_fraction} must be in (0, 1]")
+    if config.attention_output_init not in ("zero", "normal"):
+        problems.append(f"attention_output_init={config.attention_output_init!r} must be zero or normal")
+    if config.added_positions not in ("none", "rotary", "absolute"):
+        problems.append(f"added_positions={config.added_positions!r} must be none, rotary or absolute")
+    elif config.added_positions == "rotary" and config.key_size % 2:
+        problems.append(f"added_positions='rotary' needs an even key_size, not {config.key_size}")
+    elif config.added_positions == "absolute" and config.dim % 2:
+        problems.append(f"added_positions='absolute' needs an even dim, not {config.dim}")
     return problems
 
 

@@ -32,6 +32,9 @@ def register(subparsers) -> None:
     accuracy.add_argument("--quick", action="store_true", help="1 seed and a quarter of the steps")
     accuracy.add_argument("--jobs", type=whole(1, MAX_THREADS), default=2, help="(row, seed) runs at a time, one thread each (default 2)")
     accuracy.add_argument("--settings", help="JSON file of StudySettings fields replacing the defaults")
+    accuracy.add_argument("--rules", help="the study's settings file fixed before the run (benchmarks/study/"
+                          "settings.json): its settings, seeds per row and decision rules; the run records its "
+                          "sha256 and the write-up states only the rules' verdicts")
     accuracy.add_argument("--estimate", action="store_true",
                           help="only time 20 steps of each kind of run and print the projected total")
     accuracy.add_argument("--fresh", action="store_true", help="delete an earlier study in --out and start again")
@@ -44,6 +47,12 @@ def run(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise UserError(f"--jobs {args.jobs} must be at least 1")
     settings = StudySettings()
+    if args.rules and args.settings:
+        raise UserError("--rules fixes the study's settings: leave out --settings (or edit the rules file first)")
+    if args.rules:
+        from ..study.rules import read_rules_file, settings_from_rules
+
+        settings = settings_from_rules(read_rules_file(args.rules), source=args.rules)
     if args.settings:
         path = Path(args.settings)
         try:
@@ -62,21 +71,27 @@ def run(args: argparse.Namespace) -> int:
               f"({projection['total_job_minutes']:.0f} job-minutes); {Path(args.out) / 'estimate.json'}")
         return 0
     rest = (f" --results {args.results}" if args.results else "") + (f" --docs {args.docs}" if args.docs else "") + \
-        (f" --settings {args.settings}" if args.settings else "")
+        (f" --settings {args.settings}" if args.settings else "") + (f" --rules {args.rules}" if args.rules else "")
     command = f"senformer study accuracy --out {args.out}{rest}" + (" --quick" if args.quick else "") + \
         (f" --jobs {args.jobs}" if args.jobs != 2 else "")
     # A quick run's folder holds quick settings: the full study needs a folder of its own.
     full = f"senformer study accuracy --out {'NEW_WORK_DIR' if args.quick else args.out}{rest}"
     path = run_study(args.out, settings, parallel=args.jobs, fresh=args.fresh, results=args.results, docs=args.docs,
-                     command=command, extra={"quick": args.quick, "full_command": full})
+                     command=command, extra={"quick": args.quick, "full_command": full}, rules=args.rules)
     record = json.loads(path.read_text(encoding="utf-8"))
+    check = record["attention_matters"]
+    if args.quick and not check["met"]:
+        # A quick run too short for attention to matter: say so before any number is read as a verdict.
+        print("SMOKE RUN (--quick): attention does not matter yet on this run, so no row below is evidence; "
+              f"the study is `{full}`")
     for model in record["models"]:
         metrics = model["metrics"]
         print(f"row {model['row']:>1} {model['name']:<32} pooled {_short(metrics.get('pooled'))}  "
               f"long-range {_short(metrics.get('pooled/long-range'))}")
-    check = record["attention_matters"]
     print(f"attention matters (row 2 loses >= {check['required_loss']} on long-range): "
           f"{'met' if check['met'] else 'NOT met'} ({check['loss_on_long_range']})")
+    for decision in record.get("decisions", []):
+        print(f"rule {decision['name']}: {decision['verdict']}")
     print(f"wrote {path}")
     return 0
 

@@ -21,10 +21,12 @@ import numpy as np
 
 from ..errors import UserError
 from ..io import write_json, write_npz
-from .runs import (EVALUATION, FRESH_ROWS, HEAD, LR_ROWS, ROW_1, ROWS, RUN, StudySettings, _one_thread_environment,
+from .statistics import record_sums, write_per_seed
+from .runs import (DESIGN_FRESH, EVALUATION, FRESH_ROWS, HEAD, LR_ROWS, ROW_1, ROWS, RUN, StudySettings, _one_thread_environment,
                    finished, produced, run_name, snapshot_path, study_runs)
 
 METRICS, SUMS = "metrics.json", "sums.npz"  # one seed's evaluation: the metrics, the per-example sums
+PER_SEED = "per_seed.npz"  # the compact per-record sums every interval recomputes from (statistics.py)
 
 
 # Evaluation of one seed ----------------------------------------------------------------------------------
@@ -61,12 +63,24 @@ def model_entries(out: Path, settings: StudySettings, seed: int) -> list[ModelEn
         ModelEntry(f"finetune-distill@{short}", "finetune-distill", short, None,
                    str(runs / run_name("finetune-distill", seed) / "weights")),
     ]
-    for key in FRESH_ROWS:
+    # Rows 2 and 3 train nothing: every seed's row 1 gets them (the attention-matters rule needs every seed).
+    entries = [entry for entry in entries if entry.key in ("control", "zero-shot") or seed in settings.seeds_of(entry.key)]
+    ran = {run.key for run in study_runs(out, settings) if run.seed == seed}
+    for key in (*FRESH_ROWS, *DESIGN_FRESH, "fresh-ours-deep", "fresh-report-deep"):
+        if key not in ran:
+            continue
         directory = runs / run_name(key, seed)
         for steps in settings.fresh_reported_steps:
             # The run's last phase is its final weights; each earlier one was kept as a snapshot.
             weights = directory / "weights" if steps == settings.fresh_steps else snapshot_path(directory, steps)
             entries.append(ModelEntry(f"{key}@{steps}", key, steps, None, str(weights)))
+    for key in ("no-attention", "full-deep"):
+        if key in ran:
+            entries.append(ModelEntry(f"{key}@{settings.full_steps}", key, settings.full_steps, None,
+                                      str(runs / run_name(key, seed) / "weights")))
+    if "full-plateau" in ran:
+        entries.append(ModelEntry("full-plateau", "full-plateau", None, None,
+                                  str(runs / run_name("full-plateau", seed) / "weights")))
     if seed == settings.seeds[0]:
         for factor in settings.lr_factors:
             for key in LR_ROWS:
@@ -114,10 +128,19 @@ def evaluate_seed(out: str | os.PathLike, seed: int, into: str | os.PathLike) ->
     target_parts: list[np.ndarray] = []  # (batch, tracks, 2): sum y, sum y^2
     with_reference = {name: StreamingPearson(num_tracks) for name in models}
     bins = [0]
+    # The compact per-seed form (statistics.write_per_seed): each record's sums of values shifted by the
+    # first batch's track means (any fixed shift leaves Pearson unchanged and keeps float32 precise).
+    shifts: dict[str, np.ndarray] = {}
+    record_parts: dict[str, list[np.ndarray]] = {name: [] for name in models}
 
     def keep_sums(predictions: Mapping[str, torch.Tensor], target: torch.Tensor) -> None:
         target = target.double().numpy()
         bins[0] = target.shape[1]
+        shifts.setdefault("target", target.mean((0, 1)))
+        for name in models:
+            prediction = predictions[name].double().numpy()
+            shifts.setdefault(name, prediction.mean((0, 1)))
+            record_parts[name].append(record_sums(prediction, target, shifts[name], shifts["target"]))
         target_parts.append(np.stack([target.sum(1), (target * target).sum(1)], axis=-1))
         reference_prediction = predictions[reference].double().numpy()
         batch_sums = []
@@ -184,6 +207,8 @@ def evaluate_seed(out: str | os.PathLike, seed: int, into: str | os.PathLike) ->
     target = Path(into) / METRICS
     write_npz(target.with_name(SUMS), names=np.array([e.name for e in entries]), model_sums=model_sums,
               target_sums=target_sums, bins=np.array(bins), example_index=result.models[reference].example_index)
+    write_per_seed(target.with_name(PER_SEED), {name: np.concatenate(parts) for name, parts in record_parts.items()},
+                   bins, seed)
     write_json(target, record, indent=1)
     return target
 
@@ -203,9 +228,11 @@ def _receptive_fields(models: Mapping[str, Any], entries: Sequence[ModelEntry], 
             break
         examples.append(example["sequence"])
     tokens = one_hot_to_tokens(torch.stack(examples))  # (sequences, bp); N where the one-hot is all zeros
+    reports = [e for e in entries if e.key == "fresh-report" and e.lr_factor is None]
     chosen = {"full": entries[0].name, "zero-shot": "zero-shot",
-              "fresh-report": max((e for e in entries if e.key == "fresh-report" and e.lr_factor is None),
-                                  key=lambda e: e.steps).name}
+              "fresh-report": max(reports, key=lambda e: e.steps).name if reports else None}
+    # A seed that runs only the conclusion rows (issue 23's other_seeds) has no zero-shot model.
+    chosen = {key: name for key, name in chosen.items() if name in models}
     profiles = {}
     for key, name in chosen.items():
         model = models[name]
@@ -243,7 +270,7 @@ def evaluation_output(out: Path, settings: StudySettings, seed: int):
     inputs = {run.name: produced(out / "runs" / run.name, RUN) for run in study_runs(out, settings) if run.seed == seed}
     return Output(evaluation_folder(out, seed), DIRECTORY, command=EVALUATION, inputs=inputs, settings={
         "seed": seed, "models": [entry.name for entry in model_entries(out, settings, seed)],
-        "study": settings.to_dict()})
+        "study": settings.to_dict(), "files": [METRICS, SUMS, PER_SEED]})
 
 
 def evaluation_folder(out: Path, seed: int) -> Path:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..io import write_json
-from .evaluation import _evaluate_in_subprocess, model_entries
+from .evaluation import PER_SEED, _evaluate_in_subprocess, evaluation_folder, model_entries
 from .results import summarise, write_results
 from .runs import HEAD, ROW_1, Job, StudySettings, _machine, execute_run, prepare, run_jobs, run_name, study_runs
 from .writeup import write_docs
@@ -30,12 +30,13 @@ from .writeup import write_docs
 def run_study(out: str | os.PathLike, settings: StudySettings, parallel: int = 2, fresh: bool = False,
               results: str | os.PathLike | None = None, docs: str | os.PathLike | None = None,
               command: str = "senformer study accuracy", extra: Mapping[str, Any] | None = None,
-              log: Callable[[str], None] = print) -> Path:
-    """Run (or resume) the whole study into ``out``, holding ``OUT.lock``; write ``study.json``, ``table.csv``
-    and the figures into ``results`` (default ``out/results``) and, with ``docs``, the write-up. Returns the
-    ``study.json`` path."""
+              log: Callable[[str], None] = print, rules: str | os.PathLike | None = None) -> Path:
+    """Run (or resume) the whole study into ``out``, holding ``OUT.lock``; write ``study.json``, ``table.csv``,
+    the figures and the per-seed files into ``results`` (default ``out/results``) and, with ``docs``, the
+    write-up. With ``rules`` (the settings file, :mod:`.rules`) the record holds its sha256 and every rule's
+    verdict. Returns the ``study.json`` path."""
     with _holding(Path(out)):
-        return _run_study(Path(out), settings, parallel, fresh, results, docs, command, extra, log)
+        return _run_study(Path(out), settings, parallel, fresh, results, docs, command, extra, log, rules)
 
 
 def _holding(out: Path):
@@ -50,7 +51,10 @@ def _holding(out: Path):
 
 def _run_study(out: Path, settings: StudySettings, parallel: int, fresh: bool, results: str | os.PathLike | None,
                docs: str | os.PathLike | None, command: str, extra: Mapping[str, Any] | None,
-               log: Callable[[str], None]) -> Path:
+               log: Callable[[str], None], rules: str | os.PathLike | None = None) -> Path:
+    from .rules import read_rules_file, settings_digest
+
+    rule_values = read_rules_file(rules) if rules is not None else None
     started = time.perf_counter()
     prepare(out, settings, fresh)
     lock = threading.Lock()
@@ -71,11 +75,15 @@ def _run_study(out: Path, settings: StudySettings, parallel: int, fresh: bool, r
     sessions.append({"command": command, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                      "seconds": time.perf_counter() - started, "job_seconds": seconds})
     write_json(sessions_path, sessions, indent=1)
-    record = summarise(out, settings)
+    record = summarise(out, settings, rule_values)
     record["run"] = {"command": command, "parallel": parallel, "seconds": sum(s["seconds"] for s in sessions),
                      "sessions": len(sessions), "commit": _commit(), **(extra or {})}
+    if rules is not None:
+        # The digest of the rules as read for this run: git history shows the file was committed before it.
+        record["rules"] = {"file": str(rules), "sha256": settings_digest(rules)}
     results_dir = Path(results) if results is not None else out / "results"
-    path = write_results(record, results_dir)
+    per_seed = [evaluation_folder(out, seed) / PER_SEED for seed in settings.seeds]
+    path = write_results(record, results_dir, [file for file in per_seed if file.is_file()])
     if docs is not None:
         write_docs(record, Path(docs), results_dir)
     return path
@@ -110,14 +118,17 @@ def _estimate(out: Path, settings: StudySettings, steps: int, parallel: int, lab
     prepare(out, settings, record=False)
     work = out / "estimate"
     shutil.rmtree(work, ignore_errors=True)
-    probe = dataclasses.replace(settings, seeds=settings.seeds[:1], lr_factors=(), eval_every=0,
+    probe = dataclasses.replace(settings, seeds=settings.seeds[:1], other_seeds=None, lr_factors=(), eval_every=0,
                                 full_warmup_steps=1, finetune_warmup_steps=1)
-    runs = {run.key: run for run in study_runs(work, probe)}
+    # One run of every kind, in the study's order (a run's dependencies come before it).
+    runs = {}
+    for run in study_runs(work, probe):
+        runs.setdefault(run.key, run)
     (work / "runs").mkdir(parents=True)
     os.symlink((out / "data").resolve(), work / "data")
     shutil.copy(out / "model.json", work / "model.json")
     rates: dict[str, float] = {}
-    for key in (ROW_1, "finetune", "finetune-distill", "fresh-ours", "fresh-report", "report-all"):
+    for key in runs:
         run = dataclasses.replace(runs[key], phases=(steps,))
         started = time.perf_counter()
         execute_run(run, work, log)
@@ -147,6 +158,7 @@ def _estimate(out: Path, settings: StudySettings, steps: int, parallel: int, lab
     slots = [0.0] * parallel
     for value in sorted(seconds.values(), reverse=True):
         slots[slots.index(min(slots))] += value
+    # A plateau run is projected at its max_steps: an upper bound (the rule may stop it earlier).
     projection = {"for": label, "steps_measured": steps, "examples_per_second": rates,
                   "inference_examples_per_second": forward,
                   "job_seconds": seconds, "total_job_minutes": sum(seconds.values()) / 60,

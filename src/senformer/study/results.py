@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..io import atomic_write_text, write_json
-from .evaluation import METRICS, SUMS, evaluation_folder
+from ..io import atomic_path, atomic_write_text, write_json
+from .evaluation import METRICS, PER_SEED, SUMS, evaluation_folder
 from .runs import LR_ROWS, ROWS, StudySettings, _machine, study_runs
 from .writeup import summary_markdown
 
@@ -102,9 +103,60 @@ def read_curves(directory: Path) -> list[dict[str, Any]]:
     return points
 
 
-def summarise(out: str | os.PathLike, settings: StudySettings) -> dict[str, Any]:
+def track_sets(data: Mapping[str, Any]) -> dict[str, list[int] | None]:
+    """The track sets rules may name, from synthetic.json: all, local, long-range and long-range/<signal>
+    (a dataset without graded signals has the band only)."""
+    long_range = [int(i) for i in data["long_range_tracks"]]
+    signals = data.get("long_range_signals") or {"band": long_range}
+    return {"all": None, "local": [i for i in range(len(data["tracks"])) if i not in long_range],
+            "long-range": long_range, **{f"long-range/{signal}": list(tracks) for signal, tracks in signals.items()}}
+
+
+def decisions(files: Sequence[Path], sets: Mapping[str, Any], settings: Mapping[str, Any],
+              rules: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every rule's verdict (:func:`.rules.decide`) from the compact per-seed ``files``; ``settings``: the
+    study's settings as study.json keeps them (their steps fill the model names' fields)."""
+    from .rules import decide
+    from .statistics import read_per_seed
+
+    names = {"full": settings["full_steps"], "short": settings["finetune_steps"],
+             "long": settings["finetune_steps"] * settings["fresh_multiple"]}
+    return decide(rules, read_per_seed(files), sets, names)
+
+
+def recompute(results: str | os.PathLike, rules_file: str | os.PathLike) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every interval and verdict of a recorded study again, from its ``per_seed/`` files and the rules file;
+    returns the decisions and the differences from what study.json recorded (empty: it reproduces)."""
+    from .rules import read_rules_file, settings_digest
+
+    results = Path(results)
+    record = json.loads((results / "study.json").read_text(encoding="utf-8"))
+    problems = []
+    if record.get("rules", {}).get("sha256") != settings_digest(rules_file):
+        problems.append(f"{rules_file} is not the rules file the run recorded (sha256 differs)")
+    files = sorted((results / "per_seed").glob("seed-*.npz"))
+    again = decisions(files, record["data"]["track_sets"], record["settings"], read_rules_file(rules_file))
+    for old, new in zip(record.get("decisions", []), again):
+        if old["verdict"] != new["verdict"] or old["statement"] != new["statement"]:
+            problems.append(f"{old['name']}: recorded {old['verdict']!r}, recomputed {new['verdict']!r}")
+        elif not np.allclose(_interval_numbers(old), _interval_numbers(new), atol=1e-9, equal_nan=True):
+            problems.append(f"{old['name']}: the intervals differ")
+    if len(record.get("decisions", [])) != len(again):
+        problems.append(f"study.json has {len(record.get('decisions', []))} decisions, the rules give {len(again)}")
+    return again, problems
+
+
+def _interval_numbers(decision: Mapping[str, Any]) -> list[float]:
+    numbers = decision["numbers"]
+    parts = numbers["contrasts"] if decision["kind"] == "ordered" else [numbers]
+    return [np.nan if part[kind][bound] is None else part[kind][bound]
+            for part in parts for kind in ("paired", "bootstrap") for bound in ("difference", "low", "high")]
+
+
+def summarise(out: str | os.PathLike, settings: StudySettings, rules: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """``study.json``'s content from every seed's evaluation: per model the mean +- SD over seeds (with the
-    values), bootstrap intervals of the differences, the attention-matters check, the contrasts and curves."""
+    values), bootstrap intervals of the differences, the attention-matters check, the contrasts and curves;
+    with ``rules`` (the settings file's content) every rule's verdict too."""
     out = Path(out)
     evaluations = {seed: json.loads((evaluation_folder(out, seed) / METRICS).read_text(encoding="utf-8"))
                    for seed in settings.seeds}
@@ -162,11 +214,14 @@ def summarise(out: str | os.PathLike, settings: StudySettings) -> dict[str, Any]
     data = json.loads((out / "data" / "synthetic.json").read_text(encoding="utf-8"))
     return {
         "settings": settings.to_dict(), "data": {"size": data["size"], "seed": data["seed"], "settings": data["settings"],
-                                                 "long_range_tracks": long_range, "test_examples": first["examples"]},
+                                                 "long_range_tracks": long_range, "test_examples": first["examples"],
+                                                 **({"track_sets": track_sets(data)} if rules else {})},
         "model": json.loads((out / "model.json").read_text(encoding="utf-8")),
         "reference": reference, "models": models, "contrasts": contrasts, "attention_matters": check,
         "receptive_field": {seed: evaluations[seed]["receptive_field"] for seed in settings.seeds},
         "curves": curves, "machine": _machine(), "estimate": _estimate_summary(out / "estimate.json"),
+        **({"decisions": decisions([evaluation_folder(out, seed) / PER_SEED for seed in settings.seeds],
+                                   track_sets(data), settings.to_dict(), rules)} if rules else {}),
     }
 
 
@@ -187,7 +242,7 @@ def _lr_factor(name: str) -> float | None:
 
 
 # Results: study.json, table.csv, figures -------------------------------------------------------------------
-def write_results(record: Mapping[str, Any], directory: str | os.PathLike) -> Path:
+def write_results(record: Mapping[str, Any], directory: str | os.PathLike, per_seed_files: Sequence[Path] = ()) -> Path:
     """``study.json``, ``table.csv``, ``summary.md`` (for the README) and the figures (``curves.png``,
     ``per_example.png``, ``receptive_field.png``) into ``directory``; returns the ``study.json`` path."""
     directory = Path(directory)
@@ -197,6 +252,12 @@ def write_results(record: Mapping[str, Any], directory: str | os.PathLike) -> Pa
     plot_per_example(record, directory / "per_example.png")
     plot_receptive_field(record, directory / "receptive_field.png")
     atomic_write_text(directory / "summary.md", summary_markdown(record))
+    for source in per_seed_files:
+        # The per-seed files beside study.json: every interval recomputes from them (benchmarks/study/recompute.py).
+        (directory / "per_seed").mkdir(exist_ok=True)
+        target = directory / "per_seed" / f"{source.parent.name}.npz"
+        with atomic_path(target) as temporary:
+            shutil.copyfile(source, temporary)
     path = directory / "study.json"
     write_json(path, dict(record), indent=1)
     return path

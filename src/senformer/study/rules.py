@@ -64,6 +64,21 @@ def read_rules_file(path: str | os.PathLike) -> dict[str, Any]:
     return values
 
 
+def settings_from_rules(values: Mapping[str, Any], source: str = "settings file"):
+    """The :class:`.runs.StudySettings` a settings file fixes: its ``study`` fields, the conclusion seeds (the
+    other rows run on the first ``len(other)`` of them, which must be those seeds) and the conclusion rows."""
+    from .runs import StudySettings
+
+    conclusion, other = [int(s) for s in values["seeds"]["conclusion"]], [int(s) for s in values["seeds"]["other"]]
+    if conclusion[: len(other)] != other:
+        raise UserError(f"{source}: seeds.other {other} must be the first seeds of seeds.conclusion {conclusion}")
+    study = dict(values.get("study", {}))
+    if "seeds" in study or "other_seeds" in study or "conclusion_rows" in study:
+        raise UserError(f"{source}: the seeds and conclusion rows belong in seeds and conclusion_rows, not in study")
+    return StudySettings.from_dict({**study, "seeds": conclusion, "other_seeds": len(other),
+                                    "conclusion_rows": values.get("conclusion_rows", [])}, source=source)
+
+
 def _rule_problems(rule: Mapping[str, Any]) -> list[str]:
     kind = rule.get("kind")
     if kind == "contrast":

@@ -37,6 +37,32 @@ ROWS: dict[str, tuple[str, str]] = {
 }
 FRESH_ROWS = ("fresh-ours", "fresh-report", "report-all")
 LR_ROWS = ("fresh-ours", "fresh-report")
+# Issue 23's rows (design "issue-23"), each on row 1's frozen weights, steps, learning rate and data order
+# unless said otherwise; row numbers extend the recorded study's.
+DESIGN_ROWS: dict[str, tuple[str, str]] = {
+    "no-attention": ("2b", "retrained from scratch without attention (attention frozen at its zero output)"),
+    "fresh-report-built": ("6a", "the report's layer as built: std-0.02 output projection, q/k/v biases, "
+                                 "re-initialised trainable pre-attention LayerNorm, random blocks from blocks "
+                                 "1..round(0.375 x blocks)"),
+    "fresh-nopos": ("6b", "fresh bigbird without positions at our key size (separates key size from positions)"),
+    "fresh-rotary": ("6c", "fresh bigbird with rotary positions instead of relative ones"),
+    "fresh-absolute": ("6d", "fresh bigbird with absolute (sinusoidal) positions instead of relative ones"),
+    "full-continued": ("7c", "row 1 continued, every weight, for row 7's steps (row 7's control)"),
+    "full-deep": ("1D", "row 1 with a deeper transformer, from scratch"),
+    "fresh-ours-deep": ("5D", "row 5 on the deeper row 1"),
+    "fresh-report-deep": ("6D", "row 6 on the deeper row 1"),
+    "full-plateau": ("1p", "row 1 trained to a plateau of validation long-range Pearson (stopping rule recorded)"),
+}
+ROWS.update(DESIGN_ROWS)
+DESIGNS = ("issue-14", "issue-23")
+# Rows trained fresh_steps on row 1's weights (reported at row 4's steps and at fresh_steps), per design.
+DESIGN_FRESH = ("fresh-report-built", "fresh-nopos", "fresh-rotary", "fresh-absolute", "full-continued")
+# Tensors the report's layer re-initialises and trains: the attention and the LayerNorm before it.
+ATTENTION_AND_NORM = r"^transformer\.\d+\.(attention|attention_norm)\."
+# Every parameter except the attention modules': a model trained with attention at its zero output.
+NOT_ATTENTION = r"^(?!transformer\.\d+\.attention\.)"
+# The report's plan: Google BigBird at 1,536 positions in blocks of 64 draws random blocks from 1-9 of 24.
+REPORT_RANDOM_FRACTION = 9 / 24
 
 
 @dataclass(frozen=True)
@@ -73,13 +99,37 @@ class StudySettings:
     bootstrap: int = 2000  # resamples of the test examples for the 95% intervals
     receptive_field_sequences: int = 4  # test sequences; Figure 8 for rows 1, 3 and 6
     receptive_field_positions: int = 16
+    # Issue 23 (benchmarks/study/settings.json): "issue-14" is the recorded study's rows, "issue-23" adds
+    # DESIGN_ROWS. Rows outside ``conclusion_rows`` run on the first ``other_seeds`` seeds (None: all).
+    design: str = "issue-14"
+    conclusion_rows: tuple[str, ...] = ()
+    other_seeds: int | None = None
+    deep_depth: int = 0  # layers of the deeper model's rows (0: none)
+    # Row 1 to a plateau: validation every ``every`` steps (a multiple of eval_every); stop once the best of
+    # the last ``patience`` points beats the best before them by less than ``min_gain``, or at ``max_steps``.
+    plateau: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
         object.__setattr__(self, "lr_factors", tuple(float(f) for f in self.lr_factors))
         object.__setattr__(self, "data_overrides", dict(self.data_overrides))
         object.__setattr__(self, "model", dict(self.model))
+        object.__setattr__(self, "conclusion_rows", tuple(str(r) for r in self.conclusion_rows))
+        object.__setattr__(self, "plateau", dict(self.plateau))
         problems = []
+        if self.design not in DESIGNS:
+            problems.append(f"design {self.design!r} must be one of {', '.join(DESIGNS)}")
+        unknown_rows = sorted(set(self.conclusion_rows) - set(ROWS))
+        if unknown_rows:
+            problems.append(f"conclusion_rows names unknown rows {', '.join(unknown_rows)}")
+        if self.other_seeds is not None and not 1 <= self.other_seeds <= len(self.seeds):
+            problems.append(f"other_seeds={self.other_seeds} must be between 1 and the {len(self.seeds)} seeds")
+        if self.plateau:
+            missing = sorted({"every", "patience", "min_gain", "max_steps"} - set(self.plateau))
+            if missing:
+                problems.append(f"plateau lacks {', '.join(missing)}")
+            elif int(self.plateau["every"]) % max(self.eval_every, 1) or int(self.plateau["every"]) < 1:
+                problems.append(f"plateau every={self.plateau['every']} must be a positive multiple of eval_every={self.eval_every}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             problems.append(f"seeds {list(self.seeds)} must be distinct and at least one")
         # A factor names its runs and models (``lr3``, ``lr x3``): two that print alike would share a run.
@@ -104,15 +154,31 @@ class StudySettings:
 
     def quick(self) -> "StudySettings":
         """One seed and a quarter of the steps (curves every quarter of the old interval)."""
+        eval_every = max(1, self.eval_every // 4)
+        plateau = {**self.plateau, "every": eval_every * max(1, int(self.plateau["every"]) // max(self.eval_every, 1)),
+                   "max_steps": max(1, int(self.plateau["max_steps"]) // 4)} if self.plateau else {}
         return dataclasses.replace(
             self, seeds=self.seeds[:1], full_steps=max(1, self.full_steps // 4),
-            finetune_steps=max(1, self.finetune_steps // 4), eval_every=max(1, self.eval_every // 4),
+            finetune_steps=max(1, self.finetune_steps // 4), eval_every=eval_every,
             full_warmup_steps=self.full_warmup_steps // 4, finetune_warmup_steps=self.finetune_warmup_steps // 4,
+            other_seeds=None if self.other_seeds is None else 1, plateau=plateau,
         )
+
+    def seeds_of(self, key: str) -> tuple[int, ...]:
+        """The seeds row ``key`` runs on: all of them for a conclusion row (or without ``other_seeds``)."""
+        if self.other_seeds is None or key in self.conclusion_rows:
+            return self.seeds
+        return self.seeds[: self.other_seeds]
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         values["seeds"], values["lr_factors"] = list(self.seeds), list(self.lr_factors)
+        values["conclusion_rows"] = list(self.conclusion_rows)
+        # The recorded study's settings file predates issue 23's fields: written only when set.
+        defaults = {"design": "issue-14", "conclusion_rows": [], "other_seeds": None, "deep_depth": 0, "plateau": {}}
+        for name, default in defaults.items():
+            if values[name] == default:
+                del values[name]
         return values
 
     @classmethod
@@ -136,6 +202,7 @@ class Run:
     arguments: tuple[str, ...]
     phases: tuple[int, ...]
     depends: tuple[str, ...] = ()
+    stop: Mapping[str, Any] | None = None  # a plateau rule: phases end early once it holds (no snapshots)
 
 
 def run_name(key: str, seed: int, lr_factor: float | None = None) -> str:
@@ -183,19 +250,24 @@ def study_runs(out: Path, settings: StudySettings) -> list[Run]:
             "--warmup-steps", str(settings.full_warmup_steps), "--checkpoint-every", str(settings.eval_every * 2),
         ), (settings.full_steps,)))
     for seed in settings.seeds:
-        for key in FRESH_ROWS:
+        for key in (key for key in FRESH_ROWS if seed in settings.seeds_of(key)):
             runs.append(Run(run_name(key, seed), key, seed, (*fine_tuning(seed, settings.finetune_learning_rate),
                                                              *layers[key]),
                             settings.fresh_reported_steps, (run_name(ROW_1, seed),)))
     for seed in settings.seeds:
         pretrained = ["--attention", "bigbird", "--train", "attention"]
-        runs.append(Run(run_name("finetune", seed), "finetune", seed,
-                        (*fine_tuning(seed, settings.finetune_learning_rate), *pretrained),
-                        (settings.finetune_steps,), (run_name(ROW_1, seed),)))
+        if seed in settings.seeds_of("finetune"):
+            runs.append(Run(run_name("finetune", seed), "finetune", seed,
+                            (*fine_tuning(seed, settings.finetune_learning_rate), *pretrained),
+                            (settings.finetune_steps,), (run_name(ROW_1, seed),)))
+        if seed not in settings.seeds_of("finetune-distill"):
+            continue
         runs.append(Run(run_name("finetune-distill", seed), "finetune-distill", seed,
                         (*fine_tuning(seed, settings.finetune_learning_rate), *pretrained, "--teacher", row1(seed),
                          "--distill-weight", repr(settings.distill_weight)),
                         (settings.finetune_steps,), (run_name(ROW_1, seed),)))
+    if settings.design == "issue-23":
+        runs += _design_runs(out, settings, common, fine_tuning, row1, layers)
     seed = settings.seeds[0]
     for factor in settings.lr_factors:
         for key in LR_ROWS:
@@ -203,6 +275,69 @@ def study_runs(out: Path, settings: StudySettings) -> list[Run]:
                             (*fine_tuning(seed, settings.finetune_learning_rate * factor), *layers[key]),
                             (settings.finetune_steps,), (run_name(ROW_1, seed),)))
     return runs
+
+
+def _design_runs(out: Path, settings: StudySettings, common, fine_tuning, row1, layers) -> list[Run]:
+    """Issue 23's runs (:data:`DESIGN_ROWS`), each on the seeds :meth:`StudySettings.seeds_of` gives it."""
+    no_positions = ["--init-skip", "attention", "--attention", "bigbird", "--set", "relative_positions=false",
+                    "--train", "attention"]
+    on_row1 = {
+        "fresh-report-built": [*layers["fresh-report"][:-2], "--set", "attention_bias=true", "--set",
+                               "attention_output_init=normal", "--set", f"random_block_fraction={REPORT_RANDOM_FRACTION!r}",
+                               "--train", ATTENTION_AND_NORM],
+        "fresh-nopos": no_positions,
+        "fresh-rotary": [*no_positions[:-2], "--set", "added_positions=rotary", "--train", "attention"],
+        "fresh-absolute": [*no_positions[:-2], "--set", "added_positions=absolute", "--train", "attention"],
+        "full-continued": ["--train", "all"],
+    }
+    on_row1["fresh-report-built"][1] = ATTENTION_AND_NORM  # --init-skip: the LayerNorm starts afresh too
+    runs: list[Run] = []
+
+    def from_scratch(key: str, seed: int, extra: Sequence[str], phases: tuple[int, ...], stop=None) -> Run:
+        return Run(run_name(key, seed), key, seed, (
+            *common(seed, settings.eval_every), "--model-config", str(out / "model.json"),
+            "--set", f"attention_seed={seed}", "--lr", repr(settings.full_learning_rate),
+            "--warmup-steps", str(settings.full_warmup_steps), "--checkpoint-every", str(settings.eval_every * 2),
+            *extra), phases, stop=stop)
+
+    for key in ("no-attention", *DESIGN_FRESH):
+        for seed in settings.seeds_of(key):
+            if key == "no-attention":
+                runs.append(from_scratch(key, seed, ["--train", NOT_ATTENTION], (settings.full_steps,)))
+            else:
+                runs.append(Run(run_name(key, seed), key, seed,
+                                (*fine_tuning(seed, settings.finetune_learning_rate), *on_row1[key]),
+                                settings.fresh_reported_steps, (run_name(ROW_1, seed),)))
+    if settings.deep_depth:
+        for seed in settings.seeds_of("full-deep"):
+            deep = run_name("full-deep", seed)
+            runs.append(from_scratch("full-deep", seed, ["--set", f"depth={settings.deep_depth}"], (settings.full_steps,)))
+            for key, layer in (("fresh-ours-deep", "fresh-ours"), ("fresh-report-deep", "fresh-report")):
+                arguments = list(fine_tuning(seed, settings.finetune_learning_rate))
+                arguments[arguments.index("--init") + 1] = str(out / "runs" / deep / "weights")
+                runs.append(Run(run_name(key, seed), key, seed, (*arguments, *layers[layer]),
+                                settings.fresh_reported_steps, (deep,)))
+    if settings.plateau:
+        every, most = int(settings.plateau["every"]), int(settings.plateau["max_steps"])
+        for seed in settings.seeds_of("full-plateau"):
+            runs.append(from_scratch("full-plateau", seed, [], tuple(range(every, most + 1, every)),
+                                     stop=dict(settings.plateau)))
+    return runs
+
+
+def plateau_reached(directory: Path, rule: Mapping[str, Any]) -> bool:
+    """The stopping rule on a run's validation points (``pearson/long-range``): at least ``patience`` points
+    after the first, and the best of the last ``patience`` beats the best before them by < ``min_gain``."""
+    points = []
+    log = directory / "log.jsonl"
+    for line in log.read_text(encoding="utf-8").splitlines() if log.is_file() else []:
+        record = json.loads(line) if line.strip() else {}
+        if record.get("kind") == "eval" and record.get("pearson/long-range") is not None:
+            points.append(float(record["pearson/long-range"]))
+    patience = int(rule["patience"])
+    if len(points) <= patience:
+        return False
+    return max(points[-patience:]) - max(points[:-patience]) < float(rule["min_gain"])
 
 
 def _train_command(arguments: Sequence[str]) -> list[str]:
@@ -280,6 +415,9 @@ def execute_run(run: Run, out: Path, log: Callable[[str], None]) -> str:
     first = 0
     while first < len(run.phases) - 1 and (snapshot_path(directory, run.phases[first]) / "model.safetensors").is_file():
         first += 1
+    if run.stop is not None:
+        # No snapshots: resume from the checkpoint, at the first phase past the steps it holds.
+        first = _phase_after_checkpoint(directory, run.phases)
     if latest_checkpoint(directory / "checkpoints") is None:
         shutil.rmtree(directory, ignore_errors=True)  # a start that wrote no checkpoint leaves nothing to keep
         first = 0
@@ -302,7 +440,10 @@ def execute_run(run: Run, out: Path, log: Callable[[str], None]) -> str:
                                     env=_one_thread_environment()).returncode
         if status != 0:
             raise UserError(f"run {run.name} failed (exit {status}); see {directory / 'train.out'}")
-        if index < len(run.phases) - 1:
+        if run.stop is not None and plateau_reached(directory, run.stop):
+            done.append(f"plateau at step {steps}")
+            break
+        if index < len(run.phases) - 1 and run.stop is None:
             snapshot = snapshot_path(directory, steps)
             temporary = snapshot.with_name(snapshot.name + ".partial")
             shutil.rmtree(temporary, ignore_errors=True)
@@ -315,6 +456,16 @@ def execute_run(run: Run, out: Path, log: Callable[[str], None]) -> str:
     run_output(run, out, produced=weights, ran=ran).write_record()
     log(f"{run.name}: {', '.join(done)}")
     return ", ".join(done)
+
+
+def _phase_after_checkpoint(directory: Path, phases: Sequence[int]) -> int:
+    from ..train.checkpoint import latest_checkpoint
+
+    latest = latest_checkpoint(directory / "checkpoints")
+    if latest is None:
+        return 0
+    reached = int("".join(ch for ch in Path(latest).stem if ch.isdigit()) or 0)
+    return next((index for index, steps in enumerate(phases) if steps > reached), len(phases) - 1)
 
 
 # Scheduling ----------------------------------------------------------------------------------------------

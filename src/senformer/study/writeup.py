@@ -119,9 +119,10 @@ def write_docs(record: Mapping[str, Any], path: Path, results: Path) -> Path:
             _interval(model_record["minus_row1"].get("pooled")), _interval(model_record["minus_row1"].get("pooled/long-range")),
         ]) + " |")
     check = record["attention_matters"]
+    present = {model_record["key"] for model_record in record["models"]} | {"full", "control"}
     lines += [
         "",
-        f"Rows: {'; '.join(f'{row} {key}: {description}' for key, (row, description) in ROWS.items())}. "
+        f"Rows: {'; '.join(f'{row} {key}: {description}' for key, (row, description) in ROWS.items() if key in present)}. "
         f"`NAME@STEPS` is a model after that many steps of its run.",
         "",
         "**Does attention matter on this data?** Removing it (row 2) costs "
@@ -147,7 +148,7 @@ def write_docs(record: Mapping[str, Any], path: Path, results: Path) -> Path:
                   "their validation long-range Pearson at step 0 is " + ", ".join(
                       f"{key} {np.mean([v for v in values if v is not None]):.3f}" for key, values in starts.items())
                   + " (mean over seeds; the curves start there)."]
-    lines += ["", answer(record), "",
+    lines += ["", *(verdict_lines(record) if "decisions" in record else [answer(record)]), "",
               f"![training curves]({link / 'curves.png'})", "",
               f"![per-example comparison with row 1]({link / 'per_example.png'})", "",
               f"![receptive field]({link / 'receptive_field.png'})", "",
@@ -155,6 +156,33 @@ def write_docs(record: Mapping[str, Any], path: Path, results: Path) -> Path:
               f"this page: `{run.get('full_command', run.get('command', ''))}`.", ""]
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+def verdict_lines(record: Mapping[str, Any]) -> list[str]:
+    """The verdicts of the rules fixed before the run (the settings file's digest named): each rule's one
+    allowed sentence, then both intervals of every contrast behind it. Nothing else is concluded."""
+    rules = record.get("rules", {})
+    lines = [f"## Verdicts", "",
+             f"Decided by the rules in `{rules.get('file')}` (sha256 `{str(rules.get('sha256'))[:16]}`), fixed before "
+             "the run; each sentence is the one its rule allows for the verdict reached.", ""]
+    if record.get("run", {}).get("quick"):
+        lines += ["**Smoke run**: too few seeds and steps for the rules to decide anything; the sentences below "
+                  "show the mechanism only.", ""]
+    for decision in record["decisions"]:
+        lines.append(f"- **{decision['name']}** ({decision['verdict']}): {decision['statement']}")
+    lines += ["", "| rule | tracks | difference | paired t over seeds [95%] | two-level bootstrap [95%] | seeds |",
+              "|---|---|---|---|---|---|"]
+    for decision in record["decisions"]:
+        numbers = decision["numbers"]
+        for part in numbers["contrasts"] if decision["kind"] == "ordered" else [numbers]:
+            lines.append(f"| {decision['name']}: `{part['first']}` - `{part['second']}` | {part['tracks']} | "
+                         f"{part['paired']['difference']:+.3f} | {_bounds(part['paired'])} | "
+                         f"{_bounds(part['bootstrap'])} | {len(part['seeds'])} |")
+    return lines
+
+
+def _bounds(interval: Mapping[str, Any]) -> str:
+    return "-" if interval.get("low") is None else f"[{interval['low']:+.3f}, {interval['high']:+.3f}]"
 
 
 def _estimate_lines(estimate: Mapping[str, Any] | None, settings: Mapping[str, Any]) -> list[str]:

@@ -16,8 +16,17 @@ from torch import nn
 from ...config import EnformerConfig
 from ..init import truncated_normal_
 from ..positional import relative_distances, relative_position_features
+from ..rotary import RotaryEmbedding
 from .buckets import bucket_count, is_step_family, position_buckets
 from .flex import flex_applies, flex_bucketed_attention
+
+
+def absolute_positions(length: int, dim: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(length, dim) the Transformer's fixed sinusoidal positions (Vaswani et al. 2017): sin on the first
+    half of the channels, cos on the second, wavelengths 2 pi .. 10,000 x 2 pi."""
+    frequencies = torch.exp(-math.log(10_000.0) * torch.arange(0, dim // 2, device=device, dtype=torch.float32) / (dim // 2))
+    angles = torch.arange(length, device=device, dtype=torch.float32)[:, None] * frequencies[None, :]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1).to(dtype)
 
 
 class RelativeAttention(nn.Module):
@@ -37,9 +46,13 @@ class RelativeAttention(nn.Module):
         self.config = config
         self.layer_index = layer_index
         heads, key_size, value_size = config.heads, config.key_size, config.head_value_size
-        self.to_q = nn.Linear(config.dim, heads * key_size, bias=False)
-        self.to_k = nn.Linear(config.dim, heads * key_size, bias=False)
-        self.to_v = nn.Linear(config.dim, heads * value_size, bias=False)
+        bias = getattr(config, "attention_bias", False)  # Borzoi's config has no study variants
+        self.to_q = nn.Linear(config.dim, heads * key_size, bias=bias)
+        self.to_k = nn.Linear(config.dim, heads * key_size, bias=bias)
+        self.to_v = nn.Linear(config.dim, heads * value_size, bias=bias)
+        self.added_positions = getattr(config, "added_positions", "none")
+        if self.added_positions == "rotary":
+            self.rotary = RotaryEmbedding(key_size)
         self.to_out = nn.Linear(heads * value_size, config.dim)
         if config.relative_positions:
             self.to_r_k = nn.Linear(config.relative_features, heads * key_size, bias=False)
@@ -60,11 +73,18 @@ class RelativeAttention(nn.Module):
         """Official initialisation: VarianceScaling(2.0) for projections and biases, zero output layer."""
         for linear in (self.to_q, self.to_k, self.to_v):
             truncated_normal_(linear.weight, math.sqrt(2.0 / linear.in_features))
+            if linear.bias is not None:
+                nn.init.zeros_(linear.bias)
         if self.config.relative_positions:
             truncated_normal_(self.to_r_k.weight, math.sqrt(2.0 / self.to_r_k.in_features))
             for bias in (self.r_w_bias, self.r_r_bias):
                 truncated_normal_(bias, math.sqrt(2.0 / self.config.key_size))
-        nn.init.zeros_(self.to_out.weight)
+        if getattr(self.config, "attention_output_init", "zero") == "normal":
+            # The S-Enformer report's layer (Currie32/s-enformer): a BERT-style std-0.02 output projection,
+            # so a fresh layer perturbs the frozen trunk from its first step.
+            nn.init.normal_(self.to_out.weight, std=0.02)
+        else:
+            nn.init.zeros_(self.to_out.weight)
         nn.init.zeros_(self.to_out.bias)
 
     def positional_features(self, length: int, device: torch.device) -> torch.Tensor:
@@ -119,8 +139,12 @@ class RelativeAttention(nn.Module):
         batch, length, _ = x.shape
         heads, key_size = self.config.heads, self.config.key_size
         # (batch, T, heads * key) -> (batch, heads, T, key); head-major columns as in DeepMind's code.
-        query = self.to_q(x).view(batch, length, heads, key_size).transpose(1, 2) * key_size**-0.5
-        key = self.to_k(x).view(batch, length, heads, key_size).transpose(1, 2)
+        positioned = x + absolute_positions(length, x.shape[-1], x.device, x.dtype) \
+            if self.added_positions == "absolute" else x  # q and k only: values carry content
+        query = self.to_q(positioned).view(batch, length, heads, key_size).transpose(1, 2) * key_size**-0.5
+        key = self.to_k(positioned).view(batch, length, heads, key_size).transpose(1, 2)
+        if self.added_positions == "rotary":
+            query, key = self.rotary(query), self.rotary(key)
         value = self.to_v(x).view(batch, length, heads, -1).transpose(1, 2)
         buckets = None
         if self.config.relative_positions:

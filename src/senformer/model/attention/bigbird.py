@@ -221,6 +221,7 @@ class BigBirdAttention(RelativeAttention):
             num_random_blocks=config.num_random_blocks,
             seed=config.attention_seed,
             layer=self.layer_index,
+            random_block_fraction=getattr(config, "random_block_fraction", 1.0),
         )
 
     @classmethod

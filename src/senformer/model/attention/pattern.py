@@ -78,8 +78,11 @@ def make_block_pattern(
     num_random_blocks: int = 3,
     seed: int = 0,
     layer: int = 0,
+    random_block_fraction: float = 1.0,
 ) -> BlockPattern:
-    """Draw the BigBird pattern for ``length`` positions (see the module docstring)."""
+    """Draw the BigBird pattern for ``length`` positions (see the module docstring). With
+    ``random_block_fraction`` below 1 the random blocks come only from blocks ``1 .. round(fraction x
+    blocks)`` (Google BigBird's plan at 1,536 positions, blocks of 64: blocks 1-9 of 24, 0.375)."""
     if length < 1:
         raise ValueError(f"length={length} must be positive")
     num_blocks = -(-length // block_size)
@@ -106,6 +109,8 @@ def make_block_pattern(
     query_rows = torch.arange(queries)[:, None].expand_as(window)
     taken[query_rows[window_valid], window[window_valid]] = True
     taken[:, list(global_blocks)] = True
+    if random_block_fraction < 1.0:
+        taken[:, max(1, round(random_block_fraction * num_blocks)) + 1:] = True
     scores = torch.rand(heads, queries, num_blocks, generator=generator)
     scores = scores.masked_fill(taken[None], 2.0)  # never drawn while a free block remains
     count = min(num_random_blocks, num_blocks)
