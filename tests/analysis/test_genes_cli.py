@@ -76,14 +76,20 @@ def test_scores_notes_and_the_existing_output_rule(workspace, tmp_path, capsys):
     assert "is up to date" in capsys.readouterr().out
 
 
-def test_two_shards_write_the_bytes_of_one_process(workspace, tmp_path, monkeypatch):
+def test_two_shards_or_ranks_write_the_bytes_of_one_process(workspace, tmp_path, monkeypatch):
     monkeypatch.setattr("senformer.analysis.gene_outputs.BLOCK_ROWS", 2)  # rows reach the file in several blocks
     for suffix, extra in ((".h5", ["--centre", "gene"]), (".tsv", ["--stats", "logSED"])):
         whole = tmp_path / f"whole{suffix}"
         split = tmp_path / f"split{suffix}"
         assert main(command(workspace, whole, *extra)) == 0
         for index in (0, 1):
-            assert main(command(workspace, split, *extra, "--shard", f"{index}/2")) == 0
+            if suffix == ".h5":
+                assert main(command(workspace, split, *extra, "--shard", f"{index}/2")) == 0
+            else:  # torchrun's ranks
+                with monkeypatch.context() as ranks:
+                    ranks.setenv("RANK", str(index))
+                    ranks.setenv("WORLD_SIZE", "2")
+                    assert main(command(workspace, split, *extra)) == 0
         assert split.read_bytes() == whole.read_bytes()
     header, *lines = whole.read_text().splitlines()
     assert header.split("\t")[9:] == ["logSED:RNA1", "logSED:DNASE1"]  # only what was asked
