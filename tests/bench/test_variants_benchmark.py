@@ -176,7 +176,9 @@ def test_borzoi_points_time_the_engine_against_whole_windows_beside_the_flop_bou
     rows = {(row["scenario"], row["timing"]): row for row in summarize([record])}
     snv = rows[("anchored-snv", "steady state")]
     assert snv["model"] == "borzoi" and snv["flop_bound"] > 1 and snv["speedup"] > 0 and "goal" not in snv
-    assert "borzoi full" in markdown_report({"points": [record]}, list(rows.values()))
+    assert snv["goal_of_bound"] == 0.8 and snv["goal_met"] == (snv["speedup"] >= 0.8 * snv["flop_bound"])
+    report = markdown_report({"points": [record]}, list(rows.values()))
+    assert "borzoi full" in report and ">= 80% of bound" in report
     settings = variants_settings(build_parser().parse_args(["benchmark", "variants", "--model", "borzoi", "--out", "x"]))
     assert (settings["family"], settings["dim"], settings["depth"], settings["length"], settings["target_length"]) == (
         "borzoi", 1536, 8, 524_288, None)  # Borzoi's published geometry by default

@@ -22,6 +22,8 @@ CLUSTER_SIZES = (2, 4, 8, 16)
 # Issue 13's goals for full attention in fp32 (bigbird and bf16 report what they reach): steady-state anchored
 # SNVs, and a variant-centred SNV with RC averaging.
 GOALS = {"anchored-snv": 3.5, "centred-snv": 1.4}
+# Issue 22's goal for Borzoi (fp32, per SNV, steady state): within 80% of the FLOP bound.
+BORZOI_OF_BOUND = 0.8
 
 
 POINT_FIELDS = ("workload", "attention", "precision", "dim", "depth", "length", "batch_size", "device", "threads")
@@ -71,13 +73,17 @@ def summarize(records: Sequence[dict]) -> list[dict]:
             row["goal"] = goal
             row["goal_met"] = row["speedup"] >= goal
         row["of_bound"] = row["speedup"] / row["flop_bound"]
+        if (row["model"], row["scenario"], row["timing"], row["precision"]) == (
+                "borzoi", "anchored-snv", "steady state", "fp32"):
+            row["goal_of_bound"] = BORZOI_OF_BOUND
+            row["goal_met"] = row["of_bound"] >= BORZOI_OF_BOUND
         if "time_bound" in row:
             row["of_time_bound"] = row["speedup"] / row["time_bound"]
     return rows
 
 
 CSV_FIELDS = ["scenario", "timing", "edits", "model", *POINT_FIELDS[1:], "engine_seconds", "plain_seconds", "speedup",
-              "flop_bound", "of_bound", "time_bound", "of_time_bound", "goal", "goal_met"]
+              "flop_bound", "of_bound", "time_bound", "of_time_bound", "goal", "goal_of_bound", "goal_met"]
 
 
 def write_csv(rows: Sequence[dict], path: Path) -> None:
@@ -127,7 +133,9 @@ def markdown_report(document: dict, rows: Sequence[dict]) -> str:
         lines += ["", "| scenario | timing | N | kind | precision | engine (s) | plain (s) | speed-up | FLOP bound "
                   "| of bound | time bound | of time bound | goal |", "|" + "---|" * 13]
         for r in rows:
-            goal = (f">= {r['goal']}x: {'met' if r['goal_met'] else 'not met'}" if "goal" in r else "")
+            goal = (f">= {r['goal']}x: {'met' if r['goal_met'] else 'not met'}" if "goal" in r else
+                    f">= {r['goal_of_bound']:.0%} of bound: {'met' if r['goal_met'] else 'not met'}"
+                    if "goal_of_bound" in r else "")
             time_bound = (f"{r['time_bound']:.2f}x | {r['of_time_bound']:.0%}" if "time_bound" in r else " | ")
             lines.append(f"| {r['scenario']} | {r['timing']} | {r['edits']} | {_kind(r)} | {r['precision']} | "
                          f"{r['engine_seconds']:.3g} | {r['plain_seconds']:.3g} | {r['speedup']:.2f}x | "
