@@ -133,10 +133,10 @@ def pass_columns(model, tracks: Mapping[str, Any] | None, strand_pairs: Mapping[
     their strand pair's column, ``pairs[chosen]``; a head without stranded tracks reads the forward columns.
     """
     pairs = model_strand_pairs(model) if strand_pairs is None else dict(strand_pairs)
-    forward = {name: np.asarray(index, dtype=np.int64) for name, index in (tracks or {}).items()}
+    forward = {name: np.array(index, dtype=np.int64) for name, index in (tracks or {}).items()}  # own, writable copies
     reverse = dict(forward)
     for name, pair in pairs.items():
-        pair = np.asarray(pair, dtype=np.int64)
+        pair = np.array(pair, dtype=np.int64)
         if pair.ndim != 1 or (np.sort(pair) != np.arange(len(pair))).any():
             raise ValueError(f"strand pairs of head {name} must reorder its {len(pair)} tracks, got {pair}")
         if (pair != np.arange(len(pair))).any():
