@@ -94,4 +94,11 @@ def accuracy_study_section(report: Report, path: Path | None, numbers: dict) -> 
     if check.get("loss_on_long_range") is not None:
         text += (f"; removing attention loses {check['loss_on_long_range']:.3f} on the long-range tracks "
                  f"({'meets' if check.get('met') else 'misses'} the study's {check.get('required_loss')} bar)")
+    if record.get("decisions"):
+        text += "; the rules fixed before the run decide: " + ", ".join(
+            f"{d['name']} {d['verdict']}" for d in record["decisions"])
+    else:
+        # The issue-14 design: its hard-band data and record-only intervals cannot settle the cause.
+        text += ("; an earlier design (hard-band signals only, intervals without seed variance): it does not "
+                 "establish that missing positions caused the report's loss, and its redesign awaits its run")
     return [text + "."]
