@@ -99,6 +99,37 @@ def test_float64_accumulation_converts_each_pass_before_summing(model):
     assert torch.equal(result["human"], (forward + backward) / 2)
 
 
+def test_one_windows_strands_run_as_one_batch_of_two_with_the_two_passes_numbers(model):
+    calls = []
+    handle = model.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape[0]))
+    try:
+        x = one_hot_batch(1, LENGTH + 4, seed=9)
+        predict_batch(model, x, reverse_complement=True, shifts=(-2, 1), margin=2)
+        assert calls == [2, 2]  # one call per shift, both strands in it
+        calls.clear()
+        predict_batch(model, one_hot_batch(2, LENGTH, seed=9), reverse_complement=True)
+        assert calls == [2, 2]  # a batch of two windows already fills the machine: one call per strand
+    finally:
+        handle.remove()
+    # The passes' numbers to fp32 rounding (the batch may change a product's summation order), and exactly the
+    # passes' maths: in float64 they agree to 1e-12.
+    exact = tiny_model(seed=3).double()
+    for tested, bound in ((model, 1e-5), (exact, 1e-12)):
+        result = predict_batch(tested, x, reverse_complement=True, shifts=(-2, 1), margin=2, embeddings=True,
+                               accumulate=torch.float64)
+        sums: dict[str, torch.Tensor] = {}
+        with torch.no_grad():
+            for shift in (-2, 1):
+                window = x[:, 2 + shift : 2 + shift + LENGTH].to(next(tested.parameters()).dtype)
+                for flip in (False, True):
+                    outputs = tested(reverse_complement(window) if flip else window, return_embeddings=True)
+                    for name, value in outputs.items():
+                        value = (value.flip(1) if flip else value).double()
+                        sums[name] = sums[name] + value if name in sums else value
+        for name, value in sums.items():
+            torch.testing.assert_close(result[name], value / 4, rtol=0, atol=bound * value.abs().max().item())
+
+
 def test_a_float64_model_takes_the_one_hot_in_its_dtype():
     model = tiny_model(seed=4).double()
     x = one_hot_batch(1, LENGTH, seed=5)

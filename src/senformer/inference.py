@@ -31,7 +31,10 @@ from .device import use_bf16
 from .errors import UserError
 from .sequence import reverse_complement as _reverse_complement
 
-
+# The forward and reverse-complement passes of a batch run as one model call while their joint batch is at most
+# this: one window's two strands together (the batch a single window leaves half the machine idle without);
+# a larger batch already fills the machine and would only double the activations' memory.
+MAX_STRAND_BATCH = 2
 
 
 # Input length ---------------------------------------------------------------------------------------------
@@ -82,7 +85,8 @@ def predict_batch(
             each input window with ``margin`` extra bp on each side, from which the shifted windows are cut.
         heads: heads to run (default: all the model's). ``tracks``: ``{head: int index array}``, the columns
             to keep of that head (default all), taken from each pass before accumulating.
-        reverse_complement: also run the reverse complement of every window, flipped back along bins.
+        reverse_complement: also run the reverse complement of every window, flipped back along bins; a
+            single window's two strands run as one batch of two (:data:`MAX_STRAND_BATCH`).
         shifts: window offsets in bp (``|shift| <= margin``); ``margin``: extra bp on each side of the input.
         bf16: bfloat16 autocast where ``device`` computes it natively (elsewhere a warning, once, and
             float32). ``device``: default the device of the model's parameters.
@@ -115,11 +119,20 @@ def predict_batch(
     columns, reverse_columns = pass_columns(model, tracks, strand_pairs, device)
     sums: dict[str, torch.Tensor] = {}
     passes = 0
+    strands = (False, True) if reverse_complement else (False,)
+    batch = sequences.shape[0]
     with torch.inference_mode(), autocast_for(device, bf16):
         for shift in shifts:
             window = sequences[:, margin + shift : margin + shift + length].to(device)
-            for flip in (False, True) if reverse_complement else (False,):
-                outputs = model(_reverse_complement(window) if flip else window, heads=names, **extra)
+            inputs = [_reverse_complement(window) if flip else window for flip in strands]
+            if len(inputs) > 1 and batch * len(inputs) <= MAX_STRAND_BATCH:
+                # Both strands in one call: a single window keeps both cores busy as a batch of two does.
+                outputs = model(torch.cat(inputs), heads=names, **extra)
+                per_strand = [{name: value[index * batch : (index + 1) * batch] for name, value in outputs.items()}
+                              for index in range(len(inputs))]
+            else:
+                per_strand = (model(strand, heads=names, **extra) for strand in inputs)
+            for flip, outputs in zip(strands, per_strand):
                 add_pass(sums, outputs, reverse_columns if flip else columns, flip, accumulate)
                 passes += 1
     return {name: (value / passes).cpu() for name, value in sums.items()}

@@ -44,7 +44,20 @@ def test_flex_score_mod_equals_the_gathered_term_dense_and_block_sparse():
         assert relative_error(sparse, expected) < 1e-5
 
 
+def test_flex_is_off_on_cpu_unless_switched_on_and_on_on_cuda_unless_switched_off(monkeypatch):
+    monkeypatch.delenv("SENFORMER_FLEX_ATTENTION", raising=False)
+    assert (flex.flex_enabled("cpu"), flex.flex_enabled("cuda")) == (False, True)
+    long = torch.zeros(1, 1, flex.FLEX_MIN_POSITIONS, 4)
+    assert not flex.flex_applies(long, (long,), 0.0)  # the gathered term measured faster on a CPU
+    monkeypatch.setenv("SENFORMER_FLEX_ATTENTION", "1")
+    assert (flex.flex_enabled("cpu"), flex.flex_enabled("cuda")) == (True, True)
+    assert flex.flex_applies(long, (long,), 0.0)
+    monkeypatch.setenv("SENFORMER_FLEX_ATTENTION", "0")
+    assert (flex.flex_enabled("cpu"), flex.flex_enabled("cuda")) == (False, False)
+
+
 def test_flex_runs_only_for_long_inference_without_dropout(monkeypatch):
+    monkeypatch.setenv("SENFORMER_FLEX_ATTENTION", "1")
     long = torch.zeros(1, 1, flex.FLEX_MIN_POSITIONS, 4)
     assert flex.flex_applies(long, (long,), 0.0)
     assert not flex.flex_applies(long[:, :, :-1], (long,), 0.0)
@@ -63,6 +76,7 @@ def test_a_device_where_flex_fails_falls_back_to_the_gathered_term(monkeypatch):
     monkeypatch.setattr(flex, "_compiled", broken)
     monkeypatch.setattr(flex, "_failed_devices", set())
     monkeypatch.setattr(flex, "FLEX_MIN_POSITIONS", 8)
+    monkeypatch.setenv("SENFORMER_FLEX_ATTENTION", "1")
     config = tiny_borzoi_config(attention="bigbird")
     attention = randomize_(build_attention(config)).eval()
     x = torch.randn(1, 40, config.dim)
