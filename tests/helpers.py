@@ -142,3 +142,18 @@ def seeded_kill_point(seed: int, argv: list[str], env: dict | None = None, spare
     code, points, stderr = run_killed_at(argv, None, env)
     assert code == 0 and points > 1 + spare, stderr
     return random.Random(seed).randint(1, points - 1 - spare)
+
+
+def strand_passes(model: torch.nn.Module, sequence: torch.Tensor, **options) -> tuple[dict, dict]:
+    """(forward, reverse-complement) outputs of ``model`` on ``sequence`` as ``predict_batch`` computes them: one
+    call for both strands when the batch is small enough (``inference.MAX_STRAND_BATCH``), else one per strand.
+    A batch's rounding can differ from a single window's; references that pin exact numbers use this."""
+    from senformer.inference import MAX_STRAND_BATCH
+    from senformer.sequence import reverse_complement
+
+    batch = sequence.shape[0]
+    if 2 * batch <= MAX_STRAND_BATCH:
+        both = model(torch.cat([sequence, reverse_complement(sequence)]), **options)
+        return ({name: value[:batch] for name, value in both.items()},
+                {name: value[batch:] for name, value in both.items()})
+    return model(sequence, **options), model(reverse_complement(sequence), **options)

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import tiny_model
+from helpers import strand_passes, tiny_model
 
 from senformer.data.genome import Genome, Interval
 from senformer.errors import UserError
@@ -101,8 +101,7 @@ def test_averaged_prediction_is_exactly_the_model_passes_summed_in_order(model, 
     with torch.no_grad():
         for shift in shifts:
             x = one_hot(genome.fetch(Interval("chrA", window.start + shift, window.end + shift)))[None]
-            for flip in (False, True):
-                outputs = model(reverse_complement(x) if flip else x, return_embeddings=True)
+            for flip, outputs in zip((False, True), strand_passes(model, x, return_embeddings=True)):
                 for name, value in outputs.items():
                     value = value[0].flip(0) if flip else value[0]
                     sums[name] = sums[name] + value if name in sums else value
