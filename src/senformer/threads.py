@@ -5,8 +5,10 @@ loses most of its time to the other processes: a thread that holds a core anothe
 instead of sleeping, and every parallel region waits for the slowest thread. On the 2-core development
 machine at load average 4-5, a tiny model's conv1d took 3.8 ms with 2 spinning threads, 0.19 ms with 2
 sleeping ones (``OMP_WAIT_POLICY=PASSIVE``) and 0.25 ms with one thread (a relative measurement beside
-other jobs, for diagnosis only). So the commands (1) ask OpenMP to sleep, not spin, before torch loads it,
-and (2) run as many threads as there are cores free: the cores this process may use less the load average.
+other jobs, for diagnosis only). So (1) the command line asks OpenMP to sleep, not spin, before torch loads it,
+and (2) the demo, whose results are read at a few digits, runs as many threads as there are cores free: the
+cores this process may use less the load average. Other commands keep torch's count unless ``--threads``:
+the count changes a float32 output's last bits, and an output must not depend on the machine's load.
 
 This module does not import torch: the command line calls :func:`quiet_openmp` before any command loads it.
 """

@@ -16,11 +16,13 @@ HUMAN_TRACKS = 5313
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory):
-    """A 1,000-SNV VCF on a random 120-kb chromosome and a one-layer model with the official human head."""
+    """A 1,000-SNV VCF on a random 120-kb chromosome and a one-layer model with the official human head: one
+    conv-tower block (4-bp bins) and 128-bp windows, so that 1,000 windows take seconds."""
     from senformer import save_model
 
     root = tmp_path_factory.mktemp("cohort")
-    model = tiny_model(seed=3, dim=24, depth=1, key_size=4, output_heads={"human": HUMAN_TRACKS}, target_length=4)
+    model = tiny_model(seed=3, dim=24, depth=1, key_size=4, output_heads={"human": HUMAN_TRACKS}, target_length=4,
+                       num_conv_tower_blocks=1, num_poolings=2)
     save_model(model, root / "model")
     bases = write_random_chromosome(root / "genome.fa", 120_000, seed=3)
     positions = np.sort(np.random.default_rng(3).choice(np.arange(1_000, 119_000), SNVS, replace=False))
@@ -33,7 +35,7 @@ def cohort(tmp_path_factory):
 def test_a_thousand_snvs_with_default_options_write_a_small_hdf5(cohort, capfd):
     # --threads 1: two test workers share two cores; --length: a tiny window (the options under test are defaults)
     assert main(["analyze", "variants", "--weights", str(cohort / "model"), "--fasta", str(cohort / "genome.fa"),
-                 "--vcf", str(cohort / "cohort.vcf"), "--length", "1024", "--threads", "1",
+                 "--vcf", str(cohort / "cohort.vcf"), "--length", "128", "--threads", "1",
                  "--out", str(cohort / "scores")]) == 0
     printed, progress = capfd.readouterr()
     out = cohort / "scores.h5"  # no suffix given: compact HDF5

@@ -101,17 +101,20 @@ def add_shard_arguments(parser: argparse.ArgumentParser) -> None:
                         "$SLURM_ARRAY_TASK_COUNT) into OUT.shards/; the shard ending last merges them into OUT. "
                         "Under torchrun it comes from RANK/WORLD_SIZE")
     parser.add_argument("--threads", type=whole(1, MAX_THREADS), default=None,
-                        help="torch CPU threads (default: the cores free now, the usable cores less the load "
-                        "average; 1 gives the same bytes in any number of processes)")
+                        help="torch CPU threads (default: torch's choice, one per core; idle threads sleep rather "
+                        "than spin; 1 gives the same bytes in any number of processes)")
 
 
-def apply_threads(threads: int | None) -> int:
-    """``--threads``, or the cores free now (:func:`senformer.threads.free_cores`); returns the number set."""
-    from ..threads import choose_threads
+def apply_threads(threads: int | None) -> None:
+    """``--threads``; None keeps torch's choice. Not the cores free now (as the demo takes): the thread count
+    changes a float32 output's last bits, and a command's outputs must not depend on the machine's load (a
+    resumed output would mix rows of two counts)."""
+    if threads is not None:
+        import torch
 
-    if threads is not None and threads < 1:
-        raise UserError(f"--threads must be at least 1, got {threads}")
-    return choose_threads(threads)
+        if threads < 1:
+            raise UserError(f"--threads must be at least 1, got {threads}")
+        torch.set_num_threads(threads)
 
 
 def add_overwrite_argument(parser: argparse.ArgumentParser,

@@ -10,6 +10,9 @@ The settings and seeds are saved in ``demo.json``; a rerun with other settings s
 (or its older name ``--fresh``). The whole run holds ``OUT.lock``; a finished demo writes ``OUT/run.json``
 last, with the fingerprint of its settings, so a rerun of the same settings is "up to date" at once. A
 fault while writing (a full disk) ends in one line naming the file, exit 2; finished stages stay finished.
+Before the first stage the demo chooses its torch threads (``--threads``, else the cores free then:
+:mod:`senformer.threads`) and says how long the stages still to run took when measured
+(``resources/demo_times.json``); every stage shows its progress bar, training's steps included.
 
     data            senformer data synthetic            (the Basenji2-layout dataset)
     train_full      senformer train --attention full    (a small model from scratch)
@@ -245,7 +248,6 @@ def _stage_argv(out: Path, stage: str, settings: DemoSettings) -> list[str]:
     full, bigbird = out / "train_full" / "weights", out / "train_bigbird" / "weights"
     models = ["--weights", f"full={full}", "--weights", f"bigbird={bigbird}"]
     control = ["--weights", f"control={out / 'control' / 'weights'}"]
-    quiet: list[str] = []  # every stage shows its progress bar, with its total and the time left
     if stage == "data":
         examples = settings.data_examples
         counts = ["--train", str(examples[0]), "--valid", str(examples[1]), "--test", str(examples[2])] if examples else []
@@ -260,26 +262,25 @@ def _stage_argv(out: Path, stage: str, settings: DemoSettings) -> list[str]:
                 *limit]
     if stage == "compare":
         limit = ["--max-examples", str(settings.eval_examples)] if settings.eval_examples else []
-        return ["analyze", "compare", "--data", str(data), *models, "--out", str(out / stage), *limit, *quiet]
+        return ["analyze", "compare", "--data", str(data), *models, "--out", str(out / stage), *limit]
     if stage == "tracks":
         examples = [str(e) for e in settings.track_examples]
         limit = ["--max-examples", str(settings.eval_examples)] if settings.eval_examples else []
         return ["analyze", "tracks", "--data", str(data), *models, "--examples", *examples, "--out",
-                str(out / stage), *limit, *quiet]
+                str(out / stage), *limit]
     if stage == "receptive_field":
         length = _statistics(out)["seq_length"]
         return ["analyze", "receptive-field", *models, "--data", str(data), "--length", str(length),
                 "--sequences", str(settings.receptive_field_sequences), "--positions",
-                str(settings.receptive_field_positions), "--seed", str(settings.seed), "--out", str(out / stage), *quiet]
+                str(settings.receptive_field_positions), "--seed", str(settings.seed), "--out", str(out / stage)]
     if stage == "attribution":
         return ["analyze", "attribution", "--weights", f"bigbird={bigbird}", "--data", str(data), "--example", "0",
-                "--ism-width", str(settings.ism_width), "--out", str(out / stage), *quiet]
+                "--ism-width", str(settings.ism_width), "--out", str(out / stage)]
     if stage == "attention":
         return ["benchmark", "attention", "--out", str(out / stage), "--dim", str(settings.attention_dim),
                 "--heads", str(settings.attention_heads),
                 "--lengths", ",".join(str(n * POSITION_BP) for n in settings.attention_positions),
-                "--kinds", *settings.attention_kinds, "--repeats", "3", "--device", "cpu", "--timeout", "300",
-                "--no-progress"]
+                "--kinds", *settings.attention_kinds, "--repeats", "3", "--device", "cpu", "--timeout", "300"]
     raise ValueError(f"unknown stage {stage!r}")
 
 

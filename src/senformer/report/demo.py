@@ -287,7 +287,7 @@ def _receptive_field_section(report: Report, run: Path, numbers: dict) -> list[s
     summary = read_json(run / "receptive_field" / "receptive_field.json")
     report.section("Receptive field (Figure 8)", "Single-base substitutions at positions spread over the input; "
                    "the mean absolute change of every output bin. The conv tower alone reaches 646 bp; attention "
-                   "carries a change to every output bin.")
+                   "can carry a change further, and the table gives the share of output bins it reached.")
     rows = [{"model": name, "attention": item["attention"], "depth": item["depth"],
              "sequence_length": item["sequence_length"],
              "mean_share_of_bins_changed": float(np.mean(item["reach_share"])),
