@@ -222,3 +222,31 @@ def test_a_full_disk_ends_the_demo_in_one_line_and_a_rerun_finishes_it(demo_run,
         assert [stage for stage in STAGES if stage_finished(run / stage)] == list(STAGES)
         assert json.loads((run / "report.json").read_text())["missing"] == []
         assert json.loads((run / "run.json").read_text())["command"] == "demo"
+
+
+def test_the_demo_says_up_front_how_long_its_stages_took_when_measured(tmp_path):
+    """The time comes from the recorded stage times (resources/demo_times.json), stages already finished
+    apart; other settings were never measured, and the demo says so rather than guess."""
+    from senformer.commands.demo import expected_time, recorded_times
+
+    times = recorded_times()
+    assert times["total_seconds"] >= sum(times["stages"].values()) > 0
+    line = expected_time(tmp_path / "fresh", DemoSettings())
+    assert line.startswith(f"[time] about {max(round(times['total_seconds'] / 60), 1)} min on a 2-core machine like "
+                           "the one measured (10 stages") and line.endswith("slower under load")
+    assert "(1 stage;" in expected_time(tmp_path / "fresh", DemoSettings(), only=["train_full"])
+    assert "no recorded time for these settings" in expected_time(tmp_path / "fresh", DemoSettings.quick())
+
+
+def test_make_demo_passes_threads():
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("no make")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    def demo_line(*variables):
+        shown = subprocess.run([make, "-n", "--no-print-directory", "-C", root, "demo", *variables],
+                               capture_output=True, text=True, check=True).stdout
+        return [line.strip() for line in shown.splitlines() if "senformer demo" in line][-1]
+
+    assert demo_line("THREADS=3").endswith("senformer demo --threads 3")
+    assert demo_line().endswith("senformer demo")
