@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
-from .options import MAX_THREADS, whole
+from .options import MAX_THREADS, add_device_argument, add_set_argument, whole
 
 
 def register(subparsers) -> None:
@@ -38,10 +38,57 @@ def register(subparsers) -> None:
     accuracy.add_argument("--estimate", action="store_true",
                           help="only time 20 steps of each kind of run and print the projected total")
     accuracy.add_argument("--fresh", action="store_true", help="delete an earlier study in --out and start again")
+    real = studies.add_parser(
+        "real-weights", help="rows 3-6 on converted Enformer weights, scored by distillation from the unmodified "
+        "model on held-out chromosomes (teacher correlation)",
+        description="The accuracy study on real weights (issue 23): the teacher is the weights as converted "
+        "(full attention); rows 4-6 train attention only on the teacher's outputs for windows of the genome; "
+        "each row's pooled Pearson with the teacher on held-out chromosomes, with intervals. See "
+        "docs/accuracy-study.md.")
+    real.add_argument("--weights", required=True, help="converted Enformer weights (a path or a name, e.g. enformer)")
+    real.add_argument("--fasta", required=True, help="the genome FASTA the model was trained on (hg38)")
+    real.add_argument("--out", required=True, help="work folder: teacher data, runs, real-weights.json and .md")
+    real.add_argument("--test-chromosomes", nargs="+", default=["chr8"], help="held out for scoring (default chr8)")
+    real.add_argument("--valid-chromosomes", nargs="+", default=["chr9"], help="held out for validation (default chr9)")
+    real.add_argument("--records", type=whole(1, 10**7), nargs=3, metavar=("TRAIN", "VALID", "TEST"),
+                      default=[2048, 64, 256], help="windows per split (default 2048 64 256)")
+    real.add_argument("--sequence-length", type=whole(128, 10**7), default=196_608, help="window length in bp (default 196,608, the published input)")
+    real.add_argument("--steps", type=whole(1, 10**8), default=2000, help="training steps per row and seed (default 2000)")
+    real.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    real.add_argument("--track-step", type=whole(1, 10**5), default=19, help="every Nth human track (default 19)")
+    add_device_argument(real)
+    add_set_argument(real, help="model config overrides for every row and the teacher (e.g. target_length=16 on a "
+                                "tiny model)")
+    real.add_argument("--estimate", action="store_true", help="only time the teacher and a few training steps on "
+                      "this device and print the projected total")
+    real.set_defaults(run=run_real)
     parser.set_defaults(run=run)
 
 
+def run_real(args: argparse.Namespace) -> int:
+    from ..hub import resolve_weights
+    from ..study.real_weights import RealWeightsSettings, estimate_real_weights, run_real_weights
+    from .common import parse_set_options
+
+    if not Path(args.fasta).is_file():
+        raise UserError(f"--fasta {args.fasta}: no such file (pass the path of the hg38 FASTA)")
+    settings = RealWeightsSettings(
+        sequence_length=args.sequence_length, test_chromosomes=tuple(args.test_chromosomes),
+        valid_chromosomes=tuple(args.valid_chromosomes), records=dict(zip(("train", "valid", "test"), args.records)),
+        track_step=args.track_step, steps=args.steps, seeds=tuple(args.seeds), device=args.device,
+        model_overrides=parse_set_options(args.set))
+    weights = str(resolve_weights(args.weights))
+    if args.estimate:
+        estimate_real_weights(weights, args.fasta, settings)
+        return 0
+    path = run_real_weights(weights, args.fasta, args.out, settings)
+    print(f"wrote {path} and {path.with_suffix('.md')}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "study", None) == "real-weights":
+        return run_real(args)
     from ..study import StudySettings, estimate, run_study
 
     if args.jobs < 1:

@@ -28,6 +28,26 @@ REDESIGN_NOTE = (
     "its row 6 changes key size together with positions, so its conclusion about positions is not established.")
 
 
+# What the real-weights protocol measures (every write-up says it; it has not run here: no weights, genome or GPU).
+REAL_WEIGHTS_SECTION = [
+    "## The same study on real weights",
+    "",
+    "`senformer study real-weights --weights enformer --fasta hg38.fa --out WORK` (`--estimate` first prints its "
+    "cost on the current device) runs rows 3-6 on converted Enformer weights (11 layers, 1,536 positions, BigBird "
+    "blocks of 64) and measures exactly one thing: how closely each sparse variant reproduces the unmodified "
+    "model's own predictions, its *teacher correlation* (pooled Pearson over the test windows' bins, per track, "
+    "mean over every 19th human track), when only its attention layers are trained on the unmodified model's "
+    "outputs (distillation). The teacher is the weights as converted, with full attention; windows of 196,608 bp "
+    "tile the genome (at most 1% N), chr8 is held out for scoring and chr9 for validation, every other chromosome "
+    "trains (2,048 / 64 / 256 windows by default). Rows: 3 the weights run with BigBird and relative positions, "
+    "untrained; 4 the same fine-tuned attention-only; 5 fresh BigBird layers with relative positions; 6 fresh "
+    "report layers (no relative positions, key size 192); each 2,000 steps at lr 1e-4 per seed (0, 1, 2). It "
+    "reports row 6 - row 5 and row 5 - row 4 with a paired interval over seeds and a two-level bootstrap. It does "
+    "not measure accuracy against experimental data (the teacher's own error bounds that), and it does not repeat "
+    "the synthetic study's other rows.",
+]
+
+
 def summary_markdown(record: Mapping[str, Any]) -> str:
     """A short table for the README (``summary.md``): pooled Pearson overall and on the long-range tracks,
     mean ± SD over seeds, and the difference from row 1 with its interval; commit and seeds named."""
@@ -167,7 +187,7 @@ def write_docs(record: Mapping[str, Any], path: Path, results: Path) -> Path:
               f"![per-example comparison with row 1]({link / 'per_example.png'})", "",
               f"![receptive field]({link / 'receptive_field.png'})", "",
               f"Numbers: `{link / 'study.json'}` and `{link / 'table.csv'}` (every seed's value). Rerun and regenerate "
-              f"this page: `{run.get('full_command', run.get('command', ''))}`.", ""]
+              f"this page: `{run.get('full_command', run.get('command', ''))}`.", "", *REAL_WEIGHTS_SECTION, ""]
     atomic_write_text(path, "\n".join(lines))
     return path
 
