@@ -170,6 +170,7 @@ def test_the_docs_state_the_verdicts_and_numbers_of_study_json(evaluated):
         numbers = decision["numbers"]["contrasts"][0] if decision["kind"] == "ordered" else decision["numbers"]
         assert f"{numbers['paired']['difference']:+.3f}" in text
     assert record["rules"]["sha256"][:16] in text
+    assert record["plateau"]["stopped_at"] and "stopping rule, fixed beforehand" in text
     assert set(record["data"]["track_sets"]) >= {"long-range/band", "long-range/decay", "long-range/count"}
     assert sorted(p.name for p in (evaluated["results"] / "per_seed").iterdir()) == ["seed-0.npz", "seed-1.npz"]
 
@@ -191,3 +192,20 @@ def test_the_per_seed_files_recompute_every_interval_and_catch_a_change(evaluate
     other_rules = tmp_path / "rules.json"
     other_rules.write_text(evaluated["rules"].read_text() + " ")
     assert any("sha256" in problem for problem in recompute(evaluated["results"], other_rules)[1])
+
+
+def test_a_quick_run_where_attention_does_not_matter_says_first_that_it_is_a_smoke_run(tmp_path, monkeypatch, capsys):
+    import senformer.study
+
+    def fake_run_study(out, settings, **options):
+        assert settings.seeds == (0,) and options["extra"]["quick"]
+        path = tmp_path / "study.json"
+        path.write_text(json.dumps({"models": [{"row": "1", "name": "full@375", "metrics": {}}], "attention_matters": {
+            "met": met, "required_loss": 0.1, "loss_on_long_range": 0.01}}))
+        return path
+
+    monkeypatch.setattr(senformer.study, "run_study", fake_run_study)
+    for met in (False, True):
+        assert main(["study", "accuracy", "--out", str(tmp_path / "quick"), "--rules", str(SETTINGS), "--quick"]) == 0
+        printed = capsys.readouterr().out
+        assert printed.startswith("SMOKE RUN (--quick)") is (not met)

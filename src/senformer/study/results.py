@@ -212,6 +212,9 @@ def summarise(out: str | os.PathLike, settings: StudySettings, rules: Mapping[st
                          "lr_factor": _lr_factor(run.name)}
               for run in study_runs(out, settings)}
     data = json.loads((out / "data" / "synthetic.json").read_text(encoding="utf-8"))
+    plateau = {"rule": dict(settings.plateau), "stopped_at": {
+        str(run.seed): max((p["step"] for p in curves[run.name]["points"]), default=None)
+        for run in study_runs(out, settings) if run.stop is not None}} if settings.plateau else None
     return {
         "settings": settings.to_dict(), "data": {"size": data["size"], "seed": data["seed"], "settings": data["settings"],
                                                  "long_range_tracks": long_range, "test_examples": first["examples"],
@@ -220,6 +223,7 @@ def summarise(out: str | os.PathLike, settings: StudySettings, rules: Mapping[st
         "reference": reference, "models": models, "contrasts": contrasts, "attention_matters": check,
         "receptive_field": {seed: evaluations[seed]["receptive_field"] for seed in settings.seeds},
         "curves": curves, "machine": _machine(), "estimate": _estimate_summary(out / "estimate.json"),
+        **({"plateau": plateau} if plateau else {}),
         **({"decisions": decisions([evaluation_folder(out, seed) / PER_SEED for seed in settings.seeds],
                                    track_sets(data), settings.to_dict(), rules)} if rules else {}),
     }

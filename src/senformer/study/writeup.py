@@ -204,6 +204,13 @@ def verdict_lines(record: Mapping[str, Any]) -> list[str]:
                   "show the mechanism only.", ""]
     for decision in record["decisions"]:
         lines.append(f"- **{decision['name']}** ({decision['verdict']}): {decision['statement']}")
+    plateau = record.get("plateau")
+    if plateau:
+        rule = plateau["rule"]
+        lines += ["", f"Row 1p's stopping rule, fixed beforehand: validation every {rule['every']} steps; stop once the "
+                  f"best long-range Pearson of the last {rule['patience']} points beats the best before them by less "
+                  f"than {rule['min_gain']}, or at {rule['max_steps']} steps. It stopped at step(s) "
+                  + ", ".join(f"{step} (seed {seed})" for seed, step in plateau["stopped_at"].items()) + "."]
     lines += ["", "| rule | tracks | difference | paired t over seeds [95%] | two-level bootstrap [95%] | seeds |",
               "|---|---|---|---|---|---|"]
     for decision in record["decisions"]:
