@@ -1,8 +1,14 @@
+import os
 import sys
 from pathlib import Path
 
-import pytest
-import torch
+# Before torch loads OpenMP: idle threads sleep instead of spinning. Two test workers on two cores, each with
+# a thread per core, otherwise spin on the cores the other needs (tests/analysis/test_variants.py beside other
+# jobs: 215 s spinning, 11 s sleeping; as the command line does, senformer.threads).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
