@@ -14,7 +14,7 @@ import datetime
 import json
 from pathlib import Path
 
-from senformer.commands.demo import STAGES
+from senformer.commands.demo import STAGES, DemoSettings, _comparable
 from senformer.io import write_json
 from senformer.record import machine_info
 
@@ -28,6 +28,9 @@ def main() -> None:
     parser.add_argument("--machine", default=None, help="how to name the machine (default: from this one)")
     args = parser.parse_args()
     demo = json.loads((args.out / "demo.json").read_text(encoding="utf-8"))
+    settings = demo.get("settings") or {}
+    if _comparable(settings) != _comparable(DemoSettings(seed=settings.get("seed", 0)).to_dict()):
+        parser.error(f"{args.out} is not a demo with the default settings (--quick?): the demo says only those")
     stages = {}
     for stage in STAGES:
         record = json.loads((args.out / stage / "run.json").read_text(encoding="utf-8"))
