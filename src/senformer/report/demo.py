@@ -245,13 +245,13 @@ def _accuracy_section(report: Report, run: Path, numbers: dict) -> list[str]:
     parts = [f"{name} {by_model[name]['all tracks']:.3f}" for name in models]
     distant = [f"{name} {by_model[name]['long-range tracks']:.3f}" for name in models]
     examples = read_json(run / "evaluate" / "metrics.json").get("examples") if (run / "evaluate" / "metrics.json").is_file() else None
-    finding = (f"Accuracy (test pooled Pearson r, mean over {len(per_track)} tracks"
+    finding = (f"Accuracy in this run, one seed (test pooled Pearson r, mean over {len(per_track)} tracks"
                + (f", {examples} examples" if examples else "") + "): " + ", ".join(parts)
                + f". On the {len(distal)} long-range tracks: " + ", ".join(distant) + ".")
     if CONTROL in by_model and "full" in by_model:
         gain = by_model["full"]["long-range tracks"] - by_model[CONTROL]["long-range tracks"]
         finding += f" Attention adds {gain:+.3f} on the long-range tracks (full minus the control)."
-    return [finding]
+    return [finding + " One seed: read against the study's intervals over seeds (first block)."]
 
 
 def _compare_section(report: Report, run: Path, numbers: dict) -> None:
