@@ -51,3 +51,18 @@ def test_real_weights_runs_end_to_end_on_the_tiny_checkpoint(converted, capsys):
     missing[missing.index("--fasta") + 1] = str(converted / "absent.fa")
     assert main(missing) == 2
     assert "absent.fa" in capsys.readouterr().err
+
+
+def test_held_out_chromosomes_the_fasta_lacks_are_refused_before_anything_is_written(tmp_path, capsys):
+    generator = np.random.default_rng(1)
+    (tmp_path / "genome.fa").write_text(">chr1\n" + "".join(generator.choice(list("ACGT"), 4096)) + "\n")
+    from helpers import tiny_config
+
+    from senformer import Enformer, save_model
+
+    weights = save_model(Enformer(tiny_config()), tmp_path / "weights")
+    out = tmp_path / "out"
+    status = main(["study", "real-weights", "--weights", str(weights), "--fasta", str(tmp_path / "genome.fa"),
+                   "--out", str(out), *TINY])
+    assert status == 2 and not out.exists()
+    assert "chr8" in capsys.readouterr().err

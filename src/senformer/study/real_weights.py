@@ -193,11 +193,11 @@ def run_real_weights(weights: str, fasta: str, out: str | os.PathLike, settings:
     from .statistics import contrast, record_sums
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     genome = Genome(fasta)
     started = time.perf_counter()
+    windows = _windows(genome, settings)  # a chromosome the FASTA lacks is refused before anything is written
+    out.mkdir(parents=True, exist_ok=True)
     student, tracks = _student_init(weights, settings, out)
-    windows = _windows(genome, settings)
     shutil.rmtree(out / "data", ignore_errors=True)
     _write_data(genome, student, windows, settings, out / "data", tracks)
     log(f"teacher outputs for {sum(map(len, windows.values()))} windows ({time.perf_counter() - started:.0f} s)")
