@@ -173,6 +173,10 @@ def test_the_docs_state_the_verdicts_and_numbers_of_study_json(evaluated):
         assert f"{numbers['paired']['difference']:+.3f}" in text
     assert record["rules"]["sha256"][:16] in text
     assert record["plateau"]["stopped_at"] and "stopping rule, fixed beforehand" in text
+    coverage = record["attended_blocks"]  # 16 blocks of 2 positions, 3 window + 2 global + 1 random per head
+    assert coverage["blocks"] == 16 and 5 <= coverage["per_head"] <= 6  # edge windows lose a block to a global
+    assert coverage["per_head"] < coverage["across_heads"] <= coverage["per_head"] + 1  # 2 heads, 1 random each
+    assert f"{coverage['across_heads']:.1f} across the heads together" in text
     assert set(record["data"]["track_sets"]) >= {"long-range/band", "long-range/decay", "long-range/count"}
     assert sorted(p.name for p in (evaluated["results"] / "per_seed").iterdir()) == ["seed-0.npz", "seed-1.npz"]
 

@@ -212,6 +212,8 @@ def summarise(out: str | os.PathLike, settings: StudySettings, rules: Mapping[st
                          "lr_factor": _lr_factor(run.name)}
               for run in study_runs(out, settings)}
     data = json.loads((out / "data" / "synthetic.json").read_text(encoding="utf-8"))
+    coverage = attended_blocks(json.loads((out / "model.json").read_text(encoding="utf-8")),
+                               int(data["settings"]["sequence_length"]) // 128) if settings.design == "issue-23" else None
     plateau = {"rule": dict(settings.plateau), "stopped_at": {
         str(run.seed): max((p["step"] for p in curves[run.name]["points"]), default=None)
         for run in study_runs(out, settings) if run.stop is not None}} if settings.plateau else None
@@ -224,9 +226,25 @@ def summarise(out: str | os.PathLike, settings: StudySettings, rules: Mapping[st
         "receptive_field": {seed: evaluations[seed]["receptive_field"] for seed in settings.seeds},
         "curves": curves, "machine": _machine(), "estimate": _estimate_summary(out / "estimate.json"),
         **({"plateau": plateau} if plateau else {}),
+        **({"attended_blocks": coverage} if coverage else {}),
         **({"decisions": decisions([evaluation_folder(out, seed) / PER_SEED for seed in settings.seeds],
                                    track_sets(data), settings.to_dict(), rules)} if rules else {}),
     }
+
+
+def attended_blocks(model: Mapping[str, Any], positions: int) -> dict[str, Any]:
+    """How much of the input a sparse query block reaches in the first layer: per head and across all heads
+    together (random blocks differ per head, so the heads jointly see more than any one does)."""
+    from ..model.attention import make_block_pattern
+
+    pattern = make_block_pattern(positions, int(model["heads"]), block_size=int(model["block_size"]),
+                                 num_window_blocks=int(model["num_window_blocks"]),
+                                 num_global_blocks=int(model["num_global_blocks"]),
+                                 num_random_blocks=int(model["num_random_blocks"]),
+                                 seed=int(model.get("attention_seed", 0)))
+    mask = pattern.block_mask()[:, pattern.query_blocks]  # (heads, sparse query blocks, blocks)
+    return {"blocks": pattern.num_blocks, "per_head": float(mask.sum(-1).float().mean()),
+            "across_heads": float(mask.any(0).sum(-1).float().mean())}
 
 
 def _estimate_summary(path: Path) -> dict[str, Any] | None:

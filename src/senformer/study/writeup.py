@@ -204,6 +204,11 @@ def verdict_lines(record: Mapping[str, Any]) -> list[str]:
                   "show the mechanism only.", ""]
     for decision in record["decisions"]:
         lines.append(f"- **{decision['name']}** ({decision['verdict']}): {decision['statement']}")
+    coverage = record.get("attended_blocks")
+    if coverage:
+        lines += ["", f"Sparsity: a sparse query block attends {coverage['per_head']:.1f} of {coverage['blocks']} key "
+                  f"blocks per head, but {coverage['across_heads']:.1f} across the heads together (random blocks "
+                  "differ per head), so what the layer as a whole can see is larger than one head's share."]
     plateau = record.get("plateau")
     if plateau:
         rule = plateau["rule"]
