@@ -22,7 +22,7 @@ def converted(shared_dir, tmp_path):
 
 
 # 2,048 bp: 16 positions in 8 blocks of 2, so BigBird (3 window + 2 global + 3 random) is sparse.
-TINY = ["--records", "2", "1", "1", "--sequence-length", "2048", "--steps", "1", "--seeds", "0", "--track-step", "1000",
+TINY = ["--records", "2", "1", "1", "--sequence-length", "2048", "--steps", "1", "--seed-count", "1", "--track-step", "1000",
         "--device", "cpu", "--set", "target_length=8", "--set", "block_size=2", "--set", "num_random_blocks=1"]
 
 

@@ -54,7 +54,8 @@ def register(subparsers) -> None:
                       default=[2048, 64, 256], help="windows per split (default 2048 64 256)")
     real.add_argument("--sequence-length", type=whole(128, 10**7), default=196_608, help="window length in bp (default 196,608, the published input)")
     real.add_argument("--steps", type=whole(1, 10**8), default=2000, help="training steps per row and seed (default 2000)")
-    real.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds (default 0 1 2)")
+    real.add_argument("--seed-count", type=whole(1, 100), default=3,
+                      help="seeds 0 .. N-1, each row trained once per seed (1-100, default 3)")
     real.add_argument("--track-step", type=whole(1, 10**5), default=19, help="every Nth human track (default 19)")
     add_device_argument(real)
     add_set_argument(real, help="model config overrides for every row and the teacher (e.g. target_length=16 on a "
@@ -75,7 +76,7 @@ def run_real(args: argparse.Namespace) -> int:
     settings = RealWeightsSettings(
         sequence_length=args.sequence_length, test_chromosomes=tuple(args.test_chromosomes),
         valid_chromosomes=tuple(args.valid_chromosomes), records=dict(zip(("train", "valid", "test"), args.records)),
-        track_step=args.track_step, steps=args.steps, seeds=tuple(args.seeds), device=args.device,
+        track_step=args.track_step, steps=args.steps, seeds=tuple(range(args.seed_count)), device=args.device,
         model_overrides=parse_set_options(args.set))
     weights = str(resolve_weights(args.weights))
     if args.estimate:
