@@ -141,6 +141,10 @@ def _write_data(genome, student, windows, settings: RealWeightsSettings, folder:
     from ..data.tracks import head_track_table
     from ..sequence import one_hot_array
 
+    from ..device import resolve_device
+
+    device = resolve_device(settings.device)
+    student = student.to(device)  # the teacher runs where the rows train: hg38's windows need the GPU
     config = student.config
     bins = config.output_length(settings.sequence_length)
     crop = (settings.sequence_length - bins * config.bin_size) // 2
@@ -155,8 +159,8 @@ def _write_data(genome, student, windows, settings: RealWeightsSettings, folder:
             for chrom, start, end in windows[split]:
                 one_hot = one_hot_array(genome.fetch(Interval(genome.resolve(chrom), start, end)))
                 with torch.inference_mode():
-                    output = student(torch.from_numpy(one_hot.astype(np.float32))[None], heads=[HEAD])[HEAD]
-                writer.add(split, (chrom, start, end), one_hot, output[0].float().numpy())
+                    output = student(torch.from_numpy(one_hot.astype(np.float32))[None].to(device), heads=[HEAD])[HEAD]
+                writer.add(split, (chrom, start, end), one_hot, output[0].float().cpu().numpy())
 
 
 def _train_settings(row: str, seed: int, settings: RealWeightsSettings, out: Path, steps: int):
