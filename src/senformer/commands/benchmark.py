@@ -1,4 +1,4 @@
-"""``senformer benchmark {attention,scaling,variants}``: parse, validate, call :mod:`senformer.bench`."""
+"""``senformer benchmark {attention,scaling,variants,borzoi,flops}``: parse, validate, call :mod:`senformer.bench`."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ def register(subparsers) -> None:
     _register_scaling(benchmarks)
     _register_variants(benchmarks)
     _register_borzoi(benchmarks)
+    _register_flops(benchmarks)
 
 
 def _register_attention(subparsers) -> None:
@@ -418,6 +419,67 @@ def _run_borzoi(args: argparse.Namespace) -> int:
         atomic_write_text(out / "borzoi.md", f"# Borzoi at batch 1, beside borzoi-pytorch\n\nMachine: {machine['cpu']}, "
                           f"{machine['cpu_count']} cores, torch {machine['torch']}, senformer {machine['senformer']} "
                           f"(load average and time of each point in borzoi.json).\n\n```\n{table}\n```\n")
+    print(table)
+    return 0
+
+
+def _register_flops(subparsers) -> None:
+    from ..config import BORZOI_PRESETS, PRESETS
+
+    parser = subparsers.add_parser(
+        "flops", help="GFLOP/s of each stage of one forward pass against this machine's sgemm rate",
+        description="One forward pass (random weights, batch 1, fp32, in this process) stage by stage: stem, conv "
+        "tower, each transformer layer's projections, relative term, attention core and MLP, Borzoi's U-Net, "
+        "heads. FLOPs are counted as executed; the median of --repeats rounds gives each stage's GFLOP/s, beside "
+        "the sgemm rate measured before and after, the CPU's vector flags and the load average. Writes "
+        "flops.json and flops.md into --out. Time it on an idle machine.",
+    )
+    parser.add_argument("--preset", choices=[*PRESETS, *BORZOI_PRESETS], default="enformer",
+                        help="model configuration (default: enformer)")
+    parser.add_argument("--length", type=whole(1), default=None,
+                        help="input length in bp (default: the preset family's published input)")
+    parser.add_argument("--attention", default=None, help="attention kind (default: the preset's)")
+    add_set_argument(parser)
+    parser.add_argument("--head", default=None, help="the head to run (default: the first)")
+    parser.add_argument("--repeats", type=whole(1), default=3, help="timed rounds after one warm-up (default: 3)")
+    parser.add_argument("--threads", type=whole(0, MAX_THREADS), default=0, help="torch threads (default: 0, torch's default)")
+    parser.add_argument("--out", default="benchmark-flops", help="folder for flops.json and flops.md "
+                        "(default: benchmark-flops)")
+    add_overwrite_argument(parser)
+    parser.set_defaults(run=_run_flops)
+
+
+def _run_flops(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+
+    from ..bench.stages import format_stage_table, run_stage_report
+    from ..config import preset
+    from ..inference import resolve_sequence_length
+    from ..io import atomic_write_text
+    from ..model.borzoi import build_model
+    from ..outputs import DIRECTORY, Output
+
+    config = preset(args.preset, **parse_set_options(args.set, args.attention))
+    length = resolve_sequence_length(config, args.length)
+    if args.head is not None and args.head not in config.output_heads:
+        raise UserError(f"--head {args.head!r}: the model has {', '.join(config.output_heads)}")
+    settings = {**vars(args), "length": length, "config": config.to_dict() if hasattr(config, "to_dict") else repr(config)}
+    with Output(args.out, DIRECTORY, command="benchmark flops", settings=settings,
+                inputs={"machine": machine_identity("cpu")}, overwrite=args.overwrite, device="cpu") as output:
+        if output.up_to_date:
+            print(f"{output.out} is up to date")
+            return 0
+        folder = Path(output.start())
+        torch.manual_seed(0)
+        model = build_model(config).eval()
+        report = run_stage_report(model, length, args.repeats, args.threads, args.head)
+        report["preset"], report["attention"] = args.preset, config.attention
+        table = format_stage_table(report)
+        atomic_write_text(folder / "flops.json", json.dumps(report, indent=1))
+        atomic_write_text(folder / "flops.md", f"# GFLOP/s per stage: {args.preset}, {config.attention}\n\n{table}\n")
+        output.finish()
     print(table)
     return 0
 

@@ -36,12 +36,22 @@ def full_attention(
         (batch, heads, T, value).
     """
     logits = torch.matmul(q_content, key.transpose(-1, -2))  # (batch, heads, T, T)
-    if relative_keys is not None and buckets is not None:
-        logits = logits + bucketed_range_term(q_position, relative_keys, buckets, 0, logits.shape[-1])
-    elif relative_keys is not None:
-        relative = torch.matmul(q_position, relative_keys.transpose(-1, -2))  # (batch, heads, T, 2T - 1)
-        logits = logits + relative_shift(relative)
+    if relative_keys is not None:
+        relative = relative_logits(q_position, relative_keys, buckets)
+        # In place into the fresh scores (the same sum; one (T, T) tensor fewer to allocate and fill).
+        logits = logits.add_(relative) if relative.dtype == logits.dtype else logits + relative
     return attend(logits, value, mask, dropout_p)
+
+
+def relative_logits(q_position: torch.Tensor, relative_keys: torch.Tensor,
+                    buckets: torch.Tensor | None = None) -> torch.Tensor:
+    """The relative term of every query against every key, (batch, heads, T, T): ``q_position`` against the
+    (heads, 2T - 1, key) ``relative_keys`` then shifted, or read from the bucket table when ``buckets``."""
+    length = q_position.shape[-2]
+    if buckets is not None:
+        return bucketed_range_term(q_position, relative_keys, buckets, 0, length)
+    relative = torch.matmul(q_position, relative_keys.transpose(-1, -2))  # (batch, heads, T, 2T - 1)
+    return relative_shift(relative)
 
 
 class FullAttention(RelativeAttention):
