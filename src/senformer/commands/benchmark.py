@@ -465,7 +465,7 @@ def _run_flops(args: argparse.Namespace) -> int:
     length = resolve_sequence_length(config, args.length)
     if args.head is not None and args.head not in config.output_heads:
         raise UserError(f"--head {args.head!r}: the model has {', '.join(config.output_heads)}")
-    settings = {**vars(args), "length": length, "config": config.to_dict() if hasattr(config, "to_dict") else repr(config)}
+    settings = {**vars(args), "length": length, "config": config.to_dict()}
     with Output(args.out, DIRECTORY, command="benchmark flops", settings=settings,
                 inputs={"machine": machine_identity("cpu")}, overwrite=args.overwrite, device="cpu") as output:
         if output.up_to_date:
