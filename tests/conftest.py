@@ -6,13 +6,31 @@ from pathlib import Path
 # a thread per core, otherwise spin on the cores the other needs (tests/analysis/test_variants.py beside other
 # jobs: 215 s spinning, 11 s sleeping; as the command line does, senformer.threads).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# And split the cores between the workers (make test: -n 2 on 2 cores), for each worker's torch and every
+# command a test starts: 2 workers x 2 threads on 2 cores only trade time slices. A value the caller set is kept.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+if _WORKERS > 1:
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+THREADS = torch.get_num_threads()  # this process's own count, restored after every test
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import SHARED  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _threads_restored():
+    """A command run in-process with --threads N (the demo's module fixture: 2) leaves torch at N threads;
+    the worker's next test starts from its own count again."""
+    yield
+    if torch.get_num_threads() != THREADS:
+        torch.set_num_threads(THREADS)
 
 
 @pytest.fixture
