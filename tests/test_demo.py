@@ -21,7 +21,7 @@ from test_report import open_in_browser
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "run"
-    assert main(["demo", "--quick", "--out", str(out), "--threads", "2"]) == 0
+    assert main(["demo", "--quick", "--out", str(out), "--threads", "1"]) == 0
     return out
 
 
@@ -33,7 +33,7 @@ def test_demo_runs_every_stage_and_writes_the_report(demo_run, capsys):
         assert len(record["fingerprint"]) == 64 and set(record["inputs"]) == set(READS[stage])
     assert not list(demo_run.rglob(".done"))
     recorded = json.loads((demo_run / "demo.json").read_text())
-    assert recorded["settings"] == DemoSettings.quick(threads=2).to_dict()
+    assert recorded["settings"] == DemoSettings.quick(threads=1).to_dict()
     numbers = json.loads((demo_run / "report.json").read_text())
     assert numbers["missing"] == []
     for section in ("data", "training", "evaluate", "compare", "overprediction", "receptive_field", "attribution",
@@ -88,7 +88,7 @@ def test_demo_report_renders_in_a_headless_browser(demo_run, tmp_path):
 @pytest.mark.slow
 def test_demo_rerun_skips_finished_stages_and_guards_its_settings(demo_run, capsys):
     capsys.readouterr()
-    assert main(["demo", "--quick", "--out", str(demo_run), "--threads", "2"]) == 0
+    assert main(["demo", "--quick", "--out", str(demo_run), "--threads", "1"]) == 0
     printed = capsys.readouterr().out
     assert f"{demo_run} is up to date" in printed and "finished earlier" not in printed
     assert f"report: {(demo_run / 'report.html').resolve()}" in printed
@@ -103,7 +103,7 @@ def test_demo_rerun_resumes_an_unfinished_training_stage(demo_run, capsys):
     same inputs, and the weights it ends with are those the later stages were computed from, so they stay."""
     (demo_run / "train_bigbird" / "run.json").unlink()
     capsys.readouterr()
-    assert main(["demo", "--quick", "--out", str(demo_run), "--threads", "2"]) == 0
+    assert main(["demo", "--quick", "--out", str(demo_run), "--threads", "1"]) == 0
     printed = capsys.readouterr().out
     assert "--resume" in printed and printed.count("finished earlier") == len(STAGES) - 1
     assert json.loads((demo_run / "run.json").read_text())["command"] == "demo"
@@ -162,7 +162,7 @@ def test_a_stage_made_anew_with_other_contents_makes_what_reads_it_stale(demo_ru
 
     run = tmp_path / "run"
     shutil.copytree(demo_run, run)  # records hold digests, never paths: the copy is up to date as it is
-    settings = DemoSettings.quick(threads=2)
+    settings = DemoSettings.quick(threads=1)
     assert _invalidate_stale_stages(run, settings) == list(STAGES)
     record_path = run / "train_full" / "run.json"
     record = json.loads(record_path.read_text())
@@ -206,7 +206,7 @@ def test_a_full_disk_ends_the_demo_in_one_line_and_a_rerun_finishes_it(demo_run,
         filler = disk / "filler"
         filler.write_bytes(bytes(free - 48 * 1024))  # room for compare's run record, not for its results
         capsys.readouterr()
-        assert main(["demo", "--quick", "--out", str(run), "--threads", "2"]) == 2
+        assert main(["demo", "--quick", "--out", str(run), "--threads", "1"]) == 2
         # Above it, the stages' progress bars (each stage shows one); the error is one line, the last.
         *bars, error = capsys.readouterr().err.strip().split("\n")
         assert "no space left" in error and f"{run / 'compare'}" in error, error
@@ -216,7 +216,7 @@ def test_a_full_disk_ends_the_demo_in_one_line_and_a_rerun_finishes_it(demo_run,
         assert not (run / "run.json").exists()
 
         filler.unlink()
-        assert main(["demo", "--quick", "--out", str(run), "--threads", "2"]) == 0
+        assert main(["demo", "--quick", "--out", str(run), "--threads", "1"]) == 0
         printed = capsys.readouterr().out
         assert printed.count("finished earlier") == len(done)
         assert [stage for stage in STAGES if stage_finished(run / stage)] == list(STAGES)
