@@ -15,7 +15,10 @@ if _WORKERS > 1:
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-if _WORKERS > 1:
+# Only where torch was loaded before the variable was set: an explicit set_num_threads(n) computes other float
+# bits than n threads from the environment (measured: a training run), and the commands tests start get theirs
+# from the environment.
+if _WORKERS > 1 and torch.get_num_threads() != int(os.environ["OMP_NUM_THREADS"]):
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 THREADS = torch.get_num_threads()  # this process's own count, restored after every test
 
