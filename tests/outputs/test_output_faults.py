@@ -306,8 +306,19 @@ def test_training_killed_at_a_seeded_write_resumes_from_whole_checkpoints(datase
     resume = ["--resume"] if list((out / "checkpoints").glob("step-*.pt")) else []
     if not resume:
         shutil.rmtree(out)
-    assert main(["train", *tiny, "--out", str(out), *resume]) == 0
+    # The rerun as a command like the reference run: the same threads from the same environment (an in-process
+    # run after torch.set_num_threads computes other float bits), so the weights can be compared byte for byte.
+    rerun = subprocess.run([sys.executable, "-m", "senformer", "train", *tiny, "--out", str(out), *resume],
+                           capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    from safetensors.torch import load_file
+
     from senformer.train.checkpoint import list_checkpoints, load_checkpoint
+
+    expected, resumed = (load_file(str(run / "weights" / "model.safetensors")) for run in (reference, out))
+    assert expected.keys() == resumed.keys()
+    for name, tensor in expected.items():  # exactly the uninterrupted run's weights
+        assert resumed[name].numpy().tobytes() == tensor.numpy().tobytes(), name
 
     # every checkpoint left is whole (a killed save leaves only a temporary file, removed under the lock)
     assert [load_checkpoint(path)["step"] for path in list_checkpoints(out / "checkpoints")][-1] == 4
