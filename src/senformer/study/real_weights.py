@@ -142,6 +142,7 @@ def _write_data(genome, student, windows, settings: RealWeightsSettings, folder:
     from ..sequence import one_hot_array
 
     from ..device import resolve_device
+    from ..inference import predict_batch
 
     device = resolve_device(settings.device)
     student = student.to(device)  # the teacher runs where the rows train: hg38's windows need the GPU
@@ -158,9 +159,9 @@ def _write_data(genome, student, windows, settings: RealWeightsSettings, folder:
         for split in ("train", "valid", "test"):
             for chrom, start, end in windows[split]:
                 one_hot = one_hot_array(genome.fetch(Interval(genome.resolve(chrom), start, end)))
-                with torch.inference_mode():
-                    output = student(torch.from_numpy(one_hot.astype(np.float32))[None].to(device), heads=[HEAD])[HEAD]
-                writer.add(split, (chrom, start, end), one_hot, output[0].float().cpu().numpy())
+                output = predict_batch(student, torch.from_numpy(one_hot.astype(np.float32))[None], heads=[HEAD],
+                                       device=device)[HEAD]
+                writer.add(split, (chrom, start, end), one_hot, output[0].numpy())
 
 
 def _train_settings(row: str, seed: int, settings: RealWeightsSettings, out: Path, steps: int):
