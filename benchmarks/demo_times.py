@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 from pathlib import Path
 
 from senformer.commands.demo import STAGES, DemoSettings, _comparable
@@ -41,7 +42,8 @@ def main() -> None:
     write_json(TARGET, {
         "about": previous.get("about", ""), "measured": datetime.date.today().isoformat(), "machine": machine,
         "command": demo.get("command", "senformer demo"), "install_seconds": args.install_seconds,
-        "total_seconds": round(sum(stages.values()), 1), "stages": stages})
+        # rounded up: the total is never below the sum of the rounded stage times it is read beside
+        "total_seconds": math.ceil(sum(stages.values()) * 10) / 10, "stages": stages})
     print(f"wrote {TARGET}: {sum(stages.values()):.0f} s in {len(stages)} stages")
 
 
