@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from ..io import atomic_path, atomic_write_text, write_json
+from .statistics import track_mean
 from .evaluation import METRICS, PER_SEED, SUMS, evaluation_folder
 from .runs import LR_ROWS, ROWS, StudySettings, _machine, study_runs
 from .writeup import summary_markdown
@@ -52,12 +53,6 @@ def bootstrap_pooled(weights: np.ndarray, model_sums: np.ndarray, target_sums: n
     return pearson_from_sums(count, model[..., 0], target[..., 0], model[..., 1], target[..., 1], model[..., 2])
 
 
-def _track_mean(pooled: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        finite = np.isfinite(pooled)
-        return np.where(finite, pooled, 0).sum(-1) / np.maximum(finite.sum(-1), 1)
-
-
 def bootstrap_difference(per_seed: Mapping[int, Mapping[str, Any]], first: str, second: str,
                          tracks: Sequence[int] | None, resamples: int, seed: int = 0) -> dict[str, Any]:
     """Mean over seeds of ``first - second`` pooled Pearson (mean over ``tracks``, all when None) with a
@@ -81,7 +76,7 @@ def bootstrap_difference(per_seed: Mapping[int, Mapping[str, Any]], first: str, 
         for draw, label in ((full, "point"), (weights, "resampled")):
             a = bootstrap_pooled(draw, sums["model_sums"][names.index(first)], sums["target_sums"], int(sums["bins"]))
             b = bootstrap_pooled(draw, sums["model_sums"][names.index(second)], sums["target_sums"], int(sums["bins"]))
-            values[label] = _track_mean(a[:, chosen]) - _track_mean(b[:, chosen])
+            values[label] = track_mean(a[:, chosen]) - track_mean(b[:, chosen])
         point.append(values["point"][0])
         resampled.append(values["resampled"])
     average = np.mean(resampled, axis=0)

@@ -87,7 +87,8 @@ def pooled_from_record_sums(weights: np.ndarray, sums: np.ndarray, bins: int) ->
     return pearson_from_sums(count, total[..., 0], total[..., 1], total[..., 2], total[..., 3], total[..., 4])
 
 
-def _track_mean(pooled: np.ndarray) -> np.ndarray:
+def track_mean(pooled: np.ndarray) -> np.ndarray:
+    """(..., tracks) per-track Pearson -> (...,) their mean over the finite ones (a constant track has none)."""
     with np.errstate(invalid="ignore"):
         finite = np.isfinite(pooled)
         return np.where(finite, pooled, 0).sum(-1) / np.maximum(finite.sum(-1), 1)
@@ -116,7 +117,7 @@ def seed_values(per_seed: Mapping[int, Mapping[str, Any]], model: str, tracks: S
     for seed, data in per_seed.items():
         if model in data["sums"]:
             pooled = pooled_from_record_sums(np.ones((1, data["sums"][model].shape[0])), data["sums"][model], data["bins"])
-            values[seed] = float(_track_mean(pooled[:, _chosen(tracks)])[0])
+            values[seed] = float(track_mean(pooled[:, _chosen(tracks)])[0])
     return values
 
 
@@ -141,8 +142,8 @@ def two_level_bootstrap(per_seed: Mapping[int, Mapping[str, Any]], first: str, s
         records = data["sums"][first].shape[0]
         weights = np.vstack([np.ones(records), generator.multinomial(records, np.full(records, 1.0 / records),
                                                                      size=resamples)])
-        a = _track_mean(pooled_from_record_sums(weights, data["sums"][first], data["bins"])[:, chosen])
-        b = _track_mean(pooled_from_record_sums(weights, data["sums"][second], data["bins"])[:, chosen])
+        a = track_mean(pooled_from_record_sums(weights, data["sums"][first], data["bins"])[:, chosen])
+        b = track_mean(pooled_from_record_sums(weights, data["sums"][second], data["bins"])[:, chosen])
         point.append(a[0] - b[0])
         draws.append(a[1:] - b[1:])
     draws = np.asarray(draws)  # (seeds, resamples)
