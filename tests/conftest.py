@@ -2,15 +2,17 @@ import os
 import sys
 from pathlib import Path
 
-# Before torch loads OpenMP: idle threads sleep instead of spinning. Two test workers on two cores, each with
-# a thread per core, otherwise spin on the cores the other needs (tests/analysis/test_variants.py beside other
-# jobs: 215 s spinning, 11 s sleeping; as the command line does, senformer.threads).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from senformer.threads import quiet_openmp, usable_cores  # noqa: E402 - imports no torch
+
+# Before torch loads OpenMP: idle threads sleep instead of spinning, as the command line does. Two test workers
+# on two cores, each with a thread per core, otherwise spin on the cores the other needs
+# (tests/analysis/test_variants.py beside other jobs: 215 s spinning, 11 s sleeping).
+quiet_openmp()
 # And split the cores between the workers (make test: -n 2 on 2 cores), for each worker's torch and every
 # command a test starts: 2 workers x 2 threads on 2 cores only trade time slices. A value the caller set is kept.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // _WORKERS)))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
