@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from senformer import Enformer, EnformerConfig, save_model
 from senformer.cli import main
+from senformer.errors import UserError
 from senformer.study import StudySettings, model_entries, study_runs
 from senformer.study.evaluation import PER_SEED, evaluate_seed, evaluation_folder
 from senformer.study.results import recompute, summarise, write_results
@@ -67,6 +68,8 @@ def test_the_settings_file_fixes_rows_and_seeds():
         assert run.arguments[run.arguments.index("--seed") + 1] == "2"
     plateau = by_name["full-plateau-seed0"]
     assert plateau.stop == settings.plateau and plateau.phases[-1] == settings.plateau["max_steps"]
+    assert plateau.continues == "full-seed0" == plateau.depends[0] and plateau.first_step == settings.full_steps
+    assert plateau.phases[0] == settings.full_steps + settings.plateau["every"]
     assert StudySettings.from_dict(settings.to_dict()) == settings
     quick = settings.quick()
     assert quick.seeds == (0,) and quick.plateau["every"] % quick.eval_every == 0
@@ -215,3 +218,39 @@ def test_a_quick_run_where_attention_does_not_matter_says_first_that_it_is_a_smo
         assert main(["study", "accuracy", "--out", str(tmp_path / "quick"), "--rules", str(SETTINGS), "--quick"]) == 0
         printed = capsys.readouterr().out
         assert printed.startswith("SMOKE RUN (--quick)") is (not met)
+
+
+def test_row_1_to_a_plateau_is_row_1_trained_on_bit_for_bit(tmp_path):
+    """The plateau row goes on from row 1's last checkpoint (weights, optimiser, data position, random
+    states): at step 3 it equals row 1 trained straight to step 3, and row 1's own folder is left as it was."""
+    import dataclasses
+
+    from senformer.study.runs import execute_run
+
+    rules = tiny_rules()
+    rules["study"]["plateau"] = {"every": 1, "patience": 9, "min_gain": 0.0, "max_steps": 3}  # never stops early
+    settings = settings_from_rules(rules)
+    out = tmp_path / "study"
+    prepare(out, settings)
+    runs = {run.name: run for run in study_runs(out, settings)}
+    plateau = runs["full-plateau-seed0"]
+    assert plateau.depends == ("full-seed0",) and plateau.phases == (3,) and plateau.first_step == 2
+    execute_run(runs["full-seed0"], out, print)
+    row1 = out / "runs" / "full-seed0" / "weights" / "model.safetensors"
+    before = row1.read_bytes()
+    assert "resumed to step 3" in execute_run(plateau, out, print)
+    execute_run(dataclasses.replace(runs["full-seed0"], name="straight", phases=(3,)), out, print)
+    continued = load_file(str(out / "runs" / "full-plateau-seed0" / "weights" / "model.safetensors"))
+    straight = load_file(str(out / "runs" / "straight" / "weights" / "model.safetensors"))
+    assert continued.keys() == straight.keys()
+    assert all(torch.equal(continued[name], straight[name]) for name in straight)
+    assert row1.read_bytes() == before
+    steps = [json.loads(line)["step"] for line in (out / "runs" / "full-plateau-seed0" / "log.jsonl").read_text().splitlines()
+             if '"eval"' in line]
+    assert steps[-1] == 3 and 2 in steps  # row 1's validation points, then the continuation's
+
+
+def test_a_plateau_that_ends_before_row_1_does_is_refused():
+    with pytest.raises(UserError, match="max_steps=1200 must reach"):
+        StudySettings(full_steps=1500, eval_every=100, plateau={"every": 200, "patience": 2, "min_gain": 0.0,
+                                                                 "max_steps": 1200})

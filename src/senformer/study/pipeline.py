@@ -122,8 +122,12 @@ def _estimate(out: Path, settings: StudySettings, steps: int, parallel: int, lab
                                 full_warmup_steps=1, finetune_warmup_steps=1)
     # One run of every kind, in the study's order (a run's dependencies come before it).
     runs = {}
+    continued = {}  # a continuation trains at the rate of the run it goes on from
     for run in study_runs(work, probe):
-        runs.setdefault(run.key, run)
+        if run.continues is not None:
+            continued.setdefault(run.key, next(r.key for r in runs.values() if r.name == run.continues))
+        else:
+            runs.setdefault(run.key, run)
     (work / "runs").mkdir(parents=True)
     os.symlink((out / "data").resolve(), work / "data")
     shutil.copy(out / "model.json", work / "model.json")
@@ -137,6 +141,7 @@ def _estimate(out: Path, settings: StudySettings, steps: int, parallel: int, lab
         # The first window includes start-up; later windows are steady state.
         rates[key] = float(np.median([w["examples_per_s"] for w in windows[1:] or windows]))
         log(f"{key}: {rates[key]:.1f} examples/s ({time.perf_counter() - started:.0f} s for {steps} steps with start-up)")
+    rates.update({key: rates[source] for key, source in continued.items()})
     torch.set_num_threads(1)
     model = load_model(work / "runs" / run_name(ROW_1, settings.seeds[0]) / "weights")
     dataset = BasenjiDataset(out / "data", "test", max_examples=64)
@@ -146,8 +151,9 @@ def _estimate(out: Path, settings: StudySettings, steps: int, parallel: int, lab
     full = study_runs(out, settings)
     seconds: dict[str, float] = {}
     for run in full:
-        train = run.phases[-1] * settings.batch_size / rates[run.key]
-        evaluations = (run.phases[-1] // max(settings.eval_every, 1) + 1) * (settings.eval_examples or 256) / forward
+        steps_trained = run.phases[-1] - run.first_step
+        train = steps_trained * settings.batch_size / rates[run.key]
+        evaluations = (steps_trained // max(settings.eval_every, 1) + 1) * (settings.eval_examples or 256) / forward
         seconds[run.name] = train + evaluations + 10  # + start-up of each phase's process
     test_examples = int(json.loads((out / "data" / "statistics.json").read_text())["test_seqs"])
     receptive = 3 * settings.receptive_field_sequences * (settings.receptive_field_positions + 1)
@@ -158,7 +164,7 @@ def _estimate(out: Path, settings: StudySettings, steps: int, parallel: int, lab
     slots = [0.0] * parallel
     for value in sorted(seconds.values(), reverse=True):
         slots[slots.index(min(slots))] += value
-    # A plateau run is projected at its max_steps: an upper bound (the rule may stop it earlier).
+    # A plateau run is projected to its max_steps: an upper bound (the rule may stop it earlier).
     projection = {"for": label, "steps_measured": steps, "examples_per_second": rates,
                   "inference_examples_per_second": forward,
                   "job_seconds": seconds, "total_job_minutes": sum(seconds.values()) / 60,

@@ -130,6 +130,9 @@ class StudySettings:
                 problems.append(f"plateau lacks {', '.join(missing)}")
             elif int(self.plateau["every"]) % max(self.eval_every, 1) or int(self.plateau["every"]) < 1:
                 problems.append(f"plateau every={self.plateau['every']} must be a positive multiple of eval_every={self.eval_every}")
+            elif int(self.plateau["max_steps"]) < self.full_steps + int(self.plateau["every"]):
+                problems.append(f"plateau max_steps={self.plateau['max_steps']} must reach at least one validation "
+                                f"point past row 1's full_steps={self.full_steps}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             problems.append(f"seeds {list(self.seeds)} must be distinct and at least one")
         # A factor names its runs and models (``lr3``, ``lr x3``): two that print alike would share a run.
@@ -203,6 +206,10 @@ class Run:
     phases: tuple[int, ...]
     depends: tuple[str, ...] = ()
     stop: Mapping[str, Any] | None = None  # a plateau rule: phases end early once it holds (no snapshots)
+    # The run this one goes on from (its settings, logs and last checkpoint, optimiser state included), and
+    # that run's steps: a continuation trains the same run further, exactly as if it had not stopped.
+    continues: str | None = None
+    first_step: int = 0
 
 
 def run_name(key: str, seed: int, lr_factor: float | None = None) -> str:
@@ -318,10 +325,14 @@ def _design_runs(out: Path, settings: StudySettings, common, fine_tuning, row1, 
                 runs.append(Run(run_name(key, seed), key, seed, (*arguments, *layers[layer]),
                                 settings.fresh_reported_steps, (deep,)))
     if settings.plateau:
+        # Row 1 itself trained on (its checkpoint and optimiser state), not a new model from scratch.
         every, most = int(settings.plateau["every"]), int(settings.plateau["max_steps"])
+        start = settings.full_steps
         for seed in settings.seeds_of("full-plateau"):
-            runs.append(from_scratch("full-plateau", seed, [], tuple(range(every, most + 1, every)),
-                                     stop=dict(settings.plateau)))
+            row = run_name(ROW_1, seed)
+            runs.append(Run(run_name("full-plateau", seed), "full-plateau", seed, ("--continue", f"OUT/runs/{row}"),
+                            (*range(start + every, most, every), most), (row,), stop=dict(settings.plateau),
+                            continues=row, first_step=start))
     return runs
 
 
@@ -421,6 +432,8 @@ def execute_run(run: Run, out: Path, log: Callable[[str], None]) -> str:
     if latest_checkpoint(directory / "checkpoints") is None:
         shutil.rmtree(directory, ignore_errors=True)  # a start that wrote no checkpoint leaves nothing to keep
         first = 0
+        if run.continues is not None:
+            _seed_continuation(out / "runs" / run.continues, directory, run.first_step)
     done = []
     for index in range(first, len(run.phases)):
         steps = run.phases[index]
@@ -456,6 +469,27 @@ def execute_run(run: Run, out: Path, log: Callable[[str], None]) -> str:
     run_output(run, out, produced=weights, ran=ran).write_record()
     log(f"{run.name}: {', '.join(done)}")
     return ", ".join(done)
+
+
+def _seed_continuation(source: Path, directory: Path, steps: int) -> None:
+    """Start ``directory`` as ``source`` stood at its end: its settings, inputs, logs and the checkpoint of
+    step ``steps`` (weights, optimiser, data position, random states), so ``--resume`` trains the same run on.
+    Assembled in ``directory.partial`` and renamed: a killed copy leaves no half-seeded run."""
+    from ..train.checkpoint import latest_checkpoint
+
+    checkpoint = latest_checkpoint(source / "checkpoints")
+    reached = None if checkpoint is None else int("".join(ch for ch in Path(checkpoint).stem if ch.isdigit()) or 0)
+    if reached != steps:
+        raise UserError(f"{source} should end with the checkpoint of step {steps} to continue from, "
+                        f"but its latest is {checkpoint}")
+    temporary = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(temporary, ignore_errors=True)
+    (temporary / "checkpoints").mkdir(parents=True)
+    for name in ("settings.json", "config.json", "inputs.json", "log.jsonl", "train_log.csv", "eval_log.csv"):
+        if (source / name).is_file():
+            shutil.copy2(source / name, temporary / name)
+    shutil.copy2(checkpoint, temporary / "checkpoints" / Path(checkpoint).name)
+    move_into_place(temporary, directory)
 
 
 def _phase_after_checkpoint(directory: Path, phases: Sequence[int]) -> int:
