@@ -51,7 +51,7 @@ def test_the_settings_file_fixes_rows_and_seeds():
     for key in ("full", "fresh-ours", "fresh-report", "fresh-report-built", "fresh-nopos"):
         assert seeds[key] == {0, 1, 2, 3, 4}, key
     for key in ("fresh-rotary", "fresh-absolute", "report-all", "full-continued", "no-attention", "full-deep",
-                "fresh-ours-deep", "fresh-report-deep", "full-plateau", "finetune"):
+                "fresh-ours-deep", "full-plateau", "finetune"):
         assert seeds[key] == {0, 1, 2}, key
     by_name = {run.name: run for run in runs}
     built = by_name["fresh-report-built-seed0"].arguments
@@ -131,7 +131,7 @@ def evaluated(tmp_path_factory):
     model = json.loads((out / "model.json").read_text())
     for index, run in enumerate(study_runs(out, settings)):
         values = dict(model)
-        if run.key in ("full-deep", "fresh-ours-deep", "fresh-report-deep"):
+        if run.key in ("full-deep", "fresh-ours-deep"):
             values["depth"] = settings.deep_depth
         if run.key in ("fresh-report-built",):
             values.update(relative_positions=False, key_size=12, attention_bias=True)

@@ -66,7 +66,7 @@ def model_entries(out: Path, settings: StudySettings, seed: int) -> list[ModelEn
     # Rows 2 and 3 train nothing: every seed's row 1 gets them (the attention-matters rule needs every seed).
     entries = [entry for entry in entries if entry.key in ("control", "zero-shot") or seed in settings.seeds_of(entry.key)]
     ran = {run.key for run in study_runs(out, settings) if run.seed == seed}
-    for key in (*FRESH_ROWS, *DESIGN_FRESH, "fresh-ours-deep", "fresh-report-deep"):
+    for key in (*FRESH_ROWS, *DESIGN_FRESH, "fresh-ours-deep"):
         if key not in ran:
             continue
         directory = runs / run_name(key, seed)

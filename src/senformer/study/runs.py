@@ -50,7 +50,6 @@ DESIGN_ROWS: dict[str, tuple[str, str]] = {
     "full-continued": ("7c", "row 1 continued, every weight, for row 7's steps (row 7's control)"),
     "full-deep": ("1D", "row 1 with a deeper transformer, from scratch"),
     "fresh-ours-deep": ("5D", "row 5 on the deeper row 1"),
-    "fresh-report-deep": ("6D", "row 6 on the deeper row 1"),
     "full-plateau": ("1p", "row 1 trained to a plateau of validation long-range Pearson (stopping rule recorded)"),
 }
 ROWS.update(DESIGN_ROWS)
@@ -319,11 +318,11 @@ def _design_runs(out: Path, settings: StudySettings, common, fine_tuning, row1, 
         for seed in settings.seeds_of("full-deep"):
             deep = run_name("full-deep", seed)
             runs.append(from_scratch("full-deep", seed, ["--set", f"depth={settings.deep_depth}"], (settings.full_steps,)))
-            for key, layer in (("fresh-ours-deep", "fresh-ours"), ("fresh-report-deep", "fresh-report")):
-                arguments = list(fine_tuning(seed, settings.finetune_learning_rate))
-                arguments[arguments.index("--init") + 1] = str(out / "runs" / deep / "weights")
-                runs.append(Run(run_name(key, seed), key, seed, (*arguments, *layers[layer]),
-                                settings.fresh_reported_steps, (deep,)))
+            # Fresh layers of ours on the deeper trunk: the fresh-versus-trained contrast at depth.
+            arguments = list(fine_tuning(seed, settings.finetune_learning_rate))
+            arguments[arguments.index("--init") + 1] = str(out / "runs" / deep / "weights")
+            runs.append(Run(run_name("fresh-ours-deep", seed), "fresh-ours-deep", seed,
+                            (*arguments, *layers["fresh-ours"]), settings.fresh_reported_steps, (deep,)))
     if settings.plateau:
         # Row 1 itself trained on (its checkpoint and optimiser state), not a new model from scratch.
         every, most = int(settings.plateau["every"]), int(settings.plateau["max_steps"])
