@@ -70,7 +70,8 @@ def model_entries(out: Path, settings: StudySettings, seed: int) -> list[ModelEn
         if key not in ran:
             continue
         directory = runs / run_name(key, seed)
-        for steps in settings.fresh_reported_steps:
+        # Issue 14's rows 5-7 at row 4's steps too; issue 23's rows at rows 5-7's steps only (their runs).
+        for steps in settings.fresh_reported_steps if key in FRESH_ROWS else (settings.fresh_steps,):
             # The run's last phase is its final weights; each earlier one was kept as a snapshot.
             weights = directory / "weights" if steps == settings.fresh_steps else snapshot_path(directory, steps)
             entries.append(ModelEntry(f"{key}@{steps}", key, steps, None, str(weights)))

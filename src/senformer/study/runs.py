@@ -284,7 +284,8 @@ def study_runs(out: Path, settings: StudySettings) -> list[Run]:
 
 
 def _design_runs(out: Path, settings: StudySettings, common, fine_tuning, row1, layers) -> list[Run]:
-    """Issue 23's runs (:data:`DESIGN_ROWS`), each on the seeds :meth:`StudySettings.seeds_of` gives it."""
+    """Issue 23's runs (:data:`DESIGN_ROWS`), each on the seeds :meth:`StudySettings.seeds_of` gives it. Their
+    rules read them at rows 5-7's steps only: no snapshot at row 4's (a start-up and an evaluation each)."""
     no_positions = ["--init-skip", "attention", "--attention", "bigbird", "--set", "relative_positions=false",
                     "--train", "attention"]
     on_row1 = {
@@ -313,7 +314,7 @@ def _design_runs(out: Path, settings: StudySettings, common, fine_tuning, row1, 
             else:
                 runs.append(Run(run_name(key, seed), key, seed,
                                 (*fine_tuning(seed, settings.finetune_learning_rate), *on_row1[key]),
-                                settings.fresh_reported_steps, (run_name(ROW_1, seed),)))
+                                (settings.fresh_steps,), (run_name(ROW_1, seed),)))
     if settings.deep_depth:
         for seed in settings.seeds_of("full-deep"):
             deep = run_name("full-deep", seed)
@@ -322,7 +323,7 @@ def _design_runs(out: Path, settings: StudySettings, common, fine_tuning, row1, 
             arguments = list(fine_tuning(seed, settings.finetune_learning_rate))
             arguments[arguments.index("--init") + 1] = str(out / "runs" / deep / "weights")
             runs.append(Run(run_name("fresh-ours-deep", seed), "fresh-ours-deep", seed,
-                            (*arguments, *layers["fresh-ours"]), settings.fresh_reported_steps, (deep,)))
+                            (*arguments, *layers["fresh-ours"]), (settings.fresh_steps,), (deep,)))
     if settings.plateau:
         # Row 1 itself trained on (its checkpoint and optimiser state), not a new model from scratch.
         every, most = int(settings.plateau["every"]), int(settings.plateau["max_steps"])
