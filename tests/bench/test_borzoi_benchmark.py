@@ -52,6 +52,18 @@ def test_comparison_is_against_the_peer_at_the_same_point():
     assert "2.00x" in table and "0.50x" in table
 
 
+def test_the_table_names_each_points_settings_and_reads_by_length():
+    def record(length, settings, status="ok"):
+        return {"kind": "bigbird", "mode": "train", "precision": "fp32", "length": length, "status": status,
+                "median_s": 1.0, "peak_memory_mb": 1.0, "settings": settings}
+
+    records = [record(524_288, {}, "oom"), record(524_288, {"checkpoint_transformer": True}), record(262_144, {})]
+    lines = borzoi.format_table(records).splitlines()
+    assert lines[0].endswith("settings")
+    assert "262,144" in lines[1] and "524,288" in lines[2] and "OOM" in lines[2]  # published settings first
+    assert lines[3].endswith("checkpoint_transformer=true") and "OOM" not in lines[3]
+
+
 def test_flex_kinds_switch_the_position_term_in_the_child(monkeypatch):
     # The payload's kind decides the child's FlexAttention switch: measured both ways, never by inheritance.
     seen = []
@@ -74,6 +86,7 @@ def test_figure_marks_points_that_do_not_fit(tmp_path):
     records = [{"kind": kind, "mode": "train", "length": length, "status": status, "median_s": 2.0,
                 "peak_memory_mb": 2048.0, "memory_cap_gb": 20.0}
                for kind, status in (("bigbird", "ok"), (borzoi.PEER, "oom")) for length in (262_144, 524_288)]
+    records.append({**records[0], "settings": {"checkpoint_transformer": True}})  # its own line and label
     path = borzoi.draw_figure(records, tmp_path / "f.png")
     assert path.stat().st_size > 1000
 

@@ -162,6 +162,20 @@ def comparison(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def _draw_line(time_ax, memory_ax, kind, mode, precision, overrides, rows, colours, style, marker) -> None:
+    """One kind x mode x precision x settings against length; a point that did not fit is an ``x`` at the cap."""
+    fits = [r for r in rows if r["status"] == "ok"]
+    if fits:
+        lengths = [r["length"] / 1e3 for r in fits]
+        label = f"{kind}, {mode}" + (", bf16" if precision == "bf16" else "") + (f", {overrides}" if overrides else "")
+        shade = {"color": colours[kind], "alpha": 0.55 if kind.endswith(FLEX) else 1.0}
+        time_ax.plot(lengths, [r["median_s"] for r in fits], style, marker=marker, label=label, **shade)
+        memory_ax.plot(lengths, [r["peak_memory_mb"] / 1024 for r in fits], style, marker=marker, label=label, **shade)
+    for r in rows:
+        if r["status"] == "oom":
+            memory_ax.plot(r["length"] / 1e3, r["memory_cap_gb"], "x", color=colours[kind], markersize=8)
+
+
 def draw_figure(records: Sequence[dict[str, Any]], path: Path) -> Path:
     """Time (left) and peak memory (right) against input length: one colour per kind, solid for training
     and dashed for inference; a point that did not fit is an ``x`` at its memory cap."""
@@ -171,45 +185,48 @@ def draw_figure(records: Sequence[dict[str, Any]], path: Path) -> Path:
 
     colours = {**COLOURS, PEER: COLOURS.get("enformer-pytorch", "tab:gray")}
     colours.update({kind + FLEX: colours[kind] for kind in ATTENTION_KINDS})
-    figure = new_figure(11.0, 4.0)
+    figure = new_figure(14.0, 4.0)
     time_ax, memory_ax = figure.subplots(1, 2)
     for kind in KINDS:
         for (mode, style), (precision, marker) in itertools.product((("train", "-"), ("inference", "--")),
                                                                      (("fp32", "o"), ("bf16", "s"))):
-            rows = sorted((r for r in records if r["kind"] == kind and r["mode"] == mode
-                           and r.get("precision", "fp32") == precision), key=lambda r: r["length"])
-            fits = [r for r in rows if r["status"] == "ok"]
-            if fits:
-                lengths = [r["length"] / 1e3 for r in fits]
-                label = f"{kind}, {mode}" + (", bf16" if precision == "bf16" else "")
-                shade = {"color": colours[kind], "alpha": 0.55 if kind.endswith(FLEX) else 1.0}
-                time_ax.plot(lengths, [r["median_s"] for r in fits], style, marker=marker, label=label, **shade)
-                memory_ax.plot(lengths, [r["peak_memory_mb"] / 1024 for r in fits], style, marker=marker,
-                               label=label, **shade)
-            for r in rows:
-                if r["status"] == "oom":
-                    memory_ax.plot(r["length"] / 1e3, r["memory_cap_gb"], "x", color=colours[kind], markersize=8)
+            same = [r for r in records if r["kind"] == kind and r["mode"] == mode and r.get("precision", "fp32") == precision]
+            for overrides in dict.fromkeys(settings_label(r) for r in same):
+                rows = sorted((r for r in same if settings_label(r) == overrides), key=lambda r: r["length"])
+                _draw_line(time_ax, memory_ax, kind, mode, precision, overrides, rows, colours, style, marker)
     for ax, ylabel in ((time_ax, "time per pass (s)"), (memory_ax, "peak memory above set-up (GB)")):
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("input length (kbp)")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-    if records:
-        time_ax.legend(fontsize=7)
+    if records:  # beside the panels, off the data
+        memory_ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))
     time_ax.set_title("Borzoi, batch 1", fontsize=10)
     return save_figure(path, figure)
 
 
+def settings_label(record: dict[str, Any]) -> str:
+    """A point's ``--set`` overrides as ``field=value`` (JSON values), or "" for the published settings."""
+    return ", ".join(f"{name}={json.dumps(value)}" for name, value in sorted((record.get("settings") or {}).items()))
+
+
+def _table_order(record: dict[str, Any]) -> tuple:
+    kind = record["kind"]
+    return (record["mode"] != "inference", record.get("precision", "fp32") != "fp32",
+            KINDS.index(kind) if kind in KINDS else len(KINDS), settings_label(record), record["length"])
+
+
 def format_table(records: Sequence[dict[str, Any]]) -> str:
     """The points, then each of ours against borzoi-pytorch (plain text, also the body of ``borzoi.md``)."""
-    lines = [f"{'kind':<15} {'mode':<9} {'prec':<5} {'bp':>10} {'s':>9} {'peak MB':>9} {'process MB':>10}"]
-    for r in records:
+    lines = [f"{'kind':<15} {'mode':<9} {'prec':<5} {'bp':>10} {'s':>9} {'peak MB':>9} {'process MB':>10}  settings"]
+    for r in sorted(records, key=_table_order):
         head = f"{r['kind']:<15} {r['mode']:<9} {r.get('precision', 'fp32'):<5} {r['length']:>10,}"
         if r["status"] == "ok":
-            lines.append(f"{head} {r['median_s']:>9.2f} {r['peak_memory_mb']:>9.0f} {r.get('process_peak_mb', 0):>10.0f}")
+            body = f"{head} {r['median_s']:>9.2f} {r['peak_memory_mb']:>9.0f} {r.get('process_peak_mb', 0):>10.0f}"
         else:
-            lines.append(f"{head} {r['status'].upper():>9}")
+            body = f"{head} {r['status'].upper():>9} {'':>9} {'':>10}"
+        lines.append(f"{body}  {settings_label(r)}".rstrip())
     rows = comparison(records)
     if rows:
         lines += ["", f"against {PEER} (same length, mode, precision):",
