@@ -220,3 +220,19 @@ def test_an_unfinished_dataset_is_refused_in_one_line(data, weights, tmp_path, c
         assert code == 2 and len(error.splitlines()) == 1, error
         assert str(given) in error and "unfinished" in error and "again to finish it" in error
         assert not out.exists() and not (tmp_path / f"eval-{given.name}.partial").exists()
+
+
+def test_per_assay_and_metrics_list_rna_in_group_order():
+    from senformer.evaluate import EvaluationResult, ModelResult
+
+    groups = ["RNA", "CAGE", "other", "DNase/ATAC", "RNA"]
+    tracks = pd.DataFrame({"index": range(5), "identifier": list("abcde"), "description": [""] * 5,
+                           "assay_group": groups})
+    pooled = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    result = EvaluationResult({"m": ModelResult("m", pooled, pooled[None], np.array([0]), 0.0)}, tracks, 1)
+    table = result.per_assay().set_index("assay_group")
+    assert list(table.index) == ["DNase/ATAC", "CAGE", "RNA", "other", "all"]
+    assert table.loc["RNA", "tracks"] == 2 and table.loc["RNA", "pooled_m"] == pytest.approx(0.3)
+    metrics = result.metrics()
+    assert list(metrics["tracks"]) == ["DNase/ATAC", "CAGE", "RNA", "other"] and metrics["tracks"]["RNA"] == 2
+    assert metrics["models"]["m"]["pooled_pearson"]["per_assay"]["RNA"] == pytest.approx(0.3)

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from .data.tracks import ASSAY_GROUPS, OTHER, UNRESOLVED_CHIP, head_track_table
+from .data.tracks import GROUP_ORDER, head_track_table
 from .errors import UserError
 from .data.batch import stack_examples
 from .inference import predict_batch
@@ -68,7 +68,7 @@ class EvaluationResult:
     def per_assay(self) -> pd.DataFrame:
         """One row per assay group (and ``all``): tracks, and per model both metrics plus, from the second
         model on, the difference to the first (``<metric>_<name>_minus_<first>``)."""
-        groups = [g for g in (*ASSAY_GROUPS, UNRESOLVED_CHIP, OTHER) if (self.tracks["assay_group"] == g).any()]
+        groups = [g for g in GROUP_ORDER if (self.tracks["assay_group"] == g).any()]
         rows = []
         names = list(self.models)
         for group in [*groups, "all"]:
@@ -289,7 +289,7 @@ def _progress(total: int | None, enabled: bool):
 
 def _group_sizes(tracks: pd.DataFrame) -> dict[str, int]:
     counts = tracks["assay_group"].value_counts()
-    return {group: int(counts[group]) for group in (*ASSAY_GROUPS, UNRESOLVED_CHIP, OTHER) if group in counts}
+    return {group: int(counts[group]) for group in GROUP_ORDER if group in counts}
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""Track tables, the four assay groups of Figure 4, and the ``--tracks`` grammar."""
+"""Track tables, the four assay groups of Figure 4 and RNA, and the ``--tracks`` grammar."""
 
 import argparse
 import re
@@ -10,7 +10,9 @@ import pytest
 from senformer.commands.options import add_tracks_argument
 from senformer.data.tracks import (
     ASSAY_GROUPS,
+    GROUP_ORDER,
     OTHER,
+    RNA,
     UNRESOLVED_CHIP,
     assay_group,
     group_counts,
@@ -35,7 +37,11 @@ from senformer.errors import UserError
         ("CHIP:H2AFZ:GM12878", "ChIP-TF"),
         ("CHIP:CTCF:liver", "ChIP-TF"),
         ("CHIP:.:GSM1234", "ChIP-TF"),
-        ("RNA:my own track", OTHER),
+        ("RNA:my own track", RNA),
+        ("RNA:aortic smooth muscle cell male adult (21 years)", RNA),  # Borzoi's RNA-seq
+        ("GRO:GRO-seq WT Liver ZT1 / liver / .", RNA),  # Borzoi's mouse GRO-seq: nascent RNA
+        ("PRO:my own track", OTHER),
+        ("RNA-seq of K562", OTHER),  # no prefix before a colon
     ],
 )
 def test_assay_group_rule(description, group):
@@ -58,6 +64,41 @@ def test_human_groups_agree_with_the_shared_table_for_all_5313_tracks(shared_dir
     assert (table["assay_group"].to_numpy() == expected.to_numpy()).all()
     assert (table["identifier"].to_numpy() == reference["identifier"].to_numpy()).all()
     assert (table["description"].to_numpy() == reference["description"].to_numpy()).all()
+
+
+def test_the_rna_group_leaves_enformers_5313_tracks_as_they_were(shared_dir):
+    """The groups of every description of the real table, counted, equal those of the table's own labels
+    (the grouping before RNA existed) and the paper's: no Enformer track is RNA or other."""
+    reference = pd.read_csv(shared_dir / "data" / "human_tracks_assay_types.csv")
+    before = reference["assay_subtype"].replace({"DNase": "DNase/ATAC", "ATAC": "DNase/ATAC"}).value_counts()
+    after = group_counts(pd.DataFrame({"assay_group": [assay_group(text) for text in reference["description"]]}))
+    assert after == before.to_dict() == {"DNase/ATAC": 684, "ChIP-Histone": 1860, "ChIP-TF": 2131, "CAGE": 638}
+
+
+BORZOI_GROUPS = {
+    "human": {"DNase/ATAC": 906, "ChIP-Histone": 1863, "ChIP-TF": 2023, "CAGE": 1276, RNA: 1543},
+    "mouse": {"DNase/ATAC": 388, "ChIP-Histone": 753, "ChIP-TF": 297, "CAGE": 720, RNA: 450},
+}
+
+
+@pytest.mark.parametrize("head, tracks", [("human", 7611), ("mouse", 2608)])
+def test_borzoi_tables_file_rna_seq_and_gro_seq_under_rna(head, tracks):
+    table = head_track_table(head, tracks)
+    assert table.attrs["source"] == "shipped" and group_counts(table) == BORZOI_GROUPS[head]
+    transcribed = table["description"].str.startswith(("RNA:", "GRO:")).to_numpy()
+    assert ((table["assay_group"] == RNA).to_numpy() == transcribed).all()
+    assert list(group_counts(table)) == [group for group in GROUP_ORDER if group in BORZOI_GROUPS[head]]
+
+
+@pytest.mark.parametrize("head", ["human", "mouse"])
+def test_every_prefix_of_calicos_borzoi_tables_has_its_group(shared_dir, head):
+    """calico's own tables (with their file column) use six prefixes; none is left as other, and each row's
+    group is the shipped table's."""
+    table = read_targets(shared_dir / "data" / "borzoi" / f"targets_{head}.txt")
+    prefixes = set(table["description"].str.split(":").str[0])
+    assert prefixes == {"DNASE", "ATAC", "CHIP", "CAGE", "RNA"} | ({"GRO"} if head == "mouse" else set())
+    assert group_counts(table) == BORZOI_GROUPS[head]
+    assert list(table["assay_group"]) == list(head_track_table(head, len(table))["assay_group"])
 
 
 def test_mouse_table_from_index_ranges():

@@ -50,7 +50,7 @@ def register(subparsers) -> None:
                         help="a bigWig track (repeat); the description is --description or NAME")
     bigwig.add_argument("--tracks", help="tab-separated sheet: identifier, file, description[, sum_stat, clip, scale, clip_soft]")
     bigwig.add_argument("--description", default=None,
-                        help="description prefix for --bigwig tracks, e.g. DNASE or CHIP:H3K27ac (assay group) "
+                        help="description prefix for --bigwig tracks, e.g. DNASE, CHIP:H3K27ac or RNA (assay group) "
                         "(default: none, the NAME alone)")
     bigwig.add_argument("--sum-stat", default="mean", help="per-bin statistic for --bigwig tracks (default: mean)")
     bigwig.add_argument("--clip", type=real(above=0), default=32.0, help="clip per-bin targets at this value (default: 32)")

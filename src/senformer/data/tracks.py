@@ -1,17 +1,22 @@
-"""Track tables: Basenji2 ``targets.txt`` and the four assay groups of the Enformer paper (Figure 4).
+"""Track tables: Basenji2 ``targets.txt``, the four assay groups of the Enformer paper (Figure 4) and RNA.
 
-Assay group of a track, from its description (Basenji2 ``targets.txt``; spec section 4):
+Assay group of a track, from its description (Basenji2 / Borzoi ``targets.txt``; spec section 4):
 
-- the assay type is the prefix before the first ``:`` -- ``DNASE``, ``ATAC``, ``CHIP`` or ``CAGE``;
+- the assay type is the prefix before the first ``:`` -- ``DNASE``, ``ATAC``, ``CHIP``, ``CAGE``, ``RNA``
+  or ``GRO``;
 - ``DNASE`` and ``ATAC`` form ``DNase/ATAC``; ``CAGE`` is ``CAGE``;
 - ``CHIP:<target>:<biosample>`` is ``ChIP-Histone`` iff ``<target>`` starts with ``H3`` (H3K4me3, H3K27ac,
-  H3F3A, H3T11ph ...), otherwise ``ChIP-TF`` (including H2A*/H2B*/H4* marks and ``.`` targets).
+  H3F3A, H3T11ph ...), otherwise ``ChIP-TF`` (including H2A*/H2B*/H4* marks and ``.`` targets);
+- ``RNA`` (Borzoi's RNA-seq: 1,543 human and 440 mouse tracks) and ``GRO`` (mouse GRO-seq, nascent RNA: 10
+  tracks) form ``RNA``; Enformer's tables have neither prefix, so their groups are the paper's.
 
 This reproduces the paper's groups exactly: human 684 DNase/ATAC, 1,860 histone, 2,131 TF, 638 CAGE.
 The shipped human table (``resources/human_targets.txt.gz``) is the real 5,313-row ``targets.txt``
 without its ``file`` column. Mouse ships no descriptions: its table comes from the index ranges of the
 spec (DNase 0-100, ATAC 101-227, ChIP 228-1285, CAGE 1286-1642), and since the ranges cannot tell histone
-from TF ChIP, those 1,058 rows are labelled ``ChIP`` until a real ``targets.txt`` is passed.
+from TF ChIP, those 1,058 rows are labelled ``ChIP`` until a real ``targets.txt`` is passed. Borzoi's shipped
+tables (7,611 human, 2,608 mouse rows) have every description: human 906 DNase/ATAC, 1,863 histone, 2,023
+TF, 1,276 CAGE, 1,543 RNA; mouse 388, 753, 297, 720 and 450.
 """
 
 from __future__ import annotations
@@ -29,13 +34,23 @@ import pandas as pd
 from ..errors import UserError
 
 ASSAY_GROUPS = ("DNase/ATAC", "ChIP-Histone", "ChIP-TF", "CAGE")
-"""The four canonical group names, used in every table, JSON file and plot."""
+"""The four canonical group names of the Enformer paper, used in every table, JSON file and plot."""
+
+RNA = "RNA"
+"""Group of RNA-seq (``RNA:``) and GRO-seq (``GRO:``) tracks: Borzoi's, which Enformer's tables lack."""
 
 UNRESOLVED_CHIP = "ChIP"
 """Group of mouse ChIP tracks when no ``targets.txt`` says whether they are histone or TF."""
 
 OTHER = "other"
-"""Group of users' tracks whose description has none of the four assay prefixes (e.g. ``RNA:...``)."""
+"""Group of users' tracks whose description has none of the assay prefixes (e.g. ``PRO:...``)."""
+
+GROUP_ORDER = (*ASSAY_GROUPS, RNA, UNRESOLVED_CHIP, OTHER)
+"""Every group :func:`assay_group` gives, in the order tables, summaries and plots list them."""
+
+# The description's prefix -> its group; assay_group splits ChIP into histone and TF by the target.
+_ASSAY_TYPES = {"DNASE": "DNase/ATAC", "ATAC": "DNase/ATAC", "CHIP": UNRESOLVED_CHIP, "CAGE": "CAGE", "RNA": RNA,
+                "GRO": RNA}
 
 TARGETS_COLUMNS = ("index", "genome", "identifier", "file", "clip", "scale", "sum_stat", "description")
 TRACK_TABLE_COLUMNS = ("index", "identifier", "description", "assay_group")
@@ -44,21 +59,20 @@ _MOUSE_RANGES = (("DNASE", 0, 101), ("ATAC", 101, 228), ("CHIP", 228, 1286), ("C
 
 
 def assay_type(description: str) -> str:
-    """``DNASE``, ``ATAC``, ``CHIP``, ``CAGE`` (the description's prefix before the first ``:``) or ``OTHER``."""
+    """``DNASE``, ``ATAC``, ``CHIP``, ``CAGE``, ``RNA``, ``GRO`` (the description's prefix before the first
+    ``:``) or ``OTHER``."""
     prefix = str(description).split(":", 1)[0].strip().upper()
-    return prefix if prefix in ("DNASE", "ATAC", "CHIP", "CAGE") else "OTHER"
+    return prefix if prefix in _ASSAY_TYPES else "OTHER"
 
 
 def assay_group(description: str) -> str:
-    """The canonical assay group (one of :data:`ASSAY_GROUPS`) of a ``targets.txt`` description, or
+    """The assay group (one of :data:`ASSAY_GROUPS` or :data:`RNA`) of a ``targets.txt`` description, or
     :data:`OTHER` for users' tracks of other assays."""
     kind = assay_type(description)
     if kind == "OTHER":
         return OTHER
-    if kind in ("DNASE", "ATAC"):
-        return "DNase/ATAC"
-    if kind == "CAGE":
-        return "CAGE"
+    if kind != "CHIP":
+        return _ASSAY_TYPES[kind]
     parts = str(description).split(":")
     target = parts[1].strip() if len(parts) > 1 else ""
     return "ChIP-Histone" if target.upper().startswith("H3") else "ChIP-TF"
@@ -108,8 +122,7 @@ def _borzoi_table(head: str) -> pd.DataFrame:
 def _mouse_table() -> pd.DataFrame:
     rows = []
     for kind, start, end in _MOUSE_RANGES:
-        group = {"DNASE": "DNase/ATAC", "ATAC": "DNase/ATAC", "CAGE": "CAGE", "CHIP": UNRESOLVED_CHIP}[kind]
-        rows += [(index, f"mouse-{index}", f"{kind}:unknown", group) for index in range(start, end)]
+        rows += [(index, f"mouse-{index}", f"{kind}:unknown", _ASSAY_TYPES[kind]) for index in range(start, end)]
     return pd.DataFrame(rows, columns=list(TRACK_TABLE_COLUMNS))
 
 
@@ -361,7 +374,8 @@ def _of_head(head: str | None, count: int) -> str:
 
 
 def group_counts(table: pd.DataFrame) -> dict[str, int]:
-    """Tracks per assay group, in :data:`ASSAY_GROUPS` order (plus ``ChIP`` and ``other`` when present)."""
+    """Tracks per assay group in :data:`GROUP_ORDER`: the four of :data:`ASSAY_GROUPS` always, ``RNA``, ``ChIP``
+    and ``other`` when present."""
     counts = table["assay_group"].value_counts()
-    names = list(ASSAY_GROUPS) + [name for name in (UNRESOLVED_CHIP, OTHER) if name in counts]
+    names = list(ASSAY_GROUPS) + [name for name in GROUP_ORDER[len(ASSAY_GROUPS):] if name in counts]
     return {name: int(counts.get(name, 0)) for name in names}

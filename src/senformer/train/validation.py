@@ -41,18 +41,18 @@ def _nanmean(values: np.ndarray) -> float:
 
 def track_groups(directory: str | os.PathLike | None, num_tracks: int, head: str | None = None) -> dict[str, list[int]]:
     """Track indices per assay group from a dataset's ``targets.txt`` (in the order of
-    ``ASSAY_GROUPS``), plus ``long-range`` when the directory is a synthetic dataset that names them.
+    ``GROUP_ORDER``), plus ``long-range`` when the directory is a synthetic dataset that names them.
     Empty when the directory has no ``targets.txt`` of ``num_tracks`` rows for ``head`` (which picks its
     rows of a barnyard file; see :func:`senformer.data.tracks.head_track_table`)."""
     if directory is None or not (Path(directory) / "targets.txt").is_file():
         return {}
-    from ..data.tracks import ASSAY_GROUPS, head_track_table
+    from ..data.tracks import GROUP_ORDER, head_track_table
 
     table = head_track_table(head or "", num_tracks, directory)
     if table.attrs["source"] != "targets":
         return {}  # the shipped or a generated table says nothing about this dataset's groups
     labels = list(table["assay_group"])
-    order = [g for g in ASSAY_GROUPS if g in labels] + sorted(set(labels) - set(ASSAY_GROUPS))
+    order = [g for g in GROUP_ORDER if g in labels] + sorted(set(labels) - set(GROUP_ORDER))
     groups = {group: [i for i, label in enumerate(labels) if label == group] for group in order}
     synthetic = Path(directory) / "synthetic.json"
     if synthetic.is_file():
