@@ -55,6 +55,18 @@ def tiny_model(seed: int = 0, **overrides) -> Enformer:
     return randomize_(Enformer(tiny_config(**overrides)), seed).eval()
 
 
+def tiny_borzoi(seed: int = 0, **overrides):
+    """A random Borzoi at tiny widths with the published geometry (32-bp bins, a crop of 2 bins a side: 1,024
+    bp give 28 bins); ``overrides`` are BorzoiConfig fields (e.g. ``output_heads={"mouse": 2608}``)."""
+    from senformer.config import BorzoiConfig
+    from senformer.model.borzoi import Borzoi
+
+    settings = dict(dim=16, depth=1, heads=2, key_size=4, stem_channels=8, stem_width=5, conv_tower_start=8,
+                    conv_tower_divisible_by=4, crop=2, final_channels=12, output_heads={"human": 6})
+    torch.manual_seed(seed)
+    return randomize_(Borzoi(BorzoiConfig(**{**settings, **overrides})), seed, scale=0.3).eval()
+
+
 def random_tokens(batch: int, length: int, seed: int = 0) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(0, 5, (batch, length), generator=generator)

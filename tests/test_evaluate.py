@@ -1,13 +1,14 @@
 """Evaluation end to end: synthetic tiny data -> BasenjiDataset -> models -> metrics files, against numpy."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from helpers import strand_passes, tiny_model
+from helpers import strand_passes, tiny_borzoi, tiny_model
 from senformer.cli import main
 from senformer.data.basenji import BasenjiDataset
 from senformer.data.synthetic import make_synthetic
@@ -236,3 +237,59 @@ def test_per_assay_and_metrics_list_rna_in_group_order():
     metrics = result.metrics()
     assert list(metrics["tracks"]) == ["DNase/ATAC", "CAGE", "RNA", "other"] and metrics["tracks"]["RNA"] == 2
     assert metrics["models"]["m"]["pooled_pearson"]["per_assay"]["RNA"] == pytest.approx(0.3)
+
+
+class _Split(list):
+    """Examples as evaluate() reads a dataset: a folder holding its targets.txt, and the track count."""
+
+    def __init__(self, examples, directory):
+        super().__init__(examples)
+        self.directory, self.num_targets = str(directory), examples[0]["target"].shape[-1]
+
+
+def _borzoi_split(folder, pairs):
+    """Two random 1,024-bp examples for a tiny Borzoi's 2,608-track mouse head, in ``folder`` whose targets.txt
+    is the shipped mouse table with ``pairs`` as its strand_pair column."""
+    from senformer.data.borzoi_targets import borzoi_track_table
+    from senformer.sequence import one_hot
+
+    folder.mkdir(exist_ok=True)
+    table = borzoi_track_table("mouse").drop(columns="assay_group").assign(strand_pair=pairs)
+    table.to_csv(folder / "targets.txt", sep="\t", index=False)
+    rng = np.random.default_rng(3)
+    return _Split([{"sequence": one_hot("".join(rng.choice(list("ACGT"), 1024))),
+                    "target": torch.from_numpy(rng.random((28, 2608), dtype=np.float32)), "index": index}
+                   for index in range(2)], folder)
+
+
+def test_rc_average_reads_stranded_tracks_by_the_datasets_strand_pairs(tmp_path):
+    """The dataset's targets.txt pairs rows 0-3 otherwise than the shipped mouse table (0-1, 2-3): its pairs,
+    not the shipped ones, swap the reverse pass's tracks; a broken column is one line naming file and row."""
+    from senformer.data.borzoi_targets import borzoi_track_table
+    from senformer.errors import UserError
+
+    model = tiny_borzoi(seed=1, output_heads={"mouse": 2608})
+    pairs = np.arange(2608)
+    pairs[:4] = [2, 3, 0, 1]
+    shipped = np.array(borzoi_track_table("mouse")["strand_pair"])
+    assert list(shipped[:4]) == [1, 0, 3, 2]
+    split = _borzoi_split(tmp_path / "data", pairs)
+    seen = []
+    evaluate({"b": model}, split, "mouse", rc_average=True, batch_size=2, progress=False,
+             on_predictions=lambda predictions, target: seen.append(predictions["b"]))
+    with torch.no_grad():
+        forward, reverse = strand_passes(model, torch.stack([example["sequence"] for example in split]))
+    expected = (forward["mouse"] + reverse["mouse"].flip(1)[..., pairs]) / 2
+    torch.testing.assert_close(seen[0], expected, rtol=1e-6, atol=0)
+    by_shipped = (forward["mouse"] + reverse["mouse"].flip(1)[..., shipped]) / 2
+    assert (seen[0][..., :4] - by_shipped[..., :4]).abs().max() > 1e-2 * by_shipped[..., :4].abs().max()
+
+    broken = pairs.copy()
+    broken[5] = 0  # row 0 already pairs with row 2
+    folder = tmp_path / "broken"
+    where = re.escape(str(folder / "targets.txt"))
+    with pytest.raises(UserError, match=rf"^{where}: row 5 \(track '.*'\) pairs with row 0, "
+                                        "which does not pair back"):
+        evaluate({"b": model}, _borzoi_split(folder, broken), "mouse", rc_average=True, progress=False)
+    with pytest.raises(UserError, match=rf"^{where}: row 7 .* has strand_pair='x'"):
+        evaluate({"b": model}, _borzoi_split(folder, [*range(7), "x", *range(8, 2608)]), "mouse", progress=False)

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from helpers import random_tokens, randomize_, tiny_config, tiny_model
+from helpers import random_tokens, tiny_borzoi, tiny_config, tiny_model
 
 from senformer.constants import SEQUENCE_LENGTH
 from senformer.data.batch import iterate_batches
@@ -182,19 +182,8 @@ def test_misuse_is_refused(model):
     assert training.training  # the mode is the caller's decision
 
 
-def tiny_borzoi(tracks: int, seed: int = 0):
-    """Borzoi's geometry (32-bp bins, a 2-bin crop) at tiny widths: 1,024 bp give 28 bins."""
-    from senformer.config import BorzoiConfig
-    from senformer.model.borzoi import Borzoi
-
-    config = BorzoiConfig(dim=16, depth=1, heads=2, key_size=4, stem_channels=8, stem_width=5, conv_tower_start=8,
-                          conv_tower_divisible_by=4, crop=2, final_channels=12, output_heads={"human": tracks})
-    torch.manual_seed(seed)
-    return randomize_(Borzoi(config), seed, scale=0.3).eval()
-
-
 def test_the_reverse_strand_swaps_stranded_tracks_with_their_pair():
-    borzoi = tiny_borzoi(tracks=5)
+    borzoi = tiny_borzoi(output_heads={"human": 5})
     pairs = np.array([1, 0, 2, 4, 3])  # two + / - pairs and an unstranded track
     chosen = np.array([0, 2, 3])  # one of each pair's strands: the swap reads the partner's column
     margin, shifts = 2, (-2, 1)
@@ -223,7 +212,7 @@ def test_a_published_borzoi_head_swaps_by_the_shipped_table():
     from senformer.data.borzoi_targets import borzoi_track_table
     from senformer.inference import model_strand_pairs
 
-    borzoi = tiny_borzoi(tracks=7611)
+    borzoi = tiny_borzoi(output_heads={"human": 7611})
     shipped = borzoi_track_table("human")["strand_pair"].to_numpy()
     assert np.array_equal(model_strand_pairs(borzoi)["human"], shipped)
     assert model_strand_pairs(tiny_model(seed=3)) == {}  # Enformer: every track unstranded

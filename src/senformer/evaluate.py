@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from .data.tracks import GROUP_ORDER, head_track_table
 from .errors import UserError
 from .data.batch import stack_examples
-from .inference import predict_batch
+from .inference import head_strand_pairs, predict_batch
 from .io import jsonable, save_figure, write_csv, write_json, write_npz
 from .metrics import StreamingPearson, nan_summary, per_example_pearson, per_example_summary
 
@@ -194,7 +194,8 @@ def evaluate(
         tracks: track table (``assay_group`` column); default :func:`senformer.data.tracks.head_track_table`
             of the data's tracks (the dataset's ``targets.txt``, else the shipped table, else generated).
         bf16: autocast to bfloat16 (metrics stay float64). ``rc_average``: average with the prediction for
-            the reverse complement (bins flipped back).
+            the reverse complement (bins flipped back, each stranded track read from its strand pair: the
+            track table's ``strand_pair`` column where it has one, else the shipped table's).
         max_examples: stop after this many examples.
         on_predictions: called after each batch with ``{name: (batch, bins, tracks) prediction}`` and the
             target, as scored (``analyze compare`` correlates two models' predictions in the same pass).
@@ -205,11 +206,17 @@ def evaluate(
     for name, model in models.items():
         if head not in model.config.output_heads:
             raise UserError(f"model {name!r} has no head {head!r} (heads: {', '.join(model.config.output_heads)})")
+    where = None  # the track table's file, named in errors
     if tracks is None:
         count = getattr(dataset, "num_targets", None)
         count = next(iter(models.values())).config.output_heads[head] if count is None else count
-        tracks = head_track_table(head, count, getattr(dataset, "directory", None))
+        directory = getattr(dataset, "directory", None)
+        tracks = head_track_table(head, count, directory)
+        if tracks.attrs["source"] == "targets":
+            where = Path(directory) / "targets.txt" if Path(directory).is_dir() else directory
     num_tracks = len(tracks)
+    strand_pairs = {name: head_strand_pairs(model, {head: tracks}, where) for name, model in models.items()
+                    if model.config.output_heads[head] == num_tracks}  # else the shape check below refuses it
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, collate_fn=stack_examples)
     pooled = {name: StreamingPearson(num_tracks) for name in models}
     per_example: dict[str, list[np.ndarray]] = {name: [] for name in models}
@@ -236,7 +243,7 @@ def evaluate(
         for name, model in models.items():
             start = time.perf_counter()
             prediction = predict_batch(model, sequence, heads=[head], reverse_complement=rc_average, bf16=bf16,
-                                       device=device)[head]
+                                       device=device, strand_pairs=strand_pairs.get(name))[head]
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             seconds[name] += time.perf_counter() - start

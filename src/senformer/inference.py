@@ -179,6 +179,31 @@ def model_strand_pairs(model) -> dict[str, np.ndarray]:
     return {head: pair for head, pair in pairs.items() if pair is not None}
 
 
+def head_strand_pairs(model, tables: Mapping[str, Any], where: Any = None) -> dict[str, np.ndarray]:
+    """``{head: strand pairs}`` for the reverse-complement passes (``predict_batch``'s ``strand_pairs``): a
+    table's own ``strand_pair`` column where it has one (a ``--targets`` file, a dataset's ``targets.txt``),
+    else the model's shipped table's (:func:`model_strand_pairs`).
+
+    Args:
+        tables: ``{head: track table}`` (:func:`senformer.data.tracks.head_track_table`), row ``i`` = track ``i``.
+        where: the tables' file, named in errors.
+    Raises:
+        UserError: a ``strand_pair`` column that is no self-inverse permutation of the rows (one line naming
+            ``where`` and the row).
+    """
+    from .data.tracks import strand_pairs
+
+    pairs = model_strand_pairs(model)
+    for head, table in tables.items():
+        if "strand_pair" in table.columns:
+            own = strand_pairs(table, where)
+            if own is None:
+                pairs.pop(head, None)
+            else:
+                pairs[head] = own
+    return pairs
+
+
 def predict_batches(
     model: torch.nn.Module,
     batches: Iterable[Mapping[str, Any]],

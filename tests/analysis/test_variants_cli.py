@@ -10,8 +10,9 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from helpers import tiny_model
+from helpers import tiny_borzoi, tiny_model, write_random_chromosome
 from senformer.cli import main
 from senformer.commands.analyze import STATS_DEFAULT
 
@@ -142,3 +143,70 @@ def test_bf16_engine_is_as_close_to_whole_bf16_windows_as_bf16_is_to_fp32(worksp
     engine_error = np.abs(scores["bf16"][scored] - scores["bf16-plain"][scored]).max()
     assert 0 < bf16_error and engine_error <= bf16_error  # the issue's bound for bf16
     assert json.loads((tmp_path / "bf16.tsv.run.json").read_text())["settings"]["bf16"] is True
+
+
+def test_rc_reads_stranded_tracks_by_the_strand_pairs_of_targets(tmp_path, capsys):
+    """A tiny Borzoi's 2,608-track mouse head with --rc and a --targets table that pairs rows 0-3 otherwise
+    than the shipped table (0-1, 2-3): REF and ALT are the forward and reverse passes averaged with the
+    table's pairs swapped, written here directly; a table without the column keeps the shipped pairs; a
+    broken column is one line naming the file and the row, and no output."""
+    from senformer import save_model
+    from senformer.data.borzoi_targets import borzoi_track_table
+    from senformer.sequence import one_hot, reverse_complement
+
+    model = tiny_borzoi(seed=3, output_heads={"mouse": 2608})
+    save_model(model, tmp_path / "borzoi")
+    bases = write_random_chromosome(tmp_path / "genome.fa", 3000, seed=4)
+    positions = (1200, 1800)  # 1-based SNVs, each centred in its own 1,024-bp window
+    alts = ["A" if bases[pos - 1] != "A" else "C" for pos in positions]
+    header = "##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
+    (tmp_path / "snvs.vcf").write_text(header + "".join(
+        f"chr1\t{pos}\tv{pos}\t{bases[pos - 1]}\t{alt}\t.\t.\t.\n" for pos, alt in zip(positions, alts)))
+    shipped_table = borzoi_track_table("mouse").drop(columns="assay_group")
+    shipped = np.array(shipped_table["strand_pair"])
+    pairs = np.arange(2608)
+    pairs[:4] = [2, 3, 0, 1]
+    chosen = np.arange(6)
+    common = ["analyze", "variants", "--weights", str(tmp_path / "borzoi"), "--fasta", str(tmp_path / "genome.fa"),
+              "--vcf", str(tmp_path / "snvs.vcf"), "--head", "mouse", "--length", "1024", "--rc", "--no-progress"]
+
+    def scores(targets_table, name):
+        targets_table.to_csv(tmp_path / f"{name}.txt", sep="\t", index=False)
+        assert main([*common, "--targets", str(tmp_path / f"{name}.txt"), "--tracks", "0-5", "--stats", "REF,ALT",
+                     "--out", str(tmp_path / f"{name}.tsv")]) == 0
+        table = pd.read_csv(tmp_path / f"{name}.tsv", sep="\t", keep_default_na=False)
+        names = shipped_table["identifier"][chosen]
+        return {stat: table[[f"{stat}:{track}" for track in names]].to_numpy() for stat in ("REF", "ALT")}
+
+    def direct(swap):
+        """{stat: (variants, tracks)}: bins summed of forward and reverse passes averaged, ``swap`` exchanging
+        the reverse pass's tracks."""
+        found = {"REF": [], "ALT": []}
+        for pos, alt in zip(positions, alts):
+            window = bases[pos - 1 - 512 : pos - 1 + 512]
+            for stat, text in (("REF", window), ("ALT", window[:512] + alt + window[513:])):
+                x = one_hot(text)[None]
+                with torch.no_grad():
+                    forward = model(x)["mouse"][0].double()
+                    backward = model(reverse_complement(x))["mouse"][0].flip(0).double()[:, swap]
+                found[stat].append(((forward + backward) / 2).sum(dim=0)[chosen].numpy())
+        return {stat: np.stack(values) for stat, values in found.items()}
+
+    custom, by_shipped = direct(pairs), direct(shipped)
+    result = scores(shipped_table.assign(strand_pair=pairs), "custom")
+    for stat in ("REF", "ALT"):
+        scale = np.abs(custom[stat]).max()
+        np.testing.assert_allclose(result[stat], custom[stat], rtol=1e-5, atol=1e-6 * scale, err_msg=stat)
+        assert np.abs(custom[stat][:, :4] - by_shipped[stat][:, :4]).max() > 1e-2 * scale  # the pairs matter
+    result = scores(shipped_table.drop(columns="strand_pair"), "plain")  # no column: the shipped pairs
+    np.testing.assert_allclose(result["REF"], by_shipped["REF"], rtol=1e-5, atol=1e-6 * np.abs(by_shipped["REF"]).max())
+
+    broken = pairs.copy()
+    broken[5] = 0  # row 0 already pairs with row 2
+    shipped_table.assign(strand_pair=broken).to_csv(tmp_path / "broken.txt", sep="\t", index=False)
+    capsys.readouterr()
+    assert main([*common, "--targets", str(tmp_path / "broken.txt"), "--out", str(tmp_path / "broken.tsv")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and f"{tmp_path / 'broken.txt'}: row 5 (track " in error, error
+    assert "pairs with row 0, which does not pair back" in error
+    assert not list(tmp_path.glob("broken.tsv*"))

@@ -9,11 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import randomize_, write_random_chromosome
+from helpers import tiny_borzoi, write_random_chromosome
 
 from senformer import save_model
 from senformer.cli import main
-from senformer.config import BorzoiConfig
 from senformer.data.genome import Genome, Interval
 from senformer.errors import UserError
 from senformer.model.borzoi import Borzoi
@@ -29,13 +28,6 @@ TABLE = pd.DataFrame({
     "description": ["RNA:liver", "RNA:liver", "RNA:K562", "RNA:K562", "DNASE:K562", "CAGE:K562"],
 })
 PAIRS = TABLE["strand_pair"].to_list()
-
-
-def tiny_borzoi(seed: int) -> Borzoi:
-    config = BorzoiConfig(dim=16, depth=1, heads=2, key_size=4, stem_channels=8, stem_width=5, conv_tower_start=8,
-                          conv_tower_divisible_by=4, crop=2, final_channels=12, output_heads={"human": 6})
-    torch.manual_seed(seed)
-    return randomize_(Borzoi(config), seed, scale=0.3).eval()
 
 
 def calico_untransform(preds: np.ndarray, table: pd.DataFrame) -> np.ndarray:

@@ -317,11 +317,15 @@ def _tokens(bases: str) -> torch.Tensor:
 
 
 def score_windows(model, genome: Genome, windows: Iterable[Window], options: VariantOptions, tracks: np.ndarray,
-                  geometry: Geometry, first_row: int = 0) -> Iterator[ScoredRow]:
+                  geometry: Geometry, first_row: int = 0,
+                  strand_pairs: dict[str, np.ndarray] | None = None) -> Iterator[ScoredRow]:
     """Every row of ``windows`` in order with its scores (None: skipped). Windows whose rows all come
-    before ``first_row`` (written by an interrupted run) are not run: their rows come without scores."""
+    before ``first_row`` (written by an interrupted run) are not run: their rows come without scores.
+    ``strand_pairs``: :func:`variant_strand_pairs` (computed here when None)."""
     from ..edits import EditEngine
 
+    if strand_pairs is None:
+        strand_pairs = variant_strand_pairs(model, options)
     margin = max(abs(shift) for shift in options.shifts)
     length = geometry.sequence_length
     row_index = 0
@@ -347,7 +351,7 @@ def score_windows(model, genome: Genome, windows: Iterable[Window], options: Var
                 margin=margin, batch_size=options.batch_size, accumulate=torch.float64,
                 left_flank=_tokens(bases[:flank]) if flank else None,
                 right_flank=_tokens(bases[len(bases) - flank :]) if flank else None, plain=options.plain,
-                bf16=options.bf16)
+                bf16=options.bf16, strand_pairs=strand_pairs)
             reference = engine.reference_output()[options.head]
             unchanged = [row for row in edited if row.edit.ref == row.edit.alt]
             if unchanged:  # ALT = REF is the reference itself: exactly no effect, in any precision
@@ -384,7 +388,28 @@ class VariantRun:
 
 def track_selection(model, options: VariantOptions) -> tuple[np.ndarray, list[str], list[str]]:
     """(track positions of ``options.head``, their identifiers, their descriptions) by the --tracks grammar."""
-    from ..data.tracks import head_track_table, select_tracks
+    from ..data.tracks import select_tracks
+
+    table = _head_table(model, options)
+    positions = select_tracks(list(options.tracks) if options.tracks else None, table, options.head)
+    names = [str(table["identifier"][p]) for p in positions]
+    descriptions = [str(table["description"][p]) if "description" in table else "" for p in positions]
+    return positions, names, descriptions
+
+
+def variant_strand_pairs(model, options: VariantOptions) -> dict[str, np.ndarray]:
+    """``{head: (tracks,) strand pairs}`` of the reverse-complement passes: the ``--targets`` table's
+    ``strand_pair`` column where it has one, else the shipped table's (a published Borzoi head's); a bad
+    column is one UserError naming the file and the row."""
+    from ..inference import head_strand_pairs
+
+    return head_strand_pairs(model, {options.head: _head_table(model, options)}, options.targets)
+
+
+def _head_table(model, options: VariantOptions):
+    """The track table of ``options.head`` (:func:`senformer.data.tracks.head_track_table`), from
+    ``options.targets`` when given (which must list the head's tracks)."""
+    from ..data.tracks import head_track_table
 
     if options.head not in model.config.output_heads:
         raise UserError(f"unknown head {options.head!r}; the model has {', '.join(model.config.output_heads)}")
@@ -392,10 +417,7 @@ def track_selection(model, options: VariantOptions) -> tuple[np.ndarray, list[st
     table = head_track_table(options.head, num_tracks, options.targets)
     if options.targets is not None and table.attrs["source"] != "targets":
         raise UserError(f"{options.targets} does not list the {num_tracks:,} tracks of head {options.head!r}")
-    positions = select_tracks(list(options.tracks) if options.tracks else None, table, options.head)
-    names = [str(table["identifier"][p]) for p in positions]
-    descriptions = [str(table["description"][p]) if "description" in table else "" for p in positions]
-    return positions, names, descriptions
+    return table
 
 
 def plan_windows(vcf: VariantFile, genome: Genome, geometry: Geometry, options: VariantOptions,
@@ -576,6 +598,7 @@ def _run(output: Output, model, genome: Genome, vcf_path: Path, options: Variant
     geometry = Geometry.of(model.config, options.sequence_length)
     margin = max(abs(shift) for shift in options.shifts)
     tracks, names, descriptions = track_selection(model, options)
+    pairs = variant_strand_pairs(model, options)
     kind = output_format(output.path)
     if kind == "h5":
         writer = H5Writer(output.partial, options.stats, tracks, names, descriptions)
@@ -612,7 +635,8 @@ def _run(output: Output, model, genome: Genome, vcf_path: Path, options: Variant
             with tqdm(desc="variants", unit="allele", disable=not progress, initial=len(done), total=total) as bar:
                 pending: list[ScoredRow] = []
                 written = time.monotonic()
-                for scored in score_windows(model, genome, windows, options, tracks, geometry, first_row=len(done)):
+                for scored in score_windows(model, genome, windows, options, tracks, geometry, first_row=len(done),
+                                            strand_pairs=pairs):
                     _count(counts, scored.row)
                     digest.update(f"{scored.bases}\n".encode("ascii"))
                     rows += 1

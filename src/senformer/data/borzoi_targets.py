@@ -37,10 +37,7 @@ def read_borzoi_targets(path: str | os.PathLike) -> pd.DataFrame:
     if missing:
         raise UserError(f"{path}: a Borzoi targets table needs column(s) {', '.join(missing)}")
     table = check_scale_columns(table, str(path))
-    try:
-        pairs = strand_pairs(table)
-    except UserError as error:
-        raise UserError(f"{path}: {error}") from None
+    pairs = strand_pairs(table, path)
     table["strand_pair"] = np.arange(len(table), dtype=np.int64) if pairs is None else pairs
     return table
 

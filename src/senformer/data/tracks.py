@@ -208,22 +208,31 @@ def head_track_table(
     return table
 
 
-def strand_pairs(table: pd.DataFrame) -> np.ndarray | None:
+def strand_pairs(table: pd.DataFrame, where: str | os.PathLike | None = None) -> np.ndarray | None:
     """(tracks,) the row of each track's other strand (``strand_pair``; itself when unstranded), or None when
-    ``table`` has no such column or no stranded track (then a reverse-complement pass reads the same tracks)."""
+    ``table`` has no such column or no stranded track (then a reverse-complement pass reads the same tracks).
+
+    Raises:
+        UserError: a value that is no row number, or a pair that does not swap back (the column must be a
+            permutation of the rows that is its own inverse): one line naming ``where`` (the table's file)
+            and the row (0-based: the track's position in the head).
+    """
     if "strand_pair" not in table.columns:
         return None
-    pairs = pd.to_numeric(table["strand_pair"], errors="coerce")
-    if pairs.isna().any() or not pairs.between(0, len(table) - 1).all():
-        row = int(np.flatnonzero(pairs.isna() | ~pairs.between(0, len(table) - 1))[0])
-        raise UserError(f"track {table['identifier'].iloc[row]!r} has strand_pair={table['strand_pair'].iloc[row]!r}; "
-                        f"expected a row number below {len(table)}")
-    pairs = pairs.to_numpy(dtype=np.int64)
-    if (pairs[pairs] != np.arange(len(pairs))).any():
-        row = int(np.flatnonzero(pairs[pairs] != np.arange(len(pairs)))[0])
-        raise UserError(f"track {table['identifier'].iloc[row]!r} pairs with row {pairs[row]}, which does not pair "
-                        "back with it (strand_pair must swap + and - tracks two by two)")
-    return None if (pairs == np.arange(len(pairs))).all() else pairs
+    prefix = f"{where}: " if where is not None else ""
+    count = len(table)
+    values = pd.to_numeric(table["strand_pair"], errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~((values >= 0) & (values < count) & (values == np.round(values)))  # NaN is bad too
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise UserError(f"{prefix}row {row} (track {table['identifier'].iloc[row]!r}) has strand_pair="
+                        f"{table['strand_pair'].iloc[row]!r}; expected a row number 0..{count - 1}")
+    pairs = values.astype(np.int64)
+    if (pairs[pairs] != np.arange(count)).any():
+        row = int(np.flatnonzero(pairs[pairs] != np.arange(count))[0])
+        raise UserError(f"{prefix}row {row} (track {table['identifier'].iloc[row]!r}) pairs with row {pairs[row]}, "
+                        "which does not pair back with it (strand_pair must swap + and - tracks two by two)")
+    return None if (pairs == np.arange(count)).all() else pairs
 
 
 @lru_cache(maxsize=None)

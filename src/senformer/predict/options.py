@@ -12,7 +12,7 @@ import numpy as np
 
 from ..constants import TFHUB_SEQUENCE_LENGTH
 from ..data.genome import Genome, Interval
-from ..data.tracks import head_track_table, select_tracks_per_head, strand_pairs
+from ..data.tracks import head_track_table, select_tracks_per_head
 from ..errors import UserError
 from ..fingerprint import value_digest
 from ..predictions import units_of
@@ -122,6 +122,8 @@ class Work:
 
 def prepare(model, options: PredictOptions, *, genome=None, regions=None, sequences=None) -> Work:
     """Check the heads, tracks, regions (known chromosome, inside it) or sequences before anything runs."""
+    from ..inference import head_strand_pairs
+
     geometry = Geometry.of(model.config, options.sequence_length)
     heads = list(options.heads) if options.heads else list(model.config.output_heads)
     unknown = [h for h in heads if h not in model.config.output_heads]
@@ -133,7 +135,7 @@ def prepare(model, options: PredictOptions, *, genome=None, regions=None, sequen
         raise UserError(f"{options.targets} has as many rows as none of the heads' tracks ({counts})")
     selections = select_tracks_per_head(options.tracks, tables)
     heads = [h for h in heads if h in selections]  # a pattern keeps the heads where it matches
-    pairs = head_strand_pairs(model, tables)
+    pairs = head_strand_pairs(model, tables, options.targets)
     coverage = {}
     if options.coverage:
         from ..data.borzoi_targets import check_scale_columns
@@ -156,22 +158,6 @@ def prepare(model, options: PredictOptions, *, genome=None, regions=None, sequen
     spans = [(geometry.offset_bins * geometry.bin_size, geometry.bins)] * len(records)
     return Work(geometry, heads, tables, selections, None, region_list, [name for name, _ in records], spans, records,
                 pairs, coverage)
-
-
-def head_strand_pairs(model, tables: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """``{head: strand pairs}`` for the reverse-complement passes: a table's own ``strand_pair`` column where
-    it has one (a --targets file), else the model's shipped table's (:func:`senformer.inference.model_strand_pairs`)."""
-    from ..inference import model_strand_pairs
-
-    pairs = model_strand_pairs(model)
-    for head, table in tables.items():
-        if "strand_pair" in table.columns:
-            own = strand_pairs(table)
-            if own is None:
-                pairs.pop(head, None)
-            else:
-                pairs[head] = own
-    return pairs
 
 
 def read_sequences(path: str | os.PathLike, geometry: Geometry, tfhub_input: bool) -> list[tuple[str, str]]:
