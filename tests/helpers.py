@@ -72,6 +72,22 @@ def random_tokens(batch: int, length: int, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, 5, (batch, length), generator=generator)
 
 
+def training_step(model: torch.nn.Module, tokens: torch.Tensor) -> tuple[dict, dict, dict]:
+    """Two forward/backward passes of a model with heads ``human`` and ``mouse``, one sequence of ``tokens``
+    (2, bp) each (statistics move twice); returns the last outputs, the gradients and the buffers."""
+    model.train()
+    outputs = {}
+    for step in range(2):
+        model.zero_grad(set_to_none=True)
+        predictions = model(tokens[step : step + 1], return_embeddings=True)
+        loss = predictions["human"].sum() + 0.5 * predictions["mouse"].pow(2).sum()
+        loss.backward()
+        outputs = {name: value.detach().clone() for name, value in predictions.items()}
+    gradients = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
+    return outputs, gradients, buffers
+
+
 def write_random_chromosome(path: Path, length: int, seed: int, name: str = "chr1") -> str:
     """A one-record FASTA of ``length`` random A/C/G/T bases in 80-column lines; returns the sequence."""
     rng = np.random.default_rng(seed)

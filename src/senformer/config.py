@@ -426,6 +426,9 @@ class BorzoiConfig:
     rotary_base: float = 20_000.0
 
     checkpoint_transformer: bool = False
+    # Training recomputes the stem, each tower block and each U-Net step in backward, keeping only their inputs
+    # (and each conv block's BatchNorm + GELU, as Enformer's switch does); memory only, the same results.
+    checkpoint_conv_tower: bool = False
     # Inference runs the stem and tower (and the U-Net's skips) over overlapping windows of this many bp,
     # halo included, when the input is longer: exact, memory set by the window (model/tiling.py). None: never.
     conv_tile_length: int | None = 131_072

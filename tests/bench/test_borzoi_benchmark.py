@@ -108,3 +108,22 @@ def test_peer_points_run_at_lengths_other_than_its_own():
     result = borzoi.measure({"length": 16_384, "kind": borzoi.PEER, "mode": "inference", "device": "cpu",
                              "settings": {"depth": 1}, "warmup": 0, "repeats": 1})
     assert result["median_s"] > 0 and result["memory_measure"] == "peak_rss_delta"
+
+
+def test_repeated_set_checkpoints_our_kinds(tmp_path, monkeypatch):
+    # `--set checkpoint_transformer=true --set checkpoint_conv_tower=true` reaches every point's Borzoi; a
+    # training point with both runs (in this process here: the child runs the same measure()).
+    planned = []
+    monkeypatch.setattr(borzoi, "run_points", lambda points, *args, **kwargs: planned.extend(points) or [])
+    monkeypatch.setattr(borzoi, "draw_figure", lambda records, path: path)  # nothing measured: nothing to draw
+    monkeypatch.setenv("SENFORMER_FLEX_ATTENTION", "0")  # restored afterwards: measure() sets it
+    argv = ["benchmark", "borzoi", "--out", str(tmp_path / "bench"), "--lengths", "2048", "--kinds", "full,bigbird",
+            "--modes", "train", "--repeats", "1", "--no-progress",
+            "--set", "checkpoint_transformer=true", "--set", "checkpoint_conv_tower=true"]
+    argv += [f"--set={key}={json.dumps(value)}" for key, value in TINY.items()]
+    assert main(argv) == 0
+    assert [point["kind"] for point in planned] == ["full", "bigbird"]
+    for point in planned:
+        model, _ = borzoi._build(point["kind"], point["settings"], "cpu", point["length"])
+        assert model.config.checkpoint_conv_tower is True and model.config.checkpoint_transformer is True
+    assert borzoi.measure({**planned[1], "warmup": 0})["median_s"] > 0

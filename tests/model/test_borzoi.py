@@ -4,12 +4,14 @@ Against calico's own outputs: tests/weights/test_keras_h5.py; against borzoi-pyt
 formulas: tests/weights/test_borzoi_pytorch.py.
 """
 
+import json
 import math
 
 import pytest
 import torch
 
-from helpers import randomize_
+from helpers import random_tokens, randomize_, training_step
+from senformer.bench.memory import saved_tensor_bytes
 from senformer.config import (
     BORZOI_PRESETS, BorzoiConfig, EnformerConfig, config_from_dict, config_from_json, preset,
 )
@@ -17,6 +19,7 @@ from senformer.errors import UserError
 from senformer.inference import default_sequence_length
 from senformer.model.borzoi import Borzoi, build_model
 from senformer.model.enformer import Enformer
+from senformer.model.layers import ConvBlock
 from senformer.model.positional import borzoi_central_mask_features, relative_position_features
 from senformer.model.rotary import apply_rotary, rotary_tables
 
@@ -245,3 +248,64 @@ def test_tiled_conv_trunk_equals_untiled():
     assert [tuple(s.shape) for s in skips] == [(2, 16, 256), (2, 12, 512)]
     with pytest.raises(UserError, match="conv_tile_length=500"):
         BorzoiConfig(conv_tile_length=500)
+
+
+# Checkpointing: memory only, the same training -----------------------------------------------------
+@pytest.mark.parametrize("switches", [
+    {"checkpoint_conv_tower": True},
+    {"checkpoint_conv_tower": True, "checkpoint_transformer": True},
+    {"checkpoint_conv_tower": True, "checkpoint_transformer": True, "attention": "bigbird"},
+], ids=["conv", "conv+transformer", "conv+transformer-bigbird"])
+def test_checkpointing_equals_plain_training(switches):
+    # Float64, dropout off, two steps in training mode: outputs, every gradient and every BatchNorm buffer
+    # (the recomputation runs with frozen statistics, so they move once per step, as without it).
+    tokens = random_tokens(2, 2048, seed=7)
+    bigbird = {"block_size": 4, "num_random_blocks": 1}
+    attention = {"attention": switches.get("attention", "full"), **bigbird}
+    plain = tiny_borzoi(seed=3, **attention).double()
+    checkpointed = tiny_borzoi(seed=3, **{**switches, **bigbird}).double()
+    initial = {name: b.clone() for name, b in plain.named_buffers()}
+    expected_outputs, expected_gradients, expected_buffers = training_step(plain, tokens)
+    outputs, gradients, buffers = training_step(checkpointed, tokens)
+
+    for name in expected_outputs:
+        torch.testing.assert_close(outputs[name], expected_outputs[name], rtol=1e-12, atol=1e-12)
+    assert gradients.keys() == expected_gradients.keys() == dict(plain.named_parameters()).keys()
+    for name in expected_gradients:
+        torch.testing.assert_close(gradients[name], expected_gradients[name], rtol=1e-10, atol=1e-12, msg=name)
+    for name in expected_buffers:
+        torch.testing.assert_close(buffers[name], expected_buffers[name], rtol=1e-12, atol=1e-12, msg=name)
+    means = [name for name in buffers if name.endswith("running_mean")]
+    assert means and all(not torch.equal(buffers[name], initial[name]) for name in means)  # the stats did move
+    tracked = [b for name, b in buffers.items() if name.endswith("num_batches_tracked")]
+    assert tracked and all(int(count) == 2 for count in tracked)
+
+
+def test_conv_checkpointing_keeps_fewer_tensors_for_backward():
+    # The bytes autograd keeps for a training step at 2,048 bp (float32): the stem, tower and U-Net pieces keep
+    # only their inputs (0.32 of the rest with the transformer checkpointed too; alone 0.62, where the tiny
+    # model's attention weights hold most). Evaluation mode (input gradients, attribution) keeps what it kept.
+    tokens = random_tokens(1, 2048, seed=0)
+
+    def saved_bytes(training: bool, **switches) -> int:
+        model = tiny_borzoi(seed=0, **switches).train(training)
+        return saved_tensor_bytes(lambda sequence: model(sequence)["human"].sum(), tokens)
+
+    plain, transformer = saved_bytes(True), saved_bytes(True, checkpoint_transformer=True)
+    conv = saved_bytes(True, checkpoint_conv_tower=True)
+    both = saved_bytes(True, checkpoint_conv_tower=True, checkpoint_transformer=True)
+    assert conv < 0.75 * plain and both < 0.4 * transformer
+    assert saved_bytes(False, checkpoint_conv_tower=True) == saved_bytes(False)
+
+
+def test_checkpoint_conv_tower_round_trips_through_config_json(tmp_path):
+    assert preset("borzoi").checkpoint_conv_tower is False
+    model = tiny_borzoi(checkpoint_conv_tower=True)
+    model.save_pretrained(tmp_path / "weights")
+    assert json.loads((tmp_path / "weights" / "config.json").read_text())["checkpoint_conv_tower"] is True
+    loaded = Borzoi.from_pretrained(tmp_path / "weights")
+    assert loaded.config == model.config and loaded.config.checkpoint_conv_tower is True
+    blocks = [module for module in loaded.modules() if isinstance(module, ConvBlock)]
+    assert blocks and all(block.recompute_norm for block in blocks)
+    with pytest.raises(UserError, match="checkpoint_conv_tower"):
+        BorzoiConfig(checkpoint_conv_tower="yes")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helpers import random_tokens, tiny_model
+from helpers import random_tokens, tiny_model, training_step
 
 from senformer.bench.memory import saved_tensor_bytes
 
@@ -19,21 +19,6 @@ SWITCHES = [
     {"checkpoint_conv_tower": True},
     {"checkpoint_transformer": True, "checkpoint_conv_tower": True},
 ]
-
-
-def training_step(model: torch.nn.Module, tokens: torch.Tensor) -> tuple[dict, dict, dict]:
-    """Two forward/backward passes (statistics move twice); returns outputs, gradients and buffers."""
-    model.train()
-    outputs = {}
-    for step in range(2):
-        model.zero_grad(set_to_none=True)
-        predictions = model(tokens[step : step + 1], return_embeddings=True)
-        loss = predictions["human"].sum() + 0.5 * predictions["mouse"].pow(2).sum()
-        loss.backward()
-        outputs = {name: value.detach().clone() for name, value in predictions.items()}
-    gradients = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
-    buffers = {name: b.clone() for name, b in model.named_buffers()}
-    return outputs, gradients, buffers
 
 
 @pytest.mark.parametrize("attention", ["full", "bigbird"])

@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from ..config import BorzoiConfig
 from .attention import RelativeAttention, build_attention
 from .attention.grouped import GroupedRotaryAttention
+from .checkpointing import checkpointed
 from .enformer import Enformer, TransformerBlock
 from .init import truncated_normal_
 from .layers import ConvBlock, crop
@@ -72,6 +73,15 @@ class TowerBlock(ConvBlock):
     def __init__(self, in_channels: int, out_channels: int, width: int, eps: float):
         super().__init__(in_channels, out_channels, width, eps, tanh_gelu=True)
         self.pool = MaxPooling(2)
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, in, n) -> (batch, out, n / 2): the block, then its pooling."""
+        return self.pool(self(x))
+
+    def skip_and_pooled(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (batch, in, n) -> the block's output (batch, out, n), a U-Net skip, and its pooling (batch, out, n / 2)."""
+        skip = self(x)
+        return skip, self.pool(skip)
 
 
 class BatchNormGelu(nn.Module):
@@ -137,6 +147,9 @@ class Borzoi(nn.Module):
         self.heads = nn.ModuleDict(
             {name: nn.Linear(embedding, tracks) for name, tracks in config.output_heads.items()}
         )
+        for module in self.modules():
+            if isinstance(module, ConvBlock):
+                module.recompute_norm = config.checkpoint_conv_tower
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -164,15 +177,25 @@ class Borzoi(nn.Module):
             unit = 2**self.config.num_poolings
             packed = tiled_conv_trunk(self.packed_conv_trunk, x, tile_length, unit, halo_bins(self))
             return self.unpack(packed)
-        x = self.stem(x)
+        # Recomputed in backward, each piece keeps only its input: without it the full-resolution conv outputs
+        # and max-pool indices (int64) of the stem and first blocks hold most of a training step's memory.
+        use_checkpoint = self.use_conv_checkpoint()
+        x = checkpointed(self.stem, x) if use_checkpoint else self.stem(x)
         levels = self.config.unet_levels
         skips = []
         for index, block in enumerate(self.conv_tower):
-            x = block(x)
-            if index >= len(self.conv_tower) - levels:
-                skips.append(x)
-            x = block.pool(x)
+            if index < len(self.conv_tower) - levels:
+                x = checkpointed(block.pooled, x, module=block) if use_checkpoint else block.pooled(x)
+            else:  # the block's output before pooling is a U-Net skip
+                skip, x = (checkpointed(block.skip_and_pooled, x, module=block) if use_checkpoint
+                           else block.skip_and_pooled(x))
+                skips.append(skip)
         return x, skips[::-1]
+
+    def use_conv_checkpoint(self) -> bool:
+        """Whether this pass recomputes the conv pieces in backward (``checkpoint_conv_tower``, training with
+        gradients); BatchNorm statistics move in the forward only (model/checkpointing.py)."""
+        return self.config.checkpoint_conv_tower and self.training and torch.is_grad_enabled()
 
     # The tiler and the edit engine (senformer.edits) cut one tensor on the tower's 128-bp grid: each skip at
     # 128 / 2**k bp folds its 2**k positions per 128 bp into channels, (batch, C, 2**k n) -> (batch, 2**k C, n),
@@ -213,8 +236,11 @@ class Borzoi(nn.Module):
         """:meth:`conv_features` -> embeddings (batch, bins, channels): transformer, U-Net, crop, final conv."""
         x, skips = features
         x = self.transformer_trunk(x).transpose(1, 2)  # (batch, dim, T)
+        # The U-Net steps hold several tensors each at 64 and 32 bp (the published width at 524,288 bp: 8,192 and
+        # 16,384 positions x 1,536 channels); recomputed, each keeps its two inputs, the skip being held anyway.
+        use_checkpoint = self.use_conv_checkpoint()
         for step, skip in zip(self.unet, skips):
-            x = step(x, skip)
+            x = checkpointed(step, x, skip) if use_checkpoint else step(x, skip)
         x = crop(x.transpose(1, 2), self.config.target_length, self.config.crop)  # (batch, bins, dim)
         if self.final_pointwise is not None:
             x = self.final_dropout(self.final_pointwise(x.transpose(1, 2)).transpose(1, 2))

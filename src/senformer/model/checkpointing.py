@@ -8,7 +8,7 @@ runs with the statistics frozen, so a checkpointed model trains exactly like a p
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -31,18 +31,18 @@ def frozen_batchnorm_statistics(module: nn.Module):
                 norm.num_batches_tracked.copy_(tracked)
 
 
-def checkpointed(function: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                 module: nn.Module | None = None) -> torch.Tensor:
-    """``function(x)`` keeping only ``x`` for backward; BatchNorm layers in ``module`` (default: ``function``
-    itself, when it is a module) update their statistics in the forward only, not in the recomputation."""
+def checkpointed(function: Callable[..., Any], *inputs: torch.Tensor, module: nn.Module | None = None) -> Any:
+    """``function(*inputs)`` keeping only ``inputs`` for backward (its output may be a tensor or a tuple of
+    them); BatchNorm layers in ``module`` (default: ``function`` itself, when it is a module) update their
+    statistics in the forward only, not in the recomputation."""
     owner = module if module is not None else function
     calls = 0
 
-    def run(inputs: torch.Tensor) -> torch.Tensor:
+    def run(*arguments: torch.Tensor) -> Any:
         nonlocal calls
         calls += 1
         guard = frozen_batchnorm_statistics(owner) if calls > 1 else contextlib.nullcontext()
         with guard:
-            return function(inputs)
+            return function(*arguments)
 
-    return checkpoint(run, x, use_reentrant=False)
+    return checkpoint(run, *inputs, use_reentrant=False)

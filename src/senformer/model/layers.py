@@ -64,7 +64,7 @@ class ConvBlock(nn.Module):
         if not torch.is_grad_enabled() and not self.norm.training and self.norm.track_running_stats:
             return self._inference(x)
         if self.recompute_norm and self.training and torch.is_grad_enabled():
-            return self.conv(checkpointed(self.normalize, x, self.norm))
+            return self.conv(checkpointed(self.normalize, x, module=self.norm))
         return self.conv(self.normalize(x))
 
     def _inference(self, x: torch.Tensor) -> torch.Tensor:
