@@ -96,6 +96,25 @@ def write_random_chromosome(path: Path, length: int, seed: int, name: str = "chr
     return sequence
 
 
+# Stopping a run in process at a chosen write ---------------------------------------------------------------------
+class Killed(BaseException):
+    """Stands for the process being killed: not an Exception, so nothing on the way catches it."""
+
+
+def interrupt_after(monkeypatch, writer_class, appends: int, method: str = "append") -> None:
+    """``writer_class.<method>`` raises :class:`Killed` when called after ``appends`` calls that ran."""
+    calls = []
+    original = getattr(writer_class, method)
+
+    def interrupted(self, *args, **kwargs):
+        if len(calls) == appends:
+            raise Killed()
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(writer_class, method, interrupted)
+
+
 # Killing a command from outside at a chosen write -------------------------------------------------------------
 # The child runs the command with every durable write point (an HDF5 flush, a table append, a torch.save, a
 # rename) followed by a pause: it tells the parent through a pipe and waits. The parent answers each pause, and at the

@@ -11,7 +11,8 @@ import torch
 
 from helpers import SHARED, randomize_, write_random_chromosome
 from senformer.analysis.gene_scores import (
-    NOTE_NO_EXON, NOTE_NO_GENE, calico_alleles, exon_bins, gene_tracks, score_variant_genes, sed_scores, track_strands,
+    NOTE_NO_EXON, NOTE_NO_GENE, SED_STATS, GeneWindow, calico_alleles, exon_bins, gene_tracks, score_variant_genes,
+    score_window, sed_scores, track_strands, variant_window_start,
 )
 from senformer.config import BorzoiConfig
 from senformer.data.genome import Genome
@@ -241,6 +242,23 @@ def test_genes_without_exon_bins_and_variants_without_genes_are_notes(world, tmp
     with pytest.raises(UserError, match="differs from the genome"):
         score_variant_genes(world["models"][:1], world["genome"], wrong, read_gtf(world["plus"]), table,
                             sequence_length=LENGTH)
+
+
+def test_chosen_columns_have_the_bits_of_every_column(world):
+    """``columns`` (--tracks): each kept score is its column of a run of every track, float64 bit for bit, for
+    genes of both strands (one column alone too, which NumPy would sum pairwise)."""
+    table = track_table()
+    variant = variant_at(world["sequence"], "snv")
+    window = GeneWindow("chrX", variant_window_start(variant, LENGTH), (variant,), tuple(read_gtf(world["both"])))
+    every, _ = score_window(world["models"][:1], world["genome"], window, table, sequence_length=LENGTH)
+    assert [score.gene.strand for score in every] == ["+", "-"]
+    for columns in ([0], [1]):
+        kept, _ = score_window(world["models"][:1], world["genome"], window, table, sequence_length=LENGTH,
+                               columns=np.array(columns))
+        assert len(kept) == len(every)
+        for whole, part in zip(every, kept):
+            for stat in SED_STATS:
+                assert part.scores[stat].tobytes() == whole.scores[stat][columns].tobytes(), (columns, stat)
 
 
 def test_exon_bins_majority_rule_and_clipping():

@@ -1,11 +1,13 @@
 """``senformer analyze genes`` in process on a tiny saved Borzoi: notes, shards, the existing-output rule, errors."""
 
+import json
+
 import h5py
 import numpy as np
 import pytest
 import torch
 
-from helpers import randomize_, write_random_chromosome
+from helpers import Killed, interrupt_after, randomize_, write_random_chromosome
 from senformer.cli import main
 from senformer.config import BorzoiConfig
 from senformer.model.borzoi import Borzoi
@@ -108,3 +110,81 @@ def test_user_errors_are_one_line(workspace, tmp_path, capsys):
     assert main(command(workspace, tmp_path / "b.h5", "--vcf", str(tmp_path / "missing.vcf"))) == 2
     assert "missing.vcf" in capsys.readouterr().err
     assert not list(tmp_path.glob("a.h5*")) and not list(tmp_path.glob("b.h5*"))
+
+
+def read_h5(path) -> dict:
+    """Every dataset of a gene-score file, and its attributes."""
+    with h5py.File(path, "r") as handle:
+        datasets = {}
+        handle.visititems(lambda name, item: datasets.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset)
+                          else None)
+        return {"datasets": datasets, "attrs": dict(handle.attrs)}
+
+
+def test_tracks_keep_their_columns_bit_for_bit(workspace, tmp_path, capsys):
+    every = tmp_path / "every.h5"
+    assert main(command(workspace, every, "--rc")) == 0
+    full = read_h5(every)["datasets"]
+    assert full["tracks/identifier"].tolist() == [b"RNA1", b"DNASE1"]
+    # DNASE1 alone (a single column, which NumPy would sum pairwise); RNA1 by the index of its - track
+    for selection, column in ((["DNASE1"], [1]), (["1"], [0])):
+        out = tmp_path / f"{'-'.join(selection)}.h5"
+        assert main(command(workspace, out, "--rc", "--tracks", *selection)) == 0
+        kept = read_h5(out)["datasets"]
+        assert kept["tracks/identifier"].tolist() == full["tracks/identifier"][column].tolist()
+        assert kept["tracks/plus"].tolist() == full["tracks/plus"][column].tolist()
+        assert kept["tracks/minus"].tolist() == full["tracks/minus"][column].tolist()
+        for stat in ("SED", "logSED"):
+            assert np.array_equal(kept[f"scores/{stat}"], full[f"scores/{stat}"][:, column]), (selection, stat)
+        assert kept["rows/pos"].tolist() == full["rows/pos"].tolist()
+    record = json.loads((tmp_path / "DNASE1.h5.run.json").read_text())
+    assert record["settings"]["track_names"] == ["DNASE1"]
+    out = tmp_path / "dnase.tsv"
+    assert main(command(workspace, out, "--rc", "--tracks", "dnase")) == 0  # a pattern
+    header, *lines = out.read_text().splitlines()
+    assert header.split("\t")[9:] == ["SED:DNASE1", "logSED:DNASE1"]
+    assert [line.split("\t")[9] for line in lines if not line.split("\t")[8]] == \
+        [f"{value:.7g}" for value in full["scores/SED"][:, 1]]
+    capsys.readouterr()
+    # the same output with other options: refused, naming what differs; a selection of nothing: one line
+    assert main(command(workspace, every, "--rc", "--tracks", "DNASE1")) == 2
+    error = capsys.readouterr().err.strip()
+    assert "every.h5 was written from other inputs (--tracks differ)" in error and "--overwrite" in error
+    assert main(command(workspace, tmp_path / "none.h5", "--tracks", "CAGE")) == 2
+    assert "no track matches 'CAGE'" in capsys.readouterr().err and not list(tmp_path.glob("none.h5*"))
+
+
+@pytest.mark.parametrize("suffix", [".tsv", ".h5"])
+def test_a_killed_run_resumes_to_the_uninterrupted_output(workspace, tmp_path, monkeypatch, capsys, suffix):
+    from senformer.analysis.gene_outputs import GeneWriter
+    from senformer.edits import EditEngine
+
+    # 3 rows a block: the kill lands after the first block, inside the second window (2 rows each)
+    monkeypatch.setattr("senformer.analysis.gene_outputs.BLOCK_ROWS", 3)
+    whole = tmp_path / f"whole{suffix}"
+    assert main(command(workspace, whole)) == 0
+    out = tmp_path / f"killed{suffix}"
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, GeneWriter, appends=1, method="_write")
+        with pytest.raises(Killed):
+            main(command(workspace, out))
+    partial = tmp_path / f"killed{suffix}.partial"
+    assert partial.is_file() and not out.exists()
+    if suffix == ".tsv":
+        with open(partial, "a") as handle:
+            handle.write("chr1\t9500\tv1\tC")  # a row torn by the kill
+    windows = []
+    original = EditEngine.reference_output
+    monkeypatch.setattr(EditEngine, "reference_output", lambda self: windows.append(1) or original(self))
+    assert main(command(workspace, out)) == 0
+    assert "resuming after 3 rows, at window 2" in capsys.readouterr().err
+    assert len(windows) == 2 * 2  # windows 2 and 3 (the others hold only notes), two replicates each
+    if suffix == ".tsv":
+        assert out.read_bytes() == whole.read_bytes()
+    else:
+        resumed, uninterrupted = read_h5(out), read_h5(whole)
+        assert resumed["attrs"] == uninterrupted["attrs"]
+        assert resumed["datasets"].keys() == uninterrupted["datasets"].keys()
+        for name, values in uninterrupted["datasets"].items():
+            assert np.array_equal(resumed["datasets"][name], values), name
+    assert not partial.exists()

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import tiny_model
+from helpers import Killed, interrupt_after, tiny_model
 from senformer.analysis import variants as variants_module
 from senformer.analysis.variants import VariantOptions, write_variant_scores
 from senformer.data.genome import Genome
@@ -51,23 +51,6 @@ def test_rows_written_many_windows_at_a_time_are_the_same_bytes(model, fasta, tm
                                    OPTIONS, progress=False)
     assert grouped.out.read_bytes() == every.out.read_bytes()  # one gzip member per window either way
     assert every.out.read_bytes().count(b"\x1f\x8b\x08") >= 9  # the header and 8 windows
-
-
-class Killed(BaseException):
-    """Stands for the process being killed: not an Exception, so nothing on the way catches it."""
-
-
-def interrupt_after(monkeypatch, writer_class, appends):
-    calls = []
-    original = writer_class.append
-
-    def append(self, *args, **kwargs):
-        if len(calls) == appends:
-            raise Killed()
-        calls.append(1)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(writer_class, "append", append)
 
 
 def count_windows_run(monkeypatch):

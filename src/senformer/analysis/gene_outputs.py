@@ -9,11 +9,23 @@ experiment on the gene's own strand, :func:`senformer.analysis.gene_scores.gene_
     tracks/{identifier, description}                                    (tracks,) the + gene's tracks
     tracks/{plus, minus}                                                (tracks,) rows of the track table
     notes/{chrom, pos, id, ref, alt, gene_id, note}                     (notes,) what was not scored, and why
+    attribute completed                                                 the rows written
 
 ``OUT.tsv`` holds the same rows, one column per asked stat and track (``logSED:RNA1``), and the notes as rows
 with a ``note`` and no scores. Rows come in window order (one window per variant, or per gene); the notes of
 variants outside every gene's window come last. A shard writes its windows' rows into its part; the merge
 concatenates the parts and adds those notes, so 1 and N processes write the same bytes.
+
+**Tracks.** ``tracks`` (``--tracks``) selects rows of the head's track table as ``predict`` and ``analyze
+variants`` do; the axis keeps the columns with a selected row on either strand, and only their tracks are
+untransformed and summed: each kept score equals that column of a run of every track, bit for bit.
+
+**Resume.** Rows stream into ``OUT.partial`` (a shard's part likewise) under the existing-output rule. A run
+stopped on the way (killed, a full disk) leaves its complete rows there; the next run with the same inputs and
+options (the same fingerprint) keeps them, rebuilds the notes of the windows they cover without a model
+(:func:`resume_point`) and scores from the first window not written whole. A ``.tsv`` then has the bytes of an
+uninterrupted run; an ``.h5`` the same datasets. A finished ``OUT`` of other inputs is refused, naming what
+differs (:func:`refuse_other_inputs`), unless ``--overwrite``; a partial of other inputs is started again.
 """
 
 from __future__ import annotations
@@ -31,8 +43,12 @@ from ..data.genome import Genome
 from ..data.gtf import Gene
 from ..data.vcf import Variant
 from ..errors import UserError
-from ..outputs import Output, hdf5
-from .gene_scores import SED_STATS, GeneNote, GeneScore, gene_tracks, plan_windows, score_window, track_strands
+from ..fingerprint import value_digest
+from ..outputs import Output, close_quietly, hdf5
+from ..windows import Geometry
+from .gene_scores import (
+    SED_STATS, GeneNote, GeneScore, GeneWindow, gene_tracks, plan_window, plan_windows, score_window, track_strands,
+)
 
 ROW_FIELDS = ("chrom", "pos", "id", "ref", "alt", "gene_id", "gene_name", "gene_strand")
 NOTE_FIELDS = ("chrom", "pos", "id", "ref", "alt", "gene_id", "note")
@@ -51,6 +67,7 @@ class GeneOptions:
     plain: bool = False
     batch_size: int = 4
     stats: tuple[str, ...] = SED_STATS
+    tracks: tuple[str, ...] | None = None  # the --tracks grammar on the head's table; None: every track
 
     def __post_init__(self) -> None:
         unknown = [stat for stat in self.stats if stat not in SED_STATS]
@@ -101,32 +118,54 @@ def _variant_fields(variant: Variant) -> dict:
     return {"chrom": variant.chrom, "pos": variant.pos, "id": variant.id, "ref": variant.ref, "alt": variant.alt}
 
 
-def track_axis(table: pd.DataFrame) -> dict[str, np.ndarray]:
+def track_axis(table: pd.DataFrame, tracks: Sequence[str] | None = None, head: str | None = None
+               ) -> dict[str, np.ndarray]:
     """``plus``/``minus`` rows of the track table on the one track axis, and its names (the + gene's tracks,
-    a stranded identifier without its trailing ``+``)."""
+    a stranded identifier without its trailing ``+``); ``columns``: the positions kept of the whole axis.
+
+    ``tracks`` selects rows of ``table`` by the ``--tracks`` grammar (:func:`senformer.data.tracks.select_tracks`,
+    as ``predict`` and ``analyze variants``: indices, identifiers, descriptions, patterns); a column is kept
+    when either of its two rows is selected (``RNA1-`` keeps ``RNA1``: a gene reads its own strand)."""
+    from ..data.tracks import select_tracks
+
     plus, minus = gene_tracks(table, "+"), gene_tracks(table, "-")
+    selected = select_tracks(list(tracks) if tracks else None, table, head)
+    columns = np.flatnonzero(np.isin(plus, selected) | np.isin(minus, selected))
+    plus, minus = plus[columns], minus[columns]
     strands = track_strands(table)
     identifiers = [str(table["identifier"].iloc[row])[: -1 if strands[row] == "+" else None] for row in plus]
     descriptions = [str(value) for value in table["description"].iloc[plus]] if "description" in table else \
         identifiers
-    return {"plus": plus, "minus": minus, "identifier": np.array(identifiers, dtype=object),
+    return {"columns": columns, "plus": plus, "minus": minus, "identifier": np.array(identifiers, dtype=object),
             "description": np.array(descriptions, dtype=object)}
 
 
 # Files ------------------------------------------------------------------------------------------------------
 BLOCK_ROWS = 256
 """Rows reach the file in blocks of this many (the last one shorter), and the notes at the end: the file's bytes
-then depend only on the sequence of rows and notes, not on how a run was split into shards."""
+then depend only on the sequence of rows and notes, not on how a run was split into shards or resumed."""
 
 
 class GeneWriter:
     """Rows of a gene-score file streamed in blocks of :data:`BLOCK_ROWS`, the notes (few) written at
-    :meth:`close`, as ``h5`` (resizable datasets) or ``tsv``. Memory holds one block, not the output."""
+    :meth:`close`, as ``h5`` (resizable datasets; ``completed`` counts the rows on the device) or ``tsv``.
+    Memory holds one block, not the output.
 
-    def __init__(self, path: Path, kind: str, axis: dict[str, np.ndarray], stats: Sequence[str]):
+    ``resume=True`` continues the file an interrupted run left: its complete rows stay (:attr:`written`), a
+    torn last line and any notes are cut off (the run adds the notes again); a file that cannot be read so is
+    started again."""
+
+    def __init__(self, path: Path, kind: str, axis: dict[str, np.ndarray], stats: Sequence[str],
+                 resume: bool = False):
         self.path, self.kind, self.axis, self.stats = path, kind, axis, tuple(stats)
         self.pending = GeneTable.empty(self.stats)
         self.notes: list[dict] = []
+        self.written = 0
+        self.handle = None
+        if resume:
+            self.written = self._reopen_tsv() if kind == "tsv" else self._reopen_h5()
+        if self.handle is not None:
+            return
         self.written = 0
         if kind == "tsv":
             self.handle = open(path, "w", encoding="utf-8")
@@ -148,6 +187,48 @@ class GeneWriter:
             self.handle.create_dataset(f"tracks/{name}", data=axis[name], dtype=strings)
         for name in ("plus", "minus"):
             self.handle.create_dataset(f"tracks/{name}", data=axis[name].astype(np.int64))
+        self.handle.attrs["completed"] = 0
+
+    def _reopen_tsv(self) -> int:
+        """The complete rows of the table (cut after the last of them), opened for appending."""
+        header = (_tsv_header(self.axis, self.stats) + "\n").encode("utf-8")
+        try:
+            with open(self.path, "r+b") as handle:
+                if handle.readline() != header:
+                    return 0
+                rows, kept = 0, len(header)
+                for line in handle:  # rows come first; a note's line has its ``note`` field filled
+                    if not line.endswith(b"\n") or line.split(b"\t", len(ROW_FIELDS) + 1)[len(ROW_FIELDS)]:
+                        break
+                    rows, kept = rows + 1, kept + len(line)
+                handle.truncate(kept)
+        except FileNotFoundError:
+            return 0
+        self.handle = open(self.path, "a", encoding="utf-8")
+        return rows
+
+    def _reopen_h5(self) -> int:
+        """The ``completed`` rows of the file, opened with every row dataset cut to them and no notes."""
+        try:
+            handle = hdf5.open_hdf5(self.path, "a")
+        except OSError:  # killed before the file was complete enough to open
+            return 0
+        try:
+            rows = int(handle.attrs["completed"])
+            datasets = [handle[f"rows/{field}"] for field in ROW_FIELDS]
+            datasets += [handle[f"scores/{stat}"] for stat in self.stats]
+            if any(dataset.shape[0] < rows for dataset in datasets):
+                raise ValueError(f"{self.path}: fewer rows than completed")
+            for dataset in datasets:
+                dataset.resize(rows, axis=0)
+            for field in NOTE_FIELDS:
+                handle[f"notes/{field}"].resize(0, axis=0)
+            hdf5.check(handle)
+        except (OSError, KeyError, ValueError):
+            hdf5.close(handle)
+            return 0
+        self.handle = handle
+        return rows
 
     def add(self, table: "GeneTable") -> None:
         """Append ``table``'s rows (written block by block) and notes (kept for :meth:`close`)."""
@@ -163,12 +244,15 @@ class GeneWriter:
                                  {stat: self.pending.scores[stat][count:] for stat in self.stats}, [])
         if self.kind == "tsv":
             self.handle.writelines(line + "\n" for line in _tsv_rows(rows, scores, self.stats))
+            self.handle.flush()  # a killed run leaves whole blocks for the next one to resume
         else:
             self._append("rows", ROW_FIELDS, rows)
             for stat in self.stats:
                 dataset = self.handle[f"scores/{stat}"]
                 dataset.resize(self.written + count, axis=0)
                 dataset[self.written :] = np.stack(scores[stat]).astype(np.float32)
+            hdf5.check(self.handle)  # the rows are on the device before ``completed`` counts them
+            self.handle.attrs["completed"] = self.written + count
             hdf5.check(self.handle)
         self.written += count
 
@@ -186,13 +270,26 @@ class GeneWriter:
             self._write(len(self.pending.rows))
         if self.kind == "tsv":
             self.handle.writelines(line + "\n" for line in _tsv_notes(self.notes, self.axis, self.stats))
-            self.handle.close()
-            return
-        if self.notes:
+        elif self.notes:
             self._append("notes", NOTE_FIELDS, self.notes)
-        error = hdf5.close(self.handle)
+        handle, self.handle = self.handle, None
+        if self.kind == "tsv":
+            handle.close()
+            return
+        error = hdf5.close(handle)
         if error is not None:
             raise error
+
+    def abandon(self) -> None:
+        """After an error (or a kill, in tests): close the file as it is, without the rows still pending or the
+        notes; the whole blocks written stay for a resumed run."""
+        handle, self.handle = self.handle, None
+        if handle is None:
+            return
+        if self.kind == "tsv":
+            close_quietly(handle)
+        else:
+            hdf5.close(handle)
 
 
 def read_blocks(path: Path, kind: str, stats: Sequence[str]) -> Iterator[GeneTable]:
@@ -258,48 +355,107 @@ def _tsv_notes(notes: list[dict], axis: dict[str, np.ndarray], stats: Sequence[s
 
 
 # A run ------------------------------------------------------------------------------------------------------
+OPTION_FLAGS = {"head": "--head", "sequence_length": "--length", "centre": "--centre", "reverse_complement": "--rc",
+                "indels": "--indels", "plain": "--plain", "batch_size": "--batch-size", "stats": "--stats",
+                "tracks": "--tracks"}
+"""The command-line option of each :class:`GeneOptions` field, named when a finished output's differ."""
+
+
+def refuse_other_inputs(output: Output, fingerprint: str, inputs: dict, options: GeneOptions) -> None:
+    """Refuse (unless ``--overwrite``) a finished ``OUT`` computed from other inputs in one line that names what
+    differs: the VCF, GTF, FASTA and targets by their digests, the weights by their identity, each option by its
+    value. ``inputs`` holds this run's digests and its ``weights`` record. An output whose record names no
+    difference is left to the existing-output rule."""
+    record = output.recorded()
+    if output.overwrite or not record or record.get("fingerprint") in (None, fingerprint):
+        return
+    recorded = record.get("inputs") or {}
+    differ = [name.upper() if name in ("vcf", "gtf") else name for name in ("vcf", "gtf", "fasta", "targets")
+              if value_digest(recorded.get(name)) != value_digest(inputs.get(name))]
+    identity = [{key: (weights or {}).get(key) for key in ("tensors", "config")}
+                for weights in (recorded.get("weights"), inputs.get("weights"))]
+    if value_digest(identity[0]) != value_digest(identity[1]):
+        differ.append("weights")
+    settings = (record.get("settings") or {}).get("options") or {}
+    differ += [flag for name, flag in OPTION_FLAGS.items()
+               if value_digest(settings.get(name)) != value_digest(getattr(options, name))]
+    if differ:
+        raise UserError(f"{output.path} was written from other inputs ({', '.join(differ)} differ); pass "
+                        "--overwrite to replace it")
+
+
+def resume_point(genome: Genome, windows: Sequence[GeneWindow], geometry: Geometry, rows: int
+                 ) -> tuple[int, int, list[GeneNote]]:
+    """Where a run over ``windows`` continues when its file holds their first ``rows`` rows: (the first window
+    not written whole, how many of its rows are written, the notes of the windows before it). Only the
+    windows' plans are needed (:func:`senformer.analysis.gene_scores.plan_window`), no model."""
+    done, notes = 0, []
+    if rows == 0:
+        return 0, 0, notes
+    for index, window in enumerate(windows):
+        plan = plan_window(genome, window, geometry)
+        if done + plan.rows > rows:
+            return index, rows - done, notes
+        done += plan.rows
+        notes += plan.notes
+    if done != rows:
+        raise RuntimeError(f"a partial output of {rows} rows for windows of {done} rows, under one fingerprint")
+    return len(windows), 0, notes
+
+
 def write_gene_scores(models: Sequence, genome: Genome, variants: Sequence[Variant], genes: Sequence[Gene],
                       table: pd.DataFrame, output: Output, options: GeneOptions, progress: bool = False
                       ) -> Path | None:
     """Score ``variants`` for ``genes`` with ``models`` (replicates, averaged score by score) into ``output``
     (opened and decided by the caller; a sharded one writes this shard's windows into its part and merges when
-    every part is done). Returns the finished path, or None while other shards' parts are missing."""
+    every part is done). A partial output (or part) of the same fingerprint is resumed after its last complete
+    row. Returns the finished path, or None while other shards' parts are missing."""
     from tqdm.auto import tqdm
 
-    from ..windows import Geometry
-
-    length = Geometry.of(models[0].config, options.sequence_length).sequence_length
-    windows, outside = plan_windows(variants, genes, length, options.centre)
-    axis = track_axis(table)
+    geometry = Geometry.of(models[0].config, options.sequence_length)
+    windows, outside = plan_windows(variants, genes, geometry.sequence_length, options.centre)
+    axis = track_axis(table, options.tracks, options.head)
     kind = output_format(output.path)
-    resolved = {"options": dataclasses.asdict(options), "windows": len(windows), "tracks": len(axis["plus"])}
+    resolved = {"options": dataclasses.asdict(options), "windows": len(windows), "tracks": len(axis["plus"]),
+                "track_names": axis["identifier"].tolist()}
     last = GeneTable.empty(options.stats)  # the notes of variants in no window come last
     last.add([], outside)
 
-    def compute(path: Path, first: int, stop: int, with_last: bool) -> None:
-        writer = GeneWriter(path, kind, axis, options.stats)
-        try:
-            for window in tqdm(windows[first:stop], desc="gene windows", disable=not progress):
-                scored = GeneTable.empty(options.stats)
-                scored.add(*score_window(models, genome, window, table, head=options.head, sequence_length=length,
-                                         reverse_complement=options.reverse_complement, indels=options.indels,
-                                         plain=options.plain, batch_size=options.batch_size))
-                writer.add(scored)
-            if with_last:
-                writer.add(last)
-        finally:
-            writer.close()
+    def compute(target: Output, first: int, stop: int, with_last: bool) -> None:
+        """Windows ``first`` to ``stop`` into ``target``'s partial output, after the rows it already holds."""
+        partial = target.start()
+        with target.writing("the gene scores"):
+            writer = GeneWriter(partial, kind, axis, options.stats, resume=target.resume)
+            try:
+                start, skip, notes = resume_point(genome, windows[first:stop], geometry, writer.written)
+                if start or skip:
+                    target.say(f"{partial}: resuming after {writer.written:,} rows, at window {first + start + 1:,}")
+                written = GeneTable.empty(options.stats)
+                written.add([], notes)
+                writer.add(written)
+                for window in tqdm(windows[first + start : stop], desc="gene windows", initial=start,
+                                   total=stop - first, disable=not progress):
+                    scores, notes = score_window(
+                        models, genome, window, table, head=options.head, sequence_length=geometry.sequence_length,
+                        reverse_complement=options.reverse_complement, indels=options.indels, plain=options.plain,
+                        batch_size=options.batch_size, columns=axis["columns"])
+                    scored = GeneTable.empty(options.stats)
+                    scored.add(scores[skip:], notes)  # a window cut by the kill: its first rows are written
+                    skip = 0
+                    writer.add(scored)
+                if with_last:
+                    writer.add(last)
+                writer.close()
+            except BaseException:
+                writer.abandon()  # closed once, as it is: the first error is the one reported
+                raise
 
     if output.sharded is None:
-        partial = output.start()
-        with output.writing("the gene scores"):
-            compute(partial, 0, len(windows), with_last=True)
+        compute(output, 0, len(windows), with_last=True)
         return output.finish(**resolved)
     with output.part(len(windows)) as part:
         if not part.done:
-            part.output.start()
-            with part.output.writing("the gene scores"):
-                compute(part.output.partial, part.first, part.stop, with_last=False)
+            compute(part.output, part.first, part.stop, with_last=False)
             part.output.finish()
 
     def merge(parts: list[Path], records: list[dict], partial: Path) -> dict:
@@ -310,8 +466,10 @@ def write_gene_scores(models: Sequence, genome: Genome, variants: Sequence[Varia
                     for block in read_blocks(path, kind, options.stats):
                         writer.add(block)
             writer.add(last)
-        finally:
             writer.close()
+        except BaseException:
+            writer.abandon()
+            raise
         return resolved
 
     return output.sharded.merge(merge)

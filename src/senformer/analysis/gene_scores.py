@@ -67,7 +67,8 @@ CENTRES = ("variant", "gene")
 
 @dataclass(frozen=True)
 class GeneScore:
-    """Scores of one variant for one gene: ``{stat: (tracks,) float64}``, tracks as :func:`gene_tracks`."""
+    """Scores of one variant for one gene: ``{stat: (tracks,) float64}``, tracks as :func:`gene_tracks` (those
+    :func:`score_window` was asked for)."""
 
     variant: Variant
     gene: Gene
@@ -123,8 +124,9 @@ def sed_scores(reference: np.ndarray, alternative: np.ndarray, bins: np.ndarray,
     def summed(coverage) -> np.ndarray:
         chosen = np.asarray(coverage, dtype=np.float64)[bins]
         chosen = chosen if tracks is None else chosen[:, tracks]
-        # C order fixes the order of the additions: a gathered column block can come back in Fortran order.
-        return np.ascontiguousarray(chosen).sum(axis=0)
+        # Bin after bin for every track: a track's sum then never depends on which other tracks are summed
+        # with it (NumPy sums a single column, or a block gathered in Fortran order, pairwise instead).
+        return np.add.accumulate(chosen, axis=0)[-1]
 
     reference_sum, alternative_sum = summed(reference), summed(alternative)
     return {"SED": alternative_sum - reference_sum,
@@ -208,32 +210,27 @@ def plan_windows(variants: Sequence[Variant], genes: Sequence[Gene], sequence_le
 
 
 # Scoring ----------------------------------------------------------------------------------------------------
-def score_window(models: Sequence[torch.nn.Module], genome: Genome, window: GeneWindow, table: pd.DataFrame, *,
-                 head: str = "human", sequence_length: int | None = None, reverse_complement: bool = True,
-                 indels: str = "refill", plain: bool = False, batch_size: int = 4
-                 ) -> tuple[list[GeneScore], list[GeneNote]]:
-    """SED and logSED of every variant of ``window`` for every gene of ``window.genes`` with exon bins in its
-    output, averaged over ``models`` (replicates, score by score).
+@dataclass(frozen=True)
+class WindowPlan:
+    """What a window scores, known before any model runs: its input ``bases`` (for a deletion, with the bases
+    beyond it), the genes with exon bins in its output (``chosen``: (gene, (exon bins,))), the variants'
+    edits and the notes of what is not scored. A run resumed after some windows rebuilds their notes from it."""
 
-    Args:
-        models: Borzoi models in eval mode with the same geometry; ``table``: the track table of ``head``.
-        sequence_length: input bp (None: the model's default).
-        indels: ``refill`` or ``calico`` (module docstring; calico's only for a one-variant window).
-        plain: run whole windows instead of the edit engine (the same numbers).
-    Returns:
-        (scores, notes): a :class:`GeneScore` per scored (variant, gene) in variant then gene order; a
-        :class:`GeneNote` for each variant not scored (its allele, its REF, no gene) and each gene without
-        exon bins in the output.
-    """
-    from ..edits import Edit, EditEngine
-    from ..sequence import tokens
+    bases: str
+    chosen: tuple[tuple[Gene, np.ndarray], ...]
+    edits: tuple[tuple[Variant, object], ...]  # (variant, senformer.edits.Edit)
+    notes: tuple[GeneNote, ...]
 
-    if not models:
-        raise ValueError("score_window needs at least one model")
-    if indels not in INDEL_RULES:
-        raise UserError(f"indels={indels!r}: choose {' or '.join(INDEL_RULES)}")
-    geometry = Geometry.of(models[0].config, sequence_length)
-    length = geometry.sequence_length
+    @property
+    def rows(self) -> int:
+        """Scored (variant, gene) rows of the window."""
+        return len(self.edits) * len(self.chosen)
+
+
+def plan_window(genome: Genome, window: GeneWindow, geometry: Geometry) -> WindowPlan:
+    """The :class:`WindowPlan` of ``window`` for a model of ``geometry`` (notes in :func:`score_window`'s order)."""
+    from ..edits import Edit
+
     output_start = window.start + geometry.offset_bins * geometry.bin_size
     output_end = output_start + geometry.output_bp
     notes: list[GeneNote] = []
@@ -248,7 +245,7 @@ def score_window(models: Sequence[torch.nn.Module], genome: Genome, window: Gene
         else:
             no_exon.append(gene)
     flank = max([0] + [len(variant.ref) - len(variant.alt) for variant in window.variants])
-    bases = genome.fetch(Interval(window.chrom, window.start, window.start + length + flank))
+    bases = genome.fetch(Interval(window.chrom, window.start, window.start + geometry.sequence_length + flank))
     edits: list[tuple[Variant, Edit]] = []
     for variant in window.variants:
         position = variant.start - window.start
@@ -263,32 +260,76 @@ def score_window(models: Sequence[torch.nn.Module], genome: Genome, window: Gene
                 edits.append((variant, Edit(position, variant.ref, variant.alt, "right")))
             elif not no_exon:
                 notes.append(GeneNote(variant, None, NOTE_NO_GENE))
+    return WindowPlan(bases, tuple(chosen), tuple(edits), tuple(notes))
+
+
+def score_window(models: Sequence[torch.nn.Module], genome: Genome, window: GeneWindow, table: pd.DataFrame, *,
+                 head: str = "human", sequence_length: int | None = None, reverse_complement: bool = True,
+                 indels: str = "refill", plain: bool = False, batch_size: int = 4, columns: np.ndarray | None = None
+                 ) -> tuple[list[GeneScore], list[GeneNote]]:
+    """SED and logSED of every variant of ``window`` for every gene of ``window.genes`` with exon bins in its
+    output, averaged over ``models`` (replicates, score by score).
+
+    Args:
+        models: Borzoi models in eval mode with the same geometry; ``table``: the track table of ``head``.
+        sequence_length: input bp (None: the model's default).
+        indels: ``refill`` or ``calico`` (module docstring; calico's only for a one-variant window).
+        plain: run whole windows instead of the edit engine (the same numbers).
+        columns: (kept,) ascending positions on the gene track axis (:func:`gene_tracks`'s order) to score;
+            None: all of them. Only their tracks are untransformed and summed, and each kept score has the
+            bits it has in a run of every track (tests/analysis/test_genes_cli.py).
+    Returns:
+        (scores, notes): a :class:`GeneScore` per scored (variant, gene) in variant then gene order, its
+        scores ``(kept,)``; a :class:`GeneNote` for each variant not scored (its allele, its REF, no gene)
+        and each gene without exon bins in the output.
+    """
+    from ..edits import EditEngine
+    from ..sequence import tokens
+
+    if not models:
+        raise ValueError("score_window needs at least one model")
+    if indels not in INDEL_RULES:
+        raise UserError(f"indels={indels!r}: choose {' or '.join(INDEL_RULES)}")
+    geometry = Geometry.of(models[0].config, sequence_length)
+    length = geometry.sequence_length
+    plan = plan_window(genome, window, geometry)
+    bases, chosen, edits, notes = plan.bases, plan.chosen, plan.edits, list(plan.notes)
     if not edits:
         return [], notes
     if indels == "calico" and len(window.variants) > 1:
         raise UserError("indels='calico' cuts each allele around its own variant: variant-centred windows only")
+
+    # The table rows the kept columns read on either strand (their union, ascending), and where each strand's
+    # columns lie among them: only those rows of the predictions are untransformed.
+    strand_rows = {strand: gene_tracks(table, strand) for strand in "+-"}
+    if columns is not None:
+        strand_rows = {strand: rows[columns] for strand, rows in strand_rows.items()}
+    kept = np.union1d(strand_rows["+"], strand_rows["-"])
+    kept_table = table.iloc[kept].reset_index(drop=True)
+    strand_columns = {strand: np.searchsorted(kept, rows) for strand, rows in strand_rows.items()}
 
     strand_pair = np.array(table["strand_pair"], dtype=np.int64)
     totals: dict[tuple[int, str, str], np.ndarray] = {}
 
     def add(index: int, reference: np.ndarray, alternative: np.ndarray) -> None:
         for gene, bins in chosen:
-            for stat, value in sed_scores(reference, alternative, bins, gene_tracks(table, gene.strand)).items():
+            tracks = strand_columns["+" if gene.strand == "+" else "-"]
+            for stat, value in sed_scores(reference, alternative, bins, tracks).items():
                 key = (index, gene.gene_id, stat)
                 totals[key] = totals[key] + value if key in totals else value
 
     for model in models:
         if indels == "calico" and edits[0][1].changes_length:
-            add(0, *_calico_coverage(model, bases, edits[0][1], length, head, table, reverse_complement))
+            add(0, *_calico_coverage(model, bases, edits[0][1], length, head, table, reverse_complement, kept))
             continue
         engine = EditEngine(model, torch.from_numpy(tokens(bases[:length]).astype(np.int64)), heads=[head],
                             right_flank=torch.from_numpy(tokens(bases[length:]).astype(np.int64)),
                             reverse_complement=reverse_complement, strand_pairs={head: strand_pair},
                             accumulate=torch.float64, plain=plain, batch_size=batch_size)
-        reference = _coverage(engine.reference_output()[head].numpy()[None], table, window)[0]
+        reference = _coverage(engine.reference_output()[head].numpy()[None][..., kept], kept_table, window)[0]
         done = 0
         for batch, outputs in engine.score(edit for _, edit in edits):
-            for offset, alternative in enumerate(_coverage(outputs[head].numpy(), table, window)):
+            for offset, alternative in enumerate(_coverage(outputs[head].numpy()[..., kept], kept_table, window)):
                 add(done + offset, reference, alternative)
             done += len(batch)
     scores = [GeneScore(variant, gene, bins, {stat: totals[(index, gene.gene_id, stat)] / len(models)
@@ -306,8 +347,9 @@ def _coverage(predictions: np.ndarray, table: pd.DataFrame, window: GeneWindow) 
 
 
 def _calico_coverage(model, bases: str, edit, length: int, head: str, table: pd.DataFrame,
-                     reverse_complement: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(reference, alternative) coverage of calico's whole indel windows (:func:`calico_alleles`)."""
+                     reverse_complement: bool, kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(reference, alternative) coverage of the ``kept`` table rows of calico's whole indel windows
+    (:func:`calico_alleles`)."""
     from ..inference import predict_batch
     from ..sequence import tokens, tokens_to_one_hot
 
@@ -318,7 +360,7 @@ def _calico_coverage(model, bases: str, edit, length: int, head: str, table: pd.
     predictions = predict_batch(model, inputs, heads=[head], reverse_complement=reverse_complement,
                                 accumulate=torch.float64,
                                 strand_pairs={head: np.array(table["strand_pair"], dtype=np.int64)})[head].numpy()
-    coverage = undo_squashed_scale(predictions, table)
+    coverage = undo_squashed_scale(predictions[..., kept], table.iloc[kept])
     return coverage[0], coverage[1]
 
 

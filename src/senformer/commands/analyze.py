@@ -277,7 +277,8 @@ def register(subparsers) -> None:
         "bins (strand-matched tracks), alt minus ref and log2(1 + alt) - log2(1 + ref); replicates averaged score "
         "by score. Windows centred on each variant or on each gene; through the edit engine (--plain: whole "
         "windows). Variants outside every gene's window, genes without an exon bin in the window and REF "
-        "mismatches are written as notes, never scored.")
+        "mismatches are written as notes, never scored. Streams rows into OUT.partial, which a rerun with the same "
+        "inputs resumes; OUT appears when complete.")
     genes.add_argument("--weights", action="append", required=True, metavar="PATH",
                        help="Borzoi weights (a name such as borzoi:0, or a file); repeat (or separate by commas) "
                        "for a replicate ensemble")
@@ -289,6 +290,8 @@ def register(subparsers) -> None:
     genes.add_argument("--gtf", required=True, help="gene models (GTF, plain or gzip): each gene's exon rows")
     genes.add_argument("--fasta", required=True, help="genome: hg38, mm10 (downloaded on first use) or a FASTA path")
     genes.add_argument("--head", default="human", help="output head (default: human)")
+    add_tracks_argument(genes, default_help="every track; a stranded pair is one column, read on the gene's own "
+                        "strand, kept when either of its tracks is selected")
     genes.add_argument("--targets", help="Borzoi targets table of the head's tracks (default: the shipped table)")
     add_length_argument(genes)
     genes.add_argument("--centre", choices=["variant", "gene"], default="variant",
@@ -475,10 +478,11 @@ def run_variants(args: argparse.Namespace) -> int:
 
 def run_genes(args: argparse.Namespace) -> int:
     """The existing-output rule runs first (holding the lock) on the digests of the weights, VCF, GTF, FASTA
-    and targets; then the models load and the windows are scored (this shard's, when sharded)."""
+    and targets (a finished output of others refused, naming what differs; a partial of the same resumed); then
+    the models load and the windows are scored (this shard's, when sharded)."""
     import dataclasses
 
-    from ..analysis.gene_outputs import GeneOptions, output_format, write_gene_scores
+    from ..analysis.gene_outputs import GeneOptions, output_format, refuse_other_inputs, track_axis, write_gene_scores
     from ..data.borzoi_targets import borzoi_track_table, read_borzoi_targets
     from ..data.genome import Genome
     from ..data.gtf import read_gtf
@@ -496,12 +500,14 @@ def run_genes(args: argparse.Namespace) -> int:
     resolve_genome_options(args)
     options = GeneOptions(head=args.head, sequence_length=args.length, centre=args.centre, reverse_complement=args.rc,
                           indels=args.indels, plain=args.plain, batch_size=args.batch_size,
-                          stats=tuple(stat.strip() for stat in args.stats.split(",") if stat.strip()))
+                          stats=tuple(stat.strip() for stat in args.stats.split(",") if stat.strip()),
+                          tracks=tuple(args.tracks) if args.tracks else None)
     for name, path in (("VCF/BCF", args.vcf), ("GTF", args.gtf), ("targets", args.targets)):
         if path is not None and not Path(path).is_file():
             raise UserError(f"no such {name} file: {path}")
     genes = read_gtf(args.gtf)  # the inputs are read before any model: a user error costs no load
     table = read_borzoi_targets(args.targets) if args.targets else borzoi_track_table(args.head)
+    track_axis(table, options.tracks, options.head)  # a --tracks value that selects nothing costs no load
     with VariantFile(args.vcf) as vcf:
         variants = list(vcf)
     members = [part.strip() for item in args.weights for part in item.split(",") if part.strip()]
@@ -523,6 +529,7 @@ def run_genes(args: argparse.Namespace) -> int:
         fingerprint = value_digest({"weights": weights.identity, "options": dataclasses.asdict(options),
                                     "inputs": inputs})
         inputs["weights"] = weights_record(weights.identity, weights.files, overrides)
+        refuse_other_inputs(output, fingerprint, inputs, options)
         if shard is None:
             output.decide(fingerprint, settings=settings, inputs=inputs)
         else:
