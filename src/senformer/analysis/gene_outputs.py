@@ -23,9 +23,10 @@ untransformed and summed: each kept score equals that column of a run of every t
 **Resume.** Rows stream into ``OUT.partial`` (a shard's part likewise) under the existing-output rule. A run
 stopped on the way (killed, a full disk) leaves its complete rows there; the next run with the same inputs and
 options (the same fingerprint) keeps them, rebuilds the notes of the windows they cover without a model
-(:func:`resume_point`) and scores from the first window not written whole. A ``.tsv`` then has the bytes of an
-uninterrupted run; an ``.h5`` the same datasets. A finished ``OUT`` of other inputs is refused, naming what
-differs (:func:`refuse_other_inputs`), unless ``--overwrite``; a partial of other inputs is started again.
+(:func:`resume_point`) and scores from the first window not written whole; an ``.h5``'s rows are replayed into a
+new file first (:meth:`senformer.outputs.Output.set_aside`, :meth:`GeneWriter.replay`). Either format then has
+the bytes of an uninterrupted run. A finished ``OUT`` of other inputs is refused, naming what differs
+(:func:`refuse_other_inputs`), unless ``--overwrite``; a partial of other inputs is started again.
 """
 
 from __future__ import annotations
@@ -151,9 +152,10 @@ class GeneWriter:
     :meth:`close`, as ``h5`` (resizable datasets; ``completed`` counts the rows on the device) or ``tsv``.
     Memory holds one block, not the output.
 
-    ``resume=True`` continues the file an interrupted run left: its complete rows stay (:attr:`written`), a
-    torn last line and any notes are cut off (the run adds the notes again); a file that cannot be read so is
-    started again."""
+    ``resume=True`` continues the ``tsv`` an interrupted run left: its complete rows stay, a torn last line and
+    any notes are cut off (the run adds the notes again); a file that cannot be read so is started again. An
+    ``h5`` is written anew instead, its rows replayed from the interrupted one (:meth:`replay`).
+    :attr:`rows` counts the rows either holds."""
 
     def __init__(self, path: Path, kind: str, axis: dict[str, np.ndarray], stats: Sequence[str],
                  resume: bool = False):
@@ -162,8 +164,8 @@ class GeneWriter:
         self.notes: list[dict] = []
         self.written = 0
         self.handle = None
-        if resume:
-            self.written = self._reopen_tsv() if kind == "tsv" else self._reopen_h5()
+        if resume and kind == "tsv":
+            self.written = self._reopen_tsv()
         if self.handle is not None:
             return
         self.written = 0
@@ -207,28 +209,27 @@ class GeneWriter:
         self.handle = open(self.path, "a", encoding="utf-8")
         return rows
 
-    def _reopen_h5(self) -> int:
-        """The ``completed`` rows of the file, opened with every row dataset cut to them and no notes."""
+    def replay(self, earlier: Path) -> None:
+        """Write the complete rows of ``earlier`` (the ``h5`` file of an interrupted run, set aside) again, block
+        by block as that run wrote them, so the file grows as an uninterrupted run's does (HDF5 would place what
+        it adds to a reopened file elsewhere); a file that cannot be read so adds nothing."""
+        import h5py
+
         try:
-            handle = hdf5.open_hdf5(self.path, "a")
+            source = h5py.File(earlier, "r")
         except OSError:  # killed before the file was complete enough to open
-            return 0
-        try:
-            rows = int(handle.attrs["completed"])
-            datasets = [handle[f"rows/{field}"] for field in ROW_FIELDS]
-            datasets += [handle[f"scores/{stat}"] for stat in self.stats]
-            if any(dataset.shape[0] < rows for dataset in datasets):
-                raise ValueError(f"{self.path}: fewer rows than completed")
-            for dataset in datasets:
-                dataset.resize(rows, axis=0)
-            for field in NOTE_FIELDS:
-                handle[f"notes/{field}"].resize(0, axis=0)
-            hdf5.check(handle)
-        except (OSError, KeyError, ValueError):
-            hdf5.close(handle)
-            return 0
-        self.handle = handle
-        return rows
+            return
+        with source:
+            try:
+                rows = int(source.attrs["completed"])
+                datasets = [source[f"rows/{field}"] for field in ROW_FIELDS]
+                datasets += [source[f"scores/{stat}"] for stat in self.stats]
+                if any(dataset.shape[0] < rows for dataset in datasets):
+                    return
+            except (KeyError, ValueError):
+                return
+            for start in range(0, rows, BLOCK_ROWS):
+                self.add(_h5_rows(source, start, min(start + BLOCK_ROWS, rows), self.stats))
 
     def add(self, table: "GeneTable") -> None:
         """Append ``table``'s rows (written block by block) and notes (kept for :meth:`close`)."""
@@ -255,6 +256,11 @@ class GeneWriter:
             self.handle.attrs["completed"] = self.written + count
             hdf5.check(self.handle)
         self.written += count
+
+    @property
+    def rows(self) -> int:
+        """Rows added so far, written or pending."""
+        return self.written + len(self.pending.rows)
 
     def _append(self, group: str, fields: Sequence[str], records: list[dict]) -> None:
         for field in fields:
@@ -318,15 +324,18 @@ def read_blocks(path: Path, kind: str, stats: Sequence[str]) -> Iterator[GeneTab
     with h5py.File(path, "r") as handle:
         total = handle["rows/pos"].shape[0]
         for start in range(0, total, BLOCK_ROWS):
-            columns = {field: handle[f"rows/{field}"][start : start + BLOCK_ROWS] for field in ROW_FIELDS}
-            rows = [{field: _value(field, columns[field][index]) for field in ROW_FIELDS}
-                    for index in range(len(columns["pos"]))]
-            yield GeneTable(rows, {stat: list(handle[f"scores/{stat}"][start : start + BLOCK_ROWS]) for stat in stats},
-                            [])
+            yield _h5_rows(handle, start, min(start + BLOCK_ROWS, total), stats)
         columns = {field: handle[f"notes/{field}"][()] for field in NOTE_FIELDS}
         notes = [{field: _value(field, columns[field][index]) for field in NOTE_FIELDS}
                  for index in range(len(columns["pos"]))]
         yield GeneTable([], {stat: [] for stat in stats}, notes)
+
+
+def _h5_rows(handle, start: int, stop: int, stats: Sequence[str]) -> GeneTable:
+    """Rows ``start`` to ``stop`` of an open ``h5`` gene-score file."""
+    columns = {field: handle[f"rows/{field}"][start:stop] for field in ROW_FIELDS}
+    rows = [{field: _value(field, columns[field][index]) for field in ROW_FIELDS} for index in range(stop - start)]
+    return GeneTable(rows, {stat: list(handle[f"scores/{stat}"][start:stop]) for stat in stats}, [])
 
 
 def _value(field: str, value):
@@ -425,11 +434,20 @@ def write_gene_scores(models: Sequence, genome: Genome, variants: Sequence[Varia
         """Windows ``first`` to ``stop`` into ``target``'s partial output, after the rows it already holds."""
         partial = target.start()
         with target.writing("the gene scores"):
-            writer = GeneWriter(partial, kind, axis, options.stats, resume=target.resume)
+            if target.resume and kind == "h5":
+                with target.set_aside() as earlier:
+                    writer = GeneWriter(partial, kind, axis, options.stats)
+                    try:
+                        writer.replay(earlier)
+                    except BaseException:
+                        writer.abandon()
+                        raise
+            else:
+                writer = GeneWriter(partial, kind, axis, options.stats, resume=target.resume)
             try:
-                start, skip, notes = resume_point(genome, windows[first:stop], geometry, writer.written)
+                start, skip, notes = resume_point(genome, windows[first:stop], geometry, writer.rows)
                 if start or skip:
-                    target.say(f"{partial}: resuming after {writer.written:,} rows, at window {first + start + 1:,}")
+                    target.say(f"{partial}: resuming after {writer.rows:,} rows, at window {first + start + 1:,}")
                 written = GeneTable.empty(options.stats)
                 written.add([], notes)
                 writer.add(written)

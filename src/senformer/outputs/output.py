@@ -195,6 +195,23 @@ class Output:
                 return plan.partial
             return rule.start_partial(plan, self.record)
 
+    @contextlib.contextmanager
+    def set_aside(self) -> Iterator[Path]:
+        """The resumed ``OUT.partial`` (a file) moved aside for the block, while the writer writes ``OUT.partial``
+        anew from what it holds: a format whose bytes depend on the file being closed and opened again (HDF5
+        places what it adds after a reopen elsewhere) then resumes into the bytes of an uninterrupted run. The
+        moved file is removed when the block ends; one a kill leaves behind, by the next run's rule."""
+        plan = self._decided()
+        if not plan.resume or plan.kind != FILE:
+            raise RuntimeError(f"{plan.partial}: only a resumed partial file is set aside")
+        aside = rule.resumed_aside(plan.partial)
+        with self.writing("the resumed partial output"):
+            os.replace(plan.partial, aside)
+        try:
+            yield aside
+        finally:
+            aside.unlink(missing_ok=True)
+
     def writing(self, what: str, path: str | os.PathLike | None = None):
         """A block writing ``what`` into the partial output: a write fault there is one line (exit 2)."""
         return faults.writing(path or self.partial, what)

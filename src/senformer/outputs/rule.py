@@ -42,6 +42,11 @@ def partial_path(out: str | os.PathLike) -> Path:
     return out.with_name(out.name + PARTIAL_SUFFIX)
 
 
+def resumed_aside(partial: Path) -> Path:
+    """Where :meth:`senformer.outputs.Output.set_aside` moves a resumed partial file while it is written anew."""
+    return partial.with_name(f".{partial.name}.resumed-{os.getpid()}")
+
+
 def record_path(out: str | os.PathLike, kind: str) -> Path:
     """Where the run record of ``out`` lies: ``OUT/run.json`` for a directory, ``OUT.run.json`` for a file."""
     out = Path(out)
@@ -114,11 +119,11 @@ def plan_output(out: str | os.PathLike, kind: str, fingerprint: str, overwrite: 
     """Apply the existing-output rule (module docstring) to ``out``; call it holding ``OUT.lock``.
 
     Raises :class:`UserError` (one line) when ``out`` must not be replaced; deletes a partial output of
-    other inputs, and the leftovers of an interrupted replacement.
+    other inputs, and the leftovers of an interrupted replacement or resume.
     """
     out, partial = Path(out), partial_path(out)
     check_kind(kind)
-    for leftover in out.parent.glob(f".{out.name}.replaced-*"):
+    for leftover in [*out.parent.glob(f".{out.name}.replaced-*"), *out.parent.glob(f".{partial.name}.resumed-*")]:
         remove(leftover)
     _complete_interrupted_finish(out, kind)
     found = kind_of(out)
