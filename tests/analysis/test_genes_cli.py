@@ -181,3 +181,19 @@ def test_a_killed_run_resumes_to_the_uninterrupted_output(workspace, tmp_path, m
     assert len(windows) == 2 * 2  # windows 2 and 3 (the others hold only notes), two replicates each
     assert out.read_bytes() == whole.read_bytes()
     assert not partial.exists() and not list(tmp_path.glob(".killed*"))  # nor the h5 set aside to be replayed
+
+
+def test_a_killed_shard_resumes_its_part(workspace, tmp_path, monkeypatch, capsys):
+    from senformer.analysis.gene_outputs import GeneWriter
+
+    monkeypatch.setattr("senformer.analysis.gene_outputs.BLOCK_ROWS", 1)
+    whole, split = tmp_path / "whole.h5", tmp_path / "split.h5"
+    assert main(command(workspace, whole)) == 0
+    with monkeypatch.context() as patch:
+        interrupt_after(patch, GeneWriter, appends=1, method="_write")
+        with pytest.raises(Killed):
+            main(command(workspace, split, "--shard", "0/2"))
+    assert main(command(workspace, split, "--shard", "0/2")) == 0
+    assert "resuming after 1 row, at window 1" in capsys.readouterr().err
+    assert main(command(workspace, split, "--shard", "1/2")) == 0
+    assert split.read_bytes() == whole.read_bytes()

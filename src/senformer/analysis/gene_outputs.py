@@ -447,7 +447,8 @@ def write_gene_scores(models: Sequence, genome: Genome, variants: Sequence[Varia
             try:
                 start, skip, notes = resume_point(genome, windows[first:stop], geometry, writer.rows)
                 if start or skip:
-                    target.say(f"{partial}: resuming after {writer.rows:,} rows, at window {first + start + 1:,}")
+                    rows = f"{writer.rows:,} row" + ("s" if writer.rows != 1 else "")
+                    target.say(f"{partial}: resuming after {rows}, at window {first + start + 1:,}")
                 written = GeneTable.empty(options.stats)
                 written.add([], notes)
                 writer.add(written)
