@@ -98,6 +98,24 @@ def test_a_partial_output_resumes_with_the_same_inputs_and_is_replaced_with_othe
     assert sorted(p.name for p in tmp_path.iterdir()) == ["analysis"]
 
 
+def test_a_resumed_partial_set_aside_is_removed_after_its_block_or_by_the_next_run(tmp_path):
+    from senformer.outputs import FILE, Output
+
+    out = tmp_path / "genes.h5"
+    with Output(out, FILE, command="test", fingerprint="inputs-a") as output:
+        output.start().write_text("rows")
+    with Output(out, FILE, command="test", fingerprint="inputs-a") as output:
+        assert output.resume
+        with output.set_aside() as earlier:
+            assert earlier.read_text() == "rows" and not output.partial.exists()
+            output.partial.write_text("rows again")
+        assert not earlier.exists()
+    left = tmp_path / f".genes.h5.partial.resumed-{os.getpid() + 1}"  # a kill inside the block leaves it
+    left.write_text("rows")
+    with Output(out, FILE, command="test", fingerprint="inputs-a") as output:
+        assert output.resume and not left.exists() and output.partial.read_text() == "rows again"
+
+
 def test_an_interrupted_replacement_never_looks_up_to_date(tmp_path, monkeypatch):
     from senformer.outputs.rule import FILE, finish_output, plan_output, start_partial
 
