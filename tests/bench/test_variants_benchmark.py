@@ -64,7 +64,9 @@ def test_the_whole_command_writes_checked_results(tmp_path, capsys):
         assert float(row["speedup"]) == pytest.approx(float(row["plain_seconds"]) / float(row["engine_seconds"]))
         assert float(row["flop_bound"]) > 1
         if row["timing"] in ("steady state", "per variant") and row["scenario"] != "centred-indel":
-            assert float(row["time_bound"]) > 1  # measured floor: the transformer alone (SNVs only)
+            # The floor is the transformer timed alone: a ratio of two timings of a tiny model, positive and
+            # finite but not ordered (no timing is asserted; at tiny width it can fall either side of 1).
+            assert 0 < float(row["time_bound"]) < float("inf")  # SNVs only
             assert float(row["of_time_bound"]) == pytest.approx(float(row["speedup"]) / float(row["time_bound"]))
         elif row["scenario"] == "centred-indel":
             assert row["time_bound"] == ""  # an indel recomputes part of the trunk too: no such floor
