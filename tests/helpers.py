@@ -191,6 +191,36 @@ def seeded_kill_point(seed: int, argv: list[str], env: dict | None = None, spare
     return random.Random(seed).randint(1, points - 1 - spare)
 
 
+
+def training_killed_and_resumed(arguments: list[str], folder: Path, seed: int) -> Path:
+    """``senformer train arguments`` run whole into ``folder/reference``, then again into ``folder/run`` SIGKILLed
+    at a write point drawn with ``seed`` and rerun (``--resume`` where a checkpoint was left): the rerun's weights
+    must equal the uninterrupted run's byte for byte. Returns ``folder/run``."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    reference, run = folder / "reference", folder / "run"
+    kill_at = seeded_kill_point(seed, ["train", *arguments, "--out", str(reference)])
+    code, _, stderr = run_killed_at(["train", *arguments, "--out", str(run)], kill_at)
+    assert code == -signal.SIGKILL, stderr
+    resume = ["--resume"] if list((run / "checkpoints").glob("step-*.pt")) else []
+    if not resume:
+        shutil.rmtree(run)
+    # The rerun as a command like the reference run: the same threads from the same environment (an in-process
+    # run after torch.set_num_threads computes other float bits), so the weights can be compared byte for byte.
+    rerun = subprocess.run([sys.executable, "-m", "senformer", "train", *arguments, "--out", str(run), *resume],
+                           capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    expected, resumed = (load_file(str(folder / "weights" / "model.safetensors")) for folder in (reference, run))
+    assert expected.keys() == resumed.keys()
+    for name, tensor in expected.items():  # exactly the uninterrupted run's weights
+        assert resumed[name].numpy().tobytes() == tensor.numpy().tobytes(), name
+    return run
+
 def strand_passes(model: torch.nn.Module, sequence: torch.Tensor, **options) -> tuple[dict, dict]:
     """(forward, reverse-complement) outputs of ``model`` on ``sequence`` as ``predict_batch`` computes them: one
     call for both strands when the batch is small enough (``inference.MAX_STRAND_BATCH``), else one per strand.

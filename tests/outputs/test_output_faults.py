@@ -22,7 +22,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from helpers import run_killed_at, seeded_kill_point, tiny_model, write_random_chromosome
+from helpers import run_killed_at, seeded_kill_point, tiny_model, training_killed_and_resumed, write_random_chromosome
 
 from senformer import save_model
 from senformer.cli import main
@@ -298,27 +298,8 @@ def test_training_killed_at_a_seeded_write_resumes_from_whole_checkpoints(datase
             f'output_heads={{"human": {statistics["num_targets"]}}}', "--steps", "4",
             "--batch-size", "2", "--checkpoint-every", "1", "--eval-every", "0", "--warmup-steps", "1",
             "--no-progress", "--data", str(dataset / "data")]
-    reference = tmp_path / "reference"
-    kill_at = seeded_kill_point(5, ["train", *tiny, "--out", str(reference)])
-    out = tmp_path / "run"
-    code, _, stderr = run_killed_at(["train", *tiny, "--out", str(out)], kill_at)
-    assert code == -signal.SIGKILL, stderr
-    resume = ["--resume"] if list((out / "checkpoints").glob("step-*.pt")) else []
-    if not resume:
-        shutil.rmtree(out)
-    # The rerun as a command like the reference run: the same threads from the same environment (an in-process
-    # run after torch.set_num_threads computes other float bits), so the weights can be compared byte for byte.
-    rerun = subprocess.run([sys.executable, "-m", "senformer", "train", *tiny, "--out", str(out), *resume],
-                           capture_output=True, text=True)
-    assert rerun.returncode == 0, rerun.stderr
-    from safetensors.torch import load_file
-
+    out = training_killed_and_resumed(tiny, tmp_path, 5)
     from senformer.train.checkpoint import list_checkpoints, load_checkpoint
-
-    expected, resumed = (load_file(str(run / "weights" / "model.safetensors")) for run in (reference, out))
-    assert expected.keys() == resumed.keys()
-    for name, tensor in expected.items():  # exactly the uninterrupted run's weights
-        assert resumed[name].numpy().tobytes() == tensor.numpy().tobytes(), name
 
     # every checkpoint left is whole (a killed save leaves only a temporary file, removed under the lock)
     assert [load_checkpoint(path)["step"] for path in list_checkpoints(out / "checkpoints")][-1] == 4

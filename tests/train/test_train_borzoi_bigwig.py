@@ -88,13 +88,7 @@ def test_tiny_borzoi_learns_the_users_tracks(dataset, tmp_path):
 def test_the_fine_tune_killed_at_a_seeded_write_resumes_to_the_same_bytes(dataset, tmp_path):
     """SIGKILL from outside at a write point drawn with the seed (a checkpoint, the log, the weights), then
     ``--resume`` from what was left: the weights equal the uninterrupted run's byte for byte."""
-    import shutil
-    import signal
-    import subprocess
-    import sys
-
-    from helpers import randomize_, run_killed_at, seeded_kill_point
-    from safetensors.torch import load_file
+    from helpers import randomize_, training_killed_and_resumed
 
     from senformer.model.borzoi import Borzoi
 
@@ -104,19 +98,4 @@ def test_the_fine_tune_killed_at_a_seeded_write_resumes_to_the_same_bytes(datase
     arguments = ["--data", f"human={out}", "--init", str(tmp_path / "init"), "--attention", "bigbird", "--loss",
                  "poisson_mn", "--steps", "4", "--batch-size", "2", "--warmup-steps", "1", "--eval-every", "0",
                  "--checkpoint-every", "1", "--shift", "3", "--no-progress", "--seed", "0"]
-    reference = tmp_path / "reference"
-    kill_at = seeded_kill_point(7, ["train", *arguments, "--out", str(reference)])
-    run = tmp_path / "run"
-    code, _, stderr = run_killed_at(["train", *arguments, "--out", str(run)], kill_at)
-    assert code == -signal.SIGKILL, stderr
-    resume = ["--resume"] if list((run / "checkpoints").glob("step-*.pt")) else []
-    if not resume:
-        shutil.rmtree(run)
-    # A command like the reference run (same threads from the same environment): comparable bit for bit.
-    rerun = subprocess.run([sys.executable, "-m", "senformer", "train", *arguments, "--out", str(run), *resume],
-                           capture_output=True, text=True)
-    assert rerun.returncode == 0, rerun.stderr
-    expected, resumed = (load_file(str(folder / "weights" / "model.safetensors")) for folder in (reference, run))
-    assert expected.keys() == resumed.keys()
-    for name, tensor in expected.items():
-        assert resumed[name].numpy().tobytes() == tensor.numpy().tobytes(), name
+    training_killed_and_resumed(arguments, tmp_path, 7)
