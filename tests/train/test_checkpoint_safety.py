@@ -103,3 +103,11 @@ def test_a_truncated_checkpoint_is_one_line_naming_it(tmp_path):
     with pytest.raises(UserError, match=r"step-00000001.pt is not a readable training checkpoint") as error:
         ckpt.load_checkpoint(cut)
     assert "\n" not in str(error.value)
+
+
+def test_a_checkpoints_step_is_read_back_from_its_name(tmp_path):
+    from senformer.train.checkpoint import checkpoint_name, checkpoint_step
+
+    assert checkpoint_step(tmp_path / checkpoint_name(1200)) == 1200
+    with pytest.raises(ValueError, match="not named like a checkpoint"):
+        checkpoint_step(tmp_path / ".step-00001200.pt.x.partial")

@@ -65,15 +65,17 @@ def model_entries(out: Path, settings: StudySettings, seed: int) -> list[ModelEn
     ]
     # Rows 2 and 3 train nothing: every seed's row 1 gets them (the attention-matters rule needs every seed).
     entries = [entry for entry in entries if entry.key in ("control", "zero-shot") or seed in settings.seeds_of(entry.key)]
-    ran = {run.key for run in study_runs(out, settings) if run.seed == seed}
+    # Each key's own run (the learning-rate runs of rows 5 and 6 are named apart and read below).
+    ran = {run.key: run for run in study_runs(out, settings) if run.name == run_name(run.key, seed)}
     for key in (*FRESH_ROWS, *DESIGN_FRESH, "fresh-ours-deep"):
         if key not in ran:
             continue
-        directory = runs / run_name(key, seed)
-        # Issue 14's rows 5-7 at row 4's steps too; issue 23's rows at rows 5-7's steps only (their runs).
-        for steps in settings.fresh_reported_steps if key in FRESH_ROWS else (settings.fresh_steps,):
+        run = ran[key]
+        directory = runs / run.name
+        # Each phase its run trains to is reported (issue 14's rows 5-7 at row 4's steps too).
+        for steps in run.phases:
             # The run's last phase is its final weights; each earlier one was kept as a snapshot.
-            weights = directory / "weights" if steps == settings.fresh_steps else snapshot_path(directory, steps)
+            weights = directory / "weights" if steps == run.phases[-1] else snapshot_path(directory, steps)
             entries.append(ModelEntry(f"{key}@{steps}", key, steps, None, str(weights)))
     for key in ("no-attention", "full-deep"):
         if key in ran:

@@ -330,7 +330,7 @@ def _design_runs(out: Path, settings: StudySettings, common, fine_tuning, row1, 
         start = settings.full_steps
         for seed in settings.seeds_of("full-plateau"):
             row = run_name(ROW_1, seed)
-            runs.append(Run(run_name("full-plateau", seed), "full-plateau", seed, ("--continue", f"OUT/runs/{row}"),
+            runs.append(Run(run_name("full-plateau", seed), "full-plateau", seed, (),
                             (*range(start + every, most, every), most), (row,), stop=dict(settings.plateau),
                             continues=row, first_step=start))
     return runs
@@ -402,7 +402,8 @@ def run_output(run: Run, out: Path, **record: Any):
               **{name: produced(out / "runs" / name, RUN) for name in run.depends}}
     inside = str(out)
     settings = {"arguments": ["OUT" + argument[len(inside):] if argument.startswith(inside) else argument
-                              for argument in run.arguments], "phases": list(run.phases)}
+                              for argument in run.arguments], "phases": list(run.phases),
+                **({"continues": run.continues, "first_step": run.first_step} if run.continues else {})}
     return Output(out / "runs" / run.name, DIRECTORY, command=RUN, settings={**settings, **record}, inputs=inputs,
                   fingerprint=fingerprint(RUN, settings, inputs), grown=True)
 
@@ -475,10 +476,10 @@ def _seed_continuation(source: Path, directory: Path, steps: int) -> None:
     """Start ``directory`` as ``source`` stood at its end: its settings, inputs, logs and the checkpoint of
     step ``steps`` (weights, optimiser, data position, random states), so ``--resume`` trains the same run on.
     Assembled in ``directory.partial`` and renamed: a killed copy leaves no half-seeded run."""
-    from ..train.checkpoint import latest_checkpoint
+    from ..train.checkpoint import checkpoint_step, latest_checkpoint
 
     checkpoint = latest_checkpoint(source / "checkpoints")
-    reached = None if checkpoint is None else int("".join(ch for ch in Path(checkpoint).stem if ch.isdigit()) or 0)
+    reached = None if checkpoint is None else checkpoint_step(checkpoint)
     if reached != steps:
         raise UserError(f"{source} should end with the checkpoint of step {steps} to continue from, "
                         f"but its latest is {checkpoint}")
@@ -493,12 +494,12 @@ def _seed_continuation(source: Path, directory: Path, steps: int) -> None:
 
 
 def _phase_after_checkpoint(directory: Path, phases: Sequence[int]) -> int:
-    from ..train.checkpoint import latest_checkpoint
+    from ..train.checkpoint import checkpoint_step, latest_checkpoint
 
     latest = latest_checkpoint(directory / "checkpoints")
     if latest is None:
         return 0
-    reached = int("".join(ch for ch in Path(latest).stem if ch.isdigit()) or 0)
+    reached = checkpoint_step(latest)
     return next((index for index, steps in enumerate(phases) if steps > reached), len(phases) - 1)
 
 

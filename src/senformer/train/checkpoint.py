@@ -43,6 +43,14 @@ def checkpoint_name(step: int) -> str:
     return f"step-{step:08d}.pt"
 
 
+def checkpoint_step(path: str | os.PathLike) -> int:
+    """The step a ``step-XXXXXXXX.pt`` file (:func:`checkpoint_name`) holds, read from its name."""
+    match = _NAME.match(Path(path).name)
+    if match is None:
+        raise ValueError(f"{path} is not named like a checkpoint (step-XXXXXXXX.pt)")
+    return int(match.group(1))
+
+
 def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
     """Checkpoints in ``directory``, oldest first."""
     directory = Path(directory)
